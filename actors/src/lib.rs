@@ -1,0 +1,10 @@
+//! Supervised actors of StreamForge and the IO they own.
+//!
+//! Everything with a lifetime lives here: the supervision tree, child
+//! processes, storage and the state database. Wire formats are parsed by
+//! `streamforge-protocols`, never here.
+
+pub mod db;
+pub mod process;
+pub mod storage;
+pub mod supervision;

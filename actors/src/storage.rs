@@ -1,0 +1,530 @@
+//! Byte storage for originals, renditions and segments, through `object_store`.
+//!
+//! [`Storage`] is the one interface the rest of the server uses: a local
+//! directory by default, or an S3-compatible bucket chosen by URL
+//! (`s3://bucket/prefix?endpoint=…&region=…`, credentials from the usual
+//! `AWS_*` environment variables). Writes stream through [`ObjectWriter`]
+//! (multipart: the object appears whole at `finish`, never half-written);
+//! reads stream in bounded chunks, optionally for a byte range.
+//!
+//! Every key goes through [`ObjectKey`], which only admits generated-looking
+//! names, so no request can name a path outside the store.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use object_store::prefix::PrefixStore;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+
+/// Longest key accepted, in bytes.
+const MAX_KEY_LEN: usize = 512;
+/// Most path segments in a key.
+const MAX_KEY_SEGMENTS: usize = 16;
+/// Part size for multipart writes: S3's minimum part size, so the same writer
+/// works against every backend while holding at most one part in memory.
+const WRITE_PART_SIZE: usize = 5 * 1024 * 1024;
+/// Parts in flight at once per writer; bounds a writer's memory to
+/// `WRITE_PART_SIZE * (WRITE_CONCURRENCY + 1)`.
+const WRITE_CONCURRENCY: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("invalid storage URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    #[error("object {0} not found")]
+    NotFound(ObjectKey),
+    #[error("range {start}..{end} not satisfiable for object {key} of {size} bytes")]
+    RangeNotSatisfiable {
+        key: ObjectKey,
+        start: u64,
+        end: u64,
+        size: u64,
+    },
+    #[error("storage backend failed on {key}: {source}")]
+    Backend {
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("cannot prepare local storage directory {path}: {source}")]
+    LocalDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    fn backend(key: impl fmt::Display, source: object_store::Error) -> Self {
+        StorageError::Backend {
+            key: key.to_string(),
+            source,
+        }
+    }
+
+    fn from_store(key: &ObjectKey, source: object_store::Error) -> Self {
+        match source {
+            object_store::Error::NotFound { .. } => StorageError::NotFound(key.clone()),
+            source => StorageError::backend(key, source),
+        }
+    }
+}
+
+/// A validated object key: `/`-separated segments of `[A-Za-z0-9._-]`, none of
+/// them empty, `.` or `..`, and none starting with a dot.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    pub fn new(key: impl Into<String>) -> Result<Self, StorageError> {
+        let key = key.into();
+        let invalid = |reason| StorageError::InvalidKey {
+            key: key.chars().take(80).collect(),
+            reason,
+        };
+        if key.is_empty() {
+            return Err(invalid("empty"));
+        }
+        if key.len() > MAX_KEY_LEN {
+            return Err(invalid("too long"));
+        }
+        let mut segments = 0;
+        for segment in key.split('/') {
+            segments += 1;
+            if segment.is_empty() {
+                return Err(invalid("empty path segment"));
+            }
+            if segment.starts_with('.') {
+                return Err(invalid("path segment starts with a dot"));
+            }
+            if !segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            {
+                return Err(invalid(
+                    "only letters, digits, '.', '_' and '-' are allowed",
+                ));
+            }
+        }
+        if segments > MAX_KEY_SEGMENTS {
+            return Err(invalid("too many path segments"));
+        }
+        Ok(ObjectKey(key))
+    }
+
+    /// The key of `segment` under this key, validated the same way.
+    pub fn join(&self, segment: &str) -> Result<Self, StorageError> {
+        ObjectKey::new(format!("{}/{segment}", self.0))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn store_path(&self) -> StorePath {
+        // Validation above admits only characters object_store keeps verbatim.
+        StorePath::from(self.0.as_str())
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where the bytes live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Local { root: PathBuf },
+    S3 { bucket: String, prefix: String },
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Backend::Local { root } => write!(f, "local:{}", root.display()),
+            Backend::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            Backend::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// Size and version of a stored object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub last_modified: std::time::SystemTime,
+    /// The backend's entity tag, when it has one.
+    pub e_tag: Option<String>,
+}
+
+/// A read in progress: the object's metadata, the byte range being returned,
+/// and the bytes as a stream of chunks.
+pub struct ObjectRead {
+    pub info: ObjectInfo,
+    pub range: Range<u64>,
+    pub body: BoxStream<'static, Result<Bytes, StorageError>>,
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    backend: Backend,
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Storage")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Storage {
+    /// Local storage rooted at `root`, created if missing.
+    pub fn local(root: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(root).map_err(|source| StorageError::LocalDir {
+            path: root.to_owned(),
+            source,
+        })?;
+        let root = root
+            .canonicalize()
+            .map_err(|source| StorageError::LocalDir {
+                path: root.to_owned(),
+                source,
+            })?;
+        let store = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|source| StorageError::backend(root.display(), source))?
+            // Remove emptied directories on delete, so deleting an asset leaves nothing behind.
+            .with_automatic_cleanup(true);
+        Ok(Storage {
+            store: Arc::new(store),
+            backend: Backend::Local { root },
+        })
+    }
+
+    /// Storage from a URL: `file:///abs/path`, `s3://bucket[/prefix][?endpoint=URL&region=R]`.
+    /// S3 credentials and defaults come from the `AWS_*` environment variables.
+    pub fn from_url(url: &str) -> Result<Self, StorageError> {
+        match parse_url(url)? {
+            Target::Local(path) => Storage::local(&path),
+            Target::Remote(storage) => Ok(storage),
+        }
+    }
+
+    /// Checks a storage URL without touching the backend or the filesystem.
+    pub fn check_url(url: &str) -> Result<(), StorageError> {
+        parse_url(url).map(|_| ())
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Starts a streaming write of `key`. The object becomes visible, whole,
+    /// when [`ObjectWriter::finish`] returns; dropping the writer abandons it.
+    pub async fn writer(&self, key: &ObjectKey) -> Result<ObjectWriter, StorageError> {
+        let upload = self
+            .store
+            .put_multipart(&key.store_path())
+            .await
+            .map_err(|e| StorageError::from_store(key, e))?;
+        Ok(ObjectWriter {
+            key: key.clone(),
+            inner: WriteMultipart::new_with_chunk_size(upload, WRITE_PART_SIZE),
+            written: 0,
+        })
+    }
+
+    /// Writes a small object in one request. Use [`Storage::writer`] for anything
+    /// that arrives in pieces.
+    pub async fn put(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StorageError> {
+        self.store
+            .put(&key.store_path(), PutPayload::from_bytes(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| StorageError::from_store(key, e))
+    }
+
+    pub async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectInfo>, StorageError> {
+        match self.store.head(&key.store_path()).await {
+            Ok(meta) => Ok(Some(info_of(&meta))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(StorageError::backend(key, e)),
+        }
+    }
+
+    /// Streams `key`, or the part of it in `range` (clamped to the object's
+    /// end, as HTTP ranges are). An empty or out-of-bounds range is an error.
+    pub async fn read(
+        &self,
+        key: &ObjectKey,
+        range: Option<Range<u64>>,
+    ) -> Result<ObjectRead, StorageError> {
+        let path = key.store_path();
+        let range = match range {
+            None => None,
+            Some(range) => {
+                let size = self
+                    .head(key)
+                    .await?
+                    .ok_or_else(|| StorageError::NotFound(key.clone()))?
+                    .size;
+                if range.start >= range.end || range.start >= size {
+                    return Err(StorageError::RangeNotSatisfiable {
+                        key: key.clone(),
+                        start: range.start,
+                        end: range.end,
+                        size,
+                    });
+                }
+                Some(range.start..range.end.min(size))
+            }
+        };
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..GetOptions::default()
+        };
+        let result = self
+            .store
+            .get_opts(&path, options)
+            .await
+            .map_err(|e| StorageError::from_store(key, e))?;
+        let info = info_of(&result.meta);
+        let range = result.range.clone();
+        let error_key = key.clone();
+        let body = result
+            .into_stream()
+            .map_err(move |e| StorageError::backend(&error_key, e))
+            .boxed();
+        Ok(ObjectRead { info, range, body })
+    }
+
+    /// Reads a whole small object (a playlist, a manifest) into memory.
+    pub async fn read_all(&self, key: &ObjectKey) -> Result<Bytes, StorageError> {
+        let result = self
+            .store
+            .get(&key.store_path())
+            .await
+            .map_err(|e| StorageError::from_store(key, e))?;
+        result
+            .bytes()
+            .await
+            .map_err(|e| StorageError::backend(key, e))
+    }
+
+    /// Deletes `key`; deleting a missing object is not an error.
+    pub async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
+        match self.store.delete(&key.store_path()).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(StorageError::backend(key, e)),
+        }
+    }
+
+    /// Deletes every object under `prefix` and returns how many there were.
+    pub async fn delete_prefix(&self, prefix: &ObjectKey) -> Result<u64, StorageError> {
+        let mut listing = self.store.list(Some(&prefix.store_path()));
+        let mut deleted = 0;
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| StorageError::backend(prefix, e))?;
+            match self.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => return Err(StorageError::backend(&meta.location, e)),
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Checks that the backend answers: a listing of one page under a key
+    /// that is never written.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        let probe = StorePath::from(".readiness");
+        let mut listing = self.store.list(Some(&probe));
+        match listing.next().await {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(StorageError::backend(&probe, e)),
+        }
+    }
+}
+
+enum Target {
+    Local(PathBuf),
+    Remote(Storage),
+}
+
+fn parse_url(url: &str) -> Result<Target, StorageError> {
+    let invalid = |reason: String| StorageError::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    match parsed.scheme() {
+        "file" => {
+            let path = parsed
+                .to_file_path()
+                .map_err(|()| invalid("a file URL needs an absolute path".into()))?;
+            Ok(Target::Local(path))
+        }
+        "s3" => {
+            let bucket = parsed
+                .host_str()
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| invalid("missing bucket name".into()))?
+                .to_owned();
+            let prefix = parsed.path().trim_matches('/').to_owned();
+            if !prefix.is_empty() {
+                ObjectKey::new(prefix.clone()).map_err(|e| invalid(e.to_string()))?;
+            }
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+            for (name, value) in parsed.query_pairs() {
+                builder = match name.as_ref() {
+                    "endpoint" => {
+                        let plain_http = value.starts_with("http://");
+                        builder
+                            .with_endpoint(value.as_ref())
+                            .with_allow_http(plain_http)
+                    }
+                    "region" => builder.with_region(value.as_ref()),
+                    "virtual_hosted_style" => {
+                        builder.with_virtual_hosted_style_request(value.parse::<bool>().map_err(
+                            |_| invalid("virtual_hosted_style must be true or false".into()),
+                        )?)
+                    }
+                    other => {
+                        return Err(invalid(format!(
+                            "unknown parameter {other:?} (known: endpoint, region, virtual_hosted_style)"
+                        )));
+                    }
+                };
+            }
+            let s3 = builder
+                .build()
+                .map_err(|e| invalid(format!("cannot configure S3: {e}")))?;
+            let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                Arc::new(s3)
+            } else {
+                Arc::new(PrefixStore::new(s3, prefix.as_str()))
+            };
+            Ok(Target::Remote(Storage {
+                store,
+                backend: Backend::S3 { bucket, prefix },
+            }))
+        }
+        other => Err(invalid(format!(
+            "unsupported scheme {other:?} (use file:// or s3://)"
+        ))),
+    }
+}
+
+fn info_of(meta: &object_store::ObjectMeta) -> ObjectInfo {
+    ObjectInfo {
+        size: meta.size,
+        last_modified: meta.last_modified.into(),
+        e_tag: meta.e_tag.clone(),
+    }
+}
+
+/// A streaming write of one object. Holds at most a few parts in memory:
+/// [`ObjectWriter::write`] waits while earlier parts are still uploading.
+pub struct ObjectWriter {
+    key: ObjectKey,
+    inner: WriteMultipart,
+    written: u64,
+}
+
+impl ObjectWriter {
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), StorageError> {
+        self.inner
+            .wait_for_capacity(WRITE_CONCURRENCY)
+            .await
+            .map_err(|e| StorageError::backend(&self.key, e))?;
+        self.written += bytes.len() as u64;
+        self.inner.put(bytes);
+        Ok(())
+    }
+
+    /// Bytes handed to [`ObjectWriter::write`] so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Completes the object; it is visible, whole, once this returns.
+    pub async fn finish(self) -> Result<u64, StorageError> {
+        let key = self.key;
+        self.inner
+            .finish()
+            .await
+            .map_err(|e| StorageError::backend(&key, e))?;
+        Ok(self.written)
+    }
+
+    /// Abandons the write and removes its uploaded parts.
+    pub async fn abort(self) -> Result<(), StorageError> {
+        let key = self.key;
+        self.inner
+            .abort()
+            .await
+            .map_err(|e| StorageError::backend(&key, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_reject_traversal_and_odd_characters() {
+        for bad in [
+            "", "..", "a/../b", "a//b", "/a", "a/", ".hidden", "a/.b", "a\\b", "a b", "a%2e", "é",
+        ] {
+            assert!(ObjectKey::new(bad).is_err(), "{bad:?} should be rejected");
+        }
+        for good in [
+            "a",
+            "assets/01HZX/original",
+            "seg-0001.m4s",
+            "v_1.2/init.mp4",
+        ] {
+            assert_eq!(ObjectKey::new(good).unwrap().as_str(), good);
+        }
+        assert!(ObjectKey::new("x".repeat(MAX_KEY_LEN + 1)).is_err());
+        assert!(ObjectKey::new(vec!["a"; MAX_KEY_SEGMENTS + 1].join("/")).is_err());
+    }
+
+    #[test]
+    fn urls_select_backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(dir.path()).unwrap();
+        let storage = Storage::from_url(url.as_str()).unwrap();
+        assert!(matches!(storage.backend(), Backend::Local { .. }));
+
+        let s3 =
+            Storage::from_url("s3://media/prod?endpoint=http://127.0.0.1:9000&region=eu-west-1")
+                .unwrap();
+        assert_eq!(
+            s3.backend(),
+            &Backend::S3 {
+                bucket: "media".into(),
+                prefix: "prod".into()
+            }
+        );
+
+        for bad in ["ftp://x", "s3://", "s3://b?colour=red", "not a url"] {
+            let err = Storage::from_url(bad).unwrap_err();
+            assert!(
+                matches!(err, StorageError::InvalidUrl { .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The root supervisor.
+//!
+//! Policy: the root starts one [`Branch`] per [`BranchKind`] in `pre_start`.
+//! A branch that stops without the root asking for it (it failed, or was
+//! killed) is restarted after a backoff of 100 ms, doubling per restart, at
+//! most [`MAX_RESTARTS`] times within [`RESTART_WINDOW`]; past that the root
+//! stops with an error, which the server treats as fatal. Stopping the root
+//! stops the branches first, then kills and reaps any child process left.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use super::branch::{Branch, BranchArgs, BranchMsg};
+use super::{ActorCounts, BranchKind};
+use crate::process::Processes;
+
+pub const MAX_RESTARTS: usize = 5;
+pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Root;
+
+pub struct RootArgs {
+    pub counts: ActorCounts,
+    pub processes: Processes,
+}
+
+pub struct RootState {
+    counts: ActorCounts,
+    processes: Processes,
+    branches: HashMap<BranchKind, ActorRef<BranchMsg>>,
+    /// Recent restart times per branch, for the restart limit.
+    restarts: HashMap<BranchKind, Vec<Instant>>,
+}
+
+pub enum RootMsg {
+    /// The current branch of a kind.
+    Branch(BranchKind, RpcReplyPort<ActorRef<BranchMsg>>),
+    /// Restart a branch after its backoff.
+    Restart(BranchKind),
+}
+
+impl Root {
+    async fn spawn_branch(
+        myself: &ActorRef<RootMsg>,
+        state: &mut RootState,
+        kind: BranchKind,
+    ) -> Result<(), ActorProcessingErr> {
+        let (branch, _join) = Actor::spawn_linked(
+            None,
+            Branch,
+            BranchArgs {
+                kind,
+                counts: state.counts.clone(),
+            },
+            myself.get_cell(),
+        )
+        .await?;
+        state.branches.insert(kind, branch);
+        Ok(())
+    }
+
+    fn kind_of(state: &RootState, cell: &ractor::ActorCell) -> Option<BranchKind> {
+        state
+            .branches
+            .iter()
+            .find(|(_, branch)| branch.get_id() == cell.get_id())
+            .map(|(kind, _)| *kind)
+    }
+}
+
+impl Actor for Root {
+    type Msg = RootMsg;
+    type State = RootState;
+    type Arguments = RootArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RootMsg>,
+        args: RootArgs,
+    ) -> Result<RootState, ActorProcessingErr> {
+        let mut state = RootState {
+            counts: args.counts,
+            processes: args.processes,
+            branches: HashMap::new(),
+            restarts: HashMap::new(),
+        };
+        for kind in BranchKind::ALL {
+            Root::spawn_branch(&myself, &mut state, kind).await?;
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RootMsg>,
+        message: RootMsg,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RootMsg::Branch(kind, reply) => {
+                if let Some(branch) = state.branches.get(&kind) {
+                    // The caller may have timed out; nothing to do then.
+                    let _ = reply.send(branch.clone());
+                }
+            }
+            RootMsg::Restart(kind) => {
+                tracing::info!(branch = %kind, "restarting branch");
+                Root::spawn_branch(&myself, state, kind).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RootMsg>,
+        event: SupervisionEvent,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, reason) = match &event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.clone().unwrap_or_else(|| "stopped".into()))
+            }
+            SupervisionEvent::ActorFailed(cell, err) => (cell, format!("failed: {err}")),
+            _ => return Ok(()),
+        };
+        let Some(kind) = Root::kind_of(state, cell) else {
+            return Ok(());
+        };
+        state.branches.remove(&kind);
+        tracing::error!(branch = %kind, %reason, "branch stopped unexpectedly");
+
+        let now = Instant::now();
+        let recent = state.restarts.entry(kind).or_default();
+        recent.retain(|at| now.duration_since(*at) < RESTART_WINDOW);
+        if recent.len() >= MAX_RESTARTS {
+            return Err(format!(
+                "branch {kind} stopped {} times within {:?}; giving up",
+                recent.len() + 1,
+                RESTART_WINDOW
+            )
+            .into());
+        }
+        let backoff = FIRST_BACKOFF * 2u32.pow(recent.len() as u32);
+        recent.push(now);
+        myself.send_after(backoff, move || RootMsg::Restart(kind));
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<RootMsg>,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself
+            .stop_children_and_wait(Some("shutdown".into()), Some(STOP_TIMEOUT))
+            .await;
+        let left = state.processes.kill_all_and_wait(STOP_TIMEOUT).await;
+        if left > 0 {
+            tracing::warn!(left, "child processes still alive after the tree stopped");
+        }
+        Ok(())
+    }
+}

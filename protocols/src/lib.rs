@@ -1,0 +1,7 @@
+//! Sans-IO protocol and format code for StreamForge.
+//!
+//! Nothing in this crate performs IO, spawns tasks or reads a clock: callers
+//! feed bytes and times in, and take bytes, strings and events out. That keeps
+//! every parser and writer testable with byte fixtures and a simulated clock.
+
+pub mod media;

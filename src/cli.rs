@@ -1,0 +1,149 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::LogFormat;
+
+/// StreamForge media server: resumable uploads processed while they arrive,
+/// live ingest, and HLS/DASH delivery from one set of CMAF segments.
+///
+/// Settings come from, highest precedence first: command-line flags, the
+/// TOML file given by --config, STREAMFORGE_* environment variables
+/// (STREAMFORGE_DATA_DIR, STREAMFORGE_HTTP_LISTEN, …: the key in capitals with
+/// its section as a prefix), and built-in defaults.
+#[derive(Debug, Parser)]
+#[command(name = "streamforge", version, max_term_width = 100)]
+pub struct Cli {
+    /// TOML configuration file (see `streamforge config` for every key).
+    #[arg(long, global = true, value_name = "FILE", env = "STREAMFORGE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server until SIGINT or SIGTERM.
+    Serve(Overrides),
+    /// Print the effective configuration as TOML (defaults, environment, file
+    /// and flags merged) and exit; fails with the reason if it is invalid.
+    Config(Overrides),
+}
+
+/// Flags that override configuration keys; each names its key.
+#[derive(Debug, Default, Args)]
+pub struct Overrides {
+    /// Directory for the database and, by default, stored media [key: data_dir; default: ./data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Media storage URL: file:///abs/path or s3://bucket/prefix?endpoint=URL&region=R;
+    /// S3 credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY [key: storage;
+    /// default: <data_dir>/media].
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
+
+    /// Database URL [key: database; default: sqlite://<data_dir>/streamforge.db].
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+
+    /// Address for HTTP/1.1 and HTTP/2 [key: http.listen; default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Largest request head in bytes [key: http.max_header_bytes; default: 16384].
+    #[arg(long, value_name = "BYTES")]
+    pub max_header_bytes: Option<usize>,
+
+    /// Most header fields per request [key: http.max_headers; default: 100].
+    #[arg(long, value_name = "N")]
+    pub max_headers: Option<usize>,
+
+    /// Largest API request body in bytes [key: http.max_body_bytes; default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+
+    /// Close connections with no traffic for this long, e.g. 60s [key: http.idle_timeout].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// Time allowed to send a request head, e.g. 10s [key: http.header_timeout].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub header_timeout: Option<Duration>,
+
+    /// Time in-flight requests get after a shutdown signal, e.g. 10s [key: http.shutdown_grace].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+
+    /// Log filter such as info or streamforge=debug,info; RUST_LOG wins when set [key: log.filter].
+    #[arg(long, value_name = "FILTER")]
+    pub log_filter: Option<String>,
+
+    /// Log line format [key: log.format; default: text].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Overrides {
+    /// The flags that were given, as a partial configuration table.
+    pub fn to_table(&self) -> toml::Table {
+        use toml::Value;
+        let mut root = toml::Table::new();
+        let mut http = toml::Table::new();
+        let mut log = toml::Table::new();
+        let duration = |d: &Duration| Value::String(humantime::format_duration(*d).to_string());
+        let size = |n: &usize| Value::Integer(i64::try_from(*n).unwrap_or(i64::MAX));
+        if let Some(v) = &self.data_dir {
+            root.insert("data_dir".into(), Value::String(v.display().to_string()));
+        }
+        if let Some(v) = &self.storage {
+            root.insert("storage".into(), Value::String(v.clone()));
+        }
+        if let Some(v) = &self.database {
+            root.insert("database".into(), Value::String(v.clone()));
+        }
+        if let Some(v) = &self.listen {
+            http.insert("listen".into(), Value::String(v.to_string()));
+        }
+        if let Some(v) = &self.max_header_bytes {
+            http.insert("max_header_bytes".into(), size(v));
+        }
+        if let Some(v) = &self.max_headers {
+            http.insert("max_headers".into(), size(v));
+        }
+        if let Some(v) = &self.max_body_bytes {
+            http.insert("max_body_bytes".into(), size(v));
+        }
+        if let Some(v) = &self.idle_timeout {
+            http.insert("idle_timeout".into(), duration(v));
+        }
+        if let Some(v) = &self.header_timeout {
+            http.insert("header_timeout".into(), duration(v));
+        }
+        if let Some(v) = &self.shutdown_grace {
+            http.insert("shutdown_grace".into(), duration(v));
+        }
+        if let Some(v) = &self.log_filter {
+            log.insert("filter".into(), Value::String(v.clone()));
+        }
+        if let Some(v) = &self.log_format {
+            let name = match v {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            };
+            log.insert("format".into(), Value::String(name.into()));
+        }
+        if !http.is_empty() {
+            root.insert("http".into(), Value::Table(http));
+        }
+        if !log.is_empty() {
+            root.insert("log".into(), Value::Table(log));
+        }
+        root
+    }
+}

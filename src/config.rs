@@ -1,0 +1,287 @@
+//! Server configuration: embedded defaults, then `STREAMFORGE_*` environment
+//! variables, then the TOML file given by `--config`, then command-line flags;
+//! each layer overrides the ones before it.
+//!
+//! Environment variables name a key with its section: `STREAMFORGE_DATA_DIR`
+//! sets `data_dir`, `STREAMFORGE_HTTP_LISTEN` sets `http.listen`. Every value
+//! is checked at start-up; an invalid one stops the server with a message that
+//! names the key and the problem.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Sections of the configuration; an environment variable whose name (after
+/// the prefix) starts with one of these followed by `_` sets a key in it.
+const SECTIONS: &[&str] = &["http", "log"];
+const ENV_PREFIX: &str = "STREAMFORGE_";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for local state: the database, and stored media unless
+    /// `storage` points elsewhere.
+    pub data_dir: PathBuf,
+    /// Where media bytes are stored: empty for `<data_dir>/media`, or a URL
+    /// (`file:///abs/path`, `s3://bucket/prefix?endpoint=…&region=…`).
+    pub storage: String,
+    /// Database URL: empty for `sqlite://<data_dir>/streamforge.db`.
+    pub database: String,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address for HTTP/1.1 and HTTP/2 (h2c with prior knowledge).
+    pub listen: SocketAddr,
+    /// Largest request head (request line and headers) accepted, in bytes.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request.
+    pub max_headers: usize,
+    /// Largest request body accepted by the API, in bytes (uploads have their own limit).
+    pub max_body_bytes: usize,
+    /// A connection with no bytes moving either way for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Time a client has to send a complete request head.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// How long in-flight requests may run on after a shutdown signal.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `streamforge=debug,tower_http=info`.
+    /// `RUST_LOG`, when set, takes precedence.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            storage: String::new(),
+            database: String::new(),
+            http: HttpConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_body_bytes: 1024 * 1024,
+            idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// A configuration problem, naming the key and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}", describe(.0))]
+    Load(Box<figment::Error>),
+    #[error("invalid value for `{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+    #[error("config file {path} does not exist")]
+    MissingFile { path: PathBuf },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(err: figment::Error) -> Self {
+        ConfigError::Load(Box::new(err))
+    }
+}
+
+/// "invalid value for `http.listen` (from STREAMFORGE_HTTP_LISTEN): …", one
+/// line per problem, naming the key as the TOML file spells it and where the
+/// value came from.
+fn describe(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".").to_ascii_lowercase();
+            let origin = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                Some(figment::Source::File(path)) => format!(" (from {})", path.display()),
+                _ if e
+                    .metadata
+                    .as_ref()
+                    .is_some_and(|m| m.name.contains(ENV_PREFIX)) =>
+                {
+                    format!(
+                        " (from {ENV_PREFIX}{})",
+                        key.replace('.', "_").to_ascii_uppercase()
+                    )
+                }
+                _ if e
+                    .metadata
+                    .as_ref()
+                    .is_some_and(|m| m.name.contains("Serialized")) =>
+                {
+                    " (from a command-line flag)".to_owned()
+                }
+                _ => String::new(),
+            };
+            if key.is_empty() {
+                format!("{}{origin}", e.kind)
+            } else {
+                format!("invalid value for `{key}`{origin}: {}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Loads the layered configuration from the process environment, `file`
+    /// (`--config`) and `overrides`: the command-line flags that were given,
+    /// as a partial TOML table.
+    pub fn load(file: Option<&Path>, overrides: toml::Table) -> Result<Config, ConfigError> {
+        let mut figment =
+            Figment::from(Serialized::defaults(Config::default())).merge(env_provider());
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile {
+                    path: path.to_owned(),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let config: Config = figment.merge(Serialized::globals(overrides)).extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty");
+        }
+        if !self.storage.is_empty() {
+            streamforge_actors::storage::Storage::check_url(&self.storage).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "storage",
+                    problem: e.to_string(),
+                }
+            })?;
+        }
+        if !self.database.is_empty() && !self.database.starts_with("sqlite:") {
+            return invalid(
+                "database",
+                "only sqlite: URLs are supported by this build (e.g. sqlite://./data/streamforge.db)",
+            );
+        }
+        let http = &self.http;
+        if !(1024..=1024 * 1024).contains(&http.max_header_bytes) {
+            return invalid("http.max_header_bytes", "must be between 1024 and 1048576");
+        }
+        if !(1..=1000).contains(&http.max_headers) {
+            return invalid("http.max_headers", "must be between 1 and 1000");
+        }
+        if http.max_body_bytes == 0 {
+            return invalid("http.max_body_bytes", "must be greater than 0");
+        }
+        if http.idle_timeout < Duration::from_secs(1) {
+            return invalid("http.idle_timeout", "must be at least 1s");
+        }
+        if http.header_timeout < Duration::from_millis(100) {
+            return invalid("http.header_timeout", "must be at least 100ms");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
+            return invalid(
+                "log.filter",
+                "not a tracing filter (examples: `info`, `streamforge=debug,info`)",
+            );
+        }
+        Ok(())
+    }
+
+    /// The storage URL in effect.
+    pub fn storage_location(&self) -> StorageLocation {
+        if self.storage.is_empty() {
+            StorageLocation::Local(self.data_dir.join("media"))
+        } else {
+            StorageLocation::Url(self.storage.clone())
+        }
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        if self.database.is_empty() {
+            format!(
+                "sqlite://{}",
+                self.data_dir.join("streamforge.db").display()
+            )
+        } else {
+            self.database.clone()
+        }
+    }
+
+    /// The configuration as TOML, for `streamforge config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Where media bytes go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageLocation {
+    Local(PathBuf),
+    Url(String),
+}
+
+/// `STREAMFORGE_HTTP_LISTEN` → `http.listen`; `STREAMFORGE_DATA_DIR` → `data_dir`.
+fn env_provider() -> Env {
+    Env::prefixed(ENV_PREFIX).map(|key| {
+        let lower = key.as_str().to_ascii_lowercase();
+        SECTIONS
+            .iter()
+            .find_map(|section| {
+                let rest = lower.strip_prefix(section)?.strip_prefix('_')?;
+                Some(format!("{section}.{rest}"))
+            })
+            .unwrap_or(lower)
+            .into()
+    })
+}

@@ -1,0 +1,139 @@
+//! Closes connections on which no byte has moved, in either direction, for
+//! the idle timeout.
+//!
+//! A per-operation read timeout would cut a long download whose client sends
+//! nothing, and a write timeout would cut a blocking playlist reload that is
+//! legitimately quiet; the connection is idle only when both are.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+pin_project! {
+    pub struct IdleTimeout<S> {
+        #[pin]
+        inner: S,
+        deadline: Pin<Box<Sleep>>,
+        timeout: Duration,
+    }
+}
+
+impl<S> IdleTimeout<S> {
+    pub fn new(inner: S, timeout: Duration) -> Self {
+        IdleTimeout {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+        }
+    }
+}
+
+fn on_poll<T>(
+    result: Poll<io::Result<T>>,
+    deadline: &mut Pin<Box<Sleep>>,
+    timeout: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<T>> {
+    match result {
+        Poll::Ready(result) => {
+            deadline.as_mut().reset(Instant::now() + timeout);
+            Poll::Ready(result)
+        }
+        Poll::Pending => match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connection idle for {timeout:?}"),
+            ))),
+            Poll::Pending => Poll::Pending,
+        },
+    }
+}
+
+impl<S: AsyncRead> AsyncRead for IdleTimeout<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        on_poll(
+            this.inner.poll_read(cx, buf),
+            this.deadline,
+            *this.timeout,
+            cx,
+        )
+    }
+}
+
+impl<S: AsyncWrite> AsyncWrite for IdleTimeout<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        on_poll(
+            this.inner.poll_write(cx, buf),
+            this.deadline,
+            *this.timeout,
+            cx,
+        )
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        on_poll(
+            this.inner.poll_write_vectored(cx, bufs),
+            this.deadline,
+            *this.timeout,
+            cx,
+        )
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        on_poll(this.inner.poll_flush(cx), this.deadline, *this.timeout, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn quiet_connections_time_out_and_busy_ones_do_not() {
+        let (client, server) = tokio::io::duplex(64);
+        let mut server = IdleTimeout::new(server, Duration::from_secs(10));
+        let mut client = client;
+
+        // Traffic every 6 s keeps the connection alive past the timeout.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            client.write_all(b"x").await.unwrap();
+            let mut byte = [0u8; 1];
+            server.read_exact(&mut byte).await.unwrap();
+        }
+        let mut byte = [0u8; 1];
+        let err = server.read_exact(&mut byte).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+}

@@ -1,0 +1,135 @@
+//! Middleware every request passes through: path safety, metrics and request
+//! logging, and turning a handler panic into a 500.
+
+use std::any::Any;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::metrics::RequestLabels;
+
+/// Rejects request paths that could name something outside their route's
+/// namespace: dot segments (plain or percent-encoded), encoded slashes and
+/// backslashes, NUL, and empty segments. Every later route parameter can
+/// then be used as an identifier without re-checking for traversal.
+pub async fn reject_unsafe_paths(request: Request, next: Next) -> Response {
+    if let Some(reason) = unsafe_path(request.uri().path()) {
+        return ApiError::new(StatusCode::BAD_REQUEST, "bad_path", reason).into_response();
+    }
+    next.run(request).await
+}
+
+fn unsafe_path(path: &str) -> Option<&'static str> {
+    if !path.starts_with('/') {
+        return Some("path must start with '/'");
+    }
+    let lower = path.to_ascii_lowercase();
+    for encoded in ["%2e", "%2f", "%5c", "%00"] {
+        if lower.contains(encoded) {
+            return Some("percent-encoded '.', '/', '\\' or NUL in path");
+        }
+    }
+    if path.contains('\\') || path.contains('\0') {
+        return Some("'\\' or NUL in path");
+    }
+    // Skip the empty segment before the leading '/'; allow one trailing '/'.
+    let inner = path[1..].strip_suffix('/').unwrap_or(&path[1..]);
+    if path.len() > 1
+        && inner
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Some("empty, '.' or '..' path segment");
+    }
+    None
+}
+
+/// Logs each request and records its count and latency by route and status.
+pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let path: String = request.uri().path().chars().take(200).collect();
+    let version = request.version();
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    tracing::info!(
+        target: "streamforge::access",
+        %method,
+        path,
+        route,
+        ?version,
+        status = status.as_u16(),
+        micros = elapsed.as_micros() as u64,
+        request_id,
+        "request"
+    );
+    state.metrics.observe_request(
+        RequestLabels {
+            method: method.as_str().to_owned(),
+            route,
+            status: status.as_u16(),
+        },
+        elapsed,
+    );
+    response
+}
+
+/// A handler panic becomes a 500 with the standard body; the detail goes to the log only.
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(non-string panic payload)");
+    tracing::error!(detail, "handler panicked");
+    ApiError::internal("internal error; see the server log").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unsafe_path;
+
+    #[test]
+    fn traversal_in_any_spelling_is_refused() {
+        for bad in [
+            "/vod/../etc/passwd",
+            "/vod/%2e%2e/x",
+            "/vod/%2E%2E/x",
+            "/vod/.%2e/x",
+            "/vod/a%2fb",
+            "/vod/a%5cb",
+            "/vod/a\\b",
+            "/vod//x",
+            "/vod/./x",
+            "/files/abc/..",
+            "/x%00",
+        ] {
+            assert!(unsafe_path(bad).is_some(), "{bad} should be refused");
+        }
+        for good in [
+            "/",
+            "/healthz",
+            "/vod/a1/master.m3u8",
+            "/files/abc/",
+            "/a/b.c-d_e",
+        ] {
+            assert_eq!(unsafe_path(good), None, "{good} should pass");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The HTTP front: one router, served over HTTP/1.1 and HTTP/2 (h2c with
+//! prior knowledge) on a TCP listener, with limits on header size, body size,
+//! and idle and header-read time.
+//!
+//! Accept loop → one task per connection → hyper runs one future per request,
+//! so an error stays with its request or connection. On shutdown the listener
+//! closes first, then open connections get `shutdown_grace` to finish.
+
+mod error;
+mod idle;
+mod middleware;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+pub use error::ApiError;
+use streamforge_actors::db::Database;
+use streamforge_actors::storage::Storage;
+use streamforge_actors::supervision::Supervision;
+
+use crate::config::HttpConfig;
+use crate::metrics::Metrics;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub db: Database,
+    pub storage: Storage,
+    pub supervision: Supervision,
+    pub metrics: Arc<Metrics>,
+    pub started: Instant,
+    /// Set once shutdown begins: `/readyz` turns 503 so load balancers drain us.
+    pub draining: Arc<AtomicBool>,
+}
+
+/// The application's routes and middleware.
+pub fn router(state: AppState, http: &HttpConfig) -> Router {
+    let request_id = http::HeaderName::from_static("x-request-id");
+    routes::routes()
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(DefaultBodyLimit::max(http.max_body_bytes))
+        .layer(axum::middleware::from_fn(middleware::reject_unsafe_paths))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::observe,
+        ))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then lets open
+/// connections finish for up to `http.shutdown_grace` and closes the rest.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    http: HttpConfig,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.header_timeout)
+        .max_buf_size(http.max_header_bytes.max(8192))
+        .max_headers(http.max_headers)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(http.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(http.idle_timeout / 2))
+        .keep_alive_timeout(Duration::from_secs(20));
+
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, %err, "cannot set TCP_NODELAY");
+        }
+        let io = TokioIo::new(idle::IdleTimeout::new(stream, http.idle_timeout));
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            app.clone().oneshot(request)
+        });
+        let connection = graceful.watch(
+            builder
+                .serve_connection_with_upgrades(io, service)
+                .into_owned(),
+        );
+        let guard = metrics.connection_opened("tcp");
+        connections.spawn(async move {
+            let _guard = guard;
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, err = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(open = connections.len(), grace = ?http.shutdown_grace, "listener closed; draining connections");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(http.shutdown_grace) => {
+            tracing::warn!(open = connections.len(), "grace period over; closing remaining connections");
+        }
+    }
+    connections.shutdown().await;
+}
+
+/// The address a listener is bound to, for logs and tests.
+pub fn describe(listener: &TcpListener) -> Option<SocketAddr> {
+    listener.local_addr().ok()
+}

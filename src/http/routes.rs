@@ -1,0 +1,110 @@
+//! Operational routes: liveness, readiness, metrics and server information.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderValue, header};
+use serde::Serialize;
+use streamforge_actors::supervision::BranchKind;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// How long a readiness dependency may take before it counts as down.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/server", get(server_info))
+}
+
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+/// Liveness: the process is up and answering.
+async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok" })
+}
+
+/// Readiness: the database and storage answer, the actor tree runs, and the
+/// server is not draining for shutdown.
+async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+    let mut problems = Vec::new();
+    if state.draining.load(Ordering::Relaxed) {
+        problems.push("shutting down".to_owned());
+    }
+    if !state.supervision.is_running() {
+        problems.push("actor tree stopped".to_owned());
+    }
+    match tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => problems.push(format!("database: {err}")),
+        Err(_) => problems.push("database: no answer within 2s".to_owned()),
+    }
+    match tokio::time::timeout(CHECK_TIMEOUT, state.storage.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => problems.push(format!("storage: {err}")),
+        Err(_) => problems.push("storage: no answer within 2s".to_owned()),
+    }
+    if problems.is_empty() {
+        Ok(Json(Status { status: "ready" }))
+    } else {
+        Err(ApiError::unavailable("not_ready", problems.join("; ")))
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(&state.supervision);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct ServerInfo {
+    name: &'static str,
+    version: &'static str,
+    uptime_seconds: u64,
+    storage: String,
+    actors: Vec<BranchCount>,
+    child_processes: usize,
+}
+
+#[derive(Serialize)]
+struct BranchCount {
+    branch: &'static str,
+    actors: i64,
+}
+
+/// What this server is and what it is doing, for operators and the web UI.
+async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
+    Json(ServerInfo {
+        name: env!("CARGO_PKG_NAME"),
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        storage: state.storage.backend().to_string(),
+        actors: BranchKind::ALL
+            .iter()
+            .map(|kind| BranchCount {
+                branch: kind.as_str(),
+                actors: state.supervision.counts().get(*kind),
+            })
+            .collect(),
+        child_processes: state.supervision.processes().len(),
+    })
+}

@@ -1,0 +1,221 @@
+//! The real binary: configuration layering and errors, `--help`, and a clean
+//! stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn streamforge() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_streamforge"));
+    // The tests set exactly the variables they mean to.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("STREAMFORGE_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn effective_config(command: &mut Command) -> toml::Table {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().parse().unwrap()
+}
+
+#[test]
+fn help_explains_every_option() {
+    let output = streamforge().args(["serve", "--help"]).output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in [
+        "--config",
+        "--data-dir",
+        "--storage",
+        "--database",
+        "--listen",
+        "--max-header-bytes",
+        "--max-headers",
+        "--max-body-bytes",
+        "--idle-timeout",
+        "--header-timeout",
+        "--shutdown-grace",
+        "--log-filter",
+        "--log-format",
+    ] {
+        assert!(help.contains(flag), "serve --help lacks {flag}:\n{help}");
+    }
+    let top = streamforge().arg("--help").output().unwrap();
+    let top = String::from_utf8(top.stdout).unwrap();
+    assert!(
+        top.contains("serve") && top.contains("STREAMFORGE_"),
+        "{top}"
+    );
+}
+
+#[test]
+fn flags_beat_the_file_which_beats_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("streamforge.toml");
+    std::fs::write(
+        &file,
+        "data_dir = \"/srv/file\"\n[http]\nlisten = \"127.0.0.1:7001\"\nidle_timeout = \"90s\"\n",
+    )
+    .unwrap();
+
+    let config = effective_config(
+        streamforge()
+            .args(["config", "--config"])
+            .arg(&file)
+            .args(["--listen", "127.0.0.1:7002"])
+            .env("STREAMFORGE_HTTP_LISTEN", "127.0.0.1:7003")
+            .env("STREAMFORGE_HTTP_MAX_HEADERS", "42")
+            .env("STREAMFORGE_DATA_DIR", "/srv/env")
+            .env("STREAMFORGE_LOG_FORMAT", "json"),
+    );
+    let http = config["http"].as_table().unwrap();
+    assert_eq!(http["listen"].as_str(), Some("127.0.0.1:7002"), "flag wins");
+    assert_eq!(
+        config["data_dir"].as_str(),
+        Some("/srv/file"),
+        "file beats env"
+    );
+    assert_eq!(http["idle_timeout"].as_str(), Some("1m 30s"));
+    assert_eq!(
+        http["max_headers"].as_integer(),
+        Some(42),
+        "env beats default"
+    );
+    assert_eq!(config["log"]["format"].as_str(), Some("json"));
+    assert_eq!(
+        http["max_body_bytes"].as_integer(),
+        Some(1024 * 1024),
+        "default"
+    );
+}
+
+fn config_error(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "invalid configuration must exit 2"
+    );
+    String::from_utf8(output.stderr).unwrap()
+}
+
+#[test]
+fn invalid_values_name_the_key_and_the_problem() {
+    let message = config_error(
+        streamforge()
+            .arg("config")
+            .env("STREAMFORGE_HTTP_LISTEN", "not-an-address"),
+    );
+    assert!(message.contains("http.listen"), "{message}");
+    assert!(message.contains("STREAMFORGE_HTTP_LISTEN"), "{message}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[http]\nmax_headers = 0\n").unwrap();
+    let message = config_error(streamforge().args(["config", "--config"]).arg(&file));
+    assert!(message.contains("`http.max_headers`"), "{message}");
+    assert!(message.contains("between 1 and 1000"), "{message}");
+
+    std::fs::write(&file, "[http]\nidle_timout = \"5s\"\n").unwrap();
+    let message = config_error(streamforge().args(["config", "--config"]).arg(&file));
+    assert!(
+        message.contains("idle_timout"),
+        "unknown keys are named: {message}"
+    );
+
+    std::fs::write(&file, "storage = \"ftp://example.com/x\"\n").unwrap();
+    let message = config_error(streamforge().args(["config", "--config"]).arg(&file));
+    assert!(
+        message.contains("`storage`") && message.contains("ftp"),
+        "{message}"
+    );
+
+    let message = config_error(
+        streamforge()
+            .args(["config", "--config"])
+            .arg(dir.path().join("missing.toml")),
+    );
+    assert!(message.contains("does not exist"), "{message}");
+
+    let output = streamforge()
+        .args(["serve", "--listen", "nowhere"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--listen"));
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = streamforge()
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server logs its address").unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if event["message"] == "streamforge listening" {
+            break event["http"].as_str().unwrap().to_owned();
+        }
+    };
+    let body = reqwest::blocking_get(&addr);
+    assert!(body.contains("\"ok\""), "{body}");
+
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("streamforge stopped")),
+        "{rest:#?}"
+    );
+
+    // The run was recorded as cleanly stopped: the next start reports no crash.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = format!("sqlite://{}", dir.path().join("streamforge.db").display());
+        let db = streamforge_actors::db::Database::open(&url).await.unwrap();
+        let (_, unclean) = db.begin_run("test").await.unwrap();
+        assert!(unclean.is_empty(), "{unclean:?}");
+        db.close().await;
+    });
+}
+
+mod reqwest {
+    /// GET /healthz over a plain TCP socket: no async runtime needed here.
+    pub fn blocking_get(addr: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    }
+}
