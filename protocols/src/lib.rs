@@ -4,4 +4,7 @@
 //! feed bytes and times in, and take bytes, strings and events out. That keeps
 //! every parser and writer testable with byte fixtures and a simulated clock.
 
+pub mod cmaf;
+pub mod codec;
 pub mod media;
+pub mod mp4;

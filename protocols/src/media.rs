@@ -6,6 +6,8 @@
 
 use bytes::Bytes;
 
+use crate::codec::CodecConfig;
+
 /// Identifies a track within one presentation (the `track_ID` of `tkhd`/`tfhd`).
 pub type TrackId = u32;
 
@@ -44,3 +46,54 @@ pub enum MediaKind {
     Audio,
 }
 
+/// Everything a CMAF header (init segment) needs to describe one track.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Track {
+    pub id: TrackId,
+    /// Ticks per second of this track's sample times (`mdhd` timescale).
+    pub timescale: u32,
+    pub codec: CodecConfig,
+    /// ISO 639-2/T code, `und` when unknown.
+    pub language: String,
+    /// Media time (in `timescale`) shown at presentation time zero, written as
+    /// a single edit (ISO/IEC 14496-12 §8.6.6); 0 writes no edit list. Encoders
+    /// with B-frames shift by the first composition offset; AAC encoders skip
+    /// their priming samples this way.
+    pub presentation_offset: u64,
+}
+
+impl Track {
+    pub fn new(id: TrackId, timescale: u32, codec: CodecConfig) -> Self {
+        Self {
+            id,
+            timescale,
+            codec,
+            language: "und".to_owned(),
+            presentation_offset: 0,
+        }
+    }
+
+    pub fn kind(&self) -> MediaKind {
+        self.codec.kind()
+    }
+
+    /// Displayed width in pixels, for video.
+    pub fn width(&self) -> Option<u32> {
+        self.codec.width()
+    }
+
+    /// Displayed height in pixels, for video.
+    pub fn height(&self) -> Option<u32> {
+        self.codec.height()
+    }
+
+    /// Output sample rate in Hz, for audio.
+    pub fn sample_rate(&self) -> Option<u32> {
+        self.codec.sample_rate()
+    }
+
+    /// Output channel count, for audio.
+    pub fn channels(&self) -> Option<u16> {
+        self.codec.channels()
+    }
+}

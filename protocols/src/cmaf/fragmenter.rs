@@ -1,0 +1,400 @@
+//! The CMAF fragmenter: a sans-IO state machine that turns samples into
+//! LL-HLS parts (CMAF chunks) and segments, per track.
+//!
+//! # Call order
+//!
+//! 1. [`Fragmenter::new`], then [`Fragmenter::add_track`] once per track;
+//!    [`init_segment`](super::init_segment) gives each track's header.
+//! 2. [`Fragmenter::push`] each sample, in decode order per track (tracks may
+//!    interleave freely). After every `push`, drain [`Fragmenter::poll_event`]
+//!    until it returns `None`.
+//! 3. At end of stream, [`Fragmenter::flush`], then drain `poll_event` again.
+//!    A track may continue after `flush`; its next segment must then start
+//!    with a sync sample again.
+//!
+//! # Cutting rules
+//!
+//! - A segment starts with a sync sample (ISO/IEC 23000-19 §7.3.2.2: a CMAF
+//!   fragment starts with a SAP of type 1 or 2). A new segment starts at the
+//!   first sync sample at least the target segment duration after the
+//!   current segment's start; every audio sample is a sync sample.
+//! - A part ends before the sample that would take it past the target part
+//!   duration, or at the end of its segment. A part that starts with a sync
+//!   sample is *independent* (`EXT-X-PART:INDEPENDENT=YES`).
+//! - Each part is one `moof` + `mdat`; the first part of a segment starts with
+//!   the segment's `styp`. A segment's bytes are exactly the concatenation of
+//!   its parts' bytes, so HLS can address parts as byte ranges of the segment.
+//!
+//! # Timing
+//!
+//! Times are the samples' own integers in the track timescale; nothing is
+//! rounded. A sample's duration in the output is the distance to the next
+//! sample's dts (the stream's timeline wins over a stated duration); the
+//! last sample before [`Fragmenter::flush`] keeps its stated duration. That is
+//! why a part is emitted when the sample after it is pushed: only then is the
+//! duration of its last sample known. Each chunk's `tfdt` is its first
+//! sample's dts, and consecutive segments tile the timeline without gaps.
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+
+use super::fragment::{ChunkSample, write_chunk, write_styp};
+use super::{CmafError, MAX_SAMPLE_SIZE};
+use crate::media::{MediaKind, Sample, Track, TrackId};
+
+/// A target duration in seconds, as an exact fraction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetDuration {
+    pub num: u64,
+    pub den: u64,
+}
+
+impl TargetDuration {
+    pub const fn from_millis(ms: u64) -> Self {
+        Self { num: ms, den: 1000 }
+    }
+
+    pub const fn from_secs(secs: u64) -> Self {
+        Self { num: secs, den: 1 }
+    }
+
+    /// This duration in ticks of `timescale`, rounded down, at least one tick.
+    pub fn ticks(self, timescale: u32) -> u64 {
+        let ticks = u128::from(self.num) * u128::from(timescale) / u128::from(self.den.max(1));
+        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+/// How segments and parts are cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FragmenterConfig {
+    pub segment_duration: TargetDuration,
+    /// `None` makes each segment a single part.
+    pub part_duration: Option<TargetDuration>,
+    /// Sequence number of each track's first segment.
+    pub first_segment_seq: u64,
+}
+
+impl Default for FragmenterConfig {
+    fn default() -> Self {
+        Self {
+            segment_duration: TargetDuration::from_secs(2),
+            part_duration: None,
+            first_segment_seq: 1,
+        }
+    }
+}
+
+/// A finished part: one CMAF chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Part {
+    pub track: TrackId,
+    pub segment_seq: u64,
+    /// Index of this part within its segment, from 0.
+    pub part_index: u32,
+    /// The part starts with a sync sample.
+    pub independent: bool,
+    /// Decode time of the first sample, in the track timescale.
+    pub start_dts: u64,
+    pub duration: u64,
+    /// `moof` + `mdat`, preceded by `styp` for part 0.
+    pub bytes: Bytes,
+}
+
+/// Where a part lies within its segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartInfo {
+    /// Byte range within [`Segment::bytes`].
+    pub range: Range<usize>,
+    pub start_dts: u64,
+    pub duration: u64,
+    pub independent: bool,
+}
+
+/// A finished segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub track: TrackId,
+    pub seq: u64,
+    pub start_dts: u64,
+    pub duration: u64,
+    /// Decode times of the sync samples in the segment; the first is `start_dts`.
+    pub keyframe_dts: Vec<u64>,
+    /// `styp` followed by every part's `moof` + `mdat`.
+    pub bytes: Bytes,
+    pub parts: Vec<PartInfo>,
+}
+
+/// Output of the fragmenter. A segment's `Part`s all come before its `Segment`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Part(Part),
+    Segment(Segment),
+}
+
+struct OpenSegment {
+    seq: u64,
+    start_dts: u64,
+    parts: Vec<PartInfo>,
+    chunks: Vec<Bytes>,
+    len: usize,
+    keyframe_dts: Vec<u64>,
+}
+
+struct TrackState {
+    kind: MediaKind,
+    segment_ticks: u64,
+    part_ticks: Option<u64>,
+    next_segment_seq: u64,
+    next_fragment_seq: u32,
+    last_dts: Option<i64>,
+    segment: Option<OpenSegment>,
+    pending: Vec<ChunkSample>,
+    pending_start: u64,
+    pending_end: u64,
+}
+
+/// Per-presentation CMAF fragmenter; each track is cut independently.
+pub struct Fragmenter {
+    config: FragmenterConfig,
+    tracks: HashMap<TrackId, TrackState>,
+    events: VecDeque<Event>,
+}
+
+impl Fragmenter {
+    pub fn new(config: FragmenterConfig) -> Self {
+        Self {
+            config,
+            tracks: HashMap::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Registers a track; samples for it may follow.
+    pub fn add_track(&mut self, track: &Track) -> Result<(), CmafError> {
+        if track.timescale == 0 {
+            return Err(CmafError::InvalidTrack {
+                track: track.id,
+                reason: "timescale is 0",
+            });
+        }
+        if self.tracks.contains_key(&track.id) {
+            return Err(CmafError::DuplicateTrack { track: track.id });
+        }
+        self.tracks.insert(
+            track.id,
+            TrackState {
+                kind: track.kind(),
+                segment_ticks: self.config.segment_duration.ticks(track.timescale),
+                part_ticks: self.config.part_duration.map(|d| d.ticks(track.timescale)),
+                next_segment_seq: self.config.first_segment_seq,
+                next_fragment_seq: 1,
+                last_dts: None,
+                segment: None,
+                pending: Vec::new(),
+                pending_start: 0,
+                pending_end: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// Adds the next sample of its track. A sample refused by validation is
+    /// dropped and leaves the fragmenter unchanged, so the caller may go on.
+    pub fn push(&mut self, sample: Sample) -> Result<(), CmafError> {
+        let track = sample.track;
+        let state = self
+            .tracks
+            .get_mut(&track)
+            .ok_or(CmafError::UnknownTrack { track })?;
+        let dts = sample.dts;
+        if sample.duration == 0 {
+            return Err(CmafError::ZeroDuration { track, dts });
+        }
+        if sample.data.len() > MAX_SAMPLE_SIZE {
+            return Err(CmafError::SampleTooLarge {
+                track,
+                dts,
+                size: sample.data.len(),
+                max: MAX_SAMPLE_SIZE,
+            });
+        }
+        let Ok(udts) = u64::try_from(dts) else {
+            return Err(CmafError::NegativeDts { track, dts });
+        };
+        if let Some(previous) = state.last_dts
+            && dts <= previous
+        {
+            return Err(CmafError::NonMonotonicDts {
+                track,
+                previous,
+                dts,
+            });
+        }
+        let keyframe = sample.keyframe || state.kind == MediaKind::Audio;
+        if state.segment.is_none() && !keyframe {
+            return Err(CmafError::NotKeyframe { track, dts });
+        }
+        if !state.pending.is_empty() {
+            // The last pending sample's output duration is the gap to this one.
+            let last_dts =
+                state.pending_end - u64::from(state.pending.last().map_or(0, |s| s.duration));
+            let gap = udts - last_dts;
+            let Ok(duration) = u32::try_from(gap) else {
+                return Err(CmafError::GapTooLarge {
+                    track,
+                    dts,
+                    gap: i64::try_from(gap).unwrap_or(i64::MAX),
+                });
+            };
+            if let Some(last) = state.pending.last_mut() {
+                last.duration = duration;
+            }
+            state.pending_end = udts;
+        }
+
+        let segment_due = state
+            .segment
+            .as_ref()
+            .is_some_and(|seg| udts - seg.start_dts >= state.segment_ticks);
+        if keyframe && segment_due {
+            state.close_part(track, &mut self.events)?;
+            state.close_segment(track, &mut self.events);
+        } else if let Some(part_ticks) = state.part_ticks
+            && !state.pending.is_empty()
+            && udts - state.pending_start + u64::from(sample.duration) > part_ticks
+        {
+            state.close_part(track, &mut self.events)?;
+        }
+
+        if state.segment.is_none() {
+            state.segment = Some(OpenSegment {
+                seq: state.next_segment_seq,
+                start_dts: udts,
+                parts: Vec::new(),
+                chunks: Vec::new(),
+                len: 0,
+                keyframe_dts: Vec::new(),
+            });
+            state.next_segment_seq += 1;
+        }
+        if keyframe && let Some(seg) = state.segment.as_mut() {
+            seg.keyframe_dts.push(udts);
+        }
+        if state.pending.is_empty() {
+            state.pending_start = udts;
+        }
+        state.pending_end = udts + u64::from(sample.duration);
+        state.pending.push(ChunkSample {
+            duration: sample.duration,
+            cts_offset: sample.cts_offset,
+            keyframe,
+            data: sample.data,
+        });
+        state.last_dts = Some(dts);
+        Ok(())
+    }
+
+    /// Ends every open part and segment, using the last samples' stated durations.
+    pub fn flush(&mut self) -> Result<(), CmafError> {
+        let mut ids: Vec<TrackId> = self.tracks.keys().copied().collect();
+        ids.sort_unstable();
+        for track in ids {
+            if let Some(state) = self.tracks.get_mut(&track) {
+                state.close_part(track, &mut self.events)?;
+                state.close_segment(track, &mut self.events);
+            }
+        }
+        Ok(())
+    }
+
+    /// The next finished part or segment. Call after every `push` and `flush`
+    /// until it returns `None`.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}
+
+impl TrackState {
+    fn close_part(
+        &mut self,
+        track: TrackId,
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), CmafError> {
+        let (Some(seg), false) = (self.segment.as_mut(), self.pending.is_empty()) else {
+            return Ok(());
+        };
+        let part_index = seg.parts.len() as u32;
+        let mut buf =
+            Vec::with_capacity(self.pending.iter().map(|s| s.data.len()).sum::<usize>() + 256);
+        if part_index == 0 {
+            write_styp(&mut buf).map_err(|source| CmafError::Encode {
+                track,
+                what: "styp",
+                source,
+            })?;
+        }
+        write_chunk(
+            &mut buf,
+            self.next_fragment_seq,
+            track,
+            self.pending_start,
+            &self.pending,
+        )?;
+        self.next_fragment_seq = self.next_fragment_seq.wrapping_add(1).max(1);
+        let bytes = Bytes::from(buf);
+        let duration = self.pending_end - self.pending_start;
+        let independent = self.pending.first().is_some_and(|s| s.keyframe);
+        seg.parts.push(PartInfo {
+            range: seg.len..seg.len + bytes.len(),
+            start_dts: self.pending_start,
+            duration,
+            independent,
+        });
+        seg.len += bytes.len();
+        seg.chunks.push(bytes.clone());
+        events.push_back(Event::Part(Part {
+            track,
+            segment_seq: seg.seq,
+            part_index,
+            independent,
+            start_dts: self.pending_start,
+            duration,
+            bytes,
+        }));
+        self.pending.clear();
+        self.pending_start = self.pending_end;
+        Ok(())
+    }
+
+    fn close_segment(&mut self, track: TrackId, events: &mut VecDeque<Event>) {
+        let Some(seg) = self.segment.take() else {
+            return;
+        };
+        if seg.parts.is_empty() {
+            return;
+        }
+        let bytes = match <[Bytes; 1]>::try_from(seg.chunks) {
+            Ok([only]) => only,
+            Err(chunks) => {
+                let mut all = BytesMut::with_capacity(seg.len);
+                for chunk in &chunks {
+                    all.extend_from_slice(chunk);
+                }
+                all.freeze()
+            }
+        };
+        let duration = seg.parts.iter().map(|p| p.duration).sum();
+        events.push_back(Event::Segment(Segment {
+            track,
+            seq: seg.seq,
+            start_dts: seg.start_dts,
+            duration,
+            keyframe_dts: seg.keyframe_dts,
+            bytes,
+            parts: seg.parts,
+        }));
+    }
+}

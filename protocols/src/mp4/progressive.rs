@@ -1,0 +1,211 @@
+//! Plain (non-fragmented) MP4: the sample tables of `stbl` (ISO/IEC
+//! 14496-12 §8.6–8.7: `stts`, `ctts`, `stss`, `stsz`, `stsc`, `stco`/`co64`)
+//! expanded into samples.
+//!
+//! Call order: [`ProgressiveMp4::parse`] with the whole `moov` box, then
+//! [`ProgressiveMp4::samples`] with the `mdat` box and its file offset.
+//! Samples come out in file order; within a track that is decode order.
+
+use bytes::Bytes;
+use mp4_atom::{Decode, Moov, StszSamples, Trak};
+
+use super::track::track_from_trak;
+use super::{MAX_BOX_SIZE, Mp4Error};
+use crate::media::{Sample, Track, TrackId};
+
+/// Most samples accepted per track (about 55 hours at 30 fps); caps the index.
+pub const MAX_SAMPLES_PER_TRACK: u32 = 6_000_000;
+
+#[derive(Clone, Copy, Debug)]
+struct IndexEntry {
+    track: TrackId,
+    offset: u64,
+    size: u32,
+    dts: i64,
+    cts_offset: i32,
+    duration: u32,
+    keyframe: bool,
+}
+
+/// The tracks and sample index of a plain MP4.
+#[derive(Debug)]
+pub struct ProgressiveMp4 {
+    tracks: Vec<Track>,
+    index: Vec<IndexEntry>,
+}
+
+impl ProgressiveMp4 {
+    /// Parses a complete `moov` box (header included).
+    pub fn parse(moov: &[u8]) -> Result<Self, Mp4Error> {
+        if moov.len() as u64 > MAX_BOX_SIZE {
+            return Err(Mp4Error::BoxTooLarge {
+                kind: "moov".to_owned(),
+                offset: 0,
+                size: moov.len() as u64,
+                max: MAX_BOX_SIZE,
+            });
+        }
+        let moov = Moov::decode(&mut &moov[..]).map_err(|source| Mp4Error::Decode {
+            kind: "moov".to_owned(),
+            offset: 0,
+            source,
+        })?;
+        let mut tracks = Vec::with_capacity(moov.trak.len());
+        let mut index = Vec::new();
+        for trak in &moov.trak {
+            let track = track_from_trak(trak)?;
+            index_track(trak, track.id, &mut index)?;
+            tracks.push(track);
+        }
+        index.sort_by_key(|e| e.offset);
+        Ok(Self { tracks, index })
+    }
+
+    pub fn tracks(&self) -> &[Track] {
+        &self.tracks
+    }
+
+    /// Number of samples over all tracks.
+    pub fn sample_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The samples stored in `mdat`, a whole box that starts at file offset
+    /// `mdat_offset`. A sample outside it yields [`Mp4Error::Invalid`].
+    pub fn samples(
+        &self,
+        mdat: Bytes,
+        mdat_offset: u64,
+    ) -> impl Iterator<Item = Result<Sample, Mp4Error>> + '_ {
+        self.index.iter().map(move |e| {
+            let start = e.offset.checked_sub(mdat_offset);
+            let range = start.and_then(|s| {
+                let s = usize::try_from(s).ok()?;
+                let end = s.checked_add(e.size as usize)?;
+                (end <= mdat.len()).then_some(s..end)
+            });
+            let Some(range) = range else {
+                return Err(Mp4Error::Invalid {
+                    offset: e.offset,
+                    context: "sample",
+                    reason: "sample data lies outside the mdat",
+                });
+            };
+            Ok(Sample {
+                track: e.track,
+                dts: e.dts,
+                cts_offset: e.cts_offset,
+                duration: e.duration,
+                keyframe: e.keyframe,
+                data: mdat.slice(range),
+            })
+        })
+    }
+}
+
+fn invalid(context: &'static str, reason: &'static str) -> Mp4Error {
+    Mp4Error::Invalid {
+        offset: 0,
+        context,
+        reason,
+    }
+}
+
+fn index_track(trak: &Trak, track: TrackId, index: &mut Vec<IndexEntry>) -> Result<(), Mp4Error> {
+    let stbl = &trak.mdia.minf.stbl;
+    let sizes = |i: usize| match &stbl.stsz.samples {
+        StszSamples::Identical { size, .. } => *size,
+        StszSamples::Different { sizes } => sizes.get(i).copied().unwrap_or(0),
+    };
+    let count = match &stbl.stsz.samples {
+        StszSamples::Identical { count, .. } => *count,
+        StszSamples::Different { sizes } => {
+            u32::try_from(sizes.len()).map_err(|_| invalid("stsz", "too many samples"))?
+        }
+    };
+    if count > MAX_SAMPLES_PER_TRACK {
+        return Err(invalid("stsz", "more samples than MAX_SAMPLES_PER_TRACK"));
+    }
+    let count = count as usize;
+    index.reserve(count);
+
+    // stts: decode deltas, run-length coded.
+    let mut durations = stbl
+        .stts
+        .entries
+        .iter()
+        .flat_map(|e| std::iter::repeat_n(e.sample_delta, e.sample_count as usize));
+    // ctts: composition offsets, run-length coded; absent means zero.
+    let mut cts = stbl.ctts.iter().flat_map(|c| {
+        c.entries
+            .iter()
+            .flat_map(|e| std::iter::repeat_n(e.sample_offset, e.sample_count as usize))
+    });
+    // stss: 1-based sync sample numbers, ascending; absent means every sample is sync.
+    let mut sync = stbl
+        .stss
+        .as_ref()
+        .map(|s| s.entries.iter().copied().peekable());
+
+    let chunk_offsets: Vec<u64> = match (&stbl.co64, &stbl.stco) {
+        (Some(co64), _) => co64.entries.clone(),
+        (None, Some(stco)) => stco.entries.iter().map(|&o| u64::from(o)).collect(),
+        (None, None) => return Err(invalid("stbl", "no stco or co64")),
+    };
+
+    // stsc: runs of chunks with the same samples-per-chunk (first_chunk is 1-based).
+    let stsc = &stbl.stsc.entries;
+    let mut sample = 0usize;
+    let mut dts: i64 = 0;
+    for (run, entry) in stsc.iter().enumerate() {
+        let first = (entry.first_chunk as usize)
+            .checked_sub(1)
+            .ok_or(invalid("stsc", "first_chunk is 0"))?;
+        let last = stsc.get(run + 1).map_or(chunk_offsets.len(), |next| {
+            (next.first_chunk as usize).saturating_sub(1)
+        });
+        if last < first || last > chunk_offsets.len() {
+            return Err(invalid("stsc", "chunk runs out of order or past stco"));
+        }
+        for chunk_offset in &chunk_offsets[first..last] {
+            let mut offset = *chunk_offset;
+            for _ in 0..entry.samples_per_chunk {
+                if sample >= count {
+                    break;
+                }
+                let size = sizes(sample);
+                let duration = durations
+                    .next()
+                    .ok_or(invalid("stts", "fewer durations than samples"))?;
+                let cts_offset = i32::try_from(cts.next().unwrap_or(0))
+                    .map_err(|_| invalid("ctts", "offset exceeds i32"))?;
+                let number = sample as u32 + 1;
+                let keyframe = match sync.as_mut() {
+                    None => true,
+                    Some(s) => {
+                        while s.next_if(|&n| n < number).is_some() {}
+                        s.next_if_eq(&number).is_some()
+                    }
+                };
+                index.push(IndexEntry {
+                    track,
+                    offset,
+                    size,
+                    dts,
+                    cts_offset,
+                    duration,
+                    keyframe,
+                });
+                offset = offset
+                    .checked_add(u64::from(size))
+                    .ok_or(invalid("stsz", "sample offsets overflow"))?;
+                dts += i64::from(duration);
+                sample += 1;
+            }
+        }
+    }
+    if sample != count {
+        return Err(invalid("stsc", "chunks hold fewer samples than stsz"));
+    }
+    Ok(())
+}
