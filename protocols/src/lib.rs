@@ -6,5 +6,7 @@
 
 pub mod cmaf;
 pub mod codec;
+pub mod dash;
+pub mod hls;
 pub mod media;
 pub mod mp4;
