@@ -80,6 +80,11 @@ pub struct Overrides {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Option<Duration>,
 
+    /// Memory for hot segments in bytes; 0 turns the cache off [key: http.cache_bytes;
+    /// default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    pub cache_bytes: Option<u64>,
+
     /// Log filter such as info or streamforge=debug,info; RUST_LOG wins when set [key: log.filter].
     #[arg(long, value_name = "FILTER")]
     pub log_filter: Option<String>,
@@ -127,6 +132,12 @@ impl Overrides {
         }
         if let Some(v) = &self.shutdown_grace {
             http.insert("shutdown_grace".into(), duration(v));
+        }
+        if let Some(v) = &self.cache_bytes {
+            http.insert(
+                "cache_bytes".into(),
+                Value::Integer(i64::try_from(*v).unwrap_or(i64::MAX)),
+            );
         }
         if let Some(v) = &self.log_filter {
             log.insert("filter".into(), Value::String(v.clone()));

@@ -55,6 +55,10 @@ pub struct HttpConfig {
     /// How long in-flight requests may run on after a shutdown signal.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Memory for hot segments and init segments, in bytes; 0 turns the cache off.
+    pub cache_bytes: u64,
+    /// Objects larger than this stream from storage instead of being cached.
+    pub cache_max_object_bytes: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -97,6 +101,8 @@ impl Default for HttpConfig {
             idle_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            cache_bytes: 256 * 1024 * 1024,
+            cache_max_object_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -227,6 +233,12 @@ impl Config {
         }
         if http.header_timeout < Duration::from_millis(100) {
             return invalid("http.header_timeout", "must be at least 100ms");
+        }
+        if http.cache_max_object_bytes == 0 {
+            return invalid(
+                "http.cache_max_object_bytes",
+                "must be greater than 0 (set http.cache_bytes = 0 to turn caching off)",
+            );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return invalid(

@@ -122,6 +122,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         storage: storage.clone(),
         supervision: supervision.clone(),
         metrics: metrics.clone(),
+        cache: http::cache::ObjectCache::new(
+            config.http.cache_bytes,
+            config.http.cache_max_object_bytes,
+        ),
         started: Instant::now(),
         draining: draining.clone(),
     };

@@ -7,7 +7,9 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
+use http::{Extensions, HeaderMap, Method, StatusCode, Version, header};
+use std::time::Duration;
+use tower_http::cors::{self, CorsLayer};
 
 use super::AppState;
 use super::error::ApiError;
@@ -88,6 +90,62 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         elapsed,
     );
     response
+}
+
+/// CORS for browser players on other origins: simple and preflighted GET/HEAD
+/// with the headers players send, and the response headers they read.
+pub fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(cors::Any)
+        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+        .allow_headers([
+            header::RANGE,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_RANGE,
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+        ])
+        .expose_headers([
+            header::CONTENT_LENGTH,
+            header::CONTENT_RANGE,
+            header::ACCEPT_RANGES,
+            header::ETAG,
+            header::LAST_MODIFIED,
+            header::CACHE_CONTROL,
+            header::DATE,
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(Duration::from_secs(86_400))
+}
+
+/// Compress text answers (playlists, manifests, JSON, WebVTT) of a useful
+/// size; never media, which is already compressed, nor partial content.
+pub fn compressible(
+    status: StatusCode,
+    _version: Version,
+    headers: &HeaderMap,
+    _extensions: &Extensions,
+) -> bool {
+    const MIN_BYTES: u64 = 256;
+    if status != StatusCode::OK {
+        return false;
+    }
+    let large_enough = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_none_or(|n| n >= MIN_BYTES);
+    let textual = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.starts_with("application/vnd.apple.mpegurl")
+                || t.starts_with("application/dash+xml")
+                || t.starts_with("application/json")
+                || t.starts_with("text/")
+        });
+    large_enough && textual
 }
 
 /// A handler panic becomes a 500 with the standard body; the detail goes to the log only.

@@ -6,6 +6,8 @@
 //! so an error stays with its request or connection. On shutdown the listener
 //! closes first, then open connections get `shutdown_grace` to finish.
 
+pub mod cache;
+pub mod delivery;
 mod error;
 mod idle;
 mod middleware;
@@ -27,6 +29,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub use error::ApiError;
@@ -44,6 +47,7 @@ pub struct AppState {
     pub storage: Storage,
     pub supervision: Supervision,
     pub metrics: Arc<Metrics>,
+    pub cache: cache::ObjectCache,
     pub started: Instant,
     /// Set once shutdown begins: `/readyz` turns 503 so load balancers drain us.
     pub draining: Arc<AtomicBool>,
@@ -55,6 +59,8 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
     routes::routes()
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(CompressionLayer::new().compress_when(middleware::compressible))
+        .layer(middleware::cors())
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
         .layer(axum::middleware::from_fn(middleware::reject_unsafe_paths))
         .layer(axum::middleware::from_fn_with_state(

@@ -5,14 +5,16 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{HeaderValue, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
+use streamforge_actors::storage::ObjectKey;
 use streamforge_actors::supervision::BranchKind;
 
 use super::AppState;
+use super::delivery;
 use super::error::ApiError;
 
 /// How long a readiness dependency may take before it counts as down.
@@ -24,6 +26,20 @@ pub fn routes() -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/server", get(server_info))
+        .route("/vod/{asset}/{*path}", get(vod_file))
+}
+
+/// A file of an asset's packaged output: playlists, manifests, init and
+/// media segments, posters, storyboards.
+async fn vod_file(
+    State(state): State<AppState>,
+    Path((asset, path)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = ObjectKey::new(format!("assets/{asset}/media/{path}"))
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_path", e.to_string()))?;
+    delivery::serve(&state.storage, &state.cache, &key, &method, &headers).await
 }
 
 #[derive(Serialize)]

@@ -1,0 +1,335 @@
+//! Serving stored media with the HTTP semantics players and CDNs rely on:
+//! `Range` (one range; 206 / 416), `HEAD`, `ETag` + `If-None-Match` (304),
+//! `Last-Modified` + `If-Modified-Since`, `If-Range`, `Cache-Control` by kind
+//! of file, and the right `Content-Type`.
+//!
+//! Segments and init segments never change once written, so small ones are
+//! kept in the [`ObjectCache`] (shared `Bytes`, one copy for every viewer);
+//! everything else streams from storage in bounded chunks without being read
+//! whole.
+
+use std::ops::Range;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use streamforge_actors::storage::{ObjectInfo, ObjectKey, Storage, StorageError};
+
+use super::cache::{CachedObject, ObjectCache};
+use super::error::ApiError;
+
+/// How a file may be cached downstream, by what it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Media segments, parts and init segments: written once, never changed.
+    Immutable,
+    /// Playlists and manifests that may still grow (EVENT playlists, MPDs).
+    Manifest,
+    /// Anything else (posters, storyboards, captions).
+    Asset,
+}
+
+impl Kind {
+    fn cache_control(self) -> &'static str {
+        match self {
+            Kind::Immutable => "public, max-age=31536000, immutable",
+            // Short enough that a growing VOD playlist is seen within a
+            // segment; long enough that a CDN collapses a crowd of viewers.
+            Kind::Manifest => "public, max-age=1",
+            Kind::Asset => "public, max-age=3600",
+        }
+    }
+}
+
+/// Content type and caching kind from a file name's extension.
+pub fn classify(name: &str) -> (&'static str, Kind) {
+    let extension = name.rsplit_once('.').map_or("", |(_, ext)| ext);
+    match extension.to_ascii_lowercase().as_str() {
+        "m3u8" => ("application/vnd.apple.mpegurl", Kind::Manifest),
+        "mpd" => ("application/dash+xml", Kind::Manifest),
+        "m4s" => ("video/iso.segment", Kind::Immutable),
+        "mp4" | "m4v" | "cmfv" => ("video/mp4", Kind::Immutable),
+        "m4a" | "cmfa" => ("audio/mp4", Kind::Immutable),
+        "ts" => ("video/mp2t", Kind::Immutable),
+        "aac" => ("audio/aac", Kind::Immutable),
+        "vtt" => ("text/vtt; charset=utf-8", Kind::Asset),
+        "webp" => ("image/webp", Kind::Asset),
+        "avif" => ("image/avif", Kind::Asset),
+        "jpg" | "jpeg" => ("image/jpeg", Kind::Asset),
+        "png" => ("image/png", Kind::Asset),
+        "json" => ("application/json", Kind::Asset),
+        _ => ("application/octet-stream", Kind::Asset),
+    }
+}
+
+/// What the response describes, whether its bytes come from memory or storage.
+struct Representation {
+    size: u64,
+    etag: HeaderValue,
+    last_modified: SystemTime,
+}
+
+impl Representation {
+    fn of(info: &ObjectInfo) -> Self {
+        // A strong validator: the backend's entity tag, or size and mtime.
+        let tag = match &info.e_tag {
+            Some(tag) => tag.trim_matches('"').to_owned(),
+            None => {
+                let mtime = info
+                    .last_modified
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros());
+                format!("{:x}-{mtime:x}", info.size)
+            }
+        };
+        let etag = HeaderValue::from_str(&format!("\"{tag}\""))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+        Representation {
+            size: info.size,
+            etag,
+            last_modified: info.last_modified,
+        }
+    }
+}
+
+/// Serves `key` from `storage` (through `cache` for immutable objects) as a
+/// response to a request with `method` and `headers`.
+pub async fn serve(
+    storage: &Storage,
+    cache: &ObjectCache,
+    key: &ObjectKey,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let (content_type, kind) = classify(key.as_str());
+    if kind == Kind::Immutable
+        && let Some(object) = cache
+            .get_or_load(storage, key)
+            .await
+            .map_err(storage_error)?
+    {
+        return Ok(respond_from_memory(
+            object,
+            content_type,
+            kind,
+            method,
+            headers,
+        ));
+    }
+    let Some(info) = storage.head(key).await.map_err(storage_error)? else {
+        return Err(ApiError::not_found(format!("{key} does not exist")));
+    };
+    let rep = Representation::of(&info);
+    let base = base_headers(&rep, content_type, kind);
+    let range = match preconditions(&rep, headers) {
+        Outcome::NotModified => return Ok(not_modified(base)),
+        Outcome::Unsatisfiable => return Ok(unsatisfiable(base, rep.size)),
+        Outcome::Full => None,
+        Outcome::Partial(range) => Some(range),
+    };
+    if *method == Method::HEAD {
+        return Ok(head_response(base, &rep, range));
+    }
+    let read = match storage.read(key, range.clone()).await {
+        Ok(read) => read,
+        // The object changed size between head and read: a concurrent rewrite.
+        Err(StorageError::RangeNotSatisfiable { size, .. }) => {
+            return Ok(unsatisfiable(base, size));
+        }
+        Err(err) => return Err(storage_error(err)),
+    };
+    let served = read.range.clone();
+    let body = Body::from_stream(read.body.map(|chunk| chunk.map_err(std::io::Error::other)));
+    Ok(with_body(base, range.map(|_| served), rep.size, body))
+}
+
+/// Serves bytes already in memory (a cached segment, or a live part).
+pub fn respond_from_memory(
+    object: CachedObject,
+    content_type: &'static str,
+    kind: Kind,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
+    let rep = Representation::of(&object.info);
+    let base = base_headers(&rep, content_type, kind);
+    let range = match preconditions(&rep, headers) {
+        Outcome::NotModified => return not_modified(base),
+        Outcome::Unsatisfiable => return unsatisfiable(base, rep.size),
+        Outcome::Full => None,
+        Outcome::Partial(range) => Some(range),
+    };
+    if *method == Method::HEAD {
+        return head_response(base, &rep, range);
+    }
+    let bytes = match &range {
+        // Both ends were validated against the object's size.
+        Some(range) => object.bytes.slice(range.start as usize..range.end as usize),
+        None => object.bytes.clone(),
+    };
+    with_body(base, range, rep.size, Body::from(bytes))
+}
+
+enum Outcome {
+    NotModified,
+    Unsatisfiable,
+    Full,
+    Partial(Range<u64>),
+}
+
+/// RFC 9110 §13.2.2: evaluate If-None-Match (or, without it,
+/// If-Modified-Since), then If-Range, then Range.
+fn preconditions(rep: &Representation, headers: &HeaderMap) -> Outcome {
+    let not_modified = match headers.get(header::IF_NONE_MATCH) {
+        Some(candidates) => etag_matches(candidates, &rep.etag),
+        None => headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .is_some_and(|since| truncate_to_seconds(rep.last_modified) <= since),
+    };
+    if not_modified {
+        return Outcome::NotModified;
+    }
+    let Some(range) = headers.get(header::RANGE) else {
+        return Outcome::Full;
+    };
+    // RFC 9110 §13.1.5: a Range with a stale If-Range gets the whole representation.
+    if headers
+        .get(header::IF_RANGE)
+        .is_some_and(|if_range| if_range.as_bytes() != rep.etag.as_bytes())
+    {
+        return Outcome::Full;
+    }
+    let Ok(range) = range.to_str() else {
+        return Outcome::Unsatisfiable;
+    };
+    if !range.trim_start().starts_with("bytes=") {
+        // RFC 9110 §14.2: ignore a range unit we do not support.
+        return Outcome::Full;
+    }
+    match http_range_header::parse_range_header(range).map(|parsed| parsed.validate(rep.size)) {
+        Ok(Ok(ranges)) if ranges.len() == 1 => {
+            let range = &ranges[0];
+            if rep.size == 0 || range.start() > range.end() {
+                Outcome::Unsatisfiable
+            } else {
+                Outcome::Partial(*range.start()..range.end() + 1)
+            }
+        }
+        // Multiple ranges: RFC 9110 §14.2 lets a server answer with the whole representation.
+        Ok(Ok(_)) => Outcome::Full,
+        // A suffix longer than the representation selects all of it (§14.1.3).
+        Ok(Err(http_range_header::RangeUnsatisfiableError::FileSuffixOutOfBounds))
+            if rep.size > 0 =>
+        {
+            Outcome::Partial(0..rep.size)
+        }
+        _ => Outcome::Unsatisfiable,
+    }
+}
+
+fn etag_matches(candidates: &HeaderValue, etag: &HeaderValue) -> bool {
+    let Ok(candidates) = candidates.to_str() else {
+        return false;
+    };
+    let ours = etag.as_bytes();
+    candidates.split(',').map(str::trim).any(|candidate| {
+        // Weak comparison (RFC 9110 §13.1.2): W/ prefixes do not matter.
+        candidate == "*" || candidate.trim_start_matches("W/").as_bytes() == ours
+    })
+}
+
+fn truncate_to_seconds(time: SystemTime) -> SystemTime {
+    let seconds = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds)
+}
+
+fn base_headers(rep: &Representation, content_type: &'static str, kind: Kind) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(kind.cache_control()),
+    );
+    headers.insert(header::ETAG, rep.etag.clone());
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(rep.last_modified)) {
+        headers.insert(header::LAST_MODIFIED, date);
+    }
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers
+}
+
+fn not_modified(mut headers: HeaderMap) -> Response {
+    // RFC 9110 §15.4.5: a 304 carries validators and caching headers, no content headers.
+    headers.remove(header::CONTENT_TYPE);
+    headers.remove(header::ACCEPT_RANGES);
+    (StatusCode::NOT_MODIFIED, headers).into_response()
+}
+
+fn unsatisfiable(headers: HeaderMap, size: u64) -> Response {
+    let mut response = ApiError::new(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "range_not_satisfiable",
+        format!("the requested range is not within the {size} bytes of this file"),
+    )
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        response.headers_mut().insert(header::CONTENT_RANGE, value);
+    }
+    if let Some(etag) = headers.get(header::ETAG) {
+        response.headers_mut().insert(header::ETAG, etag.clone());
+    }
+    response
+}
+
+fn content_range(range: &Range<u64>, size: u64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("bytes {}-{}/{size}", range.start, range.end - 1)).ok()
+}
+
+fn head_response(
+    mut headers: HeaderMap,
+    rep: &Representation,
+    range: Option<Range<u64>>,
+) -> Response {
+    let (status, length) = match &range {
+        Some(range) => {
+            if let Some(value) = content_range(range, rep.size) {
+                headers.insert(header::CONTENT_RANGE, value);
+            }
+            (StatusCode::PARTIAL_CONTENT, range.end - range.start)
+        }
+        None => (StatusCode::OK, rep.size),
+    };
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    (status, headers).into_response()
+}
+
+fn with_body(mut headers: HeaderMap, range: Option<Range<u64>>, size: u64, body: Body) -> Response {
+    let (status, length) = match &range {
+        Some(range) => {
+            if let Some(value) = content_range(range, size) {
+                headers.insert(header::CONTENT_RANGE, value);
+            }
+            (StatusCode::PARTIAL_CONTENT, range.end - range.start)
+        }
+        None => (StatusCode::OK, size),
+    };
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    (status, headers, body).into_response()
+}
+
+fn storage_error(err: StorageError) -> ApiError {
+    match err {
+        StorageError::NotFound(key) => ApiError::not_found(format!("{key} does not exist")),
+        StorageError::InvalidKey { .. } => ApiError::bad_request(err.to_string()),
+        other => {
+            tracing::error!(err = %other, "storage read failed");
+            ApiError::unavailable("storage_unavailable", "storage did not answer; retry later")
+        }
+    }
+}
