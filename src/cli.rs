@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, TlsMode};
 
 /// StreamForge media server: resumable uploads processed while they arrive,
 /// live ingest, and HLS/DASH delivery from one set of CMAF segments.
@@ -85,6 +85,23 @@ pub struct Overrides {
     #[arg(long, value_name = "BYTES")]
     pub cache_bytes: Option<u64>,
 
+    /// TLS for HTTPS (h1/h2) and HTTP/3: off, self-signed (development) or files
+    /// [key: tls.mode; default: off].
+    #[arg(long, value_name = "MODE")]
+    pub tls: Option<TlsMode>,
+
+    /// Address for HTTPS on TCP and HTTP/3 on UDP [key: tls.listen; default: 127.0.0.1:8443].
+    #[arg(long, value_name = "ADDR")]
+    pub tls_listen: Option<SocketAddr>,
+
+    /// PEM certificate chain for --tls files [key: tls.cert].
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls files [key: tls.key].
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
     /// Log filter such as info or streamforge=debug,info; RUST_LOG wins when set [key: log.filter].
     #[arg(long, value_name = "FILTER")]
     pub log_filter: Option<String>,
@@ -101,6 +118,7 @@ impl Overrides {
         let mut root = toml::Table::new();
         let mut http = toml::Table::new();
         let mut log = toml::Table::new();
+        let mut tls = toml::Table::new();
         let duration = |d: &Duration| Value::String(humantime::format_duration(*d).to_string());
         let size = |n: &usize| Value::Integer(i64::try_from(*n).unwrap_or(i64::MAX));
         if let Some(v) = &self.data_dir {
@@ -139,6 +157,23 @@ impl Overrides {
                 Value::Integer(i64::try_from(*v).unwrap_or(i64::MAX)),
             );
         }
+        if let Some(v) = &self.tls {
+            let name = match v {
+                TlsMode::Off => "off",
+                TlsMode::SelfSigned => "self-signed",
+                TlsMode::Files => "files",
+            };
+            tls.insert("mode".into(), Value::String(name.into()));
+        }
+        if let Some(v) = &self.tls_listen {
+            tls.insert("listen".into(), Value::String(v.to_string()));
+        }
+        if let Some(v) = &self.tls_cert {
+            tls.insert("cert".into(), Value::String(v.display().to_string()));
+        }
+        if let Some(v) = &self.tls_key {
+            tls.insert("key".into(), Value::String(v.display().to_string()));
+        }
         if let Some(v) = &self.log_filter {
             log.insert("filter".into(), Value::String(v.clone()));
         }
@@ -151,6 +186,9 @@ impl Overrides {
         }
         if !http.is_empty() {
             root.insert("http".into(), Value::Table(http));
+        }
+        if !tls.is_empty() {
+            root.insert("tls".into(), Value::Table(tls));
         }
         if !log.is_empty() {
             root.insert("log".into(), Value::Table(log));

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 /// Sections of the configuration; an environment variable whose name (after
 /// the prefix) starts with one of these followed by `_` sets a key in it.
-const SECTIONS: &[&str] = &["http", "log"];
+const SECTIONS: &[&str] = &["http", "tls", "log"];
 const ENV_PREFIX: &str = "STREAMFORGE_";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,6 +32,7 @@ pub struct Config {
     /// Database URL: empty for `sqlite://<data_dir>/streamforge.db`.
     pub database: String,
     pub http: HttpConfig,
+    pub tls: TlsConfig,
     pub log: LogConfig,
 }
 
@@ -61,6 +62,43 @@ pub struct HttpConfig {
     pub cache_max_object_bytes: u64,
 }
 
+/// Where the TLS listener's certificate comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// No TLS listener, no HTTP/3.
+    Off,
+    /// A certificate for localhost generated on first start and kept in
+    /// `<data_dir>/tls/` (for development).
+    SelfSigned,
+    /// The PEM files named by `tls.cert` and `tls.key`.
+    Files,
+}
+
+/// HTTPS (HTTP/1.1 and HTTP/2 by ALPN) on TCP and HTTP/3 on UDP, both on
+/// `listen`'s port. HTTP/3 runs whenever TLS does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub mode: TlsMode,
+    pub listen: SocketAddr,
+    /// PEM certificate chain, leaf first (mode `files`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key (mode `files`).
+    pub key: Option<PathBuf>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            mode: TlsMode::Off,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            cert: None,
+            key: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -86,6 +124,7 @@ impl Default for Config {
             storage: String::new(),
             database: String::new(),
             http: HttpConfig::default(),
+            tls: TlsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -238,6 +277,34 @@ impl Config {
             return invalid(
                 "http.cache_max_object_bytes",
                 "must be greater than 0 (set http.cache_bytes = 0 to turn caching off)",
+            );
+        }
+        if self.tls.mode == TlsMode::Files {
+            for (key, path) in [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+                match path {
+                    None => {
+                        return Err(ConfigError::Invalid {
+                            key,
+                            problem: "required when tls.mode is \"files\"".to_owned(),
+                        });
+                    }
+                    Some(path) if !path.is_file() => {
+                        return Err(ConfigError::Invalid {
+                            key,
+                            problem: format!("{} is not a readable file", path.display()),
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if self.tls.mode != TlsMode::Off
+            && self.tls.listen.port() != 0
+            && self.tls.listen == self.http.listen
+        {
+            return invalid(
+                "tls.listen",
+                "must differ from http.listen (TCP cannot serve plain and TLS on one port)",
             );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {

@@ -19,9 +19,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, StorageLocation};
+use crate::config::{Config, StorageLocation, TlsMode};
+use crate::http::tls::{self, Identity};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use ::http as http_types;
 
 /// Time the actor tree gets to stop before its stragglers are abandoned.
 const ACTOR_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +42,10 @@ pub enum StartError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Supervision(#[from] SupervisionError),
+    #[error(transparent)]
+    Tls(#[from] http::tls::TlsError),
+    #[error("cannot start HTTP/3 on {addr}: {reason}")]
+    Http3 { addr: SocketAddr, reason: String },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -51,6 +57,8 @@ pub enum StartError {
 /// A started server.
 pub struct Running {
     http_addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
+    certificate: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -59,6 +67,16 @@ impl Running {
     /// The address HTTP is served on (useful with port 0).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The address HTTPS (TCP) and HTTP/3 (UDP) are served on, when TLS is on.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
+    /// The self-signed certificate clients can trust, in `--tls self-signed` mode.
+    pub fn certificate(&self) -> Option<&std::path::Path> {
+        self.certificate.as_deref()
     }
 
     /// A token that starts shutdown when cancelled.
@@ -117,6 +135,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         source,
     })?;
 
+    let secure = bind_secure(&config).await?;
+
     let state = AppState {
         db: db.clone(),
         storage: storage.clone(),
@@ -133,12 +153,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     tracing::info!(
         http = %http_addr,
+        https = secure.as_ref().map_or_else(String::new, |s| s.addr.to_string()),
         data_dir = %config.data_dir.display(),
         storage = %storage.backend(),
         run = run_id,
         "streamforge listening"
     );
 
+    let https_addr = secure.as_ref().map(|s| s.addr);
+    let certificate = secure.as_ref().and_then(|s| s.certificate.clone());
     let token = shutdown.clone();
     let http_config = config.http.clone();
     let task = tokio::spawn(async move {
@@ -156,15 +179,44 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             tree_token.cancel();
         });
 
-        let serving = http::serve(listener, app, http_config, metrics, token.clone());
-        tokio::pin!(serving);
-        tokio::select! {
-            () = &mut serving => {}
-            () = token.cancelled() => {
+        let draining_on_cancel = {
+            let token = token.clone();
+            async move {
+                token.cancelled().await;
                 draining.store(true, Ordering::Relaxed);
-                serving.await;
             }
-        }
+        };
+        let plain = http::serve(
+            listener,
+            http::Transport::Plain,
+            app.clone(),
+            http_config.clone(),
+            metrics.clone(),
+            token.clone(),
+        );
+        let secure = async {
+            let Some(secure) = secure else { return };
+            let tls = http::serve(
+                secure.tcp,
+                http::Transport::Tls {
+                    acceptor: secure.acceptor,
+                    alt_svc: Some(secure.alt_svc),
+                },
+                app.clone(),
+                http_config.clone(),
+                metrics.clone(),
+                token.clone(),
+            );
+            let quic = http::h3::serve(
+                secure.quic,
+                app.clone(),
+                http_config.clone(),
+                metrics.clone(),
+                token.clone(),
+            );
+            tokio::join!(tls, quic);
+        };
+        tokio::join!(draining_on_cancel, plain, secure);
         watcher.abort();
         supervision.shutdown(ACTOR_STOP_TIMEOUT).await;
         if let Err(err) = db.end_run(run_id).await {
@@ -176,9 +228,72 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     Ok(Running {
         http_addr,
+        https_addr,
+        certificate,
         shutdown,
         task,
     })
+}
+
+/// The TLS listener, its QUIC twin on the same port, and what they need.
+struct Secure {
+    addr: SocketAddr,
+    tcp: TcpListener,
+    quic: quinn::Endpoint,
+    acceptor: tokio_rustls::TlsAcceptor,
+    alt_svc: http_types::HeaderValue,
+    certificate: Option<std::path::PathBuf>,
+}
+
+async fn bind_secure(config: &Config) -> Result<Option<Secure>, StartError> {
+    let (identity, certificate) = match config.tls.mode {
+        TlsMode::Off => return Ok(None),
+        TlsMode::SelfSigned => {
+            let (identity, path) = Identity::self_signed(&config.data_dir.join("tls"))?;
+            (identity, Some(path))
+        }
+        TlsMode::Files => {
+            // Validation guarantees both paths in this mode.
+            let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
+                return Ok(None);
+            };
+            (Identity::from_files(cert, key)?, None)
+        }
+    };
+    tls::install_crypto_provider();
+    let listen = config.tls.listen;
+    let tcp = TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let addr = tcp.local_addr().map_err(|source| StartError::Listen {
+        addr: listen,
+        source,
+    })?;
+    // HTTP/3 on the same port number, over UDP.
+    let quic_config = http::h3::endpoint_config(&identity, &config.http)
+        .map_err(|reason| StartError::Http3 { addr, reason })?;
+    let quic = http::h3::bind(addr, quic_config).map_err(|e| StartError::Http3 {
+        addr,
+        reason: e.to_string(),
+    })?;
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(tls::server_config(&identity, &[b"h2", b"http/1.1"])?);
+    let alt_svc = http_types::HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", addr.port()))
+        .map_err(|e| StartError::Http3 {
+            addr,
+            reason: e.to_string(),
+        })?;
+    Ok(Some(Secure {
+        addr,
+        tcp,
+        quic,
+        acceptor,
+        alt_svc,
+        certificate,
+    }))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -9,9 +9,11 @@
 pub mod cache;
 pub mod delivery;
 mod error;
+pub mod h3;
 mod idle;
 mod middleware;
 mod routes;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use futures::FutureExt;
+use http::HeaderValue;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -73,10 +77,33 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
         .with_state(state)
 }
 
+/// What a TCP listener speaks.
+#[derive(Clone)]
+pub enum Transport {
+    /// HTTP/1.1, or HTTP/2 with prior knowledge (h2c).
+    Plain,
+    /// TLS with ALPN `h2` / `http/1.1`; responses advertise HTTP/3 on the same
+    /// port with `Alt-Svc` when it runs.
+    Tls {
+        acceptor: tokio_rustls::TlsAcceptor,
+        alt_svc: Option<HeaderValue>,
+    },
+}
+
+impl Transport {
+    fn protocol(&self) -> &'static str {
+        match self {
+            Transport::Plain => "tcp",
+            Transport::Tls { .. } => "tls",
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` is cancelled, then lets open
 /// connections finish for up to `http.shutdown_grace` and closes the rest.
 pub async fn serve(
     listener: TcpListener,
+    transport: Transport,
     app: Router,
     http: HttpConfig,
     metrics: Arc<Metrics>,
@@ -117,24 +144,27 @@ pub async fn serve(
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%peer, %err, "cannot set TCP_NODELAY");
         }
-        let io = TokioIo::new(idle::IdleTimeout::new(stream, http.idle_timeout));
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-            request
-                .extensions_mut()
-                .insert(axum::extract::ConnectInfo(peer));
-            app.clone().oneshot(request)
-        });
-        let connection = graceful.watch(
-            builder
-                .serve_connection_with_upgrades(io, service)
-                .into_owned(),
-        );
-        let guard = metrics.connection_opened("tcp");
+        let guard = metrics.connection_opened(transport.protocol());
+        let connection = Connection {
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+            app: app.clone(),
+            peer,
+            idle_timeout: http.idle_timeout,
+        };
+        let transport = transport.clone();
+        let handshake_timeout = http.header_timeout;
         connections.spawn(async move {
             let _guard = guard;
-            if let Err(err) = connection.await {
-                tracing::debug!(%peer, err = %err, "connection ended with an error");
+            match transport {
+                Transport::Plain => connection.run(stream, None).await,
+                Transport::Tls { acceptor, alt_svc } => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => connection.run(tls, alt_svc).await,
+                        Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
@@ -147,6 +177,55 @@ pub async fn serve(
         }
     }
     connections.shutdown().await;
+}
+
+/// One accepted connection, before its transport is known.
+struct Connection {
+    builder: auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    app: Router,
+    peer: SocketAddr,
+    idle_timeout: Duration,
+}
+
+impl Connection {
+    async fn run<IO>(self, io: IO, alt_svc: Option<HeaderValue>)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            builder,
+            watcher,
+            app,
+            peer,
+            idle_timeout,
+        } = self;
+        let io = TokioIo::new(idle::IdleTimeout::new(io, idle_timeout));
+        let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            let alt_svc = alt_svc.clone();
+            app.clone().oneshot(request).map(move |response| {
+                response.map(|mut response| {
+                    if let Some(alt_svc) = alt_svc {
+                        response
+                            .headers_mut()
+                            .insert(http::header::ALT_SVC, alt_svc);
+                    }
+                    response
+                })
+            })
+        });
+        let connection = watcher.watch(
+            builder
+                .serve_connection_with_upgrades(io, service)
+                .into_owned(),
+        );
+        if let Err(err) = connection.await {
+            tracing::debug!(%peer, err = %err, "connection ended with an error");
+        }
+    }
 }
 
 /// The address a listener is bound to, for logs and tests.

@@ -68,3 +68,134 @@ pub async fn error_of(response: reqwest::Response) -> (String, String) {
         .to_owned();
     (code, message)
 }
+
+/// A response as every protocol must agree on it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Exchange {
+    pub status: u16,
+    /// The headers that must match across protocols, lower-case names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let preview = String::from_utf8_lossy(&self.body[..self.body.len().min(120)]);
+        f.debug_struct("Exchange")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .field("body_start", &preview)
+            .finish()
+    }
+}
+
+/// Headers whose values must be identical whatever the protocol.
+pub const COMPARED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "content-range",
+    "cache-control",
+    "etag",
+    "last-modified",
+    "accept-ranges",
+    "allow",
+    "content-encoding",
+];
+
+/// The response as compared across protocols. A gzip body is compared
+/// decoded: how a compressor splits its output depends on the transport's
+/// flushes, the content must not.
+pub fn exchange_of(status: u16, headers: &http::HeaderMap, body: Vec<u8>) -> Exchange {
+    let body = if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+        use std::io::Read;
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut decoded)
+            .expect("a valid gzip body");
+        decoded
+    } else {
+        body
+    };
+    let headers = COMPARED_HEADERS
+        .iter()
+        .filter_map(|name| {
+            headers.get(*name).map(|v| {
+                (
+                    name.to_string(),
+                    v.to_str().unwrap_or("<binary>").to_owned(),
+                )
+            })
+        })
+        .collect();
+    Exchange {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A minimal HTTP/3 client: quinn + h3, trusting exactly `certificate`.
+pub struct H3Client {
+    endpoint: quinn::Endpoint,
+    send: h3::client::SendRequest<h3_quinn::OpenStreams, bytes::Bytes>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl H3Client {
+    pub async fn connect(addr: SocketAddr, certificate: &std::path::Path) -> H3Client {
+        use rustls_pki_types::pem::PemObject;
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(certificate).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(crypto)));
+        let connection = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
+        let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(connection))
+            .await
+            .unwrap();
+        let driver = tokio::spawn(async move {
+            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        H3Client {
+            endpoint,
+            send,
+            driver,
+        }
+    }
+
+    pub async fn request(
+        &mut self,
+        request: http::Request<()>,
+    ) -> (http::response::Parts, Vec<u8>) {
+        use bytes::Buf;
+        let mut stream = self.send.send_request(request).await.unwrap();
+        stream.finish().await.unwrap();
+        let response = stream.recv_response().await.unwrap();
+        let mut body = Vec::new();
+        while let Some(mut chunk) = stream.recv_data().await.unwrap() {
+            while chunk.has_remaining() {
+                let piece = chunk.chunk();
+                body.extend_from_slice(piece);
+                let n = piece.len();
+                chunk.advance(n);
+            }
+        }
+        let (parts, ()) = response.into_parts();
+        (parts, body)
+    }
+
+    pub async fn close(self) {
+        drop(self.send);
+        self.endpoint.close(0u32.into(), b"done");
+        self.driver.abort();
+        self.endpoint.wait_idle().await;
+    }
+}
