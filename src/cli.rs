@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{LogFormat, TlsMode};
+use crate::package::PackageArgs;
 
 /// StreamForge media server: resumable uploads processed while they arrive,
 /// live ingest, and HLS/DASH delivery from one set of CMAF segments.
@@ -33,6 +34,9 @@ pub enum Command {
     /// Print the effective configuration as TOML (defaults, environment, file
     /// and flags merged) and exit; fails with the reason if it is invalid.
     Config(Overrides),
+    /// Package an MP4/MOV file as HLS and DASH in a directory (CMAF segments
+    /// shared by both manifests, I-frame playlists) and exit; no server needed.
+    Package(PackageArgs),
 }
 
 /// Flags that override configuration keys; each names its key.

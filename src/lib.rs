@@ -5,5 +5,6 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod package;
 pub mod server;
 pub mod telemetry;

@@ -3,13 +3,15 @@ use std::process::ExitCode;
 use clap::Parser;
 use streamforge::cli::{Cli, Command};
 use streamforge::config::Config;
-use streamforge::{server, telemetry};
+use streamforge::package::PackageArgs;
+use streamforge::{package, server, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (overrides, serve) = match &cli.command {
         Command::Serve(overrides) => (overrides, true),
         Command::Config(overrides) => (overrides, false),
+        Command::Package(args) => return package_command(args),
     };
     let config = match Config::load(cli.config.as_deref(), overrides.to_table()) {
         Ok(config) => config,
@@ -53,4 +55,17 @@ fn main() -> ExitCode {
         running.wait().await;
         ExitCode::SUCCESS
     })
+}
+
+fn package_command(args: &PackageArgs) -> ExitCode {
+    match package::run(args) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("streamforge package: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

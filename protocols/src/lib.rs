@@ -10,3 +10,4 @@ pub mod dash;
 pub mod hls;
 pub mod media;
 pub mod mp4;
+pub mod package;

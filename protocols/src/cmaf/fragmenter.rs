@@ -21,6 +21,9 @@
 //! - A part ends before the sample that would take it past the target part
 //!   duration, or at the end of its segment. A part that starts with a sync
 //!   sample is *independent* (`EXT-X-PART:INDEPENDENT=YES`).
+//! - With [`Fragmenter::split_at_keyframes`], a part also ends before every
+//!   video sync sample, so each keyframe opens a `moof`: the byte range an
+//!   I-frame playlist entry addresses.
 //! - Each part is one `moof` + `mdat`; the first part of a segment starts with
 //!   the segment's `styp`. A segment's bytes are exactly the concatenation of
 //!   its parts' bytes, so HLS can address parts as byte ranges of the segment.
@@ -159,6 +162,7 @@ struct TrackState {
 /// Per-presentation CMAF fragmenter; each track is cut independently.
 pub struct Fragmenter {
     config: FragmenterConfig,
+    split_at_keyframes: bool,
     tracks: HashMap<TrackId, TrackState>,
     events: VecDeque<Event>,
 }
@@ -167,9 +171,19 @@ impl Fragmenter {
     pub fn new(config: FragmenterConfig) -> Self {
         Self {
             config,
+            split_at_keyframes: false,
             tracks: HashMap::new(),
             events: VecDeque::new(),
         }
+    }
+
+    /// Also ends a part before every video sync sample, so that each keyframe
+    /// starts its own `moof` (RFC 8216bis §4.4.3.6: an I-frame playlist entry
+    /// is a byte range holding one I-frame, which a client must be able to
+    /// decode from the range alone).
+    pub fn split_at_keyframes(mut self) -> Self {
+        self.split_at_keyframes = true;
+        self
     }
 
     /// Registers a track; samples for it may follow.
@@ -262,9 +276,11 @@ impl Fragmenter {
         if keyframe && segment_due {
             state.close_part(track, &mut self.events)?;
             state.close_segment(track, &mut self.events);
-        } else if let Some(part_ticks) = state.part_ticks
-            && !state.pending.is_empty()
-            && udts - state.pending_start + u64::from(sample.duration) > part_ticks
+        } else if !state.pending.is_empty()
+            && ((self.split_at_keyframes && keyframe && state.kind == MediaKind::Video)
+                || state.part_ticks.is_some_and(|part_ticks| {
+                    udts - state.pending_start + u64::from(sample.duration) > part_ticks
+                }))
         {
             state.close_part(track, &mut self.events)?;
         }

@@ -142,6 +142,32 @@ fn multi_track_init_and_bad_tracks() {
     ));
 }
 
+/// Keyframes every 0.4 s, 2 s segments, no part target: with
+/// `split_at_keyframes` each keyframe opens a part (and so a `moof`); audio,
+/// all sync samples, is not split.
+#[test]
+fn split_at_keyframes_opens_a_moof_per_video_keyframe() {
+    let mut f = Fragmenter::new(FragmenterConfig::default()).split_at_keyframes();
+    f.add_track(&video_track()).unwrap();
+    f.add_track(&audio_track()).unwrap();
+    for i in 0..60 {
+        f.push(sample(VIDEO, i * 3000, 3000, i % 12 == 0)).unwrap();
+    }
+    for i in 0..94 {
+        f.push(sample(AUDIO, i * 1024, 1024, true)).unwrap();
+    }
+    f.flush().unwrap();
+    let (_, segments) = drain(&mut f);
+    let video = segments.iter().find(|s| s.track == VIDEO).unwrap();
+    assert_eq!(video.keyframe_dts, [0, 36_000, 72_000, 108_000, 144_000]);
+    let starts: Vec<u64> = video.parts.iter().map(|p| p.start_dts).collect();
+    assert_eq!(starts, video.keyframe_dts);
+    assert!(video.parts.iter().all(|p| p.independent));
+    assert_eq!(moofs(&video.bytes).len(), 5);
+    let audio = segments.iter().find(|s| s.track == AUDIO).unwrap();
+    assert_eq!(audio.parts.len(), 1);
+}
+
 /// 30 fps video, keyframe every second, 2 s segments with 0.5 s parts.
 #[test]
 fn cuts_segments_at_keyframes_and_parts_by_duration() {

@@ -20,7 +20,7 @@ use crate::media::TrackId;
 
 pub use boxes::{BoxHeader, TopLevelBox, top_level_boxes};
 pub use fragmented::{FragmentedReader, ReaderEvent};
-pub use progressive::ProgressiveMp4;
+pub use progressive::{ProgressiveMp4, SampleRef};
 
 /// Largest top-level box buffered whole (a `moov`, `moof` or fragment `mdat`).
 pub const MAX_BOX_SIZE: u64 = 64 << 20;

@@ -3,7 +3,9 @@
 //! expanded into samples.
 //!
 //! Call order: [`ProgressiveMp4::parse`] with the whole `moov` box, then
-//! [`ProgressiveMp4::samples`] with the `mdat` box and its file offset.
+//! either [`ProgressiveMp4::samples`] with the `mdat` box and its file
+//! offset, or [`ProgressiveMp4::sample_refs`] to read each payload from the
+//! file by offset (a file of many gigabytes need not be held in memory).
 //! Samples come out in file order; within a track that is decode order.
 
 use bytes::Bytes;
@@ -16,22 +18,41 @@ use crate::media::{Sample, Track, TrackId};
 /// Most samples accepted per track (about 55 hours at 30 fps); caps the index.
 pub const MAX_SAMPLES_PER_TRACK: u32 = 6_000_000;
 
-#[derive(Clone, Copy, Debug)]
-struct IndexEntry {
-    track: TrackId,
-    offset: u64,
-    size: u32,
-    dts: i64,
-    cts_offset: i32,
-    duration: u32,
-    keyframe: bool,
+/// Where one sample lies in the file and how it is timed: a [`Sample`]
+/// without its payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SampleRef {
+    pub track: TrackId,
+    /// File offset of the first payload byte.
+    pub offset: u64,
+    pub size: u32,
+    /// Decode timestamp, in the track's timescale.
+    pub dts: i64,
+    /// `pts - dts`, in the track's timescale.
+    pub cts_offset: i32,
+    pub duration: u32,
+    pub keyframe: bool,
+}
+
+impl SampleRef {
+    /// The sample with `data`, which the caller read from `offset..offset + size`.
+    pub fn with_data(&self, data: Bytes) -> Sample {
+        Sample {
+            track: self.track,
+            dts: self.dts,
+            cts_offset: self.cts_offset,
+            duration: self.duration,
+            keyframe: self.keyframe,
+            data,
+        }
+    }
 }
 
 /// The tracks and sample index of a plain MP4.
 #[derive(Debug)]
 pub struct ProgressiveMp4 {
     tracks: Vec<Track>,
-    index: Vec<IndexEntry>,
+    index: Vec<SampleRef>,
 }
 
 impl ProgressiveMp4 {
@@ -91,15 +112,13 @@ impl ProgressiveMp4 {
                     reason: "sample data lies outside the mdat",
                 });
             };
-            Ok(Sample {
-                track: e.track,
-                dts: e.dts,
-                cts_offset: e.cts_offset,
-                duration: e.duration,
-                keyframe: e.keyframe,
-                data: mdat.slice(range),
-            })
+            Ok(e.with_data(mdat.slice(range)))
         })
+    }
+
+    /// Every sample's place and timing, in file order, without payloads.
+    pub fn sample_refs(&self) -> &[SampleRef] {
+        &self.index
     }
 }
 
@@ -111,7 +130,7 @@ fn invalid(context: &'static str, reason: &'static str) -> Mp4Error {
     }
 }
 
-fn index_track(trak: &Trak, track: TrackId, index: &mut Vec<IndexEntry>) -> Result<(), Mp4Error> {
+fn index_track(trak: &Trak, track: TrackId, index: &mut Vec<SampleRef>) -> Result<(), Mp4Error> {
     let stbl = &trak.mdia.minf.stbl;
     let sizes = |i: usize| match &stbl.stsz.samples {
         StszSamples::Identical { size, .. } => *size,
@@ -187,7 +206,7 @@ fn index_track(trak: &Trak, track: TrackId, index: &mut Vec<IndexEntry>) -> Resu
                         s.next_if_eq(&number).is_some()
                     }
                 };
-                index.push(IndexEntry {
+                index.push(SampleRef {
                     track,
                     offset,
                     size,

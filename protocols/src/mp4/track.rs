@@ -8,6 +8,9 @@ use super::{Mp4Error, fourcc_string};
 use crate::codec::{AudioSpecificConfig, AvcConfig, CodecConfig, HevcConfig, OpusConfig};
 use crate::media::{Track, TrackId};
 
+/// `objectTypeIndication` of MPEG-4 Audio (ISO/IEC 14496-1 Table 5).
+const OTI_MPEG4_AUDIO: u8 = 0x40;
+
 /// Reads the description of one track; the first sample entry is used.
 pub fn track_from_trak(trak: &Trak) -> Result<Track, Mp4Error> {
     let id = trak.tkhd.track_id;
@@ -62,6 +65,15 @@ fn codec_config(track: TrackId, entry: &Codec) -> Result<CodecConfig, Mp4Error> 
             CodecConfig::H265(HevcConfig::parse(&record(&e.hvcc)).map_err(codec_err)?)
         }
         Codec::Mp4a(e) => {
+            // ISO/IEC 14496-1 Table 5: 0x40 is MPEG-4 Audio (AAC); MP3 (0x6B),
+            // MPEG-2 AAC (0x66–0x68) and others share the `mp4a` entry.
+            let oti = e.esds.es_desc.dec_config.object_type_indication;
+            if oti != OTI_MPEG4_AUDIO {
+                return Err(Mp4Error::UnsupportedCodec {
+                    track,
+                    entry: format!("mp4a with objectTypeIndication 0x{oti:02x}"),
+                });
+            }
             let dsi = e
                 .esds
                 .es_desc

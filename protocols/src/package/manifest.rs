@@ -1,0 +1,443 @@
+//! The manifests of a finished presentation, from per-segment metadata:
+//! VOD media playlists, I-frame playlists, the multivariant playlist
+//! (RFC 8216bis) and a static MPD (ISO/IEC 23009-1), all referencing the
+//! same segment files.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::dash::{
+    AdaptationSet, Addressing, Mpd, Period, Presentation, Representation, SegmentTemplate,
+    TimelineSegment, render_mpd,
+};
+use crate::hls::{
+    AudioRendition, IFrameVariant, Keyframe, Map, MediaDuration, MediaPlaylist,
+    MultivariantPlaylist, PlaylistType, RenderOptions, Resolution, Segment, UnixMillis, Variant,
+    i_frame_playlist, render_media, render_multivariant,
+};
+use crate::media::MediaKind;
+
+use super::bandwidth::{Span, average_bit_rate, dash_bandwidth, peak_segment_bit_rate};
+use super::packager::Rendition;
+use super::{
+    I_FRAME_PLAYLIST, INIT, MEDIA_PLAYLIST, MPD, MULTIVARIANT, Output, PackageError, PackagerConfig,
+};
+
+const AUDIO_GROUP: &str = "audio";
+
+pub(super) struct Built {
+    pub outputs: Vec<Output>,
+    /// Presentation duration of each rendition, in rendition order.
+    pub durations: Vec<MediaDuration>,
+    pub presentation_duration: MediaDuration,
+}
+
+/// What the multivariant playlist and the MPD need of one rendition.
+struct Rates {
+    /// RFC 8216bis peak and average segment bit rates.
+    peak: u64,
+    average: u64,
+    /// ISO/IEC 23009-1 `@bandwidth` for `minBufferTime` = the longest segment.
+    dash: u64,
+    i_frames: Option<(u64, u64)>,
+}
+
+pub(super) fn build(
+    config: &PackagerConfig,
+    renditions: &[Rendition],
+    publish_time: UnixMillis,
+) -> Result<Built, PackageError> {
+    let mut outputs = Vec::with_capacity(2 * renditions.len() + 2);
+    let mut rates = Vec::with_capacity(renditions.len());
+    let mut durations = Vec::with_capacity(renditions.len());
+    let min_buffer = longest_segment(renditions);
+    for r in renditions {
+        let timescale = r.track.timescale;
+        // Rounded down: a shorter buffer only raises the bandwidth.
+        let min_buffer_ticks =
+            u64::try_from(min_buffer.as_nanos() * u128::from(timescale) / 1_000_000_000)
+                .unwrap_or(u64::MAX);
+        let sized: Vec<Span> = r
+            .segments
+            .iter()
+            .map(|s| Span {
+                bytes: s.size,
+                ticks: s.duration,
+            })
+            .collect();
+        let media = media_playlist(config, r)?;
+        let peak = peak_segment_bit_rate(&sized, timescale, media.target_duration);
+        outputs.push(text(
+            format!("{}/{MEDIA_PLAYLIST}", r.name),
+            render_media(&media, &RenderOptions::default()),
+        ));
+        let i_frames = if r.kind() == MediaKind::Video {
+            let (playlist, sized) = i_frames(config, r)?;
+            outputs.push(text(
+                format!("{}/{I_FRAME_PLAYLIST}", r.name),
+                render_media(&playlist, &RenderOptions::default()),
+            ));
+            Some((
+                peak_segment_bit_rate(&sized, timescale, playlist.target_duration),
+                average_bit_rate(&sized, timescale),
+            ))
+        } else {
+            None
+        };
+        rates.push(Rates {
+            peak,
+            average: average_bit_rate(&sized, timescale),
+            dash: dash_bandwidth(&sized, timescale, min_buffer_ticks),
+            i_frames,
+        });
+        durations.push(presentation_duration(r));
+    }
+    outputs.push(text(
+        MULTIVARIANT.to_owned(),
+        render_multivariant(&multivariant(renditions, &rates))?,
+    ));
+    let presentation_duration = durations
+        .iter()
+        .copied()
+        .max_by_key(|d| d.as_nanos())
+        .unwrap_or(MediaDuration::from_secs(0));
+    let mpd = mpd(
+        config,
+        renditions,
+        &rates,
+        min_buffer,
+        presentation_duration,
+        publish_time,
+    );
+    outputs.push(text(MPD.to_owned(), render_mpd(&mpd)?));
+    Ok(Built {
+        outputs,
+        durations,
+        presentation_duration,
+    })
+}
+
+/// The longest segment of any rendition: `MPD@minBufferTime` and
+/// `@maxSegmentDuration`.
+fn longest_segment(renditions: &[Rendition]) -> MediaDuration {
+    let mut longest = MediaDuration::from_secs(1);
+    for r in renditions {
+        for s in &r.segments {
+            let d = duration(s.duration, r.track.timescale);
+            if d.as_nanos() > longest.as_nanos() {
+                longest = d;
+            }
+        }
+    }
+    longest
+}
+
+fn text(path: String, body: String) -> Output {
+    Output {
+        path,
+        bytes: Bytes::from(body),
+    }
+}
+
+fn duration(ticks: u64, timescale: u32) -> MediaDuration {
+    MediaDuration::new(ticks, timescale).unwrap_or(MediaDuration::from_secs(0))
+}
+
+/// From presentation time zero (after the edit list's shift) to the end of
+/// the last sample.
+fn presentation_duration(r: &Rendition) -> MediaDuration {
+    let offset = i64::try_from(r.track.presentation_offset).unwrap_or(i64::MAX);
+    let end = u64::try_from(r.end_pts.saturating_sub(offset)).unwrap_or(0);
+    duration(end, r.track.timescale)
+}
+
+/// RFC 8216bis §4.4.3.1: "The EXTINF duration of each Media Segment in a
+/// Playlist file, when rounded to the nearest integer, MUST be less than or
+/// equal to the Target Duration".
+fn target_duration(durations: impl Iterator<Item = MediaDuration>) -> u32 {
+    let longest = durations
+        .map(MediaDuration::rounded_secs)
+        .max()
+        .unwrap_or(1);
+    u32::try_from(longest).unwrap_or(u32::MAX).max(1)
+}
+
+fn media_playlist(config: &PackagerConfig, r: &Rendition) -> Result<MediaPlaylist, PackageError> {
+    let timescale = r.track.timescale;
+    let map = Arc::new(Map {
+        uri: INIT.to_owned(),
+        byte_range: None,
+    });
+    let segments: VecDeque<Segment> = r
+        .segments
+        .iter()
+        .map(|s| Segment {
+            uri: config.naming.segment(s.number),
+            duration: duration(s.duration, timescale),
+            byte_range: None,
+            discontinuity: false,
+            program_date_time: None,
+            map: Some(Arc::clone(&map)),
+            parts: Vec::new(),
+        })
+        .collect();
+    let mut playlist = MediaPlaylist::new(
+        PlaylistType::Vod,
+        target_duration(segments.iter().map(|s| s.duration)),
+    );
+    playlist.media_sequence = r.segments.first().map_or(1, |s| s.number);
+    // RFC 8216bis §4.4.2.1: every segment starts with a keyframe (the
+    // fragmenter cuts only there), so each decodes without its predecessor.
+    playlist.independent_segments = true;
+    playlist.segments = segments;
+    playlist.validate()?;
+    Ok(playlist)
+}
+
+/// RFC 8216bis §4.4.3.6: one entry per keyframe, a byte range of the segment
+/// that holds it, lasting until the next keyframe.
+fn i_frames(
+    config: &PackagerConfig,
+    r: &Rendition,
+) -> Result<(MediaPlaylist, Vec<Span>), PackageError> {
+    let relative = |pts: i64| u64::try_from(pts.saturating_sub(r.start_pts)).unwrap_or(0);
+    let keyframes: Vec<Keyframe> = r
+        .keyframes
+        .iter()
+        .map(|k| Keyframe {
+            uri: config.naming.segment(k.number),
+            byte_range: k.range,
+            time: relative(k.pts),
+        })
+        .collect();
+    let end = relative(r.end_pts);
+    let sized = keyframes
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Span {
+            bytes: k.byte_range.length,
+            ticks: keyframes.get(i + 1).map_or(end, |n| n.time) - k.time,
+        })
+        .collect();
+    let map = Map {
+        uri: INIT.to_owned(),
+        byte_range: None,
+    };
+    let mut playlist = i_frame_playlist(map, r.track.timescale, &keyframes, end)?;
+    playlist.media_sequence = r.segments.first().map_or(1, |s| s.number);
+    Ok((playlist, sized))
+}
+
+fn multivariant(renditions: &[Rendition], rates: &[Rates]) -> MultivariantPlaylist {
+    let videos: Vec<(&Rendition, &Rates)> = renditions
+        .iter()
+        .zip(rates)
+        .filter(|(r, _)| r.kind() == MediaKind::Video)
+        .collect();
+    let audios: Vec<(&Rendition, &Rates)> = renditions
+        .iter()
+        .zip(rates)
+        .filter(|(r, _)| r.kind() == MediaKind::Audio)
+        .collect();
+    let playlist_uri = |r: &Rendition| format!("{}/{MEDIA_PLAYLIST}", r.name);
+    let mut pl = MultivariantPlaylist {
+        independent_segments: true,
+        ..Default::default()
+    };
+    if videos.is_empty() {
+        pl.variants = audios
+            .iter()
+            .map(|(r, rate)| Variant {
+                uri: playlist_uri(r),
+                bandwidth: rate.peak,
+                average_bandwidth: Some(rate.average),
+                codecs: r.track.codec.codec_string(),
+                resolution: None,
+                frame_rate: None,
+                audio_group: None,
+            })
+            .collect();
+        return pl;
+    }
+
+    let mut audio_codecs: Vec<String> = Vec::new();
+    for (i, (r, _)) in audios.iter().enumerate() {
+        let codec = r.track.codec.codec_string();
+        if !audio_codecs.contains(&codec) {
+            audio_codecs.push(codec);
+        }
+        let language = (r.track.language != "und").then(|| r.track.language.clone());
+        // §4.4.6.1.1: NAMEs are unique within a group; a language shared by
+        // two renditions falls back to the rendition names.
+        let shared = audios
+            .iter()
+            .filter(|(o, _)| o.track.language == r.track.language)
+            .count()
+            > 1;
+        let name = match &language {
+            Some(lang) if !shared => lang.clone(),
+            _ => r.name.clone(),
+        };
+        pl.audio.push(AudioRendition {
+            group_id: AUDIO_GROUP.to_owned(),
+            name,
+            language,
+            default: i == 0,
+            autoselect: true,
+            channels: r.track.channels().map(u32::from),
+            uri: Some(playlist_uri(r)),
+        });
+    }
+    // §4.4.6.2: with renditions, BANDWIDTH and AVERAGE-BANDWIDTH are the
+    // largest sums over any playable combination: the video plus the most
+    // demanding audio.
+    let audio_peak = audios.iter().map(|(_, a)| a.peak).max().unwrap_or(0);
+    let audio_average = audios.iter().map(|(_, a)| a.average).max().unwrap_or(0);
+    for (r, rate) in &videos {
+        let mut codecs = r.track.codec.codec_string();
+        for codec in &audio_codecs {
+            codecs.push(',');
+            codecs.push_str(codec);
+        }
+        let resolution = match (r.track.width(), r.track.height()) {
+            (Some(width), Some(height)) => Some(Resolution { width, height }),
+            _ => None,
+        };
+        pl.variants.push(Variant {
+            uri: playlist_uri(r),
+            bandwidth: rate.peak.saturating_add(audio_peak),
+            average_bandwidth: Some(rate.average.saturating_add(audio_average)),
+            codecs,
+            resolution,
+            frame_rate: r.durations.frame_rate(r.track.timescale),
+            audio_group: (!audios.is_empty()).then(|| AUDIO_GROUP.to_owned()),
+        });
+        if let Some((peak, average)) = rate.i_frames {
+            pl.i_frame_variants.push(IFrameVariant {
+                uri: format!("{}/{I_FRAME_PLAYLIST}", r.name),
+                bandwidth: peak,
+                average_bandwidth: Some(average),
+                codecs: r.track.codec.codec_string(),
+                resolution,
+            });
+        }
+    }
+    pl
+}
+
+/// ISO/IEC 23009-1 §5.3.9.6: `S@t` is the segment's earliest presentation
+/// time and `S@d` the distance to the next one, on the media timeline that
+/// `presentationTimeOffset` maps to the period start. When presentation
+/// times are not usable (negative, or not increasing from segment to
+/// segment), decode times tile the same timeline.
+fn timeline(r: &Rendition) -> Vec<TimelineSegment> {
+    let starts: Option<Vec<u64>> = r
+        .segments
+        .iter()
+        .map(|s| u64::try_from(s.earliest_pts).ok())
+        .collect();
+    let end = u64::try_from(r.end_pts).ok();
+    if let (Some(starts), Some(end)) = (starts, end) {
+        let tiled: Option<Vec<TimelineSegment>> = starts
+            .iter()
+            .enumerate()
+            .map(|(i, &start)| {
+                let next = starts.get(i + 1).copied().unwrap_or(end);
+                let duration = next.checked_sub(start).filter(|&d| d > 0)?;
+                Some(TimelineSegment { start, duration })
+            })
+            .collect();
+        if let Some(tiled) = tiled {
+            return tiled;
+        }
+    }
+    r.segments
+        .iter()
+        .map(|s| TimelineSegment {
+            start: s.start_dts,
+            duration: s.duration,
+        })
+        .collect()
+}
+
+fn mpd(
+    config: &PackagerConfig,
+    renditions: &[Rendition],
+    rates: &[Rates],
+    min_buffer: MediaDuration,
+    presentation_duration: MediaDuration,
+    publish_time: UnixMillis,
+) -> Mpd {
+    // One AdaptationSet per media type; a rendition whose timeline differs
+    // from its type's set (another timescale, other cuts) gets its own, since
+    // a set shares one SegmentTemplate and §5.3.3.2 segmentAlignment.
+    let mut sets: Vec<(AdaptationSet, Vec<TimelineSegment>)> = Vec::new();
+    for (r, rate) in renditions.iter().zip(rates) {
+        let timescale = r.track.timescale;
+        let timeline = timeline(r);
+        let representation = Representation {
+            id: r.name.clone(),
+            codecs: r.track.codec.codec_string(),
+            bandwidth: rate.dash,
+            width: r.track.width(),
+            height: r.track.height(),
+            frame_rate: match r.kind() {
+                MediaKind::Video => r.durations.frame_rate(timescale),
+                MediaKind::Audio => None,
+            },
+            audio_sampling_rate: r.track.sample_rate(),
+            audio_channels: r.track.channels().map(u32::from),
+        };
+        let joinable = sets.iter_mut().find(|(set, t)| {
+            set.kind == r.kind()
+                && set.segment_template.timescale == timescale
+                && set.segment_template.presentation_time_offset == r.track.presentation_offset
+                && *t == timeline
+        });
+        if let Some((set, _)) = joinable {
+            set.representations.push(representation);
+            continue;
+        }
+        let lang = (r.kind() == MediaKind::Audio && r.track.language != "und")
+            .then(|| r.track.language.clone());
+        let set = AdaptationSet {
+            id: u32::try_from(sets.len()).unwrap_or(u32::MAX),
+            kind: r.kind(),
+            lang,
+            segment_template: SegmentTemplate {
+                timescale,
+                initialization: format!("$RepresentationID$/{INIT}"),
+                media: config.naming.dash_media_template(),
+                start_number: r.segments.first().map_or(1, |s| s.number),
+                // The header's edit list shift (B-frame delay, AAC priming),
+                // restated for clients that ignore `elst`.
+                presentation_time_offset: r.track.presentation_offset,
+                addressing: Addressing::Timeline(timeline.clone()),
+                availability_time_offset: None,
+                availability_time_complete: None,
+            },
+            representations: vec![representation],
+        };
+        sets.push((set, timeline));
+    }
+    Mpd {
+        id: config.presentation_id.clone(),
+        presentation: Presentation::Static {
+            media_presentation_duration: presentation_duration,
+        },
+        availability_start_time: None,
+        publish_time,
+        min_buffer_time: min_buffer,
+        max_segment_duration: Some(min_buffer),
+        low_latency: false,
+        service_description: None,
+        utc_timing: None,
+        periods: vec![Period {
+            id: "0".to_owned(),
+            start: MediaDuration::from_secs(0),
+            adaptation_sets: sets.into_iter().map(|(set, _)| set).collect(),
+        }],
+    }
+}

@@ -1,0 +1,497 @@
+//! `streamforge package`: an MP4/MOV file to HLS + DASH on disk (CMAF
+//! segments both manifests share), the offline counterpart of
+//! shaka-packager or `ffmpeg -c copy -f hls`.
+//!
+//! [`run`] scans the top-level boxes by their headers alone, reads the
+//! `moov` into memory and never the whole `mdat`:
+//!
+//! - a progressive file's samples are read by offset, in file order, through
+//!   a [`WINDOW`]-sized read buffer that samples are sliced from;
+//! - a fragmented file is fed to
+//!   [`FragmentedReader`] in [`FEED_CHUNK`] pieces.
+//!
+//! Samples go to the sans-IO [`Packager`]; each output is written as soon as
+//! it comes out, so memory stays at about one segment per track whatever the
+//! file size.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use clap::Args;
+use streamforge_protocols::cmaf::TargetDuration;
+use streamforge_protocols::hls::UnixMillis;
+use streamforge_protocols::mp4::{
+    BoxHeader, FragmentedReader, MAX_BOX_SIZE, Mp4Error, ProgressiveMp4, ReaderEvent,
+};
+use streamforge_protocols::package::{
+    Output, PackageError, Packager, PackagerConfig, RenditionSummary, Summary,
+};
+
+/// Read buffer for a progressive file's sample data.
+pub const WINDOW: usize = 8 << 20;
+/// Piece size fed to the fragmented reader.
+pub const FEED_CHUNK: usize = 1 << 20;
+
+/// Top-level boxes a file may open with (ISO/IEC 14496-12 §4.3, §8.1,
+/// §8.16.2, QuickTime `wide`); anything else is not an MP4.
+const OPENING_BOXES: [&[u8; 4]; 11] = [
+    b"ftyp", b"styp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pdin", b"uuid", b"sidx",
+    b"moof",
+];
+
+/// Package an MP4 or MOV file as HLS and DASH (CMAF segments shared by both).
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// The MP4 or MOV file (progressive or fragmented; H.264, H.265, AAC, Opus).
+    #[arg(value_name = "INPUT")]
+    pub input: PathBuf,
+
+    /// Output directory, created if missing: master.m3u8, manifest.mpd and one
+    /// directory per rendition (v1/, a1/ …) with init.mp4, seg-NNNNN.m4s and
+    /// media.m3u8 (plus iframes.m3u8 for video).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Target segment duration, e.g. 4s or 2s; each segment ends at the first
+    /// keyframe at least this long after its start.
+    #[arg(long, value_name = "DURATION", default_value = "4s", value_parser = humantime::parse_duration)]
+    pub segment_duration: Duration,
+
+    /// Also cut segments into CMAF chunks of this duration, e.g. 500ms.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub part_duration: Option<Duration>,
+}
+
+/// Why `streamforge package` failed; each names the file concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageCommandError {
+    #[error("invalid option: {0}")]
+    InvalidOption(&'static str),
+    #[error("{}: cannot open: {source}", .path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("{}: read error at byte {offset}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        offset: u64,
+        source: io::Error,
+    },
+    #[error("{}: not an MP4/MOV file: {reason}", .path.display())]
+    NotMp4 { path: PathBuf, reason: String },
+    #[error("{}: truncated or damaged: {reason}", .path.display())]
+    Truncated { path: PathBuf, reason: String },
+    #[error("{}: {source}", .path.display())]
+    Mp4 { path: PathBuf, source: Mp4Error },
+    #[error("{}: {source}", .path.display())]
+    Package { path: PathBuf, source: PackageError },
+    #[error("{}: cannot write: {source}", .path.display())]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// What one run did.
+#[derive(Debug)]
+pub struct Report {
+    pub input: PathBuf,
+    pub out: PathBuf,
+    pub input_bytes: u64,
+    pub summary: Summary,
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let describe = |r: &RenditionSummary| format!("{} {}", r.name, r.codecs);
+        let renditions: Vec<String> = self.summary.renditions.iter().map(describe).collect();
+        let segments: usize = self.summary.renditions.iter().map(|r| r.segments).sum();
+        let secs = self.elapsed.as_secs_f64();
+        write!(
+            f,
+            "packaged {} -> {}: {} tracks ({}), {segments} segments, {} s of media, {secs:.3} s wall ({:.0} MB/s)",
+            self.input.display(),
+            self.out.display(),
+            renditions.len(),
+            renditions.join(", "),
+            self.summary.duration.decimal(),
+            self.input_bytes as f64 / 1e6 / secs.max(1e-9),
+        )?;
+        let dropped: u64 = self
+            .summary
+            .renditions
+            .iter()
+            .map(|r| r.dropped_leading)
+            .sum();
+        if dropped > 0 {
+            write!(f, "; {dropped} samples before the first keyframe dropped")?;
+        }
+        Ok(())
+    }
+}
+
+/// Packages `args.input` into `args.out`.
+pub fn run(args: &PackageArgs) -> Result<Report, PackageCommandError> {
+    let started = Instant::now();
+    let config = packager_config(args)?;
+    let path = args.input.clone();
+    let mut file = File::open(&path).map_err(|source| PackageCommandError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    let len = file
+        .metadata()
+        .map_err(|source| PackageCommandError::Open {
+            path: path.clone(),
+            source,
+        })?
+        .len();
+    let layout = scan(&mut file, &path, len)?;
+    let mut sink = Sink { dir: &args.out };
+    let summary = if layout.fragmented {
+        package_fragmented(&mut file, &path, len, config, &mut sink)?
+    } else {
+        package_progressive(&mut file, &path, len, &layout, config, &mut sink)?
+    };
+    Ok(Report {
+        input: path,
+        out: args.out.clone(),
+        input_bytes: len,
+        summary,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn packager_config(args: &PackageArgs) -> Result<PackagerConfig, PackageCommandError> {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    if millis(args.segment_duration) == 0 {
+        return Err(PackageCommandError::InvalidOption(
+            "--segment-duration must be at least 1ms",
+        ));
+    }
+    if let Some(part) = args.part_duration
+        && (millis(part) == 0 || part > args.segment_duration)
+    {
+        return Err(PackageCommandError::InvalidOption(
+            "--part-duration must be between 1ms and --segment-duration",
+        ));
+    }
+    let stem = args
+        .input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty() && !s.chars().any(char::is_control));
+    Ok(PackagerConfig {
+        segment_duration: TargetDuration::from_millis(millis(args.segment_duration)),
+        part_duration: args
+            .part_duration
+            .map(|d| TargetDuration::from_millis(millis(d))),
+        presentation_id: stem.unwrap_or_else(|| PackagerConfig::default().presentation_id),
+        ..PackagerConfig::default()
+    })
+}
+
+/// Where the top-level boxes are.
+struct Layout {
+    /// Offset and size of the `moov`.
+    moov: (u64, u64),
+    fragmented: bool,
+}
+
+/// Walks the top-level boxes by reading each header only.
+fn scan(file: &mut File, path: &Path, len: u64) -> Result<Layout, PackageCommandError> {
+    let not_mp4 = |reason: String| PackageCommandError::NotMp4 {
+        path: path.to_owned(),
+        reason,
+    };
+    let truncated = |reason: String| PackageCommandError::Truncated {
+        path: path.to_owned(),
+        reason,
+    };
+    if len == 0 {
+        return Err(not_mp4("the file is empty".to_owned()));
+    }
+    let (mut moov, mut fragmented, mut pos) = (None, false, 0u64);
+    while pos < len {
+        let mut head = [0u8; 16];
+        let n = usize::try_from((len - pos).min(16)).unwrap_or(16);
+        read_at(file, path, pos, &mut head[..n])?;
+        let header = match BoxHeader::parse(&head[..n], pos) {
+            Ok(Some(h)) => h,
+            Ok(None) if pos == 0 => return Err(not_mp4("shorter than one box header".into())),
+            Ok(None) => return Err(truncated(format!("box header at byte {pos} is cut off"))),
+            Err(e) if pos == 0 => return Err(not_mp4(e.to_string())),
+            Err(e) => return Err(truncated(e.to_string())),
+        };
+        let kind = String::from_utf8_lossy(&header.kind).into_owned();
+        if pos == 0 && !OPENING_BOXES.contains(&&header.kind) {
+            return Err(not_mp4(format!(
+                "it does not open with an ISO BMFF box (found {:?})",
+                kind.escape_debug().to_string()
+            )));
+        }
+        let size = header.size.unwrap_or(len - pos);
+        let end = pos.checked_add(size).filter(|&end| end <= len);
+        let Some(end) = end else {
+            return Err(truncated(format!(
+                "box '{kind}' at byte {pos} declares {size} bytes but the file ends at byte {len}"
+            )));
+        };
+        match &header.kind {
+            b"moov" => moov = Some((pos, size)),
+            b"moof" => fragmented = true,
+            _ => {}
+        }
+        pos = end;
+    }
+    let Some(moov) = moov else {
+        return Err(truncated(
+            "no 'moov' box (the index a player needs); the file may be cut short".to_owned(),
+        ));
+    };
+    Ok(Layout { moov, fragmented })
+}
+
+fn read_at(
+    file: &mut File,
+    path: &Path,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<(), PackageCommandError> {
+    let read_error = |source| PackageCommandError::Read {
+        path: path.to_owned(),
+        offset,
+        source,
+    };
+    file.seek(SeekFrom::Start(offset)).map_err(read_error)?;
+    file.read_exact(buf).map_err(read_error)
+}
+
+fn package_progressive(
+    file: &mut File,
+    path: &Path,
+    len: u64,
+    layout: &Layout,
+    config: PackagerConfig,
+    sink: &mut Sink<'_>,
+) -> Result<Summary, PackageCommandError> {
+    let (moov_offset, moov_size) = layout.moov;
+    if moov_size > MAX_BOX_SIZE {
+        return Err(PackageCommandError::Mp4 {
+            path: path.to_owned(),
+            source: Mp4Error::BoxTooLarge {
+                kind: "moov".to_owned(),
+                offset: moov_offset,
+                size: moov_size,
+                max: MAX_BOX_SIZE,
+            },
+        });
+    }
+    let mut moov = vec![0u8; usize::try_from(moov_size).unwrap_or(0)];
+    read_at(file, path, moov_offset, &mut moov)?;
+    let mp4 = ProgressiveMp4::parse(&moov).map_err(|source| PackageCommandError::Mp4 {
+        path: path.to_owned(),
+        source,
+    })?;
+    drop(moov);
+    let mut packager = new_packager(path, config, mp4.tracks(), sink)?;
+    let mut window = Window::default();
+    for sample in mp4.sample_refs() {
+        let data = window.get(file, path, len, sample.offset, sample.size)?;
+        packager
+            .push(sample.with_data(data))
+            .map_err(|source| PackageCommandError::Package {
+                path: path.to_owned(),
+                source,
+            })?;
+        sink.drain(&mut packager)?;
+    }
+    finish(path, packager, sink)
+}
+
+fn package_fragmented(
+    file: &mut File,
+    path: &Path,
+    len: u64,
+    config: PackagerConfig,
+    sink: &mut Sink<'_>,
+) -> Result<Summary, PackageCommandError> {
+    let mp4_error = |source| PackageCommandError::Mp4 {
+        path: path.to_owned(),
+        source,
+    };
+    let package_error = |source| PackageCommandError::Package {
+        path: path.to_owned(),
+        source,
+    };
+    let mut reader = FragmentedReader::new();
+    let mut packager = None;
+    let mut config = Some(config);
+    let mut buf = vec![0u8; FEED_CHUNK];
+    let mut offset = 0u64;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|source| PackageCommandError::Read {
+            path: path.to_owned(),
+            offset,
+            source,
+        })?;
+    while offset < len {
+        let n = file
+            .read(&mut buf)
+            .map_err(|source| PackageCommandError::Read {
+                path: path.to_owned(),
+                offset,
+                source,
+            })?;
+        if n == 0 {
+            break;
+        }
+        offset += n as u64;
+        reader.feed(&buf[..n]);
+        while let Some(event) = reader.poll().map_err(mp4_error)? {
+            match event {
+                ReaderEvent::Tracks(tracks) => {
+                    let Some(config) = config.take() else {
+                        return Err(PackageCommandError::NotMp4 {
+                            path: path.to_owned(),
+                            reason: "more than one 'moov' box".to_owned(),
+                        });
+                    };
+                    packager = Some(new_packager(path, config, &tracks, sink)?);
+                }
+                ReaderEvent::Sample(sample) => {
+                    if let Some(p) = packager.as_mut() {
+                        p.push(sample).map_err(package_error)?;
+                        sink.drain(p)?;
+                    }
+                }
+            }
+        }
+    }
+    let Some(packager) = packager else {
+        return Err(PackageCommandError::Truncated {
+            path: path.to_owned(),
+            reason: "no 'moov' box before the fragments".to_owned(),
+        });
+    };
+    finish(path, packager, sink)
+}
+
+fn new_packager(
+    path: &Path,
+    config: PackagerConfig,
+    tracks: &[streamforge_protocols::media::Track],
+    sink: &mut Sink<'_>,
+) -> Result<Packager, PackageCommandError> {
+    if tracks.is_empty() {
+        return Err(PackageCommandError::NotMp4 {
+            path: path.to_owned(),
+            reason: "no audio or video track".to_owned(),
+        });
+    }
+    let mut packager =
+        Packager::new(config, tracks).map_err(|source| PackageCommandError::Package {
+            path: path.to_owned(),
+            source,
+        })?;
+    sink.drain(&mut packager)?;
+    Ok(packager)
+}
+
+fn finish(
+    path: &Path,
+    mut packager: Packager,
+    sink: &mut Sink<'_>,
+) -> Result<Summary, PackageCommandError> {
+    let now = UnixMillis::from_system_time(SystemTime::now()).unwrap_or(UnixMillis(0));
+    let summary = packager
+        .finish(now)
+        .map_err(|source| PackageCommandError::Package {
+            path: path.to_owned(),
+            source,
+        })?;
+    sink.drain(&mut packager)?;
+    Ok(summary)
+}
+
+/// A read buffer over the file that samples are sliced from without copying.
+/// Samples come in file order, so each byte is read once.
+#[derive(Default)]
+struct Window {
+    start: u64,
+    data: Bytes,
+}
+
+impl Window {
+    fn get(
+        &mut self,
+        file: &mut File,
+        path: &Path,
+        len: u64,
+        offset: u64,
+        size: u32,
+    ) -> Result<Bytes, PackageCommandError> {
+        let end = offset.checked_add(u64::from(size)).filter(|&e| e <= len);
+        let Some(end) = end else {
+            return Err(PackageCommandError::Truncated {
+                path: path.to_owned(),
+                reason: format!(
+                    "a sample of {size} bytes at byte {offset} lies past the end of the file ({len} bytes)"
+                ),
+            });
+        };
+        let window_end = self.start + self.data.len() as u64;
+        if offset < self.start || end > window_end {
+            let want = (len - offset).min(WINDOW.max(size as usize) as u64);
+            let mut buf = Vec::with_capacity(usize::try_from(want).unwrap_or(WINDOW));
+            let read_error = |source| PackageCommandError::Read {
+                path: path.to_owned(),
+                offset,
+                source,
+            };
+            file.seek(SeekFrom::Start(offset)).map_err(read_error)?;
+            file.by_ref()
+                .take(want)
+                .read_to_end(&mut buf)
+                .map_err(read_error)?;
+            if (buf.len() as u64) < end - offset {
+                return Err(PackageCommandError::Truncated {
+                    path: path.to_owned(),
+                    reason: format!("the file ended while reading byte {offset}"),
+                });
+            }
+            self.start = offset;
+            self.data = Bytes::from(buf);
+        }
+        let from = (offset - self.start) as usize;
+        Ok(self.data.slice(from..from + size as usize))
+    }
+}
+
+/// Writes outputs under the output directory.
+struct Sink<'a> {
+    dir: &'a Path,
+}
+
+impl Sink<'_> {
+    fn drain(&mut self, packager: &mut Packager) -> Result<(), PackageCommandError> {
+        while let Some(output) = packager.poll_output() {
+            self.write(&output)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, output: &Output) -> Result<(), PackageCommandError> {
+        // Output paths are relative `name/file` strings the packager made
+        // from validated rendition names.
+        let path = self.dir.join(&output.path);
+        let write_error = |source| PackageCommandError::Write {
+            path: path.clone(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(write_error)?;
+        }
+        std::fs::write(&path, &output.bytes).map_err(write_error)
+    }
+}
