@@ -330,3 +330,33 @@ async fn cors_for_browser_players_and_compressed_playlists() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_rewritten_playlist_is_served_within_its_max_age() {
+    let (server, playlist, _) = server_with_asset(1 << 20).await;
+    let storage = Storage::local(&server.data.path().join("media")).unwrap();
+    let http = reqwest::Client::new();
+    let url = server.url("/vod/a1/master.m3u8");
+    assert_eq!(
+        http.get(&url).send().await.unwrap().bytes().await.unwrap(),
+        playlist
+    );
+
+    let grown = format!("{}#EXT-X-ENDLIST\n", String::from_utf8(playlist).unwrap());
+    storage
+        .put(
+            &ObjectKey::new("assets/a1/media/master.m3u8").unwrap(),
+            Bytes::from(grown.clone()),
+        )
+        .await
+        .unwrap();
+    // Cache-Control allows clients one second; the server refreshes sooner.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let response = http.get(&url).send().await.unwrap();
+    assert_eq!(
+        response.headers()[header::CONTENT_LENGTH],
+        grown.len().to_string()
+    );
+    assert_eq!(response.bytes().await.unwrap(), grown.as_bytes());
+    server.stop().await;
+}

@@ -34,7 +34,11 @@ async fn tls_server() -> TestServer {
 }
 
 /// Method, path and request headers.
-type Probe = (http::Method, &'static str, Vec<(&'static str, &'static str)>);
+type Probe = (
+    http::Method,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+);
 
 /// The requests every protocol is checked with.
 fn requests() -> Vec<Probe> {

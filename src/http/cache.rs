@@ -1,5 +1,5 @@
-//! An in-memory cache of hot immutable objects (segments, parts, init
-//! segments), bounded by total bytes, least-recently-used out first
+//! An in-memory cache of hot objects (segments, parts, init segments; and,
+//! for a short age, playlists), bounded by total bytes, least-recently-used out first
 //! (quick_cache's CLOCK-Pro, which also resists one-off scans).
 //!
 //! Every viewer of a cached segment shares one `Bytes`. Concurrent misses
@@ -7,6 +7,7 @@
 //! it. Objects larger than `max_object_bytes` are never cached; they stream.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use quick_cache::Weighter;
@@ -17,6 +18,8 @@ use streamforge_actors::storage::{ObjectInfo, ObjectKey, Storage, StorageError};
 pub struct CachedObject {
     pub bytes: Bytes,
     pub info: ObjectInfo,
+    /// When it was read from storage.
+    pub loaded: Instant,
 }
 
 #[derive(Clone)]
@@ -71,28 +74,56 @@ impl ObjectCache {
         self.inner.as_ref().map_or(0, |c| c.weight())
     }
 
-    /// The object from memory, loading it from storage on a miss; `None` when
-    /// it is too large to cache (the caller streams it) or caching is off.
+    /// The object from memory, loading it from storage on a miss or when the
+    /// cached copy is older than `max_age` (objects that may still change);
+    /// `None` when it is too large to cache (the caller streams it) or
+    /// caching is off.
     pub async fn get_or_load(
         &self,
         storage: &Storage,
         key: &ObjectKey,
+        max_age: Option<Duration>,
     ) -> Result<Option<CachedObject>, StorageError> {
         let Some(cache) = &self.inner else {
             return Ok(None);
         };
-        cache
-            .get_or_insert_async(key, async {
-                let Some(info) = storage.head(key).await? else {
-                    return Err(StorageError::NotFound(key.clone()));
-                };
-                if info.size > self.max_object_bytes {
-                    return Ok(None);
+        let cached = cache
+            .get_or_insert_async(key, self.load(storage, key))
+            .await?;
+        match (&cached, max_age) {
+            (Some(object), Some(max_age)) if object.loaded.elapsed() > max_age => {
+                match self.load(storage, key).await {
+                    Ok(fresh) => {
+                        cache.insert(key.clone(), fresh.clone());
+                        Ok(fresh)
+                    }
+                    Err(err) => {
+                        cache.remove(key);
+                        Err(err)
+                    }
                 }
-                let bytes = storage.read_all(key).await?;
-                Ok(Some(CachedObject { bytes, info }))
-            })
-            .await
+            }
+            _ => Ok(cached),
+        }
+    }
+
+    async fn load(
+        &self,
+        storage: &Storage,
+        key: &ObjectKey,
+    ) -> Result<Option<CachedObject>, StorageError> {
+        let Some(info) = storage.head(key).await? else {
+            return Err(StorageError::NotFound(key.clone()));
+        };
+        if info.size > self.max_object_bytes {
+            return Ok(None);
+        }
+        let bytes = storage.read_all(key).await?;
+        Ok(Some(CachedObject {
+            bytes,
+            info,
+            loaded: Instant::now(),
+        }))
     }
 
     /// Drops every cached object whose key starts with `prefix` (an asset

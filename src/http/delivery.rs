@@ -5,8 +5,9 @@
 //!
 //! Segments and init segments never change once written, so small ones are
 //! kept in the [`ObjectCache`] (shared `Bytes`, one copy for every viewer);
-//! everything else streams from storage in bounded chunks without being read
-//! whole.
+//! playlists and manifests are cached for half a second (they may still
+//! grow); everything else, and anything too large for the cache, streams
+//! from storage in bounded chunks without being read whole.
 
 use std::ops::Range;
 use std::time::SystemTime;
@@ -19,6 +20,10 @@ use streamforge_actors::storage::{ObjectInfo, ObjectKey, Storage, StorageError};
 
 use super::cache::{CachedObject, ObjectCache};
 use super::error::ApiError;
+
+/// How long a cached playlist or manifest is served before storage is read
+/// again: within the `max-age=1` every client and CDN is already allowed.
+const MANIFEST_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How a file may be cached downstream, by what it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,9 +109,14 @@ pub async fn serve(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let (content_type, kind) = classify(key.as_str());
-    if kind == Kind::Immutable
+    let max_age = match kind {
+        Kind::Immutable => Some(None),
+        Kind::Manifest => Some(Some(MANIFEST_MAX_AGE)),
+        Kind::Asset => None,
+    };
+    if let Some(max_age) = max_age
         && let Some(object) = cache
-            .get_or_load(storage, key)
+            .get_or_load(storage, key, max_age)
             .await
             .map_err(storage_error)?
     {

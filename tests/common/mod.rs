@@ -171,25 +171,16 @@ impl H3Client {
         }
     }
 
+    /// A handle for sending requests concurrently on this connection.
+    pub fn sender(&self) -> h3::client::SendRequest<h3_quinn::OpenStreams, bytes::Bytes> {
+        self.send.clone()
+    }
+
     pub async fn request(
         &mut self,
         request: http::Request<()>,
     ) -> (http::response::Parts, Vec<u8>) {
-        use bytes::Buf;
-        let mut stream = self.send.send_request(request).await.unwrap();
-        stream.finish().await.unwrap();
-        let response = stream.recv_response().await.unwrap();
-        let mut body = Vec::new();
-        while let Some(mut chunk) = stream.recv_data().await.unwrap() {
-            while chunk.has_remaining() {
-                let piece = chunk.chunk();
-                body.extend_from_slice(piece);
-                let n = piece.len();
-                chunk.advance(n);
-            }
-        }
-        let (parts, ()) = response.into_parts();
-        (parts, body)
+        h3_request(&mut self.send, request).await
     }
 
     pub async fn close(self) {
@@ -198,4 +189,26 @@ impl H3Client {
         self.driver.abort();
         self.endpoint.wait_idle().await;
     }
+}
+
+/// One request on an HTTP/3 connection: its response head and whole body.
+pub async fn h3_request(
+    send: &mut h3::client::SendRequest<h3_quinn::OpenStreams, bytes::Bytes>,
+    request: http::Request<()>,
+) -> (http::response::Parts, Vec<u8>) {
+    use bytes::Buf;
+    let mut stream = send.send_request(request).await.unwrap();
+    stream.finish().await.unwrap();
+    let response = stream.recv_response().await.unwrap();
+    let mut body = Vec::new();
+    while let Some(mut chunk) = stream.recv_data().await.unwrap() {
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            body.extend_from_slice(piece);
+            let n = piece.len();
+            chunk.advance(n);
+        }
+    }
+    let (parts, ()) = response.into_parts();
+    (parts, body)
 }
