@@ -11,3 +11,4 @@ pub mod hls;
 pub mod media;
 pub mod mp4;
 pub mod package;
+pub mod tus;
