@@ -106,6 +106,10 @@ pub struct Overrides {
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
 
+    /// Largest upload in bytes [key: uploads.max_size; default: 17179869184].
+    #[arg(long, value_name = "BYTES")]
+    pub upload_max_size: Option<u64>,
+
     /// Log filter such as info or streamforge=debug,info; RUST_LOG wins when set [key: log.filter].
     #[arg(long, value_name = "FILTER")]
     pub log_filter: Option<String>,
@@ -123,6 +127,7 @@ impl Overrides {
         let mut http = toml::Table::new();
         let mut log = toml::Table::new();
         let mut tls = toml::Table::new();
+        let mut uploads = toml::Table::new();
         let duration = |d: &Duration| Value::String(humantime::format_duration(*d).to_string());
         let size = |n: &usize| Value::Integer(i64::try_from(*n).unwrap_or(i64::MAX));
         if let Some(v) = &self.data_dir {
@@ -178,6 +183,12 @@ impl Overrides {
         if let Some(v) = &self.tls_key {
             tls.insert("key".into(), Value::String(v.display().to_string()));
         }
+        if let Some(v) = &self.upload_max_size {
+            uploads.insert(
+                "max_size".into(),
+                Value::Integer(i64::try_from(*v).unwrap_or(i64::MAX)),
+            );
+        }
         if let Some(v) = &self.log_filter {
             log.insert("filter".into(), Value::String(v.clone()));
         }
@@ -193,6 +204,9 @@ impl Overrides {
         }
         if !tls.is_empty() {
             root.insert("tls".into(), Value::Table(tls));
+        }
+        if !uploads.is_empty() {
+            root.insert("uploads".into(), Value::Table(uploads));
         }
         if !log.is_empty() {
             root.insert("log".into(), Value::Table(log));

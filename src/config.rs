@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 /// Sections of the configuration; an environment variable whose name (after
 /// the prefix) starts with one of these followed by `_` sets a key in it.
-const SECTIONS: &[&str] = &["http", "tls", "log"];
+const SECTIONS: &[&str] = &["http", "tls", "uploads", "log"];
 const ENV_PREFIX: &str = "STREAMFORGE_";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,6 +33,7 @@ pub struct Config {
     pub database: String,
     pub http: HttpConfig,
     pub tls: TlsConfig,
+    pub uploads: UploadsConfig,
     pub log: LogConfig,
 }
 
@@ -60,6 +61,26 @@ pub struct HttpConfig {
     pub cache_bytes: u64,
     /// Objects larger than this stream from storage instead of being cached.
     pub cache_max_object_bytes: u64,
+}
+
+/// Resumable uploads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadsConfig {
+    /// Largest upload accepted, in bytes (tus `Tus-Max-Size`).
+    pub max_size: u64,
+    /// An unfinished upload is deleted this long after it was created.
+    #[serde(with = "humantime_serde")]
+    pub expire_after: Duration,
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        UploadsConfig {
+            max_size: 16 * 1024 * 1024 * 1024,
+            expire_after: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// Where the TLS listener's certificate comes from.
@@ -125,6 +146,7 @@ impl Default for Config {
             database: String::new(),
             http: HttpConfig::default(),
             tls: TlsConfig::default(),
+            uploads: UploadsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -306,6 +328,12 @@ impl Config {
                 "tls.listen",
                 "must differ from http.listen (TCP cannot serve plain and TLS on one port)",
             );
+        }
+        if self.uploads.max_size == 0 {
+            return invalid("uploads.max_size", "must be greater than 0");
+        }
+        if self.uploads.expire_after < Duration::from_secs(60) {
+            return invalid("uploads.expire_after", "must be at least 1m");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return invalid(

@@ -15,6 +15,7 @@ use streamforge_actors::db::{Database, DbError};
 use streamforge_actors::process::Processes;
 use streamforge_actors::storage::{Storage, StorageError};
 use streamforge_actors::supervision::{Supervision, SupervisionError};
+use streamforge_actors::uploads::{UploadError, Uploads};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,9 @@ use crate::http::tls::{self, Identity};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use ::http as http_types;
+
+/// How often unfinished uploads past their expiry are removed.
+const UPLOAD_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Time the actor tree gets to stop before its stragglers are abandoned.
 const ACTOR_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,6 +46,8 @@ pub enum StartError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Supervision(#[from] SupervisionError),
+    #[error(transparent)]
+    Uploads(#[from] UploadError),
     #[error(transparent)]
     Tls(#[from] http::tls::TlsError),
     #[error("cannot start HTTP/3 on {addr}: {reason}")]
@@ -136,6 +142,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })?;
 
     let secure = bind_secure(&config).await?;
+    let uploads = Uploads::new(
+        db.clone(),
+        storage.clone(),
+        supervision.clone(),
+        config.data_dir.join("uploads"),
+        config.uploads.expire_after,
+    )?;
 
     let state = AppState {
         db: db.clone(),
@@ -146,6 +159,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             config.http.cache_bytes,
             config.http.cache_max_object_bytes,
         ),
+        uploads: uploads.clone(),
+        upload_max_size: config.uploads.max_size,
         started: Instant::now(),
         draining: draining.clone(),
     };
@@ -179,6 +194,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             tree_token.cancel();
         });
 
+        let sweeping = {
+            let token = token.clone();
+            let uploads = uploads.clone();
+            async move {
+                loop {
+                    match uploads.sweep_expired().await {
+                        Ok(0) => {}
+                        Ok(removed) => tracing::info!(removed, "expired uploads removed"),
+                        Err(err) => tracing::warn!(%err, "cannot remove expired uploads"),
+                    }
+                    tokio::select! {
+                        () = token.cancelled() => return,
+                        () = tokio::time::sleep(UPLOAD_SWEEP_INTERVAL) => {}
+                    }
+                }
+            }
+        };
         let draining_on_cancel = {
             let token = token.clone();
             async move {
@@ -216,7 +248,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             );
             tokio::join!(tls, quic);
         };
-        tokio::join!(draining_on_cancel, plain, secure);
+        tokio::join!(draining_on_cancel, sweeping, plain, secure);
         watcher.abort();
         supervision.shutdown(ACTOR_STOP_TIMEOUT).await;
         if let Err(err) = db.end_run(run_id).await {

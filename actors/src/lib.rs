@@ -8,3 +8,4 @@ pub mod db;
 pub mod process;
 pub mod storage;
 pub mod supervision;
+pub mod uploads;

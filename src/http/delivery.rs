@@ -109,6 +109,21 @@ pub async fn serve(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let (content_type, kind) = classify(key.as_str());
+    let content_type = HeaderValue::from_static(content_type);
+    serve_as(storage, cache, key, content_type, kind, method, headers).await
+}
+
+/// [`serve`] with the content type and kind given by the caller (an
+/// original upload keeps the type its uploader declared).
+pub async fn serve_as(
+    storage: &Storage,
+    cache: &ObjectCache,
+    key: &ObjectKey,
+    content_type: HeaderValue,
+    kind: Kind,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let max_age = match kind {
         Kind::Immutable => Some(None),
         Kind::Manifest => Some(Some(MANIFEST_MAX_AGE)),
@@ -158,7 +173,7 @@ pub async fn serve(
 /// Serves bytes already in memory (a cached segment, or a live part).
 pub fn respond_from_memory(
     object: CachedObject,
-    content_type: &'static str,
+    content_type: HeaderValue,
     kind: Kind,
     method: &Method,
     headers: &HeaderMap,
@@ -259,9 +274,9 @@ fn truncate_to_seconds(time: SystemTime) -> SystemTime {
     SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds)
 }
 
-fn base_headers(rep: &Representation, content_type: &'static str, kind: Kind) -> HeaderMap {
+fn base_headers(rep: &Representation, content_type: HeaderValue, kind: Kind) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(8);
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_TYPE, content_type);
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static(kind.cache_control()),

@@ -7,7 +7,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{Extensions, HeaderMap, Method, StatusCode, Version, header};
+use http::{Extensions, HeaderMap, HeaderName, Method, StatusCode, Version, header};
 use std::time::Duration;
 use tower_http::cors::{self, CorsLayer};
 
@@ -92,12 +92,77 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     response
 }
 
-/// CORS for browser players on other origins: simple and preflighted GET/HEAD
-/// with the headers players send, and the response headers they read.
-pub fn cors() -> CorsLayer {
+/// CORS for browsers on other origins, applied only to requests that carry
+/// `Origin`: tower-http answers every OPTIONS as a preflight, and a tus
+/// client's OPTIONS (no `Origin`) must reach the tus handler instead.
+#[derive(Clone)]
+pub struct BrowserCors(CorsLayer);
+
+pub fn browser_cors() -> BrowserCors {
+    BrowserCors(cors())
+}
+
+impl<S: Clone> tower::Layer<S> for BrowserCors {
+    type Service = BrowserCorsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BrowserCorsService {
+            cors: self.0.layer(inner.clone()),
+            plain: inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct BrowserCorsService<S> {
+    cors: tower_http::cors::Cors<S>,
+    plain: S,
+}
+
+impl<S> tower::Service<Request> for BrowserCorsService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Response, std::convert::Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // Both paths are clones of a router, which is always ready.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        use tower::ServiceExt;
+        if request.headers().contains_key(header::ORIGIN) {
+            Box::pin(self.cors.clone().oneshot(request))
+        } else {
+            Box::pin(self.plain.clone().oneshot(request))
+        }
+    }
+}
+
+/// CORS for browser players and uploaders on other origins: simple and
+/// preflighted requests with the headers they send, and the response
+/// headers they read.
+fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(cors::Any)
-        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers([
             header::RANGE,
             header::IF_NONE_MATCH,
@@ -105,6 +170,16 @@ pub fn cors() -> CorsLayer {
             header::IF_RANGE,
             header::CONTENT_TYPE,
             header::AUTHORIZATION,
+            // tus 1.0 request headers, for browser uploads.
+            HeaderName::from_static("tus-resumable"),
+            HeaderName::from_static("upload-length"),
+            HeaderName::from_static("upload-offset"),
+            HeaderName::from_static("upload-metadata"),
+            HeaderName::from_static("upload-checksum"),
+            HeaderName::from_static("upload-concat"),
+            HeaderName::from_static("upload-defer-length"),
+            HeaderName::from_static("x-http-method-override"),
+            HeaderName::from_static("x-requested-with"),
         ])
         .expose_headers([
             header::CONTENT_LENGTH,
@@ -114,7 +189,20 @@ pub fn cors() -> CorsLayer {
             header::LAST_MODIFIED,
             header::CACHE_CONTROL,
             header::DATE,
-            header::HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-request-id"),
+            header::LOCATION,
+            HeaderName::from_static("tus-resumable"),
+            HeaderName::from_static("tus-version"),
+            HeaderName::from_static("tus-extension"),
+            HeaderName::from_static("tus-max-size"),
+            HeaderName::from_static("tus-checksum-algorithm"),
+            HeaderName::from_static("upload-offset"),
+            HeaderName::from_static("upload-length"),
+            HeaderName::from_static("upload-metadata"),
+            HeaderName::from_static("upload-expires"),
+            HeaderName::from_static("upload-concat"),
+            HeaderName::from_static("upload-defer-length"),
+            HeaderName::from_static("x-asset-id"),
         ])
         .max_age(Duration::from_secs(86_400))
 }

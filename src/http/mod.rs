@@ -6,6 +6,7 @@
 //! so an error stays with its request or connection. On shutdown the listener
 //! closes first, then open connections get `shutdown_grace` to finish.
 
+mod assets;
 pub mod cache;
 pub mod delivery;
 mod error;
@@ -14,6 +15,7 @@ mod idle;
 mod middleware;
 mod routes;
 pub mod tls;
+mod uploads;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +54,9 @@ pub struct AppState {
     pub supervision: Supervision,
     pub metrics: Arc<Metrics>,
     pub cache: cache::ObjectCache,
+    pub uploads: streamforge_actors::uploads::Uploads,
+    /// Largest upload accepted (tus `Tus-Max-Size`).
+    pub upload_max_size: u64,
     pub started: Instant,
     /// Set once shutdown begins: `/readyz` turns 503 so load balancers drain us.
     pub draining: Arc<AtomicBool>,
@@ -64,7 +69,7 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(CompressionLayer::new().compress_when(middleware::compressible))
-        .layer(middleware::cors())
+        .layer(middleware::browser_cors())
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
         .layer(axum::middleware::from_fn(middleware::reject_unsafe_paths))
         .layer(axum::middleware::from_fn_with_state(

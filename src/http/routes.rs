@@ -7,15 +7,15 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, head, post};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
 use streamforge_actors::storage::ObjectKey;
 use streamforge_actors::supervision::BranchKind;
 
 use super::AppState;
-use super::delivery;
 use super::error::ApiError;
+use super::{assets, delivery, uploads};
 
 /// How long a readiness dependency may take before it counts as down.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,6 +27,18 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .route("/api/server", get(server_info))
         .route("/vod/{asset}/{*path}", get(vod_file))
+        .route("/files/", post(uploads::create).options(uploads::options))
+        .route(
+            "/files/{id}",
+            head(uploads::head)
+                .patch(uploads::patch)
+                .delete(uploads::terminate)
+                .options(uploads::options),
+        )
+        .route("/api/uploads", post(uploads::one_shot))
+        .route("/api/assets", get(assets::list))
+        .route("/api/assets/{id}", get(assets::get).delete(assets::delete))
+        .route("/api/assets/{id}/original", get(assets::original))
 }
 
 /// A file of an asset's packaged output: playlists, manifests, init and

@@ -21,7 +21,11 @@ impl TestServer {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let data = tempfile::tempdir().expect("temp dir");
+        TestServer::start_in(tempfile::tempdir().expect("temp dir"), adjust).await
+    }
+
+    /// A server on an existing data directory (a restart).
+    pub async fn start_in(data: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config {
             data_dir: data.path().to_owned(),
             ..Config::default()
@@ -45,6 +49,14 @@ impl TestServer {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
         }
+    }
+
+    /// Stops the server and hands back its data directory.
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+        self.data
     }
 }
 

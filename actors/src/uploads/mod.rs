@@ -1,0 +1,359 @@
+//! Resumable uploads: one [`UploadSession`] actor per upload in progress,
+//! spawned on demand under the `uploads` branch, and the move of a finished
+//! upload's bytes into storage as an asset's original.
+//!
+//! Bytes in progress live in append files under `<data_dir>/uploads/`, on
+//! local disk whatever the storage backend: an append file can be fsynced
+//! and resumed after a crash, which an object-store multipart upload cannot.
+//! A finished upload streams into `assets/<asset>/original` in storage, byte
+//! for byte, and its append file is removed.
+
+mod records;
+mod session;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ractor::{Actor, ActorId, ActorRef};
+use tokio::io::AsyncReadExt;
+use tokio::sync::Mutex;
+
+pub use records::{AssetRecord, ConcatKind, UploadRecord};
+pub use session::{UploadSession, UploadSessionMsg, UploadStatus};
+
+use crate::db::{Database, DbError, unix_millis};
+use crate::storage::{ObjectKey, Storage, StorageError};
+use crate::supervision::{BranchKind, Supervision};
+
+/// How long a caller waits for a session to answer.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Read size when moving a finished upload into storage.
+const COPY_CHUNK: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("no upload {0}")]
+    NotFound(String),
+    #[error("upload {0} has expired")]
+    Expired(String),
+    #[error("another PATCH to this upload is in progress")]
+    Busy,
+    #[error("the upload is already complete")]
+    Completed,
+    #[error("no PATCH is open on this upload")]
+    NoPatch,
+    #[error("Upload-Offset {got} does not match the upload's offset {expected}")]
+    OffsetMismatch { expected: u64, got: u64 },
+    #[error("partial upload {0} is not complete")]
+    PartialIncomplete(String),
+    #[error("upload {id} is damaged: {reason}")]
+    Corrupt { id: String, reason: String },
+    #[error("upload storage failed on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the upload session did not answer: {0}")]
+    Unreachable(String),
+}
+
+impl UploadError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        UploadError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// What a creation request asks for.
+#[derive(Clone, Debug, Default)]
+pub struct NewUpload {
+    pub length: Option<u64>,
+    pub metadata: String,
+    pub filename: String,
+    pub filetype: String,
+    pub concat: Option<ConcatKind>,
+    pub parts: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Uploads {
+    db: Database,
+    storage: Storage,
+    supervision: Supervision,
+    dir: PathBuf,
+    expire_after: Duration,
+    sessions: Arc<Mutex<HashMap<String, ActorRef<UploadSessionMsg>>>>,
+}
+
+impl std::fmt::Debug for Uploads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploads")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Upload ids: 32 lower-case hex digits from a v4 UUID.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Uploads {
+    pub fn new(
+        db: Database,
+        storage: Storage,
+        supervision: Supervision,
+        dir: PathBuf,
+        expire_after: Duration,
+    ) -> Result<Self, UploadError> {
+        std::fs::create_dir_all(&dir).map_err(|e| UploadError::io(&dir, e))?;
+        Ok(Uploads {
+            db,
+            storage,
+            supervision,
+            dir,
+            expire_after,
+            sessions: Arc::default(),
+        })
+    }
+
+    pub fn expire_after(&self) -> Duration {
+        self.expire_after
+    }
+
+    fn file_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.bin"))
+    }
+
+    /// Records a new upload and creates its (empty) append file.
+    pub async fn create(&self, new: NewUpload) -> Result<UploadRecord, UploadError> {
+        let now = unix_millis();
+        let record = UploadRecord {
+            id: new_id(),
+            length: new.length,
+            offset: 0,
+            metadata: new.metadata,
+            filename: new.filename,
+            filetype: new.filetype,
+            concat: new.concat,
+            parts: new.parts,
+            created_at_ms: now,
+            expires_at_ms: now
+                .saturating_add(i64::try_from(self.expire_after.as_millis()).unwrap_or(i64::MAX)),
+            completed_at_ms: None,
+            asset_id: None,
+        };
+        let path = self.file_path(&record.id);
+        tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| UploadError::io(&path, e))?;
+        self.db.insert_upload(&record).await?;
+        Ok(record)
+    }
+
+    /// The stored record of an upload that has not expired.
+    pub async fn record(&self, id: &str) -> Result<UploadRecord, UploadError> {
+        let record = self
+            .db
+            .upload(id)
+            .await?
+            .filter(|_| valid_id(id))
+            .ok_or_else(|| UploadError::NotFound(id.to_owned()))?;
+        if record.completed_at_ms.is_none() && record.expires_at_ms < unix_millis() {
+            return Err(UploadError::Expired(id.to_owned()));
+        }
+        Ok(record)
+    }
+
+    /// The live session of an upload, spawned if it is not running.
+    pub async fn session(&self, id: &str) -> Result<ActorRef<UploadSessionMsg>, UploadError> {
+        let mut sessions = self.sessions.lock().await;
+        if let Some(session) = sessions.get(id)
+            && ractor::ACTIVE_STATES.contains(&session.get_status())
+        {
+            return Ok(session.clone());
+        }
+        let record = self.record(id).await?;
+        let branch = self
+            .supervision
+            .branch(BranchKind::Uploads)
+            .await
+            .map_err(|e| UploadError::Unreachable(e.to_string()))?;
+        let (session, _) = Actor::spawn_linked(
+            None,
+            UploadSession,
+            session::UploadSessionArgs {
+                record,
+                uploads: self.clone(),
+            },
+            branch.get_cell(),
+        )
+        .await
+        .map_err(|e| UploadError::Unreachable(e.to_string()))?;
+        sessions.insert(id.to_owned(), session.clone());
+        Ok(session)
+    }
+
+    async fn forget(&self, id: &str, actor: ActorId) {
+        let mut sessions = self.sessions.lock().await;
+        if sessions.get(id).is_some_and(|s| s.get_id() == actor) {
+            sessions.remove(id);
+        }
+    }
+
+    /// Offset, length and asset of an upload, from its session when one
+    /// runs, else from the database (a finished upload has no session).
+    pub async fn status(&self, id: &str) -> Result<UploadStatus, UploadError> {
+        let record = self.record(id).await?;
+        if record.completed_at_ms.is_some() {
+            return Ok(UploadStatus {
+                offset: record.offset,
+                length: record.length,
+                asset_id: record.asset_id,
+            });
+        }
+        let session = self.session(id).await?;
+        ractor::call_t!(
+            session,
+            UploadSessionMsg::Status,
+            CALL_TIMEOUT.as_millis() as u64
+        )
+        .map_err(|e| UploadError::Unreachable(e.to_string()))
+    }
+
+    /// Deletes an upload in progress (tus termination), its file and record.
+    pub async fn terminate(&self, id: &str) -> Result<(), UploadError> {
+        self.record(id).await?;
+        // Release the map before waiting: the stopping session removes itself from it.
+        let session = self.sessions.lock().await.remove(id);
+        if let Some(session) = session {
+            let _ = session
+                .stop_and_wait(Some("terminated".into()), Some(CALL_TIMEOUT))
+                .await;
+        }
+        let path = self.file_path(id);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(UploadError::io(&path, e)),
+        }
+        self.db.delete_upload(id).await?;
+        Ok(())
+    }
+
+    /// A final concatenation: its partial uploads, all complete, are stored
+    /// one after the other as a new asset's original. Returns the asset id.
+    pub async fn concatenate(&self, record: &UploadRecord) -> Result<String, UploadError> {
+        let mut files = Vec::with_capacity(record.parts.len());
+        let mut length = 0u64;
+        for part in &record.parts {
+            let partial = self.record(part).await?;
+            if partial.concat != Some(ConcatKind::Partial)
+                || partial.completed_at_ms.is_none()
+                || partial.length != Some(partial.offset)
+            {
+                return Err(UploadError::PartialIncomplete(part.clone()));
+            }
+            length += partial.offset;
+            files.push(self.file_path(part));
+        }
+        let mut record = record.clone();
+        record.length = Some(length);
+        record.offset = length;
+        let asset = self.store_original(&record, &files).await?;
+        self.db
+            .set_upload_progress(&record.id, length, Some(length))
+            .await?;
+        Ok(asset)
+    }
+
+    /// Streams `files`, in order, into a new asset's original and records
+    /// the asset and the upload's completion.
+    async fn store_original(
+        &self,
+        record: &UploadRecord,
+        files: &[PathBuf],
+    ) -> Result<String, UploadError> {
+        let asset_id = new_id();
+        let key = ObjectKey::new(format!("assets/{asset_id}/original"))?;
+        let mut writer = self.storage.writer(&key).await?;
+        let mut buffer = vec![0u8; COPY_CHUNK];
+        for path in files {
+            let mut file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| UploadError::io(path, e))?;
+            loop {
+                let n = file
+                    .read(&mut buffer)
+                    .await
+                    .map_err(|e| UploadError::io(path, e))?;
+                if n == 0 {
+                    break;
+                }
+                writer.write(Bytes::copy_from_slice(&buffer[..n])).await?;
+            }
+        }
+        let size = writer.finish().await?;
+        if Some(size) != record.length {
+            return Err(UploadError::Corrupt {
+                id: record.id.clone(),
+                reason: format!("stored {size} bytes, expected {:?}", record.length),
+            });
+        }
+        let filename = if record.filename.is_empty() {
+            format!("upload-{}", record.id)
+        } else {
+            record.filename.clone()
+        };
+        self.db
+            .insert_asset(&AssetRecord {
+                id: asset_id.clone(),
+                upload_id: Some(record.id.clone()),
+                filename,
+                filetype: record.filetype.clone(),
+                size,
+                status: "uploaded".into(),
+                error: None,
+                created_at_ms: unix_millis(),
+            })
+            .await?;
+        self.db.complete_upload(&record.id, Some(&asset_id)).await?;
+        tracing::info!(upload = %record.id, asset = %asset_id, size, "upload stored");
+        Ok(asset_id)
+    }
+
+    /// Removes unfinished uploads past their expiry; returns how many.
+    pub async fn sweep_expired(&self) -> Result<usize, UploadError> {
+        let expired = self.db.expired_uploads(unix_millis()).await?;
+        for id in &expired {
+            let session = self.sessions.lock().await.remove(id);
+            if let Some(session) = session {
+                session.stop(Some("expired".into()));
+            }
+            let _ = tokio::fs::remove_file(self.file_path(id)).await;
+            self.db.delete_upload(id).await?;
+        }
+        Ok(expired.len())
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+}

@@ -1,0 +1,256 @@
+//! Rows of the `uploads` and `assets` tables, and the queries on them.
+
+use sqlx::Row;
+
+use crate::db::{Database, DbError, unix_millis};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadRecord {
+    pub id: String,
+    pub length: Option<u64>,
+    /// Durable offset: every byte before it is fsynced in the append file.
+    pub offset: u64,
+    /// `Upload-Metadata` as the client sent it.
+    pub metadata: String,
+    /// The file's name and media type, from the metadata.
+    pub filename: String,
+    pub filetype: String,
+    pub concat: Option<ConcatKind>,
+    /// For a final concatenation: the partial uploads, in order.
+    pub parts: Vec<String>,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub completed_at_ms: Option<i64>,
+    pub asset_id: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConcatKind {
+    Partial,
+    Final,
+}
+
+impl ConcatKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ConcatKind::Partial => "partial",
+            ConcatKind::Final => "final",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "partial" => Some(ConcatKind::Partial),
+            "final" => Some(ConcatKind::Final),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AssetRecord {
+    pub id: String,
+    pub upload_id: Option<String>,
+    pub filename: String,
+    pub filetype: String,
+    pub size: u64,
+    pub status: String,
+    pub error: Option<String>,
+    pub created_at_ms: i64,
+}
+
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn upload_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadRecord, sqlx::Error> {
+    let parts: Option<String> = row.try_get("parts")?;
+    let concat: Option<String> = row.try_get("concat")?;
+    Ok(UploadRecord {
+        id: row.try_get("id")?,
+        length: row.try_get::<Option<i64>, _>("length")?.map(to_u64),
+        offset: to_u64(row.try_get("upload_offset")?),
+        metadata: row.try_get("metadata")?,
+        filename: row.try_get("filename")?,
+        filetype: row.try_get("filetype")?,
+        concat: concat.as_deref().and_then(ConcatKind::parse),
+        parts: parts
+            .map(|p| {
+                p.split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        created_at_ms: row.try_get("created_at")?,
+        expires_at_ms: row.try_get("expires_at")?,
+        completed_at_ms: row.try_get("completed_at")?,
+        asset_id: row.try_get("asset_id")?,
+    })
+}
+
+fn asset_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AssetRecord, sqlx::Error> {
+    Ok(AssetRecord {
+        id: row.try_get("id")?,
+        upload_id: row.try_get("upload_id")?,
+        filename: row.try_get("filename")?,
+        filetype: row.try_get("filetype")?,
+        size: to_u64(row.try_get("size")?),
+        status: row.try_get("status")?,
+        error: row.try_get("error")?,
+        created_at_ms: row.try_get("created_at")?,
+    })
+}
+
+impl Database {
+    pub async fn insert_upload(&self, upload: &UploadRecord) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO uploads (id, length, upload_offset, metadata, filename, filetype, concat, parts, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&upload.id)
+        .bind(upload.length.map(to_i64))
+        .bind(to_i64(upload.offset))
+        .bind(&upload.metadata)
+        .bind(&upload.filename)
+        .bind(&upload.filetype)
+        .bind(upload.concat.map(ConcatKind::as_str))
+        .bind((!upload.parts.is_empty()).then(|| upload.parts.join(" ")))
+        .bind(upload.created_at_ms)
+        .bind(upload.expires_at_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn upload(&self, id: &str) -> Result<Option<UploadRecord>, DbError> {
+        let row = sqlx::query("SELECT * FROM uploads WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(upload_from_row).transpose()?)
+    }
+
+    /// Records a new durable offset, and the length when the client has just declared it.
+    pub async fn set_upload_progress(
+        &self,
+        id: &str,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE uploads SET upload_offset = ?, length = COALESCE(?, length) WHERE id = ?",
+        )
+        .bind(to_i64(offset))
+        .bind(length.map(to_i64))
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn complete_upload(&self, id: &str, asset_id: Option<&str>) -> Result<(), DbError> {
+        sqlx::query("UPDATE uploads SET completed_at = ?, asset_id = ? WHERE id = ?")
+            .bind(unix_millis())
+            .bind(asset_id)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_upload(&self, id: &str) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM uploads WHERE id = ?")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Unfinished uploads whose expiry has passed.
+    pub async fn expired_uploads(&self, now_ms: i64) -> Result<Vec<String>, DbError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM uploads WHERE completed_at IS NULL AND expires_at < ?",
+        )
+        .bind(now_ms)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn insert_asset(&self, asset: &AssetRecord) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO assets (id, upload_id, filename, filetype, size, status, error, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&asset.id)
+        .bind(&asset.upload_id)
+        .bind(&asset.filename)
+        .bind(&asset.filetype)
+        .bind(to_i64(asset.size))
+        .bind(&asset.status)
+        .bind(&asset.error)
+        .bind(asset.created_at_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn asset(&self, id: &str) -> Result<Option<AssetRecord>, DbError> {
+        let row = sqlx::query("SELECT * FROM assets WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(asset_from_row).transpose()?)
+    }
+
+    /// A page of assets, newest first, optionally only those whose filename
+    /// contains `search` (case-insensitive) or with a given status.
+    pub async fn assets(
+        &self,
+        search: Option<&str>,
+        status: Option<&str>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(Vec<AssetRecord>, u64), DbError> {
+        let pattern = search.map(|s| {
+            let escaped = s
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let rows = sqlx::query(
+            "SELECT * FROM assets
+             WHERE (?1 IS NULL OR filename LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR status = ?2)
+             ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4",
+        )
+        .bind(&pattern)
+        .bind(status)
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(self.pool())
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM assets
+             WHERE (?1 IS NULL OR filename LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR status = ?2)",
+        )
+        .bind(&pattern)
+        .bind(status)
+        .fetch_one(self.pool())
+        .await?;
+        let assets = rows.iter().map(asset_from_row).collect::<Result<_, _>>()?;
+        Ok((assets, to_u64(total)))
+    }
+
+    pub async fn delete_asset(&self, id: &str) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM assets WHERE id = ?")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}

@@ -1,0 +1,318 @@
+//! `UploadSession`: the one actor that writes an upload's bytes.
+//!
+//! It owns the upload's append file. A PATCH is `Begin` → `Append`* →
+//! `Commit` or `Rollback`: appended bytes are written at once but become part
+//! of the upload only at `Commit`, which fsyncs the file and then records
+//! the new offset in the database; only then is the offset acknowledged to
+//! the client. `Rollback` (checksum mismatch, body over its limit) cuts the
+//! file back to the last durable offset. At start the file is cut back to
+//! the durable offset too, so bytes of a PATCH interrupted by a crash never
+//! count.
+//!
+//! One PATCH at a time: `Begin` while another PATCH is open is refused.
+//! Media bytes ride `Append` calls that the caller awaits one at a time, so
+//! at most one chunk per upload is ever queued in the mailbox.
+//!
+//! Policy: the session stops itself after [`IDLE_STOP`] without a PATCH, or
+//! once the upload is complete and stored; the next request spawns it again.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::io::AsyncWriteExt;
+
+use super::records::{ConcatKind, UploadRecord};
+use super::{UploadError, Uploads};
+
+/// A session with no request for this long stops (its state is all on disk).
+pub const IDLE_STOP: Duration = Duration::from_secs(300);
+
+pub struct UploadSession;
+
+pub struct UploadSessionArgs {
+    pub record: UploadRecord,
+    pub uploads: Uploads,
+}
+
+pub struct UploadSessionState {
+    record: UploadRecord,
+    uploads: Uploads,
+    file: tokio::fs::File,
+    path: PathBuf,
+    /// Bytes written by the open PATCH, not yet durable.
+    pending: u64,
+    patch_open: bool,
+    idle_timer: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<UploadSessionMsg>>>>,
+}
+
+/// The upload as the client may see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadStatus {
+    pub offset: u64,
+    pub length: Option<u64>,
+    pub asset_id: Option<String>,
+}
+
+pub enum UploadSessionMsg {
+    Status(RpcReplyPort<UploadStatus>),
+    /// Opens a PATCH at `offset`, which must be the durable offset.
+    Begin {
+        offset: u64,
+        reply: RpcReplyPort<Result<(), UploadError>>,
+    },
+    /// Appends to the open PATCH; replies with the PATCH's bytes so far.
+    Append {
+        bytes: Bytes,
+        reply: RpcReplyPort<Result<u64, UploadError>>,
+    },
+    /// Makes the open PATCH durable (and sets a deferred length, when given).
+    Commit {
+        length: Option<u64>,
+        reply: RpcReplyPort<Result<UploadStatus, UploadError>>,
+    },
+    /// Discards the open PATCH's bytes.
+    Rollback(RpcReplyPort<Result<UploadStatus, UploadError>>),
+    /// Stops after an idle period (sent by the session's own timer).
+    IdleCheck,
+}
+
+impl UploadSessionState {
+    fn status(&self) -> UploadStatus {
+        UploadStatus {
+            offset: self.record.offset,
+            length: self.record.length,
+            asset_id: self.record.asset_id.clone(),
+        }
+    }
+
+    fn arm_idle_timer(&mut self, myself: &ActorRef<UploadSessionMsg>) {
+        if let Some(timer) = self.idle_timer.take() {
+            timer.abort();
+        }
+        self.idle_timer = Some(myself.send_after(IDLE_STOP, || UploadSessionMsg::IdleCheck));
+    }
+
+    async fn truncate_to_durable(&mut self) -> Result<(), UploadError> {
+        self.file
+            .set_len(self.record.offset)
+            .await
+            .map_err(|e| UploadError::io(&self.path, e))?;
+        self.file
+            .sync_data()
+            .await
+            .map_err(|e| UploadError::io(&self.path, e))?;
+        self.pending = 0;
+        self.patch_open = false;
+        Ok(())
+    }
+
+    async fn commit(&mut self, length: Option<u64>) -> Result<(), UploadError> {
+        self.file
+            .flush()
+            .await
+            .map_err(|e| UploadError::io(&self.path, e))?;
+        // Durable first, acknowledged second: a crash between the two loses
+        // only bytes the client was never told about.
+        self.file
+            .sync_data()
+            .await
+            .map_err(|e| UploadError::io(&self.path, e))?;
+        let offset = self.record.offset + self.pending;
+        let new_length = length.filter(|_| self.record.length.is_none());
+        self.uploads
+            .db
+            .set_upload_progress(&self.record.id, offset, new_length)
+            .await?;
+        self.record.offset = offset;
+        if new_length.is_some() {
+            self.record.length = new_length;
+        }
+        self.pending = 0;
+        self.patch_open = false;
+        Ok(())
+    }
+
+    fn is_complete(&self) -> bool {
+        self.record.length == Some(self.record.offset) && self.record.completed_at_ms.is_none()
+    }
+
+    /// A finished upload becomes an asset (or, for a partial upload, waits
+    /// for its final concatenation).
+    async fn finish_if_complete(&mut self) -> Result<(), UploadError> {
+        if !self.is_complete() {
+            return Ok(());
+        }
+        if self.record.concat == Some(ConcatKind::Partial) {
+            self.uploads
+                .db
+                .complete_upload(&self.record.id, None)
+                .await?;
+        } else {
+            let asset = self
+                .uploads
+                .store_original(&self.record, std::slice::from_ref(&self.path))
+                .await?;
+            self.record.asset_id = Some(asset);
+            if let Err(err) = tokio::fs::remove_file(&self.path).await {
+                tracing::warn!(path = %self.path.display(), %err, "cannot remove a stored upload's file");
+            }
+        }
+        self.record.completed_at_ms = Some(crate::db::unix_millis());
+        Ok(())
+    }
+}
+
+impl Actor for UploadSession {
+    type Msg = UploadSessionMsg;
+    type State = UploadSessionState;
+    type Arguments = UploadSessionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<UploadSessionMsg>,
+        args: UploadSessionArgs,
+    ) -> Result<UploadSessionState, ActorProcessingErr> {
+        let path = args.uploads.file_path(&args.record.id);
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await
+            .map_err(|e| UploadError::io(&path, e))?;
+        let on_disk = file
+            .metadata()
+            .await
+            .map_err(|e| UploadError::io(&path, e))?
+            .len();
+        let mut state = UploadSessionState {
+            record: args.record,
+            uploads: args.uploads,
+            file,
+            path,
+            pending: 0,
+            patch_open: false,
+            idle_timer: None,
+        };
+        if state.record.completed_at_ms.is_none() {
+            if on_disk < state.record.offset {
+                return Err(UploadError::Corrupt {
+                    id: state.record.id.clone(),
+                    reason: format!(
+                        "the file holds {on_disk} bytes but {} were acknowledged",
+                        state.record.offset
+                    ),
+                }
+                .into());
+            }
+            if on_disk > state.record.offset {
+                tracing::info!(
+                    upload = %state.record.id,
+                    durable = state.record.offset,
+                    on_disk,
+                    "dropping bytes of an interrupted PATCH"
+                );
+                state.truncate_to_durable().await?;
+            }
+            // Acknowledged in full but stopped before it was stored (a crash).
+            state.finish_if_complete().await?;
+        }
+        state.arm_idle_timer(&myself);
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<UploadSessionMsg>,
+        message: UploadSessionMsg,
+        state: &mut UploadSessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            UploadSessionMsg::Status(reply) => {
+                let _ = reply.send(state.status());
+            }
+            UploadSessionMsg::Begin { offset, reply } => {
+                state.arm_idle_timer(&myself);
+                let result = if state.patch_open {
+                    Err(UploadError::Busy)
+                } else if state.record.completed_at_ms.is_some() {
+                    Err(UploadError::Completed)
+                } else if offset != state.record.offset {
+                    Err(UploadError::OffsetMismatch {
+                        expected: state.record.offset,
+                        got: offset,
+                    })
+                } else {
+                    state.patch_open = true;
+                    Ok(())
+                };
+                let _ = reply.send(result);
+            }
+            UploadSessionMsg::Append { bytes, reply } => {
+                let result = if !state.patch_open {
+                    Err(UploadError::NoPatch)
+                } else {
+                    match state.file.write_all(&bytes).await {
+                        Ok(()) => {
+                            state.pending += bytes.len() as u64;
+                            Ok(state.pending)
+                        }
+                        Err(e) => Err(UploadError::io(&state.path, e)),
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            UploadSessionMsg::Commit { length, reply } => {
+                let result = if !state.patch_open {
+                    Err(UploadError::NoPatch)
+                } else {
+                    match state.commit(length).await {
+                        Ok(()) => state.finish_if_complete().await.map(|()| state.status()),
+                        Err(err) => {
+                            // Whatever did not become durable is not kept.
+                            if let Err(cut) = state.truncate_to_durable().await {
+                                tracing::error!(upload = %state.record.id, %cut, "cannot cut back a failed PATCH");
+                            }
+                            Err(err)
+                        }
+                    }
+                };
+                let done = state.record.completed_at_ms.is_some();
+                let _ = reply.send(result);
+                if done {
+                    myself.stop(Some("upload complete".into()));
+                }
+            }
+            UploadSessionMsg::Rollback(reply) => {
+                let result = state.truncate_to_durable().await.map(|()| state.status());
+                let _ = reply.send(result);
+            }
+            UploadSessionMsg::IdleCheck => {
+                if !state.patch_open {
+                    myself.stop(Some("idle".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<UploadSessionMsg>,
+        state: &mut UploadSessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(timer) = state.idle_timer.take() {
+            timer.abort();
+        }
+        if state.patch_open {
+            // Stopped mid-PATCH (shutdown): keep only what is durable.
+            let _ = state.truncate_to_durable().await;
+        }
+        state
+            .uploads
+            .forget(&state.record.id, myself.get_id())
+            .await;
+        Ok(())
+    }
+}

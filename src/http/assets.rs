@@ -1,0 +1,209 @@
+//! `/api/assets`: the library of uploaded media, and downloads of originals.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use streamforge_actors::storage::ObjectKey;
+use streamforge_actors::uploads::AssetRecord;
+
+use super::AppState;
+use super::delivery::{self, Kind};
+use super::error::ApiError;
+
+const MAX_PAGE: u32 = 200;
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    /// Case-insensitive part of the file name.
+    q: Option<String>,
+    status: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: u32,
+    #[serde(default)]
+    offset: u32,
+}
+
+fn default_limit() -> u32 {
+    50
+}
+
+#[derive(Serialize)]
+pub struct AssetView {
+    #[serde(flatten)]
+    record: AssetRecord,
+    download_url: String,
+}
+
+impl From<AssetRecord> for AssetView {
+    fn from(record: AssetRecord) -> Self {
+        AssetView {
+            download_url: format!("/api/assets/{}/original", record.id),
+            record,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Page {
+    assets: Vec<AssetView>,
+    total: u64,
+    limit: u32,
+    offset: u32,
+}
+
+fn db_error(err: streamforge_actors::db::DbError) -> ApiError {
+    tracing::error!(%err, "asset query failed");
+    ApiError::unavailable(
+        "database_unavailable",
+        "the library could not be read; retry later",
+    )
+}
+
+/// `GET /api/assets?q=&status=&limit=&offset=`: newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Page>, ApiError> {
+    if query.limit == 0 || query.limit > MAX_PAGE {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    if query.q.as_ref().is_some_and(|q| q.len() > 200) {
+        return Err(ApiError::bad_request("q is limited to 200 bytes"));
+    }
+    let (assets, total) = state
+        .db
+        .assets(
+            query.q.as_deref(),
+            query.status.as_deref(),
+            query.limit,
+            query.offset,
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(Json(Page {
+        assets: assets.into_iter().map(AssetView::from).collect(),
+        total,
+        limit: query.limit,
+        offset: query.offset,
+    }))
+}
+
+async fn find(state: &AppState, id: &str) -> Result<AssetRecord, ApiError> {
+    state
+        .db
+        .asset(id)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no asset {id}")))
+}
+
+/// `GET /api/assets/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<AssetView>, ApiError> {
+    Ok(Json(find(&state, &id).await?.into()))
+}
+
+/// `DELETE /api/assets/{id}`: the original, every rendition, and the record.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let asset = find(&state, &id).await?;
+    let prefix = ObjectKey::new(format!("assets/{}", asset.id))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    state.storage.delete_prefix(&prefix).await.map_err(|err| {
+        tracing::error!(%err, asset = %asset.id, "cannot delete an asset's files");
+        ApiError::unavailable(
+            "storage_unavailable",
+            "the asset's files could not be deleted; retry",
+        )
+    })?;
+    state.cache.remove_prefix(&format!("{}/", prefix.as_str()));
+    state.db.delete_asset(&asset.id).await.map_err(db_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/assets/{id}/original`: the uploaded file byte for byte, as a
+/// download, with ranges and validators.
+pub async fn original(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let asset = find(&state, &id).await?;
+    let key = ObjectKey::new(format!("assets/{}/original", asset.id))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let content_type = HeaderValue::from_str(&asset.filetype)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let mut response = delivery::serve_as(
+        &state.storage,
+        &state.cache,
+        &key,
+        content_type,
+        Kind::Asset,
+        &method,
+        &headers,
+    )
+    .await?;
+    if response.status().is_success() {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, attachment(&asset.filename));
+    }
+    Ok(response.into_response())
+}
+
+/// `attachment; filename="…"; filename*=UTF-8''…` (RFC 6266): an ASCII
+/// fallback and the exact name percent-encoded.
+fn attachment(name: &str) -> HeaderValue {
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&format!(
+        "attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+    ))
+    .unwrap_or(HeaderValue::from_static("attachment"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attachment;
+
+    #[test]
+    fn download_names_survive_any_characters() {
+        assert_eq!(
+            attachment("clip 1.mp4"),
+            "attachment; filename=\"clip 1.mp4\"; filename*=UTF-8''clip%201.mp4"
+        );
+        assert_eq!(
+            attachment("été \"x\".mov"),
+            "attachment; filename=\"_t_ _x_.mov\"; filename*=UTF-8''%C3%A9t%C3%A9%20%22x%22.mov"
+        );
+    }
+}
