@@ -15,6 +15,7 @@ use streamforge_actors::db::{Database, DbError};
 use streamforge_actors::process::Processes;
 use streamforge_actors::storage::{Storage, StorageError};
 use streamforge_actors::supervision::{Supervision, SupervisionError};
+use streamforge_actors::transcode::Transcoder;
 use streamforge_actors::uploads::{UploadError, Uploads};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -142,12 +143,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })?;
 
     let secure = bind_secure(&config).await?;
+    let transcoder = Transcoder::new(db.clone(), storage.clone(), supervision.clone());
+    transcoder.resume_unfinished().await;
     let uploads = Uploads::new(
         db.clone(),
         storage.clone(),
         supervision.clone(),
         config.data_dir.join("uploads"),
         config.uploads.expire_after,
+        Some(transcoder),
     )?;
 
     let state = AppState {

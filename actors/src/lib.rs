@@ -8,4 +8,5 @@ pub mod db;
 pub mod process;
 pub mod storage;
 pub mod supervision;
+pub mod transcode;
 pub mod uploads;

@@ -229,6 +229,15 @@ impl Storage {
         parse_url(url).map(|_| ())
     }
 
+    /// Where `key` lives on the local filesystem, for programs (ffmpeg) that
+    /// read files by path; `None` for remote backends.
+    pub fn local_path(&self, key: &ObjectKey) -> Option<PathBuf> {
+        match &self.backend {
+            Backend::Local { root } => Some(root.join(key.as_str())),
+            Backend::S3 { .. } => None,
+        }
+    }
+
     pub fn backend(&self) -> &Backend {
         &self.backend
     }

@@ -33,6 +33,7 @@ async fn fixture(dir: Option<tempfile::TempDir>, expire_after: Duration) -> Fixt
         tree.clone(),
         dir.path().join("uploads"),
         expire_after,
+        None,
     )
     .unwrap();
     Fixture {

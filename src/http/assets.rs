@@ -34,12 +34,20 @@ pub struct AssetView {
     #[serde(flatten)]
     record: AssetRecord,
     download_url: String,
+    /// Present once the asset is playable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hls_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dash_url: Option<String>,
 }
 
 impl From<AssetRecord> for AssetView {
     fn from(record: AssetRecord) -> Self {
+        let ready = record.status == "ready";
         AssetView {
             download_url: format!("/api/assets/{}/original", record.id),
+            hls_url: ready.then(|| format!("/vod/{}/master.m3u8", record.id)),
+            dash_url: ready.then(|| format!("/vod/{}/manifest.mpd", record.id)),
             record,
         }
     }

@@ -27,6 +27,7 @@ pub use session::{UploadSession, UploadSessionMsg, UploadStatus};
 use crate::db::{Database, DbError, unix_millis};
 use crate::storage::{ObjectKey, Storage, StorageError};
 use crate::supervision::{BranchKind, Supervision};
+use crate::transcode::Transcoder;
 
 /// How long a caller waits for a session to answer.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -93,6 +94,8 @@ pub struct Uploads {
     dir: PathBuf,
     expire_after: Duration,
     sessions: Arc<Mutex<HashMap<String, ActorRef<UploadSessionMsg>>>>,
+    /// Where stored originals go next.
+    transcoder: Option<Transcoder>,
 }
 
 impl std::fmt::Debug for Uploads {
@@ -122,6 +125,7 @@ impl Uploads {
         supervision: Supervision,
         dir: PathBuf,
         expire_after: Duration,
+        transcoder: Option<Transcoder>,
     ) -> Result<Self, UploadError> {
         std::fs::create_dir_all(&dir).map_err(|e| UploadError::io(&dir, e))?;
         Ok(Uploads {
@@ -131,6 +135,7 @@ impl Uploads {
             dir,
             expire_after,
             sessions: Arc::default(),
+            transcoder,
         })
     }
 
@@ -332,10 +337,14 @@ impl Uploads {
                 status: "uploaded".into(),
                 error: None,
                 created_at_ms: unix_millis(),
+                probe: None,
             })
             .await?;
         self.db.complete_upload(&record.id, Some(&asset_id)).await?;
         tracing::info!(upload = %record.id, asset = %asset_id, size, "upload stored");
+        if let Some(transcoder) = &self.transcoder {
+            transcoder.start(&asset_id).await;
+        }
         Ok(asset_id)
     }
 

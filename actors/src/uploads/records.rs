@@ -57,6 +57,8 @@ pub struct AssetRecord {
     pub status: String,
     pub error: Option<String>,
     pub created_at_ms: i64,
+    /// What ffprobe found in the original, once probed.
+    pub probe: Option<serde_json::Value>,
 }
 
 fn to_u64(value: i64) -> u64 {
@@ -103,6 +105,9 @@ fn asset_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AssetRecord, sqlx::Er
         status: row.try_get("status")?,
         error: row.try_get("error")?,
         created_at_ms: row.try_get("created_at")?,
+        probe: row
+            .try_get::<Option<String>, _>("probe")?
+            .and_then(|json| serde_json::from_str(&json).ok()),
     })
 }
 
@@ -244,6 +249,46 @@ impl Database {
         .await?;
         let assets = rows.iter().map(asset_from_row).collect::<Result<_, _>>()?;
         Ok((assets, to_u64(total)))
+    }
+
+    /// Moves an asset to `status`, with the failure reason when it failed.
+    pub async fn set_asset_status(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), DbError> {
+        sqlx::query("UPDATE assets SET status = ?, error = ?, updated_at = ? WHERE id = ?")
+            .bind(status)
+            .bind(error)
+            .bind(unix_millis())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_asset_probe(
+        &self,
+        id: &str,
+        probe: &serde_json::Value,
+    ) -> Result<(), DbError> {
+        sqlx::query("UPDATE assets SET probe = ?, updated_at = ? WHERE id = ?")
+            .bind(probe.to_string())
+            .bind(unix_millis())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Assets whose processing did not finish (the server stopped during it).
+    pub async fn unfinished_assets(&self) -> Result<Vec<String>, DbError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM assets WHERE status IN ('uploaded', 'processing') ORDER BY created_at",
+        )
+        .fetch_all(self.pool())
+        .await?)
     }
 
     pub async fn delete_asset(&self, id: &str) -> Result<bool, DbError> {

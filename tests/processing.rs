@@ -1,0 +1,171 @@
+//! An upload becomes playable: ffprobe on the original, an ffmpeg rung,
+//! CMAF packaging, and HLS + DASH that ffprobe reads back over HTTP. A file
+//! ffmpeg cannot read fails with a reason; a killed ffmpeg is restarted.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use serde_json::Value;
+
+async fn upload(server: &TestServer, name: &str, body: Vec<u8>) -> String {
+    let created = reqwest::Client::new()
+        .post(server.url(&format!("/api/uploads?filename={name}")))
+        .header("content-type", "video/mp4")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let answer: Value = created.json().await.unwrap();
+    answer["asset_id"].as_str().unwrap().to_owned()
+}
+
+async fn wait_for(server: &TestServer, asset: &str, statuses: &[&str]) -> Value {
+    for _ in 0..600 {
+        let view: Value = reqwest::get(server.url(&format!("/api/assets/{asset}")))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if statuses.contains(&view["status"].as_str().unwrap_or("")) {
+            return view;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("asset {asset} never reached {statuses:?}");
+}
+
+async fn clip(args: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip.mp4");
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args.split_whitespace())
+        .arg(&path)
+        .status()
+        .await
+        .expect("ffmpeg is installed (scripts/setup)");
+    assert!(status.success());
+    std::fs::read(&path).unwrap()
+}
+
+async fn ffprobe(url: &str) -> Value {
+    let output = tokio::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+            url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "ffprobe {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn an_upload_becomes_hls_and_dash() {
+    let server = TestServer::start().await;
+    // 4 s, 640x480, B-frames, AAC: the rung must scale it to 360p.
+    let source = clip(
+        "-f lavfi -i testsrc2=size=640x480:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
+         -t 4 -c:v libx264 -preset ultrafast -bf 2 -c:a aac",
+    )
+    .await;
+    let asset = upload(&server, "clip.mp4", source).await;
+    let view = wait_for(&server, &asset, &["ready", "failed"]).await;
+    assert_eq!(view["status"], "ready", "{view}");
+    assert_eq!(view["probe"]["streams"][0]["width"], 640);
+    assert!((view["probe"]["duration"].as_f64().unwrap() - 4.0).abs() < 0.1);
+
+    for url in [
+        view["hls_url"].as_str().unwrap(),
+        view["dash_url"].as_str().unwrap(),
+    ] {
+        let probed = ffprobe(&server.url(url)).await;
+        let streams = probed["streams"].as_array().unwrap();
+        let video = streams
+            .iter()
+            .find(|s| s["codec_type"] == "video")
+            .expect("video");
+        assert_eq!(video["codec_name"], "h264", "{url}");
+        assert_eq!(video["height"], 360, "{url}");
+        assert_eq!(video["width"], 480, "{url}");
+        let audio = streams
+            .iter()
+            .find(|s| s["codec_type"] == "audio")
+            .expect("audio");
+        assert_eq!(audio["codec_name"], "aac", "{url}");
+        let duration: f64 = probed["format"]["duration"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((duration - 4.0).abs() < 0.15, "{url}: {duration}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_file_ffmpeg_cannot_read_fails_with_a_reason() {
+    let server = TestServer::start().await;
+    let garbage: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let asset = upload(&server, "random.mp4", garbage).await;
+    let view = wait_for(&server, &asset, &["ready", "failed"]).await;
+    assert_eq!(view["status"], "failed");
+    let reason = view["error"].as_str().unwrap();
+    assert!(reason.contains("not a media file"), "{reason}");
+    assert!(view.get("hls_url").is_none());
+    // The original is still downloadable, byte for byte.
+    let original = reqwest::get(server.url(&format!("/api/assets/{asset}/original")))
+        .await
+        .unwrap();
+    assert_eq!(original.bytes().await.unwrap().len(), 50_000);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_killed_ffmpeg_is_restarted_and_the_asset_completes() {
+    let server = TestServer::start().await;
+    // Long enough at this size that the rung is still running when killed.
+    let source =
+        clip("-f lavfi -i testsrc2=size=1280x720:rate=30 -t 8 -c:v libx264 -preset ultrafast")
+            .await;
+    let asset = upload(&server, "long.mp4", source).await;
+    let mut killed = false;
+    for _ in 0..200 {
+        let pids = std::process::Command::new("pgrep")
+            .args(["-f", &format!("ffmpeg -hide_banner.*{asset}")])
+            .output()
+            .unwrap();
+        let pids = String::from_utf8_lossy(&pids.stdout).to_string();
+        if let Some(pid) = pids.split_whitespace().next() {
+            std::process::Command::new("kill")
+                .args(["-9", pid])
+                .status()
+                .unwrap();
+            killed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(killed, "the rung's ffmpeg was never seen running");
+    let view = wait_for(&server, &asset, &["ready", "failed"]).await;
+    assert_eq!(view["status"], "ready", "{view}");
+    let probed = ffprobe(&server.url(view["hls_url"].as_str().unwrap())).await;
+    assert_eq!(probed["streams"][0]["height"], 360);
+    server.stop().await;
+}
