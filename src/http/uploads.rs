@@ -462,7 +462,8 @@ struct OneShotAnswer {
 }
 
 /// `POST /api/uploads?filename=NAME`: the whole file as the raw body, for
-/// curl and scripts (`curl -T file URL`). Streamed like a tus PATCH.
+/// curl and scripts (`curl --data-binary @FILE URL`). Streamed like a tus
+/// PATCH. A multipart form body is not accepted yet.
 pub async fn one_shot(
     State(state): State<AppState>,
     Query(query): Query<OneShotQuery>,
