@@ -117,6 +117,103 @@ async fn an_upload_becomes_hls_and_dash() {
     server.stop().await;
 }
 
+async fn keyframe_times(url: &str) -> Vec<String> {
+    let output = tokio::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,flags",
+        ])
+        .args(["-of", "csv=p=0", url])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "ffprobe {url}");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains('K'))
+        .map(|line| line.split(',').next().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_720p_source_gets_a_keyframe_aligned_ladder() {
+    let server = TestServer::start().await;
+    let source = clip(
+        "-f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=44100 \
+         -t 5 -c:v libx264 -preset ultrafast -g 90 -c:a aac",
+    )
+    .await;
+    let asset = upload(&server, "ladder.mp4", source).await;
+    let view = wait_for(&server, &asset, &["ready", "failed"]).await;
+    assert_eq!(view["status"], "ready", "{view}");
+
+    let master = reqwest::get(server.url(view["hls_url"].as_str().unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(master.contains("RESOLUTION=640x360"), "{master}");
+    assert!(master.contains("RESOLUTION=1280x720"), "{master}");
+    assert_eq!(master.matches("#EXT-X-STREAM-INF").count(), 2, "{master}");
+    assert!(master.contains("#EXT-X-MEDIA:TYPE=AUDIO"), "{master}");
+    let mpd = reqwest::get(server.url(view["dash_url"].as_str().unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        mpd.contains("height=\"360\"") && mpd.contains("height=\"720\""),
+        "{mpd}"
+    );
+
+    // Every rung cuts at the same instants, so players switch cleanly.
+    let low = keyframe_times(&server.url(&format!("/vod/{asset}/360p-v1/media.m3u8"))).await;
+    let high = keyframe_times(&server.url(&format!("/vod/{asset}/720p-v1/media.m3u8"))).await;
+    assert!(low.len() >= 3, "{low:?}");
+    assert_eq!(low, high);
+
+    // Each rung's bit rate, from the bytes of its segments, is within 25 %
+    // of its target (800 kb/s and 2.5 Mb/s).
+    for (rung, target) in [("360p-v1", 800_000.0), ("720p-v1", 2_500_000.0)] {
+        let base = server.url(&format!("/vod/{asset}/{rung}/"));
+        let playlist = reqwest::get(format!("{base}media.m3u8"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut bytes = 0u64;
+        for segment in playlist
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let head = reqwest::Client::new()
+                .head(format!("{base}{segment}"))
+                .send()
+                .await
+                .unwrap();
+            bytes += head.headers()["content-length"]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap();
+        }
+        let rate = bytes as f64 * 8.0 / 5.0;
+        assert!(
+            (rate - target).abs() / target < 0.25,
+            "{rung}: {rate:.0} b/s against {target}"
+        );
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_file_ffmpeg_cannot_read_fails_with_a_reason() {
     let server = TestServer::start().await;

@@ -1,17 +1,29 @@
 //! `Job`: processing of one asset — probe the original, then make its
-//! rendition with a [`Rung`](super::rung::Rung).
+//! ladder with one [`Rung`](super::rung::Rung) per rendition, and write the
+//! multivariant playlist and MPD over all of them.
+//!
+//! The ladder comes from the source and is never upscaled: 360p (800 kb/s),
+//! 720p (2.5 Mb/s), 1080p (5 Mb/s), 1440p (8 Mb/s), 2160p (14 Mb/s), each
+//! only if the source is at least that tall (a smaller source gets one rung
+//! at its own height); one audio rung (AAC-LC, 96–192 kb/s by the top rung)
+//! is shared by every video rung.
 //!
 //! Policy: a rung that fails (ffmpeg crashed, was killed, wrote garbage) is
-//! restarted after 1 s, 2 s, 4 s; a fourth failure fails the asset with the
-//! rung's reason. A rung that stops normally makes the asset ready. A source
-//! ffprobe cannot read fails the asset at once with ffprobe's reason. The
-//! job stops when the asset is ready or failed.
+//! restarted after 1 s, 2 s, 4 s; its fourth failure fails the asset with
+//! the rung's reason and stops the other rungs. When every rung has
+//! reported its renditions the manifests are written and the asset is
+//! ready. A source ffprobe cannot read fails the asset at once with
+//! ffprobe's reason. The job stops when the asset is ready or failed.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use bytes::Bytes;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::{Value, json};
+use streamforge_protocols::hls::UnixMillis;
+use streamforge_protocols::package::{FinishedRendition, PackagerConfig, combined_manifests};
 
 use super::Transcoder;
 use super::rung::{Rung, RungArgs, RungSpec};
@@ -21,6 +33,15 @@ use crate::storage::ObjectKey;
 pub const MAX_RUNG_RESTARTS: u32 = 3;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Height, video kb/s and audio kb/s of each ladder rung.
+const LADDER: [(u32, u32, u32); 5] = [
+    (360, 800, 96),
+    (720, 2500, 128),
+    (1080, 5000, 192),
+    (1440, 8000, 192),
+    (2160, 14000, 192),
+];
+
 pub struct Job;
 
 pub struct JobArgs {
@@ -28,29 +49,34 @@ pub struct JobArgs {
     pub transcoder: Transcoder,
 }
 
+struct RungPlan {
+    spec: RungSpec,
+    restarts: u32,
+    actor: Option<ActorId>,
+    done: Option<Vec<FinishedRendition>>,
+}
+
 pub struct JobState {
     asset: String,
     transcoder: Transcoder,
-    rung: Option<RungArgsTemplate>,
-    restarts: u32,
-}
-
-/// Everything needed to start (or restart) the rung.
-#[derive(Clone)]
-struct RungArgsTemplate {
-    spec: RungSpec,
-    source: PathBuf,
-    has_video: bool,
-    has_audio: bool,
+    source: Option<PathBuf>,
+    rungs: HashMap<String, RungPlan>,
+    finished: bool,
 }
 
 pub enum JobMsg {
     Run,
-    StartRung,
+    StartRung(String),
+    /// A rung finished; its renditions' metadata, for the manifests.
+    RungDone {
+        rung: String,
+        renditions: Vec<FinishedRendition>,
+    },
 }
 
 impl JobState {
-    async fn fail(&self, myself: &ActorRef<JobMsg>, reason: &str) {
+    async fn fail(&mut self, myself: &ActorRef<JobMsg>, reason: &str) {
+        self.finished = true;
         tracing::warn!(asset = %self.asset, reason, "processing failed");
         if let Err(err) = self
             .transcoder
@@ -61,6 +87,39 @@ impl JobState {
             tracing::error!(asset = %self.asset, %err, "cannot record the failure");
         }
         myself.stop(Some("failed".into()));
+    }
+
+    /// Writes the multivariant playlist and the MPD over every rung.
+    async fn publish(&self) -> Result<(), String> {
+        // Video rungs from the smallest up, then audio: the playlist order.
+        let mut rungs: Vec<&RungPlan> = self.rungs.values().collect();
+        rungs.sort_by_key(|plan| match plan.spec {
+            RungSpec::Video { height, .. } => (0, height),
+            RungSpec::Audio { .. } => (1, 0),
+        });
+        let renditions = rungs
+            .into_iter()
+            .flat_map(|plan| plan.done.iter().flatten());
+        let config = PackagerConfig {
+            presentation_id: self.asset.clone(),
+            ..PackagerConfig::default()
+        };
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let outputs = combined_manifests(&config, renditions, UnixMillis(now))
+            .map_err(|e| format!("writing the manifests: {e}"))?;
+        for output in outputs {
+            let key = ObjectKey::new(format!("assets/{}/media/{}", self.asset, output.path))
+                .map_err(|e| e.to_string())?;
+            let bytes: Bytes = output.bytes;
+            self.transcoder
+                .storage
+                .put(&key, bytes)
+                .await
+                .map_err(|e| format!("storing {key}: {e}"))?;
+        }
+        Ok(())
     }
 }
 
@@ -158,35 +217,40 @@ async fn wait_output(
     Ok((status, out, err))
 }
 
-/// The rung made from a probed source: 360p or the source's own height if
-/// smaller (never upscaled), 800 kb/s video and 96 kb/s audio.
-fn preview_rung(probe: &Value, source: PathBuf) -> RungArgsTemplate {
+/// The ladder for a probed source; see the module docs.
+fn ladder(probe: &Value) -> Vec<RungSpec> {
     let streams = probe["streams"].as_array().cloned().unwrap_or_default();
     let video = streams.iter().find(|s| s["type"] == "video");
     let has_audio = streams.iter().any(|s| s["type"] == "audio");
-    let (width, height) = video.map_or((0, 0), |v| {
-        (
-            v["width"].as_u64().unwrap_or(0),
-            v["height"].as_u64().unwrap_or(0),
-        )
-    });
-    // A rotated source's displayed height is its stored width.
-    let rotated = video
-        .and_then(|v| v["rotation"].as_i64())
-        .is_some_and(|r| r.rem_euclid(180) == 90);
-    let shown = if rotated { width } else { height };
-    let height = u32::try_from(shown.min(360)).unwrap_or(360).max(2) & !1;
-    RungArgsTemplate {
-        spec: RungSpec {
-            name: format!("{height}p"),
-            height,
-            video_kbps: 800,
-            audio_kbps: 96,
-        },
-        source,
-        has_video: video.is_some(),
-        has_audio,
+    let mut rungs = Vec::new();
+    let mut audio_kbps = LADDER[0].2;
+    if let Some(video) = video {
+        let (width, height) = (
+            video["width"].as_u64().unwrap_or(0),
+            video["height"].as_u64().unwrap_or(0),
+        );
+        // A rotated source's displayed height is its stored width.
+        let rotated = video["rotation"]
+            .as_i64()
+            .is_some_and(|r| r.rem_euclid(180) == 90);
+        let shown = u32::try_from(if rotated { width } else { height }).unwrap_or(u32::MAX);
+        for (height, kbps, audio) in LADDER {
+            if height <= shown {
+                rungs.push(RungSpec::Video { height, kbps });
+                audio_kbps = audio;
+            }
+        }
+        if rungs.is_empty() {
+            rungs.push(RungSpec::Video {
+                height: shown.max(2) & !1,
+                kbps: LADDER[0].1,
+            });
+        }
     }
+    if has_audio {
+        rungs.push(RungSpec::Audio { kbps: audio_kbps });
+    }
+    rungs
 }
 
 impl Actor for Job {
@@ -203,8 +267,9 @@ impl Actor for Job {
         Ok(JobState {
             asset: args.asset,
             transcoder: args.transcoder,
-            rung: None,
-            restarts: 0,
+            source: None,
+            rungs: HashMap::new(),
+            finished: false,
         })
     }
 
@@ -234,28 +299,63 @@ impl Actor for Job {
                     }
                 };
                 db.set_asset_probe(&state.asset, &probed).await?;
-                state.rung = Some(preview_rung(&probed, source));
-                myself.cast(JobMsg::StartRung)?;
+                state.source = Some(source);
+                for spec in ladder(&probed) {
+                    let name = spec.name();
+                    state.rungs.insert(
+                        name.clone(),
+                        RungPlan {
+                            spec,
+                            restarts: 0,
+                            actor: None,
+                            done: None,
+                        },
+                    );
+                    myself.cast(JobMsg::StartRung(name))?;
+                }
             }
-            JobMsg::StartRung => {
-                let Some(template) = state.rung.clone() else {
+            JobMsg::StartRung(name) => {
+                let (Some(plan), Some(source)) = (state.rungs.get_mut(&name), &state.source) else {
                     return Ok(());
                 };
-                Actor::spawn_linked(
+                if state.finished || plan.done.is_some() {
+                    return Ok(());
+                }
+                let (rung, _) = Actor::spawn_linked(
                     None,
                     Rung,
                     RungArgs {
                         asset: state.asset.clone(),
-                        spec: template.spec,
-                        source: template.source,
-                        has_video: template.has_video,
-                        has_audio: template.has_audio,
+                        spec: plan.spec.clone(),
+                        source: source.clone(),
                         storage: state.transcoder.storage.clone(),
                         processes: state.transcoder.processes.clone(),
+                        job: myself.clone(),
                     },
                     myself.get_cell(),
                 )
                 .await?;
+                plan.actor = Some(rung.get_id());
+            }
+            JobMsg::RungDone { rung, renditions } => {
+                if let Some(plan) = state.rungs.get_mut(&rung) {
+                    plan.done = Some(renditions);
+                }
+                if !state.finished && state.rungs.values().all(|plan| plan.done.is_some()) {
+                    state.finished = true;
+                    match state.publish().await {
+                        Ok(()) => {
+                            state
+                                .transcoder
+                                .db
+                                .set_asset_status(&state.asset, "ready", None)
+                                .await?;
+                            tracing::info!(asset = %state.asset, rungs = state.rungs.len(), "asset ready");
+                            myself.stop(Some("ready".into()));
+                        }
+                        Err(reason) => state.fail(&myself, &reason).await,
+                    }
+                }
             }
         }
         Ok(())
@@ -267,30 +367,31 @@ impl Actor for Job {
         event: SupervisionEvent,
         state: &mut JobState,
     ) -> Result<(), ActorProcessingErr> {
-        match event {
-            SupervisionEvent::ActorTerminated(_, _, reason)
-                if reason.as_deref() == Some("done") =>
-            {
-                state
-                    .transcoder
-                    .db
-                    .set_asset_status(&state.asset, "ready", None)
-                    .await?;
-                tracing::info!(asset = %state.asset, "asset ready");
-                myself.stop(Some("ready".into()));
-            }
-            SupervisionEvent::ActorFailed(_, err) => {
-                if state.restarts >= MAX_RUNG_RESTARTS {
-                    let reason = format!("gave up after {} restarts: {err}", state.restarts);
-                    state.fail(&myself, &reason).await;
-                } else {
-                    let backoff = Duration::from_secs(1 << state.restarts);
-                    state.restarts += 1;
-                    tracing::warn!(asset = %state.asset, %err, ?backoff, "rung failed; restarting");
-                    myself.send_after(backoff, || JobMsg::StartRung);
-                }
-            }
-            _ => {}
+        let SupervisionEvent::ActorFailed(cell, err) = event else {
+            return Ok(());
+        };
+        if state.finished {
+            return Ok(());
+        }
+        let Some((name, plan)) = state
+            .rungs
+            .iter_mut()
+            .find(|(_, plan)| plan.actor == Some(cell.get_id()))
+        else {
+            return Ok(());
+        };
+        if plan.restarts >= MAX_RUNG_RESTARTS {
+            let reason = format!(
+                "rung {name} gave up after {} restarts: {err}",
+                plan.restarts
+            );
+            state.fail(&myself, &reason).await;
+        } else {
+            let backoff = Duration::from_secs(1 << plan.restarts);
+            plan.restarts += 1;
+            tracing::warn!(asset = %state.asset, rung = %name, %err, ?backoff, "rung failed; restarting");
+            let name = name.clone();
+            myself.send_after(backoff, move || JobMsg::StartRung(name));
         }
         Ok(())
     }

@@ -1,11 +1,11 @@
 //! Processing of uploaded assets: one [`Job`] per asset under the
 //! `transcodes` branch, probing the original with ffprobe and making its
-//! rendition with a supervised [`Rung`] (an ffmpeg child whose fragmented
-//! MP4 output is packaged as HLS + DASH as it is produced).
+//! ladder with supervised [`Rung`]s (each an ffmpeg child whose fragmented
+//! MP4 output is packaged as CMAF as it is produced), then one multivariant
+//! playlist and one MPD over every rung.
 //!
-//! Today one rung is made per asset (360p, or less for smaller sources);
-//! the full ladder, the preview during upload and storyboards are not built
-//! yet.
+//! Not built yet: the preview while an upload is still arriving (the
+//! growing source), a ladder from the config file, storyboards.
 
 mod job;
 mod rung;

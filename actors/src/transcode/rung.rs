@@ -1,9 +1,13 @@
-//! `Rung`: one rendition of an asset, made by one ffmpeg child.
+//! `Rung`: one rung of an asset's ladder — a video rendition at one height,
+//! or the shared audio rendition — made by one ffmpeg child.
 //!
-//! ffmpeg decodes the original and writes fragmented MP4 (H.264 + AAC-LC,
-//! fixed 2 s GOPs) to a pipe; the bytes go through the fMP4 reader into the
-//! CMAF packager, and each init segment, segment and manifest is stored the
-//! moment it exists. Nothing holds more than one fragment.
+//! ffmpeg decodes the original and writes fragmented MP4 (H.264 High with a
+//! keyframe every 2 s exactly, so every rung's segments line up; or AAC-LC)
+//! to a pipe; the bytes go through the fMP4 reader into the CMAF packager,
+//! and each init segment, segment and media playlist is stored the moment it
+//! exists. Nothing holds more than one fragment. The rung's renditions (their
+//! metadata) go to the `Job`, which writes the multivariant playlist and the
+//! MPD over every rung.
 //!
 //! Policy: the rung does its work in a task it owns; the task's end is
 //! reported back as a message, and a failure makes the actor fail so that
@@ -17,9 +21,12 @@ use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use streamforge_protocols::hls::UnixMillis;
 use streamforge_protocols::mp4::{FragmentedReader, ReaderEvent};
-use streamforge_protocols::package::{Packager, PackagerConfig};
+use streamforge_protocols::package::{
+    FinishedRendition, MPD, MULTIVARIANT, Packager, PackagerConfig,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
+use super::job::JobMsg;
 use crate::process::{Processes, piped};
 use crate::storage::{ObjectKey, Storage};
 
@@ -28,14 +35,27 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Lines of ffmpeg's stderr kept for the failure reason.
 const STDERR_TAIL: usize = 8;
 
-/// What one rung produces.
+/// What one rung produces: a video rendition or the audio rendition.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RungSpec {
-    pub name: String,
-    /// Output height; never above the source's.
-    pub height: u32,
-    pub video_kbps: u32,
-    pub audio_kbps: u32,
+pub enum RungSpec {
+    Video {
+        /// Output height; never above the source's.
+        height: u32,
+        kbps: u32,
+    },
+    Audio {
+        kbps: u32,
+    },
+}
+
+impl RungSpec {
+    /// `360p`, `720p`, …, or `audio`; also the prefix of its files.
+    pub fn name(&self) -> String {
+        match self {
+            RungSpec::Video { height, .. } => format!("{height}p"),
+            RungSpec::Audio { .. } => "audio".to_owned(),
+        }
+    }
 }
 
 pub struct Rung;
@@ -44,10 +64,10 @@ pub struct RungArgs {
     pub asset: String,
     pub spec: RungSpec,
     pub source: PathBuf,
-    pub has_video: bool,
-    pub has_audio: bool,
     pub storage: Storage,
     pub processes: Processes,
+    /// Where the finished renditions go.
+    pub job: ActorRef<JobMsg>,
 }
 
 pub struct RungState {
@@ -69,7 +89,16 @@ impl Actor for Rung {
         args: RungArgs,
     ) -> Result<RungState, ActorProcessingErr> {
         let work = tokio::spawn(async move {
-            let result = run(&args).await;
+            let result = match run(&args).await {
+                Ok(renditions) => args
+                    .job
+                    .cast(JobMsg::RungDone {
+                        rung: args.spec.name(),
+                        renditions,
+                    })
+                    .map_err(|e| format!("the job is gone: {e}")),
+                Err(reason) => Err(reason),
+            };
             let _ = myself.cast(RungMsg::Finished(result));
         });
         Ok(RungState { work })
@@ -104,46 +133,49 @@ impl Actor for Rung {
 /// H.264 High + AAC-LC with a keyframe every 2 s exactly (so every rung's
 /// segments line up), fragmented MP4 on stdout.
 fn ffmpeg_args(args: &RungArgs) -> Vec<String> {
-    let spec = &args.spec;
     let mut out: Vec<String> = ["-hide_banner", "-nostdin", "-v", "error", "-i"]
         .iter()
         .map(|s| s.to_string())
         .collect();
     out.push(args.source.display().to_string());
-    if args.has_video {
-        out.extend(
-            [
-                "-map",
-                "0:v:0",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-profile:v",
-                "high",
-                "-pix_fmt",
-                "yuv420p",
-                "-force_key_frames",
-                "expr:gte(t,n_forced*2)",
-                "-sc_threshold",
-                "0",
-            ]
-            .map(String::from),
-        );
-        // Never upscale; keep the width even for 4:2:0.
-        out.push("-vf".into());
-        out.push(format!("scale=w=-2:h='min({},ih)'", spec.height));
-        out.push("-b:v".into());
-        out.push(format!("{}k", spec.video_kbps));
-        out.push("-maxrate".into());
-        out.push(format!("{}k", spec.video_kbps * 107 / 100));
-        out.push("-bufsize".into());
-        out.push(format!("{}k", spec.video_kbps * 3 / 2));
-    }
-    if args.has_audio {
-        out.extend(["-map", "0:a:0", "-c:a", "aac", "-ac", "2", "-ar", "48000"].map(String::from));
-        out.push("-b:a".into());
-        out.push(format!("{}k", spec.audio_kbps));
+    match &args.spec {
+        RungSpec::Video { height, kbps } => {
+            out.extend(
+                [
+                    "-map",
+                    "0:v:0",
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "veryfast",
+                    "-profile:v",
+                    "high",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-force_key_frames",
+                    "expr:gte(t,n_forced*2)",
+                    "-sc_threshold",
+                    "0",
+                ]
+                .map(String::from),
+            );
+            // Never upscale; keep the width even for 4:2:0.
+            out.push("-vf".into());
+            out.push(format!("scale=w=-2:h='min({height},ih)'"));
+            out.push("-b:v".into());
+            out.push(format!("{kbps}k"));
+            out.push("-maxrate".into());
+            out.push(format!("{}k", kbps * 107 / 100));
+            out.push("-bufsize".into());
+            out.push(format!("{}k", kbps * 3 / 2));
+        }
+        RungSpec::Audio { kbps } => {
+            out.extend(
+                ["-map", "0:a:0", "-c:a", "aac", "-ac", "2", "-ar", "48000"].map(String::from),
+            );
+            out.push("-b:a".into());
+            out.push(format!("{kbps}k"));
+        }
     }
     out.extend(
         [
@@ -158,13 +190,13 @@ fn ffmpeg_args(args: &RungArgs) -> Vec<String> {
     out
 }
 
-async fn run(args: &RungArgs) -> Result<(), String> {
+async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
     let mut command = piped("ffmpeg");
     command.args(ffmpeg_args(args));
     let mut child = args
         .processes
         .spawn(
-            &format!("ffmpeg {} {}", args.asset, args.spec.name),
+            &format!("ffmpeg {} {}", args.asset, args.spec.name()),
             command,
         )
         .map_err(|e| format!("cannot start ffmpeg: {e}"))?;
@@ -190,10 +222,7 @@ async fn run(args: &RungArgs) -> Result<(), String> {
     let mut packager: Option<Packager> = None;
     let mut buffer = vec![0u8; READ_CHUNK];
     let prefix = format!("assets/{}/media", args.asset);
-    let config = PackagerConfig {
-        presentation_id: args.asset.clone(),
-        ..PackagerConfig::default()
-    };
+    let config = rung_packaging(&args.asset, &args.spec);
     loop {
         let n = stdout
             .read(&mut buffer)
@@ -240,15 +269,34 @@ async fn run(args: &RungArgs) -> Result<(), String> {
     packager
         .finish(UnixMillis(now))
         .map_err(|e| format!("packaging: {e}"))?;
-    store_outputs(&args.storage, &prefix, &mut packager).await
+    store_outputs(&args.storage, &prefix, &mut packager).await?;
+    Ok(packager.into_renditions())
 }
 
+/// Packaging for one rung: its files under `<rung>-v1/` or `audio-a1/`, so
+/// that every rung writes into the asset's one media directory.
+pub fn rung_packaging(asset: &str, spec: &RungSpec) -> PackagerConfig {
+    let mut config = PackagerConfig {
+        presentation_id: asset.to_owned(),
+        ..PackagerConfig::default()
+    };
+    let prefix = format!("{}-", spec.name());
+    config.naming.video_prefix = format!("{prefix}{}", config.naming.video_prefix);
+    config.naming.audio_prefix = format!("{prefix}{}", config.naming.audio_prefix);
+    config
+}
+
+/// Stores what the packager has ready, except its own multivariant playlist
+/// and MPD: the job writes those over every rung.
 async fn store_outputs(
     storage: &Storage,
     prefix: &str,
     packager: &mut Packager,
 ) -> Result<(), String> {
     while let Some(output) = packager.poll_output() {
+        if output.path == MULTIVARIANT || output.path == MPD {
+            continue;
+        }
         let key = ObjectKey::new(format!("{prefix}/{}", output.path))
             .map_err(|e| format!("packager output name: {e}"))?;
         let bytes: Bytes = output.bytes;

@@ -46,7 +46,7 @@ struct Rates {
 
 pub(super) fn build(
     config: &PackagerConfig,
-    renditions: &[Rendition],
+    renditions: &[&Rendition],
     publish_time: UnixMillis,
 ) -> Result<Built, PackageError> {
     let mut outputs = Vec::with_capacity(2 * renditions.len() + 2);
@@ -121,7 +121,7 @@ pub(super) fn build(
 
 /// The longest segment of any rendition: `MPD@minBufferTime` and
 /// `@maxSegmentDuration`.
-fn longest_segment(renditions: &[Rendition]) -> MediaDuration {
+fn longest_segment(renditions: &[&Rendition]) -> MediaDuration {
     let mut longest = MediaDuration::from_secs(1);
     for r in renditions {
         for s in &r.segments {
@@ -230,14 +230,16 @@ fn i_frames(
     Ok((playlist, sized))
 }
 
-fn multivariant(renditions: &[Rendition], rates: &[Rates]) -> MultivariantPlaylist {
+fn multivariant(renditions: &[&Rendition], rates: &[Rates]) -> MultivariantPlaylist {
     let videos: Vec<(&Rendition, &Rates)> = renditions
         .iter()
+        .copied()
         .zip(rates)
         .filter(|(r, _)| r.kind() == MediaKind::Video)
         .collect();
     let audios: Vec<(&Rendition, &Rates)> = renditions
         .iter()
+        .copied()
         .zip(rates)
         .filter(|(r, _)| r.kind() == MediaKind::Audio)
         .collect();
@@ -364,7 +366,7 @@ fn timeline(r: &Rendition) -> Vec<TimelineSegment> {
 
 fn mpd(
     config: &PackagerConfig,
-    renditions: &[Rendition],
+    renditions: &[&Rendition],
     rates: &[Rates],
     min_buffer: MediaDuration,
     presentation_duration: MediaDuration,

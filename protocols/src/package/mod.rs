@@ -46,7 +46,27 @@ use crate::media::{MediaKind, TrackId};
 pub use bandwidth::{
     DurationStats, Span, average_bit_rate, bit_rate, dash_bandwidth, peak_segment_bit_rate,
 };
-pub use packager::Packager;
+pub use packager::{FinishedRendition, Packager};
+
+/// The multivariant playlist and the MPD over renditions packaged
+/// separately (with distinct [`Naming`] prefixes, so their files do not
+/// collide): one variant per video rendition, sharing the audio
+/// renditions, and one DASH AdaptationSet per media type where the
+/// timelines align (ISO/IEC 23009-1 §5.3.3.2 segmentAlignment). Media and
+/// I-frame playlists stay those each packager wrote.
+pub fn combined_manifests<'a>(
+    config: &PackagerConfig,
+    renditions: impl IntoIterator<Item = &'a FinishedRendition>,
+    publish_time: crate::hls::UnixMillis,
+) -> Result<Vec<Output>, PackageError> {
+    let renditions: Vec<&packager::Rendition> = renditions.into_iter().map(|r| &r.0).collect();
+    let built = manifest::build(config, &renditions, publish_time)?;
+    Ok(built
+        .outputs
+        .into_iter()
+        .filter(|o| o.path == MULTIVARIANT || o.path == MPD)
+        .collect())
+}
 
 /// Name of each rendition's CMAF header.
 pub const INIT: &str = "init.mp4";

@@ -67,6 +67,23 @@ impl Rendition {
     }
 }
 
+/// What the manifests need of one packaged rendition: its track, segments
+/// and keyframes, never its bytes. Renditions from several packagers (the
+/// rungs of a transcode ladder, each packaged by its own process) combine
+/// into one multivariant playlist and MPD with [`combined_manifests`](super::combined_manifests).
+#[derive(Debug)]
+pub struct FinishedRendition(pub(super) Rendition);
+
+impl FinishedRendition {
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    pub fn kind(&self) -> MediaKind {
+        self.0.kind()
+    }
+}
+
 /// Packages one presentation; see the [module docs](super).
 pub struct Packager {
     config: PackagerConfig,
@@ -203,7 +220,8 @@ impl Packager {
                 track: empty.track.id,
             });
         }
-        let built = manifest::build(&self.config, &self.renditions, publish_time)?;
+        let renditions: Vec<&Rendition> = self.renditions.iter().collect();
+        let built = manifest::build(&self.config, &renditions, publish_time)?;
         self.outputs.extend(built.outputs);
         Ok(Summary {
             renditions: self
@@ -224,6 +242,12 @@ impl Packager {
                 .collect(),
             duration: built.presentation_duration,
         })
+    }
+
+    /// The finished renditions' metadata (after [`finish`](Self::finish)),
+    /// for manifests that combine several packagers' renditions.
+    pub fn into_renditions(self) -> Vec<FinishedRendition> {
+        self.renditions.into_iter().map(FinishedRendition).collect()
     }
 
     /// The next file to write: headers first, then each segment once cut,
