@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use streamforge_actors::db::{Database, DbError};
+use streamforge_actors::events::EventBus;
 use streamforge_actors::process::Processes;
 use streamforge_actors::storage::{Storage, StorageError};
 use streamforge_actors::supervision::{Supervision, SupervisionError};
@@ -143,7 +144,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })?;
 
     let secure = bind_secure(&config).await?;
-    let transcoder = Transcoder::new(db.clone(), storage.clone(), supervision.clone());
+    let shutdown = CancellationToken::new();
+    let events = EventBus::default();
+    let transcoder = Transcoder::new(
+        db.clone(),
+        storage.clone(),
+        supervision.clone(),
+        events.clone(),
+    );
     transcoder.resume_unfinished().await;
     let uploads = Uploads::new(
         db.clone(),
@@ -152,6 +160,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.data_dir.join("uploads"),
         config.uploads.expire_after,
         Some(transcoder),
+        events.clone(),
     )?;
 
     let state = AppState {
@@ -164,12 +173,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             config.http.cache_max_object_bytes,
         ),
         uploads: uploads.clone(),
+        events,
         upload_max_size: config.uploads.max_size,
         started: Instant::now(),
         draining: draining.clone(),
+        shutdown: shutdown.clone(),
     };
     let app = http::router(state, &config.http);
-    let shutdown = CancellationToken::new();
     tracing::info!(
         http = %http_addr,
         https = secure.as_ref().map_or_else(String::new, |s| s.addr.to_string()),

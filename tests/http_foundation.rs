@@ -93,7 +93,7 @@ async fn errors_are_json_with_the_right_status() {
     let http = client();
 
     let missing = http
-        .get(server.url("/vod/nothing/here.m3u8"))
+        .get(server.url("/nothing/here.m3u8"))
         .send()
         .await
         .unwrap();
@@ -101,7 +101,7 @@ async fn errors_are_json_with_the_right_status() {
     assert_eq!(missing.headers()["content-type"], "application/json");
     let (code, message) = error_of(missing).await;
     assert_eq!(code, "not_found");
-    assert!(message.contains("/vod/nothing/here.m3u8"), "{message}");
+    assert!(message.contains("/nothing/here.m3u8"), "{message}");
 
     let wrong_method = http.delete(server.url("/healthz")).send().await.unwrap();
     assert_eq!(wrong_method.status(), 405);

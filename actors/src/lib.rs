@@ -5,6 +5,7 @@
 //! `streamforge-protocols`, never here.
 
 pub mod db;
+pub mod events;
 pub mod process;
 pub mod storage;
 pub mod supervision;

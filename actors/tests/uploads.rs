@@ -34,6 +34,7 @@ async fn fixture(dir: Option<tempfile::TempDir>, expire_after: Duration) -> Fixt
         dir.path().join("uploads"),
         expire_after,
         None,
+        streamforge_actors::events::EventBus::default(),
     )
     .unwrap();
     Fixture {

@@ -144,7 +144,7 @@ pub async fn serve_as(
         ));
     }
     let Some(info) = storage.head(key).await.map_err(storage_error)? else {
-        return Err(ApiError::not_found(format!("{key} does not exist")));
+        return Err(ApiError::not_found("no such file"));
     };
     let rep = Representation::of(&info);
     let base = base_headers(&rep, content_type, kind);
@@ -350,7 +350,7 @@ fn with_body(mut headers: HeaderMap, range: Option<Range<u64>>, size: u64, body:
 
 fn storage_error(err: StorageError) -> ApiError {
     match err {
-        StorageError::NotFound(key) => ApiError::not_found(format!("{key} does not exist")),
+        StorageError::NotFound(_) => ApiError::not_found("no such file"),
         StorageError::InvalidKey { .. } => ApiError::bad_request(err.to_string()),
         other => {
             tracing::error!(err = %other, "storage read failed");

@@ -10,6 +10,7 @@ mod assets;
 pub mod cache;
 pub mod delivery;
 mod error;
+mod events;
 pub mod h3;
 mod idle;
 mod middleware;
@@ -55,11 +56,15 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub cache: cache::ObjectCache,
     pub uploads: streamforge_actors::uploads::Uploads,
+    /// Status events for the SSE and WebSocket endpoints.
+    pub events: streamforge_actors::events::EventBus,
     /// Largest upload accepted (tus `Tus-Max-Size`).
     pub upload_max_size: u64,
     pub started: Instant,
     /// Set once shutdown begins: `/readyz` turns 503 so load balancers drain us.
     pub draining: Arc<AtomicBool>,
+    /// Cancelled when shutdown begins: long-lived responses (event streams) end.
+    pub shutdown: CancellationToken,
 }
 
 /// The application's routes and middleware.

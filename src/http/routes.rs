@@ -15,7 +15,7 @@ use streamforge_actors::supervision::BranchKind;
 
 use super::AppState;
 use super::error::ApiError;
-use super::{assets, delivery, uploads};
+use super::{assets, delivery, events, uploads};
 
 /// How long a readiness dependency may take before it counts as down.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -39,6 +39,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/assets", get(assets::list))
         .route("/api/assets/{id}", get(assets::get).delete(assets::delete))
         .route("/api/assets/{id}/original", get(assets::original))
+        .route("/api/assets/{id}/events", get(events::asset_events))
+        .route("/api/events", get(events::all_events))
 }
 
 /// A file of an asset's packaged output: playlists, manifests, init and

@@ -27,6 +27,7 @@ use streamforge_protocols::package::{FinishedRendition, PackagerConfig, combined
 
 use super::Transcoder;
 use super::rung::{Rung, RungArgs, RungSpec};
+use crate::events::Event;
 use crate::process::piped;
 use crate::storage::ObjectKey;
 
@@ -58,6 +59,8 @@ struct RungPlan {
 
 pub struct JobState {
     asset: String,
+    /// The upload the asset came from, so that its watchers see the stages too.
+    upload: Option<String>,
     transcoder: Transcoder,
     source: Option<PathBuf>,
     rungs: HashMap<String, RungPlan>,
@@ -75,8 +78,18 @@ pub enum JobMsg {
 }
 
 impl JobState {
+    fn stage(&self, stage: &str, error: Option<&str>) {
+        self.transcoder.events.publish(Event::Stage {
+            asset_id: self.asset.clone(),
+            upload_id: self.upload.clone(),
+            stage: stage.to_owned(),
+            error: error.map(str::to_owned),
+        });
+    }
+
     async fn fail(&mut self, myself: &ActorRef<JobMsg>, reason: &str) {
         self.finished = true;
+        self.stage("failed", Some(reason));
         tracing::warn!(asset = %self.asset, reason, "processing failed");
         if let Err(err) = self
             .transcoder
@@ -265,6 +278,7 @@ impl Actor for Job {
     ) -> Result<JobState, ActorProcessingErr> {
         myself.cast(JobMsg::Run)?;
         Ok(JobState {
+            upload: None,
             asset: args.asset,
             transcoder: args.transcoder,
             source: None,
@@ -281,9 +295,11 @@ impl Actor for Job {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             JobMsg::Run => {
-                let db = &state.transcoder.db;
+                let db = state.transcoder.db.clone();
                 db.set_asset_status(&state.asset, "processing", None)
                     .await?;
+                state.upload = db.asset(&state.asset).await?.and_then(|a| a.upload_id);
+                state.stage("probing", None);
                 let source = match source_path(&state.transcoder, &state.asset) {
                     Ok(source) => source,
                     Err(reason) => {
@@ -299,6 +315,7 @@ impl Actor for Job {
                     }
                 };
                 db.set_asset_probe(&state.asset, &probed).await?;
+                state.stage("transcoding", None);
                 state.source = Some(source);
                 for spec in ladder(&probed) {
                     let name = spec.name();
@@ -341,6 +358,10 @@ impl Actor for Job {
                 if let Some(plan) = state.rungs.get_mut(&rung) {
                     plan.done = Some(renditions);
                 }
+                state.transcoder.events.publish(Event::RenditionReady {
+                    asset_id: state.asset.clone(),
+                    rung,
+                });
                 if !state.finished && state.rungs.values().all(|plan| plan.done.is_some()) {
                     state.finished = true;
                     match state.publish().await {
@@ -351,6 +372,7 @@ impl Actor for Job {
                                 .set_asset_status(&state.asset, "ready", None)
                                 .await?;
                             tracing::info!(asset = %state.asset, rungs = state.rungs.len(), "asset ready");
+                            state.stage("ready", None);
                             myself.stop(Some("ready".into()));
                         }
                         Err(reason) => state.fail(&myself, &reason).await,

@@ -16,6 +16,7 @@ pub use job::{Job, JobMsg, MAX_RUNG_RESTARTS};
 pub use rung::{Rung, RungSpec};
 
 use crate::db::Database;
+use crate::events::EventBus;
 use crate::process::Processes;
 use crate::storage::Storage;
 use crate::supervision::{BranchKind, Supervision};
@@ -23,6 +24,7 @@ use crate::supervision::{BranchKind, Supervision};
 #[derive(Clone)]
 pub struct Transcoder {
     db: Database,
+    events: EventBus,
     storage: Storage,
     processes: Processes,
     supervision: Supervision,
@@ -35,10 +37,11 @@ impl std::fmt::Debug for Transcoder {
 }
 
 impl Transcoder {
-    pub fn new(db: Database, storage: Storage, supervision: Supervision) -> Self {
+    pub fn new(db: Database, storage: Storage, supervision: Supervision, events: EventBus) -> Self {
         let processes = supervision.processes().clone();
         Transcoder {
             db,
+            events,
             storage,
             processes,
             supervision,

@@ -25,6 +25,7 @@ pub use records::{AssetRecord, ConcatKind, UploadRecord};
 pub use session::{UploadSession, UploadSessionMsg, UploadStatus};
 
 use crate::db::{Database, DbError, unix_millis};
+use crate::events::{Event, EventBus};
 use crate::storage::{ObjectKey, Storage, StorageError};
 use crate::supervision::{BranchKind, Supervision};
 use crate::transcode::Transcoder;
@@ -96,6 +97,7 @@ pub struct Uploads {
     sessions: Arc<Mutex<HashMap<String, ActorRef<UploadSessionMsg>>>>,
     /// Where stored originals go next.
     transcoder: Option<Transcoder>,
+    events: EventBus,
 }
 
 impl std::fmt::Debug for Uploads {
@@ -126,6 +128,7 @@ impl Uploads {
         dir: PathBuf,
         expire_after: Duration,
         transcoder: Option<Transcoder>,
+        events: EventBus,
     ) -> Result<Self, UploadError> {
         std::fs::create_dir_all(&dir).map_err(|e| UploadError::io(&dir, e))?;
         Ok(Uploads {
@@ -136,6 +139,7 @@ impl Uploads {
             expire_after,
             sessions: Arc::default(),
             transcoder,
+            events,
         })
     }
 
@@ -342,6 +346,12 @@ impl Uploads {
             .await?;
         self.db.complete_upload(&record.id, Some(&asset_id)).await?;
         tracing::info!(upload = %record.id, asset = %asset_id, size, "upload stored");
+        self.events.publish(Event::Stage {
+            asset_id: asset_id.clone(),
+            upload_id: Some(record.id.clone()),
+            stage: "uploaded".into(),
+            error: None,
+        });
         if let Some(transcoder) = &self.transcoder {
             transcoder.start(&asset_id).await;
         }
@@ -360,6 +370,14 @@ impl Uploads {
             self.db.delete_upload(id).await?;
         }
         Ok(expired.len())
+    }
+
+    fn progress(&self, id: &str, offset: u64, length: Option<u64>) {
+        self.events.publish(Event::UploadProgress {
+            upload_id: id.to_owned(),
+            offset,
+            length,
+        });
     }
 
     pub fn db(&self) -> &Database {

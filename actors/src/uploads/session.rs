@@ -129,6 +129,8 @@ impl UploadSessionState {
         if new_length.is_some() {
             self.record.length = new_length;
         }
+        self.uploads
+            .progress(&self.record.id, offset, self.record.length);
         self.pending = 0;
         self.patch_open = false;
         Ok(())

@@ -1,0 +1,119 @@
+//! The status event bus: upload progress, processing stages, renditions
+//! ready, assets ready or failed. SSE and WebSocket endpoints subscribe.
+//!
+//! A `tokio::sync::broadcast` channel of bounded capacity: publishing never
+//! waits, and a subscriber that falls behind loses the oldest events (it is
+//! told how many) rather than slowing anyone down.
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Events kept for slow subscribers before the oldest are dropped.
+const CAPACITY: usize = 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// Bytes of an upload became durable.
+    UploadProgress {
+        upload_id: String,
+        offset: u64,
+        length: Option<u64>,
+    },
+    /// An asset entered a stage: `uploaded`, `probing`, `transcoding`,
+    /// `ready` or `failed` (with the reason).
+    Stage {
+        asset_id: String,
+        upload_id: Option<String>,
+        stage: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// One rung of an asset's ladder is packaged.
+    RenditionReady { asset_id: String, rung: String },
+}
+
+impl Event {
+    /// Whether the event concerns `id` (an asset or an upload).
+    pub fn concerns(&self, id: &str) -> bool {
+        match self {
+            Event::UploadProgress { upload_id, .. } => upload_id == id,
+            Event::Stage {
+                asset_id,
+                upload_id,
+                ..
+            } => asset_id == id || upload_id.as_deref() == Some(id),
+            Event::RenditionReady { asset_id, .. } => asset_id == id,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EventBus {
+    sender: broadcast::Sender<Event>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus {
+            sender: broadcast::channel(CAPACITY).0,
+        }
+    }
+}
+
+impl EventBus {
+    pub fn publish(&self, event: Event) {
+        // No subscriber is not an error: nobody is watching.
+        let _ = self.sender.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.sender.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn slow_subscribers_lose_old_events_not_new_ones() {
+        let bus = EventBus::default();
+        let mut slow = bus.subscribe();
+        for offset in 0..(CAPACITY as u64 + 10) {
+            bus.publish(Event::UploadProgress {
+                upload_id: "u".into(),
+                offset,
+                length: None,
+            });
+        }
+        assert!(matches!(
+            slow.recv().await,
+            Err(broadcast::error::RecvError::Lagged(10))
+        ));
+        let next = slow.recv().await.unwrap();
+        assert_eq!(
+            next,
+            Event::UploadProgress {
+                upload_id: "u".into(),
+                offset: 10,
+                length: None
+            }
+        );
+    }
+
+    #[test]
+    fn events_serialise_with_their_type() {
+        let event = Event::Stage {
+            asset_id: "a".into(),
+            upload_id: Some("u".into()),
+            stage: "ready".into(),
+            error: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            r#"{"type":"stage","asset_id":"a","upload_id":"u","stage":"ready"}"#
+        );
+        assert!(event.concerns("u") && event.concerns("a") && !event.concerns("x"));
+    }
+}

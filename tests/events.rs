@@ -1,0 +1,184 @@
+//! Status without polling: an SSE stream follows one upload from its first
+//! bytes to its asset's final stage; a WebSocket sees every event.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+
+/// Bytes no demuxer recognises.
+fn noise(len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// Reads SSE events (name, JSON data) from a streaming response.
+struct SseReader {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl SseReader {
+    async fn next(&mut self) -> (String, Value) {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim().to_owned();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return (
+                    name,
+                    serde_json::from_str(&data).unwrap_or(Value::String(data)),
+                );
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(60), self.body.next())
+                .await
+                .expect("an event within a minute")
+                .expect("the stream stays open")
+                .unwrap();
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next status event of `type`, skipping others.
+    async fn until(&mut self, kind: &str) -> Value {
+        loop {
+            let (name, data) = self.next().await;
+            if name == "status" && data["type"] == kind {
+                return data;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn sse_follows_an_upload_to_its_last_stage() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let created = http
+        .post(server.url("/files/"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "2000")
+        .send()
+        .await
+        .unwrap();
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let upload_id = location.rsplit('/').next().unwrap().to_owned();
+
+    let response = http
+        .get(server.url(&format!("/api/assets/{upload_id}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut events = SseReader {
+        body: Box::pin(response.bytes_stream()),
+        buffer: String::new(),
+    };
+    let (name, snapshot) = events.next().await;
+    assert_eq!(name, "snapshot");
+    assert_eq!(snapshot["offset"], 0);
+
+    // Bytes that are not media: the asset will fail, with a reason.
+    let noise = noise(2000);
+    for (offset, chunk) in [
+        (0u64, noise[..1000].to_vec()),
+        (1000, noise[1000..].to_vec()),
+    ] {
+        let patched = http
+            .patch(server.url(&location))
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", offset.to_string())
+            .header("content-type", "application/offset+octet-stream")
+            .body(chunk)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patched.status(), 204);
+        let progress = events.until("upload_progress").await;
+        assert_eq!(progress["offset"], offset + 1000);
+        assert_eq!(progress["length"], 2000);
+    }
+    let uploaded = events.until("stage").await;
+    assert_eq!(uploaded["stage"], "uploaded");
+    let asset = uploaded["asset_id"].as_str().unwrap().to_owned();
+    assert_eq!(events.until("stage").await["stage"], "probing");
+    let failed = events.until("stage").await;
+    assert_eq!(failed["stage"], "failed");
+    assert_eq!(failed["asset_id"], asset.as_str());
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a media file")
+    );
+
+    let missing = http
+        .get(server.url("/api/assets/nothing/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_websocket_sees_every_event() {
+    let server = TestServer::start().await;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/events", server.addr))
+            .await
+            .unwrap();
+    let created = reqwest::Client::new()
+        .post(server.url("/api/uploads?filename=noise.bin"))
+        .body(noise(5000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let mut stages = Vec::new();
+    while stages.last().map(String::as_str) != Some("failed") {
+        let message = tokio::time::timeout(Duration::from_secs(60), socket.next())
+            .await
+            .expect("an event within a minute")
+            .expect("the socket stays open")
+            .unwrap();
+        let event: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+        if event["type"] == "stage" {
+            stages.push(event["stage"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(stages, ["uploaded", "probing", "failed"]);
+    socket.close(None).await.unwrap();
+    // Shutdown ends open event streams; the server stops promptly.
+    let (mut lingering, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/events", server.addr))
+            .await
+            .unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), server.stop()).await;
+    assert!(stopped.is_ok(), "an open WebSocket must not hold shutdown");
+    let _ = lingering
+        .send(tokio_tungstenite::tungstenite::Message::Ping(
+            Vec::new().into(),
+        ))
+        .await;
+}
