@@ -11,4 +11,5 @@ pub mod hls;
 pub mod media;
 pub mod mp4;
 pub mod package;
+pub mod rtmp;
 pub mod tus;
