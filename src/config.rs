@@ -14,10 +14,11 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use streamforge_actors::transcode::{DEFAULT_LADDER, LadderRung, check_ladder};
 
 /// Sections of the configuration; an environment variable whose name (after
 /// the prefix) starts with one of these followed by `_` sets a key in it.
-const SECTIONS: &[&str] = &["http", "tls", "uploads", "log"];
+const SECTIONS: &[&str] = &["http", "tls", "uploads", "transcode", "log"];
 const ENV_PREFIX: &str = "STREAMFORGE_";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,6 +35,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub tls: TlsConfig,
     pub uploads: UploadsConfig,
+    pub transcode: TranscodeConfig,
     pub log: LogConfig,
 }
 
@@ -72,6 +74,23 @@ pub struct UploadsConfig {
     /// An unfinished upload is deleted this long after it was created.
     #[serde(with = "humantime_serde")]
     pub expire_after: Duration,
+}
+
+/// Processing of uploaded media.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscodeConfig {
+    /// The ladder (`[[transcode.ladder]]` tables, by increasing height); each
+    /// upload gets the rungs no taller than its source.
+    pub ladder: Vec<LadderRung>,
+}
+
+impl Default for TranscodeConfig {
+    fn default() -> Self {
+        TranscodeConfig {
+            ladder: DEFAULT_LADDER.to_vec(),
+        }
+    }
 }
 
 impl Default for UploadsConfig {
@@ -147,6 +166,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             tls: TlsConfig::default(),
             uploads: UploadsConfig::default(),
+            transcode: TranscodeConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -335,6 +355,10 @@ impl Config {
         if self.uploads.expire_after < Duration::from_secs(60) {
             return invalid("uploads.expire_after", "must be at least 1m");
         }
+        check_ladder(&self.transcode.ladder).map_err(|problem| ConfigError::Invalid {
+            key: "transcode.ladder",
+            problem,
+        })?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return invalid(
                 "log.filter",

@@ -151,6 +151,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         storage.clone(),
         supervision.clone(),
         events.clone(),
+        &config.transcode.ladder,
     );
     transcoder.resume_unfinished().await;
     let uploads = Uploads::new(

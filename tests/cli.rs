@@ -131,6 +131,18 @@ fn invalid_values_name_the_key_and_the_problem() {
         "unknown keys are named: {message}"
     );
 
+    std::fs::write(
+        &file,
+        "[[transcode.ladder]]\nheight = 720\nvideo_kbps = 2500\naudio_kbps = 128\n\
+         [[transcode.ladder]]\nheight = 360\nvideo_kbps = 800\naudio_kbps = 96\n",
+    )
+    .unwrap();
+    let message = config_error(streamforge().args(["config", "--config"]).arg(&file));
+    assert!(
+        message.contains("`transcode.ladder`") && message.contains("heights must increase"),
+        "{message}"
+    );
+
     std::fs::write(&file, "storage = \"ftp://example.com/x\"\n").unwrap();
     let message = config_error(streamforge().args(["config", "--config"]).arg(&file));
     assert!(

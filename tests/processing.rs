@@ -215,6 +215,43 @@ async fn a_720p_source_gets_a_keyframe_aligned_ladder() {
 }
 
 #[tokio::test]
+async fn the_ladder_comes_from_the_configuration() {
+    let server = TestServer::start_with(|c| {
+        c.transcode.ladder = vec![
+            streamforge_actors::transcode::LadderRung {
+                height: 240,
+                video_kbps: 300,
+                audio_kbps: 64,
+            },
+            streamforge_actors::transcode::LadderRung {
+                height: 480,
+                video_kbps: 1000,
+                audio_kbps: 96,
+            },
+        ];
+    })
+    .await;
+    let source =
+        clip("-f lavfi -i testsrc2=size=640x480:rate=25 -t 3 -c:v libx264 -preset ultrafast").await;
+    let asset = upload(&server, "custom.mp4", source).await;
+    let view = wait_for(&server, &asset, &["ready", "failed"]).await;
+    assert_eq!(view["status"], "ready", "{view}");
+    let master = reqwest::get(server.url(view["hls_url"].as_str().unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(master.contains("RESOLUTION=320x240"), "{master}");
+    assert!(master.contains("RESOLUTION=640x480"), "{master}");
+    assert!(
+        !master.contains("TYPE=AUDIO"),
+        "a silent source has no audio rung: {master}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_file_ffmpeg_cannot_read_fails_with_a_reason() {
     let server = TestServer::start().await;
     let garbage: Vec<u8> = (0..50_000u32)

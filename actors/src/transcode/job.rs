@@ -2,10 +2,11 @@
 //! ladder with one [`Rung`](super::rung::Rung) per rendition, and write the
 //! multivariant playlist and MPD over all of them.
 //!
-//! The ladder comes from the source and is never upscaled: 360p (800 kb/s),
-//! 720p (2.5 Mb/s), 1080p (5 Mb/s), 1440p (8 Mb/s), 2160p (14 Mb/s), each
-//! only if the source is at least that tall (a smaller source gets one rung
-//! at its own height); one audio rung (AAC-LC, 96–192 kb/s by the top rung)
+//! The ladder (by default 360p 800 kb/s, 720p 2.5 Mb/s, 1080p 5 Mb/s, 1440p
+//! 8 Mb/s, 2160p 14 Mb/s; configurable) is cut to the source and never
+//! upscaled: a rung is made only if the source is at least that tall (a
+//! smaller source gets one rung at its own height, at the lowest rung's
+//! rates); one audio rung (AAC-LC, at the audio rate of the top rung made)
 //! is shared by every video rung.
 //!
 //! Policy: a rung that fails (ffmpeg crashed, was killed, wrote garbage) is
@@ -25,23 +26,14 @@ use serde_json::{Value, json};
 use streamforge_protocols::hls::UnixMillis;
 use streamforge_protocols::package::{FinishedRendition, PackagerConfig, combined_manifests};
 
-use super::Transcoder;
 use super::rung::{Rung, RungArgs, RungSpec};
+use super::{LadderRung, Transcoder};
 use crate::events::Event;
 use crate::process::piped;
 use crate::storage::ObjectKey;
 
 pub const MAX_RUNG_RESTARTS: u32 = 3;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Height, video kb/s and audio kb/s of each ladder rung.
-const LADDER: [(u32, u32, u32); 5] = [
-    (360, 800, 96),
-    (720, 2500, 128),
-    (1080, 5000, 192),
-    (1440, 8000, 192),
-    (2160, 14000, 192),
-];
 
 pub struct Job;
 
@@ -230,13 +222,17 @@ async fn wait_output(
     Ok((status, out, err))
 }
 
-/// The ladder for a probed source; see the module docs.
-fn ladder(probe: &Value) -> Vec<RungSpec> {
+/// The rungs for a probed source; see the module docs. `ladder` is sorted
+/// by height and not empty (the configuration guarantees both).
+fn rungs_for(probe: &Value, ladder: &[LadderRung]) -> Vec<RungSpec> {
+    let Some(lowest) = ladder.first() else {
+        return Vec::new();
+    };
     let streams = probe["streams"].as_array().cloned().unwrap_or_default();
     let video = streams.iter().find(|s| s["type"] == "video");
     let has_audio = streams.iter().any(|s| s["type"] == "audio");
     let mut rungs = Vec::new();
-    let mut audio_kbps = LADDER[0].2;
+    let mut audio_kbps = lowest.audio_kbps;
     if let Some(video) = video {
         let (width, height) = (
             video["width"].as_u64().unwrap_or(0),
@@ -247,16 +243,19 @@ fn ladder(probe: &Value) -> Vec<RungSpec> {
             .as_i64()
             .is_some_and(|r| r.rem_euclid(180) == 90);
         let shown = u32::try_from(if rotated { width } else { height }).unwrap_or(u32::MAX);
-        for (height, kbps, audio) in LADDER {
-            if height <= shown {
-                rungs.push(RungSpec::Video { height, kbps });
-                audio_kbps = audio;
+        for rung in ladder {
+            if rung.height <= shown {
+                rungs.push(RungSpec::Video {
+                    height: rung.height,
+                    kbps: rung.video_kbps,
+                });
+                audio_kbps = rung.audio_kbps;
             }
         }
         if rungs.is_empty() {
             rungs.push(RungSpec::Video {
                 height: shown.max(2) & !1,
-                kbps: LADDER[0].1,
+                kbps: lowest.video_kbps,
             });
         }
     }
@@ -317,7 +316,7 @@ impl Actor for Job {
                 db.set_asset_probe(&state.asset, &probed).await?;
                 state.stage("transcoding", None);
                 state.source = Some(source);
-                for spec in ladder(&probed) {
+                for spec in rungs_for(&probed, &state.transcoder.ladder) {
                     let name = spec.name();
                     state.rungs.insert(
                         name.clone(),

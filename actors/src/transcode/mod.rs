@@ -5,10 +5,12 @@
 //! playlist and one MPD over every rung.
 //!
 //! Not built yet: the preview while an upload is still arriving (the
-//! growing source), a ladder from the config file, storyboards.
+//! growing source), storyboards.
 
 mod job;
 mod rung;
+
+use std::sync::Arc;
 
 use ractor::Actor;
 
@@ -28,6 +30,71 @@ pub struct Transcoder {
     storage: Storage,
     processes: Processes,
     supervision: Supervision,
+    ladder: Arc<[LadderRung]>,
+}
+
+/// One rung of the ladder: a video height and its bit rates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LadderRung {
+    pub height: u32,
+    pub video_kbps: u32,
+    /// Audio bit rate when this is the tallest rung made.
+    pub audio_kbps: u32,
+}
+
+/// The default ladder: H.264 + AAC-LC rates for 2 s GOPs.
+pub const DEFAULT_LADDER: [LadderRung; 5] = [
+    LadderRung {
+        height: 360,
+        video_kbps: 800,
+        audio_kbps: 96,
+    },
+    LadderRung {
+        height: 720,
+        video_kbps: 2500,
+        audio_kbps: 128,
+    },
+    LadderRung {
+        height: 1080,
+        video_kbps: 5000,
+        audio_kbps: 192,
+    },
+    LadderRung {
+        height: 1440,
+        video_kbps: 8000,
+        audio_kbps: 192,
+    },
+    LadderRung {
+        height: 2160,
+        video_kbps: 14000,
+        audio_kbps: 192,
+    },
+];
+
+/// Why a ladder is unusable.
+pub fn check_ladder(ladder: &[LadderRung]) -> Result<(), String> {
+    if ladder.is_empty() {
+        return Err("needs at least one rung".into());
+    }
+    for (i, rung) in ladder.iter().enumerate() {
+        if rung.height < 2 || rung.height > 4320 || rung.height % 2 != 0 {
+            return Err(format!(
+                "rung {}: height must be even, between 2 and 4320",
+                i + 1
+            ));
+        }
+        if !(16..=200_000).contains(&rung.video_kbps) || !(16..=1024).contains(&rung.audio_kbps) {
+            return Err(format!(
+                "rung {}: video_kbps must be 16..=200000 and audio_kbps 16..=1024",
+                i + 1
+            ));
+        }
+        if i > 0 && ladder[i - 1].height >= rung.height {
+            return Err(format!("rung {}: heights must increase", i + 1));
+        }
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for Transcoder {
@@ -37,11 +104,19 @@ impl std::fmt::Debug for Transcoder {
 }
 
 impl Transcoder {
-    pub fn new(db: Database, storage: Storage, supervision: Supervision, events: EventBus) -> Self {
+    /// `ladder` must pass [`check_ladder`].
+    pub fn new(
+        db: Database,
+        storage: Storage,
+        supervision: Supervision,
+        events: EventBus,
+        ladder: &[LadderRung],
+    ) -> Self {
         let processes = supervision.processes().clone();
         Transcoder {
             db,
             events,
+            ladder: ladder.into(),
             storage,
             processes,
             supervision,
