@@ -418,3 +418,53 @@ async fn one_shot_post_and_ranged_download_of_the_original() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn curl_posts_a_multipart_form() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Over the API body limit: uploads stream past it.
+    let (file, bytes) = random_file(dir.path(), "form clip.mov", 3 * 1024 * 1024 + 1);
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "-F"])
+        .arg(format!("file=@{};type=video/quicktime", file.display()))
+        .arg(server.url("/api/uploads"))
+        .output()
+        .await
+        .expect("curl is installed (scripts/setup --test)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
+    assert_eq!(answer["size"], bytes.len());
+    let asset = answer["asset_id"].as_str().unwrap();
+    let view: serde_json::Value = reqwest::get(server.url(&format!("/api/assets/{asset}")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["filename"], "form clip.mov");
+    assert_eq!(view["filetype"], "video/quicktime");
+    let original = reqwest::get(server.url(&format!("/api/assets/{asset}/original")))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(original == bytes, "the multipart original differs");
+
+    let no_file = reqwest::Client::new()
+        .post(server.url("/api/uploads"))
+        .header("content-type", "multipart/form-data; boundary=x")
+        .body("--x\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--x--\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_file.status(), 400);
+    assert_eq!(error_of(no_file).await.0, "bad_request");
+    server.stop().await;
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -35,7 +35,11 @@ pub fn routes() -> Router<AppState> {
                 .delete(uploads::terminate)
                 .options(uploads::options),
         )
-        .route("/api/uploads", post(uploads::one_shot))
+        // Uploads stream past the API body limit (uploads.max_size applies).
+        .route(
+            "/api/uploads",
+            post(uploads::one_shot).layer(DefaultBodyLimit::disable()),
+        )
         .route("/api/assets", get(assets::list))
         .route("/api/assets/{id}", get(assets::get).delete(assets::delete))
         .route("/api/assets/{id}/original", get(assets::original))

@@ -10,7 +10,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Multipart, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -169,13 +169,13 @@ enum BodyEnd {
 
 /// Streams `body` into the session's open PATCH, at most `limit` bytes;
 /// returns how it ended and how many bytes it carried.
-async fn write_body(
+async fn write_body<E: std::fmt::Display>(
     session: &ActorRef<UploadSessionMsg>,
-    body: Body,
+    body: impl futures::Stream<Item = Result<Bytes, E>>,
     limit: u64,
     mut verifier: Option<&mut ChecksumVerifier>,
 ) -> Result<(BodyEnd, u64), TusReply> {
-    let mut stream = body.into_data_stream();
+    let mut stream = std::pin::pin!(body);
     let mut buffer = BytesMut::new();
     let mut received = 0u64;
     let mut end = BodyEnd::Complete;
@@ -233,7 +233,7 @@ async fn patch_session(
         .await?
         .map_err(TusReply::from)?;
     let mut verifier = checksum.as_ref().map(Checksum::verifier);
-    let written = write_body(session, body, limit, verifier.as_mut()).await;
+    let written = write_body(session, body.into_data_stream(), limit, verifier.as_mut()).await;
     let verdict = match written {
         Ok((BodyEnd::Interrupted, _)) if verifier.is_some() => {
             Err(TusReply(ApiError::bad_request(
@@ -461,22 +461,61 @@ struct OneShotAnswer {
     size: u64,
 }
 
-/// `POST /api/uploads?filename=NAME`: the whole file as the raw body, for
-/// curl and scripts (`curl --data-binary @FILE URL`). Streamed like a tus
-/// PATCH. A multipart form body is not accepted yet.
+/// `POST /api/uploads?filename=NAME`: the whole file as the raw body
+/// (`curl --data-binary @FILE URL`), or as the file field of a multipart
+/// form (`curl -F file=@FILE URL`), for curl and scripts. Streamed like a
+/// tus PATCH, never held whole.
 pub async fn one_shot(
     State(state): State<AppState>,
     Query(query): Query<OneShotQuery>,
-    headers: HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    let length = headers
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    if content_type.starts_with("multipart/form-data") {
+        let mut form = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        loop {
+            let field = form
+                .next_field()
+                .await
+                .map_err(|e| ApiError::bad_request(format!("malformed multipart body: {e}")))?
+                .ok_or_else(|| ApiError::bad_request("the form has no file field"))?;
+            let Some(name) = field.file_name().map(str::to_owned) else {
+                continue;
+            };
+            let filename = query.filename.clone().unwrap_or(name);
+            let filetype = field.content_type().unwrap_or("").to_owned();
+            return store_one_shot(&state, filename, filetype, None, field).await;
+        }
+    }
+    let length = request
+        .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .map(|v| tus::parse_u64_header("content-length", v))
         .transpose()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let max = max_size(&state);
+    let filename = query.filename.unwrap_or_default();
+    let body = request.into_body().into_data_stream();
+    store_one_shot(&state, filename, content_type, length, body).await
+}
+
+/// Stores `body` as a new upload of `length` bytes (the body's own length
+/// when `None`) and answers with the asset it became.
+async fn store_one_shot<E: std::fmt::Display>(
+    state: &AppState,
+    filename: String,
+    filetype: String,
+    length: Option<u64>,
+    body: impl futures::Stream<Item = Result<Bytes, E>>,
+) -> Result<Response, ApiError> {
+    let max = max_size(state);
     if length.is_some_and(|l| l > max) {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -484,17 +523,11 @@ pub async fn one_shot(
             format!("uploads are limited to {max} bytes"),
         ));
     }
-    let filename = query.filename.unwrap_or_default();
     if filename.len() > 255 || filename.contains(['/', '\\', '\0']) {
         return Err(ApiError::bad_request(
             "filename must be a plain name of at most 255 bytes",
         ));
     }
-    let filetype = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
     let record = state
         .uploads
         .create(NewUpload {
@@ -521,7 +554,7 @@ pub async fn one_shot(
         let written = write_body(&session, body, limit, None).await;
         match written {
             Ok((BodyEnd::Complete, received)) => {
-                // Without Content-Length, the length is what the body carried.
+                // Without a declared length, the length is what the body carried.
                 let declared = Some(length.unwrap_or(received));
                 Ok(call(&session, |reply| UploadSessionMsg::Commit {
                     length: declared,
