@@ -39,12 +39,25 @@ pub struct AssetView {
     hls_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dash_url: Option<String>,
+    /// Poster image and seek-preview track (WebVTT into a sprite sheet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    poster_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    storyboard_url: Option<String>,
 }
 
 impl From<AssetRecord> for AssetView {
     fn from(record: AssetRecord) -> Self {
         let ready = record.status == "ready";
+        let has_video = record
+            .probe
+            .as_ref()
+            .and_then(|p| p["streams"].as_array())
+            .is_some_and(|streams| streams.iter().any(|s| s["type"] == "video"));
+        let pictures = ready && has_video;
         AssetView {
+            poster_url: pictures.then(|| format!("/vod/{}/poster.webp", record.id)),
+            storyboard_url: pictures.then(|| format!("/vod/{}/storyboard.vtt", record.id)),
             download_url: format!("/api/assets/{}/original", record.id),
             hls_url: ready.then(|| format!("/vod/{}/master.m3u8", record.id)),
             dash_url: ready.then(|| format!("/vod/{}/manifest.mpd", record.id)),

@@ -101,6 +101,7 @@ impl JobState {
         rungs.sort_by_key(|plan| match plan.spec {
             RungSpec::Video { height, .. } => (0, height),
             RungSpec::Audio { .. } => (1, 0),
+            RungSpec::Thumbnails { .. } => (2, 0),
         });
         let renditions = rungs
             .into_iter()
@@ -262,7 +263,36 @@ fn rungs_for(probe: &Value, ladder: &[LadderRung]) -> Vec<RungSpec> {
     if has_audio {
         rungs.push(RungSpec::Audio { kbps: audio_kbps });
     }
+    if let Some(thumbnails) = thumbnails_for(probe, video) {
+        rungs.push(thumbnails);
+    }
     rungs
+}
+
+/// Storyboard tiles 160 pixels wide at the displayed aspect ratio, one
+/// every 2 s for up to 100 tiles (then spaced out to cover the duration).
+fn thumbnails_for(probe: &Value, video: Option<&Value>) -> Option<RungSpec> {
+    let video = video?;
+    let duration_ms = (probe["duration"].as_f64()? * 1000.0) as u64;
+    let (mut width, mut height) = (video["width"].as_u64()?, video["height"].as_u64()?);
+    if video["rotation"]
+        .as_i64()
+        .is_some_and(|r| r.rem_euclid(180) == 90)
+    {
+        std::mem::swap(&mut width, &mut height);
+    }
+    if duration_ms == 0 || width == 0 || height == 0 {
+        return None;
+    }
+    let tile_width = 160u32;
+    let tile_height = u32::try_from((u64::from(tile_width) * height / width).max(2) & !1).ok()?;
+    let interval_ms = duration_ms.div_ceil(100).max(2000);
+    Some(RungSpec::Thumbnails {
+        tile_width,
+        tile_height,
+        interval_ms,
+        duration_ms,
+    })
 }
 
 impl Actor for Job {

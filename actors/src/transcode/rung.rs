@@ -46,6 +46,14 @@ pub enum RungSpec {
     Audio {
         kbps: u32,
     },
+    /// A poster and a storyboard (one sprite sheet of tiles every
+    /// `interval_ms`, plus a WebVTT track pointing into it) for seek previews.
+    Thumbnails {
+        tile_width: u32,
+        tile_height: u32,
+        interval_ms: u64,
+        duration_ms: u64,
+    },
 }
 
 impl RungSpec {
@@ -54,6 +62,7 @@ impl RungSpec {
         match self {
             RungSpec::Video { height, .. } => format!("{height}p"),
             RungSpec::Audio { .. } => "audio".to_owned(),
+            RungSpec::Thumbnails { .. } => "thumbnails".to_owned(),
         }
     }
 }
@@ -176,6 +185,7 @@ fn ffmpeg_args(args: &RungArgs) -> Vec<String> {
             out.push("-b:a".into());
             out.push(format!("{kbps}k"));
         }
+        RungSpec::Thumbnails { .. } => {}
     }
     out.extend(
         [
@@ -191,6 +201,16 @@ fn ffmpeg_args(args: &RungArgs) -> Vec<String> {
 }
 
 async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
+    if let RungSpec::Thumbnails {
+        tile_width,
+        tile_height,
+        interval_ms,
+        duration_ms,
+    } = args.spec
+    {
+        thumbnails(args, tile_width, tile_height, interval_ms, duration_ms).await?;
+        return Ok(Vec::new());
+    }
     let mut command = piped("ffmpeg");
     command.args(ffmpeg_args(args));
     let mut child = args
@@ -306,4 +326,170 @@ async fn store_outputs(
             .map_err(|e| format!("storing {key}: {e}"))?;
     }
     Ok(())
+}
+
+/// Tiles per row of the storyboard sprite.
+const STORYBOARD_COLUMNS: u64 = 10;
+
+/// Runs ffmpeg with `args` and returns its standard output (one image).
+async fn ffmpeg_image(processes: &Processes, name: &str, args: &[String]) -> Result<Bytes, String> {
+    let mut command = piped("ffmpeg");
+    command.args(args);
+    let mut child = processes
+        .spawn(name, command)
+        .map_err(|e| format!("cannot start ffmpeg: {e}"))?;
+    let mut stdout = child.take_stdout().ok_or("ffmpeg has no stdout")?;
+    let mut stderr = child.take_stderr().ok_or("ffmpeg has no stderr")?;
+    let (mut image, mut errors) = (Vec::new(), Vec::new());
+    let (a, b) = tokio::join!(
+        stdout.read_to_end(&mut image),
+        stderr.read_to_end(&mut errors)
+    );
+    a.and(b).map_err(|e| format!("reading ffmpeg: {e}"))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| format!("waiting for ffmpeg: {e}"))?;
+    if !status.success() || image.is_empty() {
+        return Err(format!(
+            "ffmpeg made no image ({status}): {}",
+            String::from_utf8_lossy(&errors).trim()
+        ));
+    }
+    Ok(Bytes::from(image))
+}
+
+/// `HH:MM:SS.mmm` for WebVTT.
+fn vtt_time(ms: u64) -> String {
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+/// The WebVTT track of a storyboard: one cue per tile, pointing at the
+/// tile's rectangle in the sprite (`#xywh=`, the convention players use).
+pub fn storyboard_vtt(
+    sprite: &str,
+    tile_width: u32,
+    tile_height: u32,
+    interval_ms: u64,
+    duration_ms: u64,
+) -> String {
+    let mut vtt = String::from("WEBVTT\n");
+    let tiles = duration_ms.div_ceil(interval_ms.max(1));
+    for i in 0..tiles {
+        let start = i * interval_ms;
+        let end = ((i + 1) * interval_ms).min(duration_ms);
+        let x = (i % STORYBOARD_COLUMNS) * u64::from(tile_width);
+        let y = (i / STORYBOARD_COLUMNS) * u64::from(tile_height);
+        vtt.push_str(&format!(
+            "\n{} --> {}\n{sprite}#xywh={x},{y},{tile_width},{tile_height}\n",
+            vtt_time(start),
+            vtt_time(end)
+        ));
+    }
+    vtt
+}
+
+/// A poster (WebP, at most 720 lines, from 1 s in or the middle of a short
+/// clip) and the storyboard sprite with its WebVTT track.
+async fn thumbnails(
+    args: &RungArgs,
+    tile_width: u32,
+    tile_height: u32,
+    interval_ms: u64,
+    duration_ms: u64,
+) -> Result<(), String> {
+    let source = args.source.display().to_string();
+    let poster_at = (duration_ms / 2).min(1000);
+    let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut poster_args = strings(&["-hide_banner", "-nostdin", "-v", "error", "-ss"]);
+    poster_args.push(format!("{}.{:03}", poster_at / 1000, poster_at % 1000));
+    poster_args.extend(strings(&[
+        "-i",
+        &source,
+        "-frames:v",
+        "1",
+        "-vf",
+        "scale=w=-2:h='min(720,ih)'",
+    ]));
+    poster_args.extend(strings(&[
+        "-c:v",
+        "libwebp",
+        "-quality",
+        "80",
+        "-f",
+        "image2pipe",
+        "pipe:1",
+    ]));
+    let name = format!("ffmpeg {} poster", args.asset);
+    let poster = ffmpeg_image(&args.processes, &name, &poster_args).await?;
+
+    let tiles = duration_ms.div_ceil(interval_ms.max(1)).max(1);
+    let rows = tiles.div_ceil(STORYBOARD_COLUMNS);
+    let filter = format!(
+        "fps=fps=1000/{interval_ms},scale={tile_width}:{tile_height},tile={STORYBOARD_COLUMNS}x{rows}"
+    );
+    let mut sprite_args = strings(&["-hide_banner", "-nostdin", "-v", "error", "-i", &source]);
+    sprite_args.extend(strings(&[
+        "-vf",
+        &filter,
+        "-frames:v",
+        "1",
+        "-c:v",
+        "libwebp",
+    ]));
+    sprite_args.extend(strings(&["-quality", "70", "-f", "image2pipe", "pipe:1"]));
+    let name = format!("ffmpeg {} storyboard", args.asset);
+    let sprite = ffmpeg_image(&args.processes, &name, &sprite_args).await?;
+
+    let vtt = storyboard_vtt(
+        "storyboard.webp",
+        tile_width,
+        tile_height,
+        interval_ms,
+        duration_ms,
+    );
+    let prefix = format!("assets/{}/media", args.asset);
+    for (name, bytes) in [
+        ("poster.webp", poster),
+        ("storyboard.webp", sprite),
+        ("storyboard.vtt", Bytes::from(vtt)),
+    ] {
+        let key = ObjectKey::new(format!("{prefix}/{name}")).map_err(|e| e.to_string())?;
+        args.storage
+            .put(&key, bytes)
+            .await
+            .map_err(|e| format!("storing {key}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::storyboard_vtt;
+
+    #[test]
+    fn storyboard_cues_cover_the_duration_tile_by_tile() {
+        let vtt = storyboard_vtt("s.webp", 160, 90, 2000, 25_500);
+        let cues: Vec<&str> = vtt.split("\n\n").skip(1).collect();
+        assert_eq!(cues.len(), 13);
+        assert_eq!(
+            cues[0],
+            "00:00:00.000 --> 00:00:02.000\ns.webp#xywh=0,0,160,90"
+        );
+        assert_eq!(
+            cues[10],
+            "00:00:20.000 --> 00:00:22.000\ns.webp#xywh=0,90,160,90"
+        );
+        assert_eq!(
+            cues[12].lines().next(),
+            Some("00:00:24.000 --> 00:00:25.500")
+        );
+        assert!(vtt.starts_with("WEBVTT\n"));
+    }
 }
