@@ -5,7 +5,7 @@
 //! playlist and one MPD over every rung.
 //!
 //! Not built yet: the preview while an upload is still arriving (the
-//! growing source), storyboards.
+//! growing source), image uploads.
 
 mod job;
 mod rung;
