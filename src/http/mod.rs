@@ -237,8 +237,3 @@ impl Connection {
         }
     }
 }
-
-/// The address a listener is bound to, for logs and tests.
-pub fn describe(listener: &TcpListener) -> Option<SocketAddr> {
-    listener.local_addr().ok()
-}

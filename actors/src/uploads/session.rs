@@ -157,8 +157,12 @@ impl UploadSessionState {
                 .store_original(&self.record, std::slice::from_ref(&self.path))
                 .await?;
             self.record.asset_id = Some(asset);
-            if let Err(err) = tokio::fs::remove_file(&self.path).await {
-                tracing::warn!(path = %self.path.display(), %err, "cannot remove a stored upload's file");
+            // Gone already when it was moved into storage.
+            match tokio::fs::remove_file(&self.path).await {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(path = %self.path.display(), %err, "cannot remove a stored upload's file");
+                }
+                _ => {}
             }
         }
         self.record.completed_at_ms = Some(crate::db::unix_millis());
