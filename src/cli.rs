@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{LogFormat, TlsMode};
+use crate::config::{AuthMode, LogFormat, TlsMode};
 use crate::package::PackageArgs;
 
 /// StreamForge media server: resumable uploads processed while they arrive,
@@ -34,9 +34,33 @@ pub enum Command {
     /// Print the effective configuration as TOML (defaults, environment, file
     /// and flags merged) and exit; fails with the reason if it is invalid.
     Config(Overrides),
+    /// Create, list or revoke API tokens (for auth.mode = "token").
+    Token(TokenCommand),
     /// Package an MP4/MOV file as HLS and DASH in a directory (CMAF segments
     /// shared by both manifests, I-frame playlists) and exit; no server needed.
     Package(PackageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCommand {
+    #[command(subcommand)]
+    pub action: TokenAction,
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print it once; only its SHA-256 is stored.
+    Create {
+        /// What the token is for, shown by `token list`.
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens (ids, names, dates; never the secrets).
+    List,
+    /// Revoke a token by id; requests with it are refused from then on.
+    Revoke { id: String },
 }
 
 /// Flags that override configuration keys; each names its key.
@@ -105,6 +129,11 @@ pub struct Overrides {
     /// PEM private key for --tls files [key: tls.key].
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+
+    /// Who may use /api/ and /files/: none, or token (Bearer tokens from
+    /// `streamforge token create`) [key: auth.mode; default: none].
+    #[arg(long, value_name = "MODE")]
+    pub auth: Option<AuthMode>,
 
     /// Largest upload in bytes [key: uploads.max_size; default: 17179869184].
     #[arg(long, value_name = "BYTES")]
@@ -182,6 +211,15 @@ impl Overrides {
         }
         if let Some(v) = &self.tls_key {
             tls.insert("key".into(), Value::String(v.display().to_string()));
+        }
+        if let Some(v) = &self.auth {
+            let mode = match v {
+                AuthMode::None => "none",
+                AuthMode::Token => "token",
+            };
+            let mut auth = toml::Table::new();
+            auth.insert("mode".into(), Value::String(mode.into()));
+            root.insert("auth".into(), Value::Table(auth));
         }
         if let Some(v) = &self.upload_max_size {
             uploads.insert(

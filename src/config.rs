@@ -18,7 +18,7 @@ use streamforge_actors::transcode::{DEFAULT_LADDER, LadderRung, check_ladder};
 
 /// Sections of the configuration; an environment variable whose name (after
 /// the prefix) starts with one of these followed by `_` sets a key in it.
-const SECTIONS: &[&str] = &["http", "tls", "uploads", "transcode", "log"];
+const SECTIONS: &[&str] = &["http", "tls", "uploads", "transcode", "auth", "log"];
 const ENV_PREFIX: &str = "STREAMFORGE_";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,6 +36,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub uploads: UploadsConfig,
     pub transcode: TranscodeConfig,
+    pub auth: AuthConfig,
     pub log: LogConfig,
 }
 
@@ -74,6 +75,31 @@ pub struct UploadsConfig {
     /// An unfinished upload is deleted this long after it was created.
     #[serde(with = "humantime_serde")]
     pub expire_after: Duration,
+}
+
+/// Who may use the API and upload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Anyone who can reach the port (the default listens on localhost only).
+    None,
+    /// `Authorization: Bearer TOKEN` on /api/ and /files/ (tokens from
+    /// `streamforge token create`); playback and health stay public.
+    Token,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::None,
+        }
+    }
 }
 
 /// Processing of uploaded media.
@@ -167,6 +193,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             uploads: UploadsConfig::default(),
             transcode: TranscodeConfig::default(),
+            auth: AuthConfig::default(),
             log: LogConfig::default(),
         }
     }

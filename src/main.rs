@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use streamforge::cli::{Cli, Command};
+use streamforge::cli::{Cli, Command, TokenAction, TokenCommand};
 use streamforge::config::Config;
 use streamforge::package::PackageArgs;
 use streamforge::{package, server, telemetry};
@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     let (overrides, serve) = match &cli.command {
         Command::Serve(overrides) => (overrides, true),
         Command::Config(overrides) => (overrides, false),
+        Command::Token(command) => return token_command(cli.config.as_deref(), command),
         Command::Package(args) => return package_command(args),
     };
     let config = match Config::load(cli.config.as_deref(), overrides.to_table()) {
@@ -68,4 +69,75 @@ fn package_command(args: &PackageArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `streamforge token …`: token administration on the configured database.
+fn token_command(config_file: Option<&std::path::Path>, command: &TokenCommand) -> ExitCode {
+    let config = match Config::load(config_file, command.overrides.to_table()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("streamforge: configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("streamforge: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        if let Err(err) = std::fs::create_dir_all(&config.data_dir) {
+            eprintln!(
+                "streamforge: cannot create {}: {err}",
+                config.data_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        let db = match streamforge_actors::db::Database::open(&config.database_url()).await {
+            Ok(db) => db,
+            Err(err) => {
+                eprintln!("streamforge: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let result = match &command.action {
+            TokenAction::Create { name } => db.create_token(name).await.map(|(id, token)| {
+                eprintln!("token {id} created; it is shown only now:");
+                println!("{token}");
+                true
+            }),
+            TokenAction::List => db.tokens().await.map(|tokens| {
+                for token in tokens {
+                    let state = if token.revoked_at_ms.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!("{}\t{}\t{state}", token.id, token.name);
+                }
+                true
+            }),
+            TokenAction::Revoke { id } => db.revoke_token(id).await.inspect(|revoked| {
+                if *revoked {
+                    eprintln!("token {id} revoked");
+                } else {
+                    eprintln!("streamforge: no active token {id}");
+                }
+            }),
+        };
+        db.close().await;
+        match result {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(err) => {
+                eprintln!("streamforge: {err}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

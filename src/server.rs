@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, StorageLocation, TlsMode};
+use crate::config::{AuthMode, Config, StorageLocation, TlsMode};
 use crate::http::tls::{self, Identity};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -176,11 +176,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         uploads: uploads.clone(),
         events,
         upload_max_size: config.uploads.max_size,
+        auth: config.auth.mode,
         started: Instant::now(),
         draining: draining.clone(),
         shutdown: shutdown.clone(),
     };
     let app = http::router(state, &config.http);
+    if config.auth.mode == AuthMode::None && !http_addr.ip().is_loopback() {
+        tracing::warn!(
+            http = %http_addr,
+            "auth.mode is none on a non-loopback address: anyone who reaches it can upload and delete"
+        );
+    }
     tracing::info!(
         http = %http_addr,
         https = secure.as_ref().map_or_else(String::new, |s| s.addr.to_string()),

@@ -9,5 +9,6 @@ pub mod events;
 pub mod process;
 pub mod storage;
 pub mod supervision;
+pub mod tokens;
 pub mod transcode;
 pub mod uploads;

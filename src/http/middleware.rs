@@ -13,6 +13,7 @@ use tower_http::cors::{self, CorsLayer};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::config::AuthMode;
 use crate::metrics::RequestLabels;
 
 /// Rejects request paths that could name something outside their route's
@@ -49,6 +50,59 @@ fn unsafe_path(path: &str) -> Option<&'static str> {
         return Some("empty, '.' or '..' path segment");
     }
     None
+}
+
+/// With `auth.mode = "token"`, `/api/` and `/files/` need a live token as
+/// `Authorization: Bearer TOKEN` (or `?access_token=TOKEN`, for EventSource
+/// and WebSocket clients that cannot set headers). Preflights and tus
+/// discovery (OPTIONS), playback, health and metrics stay open.
+pub async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let protected = path.starts_with("/api/") || path == "/files" || path.starts_with("/files/");
+    if state.auth == AuthMode::None || !protected || request.method() == Method::OPTIONS {
+        return next.run(request).await;
+    }
+    let from_header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let from_query = request.uri().query().and_then(|query| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("access_token="))
+    });
+    let verdict = match from_header.or(from_query) {
+        None => Err(
+            "this endpoint needs `Authorization: Bearer TOKEN` (see `streamforge token create`)",
+        ),
+        Some(token) => match state.db.token_is_valid(token).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the token is unknown or revoked"),
+            Err(err) => {
+                tracing::error!(%err, "cannot check a token");
+                return ApiError::unavailable("database_unavailable", "retry later")
+                    .into_response();
+            }
+        },
+    };
+    match verdict {
+        Ok(()) => next.run(request).await,
+        Err(message) => {
+            let mut response =
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"streamforge\""),
+            );
+            response
+        }
+    }
 }
 
 /// Logs each request and records its count and latency by route and status.

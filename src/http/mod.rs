@@ -60,6 +60,7 @@ pub struct AppState {
     pub events: streamforge_actors::events::EventBus,
     /// Largest upload accepted (tus `Tus-Max-Size`).
     pub upload_max_size: u64,
+    pub auth: crate::config::AuthMode,
     pub started: Instant,
     /// Set once shutdown begins: `/readyz` turns 503 so load balancers drain us.
     pub draining: Arc<AtomicBool>,
@@ -76,6 +77,10 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
         .layer(CompressionLayer::new().compress_when(middleware::compressible))
         .layer(middleware::browser_cors())
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::require_token,
+        ))
         .layer(axum::middleware::from_fn(middleware::reject_unsafe_paths))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
