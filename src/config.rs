@@ -18,7 +18,15 @@ use streamforge_actors::transcode::{DEFAULT_LADDER, LadderRung, check_ladder};
 
 /// Sections of the configuration; an environment variable whose name (after
 /// the prefix) starts with one of these followed by `_` sets a key in it.
-const SECTIONS: &[&str] = &["http", "tls", "uploads", "transcode", "auth", "log"];
+const SECTIONS: &[&str] = &[
+    "http",
+    "tls",
+    "uploads",
+    "transcode",
+    "auth",
+    "limits",
+    "log",
+];
 const ENV_PREFIX: &str = "STREAMFORGE_";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,6 +45,7 @@ pub struct Config {
     pub uploads: UploadsConfig,
     pub transcode: TranscodeConfig,
     pub auth: AuthConfig,
+    pub limits: LimitsConfig,
     pub log: LogConfig,
 }
 
@@ -98,6 +107,26 @@ impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             mode: AuthMode::None,
+        }
+    }
+}
+
+/// Per-client-address request rates on the API and upload creation
+/// (uploading bytes and playback are not limited here).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Sustained requests per second per IP address; 0 turns the limit off.
+    pub api_per_second: u32,
+    /// Requests an address may send at once above the sustained rate.
+    pub api_burst: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            api_per_second: 20,
+            api_burst: 100,
         }
     }
 }
@@ -194,6 +223,7 @@ impl Default for Config {
             uploads: UploadsConfig::default(),
             transcode: TranscodeConfig::default(),
             auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -386,6 +416,12 @@ impl Config {
             key: "transcode.ladder",
             problem,
         })?;
+        if self.limits.api_per_second > 0 && self.limits.api_burst == 0 {
+            return invalid(
+                "limits.api_burst",
+                "must be at least 1 when limits.api_per_second is set",
+            );
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return invalid(
                 "log.filter",

@@ -144,6 +144,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })?;
 
     let secure = bind_secure(&config).await?;
+    let rate_limiter = http::middleware::rate_limiter(&config.limits);
     let shutdown = CancellationToken::new();
     let events = EventBus::default();
     let transcoder = Transcoder::new(
@@ -177,6 +178,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         events,
         upload_max_size: config.uploads.max_size,
         auth: config.auth.mode,
+        rate_limiter: rate_limiter.clone(),
         started: Instant::now(),
         draining: draining.clone(),
         shutdown: shutdown.clone(),
@@ -229,6 +231,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     tokio::select! {
                         () = token.cancelled() => return,
                         () = tokio::time::sleep(UPLOAD_SWEEP_INTERVAL) => {}
+                    }
+                    // Forget addresses whose limit has fully recovered, so the
+                    // limiter's memory follows active clients, not all clients ever.
+                    if let Some(limiter) = &rate_limiter {
+                        limiter.retain_recent();
+                        limiter.shrink_to_fit();
                     }
                 }
             }

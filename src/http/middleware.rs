@@ -105,6 +105,52 @@ pub async fn require_token(
     }
 }
 
+/// Requests per client address, for [`rate_limit`].
+pub type RateLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
+
+/// The limiter for `limits`, or `None` when turned off.
+pub fn rate_limiter(limits: &crate::config::LimitsConfig) -> Option<std::sync::Arc<RateLimiter>> {
+    let per_second = std::num::NonZeroU32::new(limits.api_per_second)?;
+    let burst = std::num::NonZeroU32::new(limits.api_burst)?;
+    let quota = governor::Quota::per_second(per_second).allow_burst(burst);
+    Some(std::sync::Arc::new(governor::RateLimiter::keyed(quota)))
+}
+
+/// Per-address rate limit on `/api/` and on upload creation (`POST /files/`):
+/// over it, 429 with `Retry-After`. Uploading bytes (PATCH), playback and
+/// health are never limited here.
+pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(limiter) = &state.rate_limiter else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path();
+    let limited = path.starts_with("/api/")
+        || (request.method() == Method::POST && (path == "/files" || path == "/files/"));
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let (true, Some(peer)) = (limited, peer)
+        && let Err(not_until) = limiter.check_key(&peer)
+    {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        let seconds = wait.as_secs() + 1;
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            format!("too many requests from {peer}; retry in {seconds} s"),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        return response;
+    }
+    next.run(request).await
+}
+
 /// Logs each request and records its count and latency by route and status.
 pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();

@@ -13,7 +13,7 @@ mod error;
 mod events;
 pub mod h3;
 mod idle;
-mod middleware;
+pub mod middleware;
 mod routes;
 pub mod tls;
 mod uploads;
@@ -61,6 +61,8 @@ pub struct AppState {
     /// Largest upload accepted (tus `Tus-Max-Size`).
     pub upload_max_size: u64,
     pub auth: crate::config::AuthMode,
+    /// Per-address limit on the API and upload creation; `None` when off.
+    pub rate_limiter: Option<Arc<middleware::RateLimiter>>,
     pub started: Instant,
     /// Set once shutdown begins: `/readyz` turns 503 so load balancers drain us.
     pub draining: Arc<AtomicBool>,
@@ -80,6 +82,10 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::rate_limit,
         ))
         .layer(axum::middleware::from_fn(middleware::reject_unsafe_paths))
         .layer(axum::middleware::from_fn_with_state(
