@@ -290,6 +290,18 @@ impl Uploads {
         self.db
             .set_upload_progress(&record.id, length, Some(length))
             .await?;
+        // The parts live on in the asset's original; their files and records
+        // are not needed again (tus concatenation: the server may delete them),
+        // nor is the final upload's own (empty) file.
+        let _ = tokio::fs::remove_file(self.file_path(&record.id)).await;
+        for (part, file) in record.parts.iter().zip(&files) {
+            if let Err(err) = tokio::fs::remove_file(file).await
+                && err.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(upload = %part, %err, "cannot remove a concatenated part");
+            }
+            self.db.delete_upload(part).await?;
+        }
         Ok(asset)
     }
 
