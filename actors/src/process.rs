@@ -144,6 +144,35 @@ impl ChildProcess {
         Ok(status)
     }
 
+    /// Reads the child's whole standard output and error (for short-lived
+    /// children with small output: ffprobe, a single image) and reaps it.
+    pub async fn output(mut self) -> io::Result<std::process::Output> {
+        use tokio::io::AsyncReadExt;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let out = self.take_stdout();
+        let err = self.take_stderr();
+        let read_out = async {
+            match out {
+                Some(mut pipe) => pipe.read_to_end(&mut stdout).await.map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        let read_err = async {
+            match err {
+                Some(mut pipe) => pipe.read_to_end(&mut stderr).await.map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        let (a, b) = tokio::join!(read_out, read_err);
+        a.and(b)?;
+        let status = self.wait().await?;
+        Ok(std::process::Output {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+
     /// Kills the child's process group and reaps the child.
     pub async fn kill(&mut self) -> io::Result<ExitStatus> {
         if !self.reaped {

@@ -155,18 +155,19 @@ async fn probe(transcoder: &Transcoder, path: &std::path::Path) -> Result<Value,
         .processes
         .spawn("ffprobe", command)
         .map_err(|e| format!("cannot start ffprobe: {e}"))?;
-    let output = tokio::time::timeout(PROBE_TIMEOUT, wait_output(child))
+    let output = tokio::time::timeout(PROBE_TIMEOUT, child.output())
         .await
-        .map_err(|_| format!("ffprobe gave no answer within {PROBE_TIMEOUT:?}"))??;
-    if !output.0.success() {
-        let reason = String::from_utf8_lossy(&output.2);
+        .map_err(|_| format!("ffprobe gave no answer within {PROBE_TIMEOUT:?}"))?
+        .map_err(|e| format!("running ffprobe: {e}"))?;
+    if !output.status.success() {
+        let reason = String::from_utf8_lossy(&output.stderr);
         return Err(format!(
             "not a media file ffmpeg can read: {}",
             reason.trim()
         ));
     }
-    let raw: Value =
-        serde_json::from_slice(&output.1).map_err(|e| format!("ffprobe printed no JSON: {e}"))?;
+    let raw: Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("ffprobe printed no JSON: {e}"))?;
     let streams: Vec<Value> = raw["streams"]
         .as_array()
         .map(|streams| {
@@ -205,22 +206,6 @@ async fn probe(transcoder: &Transcoder, path: &std::path::Path) -> Result<Value,
         "bit_rate": raw["format"]["bit_rate"],
         "streams": streams,
     }))
-}
-
-async fn wait_output(
-    mut child: crate::process::ChildProcess,
-) -> Result<(std::process::ExitStatus, Vec<u8>, Vec<u8>), String> {
-    use tokio::io::AsyncReadExt;
-    let mut stdout = child.take_stdout().ok_or("ffprobe has no stdout")?;
-    let mut stderr = child.take_stderr().ok_or("ffprobe has no stderr")?;
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let (a, b) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
-    a.and(b).map_err(|e| format!("reading ffprobe: {e}"))?;
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| format!("waiting for ffprobe: {e}"))?;
-    Ok((status, out, err))
 }
 
 /// The rungs for a probed source; see the module docs. `ladder` is sorted

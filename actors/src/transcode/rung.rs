@@ -335,21 +335,14 @@ const STORYBOARD_COLUMNS: u64 = 10;
 async fn ffmpeg_image(processes: &Processes, name: &str, args: &[String]) -> Result<Bytes, String> {
     let mut command = piped("ffmpeg");
     command.args(args);
-    let mut child = processes
+    let child = processes
         .spawn(name, command)
         .map_err(|e| format!("cannot start ffmpeg: {e}"))?;
-    let mut stdout = child.take_stdout().ok_or("ffmpeg has no stdout")?;
-    let mut stderr = child.take_stderr().ok_or("ffmpeg has no stderr")?;
-    let (mut image, mut errors) = (Vec::new(), Vec::new());
-    let (a, b) = tokio::join!(
-        stdout.read_to_end(&mut image),
-        stderr.read_to_end(&mut errors)
-    );
-    a.and(b).map_err(|e| format!("reading ffmpeg: {e}"))?;
-    let status = child
-        .wait()
+    let output = child
+        .output()
         .await
-        .map_err(|e| format!("waiting for ffmpeg: {e}"))?;
+        .map_err(|e| format!("running ffmpeg: {e}"))?;
+    let (status, image, errors) = (output.status, output.stdout, output.stderr);
     if !status.success() || image.is_empty() {
         return Err(format!(
             "ffmpeg made no image ({status}): {}",
