@@ -84,6 +84,10 @@ pub struct Overrides {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
+    /// Address encoders push RTMP to [key: live.rtmp_listen; default: 127.0.0.1:1935].
+    #[arg(long, value_name = "ADDR")]
+    pub rtmp_listen: Option<SocketAddr>,
+
     /// Largest request head in bytes [key: http.max_header_bytes; default: 16384].
     #[arg(long, value_name = "BYTES")]
     pub max_header_bytes: Option<usize>,
@@ -170,6 +174,11 @@ impl Overrides {
         }
         if let Some(v) = &self.listen {
             http.insert("listen".into(), Value::String(v.to_string()));
+        }
+        if let Some(v) = &self.rtmp_listen {
+            let mut live = toml::Table::new();
+            live.insert("rtmp_listen".into(), Value::String(v.to_string()));
+            root.insert("live".into(), Value::Table(live));
         }
         if let Some(v) = &self.max_header_bytes {
             http.insert("max_header_bytes".into(), size(v));

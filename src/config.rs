@@ -25,6 +25,7 @@ const SECTIONS: &[&str] = &[
     "transcode",
     "auth",
     "limits",
+    "live",
     "log",
 ];
 const ENV_PREFIX: &str = "STREAMFORGE_";
@@ -46,6 +47,7 @@ pub struct Config {
     pub transcode: TranscodeConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    pub live: LiveConfig,
     pub log: LogConfig,
 }
 
@@ -127,6 +129,56 @@ impl Default for LimitsConfig {
         LimitsConfig {
             api_per_second: 20,
             api_burst: 100,
+        }
+    }
+}
+
+/// Live ingest and its LL-HLS / DASH output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// Accept RTMP pushes.
+    pub rtmp: bool,
+    /// Address encoders push RTMP to (`rtmp://host:1935/live/{stream}`).
+    pub rtmp_listen: SocketAddr,
+    /// Segments are cut at the first keyframe at least this long after the
+    /// segment start.
+    #[serde(with = "humantime_serde")]
+    pub segment_duration: Duration,
+    /// LL-HLS part (CMAF chunk) target.
+    #[serde(with = "humantime_serde")]
+    pub part_duration: Duration,
+    /// Segments listed in the live window.
+    pub window_segments: usize,
+    /// Keep every segment listed for the whole stream (an EVENT playlist)
+    /// instead of a sliding window.
+    pub dvr: bool,
+    /// Any stream name may publish without a key (streams with a key
+    /// still need it). For a lab; keep off on a reachable address.
+    pub open_publish: bool,
+    /// A second publisher of a live stream replaces the first instead of
+    /// being refused.
+    pub replace_publisher: bool,
+    /// An ingest connection with no bytes for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Most concurrent ingest connections.
+    pub max_connections: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            rtmp: true,
+            rtmp_listen: SocketAddr::from(([127, 0, 0, 1], 1935)),
+            segment_duration: Duration::from_secs(2),
+            part_duration: Duration::from_millis(333),
+            window_segments: 6,
+            dvr: false,
+            open_publish: false,
+            replace_publisher: false,
+            idle_timeout: Duration::from_secs(10),
+            max_connections: 64,
         }
     }
 }
@@ -224,6 +276,7 @@ impl Default for Config {
             transcode: TranscodeConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
+            live: LiveConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -355,6 +408,28 @@ impl Config {
                 "database",
                 "only sqlite: URLs are supported by this build (e.g. sqlite://./data/streamforge.db)",
             );
+        }
+        let live = &self.live;
+        if !(Duration::from_millis(500)..=Duration::from_secs(10)).contains(&live.segment_duration)
+        {
+            return invalid("live.segment_duration", "must be between 500ms and 10s");
+        }
+        if live.part_duration < Duration::from_millis(100)
+            || live.part_duration > live.segment_duration
+        {
+            return invalid(
+                "live.part_duration",
+                "must be at least 100ms and at most live.segment_duration",
+            );
+        }
+        if !(3..=1000).contains(&live.window_segments) {
+            return invalid("live.window_segments", "must be between 3 and 1000");
+        }
+        if live.idle_timeout < Duration::from_secs(1) {
+            return invalid("live.idle_timeout", "must be at least 1s");
+        }
+        if live.max_connections == 0 {
+            return invalid("live.max_connections", "must be at least 1");
         }
         let http = &self.http;
         if !(1024..=1024 * 1024).contains(&http.max_header_bytes) {

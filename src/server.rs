@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use streamforge_actors::db::{Database, DbError};
 use streamforge_actors::events::EventBus;
+use streamforge_actors::live::{Live, LiveOptions};
 use streamforge_actors::process::Processes;
 use streamforge_actors::storage::{Storage, StorageError};
 use streamforge_actors::supervision::{Supervision, SupervisionError};
@@ -66,6 +67,7 @@ pub enum StartError {
 pub struct Running {
     http_addr: SocketAddr,
     https_addr: Option<SocketAddr>,
+    rtmp_addr: Option<SocketAddr>,
     certificate: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
@@ -80,6 +82,11 @@ impl Running {
     /// The address HTTPS (TCP) and HTTP/3 (UDP) are served on, when TLS is on.
     pub fn https_addr(&self) -> Option<SocketAddr> {
         self.https_addr
+    }
+
+    /// The address RTMP is accepted on, when on.
+    pub fn rtmp_addr(&self) -> Option<SocketAddr> {
+        self.rtmp_addr
     }
 
     /// The self-signed certificate clients can trust, in `--tls self-signed` mode.
@@ -143,6 +150,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         source,
     })?;
 
+    let rtmp = if config.live.rtmp {
+        let listener = TcpListener::bind(config.live.rtmp_listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.live.rtmp_listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.live.rtmp_listen,
+            source,
+        })?;
+        Some((listener, addr))
+    } else {
+        None
+    };
+    let rtmp_addr = rtmp.as_ref().map(|(_, addr)| *addr);
+
     let secure = bind_secure(&config).await?;
     let rate_limiter = http::middleware::rate_limiter(&config.limits);
     let shutdown = CancellationToken::new();
@@ -165,6 +189,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         events.clone(),
     )?;
 
+    let live = Live::new(db.clone(), supervision.clone(), live_options(&config));
+
     let state = AppState {
         db: db.clone(),
         storage: storage.clone(),
@@ -175,6 +201,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             config.http.cache_max_object_bytes,
         ),
         uploads: uploads.clone(),
+        live: live.clone(),
+        rtmp_port: rtmp_addr.map(|a| a.port()),
         events,
         upload_max_size: config.uploads.max_size,
         auth: config.auth.mode,
@@ -193,6 +221,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     tracing::info!(
         http = %http_addr,
         https = secure.as_ref().map_or_else(String::new, |s| s.addr.to_string()),
+        rtmp = rtmp_addr.map_or_else(String::new, |a| a.to_string()),
         data_dir = %config.data_dir.display(),
         storage = %storage.backend(),
         run = run_id,
@@ -278,7 +307,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             );
             tokio::join!(tls, quic);
         };
-        tokio::join!(draining_on_cancel, sweeping, plain, secure);
+        let rtmp = async {
+            if let Some((listener, _)) = rtmp {
+                streamforge_actors::live::rtmp::serve(listener, live, token.clone()).await;
+            }
+        };
+        tokio::join!(draining_on_cancel, sweeping, plain, secure, rtmp);
         watcher.abort();
         supervision.shutdown(ACTOR_STOP_TIMEOUT).await;
         if let Err(err) = db.end_run(run_id).await {
@@ -291,10 +325,32 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     Ok(Running {
         http_addr,
         https_addr,
+        rtmp_addr,
         certificate,
         shutdown,
         task,
     })
+}
+
+fn live_options(config: &Config) -> LiveOptions {
+    use streamforge_protocols::cmaf::TargetDuration;
+    let millis =
+        |d: Duration| TargetDuration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let live = &config.live;
+    LiveOptions {
+        packaging: streamforge_protocols::live::LiveSettings {
+            segment: millis(live.segment_duration),
+            part: millis(live.part_duration),
+            window_segments: (!live.dvr).then_some(live.window_segments),
+            retained_segments: live.window_segments,
+            presentation_id: "live".to_owned(),
+            time_url: "/time".to_owned(),
+        },
+        open_publish: live.open_publish,
+        replace_publisher: live.replace_publisher,
+        idle_timeout: live.idle_timeout,
+        max_connections: live.max_connections,
+    }
 }
 
 /// The TLS listener, its QUIC twin on the same port, and what they need.

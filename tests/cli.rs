@@ -169,7 +169,15 @@ fn invalid_values_name_the_key_and_the_problem() {
 fn sigterm_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = streamforge()
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rtmp-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
         .arg("--data-dir")
         .arg(dir.path())
         .stderr(Stdio::piped())

@@ -6,6 +6,7 @@
 
 pub mod db;
 pub mod events;
+pub mod live;
 pub mod process;
 pub mod storage;
 pub mod supervision;

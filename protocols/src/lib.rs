@@ -8,6 +8,7 @@ pub mod cmaf;
 pub mod codec;
 pub mod dash;
 pub mod hls;
+pub mod live;
 pub mod media;
 pub mod mp4;
 pub mod package;

@@ -13,6 +13,7 @@ mod error;
 mod events;
 pub mod h3;
 mod idle;
+mod live;
 pub mod middleware;
 mod routes;
 pub mod tls;
@@ -56,6 +57,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub cache: cache::ObjectCache,
     pub uploads: streamforge_actors::uploads::Uploads,
+    pub live: streamforge_actors::live::Live,
+    /// The RTMP port, for publish URLs handed out by the API.
+    pub rtmp_port: Option<u16>,
     /// Status events for the SSE and WebSocket endpoints.
     pub events: streamforge_actors::events::EventBus,
     /// Largest upload accepted (tus `Tus-Max-Size`).

@@ -15,7 +15,7 @@ use streamforge_actors::supervision::BranchKind;
 
 use super::AppState;
 use super::error::ApiError;
-use super::{assets, delivery, events, uploads};
+use super::{assets, delivery, events, live, uploads};
 
 /// How long a readiness dependency may take before it counts as down.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -45,6 +45,19 @@ pub fn routes() -> Router<AppState> {
         .route("/api/assets/{id}/original", get(assets::original))
         .route("/api/assets/{id}/events", get(events::asset_events))
         .route("/api/events", get(events::all_events))
+        .route("/api/live", get(live::list))
+        .route("/api/live/keys", get(live::keys).post(live::create_key))
+        .route(
+            "/api/live/keys/{stream}",
+            axum::routing::delete(live::revoke_key),
+        )
+        .route("/api/live/{stream}", get(live::get))
+        .route("/live/{stream}/{file}", get(live::top))
+        .route(
+            "/live/{stream}/{rendition}/{file}",
+            get(live::rendition_file),
+        )
+        .route("/time", get(live::time))
 }
 
 /// A file of an asset's packaged output: playlists, manifests, init and

@@ -31,6 +31,7 @@ impl TestServer {
             ..Config::default()
         };
         config.http.listen = "127.0.0.1:0".parse().unwrap();
+        config.live.rtmp_listen = "127.0.0.1:0".parse().unwrap();
         config.http.shutdown_grace = Duration::from_secs(2);
         adjust(&mut config);
         let running = server::start(config).await.expect("server starts");
@@ -39,6 +40,16 @@ impl TestServer {
             running: Some(running),
             data,
         }
+    }
+
+    /// `rtmp://127.0.0.1:PORT`, the server's RTMP address.
+    pub fn rtmp_url(&self) -> String {
+        let addr = self
+            .running
+            .as_ref()
+            .and_then(Running::rtmp_addr)
+            .expect("RTMP is on");
+        format!("rtmp://{addr}")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -265,6 +265,46 @@ impl LivePlaylist {
         })
     }
 
+    /// Raises `EXT-X-TARGETDURATION` to `secs` (never lowers it), with the
+    /// HOLD-BACK and CAN-SKIP-UNTIL minimums that follow from it (§4.4.3.8).
+    ///
+    /// RFC 8216bis §4.4.3.1 says the target duration MUST NOT change; a live
+    /// encoder whose keyframe interval exceeds it leaves only two choices:
+    /// refuse the stream or list a longer target. Players (hls.js, AVPlayer,
+    /// ffmpeg) read the new value on the next reload, so a packager that
+    /// cannot cut earlier calls this before listing the long segment.
+    pub fn raise_target_duration(&mut self, secs: u32) {
+        if secs <= self.playlist.target_duration {
+            return;
+        }
+        tracing::warn!(
+            from = self.playlist.target_duration,
+            to = secs,
+            "segment longer than EXT-X-TARGETDURATION (keyframe interval too long); raising it"
+        );
+        self.playlist.target_duration = secs;
+        self.target_ticks = u64::from(secs).saturating_mul(u64::from(self.timescale));
+        let target = MediaDuration::from_secs(secs);
+        let control = &mut self.playlist.server_control;
+        if control
+            .hold_back
+            .is_some_and(|h| !target.saturating_mul(3).at_most(h))
+        {
+            control.hold_back = Some(target.saturating_mul(3));
+        }
+        if control
+            .can_skip_until
+            .is_some_and(|c| !target.saturating_mul(6).at_most(c))
+        {
+            control.can_skip_until = Some(target.saturating_mul(6));
+        }
+    }
+
+    /// `EXT-X-TARGETDURATION`, whole seconds.
+    pub fn target_duration(&self) -> u32 {
+        self.playlist.target_duration
+    }
+
     /// The playlist as it stands.
     pub fn playlist(&self) -> &MediaPlaylist {
         &self.playlist

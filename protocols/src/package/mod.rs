@@ -45,6 +45,7 @@ use crate::media::{MediaKind, TrackId};
 
 pub use bandwidth::{
     DurationStats, Span, average_bit_rate, bit_rate, dash_bandwidth, peak_segment_bit_rate,
+    rational,
 };
 pub use packager::{FinishedRendition, Packager};
 

@@ -1,0 +1,225 @@
+//! Live streams: who may publish, the stream registry viewers read from,
+//! and the ingest actors that feed it.
+//!
+//! ```text
+//! live branch
+//! └── RtmpIngest{connection}  ServerSession (sans-IO) → Publisher
+//!                                                   ↓ samples
+//!      Live ── LiveStream{name}: LivePackager (parts, segments, playlists)
+//!                                                   ↑ requests (HTTP)
+//! ```
+//!
+//! A [`LiveStream`] outlives its publishers: when one stops, the playlists
+//! end (`EXT-X-ENDLIST`, static MPD) and stay readable until the next
+//! publish of the same name starts a new presentation. Viewers share the
+//! packager's [`bytes::Bytes`]; a blocking request waits on the stream's
+//! [`tokio::sync::watch`] version, bumped after every part.
+
+mod keys;
+pub mod rtmp;
+mod stream;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use streamforge_protocols::live::LiveSettings;
+use streamforge_protocols::rtmp::PublishRejection;
+
+pub use keys::{MAX_STREAM_NAME, StreamKeyInfo, valid_stream_name};
+pub use stream::{LiveStream, Publisher, StreamSummary};
+
+use crate::db::{Database, DbError};
+use crate::supervision::Supervision;
+
+/// How live streams are accepted and packaged.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    pub packaging: LiveSettings,
+    /// Any stream name may publish without a key (a lab setting; keys are
+    /// checked whenever the stream has one).
+    pub open_publish: bool,
+    /// A second publisher of a live stream replaces the first instead of
+    /// being refused.
+    pub replace_publisher: bool,
+    /// An ingest connection with no bytes for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most concurrent ingest connections.
+    pub max_connections: usize,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        Self {
+            packaging: LiveSettings::default(),
+            open_publish: false,
+            replace_publisher: false,
+            idle_timeout: Duration::from_secs(10),
+            max_connections: 64,
+        }
+    }
+}
+
+/// Why a publish was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{0}")]
+    Rejected(String, PublishRejection),
+    #[error("state database: {0}")]
+    Db(#[from] DbError),
+}
+
+/// The ingest protocols a stream can arrive by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IngestProtocol {
+    Rtmp,
+}
+
+/// Handle to every live stream; cheap to clone.
+#[derive(Clone)]
+pub struct Live {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("streams", &self.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    db: Database,
+    options: LiveOptions,
+    supervision: Supervision,
+    streams: Mutex<HashMap<String, Arc<LiveStream>>>,
+}
+
+impl Live {
+    pub fn new(db: Database, supervision: Supervision, options: LiveOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                options,
+                supervision,
+                streams: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn options(&self) -> &LiveOptions {
+        &self.inner.options
+    }
+
+    pub fn supervision(&self) -> &Supervision {
+        &self.inner.supervision
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.inner.db
+    }
+
+    /// The stream `name`, if it was ever published since start-up.
+    pub fn stream(&self, name: &str) -> Option<Arc<LiveStream>> {
+        self.lock().get(name).cloned()
+    }
+
+    /// Every stream with a key or published since start-up.
+    pub async fn list(&self) -> Result<Vec<StreamSummary>, DbError> {
+        let keyed = self.inner.db.stream_keys().await?;
+        let streams: Vec<Arc<LiveStream>> = self.lock().values().cloned().collect();
+        let mut out: Vec<StreamSummary> = streams.iter().map(|s| s.summary()).collect();
+        for key in keyed {
+            if !out.iter().any(|s| s.name == key.stream) {
+                out.push(StreamSummary::idle(key.stream));
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Decides which stream a publish request is for. `name` is the stream
+    /// name as the encoder sent it (`{stream}?key={key}` or a bare key).
+    pub async fn authorize(&self, app: &str, name: &str) -> Result<String, PublishError> {
+        if app != "live" {
+            return Err(PublishError::Rejected(
+                format!("unknown application {app:?}: publish to rtmp://host/live/{{stream}}"),
+                PublishRejection::BadName,
+            ));
+        }
+        let (stream, key) = match name.split_once('?') {
+            Some((stream, query)) => (
+                stream,
+                query.split('&').find_map(|pair| pair.strip_prefix("key=")),
+            ),
+            None => (name, None),
+        };
+        if let Some(key) = key {
+            return match self.inner.db.stream_for_key(key).await? {
+                Some(owner) if owner == stream => Ok(owner),
+                _ => Err(PublishError::Rejected(
+                    format!("wrong key for stream {stream:?}"),
+                    PublishRejection::BadName,
+                )),
+            };
+        }
+        // A bare stream key.
+        if let Some(owner) = self.inner.db.stream_for_key(stream).await? {
+            return Ok(owner);
+        }
+        if !valid_stream_name(stream) {
+            return Err(PublishError::Rejected(
+                format!(
+                    "invalid stream name {stream:?}: use [A-Za-z0-9_-], at most {MAX_STREAM_NAME} bytes"
+                ),
+                PublishRejection::BadName,
+            ));
+        }
+        if self.inner.options.open_publish && !self.inner.db.stream_has_key(stream).await? {
+            return Ok(stream.to_owned());
+        }
+        Err(PublishError::Rejected(
+            format!("stream {stream:?} needs its key: publish to {stream}?key=…"),
+            PublishRejection::BadName,
+        ))
+    }
+
+    /// Starts publishing `stream`. Refused while another publisher is live,
+    /// unless `replace_publisher` is set.
+    pub fn start_publish(
+        &self,
+        stream: &str,
+        protocol: IngestProtocol,
+        remote: String,
+    ) -> Result<Publisher, PublishError> {
+        let live_stream = {
+            let mut streams = self.lock();
+            streams
+                .entry(stream.to_owned())
+                .or_insert_with(|| {
+                    Arc::new(LiveStream::new(
+                        stream.to_owned(),
+                        self.inner.options.packaging.clone(),
+                    ))
+                })
+                .clone()
+        };
+        live_stream.begin(protocol, remote, self.inner.options.replace_publisher)
+    }
+
+    /// Ends the live stream of a revoked key at once.
+    pub fn kick(&self, stream: &str) {
+        if let Some(s) = self.stream(stream) {
+            s.kick();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LiveStream>>> {
+        self.inner
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,312 @@
+//! The RTMP listener and one `RtmpIngest` actor per connection.
+//!
+//! The actor owns the connection: a reader task hands it the bytes read
+//! (one read in flight, so a slow packager slows the encoder through TCP,
+//! never a queue), it feeds them to the sans-IO
+//! [`ServerSession`](streamforge_protocols::rtmp::ServerSession), writes the
+//! session's replies, decides publish requests against the stream keys and
+//! pushes samples into its stream through a [`Publisher`]. Any protocol
+//! error, idle timeout or refused publish ends the connection with a logged
+//! reason; nothing else is touched.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use streamforge_protocols::rtmp::{ServerConfig, ServerSession, SessionEvent};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{IngestProtocol, Live, PublishError, Publisher};
+use crate::supervision::BranchKind;
+
+/// Bytes asked of the socket per read.
+const READ_SIZE: usize = 64 * 1024;
+
+/// Accepts RTMP connections until `shutdown`; each becomes an `RtmpIngest`
+/// actor under the live branch.
+pub async fn serve(listener: TcpListener, live: Live, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(live.options().max_connections));
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::warn!(%err, "rtmp: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, "rtmp: connection limit reached; closing");
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let live = live.clone();
+        tokio::spawn(async move {
+            let branch = match live.supervision().branch(BranchKind::Live).await {
+                Ok(branch) => branch,
+                Err(err) => {
+                    tracing::error!(%err, "rtmp: no live branch");
+                    return;
+                }
+            };
+            let spawned = Actor::spawn_linked(
+                None,
+                RtmpIngest,
+                RtmpIngestArgs {
+                    socket,
+                    remote,
+                    live,
+                },
+                branch.get_cell(),
+            )
+            .await;
+            match spawned {
+                // The permit lives as long as the connection's actor.
+                Ok((_, join)) => {
+                    let _ = join.await;
+                }
+                Err(err) => tracing::error!(%err, "rtmp: cannot start the ingest actor"),
+            }
+            drop(permit);
+        });
+    }
+}
+
+pub struct RtmpIngest;
+
+pub struct RtmpIngestArgs {
+    pub socket: TcpStream,
+    pub remote: SocketAddr,
+    pub live: Live,
+}
+
+pub enum RtmpIngestMsg {
+    /// Bytes from the encoder; answered once they are processed.
+    Input(Bytes, RpcReplyPort<()>),
+    /// The encoder closed the connection, or reading failed.
+    Closed(String),
+}
+
+pub struct RtmpIngestState {
+    session: ServerSession,
+    writer: OwnedWriteHalf,
+    remote: SocketAddr,
+    live: Live,
+    reader: JoinHandle<()>,
+    publisher: Option<Publisher>,
+}
+
+fn random_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    seed
+}
+
+impl Actor for RtmpIngest {
+    type Msg = RtmpIngestMsg;
+    type State = RtmpIngestState;
+    type Arguments = RtmpIngestArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let (mut read, writer) = args.socket.into_split();
+        let idle = args.live.options().idle_timeout;
+        let reader = tokio::spawn(async move {
+            let mut buf = BytesMut::with_capacity(READ_SIZE);
+            loop {
+                buf.reserve(READ_SIZE);
+                let read = tokio::time::timeout(idle, read.read_buf(&mut buf)).await;
+                let reason = match read {
+                    Err(_) => format!("no data for {} s", idle.as_secs()),
+                    Ok(Ok(0)) => "the encoder closed the connection".to_owned(),
+                    Ok(Err(err)) => format!("read failed: {err}"),
+                    Ok(Ok(_)) => {
+                        let bytes = buf.split().freeze();
+                        match myself
+                            .call(|reply| RtmpIngestMsg::Input(bytes, reply), None)
+                            .await
+                        {
+                            Ok(ractor::rpc::CallResult::Success(())) => continue,
+                            _ => return,
+                        }
+                    }
+                };
+                let _ = myself.cast(RtmpIngestMsg::Closed(reason));
+                return;
+            }
+        });
+        tracing::debug!(remote = %args.remote, "rtmp: connection");
+        Ok(RtmpIngestState {
+            session: ServerSession::new(ServerConfig {
+                random_seed: random_seed(),
+                ..ServerConfig::default()
+            }),
+            writer,
+            remote: args.remote,
+            live: args.live,
+            reader,
+            publisher: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RtmpIngestMsg::Input(bytes, reply) => {
+                if let Err(err) = state.session.handle_input(&bytes) {
+                    tracing::info!(remote = %state.remote, %err, "rtmp: protocol error; closing");
+                }
+                state.process_events().await;
+                state.flush().await;
+                if state.session.is_closed() {
+                    myself.stop(None);
+                } else {
+                    let _ = reply.send(());
+                }
+            }
+            RtmpIngestMsg::Closed(reason) => {
+                tracing::info!(remote = %state.remote, %reason, "rtmp: connection closed");
+                state.session.handle_eof();
+                state.process_events().await;
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.reader.abort();
+        if let Some(publisher) = state.publisher.take() {
+            publisher.finish(None);
+        }
+        let _ = state.writer.shutdown().await;
+        Ok(())
+    }
+}
+
+impl RtmpIngestState {
+    async fn flush(&mut self) {
+        let timeout = self.live.options().idle_timeout;
+        while let Some(out) = self.session.poll_transmit() {
+            match tokio::time::timeout(timeout, self.writer.write_all(&out)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::info!(remote = %self.remote, %err, "rtmp: write failed");
+                    self.session.handle_eof();
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(remote = %self.remote, "rtmp: encoder stopped reading");
+                    self.session.handle_eof();
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn process_events(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                SessionEvent::ConnectRequested { app, tc_url } => {
+                    tracing::debug!(remote = %self.remote, %app, ?tc_url, "rtmp: connect");
+                }
+                SessionEvent::PublishRequested {
+                    request_id,
+                    app,
+                    stream_key,
+                    ..
+                } => self.decide(request_id, &app, &stream_key).await,
+                SessionEvent::Tracks(tracks) => {
+                    if let Some(p) = &self.publisher
+                        && let Err(err) = p.set_tracks(tracks)
+                    {
+                        self.end_publish(err.to_string());
+                    }
+                }
+                SessionEvent::Sample(sample) => {
+                    if let Some(p) = &self.publisher
+                        && let Err(err) = p.push(sample)
+                    {
+                        self.end_publish(err.to_string());
+                    }
+                }
+                SessionEvent::Metadata(meta) => {
+                    tracing::debug!(remote = %self.remote, ?meta, "rtmp: onMetaData");
+                }
+                SessionEvent::Unsupported { codec } => {
+                    tracing::warn!(remote = %self.remote, %codec, "rtmp: codec not supported; its media is dropped");
+                }
+                SessionEvent::Unpublished => {
+                    if let Some(p) = self.publisher.take() {
+                        p.finish(None);
+                    }
+                }
+                SessionEvent::Closed { reason } => {
+                    tracing::debug!(remote = %self.remote, %reason, "rtmp: session closed");
+                    if let Some(p) = self.publisher.take() {
+                        p.finish(Some(reason));
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_publish(&mut self, reason: String) {
+        tracing::warn!(remote = %self.remote, %reason, "rtmp: publish ended");
+        if let Some(p) = self.publisher.take() {
+            p.finish(Some(reason.clone()));
+        }
+        self.session.handle_eof();
+    }
+
+    async fn decide(&mut self, request_id: u64, app: &str, name: &str) {
+        let decision = match self.live.authorize(app, name).await {
+            Ok(stream) => {
+                self.live
+                    .start_publish(&stream, IngestProtocol::Rtmp, self.remote.to_string())
+            }
+            Err(err) => Err(err),
+        };
+        let result = match decision {
+            Ok(publisher) => {
+                tracing::info!(remote = %self.remote, stream = %publisher.stream().name(), "rtmp: publishing");
+                self.publisher = Some(publisher);
+                self.session.accept_publish(request_id)
+            }
+            Err(PublishError::Rejected(reason, code)) => {
+                tracing::info!(remote = %self.remote, %reason, "rtmp: publish refused");
+                self.session.reject_publish_with(request_id, code, &reason)
+            }
+            Err(PublishError::Db(err)) => {
+                tracing::error!(remote = %self.remote, %err, "rtmp: cannot check the stream key");
+                self.session
+                    .reject_publish(request_id, "the server cannot check stream keys right now")
+            }
+        };
+        if let Err(err) = result {
+            tracing::warn!(remote = %self.remote, %err, "rtmp: publish decision failed");
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! One live stream: its packager, its publisher slot and its viewers.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use streamforge_protocols::hls::UnixMillis;
+use streamforge_protocols::live::{LiveError, LiveOutput, LivePackager, LiveSettings};
+use streamforge_protocols::media::{Sample, Track};
+use streamforge_protocols::rtmp::PublishRejection;
+use tokio::sync::watch;
+
+use super::{IngestProtocol, PublishError};
+
+/// A viewer counts as watching for this long after its last request.
+const VIEWER_TTL: Duration = Duration::from_secs(15);
+/// Most viewers tracked per stream (the count saturates beyond).
+const MAX_TRACKED_VIEWERS: usize = 100_000;
+
+struct PublisherSlot {
+    generation: u64,
+    protocol: IngestProtocol,
+    remote: String,
+    since: Instant,
+    since_wall: UnixMillis,
+}
+
+struct State {
+    packager: Option<LivePackager>,
+    tracks: Vec<Track>,
+    publisher: Option<PublisherSlot>,
+    generation: u64,
+    last_protocol: Option<IngestProtocol>,
+    viewers: HashMap<String, Instant>,
+    /// Why the last publish ended, for the API.
+    last_error: Option<String>,
+}
+
+/// A live stream; see the module documentation of [`super`].
+pub struct LiveStream {
+    name: String,
+    settings: LiveSettings,
+    state: Mutex<State>,
+    version: watch::Sender<u64>,
+}
+
+/// What `GET /api/live` shows of a stream.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StreamSummary {
+    pub name: String,
+    pub live: bool,
+    pub protocol: Option<IngestProtocol>,
+    pub remote: Option<String>,
+    /// RFC 6381 codec strings of the tracks.
+    pub codecs: Vec<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Average bit rate of the packaged media, bits per second.
+    pub bitrate: u64,
+    pub viewers: usize,
+    pub uptime_secs: Option<u64>,
+    pub started_at_ms: Option<i64>,
+    pub samples: u64,
+    pub dropped_samples: u64,
+    pub playable: bool,
+    pub last_error: Option<String>,
+    pub hls: String,
+    pub dash: String,
+}
+
+impl StreamSummary {
+    pub(super) fn idle(name: String) -> Self {
+        Self {
+            hls: format!("/live/{name}/master.m3u8"),
+            dash: format!("/live/{name}/manifest.mpd"),
+            name,
+            live: false,
+            protocol: None,
+            remote: None,
+            codecs: Vec::new(),
+            width: None,
+            height: None,
+            bitrate: 0,
+            viewers: 0,
+            uptime_secs: None,
+            started_at_ms: None,
+            samples: 0,
+            dropped_samples: 0,
+            playable: false,
+            last_error: None,
+        }
+    }
+}
+
+impl LiveStream {
+    pub(super) fn new(name: String, settings: LiveSettings) -> Self {
+        Self {
+            name,
+            settings,
+            state: Mutex::new(State {
+                packager: None,
+                tracks: Vec::new(),
+                publisher: None,
+                generation: 0,
+                last_protocol: None,
+                viewers: HashMap::new(),
+                last_error: None,
+            }),
+            version: watch::channel(0).0,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn bump(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Reads the packager; `None` before the first sample of the stream.
+    pub fn with_packager<T>(&self, f: impl FnOnce(&LivePackager) -> T) -> Option<T> {
+        self.lock().packager.as_ref().map(f)
+    }
+
+    /// A receiver that changes after every new part, segment or end.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Whether someone is publishing now.
+    pub fn is_live(&self) -> bool {
+        self.lock().publisher.is_some()
+    }
+
+    /// Notes a viewer's request (keyed by client address) for the count.
+    pub fn saw_viewer(&self, who: &str) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state.viewers.len() >= MAX_TRACKED_VIEWERS && !state.viewers.contains_key(who) {
+            state.viewers.retain(|_, seen| now - *seen < VIEWER_TTL);
+            if state.viewers.len() >= MAX_TRACKED_VIEWERS {
+                return;
+            }
+        }
+        state.viewers.insert(who.to_owned(), now);
+    }
+
+    pub fn summary(&self) -> StreamSummary {
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.viewers.retain(|_, seen| now - *seen < VIEWER_TTL);
+        let mut s = StreamSummary::idle(self.name.clone());
+        s.live = state.publisher.is_some();
+        s.viewers = state.viewers.len();
+        s.last_error.clone_from(&state.last_error);
+        s.protocol = state
+            .publisher
+            .as_ref()
+            .map(|p| p.protocol)
+            .or(state.last_protocol);
+        if let Some(p) = &state.publisher {
+            s.remote = Some(p.remote.clone());
+            s.uptime_secs = Some(p.since.elapsed().as_secs());
+            s.started_at_ms = Some(p.since_wall.0);
+        }
+        s.codecs = state
+            .tracks
+            .iter()
+            .map(|t| t.codec.codec_string())
+            .collect();
+        if let Some(video) = state.tracks.iter().find(|t| t.width().is_some()) {
+            s.width = video.width();
+            s.height = video.height();
+        }
+        if let Some(p) = &state.packager {
+            s.bitrate = p.bit_rate();
+            s.samples = p.stats().samples;
+            s.dropped_samples = p.stats().dropped;
+            s.playable = p.is_playable();
+        }
+        s
+    }
+
+    pub(super) fn begin(
+        self: &std::sync::Arc<Self>,
+        protocol: IngestProtocol,
+        remote: String,
+        replace: bool,
+    ) -> Result<Publisher, PublishError> {
+        let mut state = self.lock();
+        if let Some(current) = &state.publisher {
+            if !replace {
+                return Err(PublishError::Rejected(
+                    format!(
+                        "stream {:?} is already being published from {}",
+                        self.name, current.remote
+                    ),
+                    PublishRejection::Denied,
+                ));
+            }
+            tracing::info!(stream = %self.name, old = %current.remote, new = %remote, "publisher replaced");
+            end_packager(&mut state, &self.name);
+        }
+        state.generation += 1;
+        let generation = state.generation;
+        state.publisher = Some(PublisherSlot {
+            generation,
+            protocol,
+            remote: remote.clone(),
+            since: Instant::now(),
+            since_wall: now_millis(),
+        });
+        state.last_protocol = Some(protocol);
+        state.last_error = None;
+        // A new presentation: the previous one's playlists give way.
+        state.packager = None;
+        state.tracks.clear();
+        drop(state);
+        self.bump();
+        tracing::info!(stream = %self.name, %remote, ?protocol, "publish started");
+        Ok(Publisher {
+            stream: self.clone(),
+            generation,
+        })
+    }
+
+    /// Ends the current publish (a revoked key).
+    pub(super) fn kick(&self) {
+        let mut state = self.lock();
+        if state.publisher.take().is_some() {
+            state.generation += 1;
+            state.last_error = Some("the stream key was revoked".to_owned());
+            end_packager(&mut state, &self.name);
+        }
+        drop(state);
+        self.bump();
+    }
+}
+
+fn end_packager(state: &mut State, name: &str) {
+    if let Some(p) = state.packager.as_mut()
+        && let Err(err) = p.end()
+    {
+        tracing::warn!(stream = %name, %err, "could not end the stream's playlists");
+    }
+}
+
+fn now_millis() -> UnixMillis {
+    UnixMillis::from_system_time(SystemTime::now()).unwrap_or(UnixMillis(0))
+}
+
+/// Why a publisher may not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishEnded {
+    #[error("another publisher took over the stream, or its key was revoked")]
+    Superseded,
+    #[error("the stream cannot be packaged: {0}")]
+    Packaging(#[from] LiveError),
+    #[error("the tracks changed mid-stream ({0}); publish again to start a new presentation")]
+    TracksChanged(String),
+}
+
+/// The right to publish one stream, held by an ingest actor. Dropping it
+/// ends the stream.
+pub struct Publisher {
+    stream: std::sync::Arc<LiveStream>,
+    generation: u64,
+}
+
+impl Publisher {
+    pub fn stream(&self) -> &LiveStream {
+        &self.stream
+    }
+
+    /// Sets the tracks; the packager starts at the first sample after them.
+    /// A change once packaging has started ends the publish.
+    pub fn set_tracks(&self, tracks: Vec<Track>) -> Result<(), PublishEnded> {
+        let mut state = self.stream.lock();
+        self.current(&state)?;
+        if state.packager.is_some() {
+            let same = |a: &[Track], b: &[Track]| {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|(x, y)| x.id == y.id && x.codec == y.codec)
+            };
+            if same(&state.tracks, &tracks) {
+                return Ok(());
+            }
+            let what = tracks
+                .iter()
+                .map(|t| t.codec.codec_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            return Err(PublishEnded::TracksChanged(what));
+        }
+        state.tracks = tracks;
+        Ok(())
+    }
+
+    /// Packages one sample; wakes the waiting viewers when a part is done.
+    pub fn push(&self, sample: Sample) -> Result<(), PublishEnded> {
+        let mut state = self.stream.lock();
+        self.current(&state)?;
+        if state.packager.is_none() {
+            if state.tracks.is_empty() {
+                // Media before any sequence header cannot be described.
+                return Ok(());
+            }
+            let packager =
+                LivePackager::new(self.stream.settings.clone(), &state.tracks, now_millis())?;
+            state.packager = Some(packager);
+        }
+        let Some(packager) = state.packager.as_mut() else {
+            return Ok(());
+        };
+        packager.push(sample)?;
+        let mut produced = false;
+        while let Some(output) = packager.poll_output() {
+            produced = true;
+            if let LiveOutput::Segment { rendition, msn } = output {
+                tracing::trace!(stream = %self.stream.name, rendition, msn, "segment");
+            }
+        }
+        drop(state);
+        if produced {
+            self.stream.bump();
+        }
+        Ok(())
+    }
+
+    fn current(&self, state: &State) -> Result<(), PublishEnded> {
+        match &state.publisher {
+            Some(p) if p.generation == self.generation => Ok(()),
+            _ => Err(PublishEnded::Superseded),
+        }
+    }
+
+    /// Ends the publish, recording why when it was not a clean stop.
+    pub fn finish(self, error: Option<String>) {
+        let mut state = self.stream.lock();
+        if state
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.generation == self.generation)
+        {
+            state.last_error = error;
+        }
+        drop(state);
+        // Drop does the rest.
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let mut state = self.stream.lock();
+        if state
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.generation == self.generation)
+        {
+            state.publisher = None;
+            end_packager(&mut state, &self.stream.name);
+            tracing::info!(stream = %self.stream.name, "publish ended");
+        }
+        drop(state);
+        self.stream.bump();
+    }
+}

@@ -1,0 +1,852 @@
+//! Live packaging of one published stream: samples in, LL-HLS parts, CMAF
+//! segments, playlists and a dynamic MPD out, all from the same bytes.
+//!
+//! # Call order
+//!
+//! 1. [`LivePackager::new`] with the stream's tracks and the wall-clock time
+//!    of its first sample (the DASH `availabilityStartTime`).
+//! 2. [`LivePackager::push`] every sample as it arrives. Parts and segments
+//!    are kept inside the packager (shared [`Bytes`], never copied per
+//!    viewer) and announced by [`LivePackager::poll_output`].
+//! 3. Viewers' requests are answered from the same value:
+//!    [`media_playlist`](LivePackager::media_playlist),
+//!    [`part`](LivePackager::part), [`segment_parts`](LivePackager::segment_parts),
+//!    [`multivariant`](LivePackager::multivariant) and [`mpd`](LivePackager::mpd).
+//!    A [`Reply::Wait`] asks the caller to hold the request until the next
+//!    output and ask again (RFC 8216bis §6.2.5.2 blocking reload).
+//! 4. When the publisher stops, [`LivePackager::end`]: the last segment is
+//!    closed, the playlists get `EXT-X-ENDLIST` and the MPD turns static.
+//!
+//! # Layout (relative to `/live/{stream}/`)
+//!
+//! ```text
+//! master.m3u8                                  manifest.mpd
+//! v1/media.m3u8  v1/init.mp4  v1/{msn}.m4s  v1/{msn}.{part}.m4s
+//! a1/media.m3u8  a1/init.mp4  a1/{msn}.m4s  a1/{msn}.{part}.m4s
+//! ```
+//!
+//! A segment is exactly its parts' bytes one after the other, so a segment
+//! still in progress can be sent part by part as each completes (chunked
+//! transfer for low-latency DASH, whose `availabilityTimeOffset` announces
+//! segments one part after they start). HLS and DASH share the numbering:
+//! the media sequence number is the DASH `$Number$`.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+
+use crate::cmaf::{
+    CmafError, Event, Fragmenter, FragmenterConfig, Segment as CmafSegment, TargetDuration,
+    init_segment,
+};
+use crate::dash::{
+    AdaptationSet, Addressing, DashError, Dynamic, Mpd, Period, Presentation, Representation,
+    SegmentTemplate, ServiceDescription, TimelineSegment, UtcScheme, UtcTiming, render_mpd,
+};
+use crate::hls::{
+    AudioRendition, Availability, HlsError, LiveConfig, LivePlaylist, Map, MediaDuration,
+    MultivariantPlaylist, NewPart, NewSegment, PlaylistQuery, PreloadHint, RenderOptions,
+    RenditionReport, Resolution, UnixMillis, Variant, Window, render_multivariant,
+};
+use crate::media::{MediaKind, Sample, Track, TrackId};
+
+/// HLS `GROUP-ID` of the audio renditions.
+const AUDIO_GROUP: &str = "audio";
+/// Segment numbers start here, in HLS and DASH alike.
+const FIRST_MSN: u64 = 1;
+
+/// How a live stream is cut and how much of it stays listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveSettings {
+    /// Segments are cut at the first keyframe at least this long after the
+    /// segment start (2 s: Apple's LL-HLS guidance of 1–4 s, and the GOP
+    /// most encoders are configured with for live).
+    pub segment: TargetDuration,
+    /// LL-HLS part (CMAF chunk) target. 1/3 s gives whole frames at 24,
+    /// 25, 30 and 60 fps and keeps three parts (one PART-HOLD-BACK) to 1 s.
+    pub part: TargetDuration,
+    /// Segments listed in the sliding window; `None` keeps every segment
+    /// (DVR: an `EVENT` playlist and an unbounded time-shift buffer).
+    pub window_segments: Option<usize>,
+    /// Segments that left the window stay fetchable for this many more
+    /// (§6.2.2: for the duration of the longest playlist that listed them).
+    pub retained_segments: usize,
+    /// `MPD@id`.
+    pub presentation_id: String,
+    /// URL a DASH client reads the server's clock from (an `xs:dateTime`).
+    pub time_url: String,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        Self {
+            segment: TargetDuration::from_secs(2),
+            part: TargetDuration { num: 1, den: 3 },
+            window_segments: Some(6),
+            retained_segments: 6,
+            presentation_id: "live".to_owned(),
+            time_url: "/time".to_owned(),
+        }
+    }
+}
+
+/// Why a stream cannot be packaged.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("the stream has no audio or video track")]
+    NoTracks,
+    #[error("the stream has ended")]
+    Ended,
+    #[error("track {track}: {source}")]
+    Cmaf {
+        track: TrackId,
+        #[source]
+        source: CmafError,
+    },
+    #[error("HLS: {0}")]
+    Hls(#[from] HlsError),
+    #[error("DASH: {0}")]
+    Dash(#[from] DashError),
+}
+
+/// What the packager produced; the bytes themselves stay in the packager.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LiveOutput {
+    /// A part is complete and listed.
+    Part {
+        rendition: usize,
+        msn: u64,
+        part: u32,
+        /// Wall-clock offset of the part's end from the stream start, in ms:
+        /// with the arrival time of the last sample this gives the latency
+        /// the packager added.
+        end_ms: u64,
+    },
+    /// A segment is complete and listed.
+    Segment { rendition: usize, msn: u64 },
+}
+
+/// The answer to a viewer's request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply<T> {
+    Ready(T),
+    /// Not there yet but expected soon: hold the request, ask again after
+    /// the next output (or give up after a timeout).
+    Wait,
+    /// No such rendition, or the media left the window.
+    NotFound,
+    /// §6.2.5.2: a blocking request too far ahead of the live edge.
+    BadRequest(&'static str),
+}
+
+struct StoredSegment {
+    msn: u64,
+    parts: Vec<Bytes>,
+    complete: bool,
+    /// Decode time of the first sample and duration, in the track timescale.
+    start: u64,
+    duration: u64,
+}
+
+/// One track of the stream, packaged as one rendition.
+struct Rendition {
+    name: String,
+    track: Track,
+    init: Bytes,
+    playlist: LivePlaylist,
+    /// Ticks of the parts listed for the open segment.
+    open_ticks: u64,
+    segments: VecDeque<StoredSegment>,
+    /// First msn still in the playlist window.
+    window_start: u64,
+    peak_bps: u64,
+    total_bytes: u64,
+    total_ticks: u64,
+    /// Video frames in the complete segments, and in the open one.
+    frames: u64,
+    open_frames: u64,
+}
+
+impl Rendition {
+    fn stored(&self, msn: u64) -> Option<&StoredSegment> {
+        let first = self.segments.front()?.msn;
+        let seg = self
+            .segments
+            .get(usize::try_from(msn.checked_sub(first)?).ok()?)?;
+        (seg.msn == msn).then_some(seg)
+    }
+
+    fn listed_segments(&self) -> impl Iterator<Item = &StoredSegment> {
+        self.segments
+            .iter()
+            .filter(move |s| s.complete && s.msn >= self.window_start)
+    }
+
+    fn average_bps(&self) -> u64 {
+        crate::package::bit_rate(self.total_bytes, self.total_ticks, self.track.timescale)
+    }
+
+    fn frame_rate(&self) -> Option<crate::hls::FrameRate> {
+        if self.track.kind() != MediaKind::Video || self.total_ticks == 0 {
+            return None;
+        }
+        crate::package::rational(
+            self.frames.saturating_mul(u64::from(self.track.timescale)),
+            self.total_ticks,
+        )
+    }
+}
+
+/// Counters for the stream's status page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveStats {
+    pub samples: u64,
+    /// Samples that could not be packaged: before the first keyframe or the
+    /// stream start, or out of decode order.
+    pub dropped: u64,
+    pub bytes: u64,
+}
+
+/// The live packager of one stream; see the module documentation.
+pub struct LivePackager {
+    settings: LiveSettings,
+    fragmenter: Fragmenter,
+    renditions: Vec<Rendition>,
+    by_track: HashMap<TrackId, usize>,
+    start: UnixMillis,
+    /// Decode time (ms) all tracks are rebased on: the stream's first sample.
+    base_ms: Option<i64>,
+    outputs: VecDeque<LiveOutput>,
+    stats: LiveStats,
+    ended: bool,
+}
+
+impl LivePackager {
+    /// `start` is the wall-clock time of media time zero: the arrival of the
+    /// first sample.
+    pub fn new(
+        settings: LiveSettings,
+        tracks: &[Track],
+        start: UnixMillis,
+    ) -> Result<Self, LiveError> {
+        if tracks.is_empty() {
+            return Err(LiveError::NoTracks);
+        }
+        let mut fragmenter = Fragmenter::new(FragmenterConfig {
+            segment_duration: settings.segment,
+            part_duration: Some(settings.part),
+            first_segment_seq: FIRST_MSN,
+        });
+        let target_secs = u32::try_from(settings.segment.num.div_ceil(settings.segment.den.max(1)))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let mut renditions = Vec::with_capacity(tracks.len());
+        let mut by_track = HashMap::new();
+        let mut counts = [0usize; 2];
+        for track in tracks {
+            fragmenter
+                .add_track(track)
+                .map_err(|source| LiveError::Cmaf {
+                    track: track.id,
+                    source,
+                })?;
+            let init = init_segment(track).map_err(|source| LiveError::Cmaf {
+                track: track.id,
+                source,
+            })?;
+            let kind = track.kind();
+            let slot = &mut counts[usize::from(kind == MediaKind::Audio)];
+            *slot += 1;
+            let name = match kind {
+                MediaKind::Video => format!("v{slot}"),
+                MediaKind::Audio => format!("a{slot}"),
+            };
+            let window = match settings.window_segments {
+                Some(segments) => Window::Sliding { segments },
+                None => Window::Event,
+            };
+            let mut config = LiveConfig::new(window, target_secs, track.timescale)
+                .with_parts(settings.part.ticks(track.timescale))
+                .with_delta_updates();
+            config.first_media_sequence = FIRST_MSN;
+            let playlist = LivePlaylist::new(
+                config,
+                Some(Map {
+                    uri: crate::package::INIT.to_owned(),
+                    byte_range: None,
+                }),
+                Some(hint(FIRST_MSN, 0)),
+            )?;
+            by_track.insert(track.id, renditions.len());
+            renditions.push(Rendition {
+                name,
+                track: track.clone(),
+                init,
+                playlist,
+                open_ticks: 0,
+                segments: VecDeque::new(),
+                window_start: FIRST_MSN,
+                peak_bps: 0,
+                total_bytes: 0,
+                total_ticks: 0,
+                frames: 0,
+                open_frames: 0,
+            });
+        }
+        Ok(Self {
+            settings,
+            fragmenter,
+            renditions,
+            by_track,
+            start,
+            base_ms: None,
+            outputs: VecDeque::new(),
+            stats: LiveStats::default(),
+            ended: false,
+        })
+    }
+
+    /// Adds the next sample of a track. Samples no CMAF fragment can hold
+    /// (before the first keyframe, before the stream start, out of decode
+    /// order, unknown track) are dropped and counted; `Err` means the stream
+    /// cannot go on.
+    pub fn push(&mut self, mut sample: Sample) -> Result<(), LiveError> {
+        if self.ended {
+            return Err(LiveError::Ended);
+        }
+        self.stats.samples += 1;
+        let Some(&index) = self.by_track.get(&sample.track) else {
+            self.stats.dropped += 1;
+            return Ok(());
+        };
+        let timescale = i64::from(self.renditions[index].track.timescale);
+        // One base for every track keeps them in sync: media time 0 is the
+        // first sample of the stream, whatever its track.
+        let base_ms = *self.base_ms.get_or_insert(sample.dts * 1000 / timescale);
+        sample.dts -= base_ms * timescale / 1000;
+        if sample.dts < 0 {
+            self.stats.dropped += 1;
+            return Ok(());
+        }
+        let size = sample.data.len() as u64;
+        match self.fragmenter.push(sample) {
+            Ok(()) => self.stats.bytes += size,
+            Err(
+                CmafError::NotKeyframe { .. }
+                | CmafError::NonMonotonicDts { .. }
+                | CmafError::ZeroDuration { .. },
+            ) => {
+                self.stats.dropped += 1;
+                return Ok(());
+            }
+            Err(source) => {
+                return Err(LiveError::Cmaf {
+                    track: self.renditions[index].track.id,
+                    source,
+                });
+            }
+        }
+        // After the drain: a keyframe that closes a segment belongs to the next.
+        self.drain()?;
+        if self.renditions[index].track.kind() == MediaKind::Video {
+            self.renditions[index].open_frames += 1;
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: the open segments are closed with their last
+    /// samples' stated durations and every playlist gets `EXT-X-ENDLIST`.
+    pub fn end(&mut self) -> Result<(), LiveError> {
+        if self.ended {
+            return Ok(());
+        }
+        self.fragmenter
+            .flush()
+            .map_err(|source| LiveError::Cmaf { track: 0, source })?;
+        self.drain()?;
+        for r in &mut self.renditions {
+            // A segment whose parts were listed but never closed cannot
+            // exist after a flush; `end` refuses otherwise.
+            r.playlist.end()?;
+        }
+        self.ended = true;
+        Ok(())
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The next part or segment listed since the last call.
+    pub fn poll_output(&mut self) -> Option<LiveOutput> {
+        self.outputs.pop_front()
+    }
+
+    pub fn stats(&self) -> LiveStats {
+        self.stats
+    }
+
+    /// The stream's tracks, in rendition order.
+    pub fn tracks(&self) -> impl Iterator<Item = &Track> {
+        self.renditions.iter().map(|r| &r.track)
+    }
+
+    /// Average bit rate of all renditions so far, bits per second.
+    pub fn bit_rate(&self) -> u64 {
+        self.renditions.iter().map(Rendition::average_bps).sum()
+    }
+
+    /// Every rendition has a complete segment: players may start.
+    pub fn is_playable(&self) -> bool {
+        self.renditions
+            .iter()
+            .all(|r| r.listed_segments().next().is_some())
+    }
+
+    fn drain(&mut self) -> Result<(), LiveError> {
+        let mut events = Vec::new();
+        while let Some(event) = self.fragmenter.poll_event() {
+            events.push(event);
+        }
+        let mut events = events.into_iter().peekable();
+        while let Some(event) = events.next() {
+            match event {
+                Event::Part(part) => {
+                    let Some(&index) = self.by_track.get(&part.track) else {
+                        continue;
+                    };
+                    // The part after this one: the next segment's first when
+                    // the fragmenter closes this segment right after it.
+                    let closes = matches!(
+                        events.peek(),
+                        Some(Event::Segment(s)) if s.track == part.track
+                    );
+                    let next = if closes {
+                        hint(part.segment_seq + 1, 0)
+                    } else {
+                        hint(part.segment_seq, part.part_index + 1)
+                    };
+                    let timescale = self.renditions[index].track.timescale;
+                    let r = &mut self.renditions[index];
+                    let total = r.open_ticks + part.duration;
+                    if let Some(total) = MediaDuration::new(total, timescale) {
+                        let secs = u32::try_from(total.rounded_secs()).unwrap_or(u32::MAX);
+                        r.playlist.raise_target_duration(secs);
+                    }
+                    r.playlist.push_part(
+                        NewPart {
+                            uri: part_uri(part.segment_seq, part.part_index),
+                            duration: part.duration,
+                            independent: part.independent,
+                            byte_range: None,
+                        },
+                        next,
+                    )?;
+                    r.open_ticks = total;
+                    if r.segments.back().is_none_or(|s| s.msn != part.segment_seq) {
+                        r.segments.push_back(StoredSegment {
+                            msn: part.segment_seq,
+                            parts: Vec::new(),
+                            complete: false,
+                            start: part.start_dts,
+                            duration: 0,
+                        });
+                    }
+                    if let Some(seg) = r.segments.back_mut() {
+                        seg.parts.push(part.bytes);
+                        seg.duration += part.duration;
+                    }
+                    let end_ms = (part.start_dts + part.duration) * 1000 / u64::from(timescale);
+                    self.outputs.push_back(LiveOutput::Part {
+                        rendition: index,
+                        msn: part.segment_seq,
+                        part: part.part_index,
+                        end_ms,
+                    });
+                }
+                Event::Segment(segment) => {
+                    let Some(&index) = self.by_track.get(&segment.track) else {
+                        continue;
+                    };
+                    self.close_segment(index, &segment)?;
+                    self.outputs.push_back(LiveOutput::Segment {
+                        rendition: index,
+                        msn: segment.seq,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn close_segment(&mut self, index: usize, segment: &CmafSegment) -> Result<(), LiveError> {
+        let start = self.start;
+        let retained = self.settings.retained_segments as u64;
+        let r = &mut self.renditions[index];
+        let timescale = r.track.timescale;
+        if let Some(d) = MediaDuration::new(segment.duration, timescale) {
+            r.playlist
+                .raise_target_duration(u32::try_from(d.rounded_secs()).unwrap_or(u32::MAX));
+        }
+        let offset_ms = segment.start_dts * 1000 / u64::from(timescale);
+        let closed = r.playlist.close_segment(NewSegment {
+            uri: segment_uri(segment.seq),
+            duration: segment.duration,
+            byte_range: None,
+            program_date_time: Some(
+                start.saturating_add(std::time::Duration::from_millis(offset_ms)),
+            ),
+        })?;
+        r.open_ticks = 0;
+        if let Some(seg) = r.segments.back_mut()
+            && seg.msn == segment.seq
+        {
+            seg.complete = true;
+            seg.start = segment.start_dts;
+            seg.duration = segment.duration;
+        }
+        let size = segment.bytes.len() as u64;
+        r.total_bytes += size;
+        r.total_ticks += segment.duration;
+        r.frames += std::mem::take(&mut r.open_frames);
+        r.peak_bps = r
+            .peak_bps
+            .max(crate::package::bit_rate(size, segment.duration, timescale));
+        r.window_start = r.playlist.playlist().media_sequence;
+        // Segments that left the window stay fetchable a while longer.
+        let keep_from = closed.evicted.end.saturating_sub(retained);
+        while r.segments.front().is_some_and(|s| s.msn < keep_from) {
+            r.segments.pop_front();
+        }
+        Ok(())
+    }
+
+    fn rendition(&self, name: &str) -> Option<&Rendition> {
+        self.renditions.iter().find(|r| r.name == name)
+    }
+
+    /// A rendition's CMAF header.
+    pub fn init(&self, rendition: &str) -> Option<Bytes> {
+        self.rendition(rendition).map(|r| r.init.clone())
+    }
+
+    /// A rendition's media playlist for a request with `query`.
+    pub fn media_playlist(&self, rendition: &str, query: &PlaylistQuery) -> Reply<String> {
+        let Some(r) = self.rendition(rendition) else {
+            return Reply::NotFound;
+        };
+        if let Some(msn) = query.msn {
+            match r.playlist.is_available(msn, query.part) {
+                Availability::Available | Availability::Gone | Availability::Ended => {}
+                Availability::NotYet => return Reply::Wait,
+                Availability::BeyondLimit => {
+                    return Reply::BadRequest(
+                        "_HLS_msn/_HLS_part too far ahead of the live edge (RFC 8216bis §6.2.5.2)",
+                    );
+                }
+            }
+        } else if r.playlist.playlist().segments.is_empty() && !self.ended {
+            // Players need a whole segment to start; hold the first request
+            // instead of making them poll.
+            return Reply::Wait;
+        }
+        let reports: Vec<RenditionReport> = self
+            .renditions
+            .iter()
+            .filter(|o| o.name != r.name)
+            .filter_map(|o| {
+                o.playlist.rendition_report(&format!(
+                    "../{}/{}",
+                    o.name,
+                    crate::package::MEDIA_PLAYLIST
+                ))
+            })
+            .collect();
+        Reply::Ready(r.playlist.render(&RenderOptions {
+            skip: query.skip,
+            rendition_reports: &reports,
+        }))
+    }
+
+    /// Part `index` of segment `msn`. Waits for the next part to be written
+    /// (the preload hint, or one just past it); older parts than the store
+    /// holds are gone.
+    pub fn part(&self, rendition: &str, msn: u64, index: u32) -> Reply<Bytes> {
+        let Some(r) = self.rendition(rendition) else {
+            return Reply::NotFound;
+        };
+        if let Some(seg) = r.stored(msn) {
+            if let Some(bytes) = seg.parts.get(index as usize) {
+                return Reply::Ready(bytes.clone());
+            }
+            if seg.complete {
+                return Reply::NotFound;
+            }
+            return if self.ended {
+                Reply::NotFound
+            } else {
+                Reply::Wait
+            };
+        }
+        // The first part of the segment after the one being written may
+        // be asked for (the preload hint of a segment's last part) before
+        // it starts.
+        let next = r.segments.back().map_or(FIRST_MSN, |s| s.msn + 1);
+        if !self.ended && msn == next && index <= 1 {
+            return Reply::Wait;
+        }
+        Reply::NotFound
+    }
+
+    /// The parts of segment `msn` from part `from` on, and whether the
+    /// segment is complete. A segment in progress is served as it grows
+    /// (LL-DASH chunked transfer); `Wait` when it has not started yet.
+    pub fn segment_parts(
+        &self,
+        rendition: &str,
+        msn: u64,
+        from: usize,
+    ) -> Reply<(Vec<Bytes>, bool)> {
+        let Some(r) = self.rendition(rendition) else {
+            return Reply::NotFound;
+        };
+        if let Some(seg) = r.stored(msn) {
+            let parts = seg
+                .parts
+                .get(from..)
+                .map(<[Bytes]>::to_vec)
+                .unwrap_or_default();
+            return Reply::Ready((parts, seg.complete || self.ended));
+        }
+        let next = r.segments.back().map_or(FIRST_MSN, |s| s.msn + 1);
+        if !self.ended && msn == next {
+            return Reply::Wait;
+        }
+        Reply::NotFound
+    }
+
+    /// The multivariant playlist: one variant per video rendition sharing
+    /// the audio renditions. `Wait` until every rendition has a segment
+    /// (BANDWIDTH comes from measured segments).
+    pub fn multivariant(&self) -> Result<Reply<String>, LiveError> {
+        if !self.is_playable() {
+            return Ok(if self.ended {
+                Reply::NotFound
+            } else {
+                Reply::Wait
+            });
+        }
+        let playlist_uri = |r: &Rendition| format!("{}/{}", r.name, crate::package::MEDIA_PLAYLIST);
+        let videos: Vec<&Rendition> = self
+            .renditions
+            .iter()
+            .filter(|r| r.track.kind() == MediaKind::Video)
+            .collect();
+        let audios: Vec<&Rendition> = self
+            .renditions
+            .iter()
+            .filter(|r| r.track.kind() == MediaKind::Audio)
+            .collect();
+        let mut pl = MultivariantPlaylist {
+            independent_segments: true,
+            ..Default::default()
+        };
+        let audio_peak = audios.iter().map(|r| r.peak_bps).max().unwrap_or(0);
+        let audio_average = audios.iter().map(|r| r.average_bps()).max().unwrap_or(0);
+        for (i, a) in audios.iter().enumerate() {
+            pl.audio.push(AudioRendition {
+                group_id: AUDIO_GROUP.to_owned(),
+                name: a.name.clone(),
+                language: (a.track.language != "und").then(|| a.track.language.clone()),
+                default: i == 0,
+                autoselect: true,
+                channels: a.track.channels().map(u32::from),
+                uri: Some(playlist_uri(a)),
+            });
+        }
+        if videos.is_empty() {
+            for a in &audios {
+                pl.variants.push(Variant {
+                    uri: playlist_uri(a),
+                    bandwidth: a.peak_bps.max(1),
+                    average_bandwidth: Some(a.average_bps().max(1)),
+                    codecs: a.track.codec.codec_string(),
+                    resolution: None,
+                    frame_rate: None,
+                    audio_group: None,
+                });
+            }
+            pl.audio.clear();
+        }
+        for v in &videos {
+            let mut codecs = v.track.codec.codec_string();
+            for a in &audios {
+                let c = a.track.codec.codec_string();
+                if !codecs.split(',').any(|x| x == c) {
+                    codecs.push(',');
+                    codecs.push_str(&c);
+                }
+            }
+            pl.variants.push(Variant {
+                uri: playlist_uri(v),
+                bandwidth: v.peak_bps.saturating_add(audio_peak).max(1),
+                average_bandwidth: Some(v.average_bps().saturating_add(audio_average).max(1)),
+                codecs,
+                resolution: v
+                    .track
+                    .width()
+                    .zip(v.track.height())
+                    .map(|(width, height)| Resolution { width, height }),
+                frame_rate: v.frame_rate(),
+                audio_group: (!audios.is_empty()).then(|| AUDIO_GROUP.to_owned()),
+            });
+        }
+        Ok(Reply::Ready(render_multivariant(&pl)?))
+    }
+
+    /// The MPD at wall-clock `now`: dynamic and low-latency while live,
+    /// static once the stream ended.
+    pub fn mpd(&self, now: UnixMillis) -> Result<Reply<String>, LiveError> {
+        if !self.is_playable() {
+            return Ok(if self.ended {
+                Reply::NotFound
+            } else {
+                Reply::Wait
+            });
+        }
+        let segment =
+            MediaDuration::new(self.settings.segment.num, self.settings.segment.den as u32)
+                .unwrap_or(MediaDuration::from_secs(2));
+        let part = MediaDuration::new(self.settings.part.num, self.settings.part.den as u32)
+            .unwrap_or(MediaDuration::from_millis(333));
+        let mut sets = Vec::new();
+        let mut longest_ms = 0u64;
+        let mut window_ms = 0u64;
+        for (i, r) in self.renditions.iter().enumerate() {
+            let timescale = r.track.timescale;
+            let timeline: Vec<TimelineSegment> = r
+                .listed_segments()
+                .map(|s| TimelineSegment {
+                    start: s.start,
+                    duration: s.duration,
+                })
+                .collect();
+            let start_number = r.listed_segments().next().map_or(FIRST_MSN, |s| s.msn);
+            if let Some(last) = timeline.last() {
+                longest_ms =
+                    longest_ms.max((last.start + last.duration) * 1000 / u64::from(timescale));
+                let first = timeline.first().map_or(0, |f| f.start);
+                window_ms = window_ms
+                    .max((last.start + last.duration - first) * 1000 / u64::from(timescale));
+            }
+            let live = !self.ended;
+            sets.push(AdaptationSet {
+                id: u32::try_from(i).unwrap_or(u32::MAX),
+                kind: r.track.kind(),
+                lang: (r.track.language != "und").then(|| r.track.language.clone()),
+                segment_template: SegmentTemplate {
+                    timescale,
+                    initialization: format!("$RepresentationID$/{}", crate::package::INIT),
+                    media: "$RepresentationID$/$Number$.m4s".to_owned(),
+                    start_number,
+                    presentation_time_offset: 0,
+                    addressing: Addressing::Timeline(timeline),
+                    // A segment may be requested one part after it starts;
+                    // its bytes then arrive chunk by chunk.
+                    availability_time_offset: live.then(|| {
+                        MediaDuration::new(
+                            segment.as_nanos().saturating_sub(part.as_nanos()) as u64 / 1_000_000,
+                            1000,
+                        )
+                        .unwrap_or(part)
+                    }),
+                    availability_time_complete: live.then_some(false),
+                },
+                representations: vec![Representation {
+                    id: r.name.clone(),
+                    codecs: r.track.codec.codec_string(),
+                    bandwidth: r.peak_bps.max(r.average_bps()).max(1),
+                    width: r.track.width(),
+                    height: r.track.height(),
+                    frame_rate: r.frame_rate(),
+                    audio_sampling_rate: r.track.sample_rate(),
+                    audio_channels: r.track.channels().map(u32::from),
+                }],
+            });
+        }
+        let mut mpd = Mpd {
+            id: self.settings.presentation_id.clone(),
+            presentation: Presentation::Dynamic(Dynamic {
+                minimum_update_period: segment,
+                time_shift_buffer_depth: Some(MediaDuration::from_millis(window_ms.max(1))),
+                suggested_presentation_delay: None,
+            }),
+            availability_start_time: Some(self.start),
+            publish_time: now,
+            min_buffer_time: segment,
+            max_segment_duration: Some(MediaDuration::from_secs(
+                self.renditions
+                    .iter()
+                    .map(|r| r.playlist.target_duration())
+                    .max()
+                    .unwrap_or(2),
+            )),
+            low_latency: true,
+            service_description: Some(ServiceDescription {
+                latency_target_ms: 1500,
+                latency_min_ms: Some(1000),
+                latency_max_ms: Some(6000),
+                playback_rate_permille: Some((960, 1040)),
+            }),
+            utc_timing: Some(UtcTiming {
+                scheme: UtcScheme::HttpXsDate,
+                value: self.settings.time_url.clone(),
+            }),
+            periods: vec![Period {
+                id: "0".to_owned(),
+                start: MediaDuration::from_secs(0),
+                adaptation_sets: sets,
+            }],
+        };
+        if self.ended {
+            mpd.end(MediaDuration::from_millis(longest_ms), now);
+        }
+        Ok(Reply::Ready(render_mpd(&mpd)?))
+    }
+
+    /// Rendition names, in order.
+    pub fn rendition_names(&self) -> impl Iterator<Item = &str> {
+        self.renditions.iter().map(|r| r.name.as_str())
+    }
+}
+
+fn segment_uri(msn: u64) -> String {
+    format!("{msn}.m4s")
+}
+
+fn part_uri(msn: u64, part: u32) -> String {
+    format!("{msn}.{part}.m4s")
+}
+
+fn hint(msn: u64, part: u32) -> PreloadHint {
+    PreloadHint {
+        uri: part_uri(msn, part),
+        byte_range_start: None,
+    }
+}
+
+/// Parses a media file name of the layout: `{msn}.m4s` or `{msn}.{part}.m4s`.
+pub fn parse_media_name(name: &str) -> Option<(u64, Option<u32>)> {
+    let stem = name.strip_suffix(".m4s")?;
+    let digits = |s: &str| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit());
+    match stem.split_once('.') {
+        None if digits(stem) => Some((stem.parse().ok()?, None)),
+        Some((msn, part)) if digits(msn) && digits(part) && part.len() <= 9 => {
+            Some((msn.parse().ok()?, Some(part.parse().ok()?)))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

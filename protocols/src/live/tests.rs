@@ -1,0 +1,299 @@
+//! The live packager on a synthetic RTMP-like stream: millisecond
+//! timestamps, 25 fps video with a keyframe every 2 s, 48 kHz AAC.
+
+use bytes::Bytes;
+
+use super::*;
+use crate::codec::h264::tests::{PPS_720P_HIGH, SPS_720P_HIGH};
+use crate::codec::{AudioSpecificConfig, AvcConfig, CodecConfig};
+
+const VIDEO: u32 = 1;
+const AUDIO: u32 = 2;
+const START: UnixMillis = UnixMillis(1_793_698_867_250);
+
+fn tracks() -> Vec<Track> {
+    let avc = AvcConfig::from_parameter_sets(&[SPS_720P_HIGH], &[PPS_720P_HIGH]).unwrap();
+    let asc = AudioSpecificConfig::new(2, 48_000, 2).unwrap();
+    vec![
+        Track::new(VIDEO, 1000, CodecConfig::H264(avc)),
+        Track::new(AUDIO, 1000, CodecConfig::Aac(asc)),
+    ]
+}
+
+/// `seconds` of interleaved samples starting at RTMP time `offset` ms, with
+/// a keyframe every `gop` frames.
+fn samples(seconds: i64, offset: i64, gop: i64) -> Vec<Sample> {
+    let video = (0..seconds * 25).map(|i| Sample {
+        track: VIDEO,
+        dts: offset + i * 40,
+        cts_offset: 0,
+        duration: 40,
+        keyframe: i % gop == 0,
+        data: Bytes::from(vec![0x11; if i % gop == 0 { 4000 } else { 800 }]),
+    });
+    let audio = (0..seconds * 48_000 / 1024).map(|i| Sample {
+        track: AUDIO,
+        dts: offset + i * 1024 * 1000 / 48_000,
+        cts_offset: 0,
+        duration: 21,
+        keyframe: true,
+        data: Bytes::from(vec![0x22; 180]),
+    });
+    let mut all: Vec<Sample> = video.chain(audio).collect();
+    all.sort_by_key(|s| s.dts);
+    all
+}
+
+fn run(seconds: i64, gop: i64) -> (LivePackager, Vec<LiveOutput>) {
+    let mut p = LivePackager::new(LiveSettings::default(), &tracks(), START).unwrap();
+    let mut out = Vec::new();
+    for s in samples(seconds, 5_000, gop) {
+        p.push(s).unwrap();
+        while let Some(o) = p.poll_output() {
+            out.push(o);
+        }
+    }
+    (p, out)
+}
+
+fn ready<T>(reply: Reply<T>) -> T {
+    match reply {
+        Reply::Ready(v) => v,
+        Reply::Wait => panic!("expected Ready, got Wait"),
+        Reply::NotFound => panic!("expected Ready, got NotFound"),
+        Reply::BadRequest(why) => panic!("expected Ready, got BadRequest({why})"),
+    }
+}
+
+fn query(msn: Option<u64>, part: Option<u32>) -> PlaylistQuery {
+    PlaylistQuery {
+        msn,
+        part,
+        skip: None,
+    }
+}
+
+#[test]
+fn parts_and_segments_come_out_in_order_with_ll_hls_playlists() {
+    let (p, out) = run(9, 50);
+    let video_segments: Vec<u64> = out
+        .iter()
+        .filter_map(|o| match o {
+            LiveOutput::Segment { rendition: 0, msn } => Some(*msn),
+            _ => None,
+        })
+        .collect();
+    // 9 s with a keyframe every 2 s: segments 1..=4 closed, 5 in progress.
+    assert_eq!(video_segments, vec![1, 2, 3, 4]);
+    let parts_of_1 = out
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                LiveOutput::Part {
+                    rendition: 0,
+                    msn: 1,
+                    ..
+                }
+            )
+        })
+        .count();
+    // 2 s of 40 ms frames cut at ≤ 333 ms: 8 frames (320 ms) per part.
+    assert_eq!(parts_of_1, 7);
+
+    let playlist = ready(p.media_playlist("v1", &query(None, None)));
+    assert!(playlist.contains("#EXT-X-TARGETDURATION:2"), "{playlist}");
+    assert!(
+        playlist.contains("#EXT-X-PART-INF:PART-TARGET=0.333"),
+        "{playlist}"
+    );
+    assert!(playlist.contains("CAN-BLOCK-RELOAD=YES"), "{playlist}");
+    assert!(
+        playlist.contains("#EXT-X-MAP:URI=\"init.mp4\""),
+        "{playlist}"
+    );
+    assert!(playlist.contains("\n1.m4s\n"), "{playlist}");
+    assert!(playlist.contains("URI=\"5.0.m4s\""), "{playlist}");
+    assert!(
+        playlist.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"5."),
+        "{playlist}"
+    );
+    assert!(
+        playlist.contains("#EXT-X-RENDITION-REPORT:URI=\"../a1/media.m3u8\""),
+        "{playlist}"
+    );
+    assert!(playlist.contains("#EXT-X-PROGRAM-DATE-TIME:2026-11-03T09:41:07.250Z"));
+
+    // A segment's bytes are its parts' bytes; each part is a CMAF chunk.
+    let (parts, complete) = ready(p.segment_parts("v1", 2, 0));
+    assert!(complete);
+    assert_eq!(&parts[0][4..8], b"styp");
+    assert!(parts.iter().skip(1).all(|b| &b[4..8] == b"moof"));
+    assert_eq!(ready(p.part("v1", 2, 3)), parts[3]);
+    assert!(&ready(p.init("v1").map_or(Reply::NotFound, Reply::Ready))[4..8] == b"ftyp");
+}
+
+#[test]
+fn blocking_reload_and_preload_hint_answers() {
+    let (p, _) = run(9, 50);
+    // Listed: answer now.
+    assert!(matches!(
+        p.media_playlist("v1", &query(Some(3), None)),
+        Reply::Ready(_)
+    ));
+    assert!(matches!(
+        p.media_playlist("v1", &query(Some(5), Some(0))),
+        Reply::Ready(_)
+    ));
+    // The next segment, and the part after the newest: hold.
+    assert_eq!(p.media_playlist("v1", &query(Some(5), None)), Reply::Wait);
+    assert_eq!(
+        p.media_playlist("v1", &query(Some(6), Some(0))),
+        Reply::Wait
+    );
+    // Far ahead: 400.
+    assert!(matches!(
+        p.media_playlist("v1", &query(Some(40), None)),
+        Reply::BadRequest(_)
+    ));
+    assert_eq!(p.media_playlist("v9", &query(None, None)), Reply::NotFound);
+
+    // The in-progress segment is served as far as it goes.
+    let (so_far, complete) = ready(p.segment_parts("v1", 5, 0));
+    assert!(!complete);
+    assert!(!so_far.is_empty());
+    let next_part = u32::try_from(so_far.len()).unwrap();
+    assert_eq!(p.part("v1", 5, next_part), Reply::Wait);
+    assert_eq!(p.part("v1", 6, 0), Reply::Wait);
+    assert_eq!(p.segment_parts("v1", 6, 0), Reply::Wait);
+    assert_eq!(p.part("v1", 9, 0), Reply::NotFound);
+}
+
+#[test]
+fn window_slides_and_old_segments_stay_fetchable_for_a_while() {
+    let (p, _) = run(40, 50);
+    let playlist = ready(p.media_playlist("v1", &query(None, None)));
+    // 19 complete segments; six listed.
+    assert!(playlist.contains("#EXT-X-MEDIA-SEQUENCE:14"), "{playlist}");
+    assert!(matches!(p.segment_parts("v1", 10, 0), Reply::Ready(_)));
+    assert_eq!(p.segment_parts("v1", 2, 0), Reply::NotFound);
+    // Parts older than three target durations leave the playlist.
+    assert!(!playlist.contains("\"14.0.m4s\""), "{playlist}");
+    assert!(playlist.contains("#EXT-X-SKIP") || !playlist.contains("_HLS_skip"));
+    let delta = ready(p.media_playlist(
+        "v1",
+        &PlaylistQuery {
+            msn: None,
+            part: None,
+            skip: Some(crate::hls::SkipRequest::Yes),
+        },
+    ));
+    assert!(delta.len() <= playlist.len());
+}
+
+#[test]
+fn multivariant_and_dynamic_mpd_then_ended() {
+    let (mut p, _) = run(9, 50);
+    let master = ready(p.multivariant().unwrap());
+    assert!(
+        master.contains("CODECS=\"avc1.64001f,mp4a.40.2\""),
+        "{master}"
+    );
+    assert!(master.contains("RESOLUTION=1280x720"), "{master}");
+    assert!(master.contains("FRAME-RATE=25.000"), "{master}");
+    assert!(master.contains("TYPE=AUDIO,GROUP-ID=\"audio\""), "{master}");
+
+    let mpd = ready(p.mpd(UnixMillis(START.0 + 9_000)).unwrap());
+    let doc = roxmltree::Document::parse(&mpd).unwrap();
+    let root = doc.root_element();
+    assert_eq!(root.attribute("type"), Some("dynamic"));
+    assert_eq!(
+        root.attribute("availabilityStartTime"),
+        Some("2026-11-03T09:41:07.250Z")
+    );
+    let template = doc
+        .descendants()
+        .find(|n| n.has_tag_name("SegmentTemplate"))
+        .unwrap();
+    assert_eq!(
+        template.attribute("media"),
+        Some("$RepresentationID$/$Number$.m4s")
+    );
+    assert_eq!(
+        template.attribute("availabilityTimeComplete"),
+        Some("false")
+    );
+    assert!(doc.descendants().any(|n| n.has_tag_name("UTCTiming")));
+    let s: Vec<_> = template
+        .descendants()
+        .filter(|n| n.has_tag_name("S"))
+        .collect();
+    assert_eq!(s[0].attribute("t"), Some("0"));
+
+    p.end().unwrap();
+    let playlist = ready(p.media_playlist("v1", &query(None, None)));
+    assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
+    assert!(!playlist.contains("PRELOAD-HINT"));
+    // A blocking request past the end is answered with the final playlist.
+    assert!(matches!(
+        p.media_playlist("v1", &query(Some(9), None)),
+        Reply::Ready(_)
+    ));
+    assert!(
+        playlist.contains("\n5.m4s\n"),
+        "the open segment was closed: {playlist}"
+    );
+    assert_eq!(p.part("v1", 6, 0), Reply::NotFound);
+    let mpd = ready(p.mpd(UnixMillis(START.0 + 10_000)).unwrap());
+    assert!(mpd.contains("type=\"static\""), "{mpd}");
+    assert!(p.push(samples(1, 100_000, 50).remove(0)).is_err());
+}
+
+#[test]
+fn long_keyframe_interval_raises_the_target_duration() {
+    // A keyframe every 5 s: segments cannot be shorter.
+    let (p, _) = run(16, 125);
+    let playlist = ready(p.media_playlist("v1", &query(None, None)));
+    assert!(playlist.contains("#EXT-X-TARGETDURATION:5"), "{playlist}");
+    assert!(playlist.contains("#EXTINF:5.000"), "{playlist}");
+}
+
+#[test]
+fn leading_non_keyframes_and_reordered_samples_are_dropped() {
+    let mut p = LivePackager::new(LiveSettings::default(), &tracks(), START).unwrap();
+    let mut all = samples(5, 0, 50);
+    // The encoder's first video frames are not keyframes.
+    all.retain(|s| !(s.track == VIDEO && s.dts < 200));
+    for s in all.iter().filter(|s| s.track == VIDEO && s.dts >= 200) {
+        // Late-joining streams start mid-GOP.
+        let mut s = s.clone();
+        s.keyframe = s.dts == 2000 || s.dts == 4000;
+        p.push(s).unwrap();
+    }
+    assert!(p.stats().dropped > 0);
+    let mut segments = 0;
+    while let Some(o) = p.poll_output() {
+        if let LiveOutput::Segment { .. } = o {
+            segments += 1;
+        }
+    }
+    assert_eq!(segments, 1);
+}
+
+#[test]
+fn media_names() {
+    assert_eq!(parse_media_name("12.m4s"), Some((12, None)));
+    assert_eq!(parse_media_name("12.3.m4s"), Some((12, Some(3))));
+    for bad in [
+        "",
+        ".m4s",
+        "1..m4s",
+        "a.m4s",
+        "1.2.3.m4s",
+        "1.m4v",
+        "-1.m4s",
+        "1.9999999999.m4s",
+    ] {
+        assert_eq!(parse_media_name(bad), None, "{bad}");
+    }
+}

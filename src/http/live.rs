@@ -1,0 +1,414 @@
+//! Live playback (`/live/{stream}/…`), the stream list and stream keys
+//! (`/api/live`), and the clock DASH clients synchronise with (`/time`).
+//!
+//! Every response comes from the stream's packager. A request for
+//! something not produced yet (a blocking playlist reload, the preload-hinted
+//! part, the segment being written) is held until the packager announces
+//! new media, then answered at once; a segment in progress is sent part by
+//! part as each part completes (chunked transfer, for low-latency DASH).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use bytes::Bytes;
+use futures::stream;
+use http::{HeaderValue, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use streamforge_actors::live::{LiveStream, StreamSummary, valid_stream_name};
+use streamforge_protocols::hls::{PlaylistQuery, UnixMillis};
+use streamforge_protocols::live::{LivePackager, Reply, parse_media_name};
+
+use super::AppState;
+use super::error::ApiError;
+
+/// Longest a request for media not produced yet is held. RFC 8216bis
+/// §6.2.5.2 asks for an answer within three target durations; the default
+/// segment is 2 s.
+const HOLD: Duration = Duration::from_secs(6);
+
+const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+const MPD: &str = "application/dash+xml";
+const SEGMENT: &str = "video/mp4";
+
+fn find(state: &AppState, name: &str) -> Result<Arc<LiveStream>, ApiError> {
+    state
+        .live
+        .stream(name)
+        .ok_or_else(|| ApiError::not_found(format!("no live stream {name:?}")))
+}
+
+/// Answers `ask` from the packager, holding the request while the answer
+/// is `Wait`, for at most `hold`.
+async fn answer<T>(
+    stream: &LiveStream,
+    hold: Duration,
+    mut ask: impl FnMut(&LivePackager) -> Reply<T>,
+) -> Reply<T> {
+    let mut changes = stream.subscribe();
+    let deadline = tokio::time::Instant::now() + hold;
+    loop {
+        changes.borrow_and_update();
+        let reply = stream.with_packager(&mut ask).unwrap_or_else(|| {
+            // Publishing, but no sample yet.
+            if stream.is_live() {
+                Reply::Wait
+            } else {
+                Reply::NotFound
+            }
+        });
+        if !matches!(reply, Reply::Wait) {
+            return reply;
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return Reply::Wait,
+        }
+    }
+}
+
+fn into_result<T>(reply: Reply<T>, what: &str) -> Result<T, ApiError> {
+    match reply {
+        Reply::Ready(v) => Ok(v),
+        Reply::Wait => Err(ApiError::unavailable(
+            "not_ready",
+            format!("{what} was not produced within {} s; retry", HOLD.as_secs()),
+        )),
+        Reply::NotFound => Err(ApiError::not_found(format!(
+            "{what} does not exist (any more)"
+        ))),
+        Reply::BadRequest(why) => Err(ApiError::bad_request(why)),
+    }
+}
+
+fn text(body: String, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn media(bytes: Bytes, immutable: bool) -> Response {
+    let cache = if immutable {
+        "public, max-age=3600, immutable"
+    } else {
+        "no-cache"
+    };
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(SEGMENT)),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// `GET /live/{stream}/master.m3u8` and `/live/{stream}/manifest.mpd`.
+pub async fn top(
+    State(state): State<AppState>,
+    Path((name, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let stream = find(&state, &name)?;
+    match file.as_str() {
+        "master.m3u8" => {
+            let reply = answer(&stream, HOLD, |p| match p.multivariant() {
+                Ok(reply) => reply,
+                Err(err) => {
+                    tracing::error!(%err, "live multivariant playlist");
+                    Reply::NotFound
+                }
+            })
+            .await;
+            Ok(text(
+                into_result(reply, "the stream's first segment")?,
+                PLAYLIST,
+            ))
+        }
+        "manifest.mpd" => {
+            let reply = answer(&stream, HOLD, |p| match p.mpd(now()) {
+                Ok(reply) => reply,
+                Err(err) => {
+                    tracing::error!(%err, "live MPD");
+                    Reply::NotFound
+                }
+            })
+            .await;
+            Ok(text(into_result(reply, "the stream's first segment")?, MPD))
+        }
+        _ => Err(ApiError::not_found(format!(
+            "no file {file:?} in a live stream"
+        ))),
+    }
+}
+
+/// `GET /live/{stream}/{rendition}/{file}`: media playlists (with
+/// `_HLS_msn`, `_HLS_part`, `_HLS_skip`), the init segment, segments and parts.
+pub async fn rendition_file(
+    State(state): State<AppState>,
+    Path((name, rendition, file)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+) -> Result<Response, ApiError> {
+    let stream = find(&state, &name)?;
+    if let Some(Extension(ConnectInfo(peer))) = connect {
+        stream.saw_viewer(&peer.ip().to_string());
+    }
+    if file == "media.m3u8" {
+        let query = PlaylistQuery::parse(query.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let reply = answer(&stream, HOLD, |p| p.media_playlist(&rendition, &query)).await;
+        return Ok(text(
+            into_result(reply, "the requested media sequence")?,
+            PLAYLIST,
+        ));
+    }
+    if file == "init.mp4" {
+        let reply = answer(&stream, HOLD, |p| {
+            p.init(&rendition).map_or(Reply::NotFound, Reply::Ready)
+        })
+        .await;
+        return Ok(media(into_result(reply, "the init segment")?, false));
+    }
+    let Some((msn, part)) = parse_media_name(&file) else {
+        return Err(ApiError::not_found(format!(
+            "no file {file:?} in a live rendition"
+        )));
+    };
+    if let Some(part) = part {
+        let reply = answer(&stream, HOLD, |p| p.part(&rendition, msn, part)).await;
+        return Ok(media(into_result(reply, "the part")?, true));
+    }
+    let (first, complete) = into_result(
+        answer(&stream, HOLD, |p| p.segment_parts(&rendition, msn, 0)).await,
+        "the segment",
+    )?;
+    if complete {
+        let len: usize = first.iter().map(Bytes::len).sum();
+        let body = Body::from_stream(stream::iter(first.into_iter().map(Ok::<_, std::io::Error>)));
+        let mut response = media(Bytes::new(), true);
+        *response.body_mut() = body;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        return Ok(response);
+    }
+    // In progress: what exists now, then each part as it completes.
+    let growing = stream::unfold(
+        Growing {
+            first: Some(first),
+            live: stream.clone(),
+            rendition,
+            msn,
+            sent: 0,
+            done: false,
+        },
+        Growing::next,
+    );
+    let mut response = media(Bytes::new(), false);
+    *response.body_mut() = Body::from_stream(futures::StreamExt::flatten(growing));
+    Ok(response)
+}
+
+type Chunks = stream::Iter<std::vec::IntoIter<Result<Bytes, std::io::Error>>>;
+
+/// A segment response that follows the segment as it is written.
+struct Growing {
+    first: Option<Vec<Bytes>>,
+    live: Arc<LiveStream>,
+    rendition: String,
+    msn: u64,
+    sent: usize,
+    done: bool,
+}
+
+impl Growing {
+    fn chunk(&mut self, parts: Vec<Bytes>) -> Chunks {
+        self.sent += parts.len();
+        stream::iter(parts.into_iter().map(Ok).collect::<Vec<_>>())
+    }
+
+    async fn next(mut self) -> Option<(Chunks, Self)> {
+        if let Some(parts) = self.first.take() {
+            let chunk = self.chunk(parts);
+            return Some((chunk, self));
+        }
+        if self.done {
+            return None;
+        }
+        let (rendition, msn, sent) = (self.rendition.clone(), self.msn, self.sent);
+        let reply = answer(&self.live, HOLD, |p| {
+            match p.segment_parts(&rendition, msn, sent) {
+                Reply::Ready((parts, false)) if parts.is_empty() => Reply::Wait,
+                other => other,
+            }
+        })
+        .await;
+        match reply {
+            Reply::Ready((parts, complete)) => {
+                if parts.is_empty() {
+                    return None;
+                }
+                self.done = complete;
+                let chunk = self.chunk(parts);
+                Some((chunk, self))
+            }
+            // The body is cut short with an error, so the client sees a
+            // failed transfer rather than a short segment.
+            _ => {
+                tracing::warn!(stream = %self.live.name(), msn, "segment stalled or evicted while sent");
+                self.done = true;
+                let error = std::io::Error::other("the live segment stopped growing");
+                Some((stream::iter(vec![Err(error)]), self))
+            }
+        }
+    }
+}
+
+/// `GET /time`: the server's clock as an `xs:dateTime`, the DASH
+/// `UTCTiming` source (`urn:mpeg:dash:utc:http-xsdate:2014`).
+pub async fn time() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/plain")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        now().iso8601().to_string(),
+    )
+        .into_response()
+}
+
+fn now() -> UnixMillis {
+    UnixMillis::from_system_time(SystemTime::now()).unwrap_or(UnixMillis(0))
+}
+
+#[derive(Serialize)]
+pub struct StreamList {
+    streams: Vec<StreamSummary>,
+}
+
+/// `GET /api/live`: every stream with a key or published since start-up.
+pub async fn list(State(state): State<AppState>) -> Result<Json<StreamList>, ApiError> {
+    let streams = state.live.list().await.map_err(|e| {
+        tracing::error!(%e, "live list");
+        ApiError::unavailable("database_unavailable", "retry later")
+    })?;
+    Ok(Json(StreamList { streams }))
+}
+
+/// `GET /api/live/{stream}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<StreamSummary>, ApiError> {
+    let streams = state.live.list().await.map_err(|e| {
+        tracing::error!(%e, "live list");
+        ApiError::unavailable("database_unavailable", "retry later")
+    })?;
+    streams
+        .into_iter()
+        .find(|s| s.name == name)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no live stream {name:?}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    stream: String,
+}
+
+#[derive(Serialize)]
+pub struct CreatedKey {
+    stream: String,
+    /// Shown once; only its digest is stored.
+    key: String,
+    /// What to give an encoder: server URL and stream-name field.
+    rtmp_url: String,
+    rtmp_stream_name: String,
+    hls: String,
+    dash: String,
+}
+
+/// `POST /api/live/keys` `{"stream": "name"}`: creates (or rotates) the
+/// stream's publish key.
+pub async fn create_key(
+    State(state): State<AppState>,
+    headers: http::HeaderMap,
+    Json(body): Json<NewKey>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    if !valid_stream_name(&body.stream) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_stream_name",
+            "a stream name is 1 to 64 characters of [A-Za-z0-9_-]",
+        ));
+    }
+    let key = state
+        .live
+        .db()
+        .create_stream_key(&body.stream)
+        .await
+        .map_err(|e| {
+            tracing::error!(%e, "create stream key");
+            ApiError::unavailable("database_unavailable", "retry later")
+        })?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.rsplit_once(':').map_or(Some(h), |(host, _)| Some(host)))
+        .unwrap_or("localhost")
+        .to_owned();
+    let port = state.rtmp_port.unwrap_or(1935);
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            rtmp_url: format!("rtmp://{host}:{port}/live"),
+            rtmp_stream_name: format!("{}?key={key}", body.stream),
+            hls: format!("/live/{}/master.m3u8", body.stream),
+            dash: format!("/live/{}/manifest.mpd", body.stream),
+            stream: body.stream,
+            key,
+        }),
+    ))
+}
+
+/// `GET /api/live/keys`: the streams that have a key (never the keys).
+pub async fn keys(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<streamforge_actors::live::StreamKeyInfo>>, ApiError> {
+    state.live.db().stream_keys().await.map(Json).map_err(|e| {
+        tracing::error!(%e, "list stream keys");
+        ApiError::unavailable("database_unavailable", "retry later")
+    })
+}
+
+/// `DELETE /api/live/keys/{stream}`: revokes the key and ends a publish
+/// that used it.
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    Path(stream): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let revoked = state
+        .live
+        .db()
+        .revoke_stream_key(&stream)
+        .await
+        .map_err(|e| {
+            tracing::error!(%e, "revoke stream key");
+            ApiError::unavailable("database_unavailable", "retry later")
+        })?;
+    if !revoked {
+        return Err(ApiError::not_found(format!("stream {stream:?} has no key")));
+    }
+    state.live.kick(&stream);
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,448 @@
+//! Live ingest with real encoders: ffmpeg pushes RTMP, ffmpeg and ffprobe
+//! read the LL-HLS and DASH output while the stream is live and after it
+//! ends; stream keys decide who may publish; bad input on the RTMP port
+//! ends only its own connection.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+/// Starts ffmpeg pushing `seconds` of 320x240 25 fps H.264 (a keyframe
+/// every 2 s) and a 48 kHz sine in AAC, in real time, to `url`.
+fn push(url: &str, seconds: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-g", "50", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg is installed (scripts/setup)")
+}
+
+async fn create_key(server: &TestServer, stream: &str) -> Value {
+    let created = reqwest::Client::new()
+        .post(server.url("/api/live/keys"))
+        .json(&json!({ "stream": stream }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    created.json().await.unwrap()
+}
+
+async fn stream_status(server: &TestServer, stream: &str) -> Value {
+    reqwest::get(server.url(&format!("/api/live/{stream}")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// ffprobe's packets of one stream as (pts seconds, duration seconds).
+async fn packets(url: &str, stream: &str) -> Vec<(f64, f64)> {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", stream])
+        .args([
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "ffprobe {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn assert_continuous(packets: &[(f64, f64)], what: &str) {
+    let mut pts: Vec<f64> = packets.iter().map(|p| p.0).collect();
+    pts.sort_by(f64::total_cmp);
+    for pair in pts.windows(2) {
+        assert!(
+            pair[1] - pair[0] < 0.1,
+            "{what}: a gap from {} to {}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
+/// Copies `seconds` of a live URL with ffmpeg into `dir/name`.
+async fn record_live(
+    url: &str,
+    seconds: u32,
+    dir: &std::path::Path,
+    name: &str,
+) -> std::path::PathBuf {
+    let out = dir.join(name);
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i", url])
+        .args(["-t", &seconds.to_string(), "-c", "copy", "-y"])
+        .arg(&out)
+        .kill_on_drop(true)
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "ffmpeg could not read {url} live");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtmp_push_plays_as_ll_hls_and_dash_live_and_after_the_end() {
+    let server = TestServer::start().await;
+    let key = create_key(&server, "cam").await;
+    let publish = format!(
+        "{}/live/{}",
+        server.rtmp_url(),
+        key["rtmp_stream_name"].as_str().unwrap()
+    );
+    let started = Instant::now();
+    let encoder = push(&publish, 10);
+
+    wait_until("the publish", async || {
+        stream_status(&server, "cam").await["live"] == true
+    })
+    .await;
+    // The multivariant playlist is held until the first segment exists.
+    let client = common::client();
+    let master = client
+        .get(server.url("/live/cam/master.m3u8"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(master.status(), 200);
+    let first_playable = started.elapsed();
+    let master = master.text().await.unwrap();
+    assert!(
+        master.contains("CODECS=\"avc1.64000d,mp4a.40.2\""),
+        "{master}"
+    );
+    assert!(master.contains("RESOLUTION=320x240"), "{master}");
+
+    let playlist = client
+        .get(server.url("/live/cam/v1/media.m3u8"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        playlist.contains("#EXT-X-PART-INF:PART-TARGET=0.333"),
+        "{playlist}"
+    );
+    assert!(
+        playlist.contains("#EXT-X-PRELOAD-HINT:TYPE=PART"),
+        "{playlist}"
+    );
+    let hint = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap()
+        .to_owned();
+
+    // The preload-hinted part is held open until it is written.
+    let asked = Instant::now();
+    let part = client
+        .get(server.url(&format!("/live/cam/v1/{hint}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 200);
+    let held = asked.elapsed();
+    let part = part.bytes().await.unwrap();
+    // A CMAF chunk; a segment's first part opens with the segment's `styp`.
+    assert!(
+        matches!(&part[4..8], b"moof" | b"styp"),
+        "a part is a CMAF chunk"
+    );
+    assert!(held < Duration::from_secs(2), "held {held:?}");
+
+    // A blocking reload for the next segment returns once it is listed.
+    let (msn, _) = hint.trim_end_matches(".m4s").split_once('.').unwrap();
+    let next: u64 = msn.parse::<u64>().unwrap() + 1;
+    let blocked = client
+        .get(server.url(&format!(
+            "/live/cam/v1/media.m3u8?_HLS_msn={next}&_HLS_part=0"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blocked.status(), 200);
+    let blocked = blocked.text().await.unwrap();
+    assert!(
+        blocked.contains(&format!("URI=\"{next}.0.m4s\"")),
+        "{blocked}"
+    );
+    // Far ahead of the live edge: 400 (RFC 8216bis §6.2.5.2).
+    let far = client
+        .get(server.url("/live/cam/v1/media.m3u8?_HLS_msn=900"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(far.status(), 400);
+
+    let status = stream_status(&server, "cam").await;
+    assert_eq!(status["live"], true);
+    assert_eq!(status["protocol"], "rtmp");
+    assert_eq!(status["width"], 320);
+    assert!(status["viewers"].as_u64().unwrap() >= 1);
+
+    // ffmpeg plays the HLS and the DASH output while the stream is live.
+    let dir = tempfile::tempdir().unwrap();
+    let (hls_url, dash_url) = (
+        server.url("/live/cam/master.m3u8"),
+        server.url("/live/cam/manifest.mpd"),
+    );
+    let (hls, dash) = tokio::join!(
+        record_live(&hls_url, 3, dir.path(), "hls.mp4"),
+        record_live(&dash_url, 3, dir.path(), "dash.mp4"),
+    );
+    for file in [hls, dash] {
+        let url = file.to_str().unwrap().to_owned();
+        let video = packets(&url, "v:0").await;
+        let audio = packets(&url, "a:0").await;
+        assert!(video.len() >= 50, "{url}: {} video packets", video.len());
+        assert!(audio.len() >= 100, "{url}: {} audio packets", audio.len());
+        assert_continuous(&video, &url);
+        assert_continuous(&audio, &url);
+    }
+
+    let output = encoder.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    wait_until("the stream to end", async || {
+        stream_status(&server, "cam").await["live"] == false
+    })
+    .await;
+
+    // Ended: EXT-X-ENDLIST, a static MPD, and the whole window readable.
+    let ended = client
+        .get(server.url("/live/cam/v1/media.m3u8"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(ended.trim_end().ends_with("#EXT-X-ENDLIST"), "{ended}");
+    assert!(!ended.contains("PRELOAD-HINT"));
+    let mpd = client
+        .get(server.url("/live/cam/manifest.mpd"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(mpd.contains("type=\"static\""), "{mpd}");
+    for url in [
+        server.url("/live/cam/master.m3u8"),
+        server.url("/live/cam/manifest.mpd"),
+    ] {
+        let video = packets(&url, "v:0").await;
+        let audio = packets(&url, "a:0").await;
+        // The window (six 2 s segments) holds all ten seconds: 250 frames.
+        assert!(
+            (245..=250).contains(&video.len()),
+            "{url}: {} video packets",
+            video.len()
+        );
+        assert_continuous(&video, &url);
+        assert_continuous(&audio, &url);
+        // A/V sync: both tracks cover the same span.
+        let (v0, a0) = (video[0].0, audio[0].0);
+        let v_end = video.iter().map(|p| p.0 + p.1).fold(0.0, f64::max);
+        let a_end = audio.iter().map(|p| p.0 + p.1).fold(0.0, f64::max);
+        assert!(
+            (v0 - a0).abs() < 0.1,
+            "{url}: video starts {v0}, audio {a0}"
+        );
+        assert!(
+            (v_end - a_end).abs() < 0.15,
+            "{url}: video ends {v_end}, audio {a_end}"
+        );
+    }
+    eprintln!(
+        "publisher start to first playable segment: {first_playable:?}; hinted part held {held:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_keys_decide_who_publishes() {
+    let server = TestServer::start().await;
+    let key = create_key(&server, "studio").await;
+    let name = key["rtmp_stream_name"].as_str().unwrap();
+    let base = format!("{}/live", server.rtmp_url());
+
+    // A wrong key, no key, an unknown app: refused, with onStatus errors.
+    for url in [
+        format!("{base}/studio?key=sk_wrong"),
+        format!("{base}/studio"),
+        format!("{base}/other"),
+        format!("{}/app/{name}", server.rtmp_url()),
+    ] {
+        let refused = push(&url, 2).wait_with_output().await.unwrap();
+        assert!(!refused.status.success(), "{url} was accepted");
+    }
+    assert_eq!(stream_status(&server, "studio").await["live"], false);
+
+    // The key works, as `{stream}?key=` and as the bare key.
+    let mut first = push(&format!("{base}/{name}"), 30);
+    wait_until("the publish", async || {
+        stream_status(&server, "studio").await["live"] == true
+    })
+    .await;
+    // A second publisher of a live stream is refused; the first goes on.
+    let bare = key["key"].as_str().unwrap();
+    let second = push(&format!("{base}/{bare}"), 2)
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert!(!second.status.success());
+    let status = stream_status(&server, "studio").await;
+    assert_eq!(status["live"], true);
+
+    // Revoking the key ends the publish.
+    let revoked = reqwest::Client::new()
+        .delete(server.url("/api/live/keys/studio"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    wait_until("the publish to end", async || {
+        stream_status(&server, "studio").await["live"] == false
+    })
+    .await;
+    let status = stream_status(&server, "studio").await;
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("revoked"),
+        "{status}"
+    );
+    let _ = first.kill().await;
+
+    // Key API errors.
+    let bad = reqwest::Client::new()
+        .post(server.url("/api/live/keys"))
+        .json(&json!({ "stream": "no/slashes" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let missing = reqwest::Client::new()
+        .delete(server.url("/api/live/keys/nobody"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let unknown = reqwest::get(server.url("/live/nobody/master.m3u8"))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_on_the_rtmp_port_ends_only_its_connection() {
+    let server = TestServer::start_with(|c| c.live.open_publish = true).await;
+    let mut encoder = push(&format!("{}/live/steady", server.rtmp_url()), 30);
+    wait_until("the publish", async || {
+        stream_status(&server, "steady").await["playable"] == true
+    })
+    .await;
+    let addr = server.rtmp_url().trim_start_matches("rtmp://").to_owned();
+
+    // Garbage instead of a handshake: the server closes the connection.
+    let mut garbage = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), garbage.read_to_end(&mut sink)).await;
+    assert!(read.is_ok(), "the server kept a garbage connection open");
+
+    // A handshake cut short, then a chunk with an absurd chunk size.
+    let mut cut = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut c0c1 = vec![3u8];
+    c0c1.extend(std::iter::repeat_n(7u8, 1536));
+    cut.write_all(&c0c1[..700]).await.unwrap();
+    drop(cut);
+    let mut absurd = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    absurd.write_all(&c0c1).await.unwrap();
+    let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
+    absurd.read_exact(&mut s0s1s2).await.unwrap();
+    absurd.write_all(&[7u8; 1536]).await.unwrap();
+    // Set Chunk Size (type 1) of 0x7fffffff, then of 0.
+    let mut set_chunk_size = vec![0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0];
+    set_chunk_size.extend_from_slice(&0x7fff_ffffu32.to_be_bytes());
+    set_chunk_size.extend_from_slice(&[0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    absurd.write_all(&set_chunk_size).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(5), absurd.read_to_end(&mut sink)).await;
+    assert!(read.is_ok(), "the server kept a bad connection open");
+
+    // The good stream went on, and the server still answers.
+    let before = stream_status(&server, "steady").await["samples"]
+        .as_u64()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = stream_status(&server, "steady").await;
+    assert_eq!(status["live"], true);
+    assert!(status["samples"].as_u64().unwrap() > before);
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let _ = encoder.kill().await;
+    server.stop().await;
+}
