@@ -75,6 +75,8 @@ pub struct HttpConfig {
     pub cache_bytes: u64,
     /// Objects larger than this stream from storage instead of being cached.
     pub cache_max_object_bytes: u64,
+    /// The built browser UI (`web/dist`, made by `scripts/setup`), served at `/`.
+    pub web_dir: PathBuf,
 }
 
 /// Resumable uploads.
@@ -294,6 +296,7 @@ impl Default for HttpConfig {
             shutdown_grace: Duration::from_secs(10),
             cache_bytes: 256 * 1024 * 1024,
             cache_max_object_bytes: 16 * 1024 * 1024,
+            web_dir: PathBuf::from("web/dist"),
         }
     }
 }

@@ -331,7 +331,9 @@ pub fn compressible(
             t.starts_with("application/vnd.apple.mpegurl")
                 || t.starts_with("application/dash+xml")
                 || t.starts_with("application/json")
-                || t.starts_with("text/")
+                // Event streams must reach the client event by event; a
+                // compressor would hold them back until its buffer fills.
+                || (t.starts_with("text/") && !t.starts_with("text/event-stream"))
         });
     large_enough && textual
 }

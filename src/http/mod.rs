@@ -18,6 +18,7 @@ pub mod middleware;
 mod routes;
 pub mod tls;
 mod uploads;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,6 +79,7 @@ pub struct AppState {
 pub fn router(state: AppState, http: &HttpConfig) -> Router {
     let request_id = http::HeaderName::from_static("x-request-id");
     routes::routes()
+        .merge(web::routes(&http.web_dir))
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(CompressionLayer::new().compress_when(middleware::compressible))

@@ -1,0 +1,160 @@
+// Drives the web UI in headless Chromium (Debian's, through playwright-core).
+//
+//   node web_e2e.mjs vod  BASE_URL CLIP ARTIFACT_DIR
+//   node web_e2e.mjs live BASE_URL STREAM ARTIFACT_DIR
+//
+// vod: uploads CLIP through the page, follows its card to a playable asset,
+// plays it, switches quality, hovers the storyboard, uses the keyboard,
+// deletes it. live: opens the live list, plays STREAM with the low-latency
+// player and reads the latency it shows. Saves a screenshot of each page in
+// ARTIFACT_DIR; prints one JSON line of findings; exits non-zero on failure.
+import fs from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const [mode, base, subject, artifacts] = process.argv.slice(2);
+fs.mkdirSync(artifacts, { recursive: true });
+const findings = {};
+const shot = (page, name) => page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--autoplay-policy=no-user-gesture-required", "--no-sandbox", "--disable-gpu"],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+const consoleErrors = [];
+page.on("console", (m) => {
+  if (m.type() === "error") consoleErrors.push(m.text());
+});
+page.on("pageerror", (e) => consoleErrors.push(String(e)));
+page.on("response", (r) => {
+  if (r.status() >= 400) consoleErrors.push(`${r.status()} ${r.url()}`);
+});
+
+/** Every form control has an accessible name (label, aria-label or text). */
+async function unlabelled() {
+  return page.evaluate(() =>
+    [...document.querySelectorAll("input, select, button, textarea")]
+      .filter((e) => !e.closest("[hidden]") && e.type !== "file")
+      .filter((e) => {
+        const labelled = e.labels && e.labels.length > 0;
+        return !labelled && !e.getAttribute("aria-label") && !(e.textContent ?? "").trim();
+      })
+      .map((e) => e.outerHTML.slice(0, 80)),
+  );
+}
+
+async function videoTime() {
+  return page.evaluate(() => document.querySelector("#player")?.currentTime ?? 0);
+}
+
+async function waitPlaying(seconds, timeout) {
+  const start = await videoTime();
+  await page.waitForFunction(
+    ([from, s]) => (document.querySelector("#player")?.currentTime ?? 0) > from + s,
+    [start, seconds],
+    { timeout },
+  );
+}
+
+try {
+  if (mode === "vod") {
+    const name = path.basename(subject);
+    await page.goto(`${base}/`);
+    await page.waitForSelector("#library-search");
+    findings.unlabelled = await unlabelled();
+    await shot(page, "library-empty");
+
+    await page.setInputFiles("#file-input", subject);
+    const card = page.locator(`article[data-file="${name}"]`);
+    await card.waitFor();
+    // The stage follows the server's events: uploading … ready.
+    const stages = new Set();
+    const seen = setInterval(async () => {
+      const text = await card.locator("[data-role=stage]").textContent().catch(() => null);
+      if (text) stages.add(text);
+    }, 100);
+    await card.locator("a[data-role=play]").waitFor({ timeout: 180_000 });
+    clearInterval(seen);
+    findings.stages = [...stages];
+    findings.progress = await card.locator("progress").evaluate((p) => p.value);
+    findings.poster = await card.locator("img").count();
+    await shot(page, "upload-ready");
+
+    await card.locator("a[data-role=play]").click();
+    await page.waitForSelector("#player");
+    await page.click("#play");
+    await waitPlaying(1.5, 30_000);
+    findings.played = true;
+
+    // Quality: Auto plus one entry per rung; pick the lowest, then check
+    // the picture follows.
+    const options = await page.locator("#quality option").allTextContents();
+    findings.qualities = options;
+    const heights = options.map((o) => parseInt(o, 10)).filter((h) => h > 0);
+    const lowest = Math.min(...heights);
+    const index = options.findIndex((o) => parseInt(o, 10) === lowest) - 1;
+    await page.selectOption("#quality", String(index));
+    await page.waitForFunction((h) => document.querySelector("#player")?.videoHeight === h, lowest, { timeout: 30_000 });
+    findings.switched_to = lowest;
+    await waitPlaying(0.5, 30_000);
+
+    // Storyboard thumbnails over the seek bar.
+    const seek = page.locator(".seek input[type=range]");
+    const box = await seek.boundingBox();
+    await page.mouse.move(box.x + box.width * 0.5, box.y + box.height / 2);
+    await page.waitForSelector(".thumb:not([hidden])");
+    findings.thumbnail = await page.locator(".thumb").evaluate((t) => t.style.backgroundImage);
+
+    // Keyboard: m mutes, space pauses.
+    await page.locator("h1").click();
+    await page.keyboard.press("m");
+    findings.muted = await page.evaluate(() => document.querySelector("#player").muted);
+    await page.keyboard.press(" ");
+    findings.paused = await page.evaluate(() => document.querySelector("#player").paused);
+    findings.download = await page.locator("#download").textContent();
+    findings.urls = await page.locator(".urls input").evaluateAll((inputs) => inputs.map((i) => i.value));
+    findings.unlabelled_player = await unlabelled();
+    await shot(page, "player");
+
+    // Phone width: the library still fits.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(`${base}/#/`);
+    await page.fill("#library-search", name.slice(0, 6));
+    const item = page.locator("article[data-asset]").first();
+    await item.waitFor();
+    findings.overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+    await shot(page, "library-phone");
+
+    page.once("dialog", (d) => d.accept());
+    await item.getByRole("button", { name: /Delete/ }).click();
+    await page.waitForSelector("article[data-asset]", { state: "detached", timeout: 10_000 });
+    findings.deleted = true;
+    await shot(page, "library-after-delete");
+  } else if (mode === "live") {
+    await page.goto(`${base}/#/live`);
+    const row = page.locator(`tr[data-stream="${subject}"]`);
+    await row.locator("a").waitFor({ timeout: 30_000 });
+    findings.viewers_column = await row.locator("[data-role=viewers]").textContent();
+    findings.unlabelled = await unlabelled();
+    await shot(page, "live-list");
+    await row.locator("a").click();
+    await page.waitForSelector("#player");
+    await waitPlaying(2, 30_000);
+    await page.waitForFunction(() => Number(document.querySelector("#latency")?.dataset.seconds) > 0, null, { timeout: 15_000 });
+    findings.latency = Number(await page.locator("#latency").getAttribute("data-seconds"));
+    findings.played = true;
+    await shot(page, "live-player");
+  } else {
+    throw new Error(`unknown mode ${mode}`);
+  }
+  findings.console_errors = consoleErrors;
+  console.log(JSON.stringify(findings));
+  await browser.close();
+} catch (e) {
+  await shot(page, `failure-${mode}`).catch(() => {});
+  console.error(`web e2e (${mode}) failed: ${e.stack ?? e}`);
+  console.error(JSON.stringify({ ...findings, console_errors: consoleErrors }));
+  await browser.close();
+  process.exit(1);
+}
