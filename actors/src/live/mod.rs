@@ -27,7 +27,7 @@ use streamforge_protocols::live::LiveSettings;
 use streamforge_protocols::rtmp::PublishRejection;
 
 pub use keys::{MAX_STREAM_NAME, StreamKeyInfo, valid_stream_name};
-pub use stream::{LiveStream, Publisher, StreamSummary};
+pub use stream::{LiveStream, PartLatency, Publisher, StreamSummary};
 
 use crate::db::{Database, DbError};
 use crate::supervision::Supervision;

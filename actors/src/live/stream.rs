@@ -34,6 +34,29 @@ struct State {
     viewers: HashMap<String, Instant>,
     /// Why the last publish ended, for the API.
     last_error: Option<String>,
+    /// Arrival of each track's newest sample: a part is complete when the
+    /// sample after it arrives, so its latency is measured from here.
+    arrivals: HashMap<u32, Instant>,
+    latency: PartLatency,
+    first_playable: Option<Duration>,
+}
+
+/// How long after its last sample arrived each part became fetchable.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct PartLatency {
+    pub parts: u64,
+    pub avg_ms: f64,
+    pub max_ms: f64,
+    pub last_ms: f64,
+}
+
+impl PartLatency {
+    fn record(&mut self, ms: f64) {
+        self.avg_ms = (self.avg_ms * self.parts as f64 + ms) / (self.parts + 1) as f64;
+        self.parts += 1;
+        self.max_ms = self.max_ms.max(ms);
+        self.last_ms = ms;
+    }
 }
 
 /// A live stream; see the module documentation of [`super`].
@@ -64,6 +87,10 @@ pub struct StreamSummary {
     pub dropped_samples: u64,
     pub playable: bool,
     pub last_error: Option<String>,
+    /// Delay from a part's last sample arriving to the part being listed.
+    pub part_latency: PartLatency,
+    /// Delay from the publish starting to the first complete segment.
+    pub first_playable_ms: Option<u64>,
     pub hls: String,
     pub dash: String,
 }
@@ -88,6 +115,8 @@ impl StreamSummary {
             dropped_samples: 0,
             playable: false,
             last_error: None,
+            part_latency: PartLatency::default(),
+            first_playable_ms: None,
         }
     }
 }
@@ -105,6 +134,9 @@ impl LiveStream {
                 last_protocol: None,
                 viewers: HashMap::new(),
                 last_error: None,
+                arrivals: HashMap::new(),
+                latency: PartLatency::default(),
+                first_playable: None,
             }),
             version: watch::channel(0).0,
         }
@@ -160,6 +192,10 @@ impl LiveStream {
         s.live = state.publisher.is_some();
         s.viewers = state.viewers.len();
         s.last_error.clone_from(&state.last_error);
+        s.part_latency = state.latency;
+        s.first_playable_ms = state
+            .first_playable
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         s.protocol = state
             .publisher
             .as_ref()
@@ -222,6 +258,9 @@ impl LiveStream {
         // A new presentation: the previous one's playlists give way.
         state.packager = None;
         state.tracks.clear();
+        state.arrivals.clear();
+        state.latency = PartLatency::default();
+        state.first_playable = None;
         drop(state);
         self.bump();
         tracing::info!(stream = %self.name, %remote, ?protocol, "publish started");
@@ -318,18 +357,41 @@ impl Publisher {
                 LivePackager::new(self.stream.settings.clone(), &state.tracks, now_millis())?;
             state.packager = Some(packager);
         }
+        let track = sample.track;
+        let mut guard = state;
+        let state = &mut *guard;
         let Some(packager) = state.packager.as_mut() else {
             return Ok(());
         };
         packager.push(sample)?;
+        let now = Instant::now();
         let mut produced = false;
         while let Some(output) = packager.poll_output() {
             produced = true;
-            if let LiveOutput::Segment { rendition, msn } = output {
-                tracing::trace!(stream = %self.stream.name, rendition, msn, "segment");
+            match output {
+                LiveOutput::Part { rendition, .. } => {
+                    // The part just listed ended with the previous sample of
+                    // its track (this one told its duration).
+                    let part_track = packager.tracks().nth(rendition).map(|t| t.id);
+                    if let Some(arrived) = part_track.and_then(|t| state.arrivals.get(&t)) {
+                        state
+                            .latency
+                            .record((now - *arrived).as_secs_f64() * 1000.0);
+                    }
+                }
+                LiveOutput::Segment { rendition, msn } => {
+                    tracing::trace!(stream = %self.stream.name, rendition, msn, "segment");
+                }
             }
         }
-        drop(state);
+        if state.first_playable.is_none()
+            && packager.is_playable()
+            && let Some(p) = &state.publisher
+        {
+            state.first_playable = Some(p.since.elapsed());
+        }
+        state.arrivals.insert(track, now);
+        drop(guard);
         if produced {
             self.stream.bump();
         }
