@@ -88,6 +88,9 @@ pub struct UploadsConfig {
     /// An unfinished upload is deleted this long after it was created.
     #[serde(with = "humantime_serde")]
     pub expire_after: Duration,
+    /// Start processing (probe, poster, preview, ladder) with an upload's
+    /// first bytes, reading it as it arrives, instead of after the last.
+    pub process_while_uploading: bool,
 }
 
 /// Who may use the API and upload.
@@ -207,6 +210,7 @@ impl Default for UploadsConfig {
         UploadsConfig {
             max_size: 16 * 1024 * 1024 * 1024,
             expire_after: Duration::from_secs(24 * 3600),
+            process_while_uploading: true,
         }
     }
 }

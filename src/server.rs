@@ -171,13 +171,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let rate_limiter = http::middleware::rate_limiter(&config.limits);
     let shutdown = CancellationToken::new();
     let events = EventBus::default();
-    let transcoder = Transcoder::new(
+    let growing = if config.uploads.process_while_uploading {
+        let (listener, source) = http::source::bind()
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                source,
+            })?;
+        Some((listener, source))
+    } else {
+        None
+    };
+    let mut transcoder = Transcoder::new(
         db.clone(),
         storage.clone(),
         supervision.clone(),
         events.clone(),
         &config.transcode.ladder,
     );
+    if let Some((_, source)) = &growing {
+        transcoder = transcoder.with_growing_source(source.clone());
+    }
     transcoder.resume_unfinished().await;
     let uploads = Uploads::new(
         db.clone(),
@@ -203,7 +217,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         uploads: uploads.clone(),
         live: live.clone(),
         rtmp_port: rtmp_addr.map(|a| a.port()),
-        events,
+        events: events.clone(),
         upload_max_size: config.uploads.max_size,
         auth: config.auth.mode,
         rate_limiter: rate_limiter.clone(),
@@ -211,6 +225,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         draining: draining.clone(),
         shutdown: shutdown.clone(),
     };
+    let state_events = events;
     let app = http::router(state, &config.http);
     if config.auth.mode == AuthMode::None && !http_addr.ip().is_loopback() {
         tracing::warn!(
@@ -228,6 +243,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         "streamforge listening"
     );
 
+    let (growing_uploads, growing_storage, growing_events) =
+        (uploads.clone(), storage.clone(), state_events.clone());
     let https_addr = secure.as_ref().map(|s| s.addr);
     let certificate = secure.as_ref().and_then(|s| s.certificate.clone());
     let token = shutdown.clone();
@@ -307,12 +324,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             );
             tokio::join!(tls, quic);
         };
+        let growing = async {
+            if let Some((listener, source)) = growing {
+                http::source::serve(
+                    listener,
+                    source,
+                    growing_uploads,
+                    growing_storage,
+                    growing_events,
+                    token.clone(),
+                )
+                .await;
+            }
+        };
         let rtmp = async {
             if let Some((listener, _)) = rtmp {
                 streamforge_actors::live::rtmp::serve(listener, live, token.clone()).await;
             }
         };
-        tokio::join!(draining_on_cancel, sweeping, plain, secure, rtmp);
+        tokio::join!(draining_on_cancel, sweeping, plain, secure, rtmp, growing);
         watcher.abort();
         supervision.shutdown(ACTOR_STOP_TIMEOUT).await;
         if let Err(err) = db.end_run(run_id).await {

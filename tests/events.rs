@@ -103,7 +103,10 @@ async fn sse_follows_an_upload_to_its_last_stage() {
     assert_eq!(snapshot["offset"], 0);
 
     // Bytes that are not media: the asset will fail, with a reason.
+    // Processing starts with the first durable bytes (the growing source),
+    // so stages interleave with the upload's progress.
     let noise = noise(2000);
+    let mut seen: Vec<Value> = Vec::new();
     for (offset, chunk) in [
         (0u64, noise[..1000].to_vec()),
         (1000, noise[1000..].to_vec()),
@@ -118,23 +121,51 @@ async fn sse_follows_an_upload_to_its_last_stage() {
             .await
             .unwrap();
         assert_eq!(patched.status(), 204);
-        let progress = events.until("upload_progress").await;
-        assert_eq!(progress["offset"], offset + 1000);
-        assert_eq!(progress["length"], 2000);
+        loop {
+            let (name, data) = events.next().await;
+            if name != "status" {
+                continue;
+            }
+            seen.push(data.clone());
+            if data["type"] == "upload_progress" {
+                assert_eq!(data["offset"], offset + 1000);
+                assert_eq!(data["length"], 2000);
+                break;
+            }
+        }
     }
-    let uploaded = events.until("stage").await;
-    assert_eq!(uploaded["stage"], "uploaded");
-    let asset = uploaded["asset_id"].as_str().unwrap().to_owned();
-    assert_eq!(events.until("stage").await["stage"], "probing");
-    let failed = events.until("stage").await;
-    assert_eq!(failed["stage"], "failed");
-    assert_eq!(failed["asset_id"], asset.as_str());
+    let stage_of = |v: &Value| v["stage"].as_str().map(str::to_owned);
+    let mut stages: Vec<String> = seen.iter().filter_map(stage_of).collect();
+    let mut failed = seen.iter().find(|v| v["stage"] == "failed").cloned();
+    while failed.is_none() || !stages.iter().any(|s| s == "uploaded") {
+        let data = events.until("stage").await;
+        stages.extend(stage_of(&data));
+        if data["stage"] == "failed" {
+            failed = Some(data);
+        }
+    }
+    let failed = failed.unwrap();
+    assert_eq!(stages[0], "uploading", "{stages:?}");
+    assert!(stages.contains(&"probing".to_owned()), "{stages:?}");
+    let asset = failed["asset_id"].as_str().unwrap().to_owned();
     assert!(
         failed["error"]
             .as_str()
             .unwrap()
-            .contains("not a media file")
+            .contains("not a media file"),
+        "{failed}"
     );
+    // The upload finished anyway; its original is kept under the same asset.
+    let view: Value = http
+        .get(server.url(&format!("/api/assets/{asset}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["status"], "failed");
+    assert_eq!(view["upload_id"], upload_id.as_str());
 
     let missing = http
         .get(server.url("/api/assets/nothing/events"))

@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestServer;
+use futures::StreamExt;
 use serde_json::Value;
 
 async fn upload(server: &TestServer, name: &str, body: Vec<u8>) -> String {
@@ -301,5 +302,128 @@ async fn a_killed_ffmpeg_is_restarted_and_the_asset_completes() {
     assert_eq!(view["status"], "ready", "{view}");
     let probed = ffprobe(&server.url(view["hls_url"].as_str().unwrap())).await;
     assert_eq!(probed["streams"][0]["height"], 360);
+    server.stop().await;
+}
+
+/// A throttled tus upload (one long PATCH, about 150 KB/s) of a faststart
+/// clip: the asset exists with the first durable bytes, and a preview
+/// ffprobe can read is playable before a quarter of the bytes are in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_plays_while_the_upload_is_still_arriving() {
+    let server = TestServer::start().await;
+    let source = clip(
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000 \
+         -t 40 -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac -movflags +faststart",
+    )
+    .await;
+    let length = source.len();
+    let http = reqwest::Client::new();
+    let created = http
+        .post(server.url("/files/"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", length.to_string())
+        .header("upload-metadata", "filename Z3Jvd2luZy5tcDQ=")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let location = server.url(created.headers()["location"].to_str().unwrap());
+
+    // One PATCH whose body trickles in: 16 KiB every 100 ms.
+    let chunks: Vec<bytes::Bytes> = source
+        .chunks(16 * 1024)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    let body = futures::stream::iter(chunks).then(|chunk| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let patch = tokio::spawn({
+        let http = http.clone();
+        let location = location.clone();
+        async move {
+            http.patch(&location)
+                .header("tus-resumable", "1.0.0")
+                .header("upload-offset", "0")
+                .header("content-type", "application/offset+octet-stream")
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+
+    // Poll what a client would: the upload's offset and asset, then the
+    // preview playlist.
+    let mut preview_at = None;
+    let mut asset = String::new();
+    for _ in 0..600 {
+        let head = http
+            .head(&location)
+            .header("tus-resumable", "1.0.0")
+            .send()
+            .await
+            .unwrap();
+        let offset: usize = head.headers()["upload-offset"].to_str().unwrap().parse().unwrap();
+        if let Some(id) = head.headers().get("x-asset-id") {
+            asset = id.to_str().unwrap().to_owned();
+            let master = http
+                .get(server.url(&format!("/vod/{asset}/master.m3u8")))
+                .send()
+                .await
+                .unwrap();
+            if master.status() == 200 && offset < length {
+                let probed = ffprobe(&server.url(&format!("/vod/{asset}/master.m3u8"))).await;
+                assert!(
+                    probed["streams"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|s| s["codec_type"] == "video"),
+                    "{probed}"
+                );
+                preview_at = Some(offset);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let preview_at = preview_at.expect("a preview before the upload ended");
+    eprintln!(
+        "preview playable with {preview_at} of {length} bytes ({:.1} %)",
+        preview_at as f64 * 100.0 / length as f64
+    );
+    assert!(
+        preview_at * 4 < length,
+        "the preview came only after {preview_at} of {length} bytes"
+    );
+    let view: Value = http
+        .get(server.url(&format!("/api/assets/{asset}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["preview"], true, "{view}");
+    assert!(view["preview_url"].is_string(), "{view}");
+    assert_eq!(view["probe"]["streams"][0]["width"], 320, "probed while uploading");
+
+    assert_eq!(patch.await.unwrap(), 204);
+    let view = wait_for(&server, &asset, &["ready", "failed"]).await;
+    assert_eq!(view["status"], "ready", "{view}");
+    let original = http
+        .get(server.url(&format!("/api/assets/{asset}/original")))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(original == source, "the original is kept byte for byte");
+    let probed = ffprobe(&server.url(view["hls_url"].as_str().unwrap())).await;
+    let duration: f64 = probed["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!((duration - 40.0).abs() < 0.2, "{duration}");
     server.stop().await;
 }

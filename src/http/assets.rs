@@ -39,6 +39,10 @@ pub struct AssetView {
     hls_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dash_url: Option<String>,
+    /// While processing: the preview that plays before the asset is ready
+    /// (an HLS multivariant playlist over the renditions made so far).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preview_url: Option<String>,
     /// Poster image and seek-preview track (WebVTT into a sprite sheet).
     #[serde(skip_serializing_if = "Option::is_none")]
     poster_url: Option<String>,
@@ -54,9 +58,12 @@ impl From<AssetRecord> for AssetView {
             .as_ref()
             .and_then(|p| p["streams"].as_array())
             .is_some_and(|streams| streams.iter().any(|s| s["type"] == "video"));
+        let previewing = !ready && record.preview && record.status != "failed";
         let pictures = ready && has_video;
         AssetView {
-            poster_url: pictures.then(|| format!("/vod/{}/poster.webp", record.id)),
+            poster_url: (pictures || (previewing && has_video))
+                .then(|| format!("/vod/{}/poster.webp", record.id)),
+            preview_url: previewing.then(|| format!("/vod/{}/master.m3u8", record.id)),
             storyboard_url: pictures.then(|| format!("/vod/{}/storyboard.vtt", record.id)),
             download_url: format!("/api/assets/{}/original", record.id),
             hls_url: ready.then(|| format!("/vod/{}/master.m3u8", record.id)),

@@ -16,6 +16,7 @@ mod idle;
 mod live;
 pub mod middleware;
 mod routes;
+pub mod source;
 pub mod tls;
 mod uploads;
 mod web;

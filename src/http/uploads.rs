@@ -159,6 +159,11 @@ async fn call<T: Send + 'static>(
         .success_or(UploadError::Unreachable("no answer in time".into()))
 }
 
+/// A body without a checksum is made durable every this many bytes…
+const CHECKPOINT_BYTES: u64 = 4 << 20;
+/// …or this often, whichever comes first.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How a body ended.
 enum BodyEnd {
     Complete,
@@ -179,6 +184,12 @@ async fn write_body<E: std::fmt::Display>(
     let mut buffer = BytesMut::new();
     let mut received = 0u64;
     let mut end = BodyEnd::Complete;
+    // Without a checksum to verify first, a long body is made durable as it
+    // goes: processing reads the upload while it arrives, and a crash loses
+    // at most the bytes since the last checkpoint.
+    let checkpoints = verifier.is_none();
+    let mut unsynced = 0u64;
+    let mut last_checkpoint = tokio::time::Instant::now();
     loop {
         let frame = match stream.next().await {
             Some(Ok(frame)) => Some(frame),
@@ -204,14 +215,25 @@ async fn write_body<E: std::fmt::Display>(
             }
             buffer.extend_from_slice(frame);
         }
-        if buffer.len() >= CHUNK || (frame.is_none() && !buffer.is_empty()) {
+        let slow = checkpoints && last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL;
+        if buffer.len() >= CHUNK || ((frame.is_none() || slow) && !buffer.is_empty()) {
             let chunk: Bytes = buffer.split().freeze();
+            unsynced += chunk.len() as u64;
             call(session, |reply| UploadSessionMsg::Append {
                 bytes: chunk,
                 reply,
             })
             .await?
             .map_err(TusReply::from)?;
+            let due = unsynced >= CHECKPOINT_BYTES
+                || (last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL && unsynced > 0);
+            if checkpoints && frame.is_some() && due {
+                call(session, UploadSessionMsg::Checkpoint)
+                    .await?
+                    .map_err(TusReply::from)?;
+                unsynced = 0;
+                last_checkpoint = tokio::time::Instant::now();
+            }
         }
         if frame.is_none() {
             return Ok((end, received));

@@ -17,14 +17,15 @@
 //! ffprobe's reason. The job stops when the asset is ready or failed.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::{Value, json};
 use streamforge_protocols::hls::UnixMillis;
-use streamforge_protocols::package::{FinishedRendition, PackagerConfig, combined_manifests};
+use streamforge_protocols::package::{
+    FinishedRendition, MULTIVARIANT, PackagerConfig, combined_manifests,
+};
 
 use super::rung::{Rung, RungArgs, RungSpec};
 use super::{LadderRung, Transcoder};
@@ -34,6 +35,9 @@ use crate::storage::ObjectKey;
 
 pub const MAX_RUNG_RESTARTS: u32 = 3;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+/// ffprobe on an upload still arriving waits for the bytes it needs (the
+/// header, or the index at the end of a non-faststart MP4).
+const GROWING_PROBE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 pub struct Job;
 
@@ -54,14 +58,24 @@ pub struct JobState {
     /// The upload the asset came from, so that its watchers see the stages too.
     upload: Option<String>,
     transcoder: Transcoder,
-    source: Option<PathBuf>,
+    source: Option<String>,
+    growing: bool,
     rungs: HashMap<String, RungPlan>,
+    /// Renditions of rungs still working that have a first segment: the
+    /// interim multivariant playlist (the preview) lists them.
+    progress: HashMap<String, Vec<FinishedRendition>>,
+    previewing: bool,
     finished: bool,
 }
 
 pub enum JobMsg {
     Run,
     StartRung(String),
+    /// A rung has a first segment in every rendition: playable so far.
+    RungProgress {
+        rung: String,
+        renditions: Vec<FinishedRendition>,
+    },
     /// A rung finished; its renditions' metadata, for the manifests.
     RungDone {
         rung: String,
@@ -94,6 +108,50 @@ impl JobState {
         myself.stop(Some("failed".into()));
     }
 
+    /// While rungs still work: a multivariant playlist over the renditions
+    /// that have segments (their media playlists are `EVENT` playlists that
+    /// grow). Written once video is there; false until then.
+    async fn publish_preview(&self) -> Result<bool, String> {
+        let mut names: Vec<&String> = self.progress.keys().collect();
+        names.sort_by_key(|name| {
+            self.rungs.get(*name).map_or((3, 0), |plan| match plan.spec {
+                RungSpec::Video { height, .. } => (0, height),
+                RungSpec::Audio { .. } => (1, 0),
+                RungSpec::Thumbnails { .. } => (2, 0),
+            })
+        });
+        let renditions: Vec<&FinishedRendition> = names
+            .iter()
+            .flat_map(|name| self.progress.get(*name).into_iter().flatten())
+            .collect();
+        let has_video = self
+            .rungs
+            .values()
+            .any(|plan| matches!(plan.spec, RungSpec::Video { .. }));
+        let video_ready = renditions
+            .iter()
+            .any(|r| r.kind() == streamforge_protocols::media::MediaKind::Video);
+        if renditions.is_empty() || (has_video && !video_ready) {
+            return Ok(false);
+        }
+        let config = PackagerConfig {
+            presentation_id: self.asset.clone(),
+            ..PackagerConfig::default()
+        };
+        let outputs = combined_manifests(&config, renditions, UnixMillis(now_millis()))
+            .map_err(|e| format!("writing the preview manifests: {e}"))?;
+        for output in outputs.into_iter().filter(|o| o.path == MULTIVARIANT) {
+            let key = ObjectKey::new(format!("assets/{}/media/{}", self.asset, output.path))
+                .map_err(|e| e.to_string())?;
+            self.transcoder
+                .storage
+                .put(&key, output.bytes)
+                .await
+                .map_err(|e| format!("storing {key}: {e}"))?;
+        }
+        Ok(true)
+    }
+
     /// Writes the multivariant playlist and the MPD over every rung.
     async fn publish(&self) -> Result<(), String> {
         // Video rungs from the smallest up, then audio: the playlist order.
@@ -110,10 +168,7 @@ impl JobState {
             presentation_id: self.asset.clone(),
             ..PackagerConfig::default()
         };
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let outputs = combined_manifests(&config, renditions, UnixMillis(now))
+        let outputs = combined_manifests(&config, renditions, UnixMillis(now_millis()))
             .map_err(|e| format!("writing the manifests: {e}"))?;
         for output in outputs {
             let key = ObjectKey::new(format!("assets/{}/media/{}", self.asset, output.path))
@@ -129,18 +184,53 @@ impl JobState {
     }
 }
 
-/// The original as a path ffmpeg can open.
-fn source_path(transcoder: &Transcoder, asset: &str) -> Result<PathBuf, String> {
-    let key = ObjectKey::new(format!("assets/{asset}/original")).map_err(|e| e.to_string())?;
-    transcoder.storage.local_path(&key).ok_or_else(|| {
-        "processing needs a local storage backend in this build (remote originals are not fetched yet)"
-            .to_owned()
-    })
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// ffprobe's view of `path`, reduced to what the asset shows.
-async fn probe(transcoder: &Transcoder, path: &std::path::Path) -> Result<Value, String> {
+/// The original as something ffmpeg can open: the growing source of the
+/// upload while it is still arriving, else the stored file.
+async fn source_input(
+    transcoder: &Transcoder,
+    asset: &str,
+    upload: Option<&str>,
+) -> Result<(String, bool), String> {
+    if let Some(upload) = upload {
+        let record = transcoder
+            .db
+            .upload(upload)
+            .await
+            .map_err(|e| format!("reading the upload: {e}"))?;
+        if let Some(record) = record
+            && record.completed_at_ms.is_none()
+        {
+            let url = transcoder.growing_url(upload).ok_or_else(|| {
+                "the upload is not complete and this server has no growing source".to_owned()
+            })?;
+            return Ok((url, true));
+        }
+    }
+    let key = ObjectKey::new(format!("assets/{asset}/original")).map_err(|e| e.to_string())?;
+    let path = transcoder.storage.local_path(&key).ok_or_else(|| {
+        "processing needs a local storage backend in this build (remote originals are not fetched yet)"
+            .to_owned()
+    })?;
+    Ok((path.display().to_string(), false))
+}
+
+/// ffprobe's view of `input`, reduced to what the asset shows.
+async fn probe(
+    transcoder: &Transcoder,
+    input: &str,
+    growing: bool,
+    timeout: Duration,
+) -> Result<Value, String> {
     let mut command = piped("ffprobe");
+    if growing {
+        command.args(super::rung::GROWING_INPUT);
+    }
     command
         .args([
             "-v",
@@ -150,14 +240,14 @@ async fn probe(transcoder: &Transcoder, path: &std::path::Path) -> Result<Value,
             "-show_format",
             "-show_streams",
         ])
-        .arg(path);
+        .arg(input);
     let child = transcoder
         .processes
         .spawn("ffprobe", command)
         .map_err(|e| format!("cannot start ffprobe: {e}"))?;
-    let output = tokio::time::timeout(PROBE_TIMEOUT, child.output())
+    let output = tokio::time::timeout(timeout, child.output())
         .await
-        .map_err(|_| format!("ffprobe gave no answer within {PROBE_TIMEOUT:?}"))?
+        .map_err(|_| format!("ffprobe gave no answer within {timeout:?}"))?
         .map_err(|e| format!("running ffprobe: {e}"))?;
     if !output.status.success() {
         let reason = String::from_utf8_lossy(&output.stderr);
@@ -296,7 +386,10 @@ impl Actor for Job {
             asset: args.asset,
             transcoder: args.transcoder,
             source: None,
+            growing: false,
             rungs: HashMap::new(),
+            progress: HashMap::new(),
+            previewing: false,
             finished: false,
         })
     }
@@ -314,14 +407,21 @@ impl Actor for Job {
                     .await?;
                 state.upload = db.asset(&state.asset).await?.and_then(|a| a.upload_id);
                 state.stage("probing", None);
-                let source = match source_path(&state.transcoder, &state.asset) {
+                let source =
+                    source_input(&state.transcoder, &state.asset, state.upload.as_deref()).await;
+                let (source, growing) = match source {
                     Ok(source) => source,
                     Err(reason) => {
                         state.fail(&myself, &reason).await;
                         return Ok(());
                     }
                 };
-                let probed = match probe(&state.transcoder, &source).await {
+                let timeout = if growing {
+                    GROWING_PROBE_TIMEOUT
+                } else {
+                    PROBE_TIMEOUT
+                };
+                let probed = match probe(&state.transcoder, &source, growing, timeout).await {
                     Ok(probed) => probed,
                     Err(reason) => {
                         state.fail(&myself, &reason).await;
@@ -331,6 +431,7 @@ impl Actor for Job {
                 db.set_asset_probe(&state.asset, &probed).await?;
                 state.stage("transcoding", None);
                 state.source = Some(source);
+                state.growing = growing;
                 for spec in rungs_for(&probed, &state.transcoder.ladder) {
                     let name = spec.name();
                     state.rungs.insert(
@@ -359,6 +460,7 @@ impl Actor for Job {
                         asset: state.asset.clone(),
                         spec: plan.spec.clone(),
                         source: source.clone(),
+                        growing: state.growing,
                         storage: state.transcoder.storage.clone(),
                         processes: state.transcoder.processes.clone(),
                         job: myself.clone(),
@@ -368,7 +470,26 @@ impl Actor for Job {
                 .await?;
                 plan.actor = Some(rung.get_id());
             }
+            JobMsg::RungProgress { rung, renditions } => {
+                if state.finished {
+                    return Ok(());
+                }
+                state.progress.insert(rung, renditions);
+                match state.publish_preview().await {
+                    Ok(true) if !state.previewing => {
+                        state.previewing = true;
+                        state.transcoder.db.set_asset_preview(&state.asset).await?;
+                        tracing::info!(asset = %state.asset, "preview playable");
+                        state.stage("previewing", None);
+                    }
+                    Ok(_) => {}
+                    Err(reason) => {
+                        tracing::warn!(asset = %state.asset, %reason, "cannot write the preview playlist");
+                    }
+                }
+            }
             JobMsg::RungDone { rung, renditions } => {
+                state.progress.remove(&rung);
                 if let Some(plan) = state.rungs.get_mut(&rung) {
                     plan.done = Some(renditions);
                 }

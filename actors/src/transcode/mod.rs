@@ -31,6 +31,18 @@ pub struct Transcoder {
     processes: Processes,
     supervision: Supervision,
     ladder: Arc<[LadderRung]>,
+    growing: Option<GrowingSource>,
+}
+
+/// Where ffmpeg reads an upload that is still arriving: an HTTP resource on
+/// loopback that serves the upload's bytes with ranges and holds a read
+/// until the bytes asked for are durable (see `src/http/source.rs`).
+#[derive(Clone, Debug)]
+pub struct GrowingSource {
+    /// `http://127.0.0.1:PORT`
+    pub base_url: String,
+    /// Required in every request, so other local users cannot read uploads.
+    pub secret: String,
 }
 
 /// One rung of the ladder: a video height and its bit rates.
@@ -120,7 +132,26 @@ impl Transcoder {
             storage,
             processes,
             supervision,
+            growing: None,
         }
+    }
+
+    /// Lets processing start while uploads are still arriving.
+    pub fn with_growing_source(mut self, growing: GrowingSource) -> Self {
+        self.growing = Some(growing);
+        self
+    }
+
+    /// Whether processing can start before an upload is complete.
+    pub fn reads_growing_sources(&self) -> bool {
+        self.growing.is_some()
+    }
+
+    /// The growing source of `upload`, for ffmpeg.
+    pub fn growing_url(&self, upload: &str) -> Option<String> {
+        self.growing
+            .as_ref()
+            .map(|g| format!("{}/uploads/{upload}?secret={}", g.base_url, g.secret))
     }
 
     /// Starts processing `asset`; its status moves to `processing`, then

@@ -14,7 +14,6 @@
 //! its `Job` can decide whether to restart it. Stopping the rung aborts the
 //! task, which drops the ffmpeg child: its process group is killed and reaped.
 
-use std::path::PathBuf;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -72,7 +71,13 @@ pub struct Rung;
 pub struct RungArgs {
     pub asset: String,
     pub spec: RungSpec,
-    pub source: PathBuf,
+    /// What ffmpeg reads: the stored original's path, or the URL of an
+    /// upload still arriving (a growing source that blocks until the bytes
+    /// asked for are there).
+    pub source: String,
+    /// The source is an upload still arriving: probe briefly (see
+    /// [`GROWING_INPUT`]) so that output starts with the first seconds.
+    pub growing: bool,
     pub storage: Storage,
     pub processes: Processes,
     /// Where the finished renditions go.
@@ -138,15 +143,37 @@ impl Actor for Rung {
     }
 }
 
+/// Input options for a growing source: stream parameters from the first
+/// second (and megabyte) instead of five, since every second of analysis
+/// waits for the upload (containers that describe their streams up front,
+/// MP4/MOV, MKV, WebM, need no more); and a response cut short is resumed
+/// from where it stopped instead of read as the end of the file.
+pub const GROWING_INPUT: [&str; 10] = [
+    "-analyzeduration",
+    "1000000",
+    "-probesize",
+    "1000000",
+    "-reconnect",
+    "1",
+    "-reconnect_on_network_error",
+    "1",
+    "-reconnect_delay_max",
+    "10",
+];
+
 /// The ffmpeg arguments for `spec`: decode anything ffmpeg can, encode
 /// H.264 High + AAC-LC with a keyframe every 2 s exactly (so every rung's
 /// segments line up), fragmented MP4 on stdout.
 fn ffmpeg_args(args: &RungArgs) -> Vec<String> {
-    let mut out: Vec<String> = ["-hide_banner", "-nostdin", "-v", "error", "-i"]
+    let mut out: Vec<String> = ["-hide_banner", "-nostdin", "-v", "error"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    out.push(args.source.display().to_string());
+    if args.growing {
+        out.extend(GROWING_INPUT.map(String::from));
+    }
+    out.push("-i".into());
+    out.push(args.source.clone());
     match &args.spec {
         RungSpec::Video { height, kbps } => {
             out.extend(
@@ -193,6 +220,11 @@ fn ffmpeg_args(args: &RungArgs) -> Vec<String> {
             "mp4",
             "-movflags",
             "frag_keyframe+empty_moov+default_base_moof",
+            // A fragment at least every half second, not only at keyframes:
+            // the packager sees each keyframe (and so closes each segment)
+            // half a second after it is encoded instead of one GOP later.
+            "-frag_duration",
+            "500000",
             "pipe:1",
         ]
         .map(String::from),
@@ -243,6 +275,8 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
     let mut buffer = vec![0u8; READ_CHUNK];
     let prefix = format!("assets/{}/media", args.asset);
     let config = rung_packaging(&args.asset, &args.spec);
+    let mut segments_seen = 0;
+    let mut reported = false;
     loop {
         let n = stdout
             .read(&mut buffer)
@@ -272,6 +306,19 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
         }
         if let Some(packager) = packager.as_mut() {
             store_outputs(&args.storage, &prefix, packager).await?;
+            let done = packager.segments_done();
+            if done > segments_seen {
+                segments_seen = done;
+                store_progress(&args.storage, &prefix, packager).await?;
+                let renditions = packager.progress_renditions();
+                if !reported && renditions.len() == renditions_total(packager) {
+                    reported = true;
+                    let _ = args.job.cast(JobMsg::RungProgress {
+                        rung: args.spec.name(),
+                        renditions,
+                    });
+                }
+            }
         }
     }
     let status = child
@@ -304,6 +351,28 @@ pub fn rung_packaging(asset: &str, spec: &RungSpec) -> PackagerConfig {
     config.naming.video_prefix = format!("{prefix}{}", config.naming.video_prefix);
     config.naming.audio_prefix = format!("{prefix}{}", config.naming.audio_prefix);
     config
+}
+
+/// How many renditions the packager makes (one per track ffmpeg wrote).
+fn renditions_total(packager: &Packager) -> usize {
+    packager.tracks_len()
+}
+
+/// Stores each rendition's `EVENT` playlist so far: the rung is playable
+/// while it is still being made (a preview of an upload still arriving).
+async fn store_progress(storage: &Storage, prefix: &str, packager: &Packager) -> Result<(), String> {
+    let playlists = packager
+        .progress_playlists()
+        .map_err(|e| format!("packaging: {e}"))?;
+    for output in playlists {
+        let key = ObjectKey::new(format!("{prefix}/{}", output.path))
+            .map_err(|e| format!("packager output name: {e}"))?;
+        storage
+            .put(&key, output.bytes)
+            .await
+            .map_err(|e| format!("storing {key}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Stores what the packager has ready, except its own multivariant playlist
@@ -397,7 +466,7 @@ async fn thumbnails(
     interval_ms: u64,
     duration_ms: u64,
 ) -> Result<(), String> {
-    let source = args.source.display().to_string();
+    let source = args.source.clone();
     let poster_at = (duration_ms / 2).min(1000);
     let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut poster_args = strings(&["-hide_banner", "-nostdin", "-v", "error", "-ss"]);

@@ -147,7 +147,8 @@ impl Uploads {
         self.expire_after
     }
 
-    fn file_path(&self, id: &str) -> PathBuf {
+    /// Where an upload in progress keeps its bytes.
+    pub fn file_path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.bin"))
     }
 
@@ -239,12 +240,33 @@ impl Uploads {
             });
         }
         let session = self.session(id).await?;
-        ractor::call_t!(
+        match ractor::call_t!(
             session,
             UploadSessionMsg::Status,
             CALL_TIMEOUT.as_millis() as u64
-        )
-        .map_err(|e| UploadError::Unreachable(e.to_string()))
+        ) {
+            Ok(status) => Ok(status),
+            // The session stopped between the lookup and the call: the upload
+            // just completed (or went idle). The record says where it stands.
+            Err(first) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let record = self.record(id).await?;
+                if record.completed_at_ms.is_some() {
+                    return Ok(UploadStatus {
+                        offset: record.offset,
+                        length: record.length,
+                        asset_id: record.asset_id,
+                    });
+                }
+                let session = self.session(id).await?;
+                ractor::call_t!(
+                    session,
+                    UploadSessionMsg::Status,
+                    CALL_TIMEOUT.as_millis() as u64
+                )
+                .map_err(|_| UploadError::Unreachable(first.to_string()))
+            }
+        }
     }
 
     /// Deletes an upload in progress (tus termination), its file and record.
@@ -312,7 +334,10 @@ impl Uploads {
         record: &UploadRecord,
         files: &[PathBuf],
     ) -> Result<String, UploadError> {
-        let asset_id = new_id();
+        // Processing may have started while the bytes arrived: the asset
+        // exists already and its job reads the growing source.
+        let early = record.asset_id.clone();
+        let asset_id = early.clone().unwrap_or_else(new_id);
         let key = ObjectKey::new(format!("assets/{asset_id}/original"))?;
         let size = match (files, self.storage.local_path(&key)) {
             // Local storage: move the append file into place, atomically and
@@ -332,24 +357,11 @@ impl Uploads {
                 reason: format!("stored {size} bytes, expected {:?}", record.length),
             });
         }
-        let filename = if record.filename.is_empty() {
-            format!("upload-{}", record.id)
-        } else {
-            record.filename.clone()
-        };
-        self.db
-            .insert_asset(&AssetRecord {
-                id: asset_id.clone(),
-                upload_id: Some(record.id.clone()),
-                filename,
-                filetype: record.filetype.clone(),
-                size,
-                status: "uploaded".into(),
-                error: None,
-                created_at_ms: unix_millis(),
-                probe: None,
-            })
-            .await?;
+        if early.is_none() {
+            self.db
+                .insert_asset(&new_asset(record, &asset_id, "uploaded"))
+                .await?;
+        }
         self.db.complete_upload(&record.id, Some(&asset_id)).await?;
         tracing::info!(upload = %record.id, asset = %asset_id, size, "upload stored");
         self.events.publish(Event::Stage {
@@ -358,10 +370,46 @@ impl Uploads {
             stage: "uploaded".into(),
             error: None,
         });
-        if let Some(transcoder) = &self.transcoder {
+        if early.is_none()
+            && let Some(transcoder) = &self.transcoder
+        {
             transcoder.start(&asset_id).await;
         }
         Ok(asset_id)
+    }
+
+    /// Once the first bytes of an upload are durable, makes its asset and
+    /// starts processing on the growing source, so that the probe, the
+    /// poster and a playable preview come while the rest arrives. Only for
+    /// a plain upload of known length, when the transcoder can read a
+    /// growing source; other uploads are processed once complete.
+    pub(crate) async fn start_early(&self, record: &mut UploadRecord) -> Result<(), UploadError> {
+        let Some(transcoder) = &self.transcoder else {
+            return Ok(());
+        };
+        let eligible = transcoder.reads_growing_sources()
+            && record.asset_id.is_none()
+            && record.concat.is_none()
+            && record.length.is_some_and(|length| length > record.offset)
+            && record.offset > 0;
+        if !eligible {
+            return Ok(());
+        }
+        let asset_id = new_id();
+        self.db
+            .insert_asset(&new_asset(record, &asset_id, "processing"))
+            .await?;
+        self.db.set_upload_asset(&record.id, &asset_id).await?;
+        record.asset_id = Some(asset_id.clone());
+        tracing::info!(upload = %record.id, asset = %asset_id, "processing while the upload arrives");
+        self.events.publish(Event::Stage {
+            asset_id: asset_id.clone(),
+            upload_id: Some(record.id.clone()),
+            stage: "uploading".into(),
+            error: None,
+        });
+        transcoder.start(&asset_id).await;
+        Ok(())
     }
 
     /// Streams `files`, in order, into one object at `key`; returns its size.
@@ -406,6 +454,27 @@ impl Uploads {
             offset,
             length,
         });
+    }
+}
+
+/// The asset record of an upload's original.
+fn new_asset(record: &UploadRecord, asset_id: &str, status: &str) -> AssetRecord {
+    let filename = if record.filename.is_empty() {
+        format!("upload-{}", record.id)
+    } else {
+        record.filename.clone()
+    };
+    AssetRecord {
+        id: asset_id.to_owned(),
+        upload_id: Some(record.id.clone()),
+        filename,
+        filetype: record.filetype.clone(),
+        size: record.length.unwrap_or(record.offset),
+        status: status.into(),
+        error: None,
+        created_at_ms: unix_millis(),
+        probe: None,
+        preview: false,
     }
 }
 

@@ -59,6 +59,8 @@ pub struct AssetRecord {
     pub created_at_ms: i64,
     /// What ffprobe found in the original, once probed.
     pub probe: Option<serde_json::Value>,
+    /// A preview is playable while processing goes on.
+    pub preview: bool,
 }
 
 fn to_u64(value: i64) -> u64 {
@@ -108,6 +110,7 @@ fn asset_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AssetRecord, sqlx::Er
         probe: row
             .try_get::<Option<String>, _>("probe")?
             .and_then(|json| serde_json::from_str(&json).ok()),
+        preview: row.try_get::<i64, _>("preview")? != 0,
     })
 }
 
@@ -277,6 +280,26 @@ impl Database {
             .bind(probe.to_string())
             .bind(unix_millis())
             .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Marks that the asset's preview is playable.
+    pub async fn set_asset_preview(&self, id: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE assets SET preview = 1, updated_at = ? WHERE id = ?")
+            .bind(unix_millis())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Links an upload still in progress to the asset made from it.
+    pub async fn set_upload_asset(&self, upload: &str, asset: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE uploads SET asset_id = ? WHERE id = ?")
+            .bind(asset)
+            .bind(upload)
             .execute(self.pool())
             .await?;
         Ok(())

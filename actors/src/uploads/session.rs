@@ -72,6 +72,10 @@ pub enum UploadSessionMsg {
         length: Option<u64>,
         reply: RpcReplyPort<Result<UploadStatus, UploadError>>,
     },
+    /// Makes the open PATCH's bytes so far durable and acknowledged, and
+    /// keeps it open: a long PATCH feeds processing as it goes. Only for a
+    /// PATCH without a checksum (which must cover the whole body).
+    Checkpoint(RpcReplyPort<Result<UploadStatus, UploadError>>),
     /// Discards the open PATCH's bytes.
     Rollback(RpcReplyPort<Result<UploadStatus, UploadError>>),
     /// Stops after an idle period (sent by the session's own timer).
@@ -274,7 +278,13 @@ impl Actor for UploadSession {
                     Err(UploadError::NoPatch)
                 } else {
                     match state.commit(length).await {
-                        Ok(()) => state.finish_if_complete().await.map(|()| state.status()),
+                        Ok(()) => {
+                            if let Err(err) = state.uploads.start_early(&mut state.record).await {
+                                // The upload goes on; it is processed once complete.
+                                tracing::warn!(upload = %state.record.id, %err, "cannot start processing early");
+                            }
+                            state.finish_if_complete().await.map(|()| state.status())
+                        }
                         Err(err) => {
                             // Whatever did not become durable is not kept.
                             if let Err(cut) = state.truncate_to_durable().await {
@@ -289,6 +299,28 @@ impl Actor for UploadSession {
                 if done {
                     myself.stop(Some("upload complete".into()));
                 }
+            }
+            UploadSessionMsg::Checkpoint(reply) => {
+                let result = if !state.patch_open {
+                    Err(UploadError::NoPatch)
+                } else {
+                    match state.commit(None).await {
+                        Ok(()) => {
+                            state.patch_open = true;
+                            if let Err(err) = state.uploads.start_early(&mut state.record).await {
+                                tracing::warn!(upload = %state.record.id, %err, "cannot start processing early");
+                            }
+                            Ok(state.status())
+                        }
+                        Err(err) => {
+                            if let Err(cut) = state.truncate_to_durable().await {
+                                tracing::error!(upload = %state.record.id, %cut, "cannot cut back a failed checkpoint");
+                            }
+                            Err(err)
+                        }
+                    }
+                };
+                let _ = reply.send(result);
             }
             UploadSessionMsg::Rollback(reply) => {
                 let result = state.truncate_to_durable().await.map(|()| state.status());

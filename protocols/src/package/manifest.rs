@@ -196,6 +196,27 @@ fn media_playlist(config: &PackagerConfig, r: &Rendition) -> Result<MediaPlaylis
     Ok(playlist)
 }
 
+/// The playlist of a rendition still being packaged: `EVENT`, open-ended.
+/// Its target duration must hold for every segment still to come (§4.4.3.1:
+/// it may not change), so it is at least the configured segment duration
+/// rounded up; segments are cut at the first keyframe past that duration.
+pub(super) fn event_playlist(
+    config: &PackagerConfig,
+    r: &Rendition,
+) -> Result<MediaPlaylist, PackageError> {
+    let mut playlist = media_playlist(config, r)?;
+    let configured = config
+        .segment_duration
+        .num
+        .div_ceil(config.segment_duration.den.max(1));
+    let configured = u32::try_from(configured).unwrap_or(u32::MAX);
+    playlist.playlist_type = PlaylistType::Event;
+    playlist.target_duration = playlist.target_duration.max(configured);
+    playlist.ended = false;
+    playlist.validate()?;
+    Ok(playlist)
+}
+
 /// RFC 8216bis §4.4.3.6: one entry per keyframe, a byte range of the segment
 /// that holds it, lasting until the next keyframe.
 fn i_frames(

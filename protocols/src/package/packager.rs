@@ -41,7 +41,7 @@ pub(super) struct KeyframeMeta {
 }
 
 /// One track being packaged as one rendition.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Rendition {
     pub track: Track,
     pub name: String,
@@ -71,7 +71,7 @@ impl Rendition {
 /// and keyframes, never its bytes. Renditions from several packagers (the
 /// rungs of a transcode ladder, each packaged by its own process) combine
 /// into one multivariant playlist and MPD with [`combined_manifests`](super::combined_manifests).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct FinishedRendition(pub(super) Rendition);
 
 impl FinishedRendition {
@@ -242,6 +242,49 @@ impl Packager {
                 .collect(),
             duration: built.presentation_duration,
         })
+    }
+
+    /// While packaging, each rendition's media playlist so far, as an
+    /// `EVENT` playlist (RFC 8216bis §4.4.3.5: segments are only appended;
+    /// no `EXT-X-ENDLIST` yet), so that viewers can start before the end.
+    /// [`finish`](Self::finish) later writes the VOD playlists over them.
+    /// Renditions without a complete segment are left out.
+    pub fn progress_playlists(&self) -> Result<Vec<Output>, PackageError> {
+        self.renditions
+            .iter()
+            .filter(|r| !r.segments.is_empty())
+            .map(|r| {
+                let playlist = manifest::event_playlist(&self.config, r)?;
+                Ok(Output {
+                    path: format!("{}/{}", r.name, super::MEDIA_PLAYLIST),
+                    bytes: bytes::Bytes::from(crate::hls::render_media(
+                        &playlist,
+                        &crate::hls::RenderOptions::default(),
+                    )),
+                })
+            })
+            .collect()
+    }
+
+    /// The metadata of the renditions with at least one complete segment,
+    /// for an interim multivariant playlist while packaging goes on.
+    pub fn progress_renditions(&self) -> Vec<FinishedRendition> {
+        self.renditions
+            .iter()
+            .filter(|r| !r.segments.is_empty())
+            .cloned()
+            .map(FinishedRendition)
+            .collect()
+    }
+
+    /// How many renditions (tracks) this packager makes.
+    pub fn tracks_len(&self) -> usize {
+        self.renditions.len()
+    }
+
+    /// Complete segments so far, over all renditions.
+    pub fn segments_done(&self) -> usize {
+        self.renditions.iter().map(|r| r.segments.len()).sum()
     }
 
     /// The finished renditions' metadata (after [`finish`](Self::finish)),

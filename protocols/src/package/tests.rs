@@ -390,3 +390,39 @@ fn bandwidths_follow_the_data() {
     assert!(master(&chunked) > master(&small));
     assert!(master(&chunked) < master(&small) * 11 / 10);
 }
+
+#[test]
+fn progress_playlists_grow_as_event_playlists_before_finish() {
+    let mut p = Packager::new(two_second_segments(), &tracks()).unwrap();
+    assert!(p.progress_playlists().unwrap().is_empty());
+    assert!(p.progress_renditions().is_empty());
+    for s in samples(5) {
+        p.push(s).unwrap();
+    }
+    let playlists = p.progress_playlists().unwrap();
+    assert_eq!(playlists.len(), 2, "video and audio each have a segment");
+    let video = playlists.iter().find(|o| o.path == "v1/media.m3u8").unwrap();
+    let text = std::str::from_utf8(&video.bytes).unwrap();
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT"), "{text}");
+    assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+    assert!(text.contains("#EXT-X-TARGETDURATION:2"), "{text}");
+    assert!(text.contains("seg-00002.m4s"), "{text}");
+    let parsed = m3u8_rs::parse_media_playlist_res(&video.bytes).unwrap();
+    assert_eq!(parsed.segments.len(), 2);
+    // An interim multivariant playlist over what exists so far.
+    let renditions = p.progress_renditions();
+    assert_eq!(renditions.len(), 2);
+    let manifests = combined_manifests(&two_second_segments(), &renditions, PUBLISHED).unwrap();
+    let master = manifests.iter().find(|o| o.path == MULTIVARIANT).unwrap();
+    assert!(std::str::from_utf8(&master.bytes).unwrap().contains("v1/media.m3u8"));
+    // finish still writes the VOD playlists.
+    p.finish(PUBLISHED).unwrap();
+    let mut vod = None;
+    while let Some(o) = p.poll_output() {
+        if o.path == "v1/media.m3u8" {
+            vod = Some(o);
+        }
+    }
+    let vod = String::from_utf8(vod.unwrap().bytes.to_vec()).unwrap();
+    assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD") && vod.contains("#EXT-X-ENDLIST"));
+}

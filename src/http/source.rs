@@ -1,0 +1,271 @@
+//! The growing source: uploads still arriving, readable by ffmpeg and
+//! ffprobe over HTTP on loopback, so processing starts with the first bytes.
+//!
+//! `GET /uploads/{id}?secret=…` answers with the upload's full length and
+//! honours `Range` (ffmpeg seeks by range, e.g. to an MP4 index at the end).
+//! The body is sent as far as the bytes are durable and then held: each
+//! time the upload's session commits more, the response goes on, until the
+//! range is complete. A finished upload reads from its stored original (the
+//! append file, renamed into storage, stays readable through the open
+//! handle). The listener is bound to 127.0.0.1 only and every request needs
+//! the per-process secret, so other local users cannot read uploads.
+
+use std::io::SeekFrom;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde::Deserialize;
+use streamforge_actors::events::{Event, EventBus};
+use streamforge_actors::storage::{ObjectKey, Storage};
+use streamforge_actors::transcode::GrowingSource;
+use streamforge_actors::uploads::{UploadError, Uploads};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// Bytes per body chunk.
+const CHUNK: usize = 256 * 1024;
+/// How long a read waits for the upload to move before checking again.
+const RECHECK: Duration = Duration::from_secs(15);
+/// A read held this long without a new byte fails: the upload stalled.
+const STALLED: Duration = Duration::from_secs(3600);
+
+#[derive(Clone)]
+struct SourceState {
+    uploads: Uploads,
+    storage: Storage,
+    events: EventBus,
+    secret: String,
+}
+
+/// Binds the loopback listener and makes the secret; the transcoder gets
+/// the returned [`GrowingSource`].
+pub async fn bind() -> std::io::Result<(TcpListener, GrowingSource)> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let source = GrowingSource {
+        base_url: format!("http://{addr}"),
+        secret: uuid::Uuid::new_v4().simple().to_string(),
+    };
+    Ok((listener, source))
+}
+
+/// Serves the growing source until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    source: GrowingSource,
+    uploads: Uploads,
+    storage: Storage,
+    events: EventBus,
+    shutdown: CancellationToken,
+) {
+    let app = Router::new()
+        .route("/uploads/{id}", get(read))
+        .with_state(SourceState {
+            uploads,
+            storage,
+            events,
+            secret: source.secret,
+        });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(err) = served {
+        tracing::error!(%err, "growing source stopped");
+    }
+}
+
+#[derive(Deserialize)]
+struct Secret {
+    secret: String,
+}
+
+fn plain(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, message.into()).into_response()
+}
+
+/// `bytes=a-b` or `bytes=a-` (what ffmpeg sends), within `length`.
+fn parse_range(headers: &HeaderMap, length: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(value) = headers.get(header::RANGE) else {
+        return Ok(None);
+    };
+    let spec = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("bytes="))
+        .ok_or(())?;
+    let (start, end) = spec.split_once('-').ok_or(())?;
+    let start: u64 = start.trim().parse().map_err(|_| ())?;
+    let end = match end.trim() {
+        "" => length,
+        end => end.parse::<u64>().map_err(|_| ())?.saturating_add(1).min(length),
+    };
+    if start >= length || start >= end {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+async fn read(
+    State(state): State<SourceState>,
+    Path(id): Path<String>,
+    Query(secret): Query<Secret>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    if secret.secret != state.secret {
+        return plain(StatusCode::FORBIDDEN, "wrong secret");
+    }
+    // Subscribed before the first look, so no commit goes unnoticed.
+    let events = state.events.subscribe();
+    let status = match state.uploads.status(&id).await {
+        Ok(status) => status,
+        Err(UploadError::NotFound(_)) => return plain(StatusCode::NOT_FOUND, "no such upload"),
+        Err(err) => return plain(StatusCode::GONE, err.to_string()),
+    };
+    let Some(length) = status.length else {
+        return plain(StatusCode::CONFLICT, "the upload's length is not known yet");
+    };
+    let range = match parse_range(&headers, length) {
+        Ok(range) => range,
+        Err(()) => {
+            let mut response = plain(StatusCode::RANGE_NOT_SATISFIABLE, "bad range");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{length}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return response;
+        }
+    };
+    let (start, end) = range.unwrap_or((0, length));
+    let mut builder = Response::builder()
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, end - start);
+    if range.is_some() {
+        builder = builder
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(header::CONTENT_RANGE, format!("bytes {start}-{}/{length}", end - 1));
+    }
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        let reader = Growing {
+            state,
+            id,
+            events,
+            file: None,
+            pos: start,
+            end,
+        };
+        Body::from_stream(futures::stream::unfold(reader, Growing::next))
+    };
+    builder
+        .body(body)
+        .unwrap_or_else(|e| plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// One response body following an upload as it grows.
+struct Growing {
+    state: SourceState,
+    id: String,
+    events: broadcast::Receiver<Event>,
+    /// The open bytes and the position they are read at.
+    file: Option<(tokio::fs::File, u64)>,
+    pos: u64,
+    end: u64,
+}
+
+impl Growing {
+    async fn next(mut self) -> Option<(std::io::Result<Bytes>, Self)> {
+        if self.pos >= self.end {
+            return None;
+        }
+        match self.chunk().await {
+            Ok(bytes) => {
+                self.pos += bytes.len() as u64;
+                Some((Ok(bytes), self))
+            }
+            Err(err) => {
+                tracing::info!(upload = %self.id, %err, "growing source read ended");
+                // The error ends the body; the next poll ends the stream.
+                self.end = self.pos;
+                Some((Err(err), self))
+            }
+        }
+    }
+
+    /// The next bytes at `pos`, waiting until they are durable.
+    async fn chunk(&mut self) -> std::io::Result<Bytes> {
+        let waited_since = tokio::time::Instant::now();
+        loop {
+            let status = self
+                .state
+                .uploads
+                .status(&self.id)
+                .await
+                .map_err(|e| std::io::Error::other(format!("the upload is gone: {e}")))?;
+            let durable = status.offset;
+            if self.pos < durable {
+                let want = (durable.min(self.end) - self.pos).min(CHUNK as u64) as usize;
+                return self.read_at(want, status.asset_id.as_deref()).await;
+            }
+            if waited_since.elapsed() > STALLED {
+                return Err(std::io::Error::other("the upload stalled"));
+            }
+            // Wait for this upload to commit more (or a recheck).
+            let _ = tokio::time::timeout(RECHECK, async {
+                loop {
+                    match self.events.recv().await {
+                        Ok(event) if event.concerns(&self.id) => return,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    async fn read_at(&mut self, want: usize, asset: Option<&str>) -> std::io::Result<Bytes> {
+        if self.file.as_ref().is_none_or(|(_, at)| *at != self.pos) {
+            let mut file = self.open(asset).await?;
+            file.seek(SeekFrom::Start(self.pos)).await?;
+            self.file = Some((file, self.pos));
+        }
+        let Some((file, at)) = self.file.as_mut() else {
+            return Err(std::io::Error::other("no file"));
+        };
+        let mut buffer = BytesMut::zeroed(want);
+        let n = file.read(&mut buffer).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("the upload's file is shorter than its offset"));
+        }
+        buffer.truncate(n);
+        *at += n as u64;
+        Ok(buffer.freeze())
+    }
+
+    /// The upload's append file, or its stored original once it was moved.
+    async fn open(&self, asset: Option<&str>) -> std::io::Result<tokio::fs::File> {
+        match tokio::fs::File::open(self.state.uploads.file_path(&self.id)).await {
+            Ok(file) => return Ok(file),
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+            Err(_) => {}
+        }
+        let stored = asset
+            .and_then(|asset| ObjectKey::new(format!("assets/{asset}/original")).ok())
+            .and_then(|key| self.state.storage.local_path(&key))
+            .ok_or_else(|| std::io::Error::other("the upload's bytes are not on local storage"))?;
+        tokio::fs::File::open(stored).await
+    }
+}
