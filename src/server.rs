@@ -172,12 +172,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     let events = EventBus::default();
     let growing = if config.uploads.process_while_uploading {
-        let (listener, source) = http::source::bind()
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-                source,
-            })?;
+        let (listener, source) =
+            http::source::bind()
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    source,
+                })?;
         Some((listener, source))
     } else {
         None

@@ -365,7 +365,11 @@ async fn a_preview_plays_while_the_upload_is_still_arriving() {
             .send()
             .await
             .unwrap();
-        let offset: usize = head.headers()["upload-offset"].to_str().unwrap().parse().unwrap();
+        let offset: usize = head.headers()["upload-offset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         if let Some(id) = head.headers().get("x-asset-id") {
             asset = id.to_str().unwrap().to_owned();
             let master = http
@@ -408,7 +412,10 @@ async fn a_preview_plays_while_the_upload_is_still_arriving() {
         .unwrap();
     assert_eq!(view["preview"], true, "{view}");
     assert!(view["preview_url"].is_string(), "{view}");
-    assert_eq!(view["probe"]["streams"][0]["width"], 320, "probed while uploading");
+    assert_eq!(
+        view["probe"]["streams"][0]["width"], 320,
+        "probed while uploading"
+    );
 
     assert_eq!(patch.await.unwrap(), 204);
     let view = wait_for(&server, &asset, &["ready", "failed"]).await;
@@ -423,7 +430,11 @@ async fn a_preview_plays_while_the_upload_is_still_arriving() {
         .unwrap();
     assert!(original == source, "the original is kept byte for byte");
     let probed = ffprobe(&server.url(view["hls_url"].as_str().unwrap())).await;
-    let duration: f64 = probed["format"]["duration"].as_str().unwrap().parse().unwrap();
+    let duration: f64 = probed["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((duration - 40.0).abs() < 0.2, "{duration}");
     server.stop().await;
 }

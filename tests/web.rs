@@ -86,9 +86,9 @@ async fn upload_play_switch_quality_and_delete_in_chromium() {
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
         .args(["-f", "lavfi", "-i", "sine=frequency=330:sample_rate=48000"])
         .args([
-            "-t", "6", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+            "-t", "40", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
         ])
-        .args(["-c:a", "aac"])
+        .args(["-c:a", "aac", "-movflags", "+faststart"])
         .arg(&clip)
         .status()
         .await
@@ -103,6 +103,16 @@ async fn upload_play_switch_quality_and_delete_in_chromium() {
         .filter_map(Value::as_str)
         .collect();
     assert!(stages.contains(&"ready"), "{stages:?}");
+    // The poster, then a preview that played while the upload went on.
+    assert_eq!(findings["preview_played"], true);
+    let offset = findings["offset_when_preview_played"].as_u64().unwrap();
+    let length = findings["length"].as_u64().unwrap();
+    assert!(offset < length, "the upload had finished: {findings}");
+    assert_eq!(findings["status_when_preview_played"], "processing");
+    eprintln!(
+        "the preview played in Chromium with {:.0} % of the upload on the server",
+        offset as f64 * 100.0 / length as f64
+    );
     assert_eq!(findings["progress"], 1);
     assert_eq!(findings["poster"], 1, "the card shows the poster");
     assert_eq!(findings["played"], true);

@@ -31,6 +31,12 @@ pub enum Event {
     },
     /// One rung of an asset's ladder is packaged.
     RenditionReady { asset_id: String, rung: String },
+    /// The asset's poster exists (seconds into an upload still arriving).
+    PosterReady {
+        asset_id: String,
+        upload_id: Option<String>,
+        poster_url: String,
+    },
 }
 
 impl Event {
@@ -44,6 +50,11 @@ impl Event {
                 ..
             } => asset_id == id || upload_id.as_deref() == Some(id),
             Event::RenditionReady { asset_id, .. } => asset_id == id,
+            Event::PosterReady {
+                asset_id,
+                upload_id,
+                ..
+            } => asset_id == id || upload_id.as_deref() == Some(id),
         }
     }
 }

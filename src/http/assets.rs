@@ -61,7 +61,7 @@ impl From<AssetRecord> for AssetView {
         let previewing = !ready && record.preview && record.status != "failed";
         let pictures = ready && has_video;
         AssetView {
-            poster_url: (pictures || (previewing && has_video))
+            poster_url: (pictures || (record.poster && record.status != "failed"))
                 .then(|| format!("/vod/{}/poster.webp", record.id)),
             preview_url: previewing.then(|| format!("/vod/{}/master.m3u8", record.id)),
             storyboard_url: pictures.then(|| format!("/vod/{}/storyboard.vtt", record.id)),

@@ -105,7 +105,11 @@ fn parse_range(headers: &HeaderMap, length: u64) -> Result<Option<(u64, u64)>, (
     let start: u64 = start.trim().parse().map_err(|_| ())?;
     let end = match end.trim() {
         "" => length,
-        end => end.parse::<u64>().map_err(|_| ())?.saturating_add(1).min(length),
+        end => end
+            .parse::<u64>()
+            .map_err(|_| ())?
+            .saturating_add(1)
+            .min(length),
     };
     if start >= length || start >= end {
         return Err(());
@@ -149,9 +153,10 @@ async fn read(
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, end - start);
     if range.is_some() {
-        builder = builder
-            .status(StatusCode::PARTIAL_CONTENT)
-            .header(header::CONTENT_RANGE, format!("bytes {start}-{}/{length}", end - 1));
+        builder = builder.status(StatusCode::PARTIAL_CONTENT).header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{length}", end - 1),
+        );
     }
     let body = if method == Method::HEAD {
         Body::empty()
@@ -248,7 +253,9 @@ impl Growing {
         let mut buffer = BytesMut::zeroed(want);
         let n = file.read(&mut buffer).await?;
         if n == 0 {
-            return Err(std::io::Error::other("the upload's file is shorter than its offset"));
+            return Err(std::io::Error::other(
+                "the upload's file is shorter than its offset",
+            ));
         }
         buffer.truncate(n);
         *at += n as u64;

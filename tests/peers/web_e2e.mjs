@@ -65,9 +65,59 @@ try {
     findings.unlabelled = await unlabelled();
     await shot(page, "library-empty");
 
+    // A slow uplink: each PATCH the page sends is forwarded to the server
+    // at about 160 KB/s (Chromium's network emulation does not slow request
+    // bodies), so that the preview can play while the upload goes on.
+    await page.route("**/files/*", async (route) => {
+      const request = route.request();
+      if (request.method() !== "PATCH") return route.continue();
+      const body = request.postDataBuffer() ?? Buffer.alloc(0);
+      const headers = Object.fromEntries(
+        Object.entries(request.headers()).filter(([k]) => !["host", "content-length", "connection"].includes(k)),
+      );
+      let sent = 0;
+      const slow = new ReadableStream({
+        async pull(controller) {
+          if (sent >= body.length) return controller.close();
+          await new Promise((r) => setTimeout(r, 100));
+          controller.enqueue(body.subarray(sent, sent + 16 * 1024));
+          sent += 16 * 1024;
+        },
+      });
+      const response = await fetch(request.url(), { method: "PATCH", headers, body: slow, duplex: "half" });
+      await route.fulfill({
+        status: response.status,
+        headers: Object.fromEntries(response.headers),
+        body: Buffer.from(await response.arrayBuffer()),
+      });
+    });
     await page.setInputFiles("#file-input", subject);
     const card = page.locator(`article[data-file="${name}"]`);
     await card.waitFor();
+    await card.locator("[data-role=poster] img").waitFor({ timeout: 120_000 });
+    const previewLink = card.locator("a[data-role=preview]");
+    await previewLink.waitFor({ timeout: 120_000 });
+    await shot(page, "upload-preview");
+    const href = await previewLink.getAttribute("href");
+    const assetId = href.split("/").pop();
+    // Watch the preview in a second window while this one keeps uploading.
+    const other = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const viewer = await other.newPage();
+    await viewer.goto(`${base}/${href}`);
+    await viewer.waitForSelector("#preview-note");
+    await viewer.click("#play");
+    const startAt = await viewer.evaluate(() => document.querySelector("#player").currentTime);
+    await viewer.waitForFunction((t) => document.querySelector("#player").currentTime > t + 1, startAt, { timeout: 30_000 });
+    findings.preview_played = true;
+    // Where the upload stood on the server while the preview played.
+    const asset = await (await fetch(`${base}/api/assets/${assetId}`)).json();
+    const head = await fetch(`${base}/files/${asset.upload_id}`, { method: "HEAD", headers: { "Tus-Resumable": "1.0.0" } });
+    findings.offset_when_preview_played = Number(head.headers.get("upload-offset"));
+    findings.length = Number(head.headers.get("upload-length"));
+    findings.status_when_preview_played = asset.status;
+    await viewer.screenshot({ path: path.join(artifacts, "preview-player.png"), fullPage: true });
+    await other.close();
+
     // The stage follows the server's events: uploading … ready.
     const stages = new Set();
     const seen = setInterval(async () => {

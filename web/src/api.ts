@@ -71,7 +71,9 @@ export interface Asset {
   error: string | null;
   created_at_ms: number;
   probe: Probe | null;
+  preview: boolean;
   download_url: string;
+  preview_url?: string;
   hls_url?: string;
   dash_url?: string;
   poster_url?: string;

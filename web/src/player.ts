@@ -208,13 +208,18 @@ export async function assetPage(main: HTMLElement, id: string): Promise<void> {
   video.setAttribute("aria-label", `Video: ${asset.filename}`);
   const box = el("div", { className: "player", tabIndex: 0 }, video);
   main.replaceChildren(el("h1", {}, asset.filename));
-  if (asset.status !== "ready" || !asset.hls_url || !asset.dash_url) {
+  const preview = asset.status !== "ready" && asset.preview_url ? asset.preview_url : null;
+  if (!preview && (asset.status !== "ready" || !asset.hls_url || !asset.dash_url)) {
     main.append(el("p", { className: asset.error ? "error" : "muted" }, asset.error ?? `This asset is ${asset.status}; it plays once ready.`));
     return;
   }
-  const hlsUrl = asset.hls_url;
-  const dashUrl = asset.dash_url;
-  const format = el("select", { id: "format", "aria-label": "Format" }, el("option", { value: "hls" }, "HLS (hls.js)"), el("option", { value: "dash" }, "DASH (dash.js)"));
+  if (preview) {
+    main.append(el("p", { className: "muted", id: "preview-note", role: "status" }, "Preview: the upload and its processing are still going on; what is ready so far plays now."));
+  }
+  const hlsUrl = preview ?? asset.hls_url ?? "";
+  const dashUrl = preview ? null : (asset.dash_url ?? null);
+  const format = el("select", { id: "format", "aria-label": "Format" }, el("option", { value: "hls" }, "HLS (hls.js)"));
+  if (dashUrl) format.append(el("option", { value: "dash" }, "DASH (dash.js)"));
   const controls = el("div", { className: "toolbar" });
   const play = el("button", { type: "button", id: "play" }, "Play");
   play.addEventListener("click", () => (video.paused ? void video.play() : video.pause()));
@@ -230,14 +235,16 @@ export async function assetPage(main: HTMLElement, id: string): Promise<void> {
   let engine: Engine | null = null;
   const attach = async () => {
     engine?.destroy();
-    engine = format.value === "dash" ? await dashEngine(video, dashUrl, false) : await hlsEngine(video, hlsUrl, false);
+    engine = format.value === "dash" && dashUrl ? await dashEngine(video, dashUrl, false) : await hlsEngine(video, hlsUrl, false);
     controls.replaceChildren(play, mute, clock, qualitySelect(engine, video), el("label", { className: "row" }, "Format ", format));
   };
   format.addEventListener("change", () => void attach());
   await attach();
   cleanup.push(() => engine?.destroy(), shortcuts(video, box));
 
-  const download = el("a", { href: asset.download_url, download: asset.filename, className: "button", id: "download" }, `Download original (${formatBytes(asset.size)})`);
+  const download = preview
+    ? el("span", { className: "muted" }, "The original can be downloaded once the upload is complete.")
+    : el("a", { href: asset.download_url, download: asset.filename, className: "button", id: "download" }, `Download original (${formatBytes(asset.size)})`);
   main.append(
     box,
     seekBar(video, tiles),
@@ -245,7 +252,7 @@ export async function assetPage(main: HTMLElement, id: string): Promise<void> {
     el("p", { className: "muted" }, "Keys: space play/pause · ←/→ seek 5 s · ↑/↓ volume · f fullscreen · m mute"),
     el("p", {}, download),
     el("h2", {}, "Play elsewhere"),
-    el("div", { className: "urls" }, urlRow("HLS", absolute(hlsUrl)), urlRow("DASH", absolute(dashUrl))),
+    el("div", { className: "urls" }, urlRow("HLS", absolute(hlsUrl)), dashUrl ? urlRow("DASH", absolute(dashUrl)) : null),
     el(
       "dl",
       { className: "facts" },
@@ -274,7 +281,7 @@ export async function livePlayer(main: HTMLElement, name: string): Promise<void>
     el("h1", {}, `Live: ${name}`),
     el("div", { className: "player" }, video),
     el("div", { className: "toolbar" }, el("label", { className: "row" }, "Format ", format), latency),
-    el("div", { className: "urls" }, urlRow("HLS", absolute(hlsUrl)), urlRow("DASH", absolute(dashUrl))),
+    el("div", { className: "urls" }, urlRow("HLS", absolute(hlsUrl)), dashUrl ? urlRow("DASH", absolute(dashUrl)) : null),
   );
   await attach();
   const timer = window.setInterval(() => {

@@ -64,6 +64,7 @@ function uploadCard(file: File, onChanged: Changed): HTMLElement {
   const stage = el("span", { className: "badge", "data-role": "stage" }, "uploading");
   const pause = el("button", { type: "button" }, "Pause");
   const retry = el("button", { type: "button", hidden: true }, "Retry");
+  const posterBox = el("div", { "data-role": "poster" });
   const result = el("div");
   const card = el(
     "article",
@@ -73,6 +74,7 @@ function uploadCard(file: File, onChanged: Changed): HTMLElement {
     progress,
     stats,
     el("div", { className: "row" }, pause, retry),
+    posterBox,
     result,
   );
 
@@ -96,6 +98,8 @@ function uploadCard(file: File, onChanged: Changed): HTMLElement {
       }
       const assetId: string | undefined = data.asset_id ?? undefined;
       const state: string | undefined = data.stage ?? data.status;
+      if (data.type === "poster_ready" && data.poster_url) showPoster(data.poster_url);
+      if (assetId && state === "previewing") void showPreview(assetId);
       if (data.error) result.replaceChildren(el("p", { className: "error", role: "alert" }, data.error));
       if (e.type === "snapshot" && assetId && !state) {
         // The upload finished before we listened: ask the asset where it stands.
@@ -119,10 +123,23 @@ function uploadCard(file: File, onChanged: Changed): HTMLElement {
     events.addEventListener("status", onEvent);
   };
 
+  const showPoster = (url: string) => {
+    if (posterBox.querySelector("img")) return;
+    posterBox.replaceChildren(el("img", { src: url, alt: `Poster of ${file.name}` }));
+  };
+
+  // Playable while the rest is still arriving.
+  const showPreview = async (id: string) => {
+    const asset = await api<Asset>(`/api/assets/${encodeURIComponent(id)}`);
+    if (asset.status === "ready" || !asset.preview_url) return;
+    if (asset.poster_url) showPoster(asset.poster_url);
+    result.replaceChildren(el("a", { href: `#/asset/${asset.id}`, "data-role": "preview" }, "Watch the preview"));
+  };
+
   const showAsset = async (id: string) => {
     const asset = await api<Asset>(`/api/assets/${encodeURIComponent(id)}`);
     const children: Node[] = [];
-    if (asset.poster_url) children.push(el("img", { src: asset.poster_url, alt: `Poster of ${asset.filename}` }));
+    if (asset.poster_url) showPoster(asset.poster_url);
     if (asset.status === "ready") {
       children.push(
         el("p", { className: "muted" }, `Duration ${formatDuration(asset.probe?.duration)}`),

@@ -71,6 +71,8 @@ pub struct JobState {
 pub enum JobMsg {
     Run,
     StartRung(String),
+    /// The thumbnails rung stored the poster.
+    PosterReady,
     /// A rung has a first segment in every rendition: playable so far.
     RungProgress {
         rung: String,
@@ -114,11 +116,13 @@ impl JobState {
     async fn publish_preview(&self) -> Result<bool, String> {
         let mut names: Vec<&String> = self.progress.keys().collect();
         names.sort_by_key(|name| {
-            self.rungs.get(*name).map_or((3, 0), |plan| match plan.spec {
-                RungSpec::Video { height, .. } => (0, height),
-                RungSpec::Audio { .. } => (1, 0),
-                RungSpec::Thumbnails { .. } => (2, 0),
-            })
+            self.rungs
+                .get(*name)
+                .map_or((3, 0), |plan| match plan.spec {
+                    RungSpec::Video { height, .. } => (0, height),
+                    RungSpec::Audio { .. } => (1, 0),
+                    RungSpec::Thumbnails { .. } => (2, 0),
+                })
         });
         let renditions: Vec<&FinishedRendition> = names
             .iter()
@@ -469,6 +473,14 @@ impl Actor for Job {
                 )
                 .await?;
                 plan.actor = Some(rung.get_id());
+            }
+            JobMsg::PosterReady => {
+                state.transcoder.db.set_asset_poster(&state.asset).await?;
+                state.transcoder.events.publish(Event::PosterReady {
+                    asset_id: state.asset.clone(),
+                    upload_id: state.upload.clone(),
+                    poster_url: format!("/vod/{}/poster.webp", state.asset),
+                });
             }
             JobMsg::RungProgress { rung, renditions } => {
                 if state.finished {

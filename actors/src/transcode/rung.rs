@@ -360,7 +360,11 @@ fn renditions_total(packager: &Packager) -> usize {
 
 /// Stores each rendition's `EVENT` playlist so far: the rung is playable
 /// while it is still being made (a preview of an upload still arriving).
-async fn store_progress(storage: &Storage, prefix: &str, packager: &Packager) -> Result<(), String> {
+async fn store_progress(
+    storage: &Storage,
+    prefix: &str,
+    packager: &Packager,
+) -> Result<(), String> {
     let playlists = packager
         .progress_playlists()
         .map_err(|e| format!("packaging: {e}"))?;
@@ -469,7 +473,14 @@ async fn thumbnails(
     let source = args.source.clone();
     let poster_at = (duration_ms / 2).min(1000);
     let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let mut poster_args = strings(&["-hide_banner", "-nostdin", "-v", "error", "-ss"]);
+    let input_options: Vec<String> = if args.growing {
+        strings(&GROWING_INPUT)
+    } else {
+        Vec::new()
+    };
+    let mut poster_args = strings(&["-hide_banner", "-nostdin", "-v", "error"]);
+    poster_args.extend(input_options.iter().cloned());
+    poster_args.push("-ss".into());
     poster_args.push(format!("{}.{:03}", poster_at / 1000, poster_at % 1000));
     poster_args.extend(strings(&[
         "-i",
@@ -490,13 +501,24 @@ async fn thumbnails(
     ]));
     let name = format!("ffmpeg {} poster", args.asset);
     let poster = ffmpeg_image(&args.processes, &name, &poster_args).await?;
+    let prefix = format!("assets/{}/media", args.asset);
+    // The poster first, on its own: it is there seconds into an upload,
+    // long before the storyboard (which needs the whole source).
+    let key = ObjectKey::new(format!("{prefix}/poster.webp")).map_err(|e| e.to_string())?;
+    args.storage
+        .put(&key, poster)
+        .await
+        .map_err(|e| format!("storing {key}: {e}"))?;
+    let _ = args.job.cast(JobMsg::PosterReady);
 
     let tiles = duration_ms.div_ceil(interval_ms.max(1)).max(1);
     let rows = tiles.div_ceil(STORYBOARD_COLUMNS);
     let filter = format!(
         "fps=fps=1000/{interval_ms},scale={tile_width}:{tile_height},tile={STORYBOARD_COLUMNS}x{rows}"
     );
-    let mut sprite_args = strings(&["-hide_banner", "-nostdin", "-v", "error", "-i", &source]);
+    let mut sprite_args = strings(&["-hide_banner", "-nostdin", "-v", "error"]);
+    sprite_args.extend(input_options);
+    sprite_args.extend(strings(&["-i", &source]));
     sprite_args.extend(strings(&[
         "-vf",
         &filter,
@@ -516,9 +538,7 @@ async fn thumbnails(
         interval_ms,
         duration_ms,
     );
-    let prefix = format!("assets/{}/media", args.asset);
     for (name, bytes) in [
-        ("poster.webp", poster),
         ("storyboard.webp", sprite),
         ("storyboard.vtt", Bytes::from(vtt)),
     ] {

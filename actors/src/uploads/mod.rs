@@ -475,6 +475,7 @@ fn new_asset(record: &UploadRecord, asset_id: &str, status: &str) -> AssetRecord
         created_at_ms: unix_millis(),
         probe: None,
         preview: false,
+        poster: false,
     }
 }
 

@@ -61,6 +61,8 @@ pub struct AssetRecord {
     pub probe: Option<serde_json::Value>,
     /// A preview is playable while processing goes on.
     pub preview: bool,
+    /// The poster is stored.
+    pub poster: bool,
 }
 
 fn to_u64(value: i64) -> u64 {
@@ -111,6 +113,7 @@ fn asset_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AssetRecord, sqlx::Er
             .try_get::<Option<String>, _>("probe")?
             .and_then(|json| serde_json::from_str(&json).ok()),
         preview: row.try_get::<i64, _>("preview")? != 0,
+        poster: row.try_get::<i64, _>("poster")? != 0,
     })
 }
 
@@ -288,6 +291,16 @@ impl Database {
     /// Marks that the asset's preview is playable.
     pub async fn set_asset_preview(&self, id: &str) -> Result<(), DbError> {
         sqlx::query("UPDATE assets SET preview = 1, updated_at = ? WHERE id = ?")
+            .bind(unix_millis())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Marks that the asset's poster is stored.
+    pub async fn set_asset_poster(&self, id: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE assets SET poster = 1, updated_at = ? WHERE id = ?")
             .bind(unix_millis())
             .bind(id)
             .execute(self.pool())

@@ -401,7 +401,10 @@ fn progress_playlists_grow_as_event_playlists_before_finish() {
     }
     let playlists = p.progress_playlists().unwrap();
     assert_eq!(playlists.len(), 2, "video and audio each have a segment");
-    let video = playlists.iter().find(|o| o.path == "v1/media.m3u8").unwrap();
+    let video = playlists
+        .iter()
+        .find(|o| o.path == "v1/media.m3u8")
+        .unwrap();
     let text = std::str::from_utf8(&video.bytes).unwrap();
     assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT"), "{text}");
     assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
@@ -414,7 +417,11 @@ fn progress_playlists_grow_as_event_playlists_before_finish() {
     assert_eq!(renditions.len(), 2);
     let manifests = combined_manifests(&two_second_segments(), &renditions, PUBLISHED).unwrap();
     let master = manifests.iter().find(|o| o.path == MULTIVARIANT).unwrap();
-    assert!(std::str::from_utf8(&master.bytes).unwrap().contains("v1/media.m3u8"));
+    assert!(
+        std::str::from_utf8(&master.bytes)
+            .unwrap()
+            .contains("v1/media.m3u8")
+    );
     // finish still writes the VOD playlists.
     p.finish(PUBLISHED).unwrap();
     let mut vod = None;
