@@ -280,10 +280,20 @@ async fn a_killed_ffmpeg_is_restarted_and_the_asset_completes() {
         clip("-f lavfi -i testsrc2=size=1280x720:rate=30 -t 8 -c:v libx264 -preset ultrafast")
             .await;
     let asset = upload(&server, "long.mp4", source).await;
+    // A rung's ffmpeg reads the stored original (its path names the asset)
+    // or, when processing started while the bytes arrived, the growing
+    // source (its URL names the upload).
+    let view: Value = reqwest::get(server.url(&format!("/api/assets/{asset}")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let upload_id = view["upload_id"].as_str().unwrap().to_owned();
     let mut killed = false;
     for _ in 0..200 {
         let pids = std::process::Command::new("pgrep")
-            .args(["-f", &format!("ffmpeg -hide_banner.*{asset}")])
+            .args(["-f", &format!("ffmpeg -hide_banner.*({asset}|{upload_id})")])
             .output()
             .unwrap();
         let pids = String::from_utf8_lossy(&pids.stdout).to_string();
