@@ -14,6 +14,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use streamforge_actors::live::rtsp_pull::PullSource;
 use streamforge_actors::transcode::{DEFAULT_LADDER, LadderRung, check_ladder};
 
 /// Sections of the configuration; an environment variable whose name (after
@@ -169,6 +170,10 @@ pub struct LiveConfig {
     pub idle_timeout: Duration,
     /// Most concurrent ingest connections.
     pub max_connections: usize,
+    /// RTSP sources (cameras) pulled as live streams:
+    /// `[[live.pull]] name = "door", url = "rtsp://…", username, password,
+    /// transport = "tcp" | "udp"`.
+    pub pull: Vec<PullSource>,
 }
 
 impl Default for LiveConfig {
@@ -184,6 +189,7 @@ impl Default for LiveConfig {
             replace_publisher: false,
             idle_timeout: Duration::from_secs(10),
             max_connections: 64,
+            pull: Vec::new(),
         }
     }
 }
@@ -437,6 +443,17 @@ impl Config {
         }
         if live.max_connections == 0 {
             return invalid("live.max_connections", "must be at least 1");
+        }
+        for (i, source) in live.pull.iter().enumerate() {
+            streamforge_actors::live::rtsp_pull::check_source(source).map_err(|problem| {
+                ConfigError::Invalid {
+                    key: "live.pull",
+                    problem,
+                }
+            })?;
+            if live.pull[..i].iter().any(|s| s.name == source.name) {
+                return invalid("live.pull", "two sources have the same name");
+            }
         }
         let http = &self.http;
         if !(1024..=1024 * 1024).contains(&http.max_header_bytes) {

@@ -205,6 +205,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     )?;
 
     let live = Live::new(db.clone(), supervision.clone(), live_options(&config));
+    streamforge_actors::live::rtsp_pull::start_pulls(&live, &config.live.pull).await;
 
     let state = AppState {
         db: db.clone(),

@@ -446,3 +446,88 @@ async fn bad_input_on_the_rtmp_port_ends_only_its_connection() {
     let _ = encoder.kill().await;
     server.stop().await;
 }
+
+/// GStreamer's RTSP server as a camera: `tests/peers/rtsp_server.py`
+/// serving an MP4 file; prints its port.
+async fn rtsp_camera(file: &std::path::Path) -> (Child, u16) {
+    let mut camera = Command::new("/usr/bin/python3")
+        .arg("tests/peers/rtsp_server.py")
+        .arg(file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("Debian's python3 with GStreamer (scripts/setup --test)");
+    let stdout = camera.stdout.take().unwrap();
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(stdout);
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut line),
+    )
+    .await
+    .expect("the RTSP server starts")
+    .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .expect("the RTSP server prints its port");
+    (camera, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtsp_camera_is_pulled_with_retina_and_reconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("camera.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t", "6", "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-bf", "0",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac"])
+        .arg(&file)
+        .status()
+        .await
+        .unwrap();
+    assert!(made.success());
+    let (mut camera, port) = rtsp_camera(&file).await;
+    let server = TestServer::start_with(|c| {
+        c.live.idle_timeout = Duration::from_secs(2);
+        c.live.pull = vec![streamforge_actors::live::rtsp_pull::PullSource {
+            name: "door".to_owned(),
+            url: format!("rtsp://127.0.0.1:{port}/cam"),
+            username: None,
+            password: None,
+            transport: "tcp".to_owned(),
+        }];
+    })
+    .await;
+    wait_until("the camera's first segment", async || {
+        stream_status(&server, "door").await["playable"] == true
+    })
+    .await;
+    let status = stream_status(&server, "door").await;
+    assert_eq!(status["protocol"], "rtsp-pull");
+    assert_eq!(status["codecs"], json!(["avc1.64000d", "mp4a.40.2"]));
+    let first_start = status["started_at_ms"].as_i64().unwrap();
+
+    // ffprobe reads what was pulled.
+    let url = server.url("/live/door/master.m3u8");
+    let video = packets(&url, "v:0").await;
+    let audio = packets(&url, "a:0").await;
+    assert!(!video.is_empty() && !audio.is_empty());
+    assert_continuous(&video, &url);
+
+    // The file ends, the session goes quiet: the pull gives up on it and
+    // reconnects, a new presentation of the same stream.
+    wait_until("a reconnection", async || {
+        let status = stream_status(&server, "door").await;
+        status["live"] == true && status["started_at_ms"].as_i64() != Some(first_start)
+    })
+    .await;
+    let _ = camera.kill().await;
+    server.stop().await;
+}

@@ -17,6 +17,7 @@
 
 mod keys;
 pub mod rtmp;
+pub mod rtsp_pull;
 mod stream;
 
 use std::collections::HashMap;
@@ -74,6 +75,9 @@ pub enum PublishError {
 #[serde(rename_all = "lowercase")]
 pub enum IngestProtocol {
     Rtmp,
+    /// Pulled from an RTSP server (a camera) configured in `[[live.pull]]`.
+    #[serde(rename = "rtsp-pull")]
+    RtspPull,
 }
 
 /// Handle to every live stream; cheap to clone.

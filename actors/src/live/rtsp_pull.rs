@@ -1,0 +1,345 @@
+//! RTSP pull: cameras (or any RTSP server) from the configuration, pulled
+//! with the `retina` client and published as live streams.
+//!
+//! One `RtspPull` actor per source, under the live branch. Its task
+//! connects (DESCRIBE, SETUP of the first H.264/H.265 video and the first
+//! AAC audio stream, PLAY), turns retina's frames into samples for the
+//! stream's [`Publisher`], and when the source fails or ends (a camera
+//! reboots, the network drops, no media for `live.idle_timeout`) it
+//! reconnects after 1, 2, 4 … up to 30 s. Stopping the actor aborts the
+//! task: the RTSP session is dropped (retina sends TEARDOWN) and the
+//! stream ends.
+//!
+//! Timestamps are RTP presentation times made relative to the session
+//! start (retina aligns streams on RTP-Info), used as decode times: camera
+//! streams carry no B-frames. A source with B-frames has its reordered
+//! frames dropped by the packager (logged), not misplaced.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use retina::client::{Credentials, PlayOptions, SessionOptions, SetupOptions, Transport};
+use retina::codec::{CodecItem, FrameFormat, ParametersRef};
+use streamforge_protocols::codec::{AudioSpecificConfig, AvcConfig, CodecConfig, HevcConfig};
+use streamforge_protocols::media::{Sample, Track};
+
+use super::{IngestProtocol, Live, PublishError};
+use crate::supervision::BranchKind;
+
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// An RTSP source to pull, from the configuration (`[[live.pull]]`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullSource {
+    /// The live stream it appears as: `/live/{name}/…`.
+    pub name: String,
+    /// `rtsp://host[:port]/path`.
+    pub url: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// `tcp` (interleaved, the default) or `udp`.
+    #[serde(default = "default_transport")]
+    pub transport: String,
+}
+
+fn default_transport() -> String {
+    "tcp".to_owned()
+}
+
+/// Checks a source from the configuration.
+pub fn check_source(source: &PullSource) -> Result<(), String> {
+    if !super::valid_stream_name(&source.name) {
+        return Err(format!(
+            "{:?}: a stream name is 1 to 64 characters of [A-Za-z0-9_-]",
+            source.name
+        ));
+    }
+    let url = url::Url::parse(&source.url).map_err(|e| format!("{}: {e}", source.url))?;
+    if url.scheme() != "rtsp" {
+        return Err(format!("{}: only rtsp:// URLs can be pulled", source.url));
+    }
+    if !matches!(source.transport.as_str(), "tcp" | "udp") {
+        return Err(format!(
+            "{}: transport {:?}: expected tcp or udp",
+            source.name, source.transport
+        ));
+    }
+    Ok(())
+}
+
+/// Starts one `RtspPull` actor per source under the live branch.
+pub async fn start_pulls(live: &Live, sources: &[PullSource]) {
+    for source in sources {
+        let branch = match live.supervision().branch(BranchKind::Live).await {
+            Ok(branch) => branch,
+            Err(err) => {
+                tracing::error!(%err, "rtsp pull: no live branch");
+                return;
+            }
+        };
+        let args = RtspPullArgs {
+            source: source.clone(),
+            live: live.clone(),
+        };
+        if let Err(err) = Actor::spawn_linked(None, RtspPull, args, branch.get_cell()).await {
+            tracing::error!(stream = %source.name, %err, "rtsp pull: cannot start");
+        }
+    }
+}
+
+pub struct RtspPull;
+
+pub struct RtspPullArgs {
+    pub source: PullSource,
+    pub live: Live,
+}
+
+pub struct RtspPullState {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Actor for RtspPull {
+    type Msg = ();
+    type State = RtspPullState;
+    type Arguments = RtspPullArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<()>,
+        args: RtspPullArgs,
+    ) -> Result<RtspPullState, ActorProcessingErr> {
+        let task = tokio::spawn(async move {
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                let started = tokio::time::Instant::now();
+                match pull_once(&args.source, &args.live).await {
+                    Ok(()) => {
+                        tracing::info!(stream = %args.source.name, "rtsp pull: the source ended")
+                    }
+                    Err(reason) => {
+                        tracing::warn!(stream = %args.source.name, %reason, "rtsp pull failed")
+                    }
+                }
+                // A session that ran a while resets the backoff.
+                if started.elapsed() > MAX_BACKOFF {
+                    backoff = Duration::from_secs(1);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        });
+        Ok(RtspPullState { task })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<()>,
+        state: &mut RtspPullState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.task.abort();
+        Ok(())
+    }
+}
+
+/// The URL without credentials, for logs and the API.
+fn redacted(url: &url::Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.to_string()
+}
+
+/// One track per pulled stream, from retina's parameters.
+fn track_for(
+    stream_index: usize,
+    params: ParametersRef<'_>,
+    clock_rate: u32,
+) -> Result<Track, String> {
+    let id = u32::try_from(stream_index + 1).map_err(|_| "too many streams".to_owned())?;
+    let codec = match params {
+        ParametersRef::Video(video) => {
+            let record = video.extra_data();
+            if video.rfc6381_codec().starts_with("avc1") {
+                CodecConfig::H264(AvcConfig::parse(record).map_err(|e| format!("avcC: {e}"))?)
+            } else {
+                CodecConfig::H265(HevcConfig::parse(record).map_err(|e| format!("hvcC: {e}"))?)
+            }
+        }
+        ParametersRef::Audio(audio) => CodecConfig::Aac(
+            AudioSpecificConfig::parse(audio.extra_data())
+                .map_err(|e| format!("AudioSpecificConfig: {e}"))?,
+        ),
+        ParametersRef::Message(_) => return Err("not audio or video".to_owned()),
+    };
+    Ok(Track::new(id, clock_rate, codec))
+}
+
+async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
+    let url = url::Url::parse(&source.url).map_err(|e| e.to_string())?;
+    let shown = redacted(&url);
+    let creds = source.username.clone().map(|username| Credentials {
+        username,
+        password: source.password.clone().unwrap_or_default(),
+    });
+    let idle = live.options().idle_timeout;
+    let mut session = tokio::time::timeout(
+        idle,
+        retina::client::Session::describe(
+            url,
+            SessionOptions::default()
+                .creds(creds)
+                .user_agent(format!("StreamForge/{}", env!("CARGO_PKG_VERSION"))),
+        ),
+    )
+    .await
+    .map_err(|_| format!("DESCRIBE got no answer within {idle:?}"))?
+    .map_err(|e| format!("DESCRIBE: {e}"))?;
+    let transport: Transport = source
+        .transport
+        .parse()
+        .map_err(|e: retina::Error| e.to_string())?;
+
+    // The first H.264/H.265 video and the first AAC audio stream.
+    let mut picked: Vec<usize> = Vec::new();
+    let (mut video, mut audio) = (false, false);
+    let choices: Vec<(usize, bool)> = session
+        .streams()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match (s.media(), s.encoding_name()) {
+            ("video", "h264" | "h265") => Some((i, true)),
+            ("audio", "mpeg4-generic") => Some((i, false)),
+            _ => None,
+        })
+        .collect();
+    for (i, is_video) in choices {
+        if (is_video && video) || (!is_video && audio) {
+            continue;
+        }
+        session
+            .setup(
+                i,
+                SetupOptions::default()
+                    .transport(transport.clone())
+                    .frame_format(FrameFormat::MP4),
+            )
+            .await
+            .map_err(|e| format!("SETUP: {e}"))?;
+        picked.push(i);
+        if is_video {
+            video = true;
+        } else {
+            audio = true;
+        }
+    }
+    if picked.is_empty() {
+        return Err("the source offers no H.264, H.265 or AAC stream".to_owned());
+    }
+    let mut playing = session
+        .play(PlayOptions::default())
+        .await
+        .map_err(|e| format!("PLAY: {e}"))?
+        .demuxed()
+        .map_err(|e| format!("PLAY: {e}"))?;
+
+    let publisher = match live.start_publish(&source.name, IngestProtocol::RtspPull, shown) {
+        Ok(publisher) => publisher,
+        Err(PublishError::Rejected(reason, _)) => return Err(reason),
+        Err(PublishError::Db(err)) => return Err(err.to_string()),
+    };
+    let mut tracks: HashMap<usize, Track> = HashMap::new();
+    let mut published = false;
+    let mut last_dts: HashMap<usize, i64> = HashMap::new();
+    // RTCP keeps arriving from a source whose media stopped: only media
+    // counts as a sign of life.
+    let mut media_deadline = tokio::time::Instant::now() + idle;
+    let result = loop {
+        let item = match tokio::time::timeout_at(media_deadline, playing.next()).await {
+            Err(_) => break Err(format!("no media for {idle:?}")),
+            Ok(None) => break Ok(()),
+            Ok(Some(Err(err))) => break Err(err.to_string()),
+            Ok(Some(Ok(item))) => item,
+        };
+        let (stream, dts, keyframe, data, duration) = match item {
+            CodecItem::VideoFrame(frame) => {
+                let stream = frame.stream_id();
+                if frame.has_new_parameters() {
+                    tracks.remove(&stream);
+                }
+                let keyframe = frame.is_random_access_point();
+                let dts = frame.timestamp().elapsed();
+                (stream, dts, keyframe, frame.into_data(), None)
+            }
+            CodecItem::AudioFrame(frame) => {
+                let length = frame.frame_length().get();
+                (
+                    frame.stream_id(),
+                    frame.timestamp().elapsed(),
+                    true,
+                    frame.data().to_vec(),
+                    Some(length),
+                )
+            }
+            _ => continue,
+        };
+        if let std::collections::hash_map::Entry::Vacant(slot) = tracks.entry(stream) {
+            let Some(s) = playing.streams().get(stream) else {
+                continue;
+            };
+            let Some(params) = s.parameters() else {
+                continue;
+            };
+            match track_for(stream, params, s.clock_rate_hz()) {
+                Ok(track) => {
+                    slot.insert(track);
+                }
+                Err(reason) => break Err(reason),
+            }
+            if published || tracks.len() == picked.len() {
+                let mut all: Vec<Track> = tracks.values().cloned().collect();
+                all.sort_by_key(|t| t.id);
+                if let Err(err) = publisher.set_tracks(all) {
+                    break Err(err.to_string());
+                }
+                published = true;
+            }
+        }
+        if !published {
+            continue;
+        }
+        let Some(track) = tracks.get(&stream) else {
+            continue;
+        };
+        // The stated duration only matters for the last sample before an
+        // end; the packager times each sample by the next one's start.
+        let duration = duration.unwrap_or_else(|| {
+            let previous = last_dts.get(&stream).copied();
+            previous
+                .and_then(|p| u32::try_from(dts - p).ok())
+                .filter(|&d| d > 0)
+                .unwrap_or(track.timescale / 25)
+        });
+        last_dts.insert(stream, dts);
+        let sample = Sample {
+            track: track.id,
+            dts,
+            cts_offset: 0,
+            duration: NonZeroU32::new(duration).map_or(1, NonZeroU32::get),
+            keyframe,
+            data: data.into(),
+        };
+        if let Err(err) = publisher.push(sample) {
+            break Err(err.to_string());
+        }
+        media_deadline = tokio::time::Instant::now() + idle;
+    };
+    publisher.finish(result.as_ref().err().cloned());
+    result
+}
