@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use streamforge_actors::storage::ObjectKey;
+use streamforge_actors::transcode::image::widths_for;
 use streamforge_actors::uploads::AssetRecord;
 
 use super::AppState;
@@ -48,6 +49,16 @@ pub struct AssetView {
     poster_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     storyboard_url: Option<String>,
+    /// A still image's renditions (WebP and AVIF per width), once ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    images: Option<Vec<ImageRendition>>,
+}
+
+#[derive(Serialize)]
+pub struct ImageRendition {
+    width: u32,
+    webp_url: String,
+    avif_url: String,
 }
 
 impl From<AssetRecord> for AssetView {
@@ -59,15 +70,35 @@ impl From<AssetRecord> for AssetView {
             .and_then(|p| p["streams"].as_array())
             .is_some_and(|streams| streams.iter().any(|s| s["type"] == "video"));
         let previewing = !ready && record.preview && record.status != "failed";
+        let image = record.probe.as_ref().is_some_and(|p| p["kind"] == "image");
+        let images = (ready && image).then(|| {
+            let width = record
+                .probe
+                .as_ref()
+                .and_then(|p| p["streams"][0]["width"].as_u64())
+                .and_then(|w| u32::try_from(w).ok())
+                .unwrap_or(0);
+            widths_for(width)
+                .into_iter()
+                .map(|w| ImageRendition {
+                    width: w,
+                    webp_url: format!("/vod/{}/image-{w}.webp", record.id),
+                    avif_url: format!("/vod/{}/image-{w}.avif", record.id),
+                })
+                .collect()
+        });
+        let playable = ready && !image;
         let pictures = ready && has_video;
         AssetView {
+            images,
             poster_url: (pictures || (record.poster && record.status != "failed"))
                 .then(|| format!("/vod/{}/poster.webp", record.id)),
             preview_url: previewing.then(|| format!("/vod/{}/master.m3u8", record.id)),
-            storyboard_url: pictures.then(|| format!("/vod/{}/storyboard.vtt", record.id)),
+            storyboard_url: (pictures && !image)
+                .then(|| format!("/vod/{}/storyboard.vtt", record.id)),
             download_url: format!("/api/assets/{}/original", record.id),
-            hls_url: ready.then(|| format!("/vod/{}/master.m3u8", record.id)),
-            dash_url: ready.then(|| format!("/vod/{}/manifest.mpd", record.id)),
+            hls_url: playable.then(|| format!("/vod/{}/master.m3u8", record.id)),
+            dash_url: playable.then(|| format!("/vod/{}/manifest.mpd", record.id)),
             record,
         }
     }

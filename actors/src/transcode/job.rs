@@ -294,7 +294,15 @@ async fn probe(
     let duration = raw["format"]["duration"]
         .as_str()
         .and_then(|d| d.parse::<f64>().ok());
+    let kind = if super::image::is_still_image(&raw) {
+        "image"
+    } else if streams.iter().any(|s| s["type"] == "video") {
+        "video"
+    } else {
+        "audio"
+    };
     Ok(json!({
+        "kind": kind,
         "format": raw["format"]["format_name"],
         "duration": duration,
         "bit_rate": raw["format"]["bit_rate"],
@@ -433,6 +441,25 @@ impl Actor for Job {
                     }
                 };
                 db.set_asset_probe(&state.asset, &probed).await?;
+                if probed["kind"] == "image" {
+                    let width = probed["streams"][0]["width"].as_u64().unwrap_or(0);
+                    let width = u32::try_from(width).unwrap_or(u32::MAX);
+                    state.stage("transcoding", None);
+                    match super::image::process(&state.transcoder, &state.asset, &source, width)
+                        .await
+                    {
+                        Ok(_) => {
+                            state.finished = true;
+                            db.set_asset_poster(&state.asset).await?;
+                            db.set_asset_status(&state.asset, "ready", None).await?;
+                            tracing::info!(asset = %state.asset, "image ready");
+                            state.stage("ready", None);
+                            myself.stop(Some("ready".into()));
+                        }
+                        Err(reason) => state.fail(&myself, &reason).await,
+                    }
+                    return Ok(());
+                }
                 state.stage("transcoding", None);
                 state.source = Some(source);
                 state.growing = growing;

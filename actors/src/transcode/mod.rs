@@ -7,6 +7,7 @@
 //! Not built yet: the preview while an upload is still arriving (the
 //! growing source), image uploads.
 
+pub mod image;
 mod job;
 mod rung;
 

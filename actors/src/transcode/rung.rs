@@ -405,7 +405,11 @@ async fn store_outputs(
 const STORYBOARD_COLUMNS: u64 = 10;
 
 /// Runs ffmpeg with `args` and returns its standard output (one image).
-async fn ffmpeg_image(processes: &Processes, name: &str, args: &[String]) -> Result<Bytes, String> {
+pub(super) async fn ffmpeg_image(
+    processes: &Processes,
+    name: &str,
+    args: &[String],
+) -> Result<Bytes, String> {
     let mut command = piped("ffmpeg");
     command.args(args);
     let child = processes
@@ -500,7 +504,23 @@ async fn thumbnails(
         "pipe:1",
     ]));
     let name = format!("ffmpeg {} poster", args.asset);
-    let poster = ffmpeg_image(&args.processes, &name, &poster_args).await?;
+    let poster = match ffmpeg_image(&args.processes, &name, &poster_args).await {
+        Ok(poster) => poster,
+        // A seek may land past the last keyframe a short or badly indexed
+        // file has (MPEG-TS seeks by guesswork): take the first frame then.
+        Err(reason) => {
+            tracing::debug!(asset = %args.asset, %reason, "poster at 1 s failed; using the first frame");
+            let from_start: Vec<String> = poster_args
+                .iter()
+                .enumerate()
+                .filter(|(i, a)| {
+                    *a != "-ss" && (*i == 0 || poster_args.get(i - 1).is_none_or(|p| p != "-ss"))
+                })
+                .map(|(_, a)| a.clone())
+                .collect();
+            ffmpeg_image(&args.processes, &name, &from_start).await?
+        }
+    };
     let prefix = format!("assets/{}/media", args.asset);
     // The poster first, on its own: it is there seconds into an upload,
     // long before the storyboard (which needs the whole source).
