@@ -448,3 +448,168 @@ async fn a_preview_plays_while_the_upload_is_still_arriving() {
     assert!((duration - 40.0).abs() < 0.2, "{duration}");
     server.stop().await;
 }
+
+/// Top-level MP4 boxes as (type, offset, size).
+fn top_level_boxes(mp4: &[u8]) -> Vec<([u8; 4], usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 8 <= mp4.len() {
+        let size = u32::from_be_bytes(mp4[at..at + 4].try_into().unwrap()) as usize;
+        let kind: [u8; 4] = mp4[at + 4..at + 8].try_into().unwrap();
+        let size = match size {
+            0 => mp4.len() - at,
+            1 => u64::from_be_bytes(mp4[at + 8..at + 16].try_into().unwrap()) as usize,
+            n => n,
+        };
+        out.push((kind, at, size));
+        at += size.max(8);
+    }
+    out
+}
+
+/// An MP4 whose index (`moov`) is at the end, sent the way the web client
+/// sends it: the tail holding the index as one partial upload first, a
+/// final concatenation created before the head's bytes start
+/// (`concatenation-unfinished`), then the head, throttled. Processing reads
+/// the final upload across its partials as they arrive: the preview comes
+/// long before the head is in, and the stored original is the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_at_the_end_sent_first_previews_at_once() {
+    let server = TestServer::start().await;
+    let source = clip(
+        "-f lavfi -i testsrc2=size=320x240:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000 \
+         -t 40 -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac",
+    )
+    .await;
+    let boxes = top_level_boxes(&source);
+    let moov = boxes.iter().find(|b| &b.0 == b"moov").unwrap().1;
+    let mdat = boxes.iter().find(|b| &b.0 == b"mdat").unwrap().1;
+    assert!(moov > mdat, "ffmpeg writes the index last");
+    let (head, tail) = source.split_at(moov);
+    let http = reqwest::Client::new();
+    let create = |length: usize, concat: String| {
+        let http = http.clone();
+        let url = server.url("/files/");
+        async move {
+            let created = http
+                .post(url)
+                .header("tus-resumable", "1.0.0")
+                .header("upload-length", length.to_string())
+                .header("upload-concat", concat)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(created.status(), 201);
+            created.headers()["location"].to_str().unwrap().to_owned()
+        }
+    };
+    let tail_url = create(tail.len(), "partial".into()).await;
+    let patched = http
+        .patch(server.url(&tail_url))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(tail.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 204);
+    let head_url = create(head.len(), "partial".into()).await;
+    let final_created = http
+        .post(server.url("/files/"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-concat", format!("final;{head_url} {tail_url}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(final_created.status(), 201);
+    let asset = final_created.headers()["x-asset-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let options = http
+        .request(reqwest::Method::OPTIONS, server.url("/files/"))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        options.headers()["tus-extension"]
+            .to_str()
+            .unwrap()
+            .contains("concatenation-unfinished")
+    );
+
+    let chunks: Vec<bytes::Bytes> = head
+        .chunks(16 * 1024)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    let body = futures::stream::iter(chunks).then(|chunk| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let patch = tokio::spawn({
+        let http = http.clone();
+        let url = server.url(&head_url);
+        async move {
+            http.patch(url)
+                .header("tus-resumable", "1.0.0")
+                .header("upload-offset", "0")
+                .header("content-type", "application/offset+octet-stream")
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let mut preview_at = None;
+    for _ in 0..600 {
+        let head_status = http
+            .head(server.url(&head_url))
+            .header("tus-resumable", "1.0.0")
+            .send()
+            .await
+            .unwrap();
+        let offset: usize = head_status.headers()["upload-offset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let master = http
+            .get(server.url(&format!("/vod/{asset}/master.m3u8")))
+            .send()
+            .await
+            .unwrap();
+        if master.status() == 200 && offset < head.len() {
+            ffprobe(&server.url(&format!("/vod/{asset}/master.m3u8"))).await;
+            preview_at = Some(tail.len() + offset);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let preview_at = preview_at.expect("a preview before the head was in");
+    eprintln!(
+        "index first: preview playable with {preview_at} of {} bytes ({:.1} %)",
+        source.len(),
+        preview_at as f64 * 100.0 / source.len() as f64
+    );
+    assert!(preview_at * 4 < source.len());
+
+    assert_eq!(patch.await.unwrap(), 204);
+    let view = wait_for(&server, &asset, &["ready", "failed"]).await;
+    assert_eq!(view["status"], "ready", "{view}");
+    let original = http
+        .get(server.url(&format!("/api/assets/{asset}/original")))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        original == source,
+        "the original is the file, byte for byte"
+    );
+    server.stop().await;
+}

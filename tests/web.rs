@@ -88,7 +88,8 @@ async fn upload_play_switch_quality_and_delete_in_chromium() {
         .args([
             "-t", "40", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
         ])
-        .args(["-c:a", "aac", "-movflags", "+faststart"])
+        // Not faststart: the index is at the end, so the page sends it first.
+        .args(["-c:a", "aac"])
         .arg(&clip)
         .status()
         .await
@@ -108,6 +109,10 @@ async fn upload_play_switch_quality_and_delete_in_chromium() {
     let offset = findings["offset_when_preview_played"].as_u64().unwrap();
     let length = findings["length"].as_u64().unwrap();
     assert!(offset < length, "the upload had finished: {findings}");
+    assert_eq!(
+        findings["index_first"], true,
+        "the page sent the MP4 index first"
+    );
     assert_eq!(findings["status_when_preview_played"], "processing");
     eprintln!(
         "the preview played in Chromium with {:.0} % of the upload on the server",

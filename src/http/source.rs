@@ -11,6 +11,7 @@
 //! the per-process secret, so other local users cannot read uploads.
 
 use std::io::SeekFrom;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::Router;
@@ -166,6 +167,7 @@ async fn read(
             id,
             events,
             file: None,
+            parts: None,
             pos: start,
             end,
         };
@@ -181,10 +183,21 @@ struct Growing {
     state: SourceState,
     id: String,
     events: broadcast::Receiver<Event>,
-    /// The open bytes and the position they are read at.
-    file: Option<(tokio::fs::File, u64)>,
+    /// The open file, which file it is, and the position it is read at.
+    file: Option<(PathBuf, tokio::fs::File, u64)>,
+    /// A final concatenation still arriving: its partials, in order, with
+    /// their lengths (loaded on first use).
+    parts: Option<Vec<(String, u64)>>,
     pos: u64,
     end: u64,
+}
+
+/// Where the next bytes come from.
+enum Place {
+    /// Read `path` at `at`, at most `max` bytes.
+    Read { path: PathBuf, at: u64, max: u64 },
+    /// Not durable yet.
+    Wait,
 }
 
 impl Growing {
@@ -210,25 +223,21 @@ impl Growing {
     async fn chunk(&mut self) -> std::io::Result<Bytes> {
         let waited_since = tokio::time::Instant::now();
         loop {
-            let status = self
-                .state
-                .uploads
-                .status(&self.id)
-                .await
-                .map_err(|e| std::io::Error::other(format!("the upload is gone: {e}")))?;
-            let durable = status.offset;
-            if self.pos < durable {
-                let want = (durable.min(self.end) - self.pos).min(CHUNK as u64) as usize;
-                return self.read_at(want, status.asset_id.as_deref()).await;
+            if let Place::Read { path, at, max } = self.place().await? {
+                let want = max.min(self.end - self.pos).min(CHUNK as u64) as usize;
+                return self.read_at(path, at, want).await;
             }
             if waited_since.elapsed() > STALLED {
                 return Err(std::io::Error::other("the upload stalled"));
             }
-            // Wait for this upload to commit more (or a recheck).
+            // Wait for this upload (or one of its partials) to commit more.
+            let watched: Vec<String> = std::iter::once(self.id.clone())
+                .chain(self.parts.iter().flatten().map(|(p, _)| p.clone()))
+                .collect();
             let _ = tokio::time::timeout(RECHECK, async {
                 loop {
                     match self.events.recv().await {
-                        Ok(event) if event.concerns(&self.id) => return,
+                        Ok(event) if watched.iter().any(|id| event.concerns(id)) => return,
                         Ok(_) => {}
                         Err(broadcast::error::RecvError::Lagged(_)) => return,
                         Err(broadcast::error::RecvError::Closed) => {
@@ -241,13 +250,70 @@ impl Growing {
         }
     }
 
-    async fn read_at(&mut self, want: usize, asset: Option<&str>) -> std::io::Result<Bytes> {
-        if self.file.as_ref().is_none_or(|(_, at)| *at != self.pos) {
-            let mut file = self.open(asset).await?;
-            file.seek(SeekFrom::Start(self.pos)).await?;
-            self.file = Some((file, self.pos));
+    /// Where the byte at `pos` is, if it is durable.
+    async fn place(&mut self) -> std::io::Result<Place> {
+        let gone = |e: UploadError| std::io::Error::other(format!("the upload is gone: {e}"));
+        let status = self.state.uploads.status(&self.id).await.map_err(gone)?;
+        let length = status.length.unwrap_or(0);
+        if status.offset == length && length > 0 {
+            // Complete: the stored original (or the append file, if the
+            // rename has not happened yet).
+            let path = self.own_path(status.asset_id.as_deref()).await?;
+            return Ok(Place::Read {
+                path,
+                at: self.pos,
+                max: length - self.pos,
+            });
         }
-        let Some((file, at)) = self.file.as_mut() else {
+        if self.parts.is_none() {
+            let record = self.state.uploads.record(&self.id).await.map_err(gone)?;
+            let mut parts = Vec::with_capacity(record.parts.len());
+            for part in &record.parts {
+                let partial = self.state.uploads.record(part).await.map_err(gone)?;
+                parts.push((part.clone(), partial.length.unwrap_or(0)));
+            }
+            self.parts = Some(parts);
+        }
+        let parts = self.parts.as_deref().unwrap_or(&[]);
+        if parts.is_empty() {
+            if self.pos < status.offset {
+                let path = self.own_path(None).await?;
+                return Ok(Place::Read {
+                    path,
+                    at: self.pos,
+                    max: status.offset - self.pos,
+                });
+            }
+            return Ok(Place::Wait);
+        }
+        // A final concatenation: the partial holding `pos`.
+        let mut start = 0u64;
+        for (part, part_length) in parts {
+            if self.pos < start + part_length {
+                let inner = self.pos - start;
+                let durable = self.state.uploads.status(part).await.map_err(gone)?.offset;
+                if inner < durable {
+                    return Ok(Place::Read {
+                        path: self.state.uploads.file_path(part),
+                        at: inner,
+                        max: durable - inner,
+                    });
+                }
+                return Ok(Place::Wait);
+            }
+            start += part_length;
+        }
+        Err(std::io::Error::other("read past the partial uploads"))
+    }
+
+    async fn read_at(&mut self, path: PathBuf, at: u64, want: usize) -> std::io::Result<Bytes> {
+        let reuse = matches!(&self.file, Some((p, _, pos)) if *p == path && *pos == at);
+        if !reuse {
+            let mut file = tokio::fs::File::open(&path).await?;
+            file.seek(SeekFrom::Start(at)).await?;
+            self.file = Some((path, file, at));
+        }
+        let Some((_, file, pos)) = self.file.as_mut() else {
             return Err(std::io::Error::other("no file"));
         };
         let mut buffer = BytesMut::zeroed(want);
@@ -258,21 +324,34 @@ impl Growing {
             ));
         }
         buffer.truncate(n);
-        *at += n as u64;
+        *pos += n as u64;
         Ok(buffer.freeze())
     }
 
     /// The upload's append file, or its stored original once it was moved.
-    async fn open(&self, asset: Option<&str>) -> std::io::Result<tokio::fs::File> {
-        match tokio::fs::File::open(self.state.uploads.file_path(&self.id)).await {
-            Ok(file) => return Ok(file),
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
-            Err(_) => {}
+    async fn own_path(&self, asset: Option<&str>) -> std::io::Result<PathBuf> {
+        let append = self.state.uploads.file_path(&self.id);
+        if tokio::fs::try_exists(&append).await.unwrap_or(false)
+            && tokio::fs::metadata(&append)
+                .await
+                .map(|m| m.len() > 0)
+                .unwrap_or(false)
+        {
+            return Ok(append);
         }
-        let stored = asset
+        let asset = match asset {
+            Some(asset) => Some(asset.to_owned()),
+            None => self
+                .state
+                .uploads
+                .status(&self.id)
+                .await
+                .ok()
+                .and_then(|s| s.asset_id),
+        };
+        asset
             .and_then(|asset| ObjectKey::new(format!("assets/{asset}/original")).ok())
             .and_then(|key| self.state.storage.local_path(&key))
-            .ok_or_else(|| std::io::Error::other("the upload's bytes are not on local storage"))?;
-        tokio::fs::File::open(stored).await
+            .ok_or_else(|| std::io::Error::other("the upload's bytes are not on local storage"))
     }
 }

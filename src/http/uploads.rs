@@ -345,11 +345,18 @@ pub async fn create(
     }
 
     if record.concat == Some(ConcatKind::Final) {
-        match state.uploads.concatenate(&record).await {
-            Ok(asset) => {
+        let mut record = record;
+        match state.uploads.create_final(&mut record).await {
+            Ok(Some(asset)) => {
                 let length = state.uploads.status(&record.id).await?.length.unwrap_or(0);
                 response_headers.insert(UPLOAD_OFFSET, HeaderValue::from(length));
                 response_headers.insert("x-asset-id", header_value(&asset));
+            }
+            // concatenation-unfinished: complete when its last partial is.
+            Ok(None) => {
+                if let Some(asset) = &record.asset_id {
+                    response_headers.insert("x-asset-id", header_value(asset));
+                }
             }
             Err(err) => {
                 // A final upload that cannot be assembled is not kept.

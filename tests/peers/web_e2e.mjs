@@ -111,9 +111,21 @@ try {
     findings.preview_played = true;
     // Where the upload stood on the server while the preview played.
     const asset = await (await fetch(`${base}/api/assets/${assetId}`)).json();
-    const head = await fetch(`${base}/files/${asset.upload_id}`, { method: "HEAD", headers: { "Tus-Resumable": "1.0.0" } });
-    findings.offset_when_preview_played = Number(head.headers.get("upload-offset"));
+    const tusHead = (path) => fetch(`${base}${path}`, { method: "HEAD", headers: { "Tus-Resumable": "1.0.0" } });
+    const head = await tusHead(`/files/${asset.upload_id}`);
     findings.length = Number(head.headers.get("upload-length"));
+    const concat = head.headers.get("upload-concat") ?? "";
+    if (concat.startsWith("final;")) {
+      // Sent index first: the bytes in are the partials' offsets.
+      findings.index_first = true;
+      let offset = 0;
+      for (const part of concat.slice("final;".length).split(" ")) {
+        offset += Number((await tusHead(part)).headers.get("upload-offset"));
+      }
+      findings.offset_when_preview_played = offset;
+    } else {
+      findings.offset_when_preview_played = Number(head.headers.get("upload-offset"));
+    }
     findings.status_when_preview_played = asset.status;
     await viewer.screenshot({ path: path.join(artifacts, "preview-player.png"), fullPage: true });
     await other.close();

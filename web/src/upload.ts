@@ -58,6 +58,37 @@ function unfinished(): HTMLElement {
   return box;
 }
 
+/**
+ * Where an MP4/MOV file's index (`moov`) starts when it comes after the
+ * media (`mdat`): such a file is unplayable until its end arrives, so it is
+ * sent index first. Reads only the top-level box headers.
+ */
+export async function indexAtEnd(file: File): Promise<number | null> {
+  const mp4ish = /\.(mp4|m4v|mov)$/i.test(file.name) || /^video\/(mp4|quicktime)/.test(file.type);
+  if (!mp4ish) return null;
+  let at = 0;
+  let mdat = -1;
+  for (let i = 0; i < 64 && at + 8 <= file.size; i++) {
+    const head = new DataView(await file.slice(at, at + 16).arrayBuffer());
+    if (head.byteLength < 8) return null;
+    let size = head.getUint32(0);
+    const type = String.fromCharCode(head.getUint8(4), head.getUint8(5), head.getUint8(6), head.getUint8(7));
+    if (size === 1 && head.byteLength >= 16) size = Number(head.getBigUint64(8));
+    else if (size === 0) size = file.size - at;
+    if (size < 8) return null;
+    if (type === "mdat") mdat = at;
+    if (type === "moov") return mdat >= 0 && at > mdat ? at : null;
+    at += size;
+  }
+  return null;
+}
+
+/** What a card drives: one tus upload, or the two of an index-first send. */
+interface Sender {
+  start(): void;
+  pause(): Promise<void>;
+}
+
 function uploadCard(file: File, onChanged: Changed): HTMLElement {
   const progress = el("progress", { max: 1, value: 0, "aria-label": `Upload progress of ${file.name}` });
   const stats = el("span", { className: "muted" }, "starting…");
@@ -151,51 +182,117 @@ function uploadCard(file: File, onChanged: Changed): HTMLElement {
     result.replaceChildren(...children);
   };
 
-  const upload = new tus.Upload(file, {
+  const options = (onProgress: (sent: number) => void) => ({
     endpoint: "/files/",
     chunkSize: 16 * 1024 * 1024,
     retryDelays: [0, 1000, 3000, 5000, 10000],
     metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
     headers: authHeaders(),
-    storeFingerprintForResuming: true,
-    removeFingerprintOnSuccess: true,
-    onUploadUrlAvailable() {
-      const id = upload.url?.split("/").pop();
-      if (id) follow(id);
-    },
-    onProgress(sent, total) {
-      progress.value = total > 0 ? sent / total : 0;
-      const seconds = (performance.now() - started) / 1000;
-      const rate = seconds > 0 ? (sent - startedAt) / seconds : 0;
-      const left = rate > 0 ? (total - sent) / rate : Infinity;
-      stats.textContent = `${formatBytes(sent)} of ${formatBytes(total)} · ${formatBytes(rate)}/s · ${
-        isFinite(left) ? `${formatDuration(left)} left` : "estimating…"
-      }`;
-    },
-    onError(err) {
+    onProgress: (sent: number) => onProgress(sent),
+    onError(err: Error) {
       stats.textContent = `Upload failed: ${err.message}`;
       stats.className = "error";
       retry.hidden = false;
       pause.hidden = true;
     },
-    onSuccess() {
-      progress.value = 1;
-      stats.textContent = `Uploaded ${formatBytes(file.size)}`;
-      pause.hidden = true;
-      retry.hidden = true;
-    },
   });
+  const progressed = (sent: number) => {
+    const total = file.size;
+    progress.value = total > 0 ? sent / total : 0;
+    const seconds = (performance.now() - started) / 1000;
+    const rate = seconds > 0 ? (sent - startedAt) / seconds : 0;
+    const left = rate > 0 ? (total - sent) / rate : Infinity;
+    stats.textContent = `${formatBytes(sent)} of ${formatBytes(total)} · ${formatBytes(rate)}/s · ${
+      isFinite(left) ? `${formatDuration(left)} left` : "estimating…"
+    }`;
+  };
+  const done = () => {
+    progress.value = 1;
+    stats.textContent = `Uploaded ${formatBytes(file.size)}`;
+    pause.hidden = true;
+    retry.hidden = true;
+  };
 
+  // One upload, resumable across page reloads (tus-js-client keeps its URL).
+  const single = (): Sender => {
+    const upload = new tus.Upload(file, {
+      ...options(progressed),
+      storeFingerprintForResuming: true,
+      removeFingerprintOnSuccess: true,
+      onUploadUrlAvailable() {
+        const id = upload.url?.split("/").pop();
+        if (id) follow(id);
+      },
+      onSuccess: done,
+    });
+    let checked = false;
+    return {
+      start() {
+        if (checked) return upload.start();
+        checked = true;
+        void upload.findPreviousUploads().then((previous) => {
+          if (previous.length > 0) upload.resumeFromPreviousUpload(previous[0]);
+          upload.start();
+        });
+      },
+      pause: () => upload.abort(),
+    };
+  };
+
+  // Index first: the tail holding the MP4 index as one partial upload, a
+  // final concatenation created as soon as the head's upload exists, then
+  // the head. The server starts processing with the index in hand.
+  const indexFirst = (moov: number): Sender => {
+    const tailSize = file.size - moov;
+    const partial = { "Upload-Concat": "partial", ...authHeaders() };
+    let active: tus.Upload | null = null;
+    let head: tus.Upload | null = null;
+    const tail = new tus.Upload(file.slice(moov), {
+      ...options((sent) => progressed(sent)),
+      headers: partial,
+      onSuccess() {
+        head = new tus.Upload(file.slice(0, moov), {
+          ...options((sent) => progressed(tailSize + sent)),
+          headers: partial,
+          async onUploadUrlAvailable() {
+            const path = (u: string | null) => (u ? new URL(u, location.href).pathname : "");
+            const created = await fetch("/files/", {
+              method: "POST",
+              headers: {
+                "Tus-Resumable": "1.0.0",
+                "Upload-Concat": `final;${path(head?.url ?? null)} ${path(tail.url)}`,
+                ...authHeaders(),
+              },
+            });
+            const id = created.headers.get("location")?.split("/").pop();
+            if (created.ok && id) follow(id);
+          },
+          onSuccess: done,
+        });
+        active = head;
+        head.start();
+      },
+    });
+    active = tail;
+    return {
+      start: () => active?.start(),
+      pause: async () => {
+        await active?.abort();
+      },
+    };
+  };
+
+  let sender: Sender | null = null;
   const begin = () => {
     started = performance.now();
     startedAt = Number(progress.value) * file.size;
     stats.className = "muted";
-    upload.start();
+    sender?.start();
   };
   pause.addEventListener("click", () => {
     paused = !paused;
     if (paused) {
-      void upload.abort();
+      void sender?.pause();
       pause.textContent = "Resume";
       stats.textContent = "Paused";
     } else {
@@ -209,8 +306,9 @@ function uploadCard(file: File, onChanged: Changed): HTMLElement {
     begin();
   });
 
-  void upload.findPreviousUploads().then((previous) => {
-    if (previous.length > 0) upload.resumeFromPreviousUpload(previous[0]);
+  void indexAtEnd(file).then((moov) => {
+    sender = moov === null ? single() : indexFirst(moov);
+    if (moov !== null) stats.textContent = "Sending the index first, so processing can start at once";
     begin();
   });
   return card;

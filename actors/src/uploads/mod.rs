@@ -289,6 +289,90 @@ impl Uploads {
         Ok(())
     }
 
+    /// Creates a final concatenation (tus `concatenation-unfinished`): if
+    /// every partial is complete it is assembled at once (`Some(asset)`);
+    /// otherwise its length is the sum of the partials' declared lengths, it
+    /// completes when its last partial does, and, when the transcoder reads
+    /// growing sources, its asset and processing start now, reading the
+    /// partials as their bytes arrive (a client can send an MP4's index,
+    /// at the end of the file, first).
+    pub async fn create_final(
+        &self,
+        record: &mut UploadRecord,
+    ) -> Result<Option<String>, UploadError> {
+        let mut length = 0u64;
+        let mut complete = true;
+        for part in &record.parts {
+            let partial = self.record(part).await?;
+            if partial.concat != Some(ConcatKind::Partial) {
+                return Err(UploadError::PartialIncomplete(part.clone()));
+            }
+            let Some(part_length) = partial.length else {
+                // A partial of unknown length leaves the final's unknown.
+                return Err(UploadError::PartialIncomplete(part.clone()));
+            };
+            length += part_length;
+            complete &= partial.completed_at_ms.is_some() && partial.offset == part_length;
+        }
+        if complete {
+            return self.concatenate(record).await.map(Some);
+        }
+        self.db
+            .set_upload_progress(&record.id, 0, Some(length))
+            .await?;
+        record.length = Some(length);
+        if let Some(transcoder) = &self.transcoder
+            && transcoder.reads_growing_sources()
+            && length > 0
+        {
+            let asset_id = new_id();
+            self.db
+                .insert_asset(&new_asset(record, &asset_id, "processing"))
+                .await?;
+            self.db.set_upload_asset(&record.id, &asset_id).await?;
+            record.asset_id = Some(asset_id.clone());
+            self.events.publish(Event::Stage {
+                asset_id: asset_id.clone(),
+                upload_id: Some(record.id.clone()),
+                stage: "uploading".into(),
+                error: None,
+            });
+            transcoder.start(&asset_id).await;
+        }
+        Ok(None)
+    }
+
+    /// A partial upload completed: assembles every unfinished final
+    /// concatenation whose partials are now all complete.
+    pub async fn partial_completed(&self, part: &str) {
+        let finals = match self.db.unfinished_finals_with(part).await {
+            Ok(finals) => finals,
+            Err(err) => {
+                tracing::error!(upload = %part, %err, "cannot look up final uploads");
+                return;
+            }
+        };
+        for id in finals {
+            let Ok(record) = self.record(&id).await else {
+                continue;
+            };
+            let mut all = true;
+            for p in &record.parts {
+                match self.record(p).await {
+                    Ok(r) if r.completed_at_ms.is_some() => {}
+                    _ => all = false,
+                }
+            }
+            if !all {
+                continue;
+            }
+            match self.concatenate(&record).await {
+                Ok(asset) => tracing::info!(upload = %id, %asset, "final upload assembled"),
+                Err(err) => tracing::warn!(upload = %id, %err, "cannot assemble a final upload"),
+            }
+        }
+    }
+
     /// A final concatenation: its partial uploads, all complete, are stored
     /// one after the other as a new asset's original. Returns the asset id.
     pub async fn concatenate(&self, record: &UploadRecord) -> Result<String, UploadError> {

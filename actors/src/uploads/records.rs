@@ -182,6 +182,20 @@ impl Database {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Unfinished final concatenations that name `part`.
+    pub async fn unfinished_finals_with(&self, part: &str) -> Result<Vec<String>, DbError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, parts FROM uploads WHERE concat = 'final' AND completed_at IS NULL AND parts IS NOT NULL",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, parts)| parts.split(' ').any(|p| p == part))
+            .map(|(id, _)| id)
+            .collect())
+    }
+
     /// Unfinished uploads whose expiry has passed.
     pub async fn expired_uploads(&self, now_ms: i64) -> Result<Vec<String>, DbError> {
         Ok(sqlx::query_scalar(

@@ -155,6 +155,11 @@ impl UploadSessionState {
                 .db
                 .complete_upload(&self.record.id, None)
                 .await?;
+            // A final upload created before this partial finished may be
+            // complete now; assembling it must not hold this PATCH's answer.
+            let uploads = self.uploads.clone();
+            let id = self.record.id.clone();
+            tokio::spawn(async move { uploads.partial_completed(&id).await });
         } else {
             let asset = self
                 .uploads

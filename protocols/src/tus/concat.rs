@@ -7,8 +7,8 @@
 //! the partial upload URLs that need to be concatenated."
 //!
 //! Only the upload ids are returned; the caller checks that each names a
-//! finished partial upload of its own (this server does not advertise
-//! `concatenation-unfinished`).
+//! partial upload of its own (with `concatenation-unfinished`, partials may
+//! still be in progress when the final upload is created).
 
 use super::error::{TusError, echo};
 

@@ -62,7 +62,7 @@ pub use patch::{PatchRequest, UploadState};
 /// The protocol version this server speaks (`Tus-Resumable`, `Tus-Version`).
 pub const TUS_VERSION: &str = "1.0.0";
 /// The `Tus-Extension` response header.
-pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration,concatenation";
+pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration,concatenation,concatenation-unfinished";
 /// The `Tus-Checksum-Algorithm` response header.
 pub const CHECKSUM_ALGORITHMS: &str = "sha1,sha256";
 /// The media type of PATCH bodies.
