@@ -109,12 +109,32 @@ pub enum AuthMode {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub mode: AuthMode,
+    /// Who may play: anyone (`public`), or only holders of an HMAC-signed,
+    /// expiring URL (`signed`) for `/vod/` and `/live/`.
+    pub playback: PlaybackMode,
+    /// The HMAC key for signed playback URLs; empty: a random key kept in
+    /// `<data_dir>/playback.key`.
+    pub playback_secret: String,
+    /// How long the playback URLs the API hands out stay valid.
+    #[serde(with = "humantime_serde")]
+    pub playback_ttl: Duration,
+}
+
+/// Who may play media.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlaybackMode {
+    Public,
+    Signed,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             mode: AuthMode::None,
+            playback: PlaybackMode::Public,
+            playback_secret: String::new(),
+            playback_ttl: Duration::from_secs(6 * 3600),
         }
     }
 }

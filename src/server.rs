@@ -204,6 +204,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         events.clone(),
     )?;
 
+    let signer = match config.auth.playback {
+        crate::config::PlaybackMode::Public => None,
+        crate::config::PlaybackMode::Signed => Some(Arc::new(
+            http::playback::Signer::load(
+                &config.auth.playback_secret,
+                &config.data_dir,
+                config.auth.playback_ttl,
+            )
+            .map_err(|source| StartError::DataDir {
+                path: config.data_dir.join("playback.key"),
+                source,
+            })?,
+        )),
+    };
     let live = Live::new(db.clone(), supervision.clone(), live_options(&config));
     streamforge_actors::live::rtsp_pull::start_pulls(&live, &config.live.pull).await;
 
@@ -219,6 +233,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         uploads: uploads.clone(),
         live: live.clone(),
         rtmp_port: rtmp_addr.map(|a| a.port()),
+        signer,
         events: events.clone(),
         upload_max_size: config.uploads.max_size,
         auth: config.auth.mode,

@@ -117,3 +117,208 @@ async fn tokens_from_the_cli_guard_the_api_and_uploads() {
     assert!(!cli(&data, &["revoke", &id]).0, "revoking twice fails");
     server.stop().await;
 }
+
+async fn probe_ok(url: &str) -> serde_json::Value {
+    let output = tokio::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+            url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "ffprobe {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// `auth.playback = "signed"`: the API hands out signed URLs, players that
+/// follow them (ffprobe through HLS and DASH) are let through because every
+/// URI inside the playlists carries the signature, and anything unsigned,
+/// tampered with or expired is refused with 403 and a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_playback_urls_for_assets_and_live_streams() {
+    let server = TestServer::start_with(|c| {
+        c.auth.playback = streamforge::config::PlaybackMode::Signed;
+        c.live.open_publish = true;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("c.mp4");
+    let made = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine",
+            "-t",
+            "3",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .args(["-c:a", "aac"])
+        .arg(&clip)
+        .status()
+        .await
+        .unwrap();
+    assert!(made.success());
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(server.url("/api/uploads?filename=c.mp4"))
+        .body(std::fs::read(&clip).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let asset = created["asset_id"].as_str().unwrap().to_owned();
+    let mut view = serde_json::Value::Null;
+    for _ in 0..300 {
+        view = http
+            .get(server.url(&format!("/api/assets/{asset}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if view["status"] == "ready" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(view["status"], "ready", "{view}");
+    let hls = view["hls_url"].as_str().unwrap();
+    assert!(hls.contains("?exp=") && hls.contains("&sig="), "{hls}");
+    // Players follow the signed playlists and MPD to every segment.
+    for url in [hls, view["dash_url"].as_str().unwrap()] {
+        let probed = probe_ok(&server.url(url)).await;
+        assert_eq!(probed["streams"].as_array().unwrap().len(), 2, "{url}");
+    }
+    let poster = http
+        .get(server.url(view["poster_url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(poster.status(), 200);
+    let storyboard = http
+        .get(server.url(view["storyboard_url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(storyboard.contains("storyboard.webp?exp="), "{storyboard}");
+
+    // Unsigned, tampered, for another asset, expired: refused with a reason.
+    let bare = hls.split('?').next().unwrap();
+    let unsigned = http.get(server.url(bare)).send().await.unwrap();
+    assert_eq!(unsigned.status(), 403);
+    assert_eq!(error_of(unsigned).await.0, "signature_required");
+    let tampered = hls.replace("sig=", "sig=00");
+    let response = http.get(server.url(&tampered)).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(error_of(response).await.0, "signature_invalid");
+    let short: serde_json::Value = http
+        .post(server.url("/api/playback/sign"))
+        .json(&serde_json::json!({ "asset": asset, "ttl_secs": 1 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let segment_with_short = format!(
+        "/vod/{asset}/360p-v1/init.mp4?{}",
+        short["query"].as_str().unwrap()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let response = http
+        .get(server.url(&segment_with_short))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(error_of(response).await.0, "signature_expired");
+
+    // A live stream: the same rules under /live/{stream}/.
+    let mut encoder = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+        ])
+        .args([
+            "-f", "lavfi", "-i", "sine", "-t", "20", "-c:v", "libx264", "-preset", "veryfast",
+        ])
+        .args(["-g", "50", "-c:a", "aac", "-f", "flv"])
+        .arg(format!("{}/live/signed", server.rtmp_url()))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut live = serde_json::Value::Null;
+    for _ in 0..200 {
+        live = http
+            .get(server.url("/api/live/signed"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if live["playable"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(live["playable"], true, "{live}");
+    let live_hls = live["hls"].as_str().unwrap();
+    assert!(live_hls.contains("&sig="));
+    let media = http
+        .get(server.url(&live_hls.replace("master.m3u8", "v1/media.m3u8")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        media.contains("PRELOAD-HINT:TYPE=PART,URI=\"") && media.contains(".m4s?exp="),
+        "{media}"
+    );
+    let probed = probe_ok(&server.url(live_hls)).await;
+    assert_eq!(probed["streams"].as_array().unwrap().len(), 2);
+    let response = http
+        .get(server.url("/live/signed/master.m3u8"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let _ = encoder.kill().await;
+    server.stop().await;
+}

@@ -61,6 +61,32 @@ pub struct ImageRendition {
     avif_url: String,
 }
 
+impl AssetView {
+    /// With `auth.playback = "signed"`, every playback URL carries its signature.
+    pub fn signed(mut self, signer: Option<&super::playback::Signer>) -> Self {
+        let Some(signer) = signer else {
+            return self;
+        };
+        for url in [
+            &mut self.hls_url,
+            &mut self.dash_url,
+            &mut self.preview_url,
+            &mut self.poster_url,
+            &mut self.storyboard_url,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *url = signer.sign_url(url);
+        }
+        for image in self.images.iter_mut().flatten() {
+            image.webp_url = signer.sign_url(&image.webp_url);
+            image.avif_url = signer.sign_url(&image.avif_url);
+        }
+        self
+    }
+}
+
 impl From<AssetRecord> for AssetView {
     fn from(record: AssetRecord) -> Self {
         let ready = record.status == "ready";
@@ -144,7 +170,10 @@ pub async fn list(
         .await
         .map_err(db_error)?;
     Ok(Json(Page {
-        assets: assets.into_iter().map(AssetView::from).collect(),
+        assets: assets
+            .into_iter()
+            .map(|a| AssetView::from(a).signed(state.signer.as_deref()))
+            .collect(),
         total,
         limit: query.limit,
         offset: query.offset,
@@ -165,7 +194,9 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<AssetView>, ApiError> {
-    Ok(Json(find(&state, &id).await?.into()))
+    Ok(Json(
+        AssetView::from(find(&state, &id).await?).signed(state.signer.as_deref()),
+    ))
 }
 
 /// `DELETE /api/assets/{id}`: the original, every rendition, and the record.

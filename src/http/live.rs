@@ -301,6 +301,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<StreamList>, Api
         tracing::error!(%e, "live list");
         ApiError::unavailable("database_unavailable", "retry later")
     })?;
+    let streams = streams
+        .into_iter()
+        .map(|s| sign_summary(&state, s))
+        .collect();
     Ok(Json(StreamList { streams }))
 }
 
@@ -316,8 +320,71 @@ pub async fn get(
     streams
         .into_iter()
         .find(|s| s.name == name)
-        .map(Json)
+        .map(|s| Json(sign_summary(&state, s)))
         .ok_or_else(|| ApiError::not_found(format!("no live stream {name:?}")))
+}
+
+/// With signed playback, a stream's URLs carry their signature.
+fn sign_summary(state: &AppState, mut summary: StreamSummary) -> StreamSummary {
+    if let Some(signer) = &state.signer {
+        summary.hls = signer.sign_url(&summary.hls);
+        summary.dash = signer.sign_url(&summary.dash);
+    }
+    summary
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignRequest {
+    asset: Option<String>,
+    stream: Option<String>,
+    /// Seconds the URLs stay valid; the configured `auth.playback_ttl` by default.
+    ttl_secs: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct SignedUrls {
+    hls: String,
+    dash: String,
+    /// `exp=…&sig=…`, for any other file of the asset or stream.
+    query: String,
+}
+
+/// `POST /api/playback/sign` `{"asset": id}` or `{"stream": name}`: playback
+/// URLs signed for `ttl_secs` (404 when playback is public: nothing to sign).
+pub async fn sign(
+    State(state): State<AppState>,
+    Json(body): Json<SignRequest>,
+) -> Result<Json<SignedUrls>, ApiError> {
+    let Some(signer) = &state.signer else {
+        return Err(ApiError::not_found(
+            "playback is public (auth.playback = \"public\"): URLs need no signature",
+        ));
+    };
+    let scope = match (&body.asset, &body.stream) {
+        (Some(asset), None) => format!("vod/{asset}"),
+        (None, Some(stream)) => format!("live/{stream}"),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of asset and stream",
+            ));
+        }
+    };
+    if !scope
+        .split_once('/')
+        .is_some_and(|(_, id)| valid_stream_name(id))
+    {
+        return Err(ApiError::bad_request("not a valid asset id or stream name"));
+    }
+    let ttl = body
+        .ttl_secs
+        .map(|s| std::time::Duration::from_secs(s.clamp(1, 7 * 24 * 3600)));
+    let query = signer.query(&scope, ttl);
+    Ok(Json(SignedUrls {
+        hls: format!("/{scope}/master.m3u8?{query}"),
+        dash: format!("/{scope}/manifest.mpd?{query}"),
+        query,
+    }))
 }
 
 #[derive(Deserialize)]

@@ -15,6 +15,7 @@ pub mod h3;
 mod idle;
 mod live;
 pub mod middleware;
+pub mod playback;
 mod routes;
 pub mod source;
 pub mod tls;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub live: streamforge_actors::live::Live,
     /// The RTMP port, for publish URLs handed out by the API.
     pub rtmp_port: Option<u16>,
+    /// Signs and checks playback URLs when `auth.playback = "signed"`.
+    pub signer: Option<Arc<playback::Signer>>,
     /// Status events for the SSE and WebSocket endpoints.
     pub events: streamforge_actors::events::EventBus,
     /// Largest upload accepted (tus `Tus-Max-Size`).
@@ -82,6 +85,10 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
     routes::routes()
         .merge(web::routes(&http.web_dir))
         .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            playback::require_signature,
+        ))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(CompressionLayer::new().compress_when(middleware::compressible))
         .layer(middleware::browser_cors())

@@ -46,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/assets/{id}/events", get(events::asset_events))
         .route("/api/events", get(events::all_events))
         .route("/api/live", get(live::list))
+        .route("/api/playback/sign", post(live::sign))
         .route("/api/live/keys", get(live::keys).post(live::create_key))
         .route(
             "/api/live/keys/{stream}",

@@ -4,7 +4,7 @@
 
 import type Hls from "hls.js";
 import type { Level } from "hls.js";
-import { type Asset, absolute, api, copy, el, formatBytes, formatDuration } from "./api";
+import { type Asset, type LiveStream, absolute, api, copy, el, formatBytes, formatDuration } from "./api";
 
 interface Engine {
   /** Quality choices: -1 is automatic. */
@@ -265,8 +265,10 @@ export async function assetPage(main: HTMLElement, id: string): Promise<void> {
 }
 
 export async function livePlayer(main: HTMLElement, name: string): Promise<void> {
-  const hlsUrl = `/live/${encodeURIComponent(name)}/master.m3u8`;
-  const dashUrl = `/live/${encodeURIComponent(name)}/manifest.mpd`;
+  // The server's URLs: signed when playback needs a signature.
+  const stream = await api<LiveStream>(`/api/live/${encodeURIComponent(name)}`);
+  const hlsUrl = stream.hls;
+  const dashUrl = stream.dash;
   const video = el("video", { controls: true, muted: true, autoplay: true, playsInline: true, id: "player" });
   video.setAttribute("aria-label", `Live stream ${name}`);
   const latency = el("output", { id: "latency", "aria-live": "off" }, "latency –");

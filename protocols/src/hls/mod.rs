@@ -25,6 +25,7 @@ pub mod multivariant;
 pub mod query;
 pub mod render;
 pub mod time;
+pub mod uri_query;
 
 pub use error::HlsError;
 pub use iframe::{Keyframe, i_frame_playlist};
