@@ -148,6 +148,10 @@ pub struct LimitsConfig {
     pub api_per_second: u32,
     /// Requests an address may send at once above the sustained rate.
     pub api_burst: u32,
+    /// Upload bodies one address may send at once; 0 turns the limit off.
+    pub uploads_per_client: usize,
+    /// Live streams one address may publish at once; 0 turns the limit off.
+    pub streams_per_client: usize,
 }
 
 impl Default for LimitsConfig {
@@ -155,6 +159,8 @@ impl Default for LimitsConfig {
         LimitsConfig {
             api_per_second: 20,
             api_burst: 100,
+            uploads_per_client: 16,
+            streams_per_client: 4,
         }
     }
 }

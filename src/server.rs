@@ -234,6 +234,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         live: live.clone(),
         rtmp_port: rtmp_addr.map(|a| a.port()),
         signer,
+        upload_slots: Arc::new(http::middleware::ClientSlots::new(
+            config.limits.uploads_per_client,
+        )),
         events: events.clone(),
         upload_max_size: config.uploads.max_size,
         auth: config.auth.mode,
@@ -397,6 +400,7 @@ fn live_options(config: &Config) -> LiveOptions {
         replace_publisher: live.replace_publisher,
         idle_timeout: live.idle_timeout,
         max_connections: live.max_connections,
+        streams_per_client: config.limits.streams_per_client,
     }
 }
 

@@ -381,3 +381,99 @@ mod tests {
         }
     }
 }
+
+/// Requests in progress per client address, for limits on concurrency.
+#[derive(Debug, Default)]
+pub struct ClientSlots {
+    limit: usize,
+    busy: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// A slot held until dropped.
+pub struct SlotGuard<'a> {
+    slots: &'a ClientSlots,
+    peer: std::net::IpAddr,
+}
+
+impl ClientSlots {
+    /// At most `limit` at once per address; 0 turns the limit off.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            busy: std::sync::Mutex::default(),
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, usize>> {
+        self.busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot for `peer`, or `None` when it holds `limit` already.
+    pub fn acquire(&self, peer: std::net::IpAddr) -> Option<SlotGuard<'_>> {
+        if self.limit == 0 {
+            return Some(SlotGuard { slots: self, peer });
+        }
+        let mut busy = self.lock();
+        let count = busy.entry(peer).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(SlotGuard { slots: self, peer })
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        if self.slots.limit == 0 {
+            return;
+        }
+        let mut busy = self.slots.lock();
+        if let Some(count) = busy.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                busy.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Limits how many upload bodies (tus PATCH, creation with data, one-shot
+/// uploads) one client address sends at once (`limits.uploads_per_client`):
+/// 429 beyond it, so one client cannot hold every upload session and disk
+/// stream of the server.
+pub async fn concurrent_uploads(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let method = request.method();
+    let carries_upload = (*method == Method::PATCH && path.starts_with("/files/"))
+        || (*method == Method::POST
+            && (path == "/files/" || path == "/files" || path == "/api/uploads"));
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    let (true, Some(peer)) = (carries_upload, peer) else {
+        return next.run(request).await;
+    };
+    let Some(_slot) = state.upload_slots.acquire(peer) else {
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_uploads",
+            "this address already sends as many uploads at once as it may; retry when one ends",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        return response;
+    };
+    next.run(request).await
+}

@@ -63,6 +63,8 @@ pub struct AppState {
     pub live: streamforge_actors::live::Live,
     /// The RTMP port, for publish URLs handed out by the API.
     pub rtmp_port: Option<u16>,
+    /// Upload bodies in progress per client address.
+    pub upload_slots: Arc<middleware::ClientSlots>,
     /// Signs and checks playback URLs when `auth.playback = "signed"`.
     pub signer: Option<Arc<playback::Signer>>,
     /// Status events for the SSE and WebSocket endpoints.
@@ -96,6 +98,10 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::concurrent_uploads,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

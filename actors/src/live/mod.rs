@@ -47,6 +47,8 @@ pub struct LiveOptions {
     pub idle_timeout: Duration,
     /// Most concurrent ingest connections.
     pub max_connections: usize,
+    /// Streams one address may publish at once; 0 turns the limit off.
+    pub streams_per_client: usize,
 }
 
 impl Default for LiveOptions {
@@ -57,6 +59,7 @@ impl Default for LiveOptions {
             replace_publisher: false,
             idle_timeout: Duration::from_secs(10),
             max_connections: 64,
+            streams_per_client: 4,
         }
     }
 }
@@ -198,6 +201,30 @@ impl Live {
         protocol: IngestProtocol,
         remote: String,
     ) -> Result<Publisher, PublishError> {
+        let limit = self.inner.options.streams_per_client;
+        if limit > 0 && protocol == IngestProtocol::Rtmp {
+            let host = |remote: &str| {
+                remote
+                    .rsplit_once(':')
+                    .map_or(remote, |(h, _)| h)
+                    .to_owned()
+            };
+            let from = host(&remote);
+            let streams: Vec<Arc<LiveStream>> = self.lock().values().cloned().collect();
+            let publishing = streams
+                .iter()
+                .filter(|s| s.name() != stream)
+                .filter(|s| s.publisher_remote().is_some_and(|r| host(&r) == from))
+                .count();
+            if publishing >= limit {
+                return Err(PublishError::Rejected(
+                    format!(
+                        "{from} already publishes {publishing} streams, the most one address may"
+                    ),
+                    PublishRejection::Denied,
+                ));
+            }
+        }
         let live_stream = {
             let mut streams = self.lock();
             streams

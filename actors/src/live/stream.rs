@@ -166,6 +166,11 @@ impl LiveStream {
         self.version.subscribe()
     }
 
+    /// The address publishing now, if any.
+    pub fn publisher_remote(&self) -> Option<String> {
+        self.lock().publisher.as_ref().map(|p| p.remote.clone())
+    }
+
     /// Whether someone is publishing now.
     pub fn is_live(&self) -> bool {
         self.lock().publisher.is_some()
