@@ -196,6 +196,11 @@ pub struct LiveConfig {
     pub idle_timeout: Duration,
     /// Most concurrent ingest connections.
     pub max_connections: usize,
+    /// A stream whose publisher left waits this long for it to come back
+    /// (viewers keep their playlists; the stream continues after a
+    /// discontinuity) before its playlists end.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_grace: Duration,
     /// RTSP sources (cameras) pulled as live streams:
     /// `[[live.pull]] name = "door", url = "rtsp://…", username, password,
     /// transport = "tcp" | "udp"`.
@@ -215,6 +220,7 @@ impl Default for LiveConfig {
             replace_publisher: false,
             idle_timeout: Duration::from_secs(10),
             max_connections: 64,
+            reconnect_grace: Duration::from_secs(10),
             pull: Vec::new(),
         }
     }

@@ -401,6 +401,7 @@ fn live_options(config: &Config) -> LiveOptions {
         idle_timeout: live.idle_timeout,
         max_connections: live.max_connections,
         streams_per_client: config.limits.streams_per_client,
+        reconnect_grace: live.reconnect_grace,
     }
 }
 

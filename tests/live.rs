@@ -133,7 +133,8 @@ async fn record_live(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtmp_push_plays_as_ll_hls_and_dash_live_and_after_the_end() {
-    let server = TestServer::start().await;
+    let server =
+        TestServer::start_with(|c| c.live.reconnect_grace = Duration::from_millis(500)).await;
     let key = create_key(&server, "cam").await;
     let publish = format!(
         "{}/live/{}",
@@ -261,6 +262,17 @@ async fn rtmp_push_plays_as_ll_hls_and_dash_live_and_after_the_end() {
     );
     wait_until("the stream to end", async || {
         stream_status(&server, "cam").await["live"] == false
+    })
+    .await;
+    // After the reconnection grace, the playlists end.
+    wait_until("EXT-X-ENDLIST", async || {
+        reqwest::get(server.url("/live/cam/v1/media.m3u8"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("#EXT-X-ENDLIST")
     })
     .await;
 
@@ -478,8 +490,8 @@ async fn rtsp_camera(file: &std::path::Path) -> (Child, u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rtsp_camera_is_pulled_with_retina_and_reconnected() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("camera.mp4");
+    let source_dir = tempfile::tempdir().unwrap();
+    let file = source_dir.path().join("camera.mp4");
     let made = Command::new("ffmpeg")
         .args(["-v", "error", "-y"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
@@ -514,12 +526,20 @@ async fn an_rtsp_camera_is_pulled_with_retina_and_reconnected() {
     assert_eq!(status["codecs"], json!(["avc1.64000d", "mp4a.40.2"]));
     let first_start = status["started_at_ms"].as_i64().unwrap();
 
-    // ffprobe reads what was pulled.
-    let url = server.url("/live/door/master.m3u8");
-    let video = packets(&url, "v:0").await;
-    let audio = packets(&url, "a:0").await;
+    // ffmpeg plays what was pulled.
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = record_live(
+        &server.url("/live/door/master.m3u8"),
+        2,
+        dir.path(),
+        "door.mp4",
+    )
+    .await;
+    let recorded = recorded.to_str().unwrap();
+    let video = packets(recorded, "v:0").await;
+    let audio = packets(recorded, "a:0").await;
     assert!(!video.is_empty() && !audio.is_empty());
-    assert_continuous(&video, &url);
+    assert_continuous(&video, recorded);
 
     // The file ends, the session goes quiet: the pull gives up on it and
     // reconnects, a new presentation of the same stream.
@@ -528,6 +548,111 @@ async fn an_rtsp_camera_is_pulled_with_retina_and_reconnected() {
         status["live"] == true && status["started_at_ms"].as_i64() != Some(first_start)
     })
     .await;
+    // Back within the grace period: the same stream, after a discontinuity.
+    wait_until("the second run's segments", async || {
+        reqwest::get(server.url("/live/door/v1/media.m3u8"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("#EXT-X-DISCONTINUITY")
+    })
+    .await;
     let _ = camera.kill().await;
+    server.stop().await;
+}
+
+/// An encoder that drops and reconnects within `live.reconnect_grace`: the
+/// playlists stay open, the stream continues after EXT-X-DISCONTINUITY with
+/// a new init section (DASH: a new period) and its segment numbers go on;
+/// a viewer started before the drop plays on into the second run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_that_reconnects_continues_the_stream() {
+    let server = TestServer::start_with(|c| {
+        c.live.open_publish = true;
+        c.live.reconnect_grace = Duration::from_secs(5);
+    })
+    .await;
+    let url = format!("{}/live/flaky", server.rtmp_url());
+    let first = push(&url, 6);
+    wait_until("the first segment", async || {
+        stream_status(&server, "flaky").await["playable"] == true
+    })
+    .await;
+    // A viewer that keeps reading through the drop.
+    let dir = tempfile::tempdir().unwrap();
+    let viewer_out = dir.path().join("viewer.mp4");
+    let viewer = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(server.url("/live/flaky/master.m3u8"))
+        .args(["-t", "9", "-c", "copy", "-y"])
+        .arg(&viewer_out)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(first.wait_with_output().await.unwrap().status.success());
+    // Back a moment later: the same stream goes on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = push(&url, 6);
+    let during = reqwest::get(server.url("/live/flaky/v1/media.m3u8"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !during.contains("#EXT-X-ENDLIST"),
+        "open while waiting: {during}"
+    );
+    assert!(second.wait_with_output().await.unwrap().status.success());
+    wait_until("EXT-X-ENDLIST", async || {
+        reqwest::get(server.url("/live/flaky/v1/media.m3u8"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("#EXT-X-ENDLIST")
+    })
+    .await;
+    let playlist = reqwest::get(server.url("/live/flaky/v1/media.m3u8"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
+    assert!(playlist.contains("URI=\"init-1.mp4\""), "{playlist}");
+    let numbers: Vec<u64> = playlist
+        .lines()
+        .filter_map(|l| l.strip_suffix(".m4s")?.parse().ok())
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "numbering goes on across the reconnection: {numbers:?}"
+    );
+    let mpd = reqwest::get(server.url("/live/flaky/manifest.mpd"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(mpd.matches("<Period").count(), 2, "{mpd}");
+    // Both runs are there for ffprobe.
+    let video = packets(&server.url("/live/flaky/master.m3u8"), "v:0").await;
+    assert!(video.len() >= 280, "{} video packets", video.len());
+    let watched = viewer.wait_with_output().await.unwrap();
+    assert!(watched.status.success());
+    let seen = packets(viewer_out.to_str().unwrap(), "v:0").await;
+    eprintln!(
+        "the viewer kept {} video frames across the reconnection",
+        seen.len()
+    );
+    assert!(
+        seen.len() > 150,
+        "the viewer stopped at the drop: {} frames",
+        seen.len()
+    );
     server.stop().await;
 }

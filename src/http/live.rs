@@ -171,9 +171,10 @@ pub async fn rendition_file(
             PLAYLIST,
         ));
     }
-    if file == "init.mp4" {
+    if file.starts_with("init") && file.ends_with(".mp4") {
         let reply = answer(&stream, HOLD, |p| {
-            p.init(&rendition).map_or(Reply::NotFound, Reply::Ready)
+            p.init_named(&rendition, &file)
+                .map_or(Reply::NotFound, Reply::Ready)
         })
         .await;
         return Ok(media(into_result(reply, "the init segment")?, false));

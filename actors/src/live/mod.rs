@@ -49,6 +49,9 @@ pub struct LiveOptions {
     pub max_connections: usize,
     /// Streams one address may publish at once; 0 turns the limit off.
     pub streams_per_client: usize,
+    /// How long a stream whose publisher left waits for it to come back
+    /// (continuing after a discontinuity) before its playlists end.
+    pub reconnect_grace: Duration,
 }
 
 impl Default for LiveOptions {
@@ -60,6 +63,7 @@ impl Default for LiveOptions {
             idle_timeout: Duration::from_secs(10),
             max_connections: 64,
             streams_per_client: 4,
+            reconnect_grace: Duration::from_secs(10),
         }
     }
 }
@@ -233,6 +237,7 @@ impl Live {
                     Arc::new(LiveStream::new(
                         stream.to_owned(),
                         self.inner.options.packaging.clone(),
+                        self.inner.options.reconnect_grace,
                     ))
                 })
                 .clone()

@@ -39,6 +39,10 @@ struct State {
     arrivals: HashMap<u32, Instant>,
     latency: PartLatency,
     first_playable: Option<Duration>,
+    /// When the last publish ended.
+    ended_at: Option<Instant>,
+    /// The current publish continues the ended presentation.
+    resuming: bool,
 }
 
 /// How long after its last sample arrived each part became fetchable.
@@ -63,6 +67,10 @@ impl PartLatency {
 pub struct LiveStream {
     name: String,
     settings: LiveSettings,
+    /// When a publisher leaves, the stream waits this long (playlists
+    /// open, viewers waiting) for it to come back and continue after a
+    /// discontinuity; then the playlists end.
+    reconnect_grace: Duration,
     state: Mutex<State>,
     version: watch::Sender<u64>,
 }
@@ -122,10 +130,11 @@ impl StreamSummary {
 }
 
 impl LiveStream {
-    pub(super) fn new(name: String, settings: LiveSettings) -> Self {
+    pub(super) fn new(name: String, settings: LiveSettings, reconnect_grace: Duration) -> Self {
         Self {
             name,
             settings,
+            reconnect_grace,
             state: Mutex::new(State {
                 packager: None,
                 tracks: Vec::new(),
@@ -137,6 +146,8 @@ impl LiveStream {
                 arrivals: HashMap::new(),
                 latency: PartLatency::default(),
                 first_playable: None,
+                ended_at: None,
+                resuming: false,
             }),
             version: watch::channel(0).0,
         }
@@ -260,12 +271,17 @@ impl LiveStream {
         });
         state.last_protocol = Some(protocol);
         state.last_error = None;
-        // A new presentation: the previous one's playlists give way.
-        state.packager = None;
+        // Back within the grace period: the presentation goes on (a
+        // discontinuity) once the new tracks are known. Otherwise a new
+        // presentation: the previous one's playlists give way.
+        state.resuming = state.packager.as_ref().is_some_and(LivePackager::is_paused);
+        if !state.resuming {
+            state.packager = None;
+            state.latency = PartLatency::default();
+            state.first_playable = None;
+        }
         state.tracks.clear();
         state.arrivals.clear();
-        state.latency = PartLatency::default();
-        state.first_playable = None;
         drop(state);
         self.bump();
         tracing::info!(stream = %self.name, %remote, ?protocol, "publish started");
@@ -273,6 +289,18 @@ impl LiveStream {
             stream: self.clone(),
             generation,
         })
+    }
+
+    /// Ends the playlists of a stream nobody published again since
+    /// `generation` left.
+    fn end_unless_republished(&self, generation: u64) {
+        let mut state = self.lock();
+        if state.generation == generation && state.publisher.is_none() {
+            end_packager(&mut state, &self.name);
+            tracing::info!(stream = %self.name, "publish ended");
+        }
+        drop(state);
+        self.bump();
     }
 
     /// Ends the current publish (a revoked key).
@@ -289,6 +317,8 @@ impl LiveStream {
 }
 
 fn end_packager(state: &mut State, name: &str) {
+    state.ended_at = Some(Instant::now());
+    state.resuming = false;
     if let Some(p) = state.packager.as_mut()
         && let Err(err) = p.end()
     {
@@ -328,7 +358,7 @@ impl Publisher {
     pub fn set_tracks(&self, tracks: Vec<Track>) -> Result<(), PublishEnded> {
         let mut state = self.stream.lock();
         self.current(&state)?;
-        if state.packager.is_some() {
+        if state.packager.is_some() && !state.resuming {
             let same = |a: &[Track], b: &[Track]| {
                 a.len() == b.len()
                     && a.iter()
@@ -353,6 +383,26 @@ impl Publisher {
     pub fn push(&self, sample: Sample) -> Result<(), PublishEnded> {
         let mut state = self.stream.lock();
         self.current(&state)?;
+        if state.resuming {
+            if state.tracks.is_empty() {
+                return Ok(());
+            }
+            state.resuming = false;
+            let tracks = state.tracks.clone();
+            if let Some(packager) = state.packager.as_mut() {
+                match packager.resume(&tracks, now_millis()) {
+                    Ok(()) => {
+                        tracing::info!(stream = %self.stream.name, "publisher back: the stream continues after a discontinuity");
+                    }
+                    Err(err) => {
+                        tracing::info!(stream = %self.stream.name, %err, "publisher back with other tracks: a new presentation");
+                        state.packager = None;
+                        state.latency = PartLatency::default();
+                        state.first_playable = None;
+                    }
+                }
+            }
+        }
         if state.packager.is_none() {
             if state.tracks.is_empty() {
                 // Media before any sequence header cannot be described.
@@ -434,8 +484,30 @@ impl Drop for Publisher {
             .is_some_and(|p| p.generation == self.generation)
         {
             state.publisher = None;
-            end_packager(&mut state, &self.stream.name);
-            tracing::info!(stream = %self.stream.name, "publish ended");
+            state.ended_at = Some(Instant::now());
+            // Open playlists for a while: the encoder may be back.
+            let paused = state.packager.as_mut().map(LivePackager::pause);
+            match paused {
+                Some(Ok(())) => {
+                    tracing::info!(stream = %self.stream.name, "publisher gone; waiting for it to come back");
+                    let stream = self.stream.clone();
+                    let generation = state.generation;
+                    let grace = self.stream.reconnect_grace;
+                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                        runtime.spawn(async move {
+                            tokio::time::sleep(grace).await;
+                            stream.end_unless_republished(generation);
+                        });
+                    } else {
+                        end_packager(&mut state, &self.stream.name);
+                    }
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(stream = %self.stream.name, %err, "cannot pause the stream; ending it");
+                    end_packager(&mut state, &self.stream.name);
+                }
+                None => {}
+            }
         }
         drop(state);
         self.stream.bump();

@@ -188,6 +188,16 @@ impl Fragmenter {
 
     /// Registers a track; samples for it may follow.
     pub fn add_track(&mut self, track: &Track) -> Result<(), CmafError> {
+        self.add_track_from(track, self.config.first_segment_seq)
+    }
+
+    /// Registers a track whose segments are numbered from `first_segment_seq`
+    /// (a stream that resumes continues each track's own numbering).
+    pub fn add_track_from(
+        &mut self,
+        track: &Track,
+        first_segment_seq: u64,
+    ) -> Result<(), CmafError> {
         if track.timescale == 0 {
             return Err(CmafError::InvalidTrack {
                 track: track.id,
@@ -203,7 +213,7 @@ impl Fragmenter {
                 kind: track.kind(),
                 segment_ticks: self.config.segment_duration.ticks(track.timescale),
                 part_ticks: self.config.part_duration.map(|d| d.ticks(track.timescale)),
-                next_segment_seq: self.config.first_segment_seq,
+                next_segment_seq: first_segment_seq,
                 next_fragment_seq: 1,
                 last_dts: None,
                 segment: None,

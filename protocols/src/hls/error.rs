@@ -60,6 +60,8 @@ pub enum HlsError {
     },
     #[error("the playlist has ended")]
     Ended,
+    #[error("the playlist has not ended; only an ended stream can resume")]
+    NotEnded,
     #[error("partial segments need a PART-TARGET (low-latency mode)")]
     NotLowLatency,
     #[error("the segment in progress already has {parts} parts; close it first")]

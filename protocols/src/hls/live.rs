@@ -524,6 +524,33 @@ impl LivePlaylist {
         Ok(())
     }
 
+    /// Continues a stream whose publisher came back (ended, or paused with
+    /// its last segment closed): the playlist loses `EXT-X-ENDLIST` if it
+    /// had it, the next segment starts a discontinuity
+    /// (§4.4.4.3: the encoder restarted, timestamps and parameters may
+    /// differ) with `map` as its initialization section, and media sequence
+    /// numbers go on. `hint` is the first part to come (low latency only).
+    pub fn resume(&mut self, map: Map, hint: Option<PreloadHint>) -> Result<(), HlsError> {
+        if let Some(ll) = &self.playlist.low_latency
+            && !ll.open.parts.is_empty()
+        {
+            return Err(HlsError::SegmentInProgress {
+                parts: ll.open.parts.len(),
+            });
+        }
+        validate_uri("EXT-X-MAP", &map.uri)?;
+        self.playlist.ended = false;
+        self.current_map = Some(Arc::new(map));
+        self.pending_discontinuity = true;
+        if let Some(ll) = self.playlist.low_latency.as_mut() {
+            let hint = hint.ok_or(HlsError::MissingPreloadHint)?;
+            validate_uri("EXT-X-PRELOAD-HINT", &hint.uri)?;
+            ll.preload_hint = Some(hint);
+            ll.open.map.clone_from(&self.current_map);
+        }
+        Ok(())
+    }
+
     /// The newest segment or part listed, as `EXT-X-RENDITION-REPORT`
     /// defines LAST-MSN and LAST-PART (§4.4.5.4). `None` before anything is
     /// listed.

@@ -97,6 +97,10 @@ pub enum LiveError {
     NoTracks,
     #[error("the stream has ended")]
     Ended,
+    #[error("the stream is running; only a paused or ended stream resumes")]
+    NotEnded,
+    #[error("the resumed stream's tracks ({0}) differ in kind or number from before")]
+    TracksDiffer(String),
     #[error("track {track}: {source}")]
     Cmaf {
         track: TrackId,
@@ -141,6 +145,9 @@ pub enum Reply<T> {
 
 struct StoredSegment {
     msn: u64,
+    /// Which run of the publisher made it (0, then 1 after a resume, …):
+    /// its init segment, and its DASH period.
+    epoch: u32,
     parts: Vec<Bytes>,
     complete: bool,
     /// Decode time of the first sample and duration, in the track timescale.
@@ -152,7 +159,9 @@ struct StoredSegment {
 struct Rendition {
     name: String,
     track: Track,
-    init: Bytes,
+    /// The CMAF header and the track of each epoch.
+    inits: Vec<Bytes>,
+    epoch_tracks: Vec<Track>,
     playlist: LivePlaylist,
     /// Ticks of the parts listed for the open segment.
     open_ticks: u64,
@@ -180,6 +189,10 @@ impl Rendition {
         self.segments
             .iter()
             .filter(move |s| s.complete && s.msn >= self.window_start)
+    }
+
+    fn epoch_track(&self, epoch: u32) -> &Track {
+        self.epoch_tracks.get(epoch as usize).unwrap_or(&self.track)
     }
 
     fn average_bps(&self) -> u64 {
@@ -214,11 +227,17 @@ pub struct LivePackager {
     renditions: Vec<Rendition>,
     by_track: HashMap<TrackId, usize>,
     start: UnixMillis,
-    /// Decode time (ms) all tracks are rebased on: the stream's first sample.
+    /// Decode time (ms) all tracks are rebased on: the stream's first sample
+    /// (of this epoch).
     base_ms: Option<i64>,
+    /// Where this epoch starts on the stream's timeline, in ms since `start`.
+    offset_ms: i64,
+    epoch: u32,
     outputs: VecDeque<LiveOutput>,
     stats: LiveStats,
     ended: bool,
+    /// The publisher left; the stream may resume.
+    paused: bool,
 }
 
 impl LivePackager {
@@ -281,7 +300,8 @@ impl LivePackager {
             renditions.push(Rendition {
                 name,
                 track: track.clone(),
-                init,
+                inits: vec![init],
+                epoch_tracks: vec![track.clone()],
                 playlist,
                 open_ticks: 0,
                 segments: VecDeque::new(),
@@ -300,9 +320,12 @@ impl LivePackager {
             by_track,
             start,
             base_ms: None,
+            offset_ms: 0,
+            epoch: 0,
             outputs: VecDeque::new(),
             stats: LiveStats::default(),
             ended: false,
+            paused: false,
         })
     }
 
@@ -311,7 +334,7 @@ impl LivePackager {
     /// order, unknown track) are dropped and counted; `Err` means the stream
     /// cannot go on.
     pub fn push(&mut self, mut sample: Sample) -> Result<(), LiveError> {
-        if self.ended {
+        if self.ended || self.paused {
             return Err(LiveError::Ended);
         }
         self.stats.samples += 1;
@@ -324,6 +347,9 @@ impl LivePackager {
         // first sample of the stream, whatever its track.
         let base_ms = *self.base_ms.get_or_insert(sample.dts * 1000 / timescale);
         sample.dts -= base_ms * timescale / 1000;
+        if sample.dts >= 0 {
+            sample.dts += self.offset_ms * timescale / 1000;
+        }
         if sample.dts < 0 {
             self.stats.dropped += 1;
             return Ok(());
@@ -354,16 +380,40 @@ impl LivePackager {
         Ok(())
     }
 
-    /// Ends the stream: the open segments are closed with their last
-    /// samples' stated durations and every playlist gets `EXT-X-ENDLIST`.
-    pub fn end(&mut self) -> Result<(), LiveError> {
-        if self.ended {
+    /// The publisher went away but may come back: the open segments are
+    /// closed (as at an end) while the playlists stay open, so players wait
+    /// for more instead of stopping. Then [`resume`](Self::resume) or
+    /// [`end`](Self::end).
+    pub fn pause(&mut self) -> Result<(), LiveError> {
+        if self.ended || self.paused {
             return Ok(());
         }
         self.fragmenter
             .flush()
             .map_err(|source| LiveError::Cmaf { track: 0, source })?;
         self.drain()?;
+        self.paused = true;
+        Ok(())
+    }
+
+    /// Whether the stream waits for its publisher to come back.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Ends the stream: the open segments are closed with their last
+    /// samples' stated durations and every playlist gets `EXT-X-ENDLIST`.
+    pub fn end(&mut self) -> Result<(), LiveError> {
+        if self.ended {
+            return Ok(());
+        }
+        if !self.paused {
+            self.fragmenter
+                .flush()
+                .map_err(|source| LiveError::Cmaf { track: 0, source })?;
+            self.drain()?;
+        }
+        self.paused = false;
         for r in &mut self.renditions {
             // A segment whose parts were listed but never closed cannot
             // exist after a flush; `end` refuses otherwise.
@@ -404,6 +454,7 @@ impl LivePackager {
     }
 
     fn drain(&mut self) -> Result<(), LiveError> {
+        let epoch = self.epoch;
         let mut events = Vec::new();
         while let Some(event) = self.fragmenter.poll_event() {
             events.push(event);
@@ -447,6 +498,7 @@ impl LivePackager {
                         r.segments.push_back(StoredSegment {
                             msn: part.segment_seq,
                             parts: Vec::new(),
+                            epoch,
                             complete: false,
                             start: part.start_dts,
                             duration: 0,
@@ -527,7 +579,90 @@ impl LivePackager {
 
     /// A rendition's CMAF header.
     pub fn init(&self, rendition: &str) -> Option<Bytes> {
-        self.rendition(rendition).map(|r| r.init.clone())
+        self.rendition(rendition)
+            .and_then(|r| r.inits.last().cloned())
+    }
+
+    /// A rendition's CMAF header by file name: `init.mp4`, or `init-N.mp4`
+    /// for the N-th resumption.
+    pub fn init_named(&self, rendition: &str, file: &str) -> Option<Bytes> {
+        let epoch = init_epoch(file)?;
+        self.rendition(rendition)
+            .and_then(|r| r.inits.get(epoch as usize).cloned())
+    }
+
+    /// Continues an ended stream whose publisher came back with the same
+    /// kinds of tracks: each playlist gets a discontinuity and a new init
+    /// section (`init-N.mp4`), segment numbers go on, and the new media is
+    /// placed on the stream's timeline at `now` (DASH: a new period), so
+    /// viewers keep their playlist.
+    pub fn resume(&mut self, tracks: &[Track], now: UnixMillis) -> Result<(), LiveError> {
+        if !self.ended && !self.paused {
+            return Err(LiveError::NotEnded);
+        }
+        let describe = || {
+            tracks
+                .iter()
+                .map(|t| t.codec.codec_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        if tracks.len() != self.renditions.len()
+            || tracks
+                .iter()
+                .zip(&self.renditions)
+                .any(|(t, r)| t.kind() != r.track.kind())
+        {
+            return Err(LiveError::TracksDiffer(describe()));
+        }
+        let epoch = self.epoch + 1;
+        let mut fragmenter = Fragmenter::new(FragmenterConfig {
+            segment_duration: self.settings.segment,
+            part_duration: Some(self.settings.part),
+            first_segment_seq: FIRST_MSN,
+        });
+        let mut by_track = HashMap::new();
+        let mut end_ms = 0i64;
+        for (index, (track, r)) in tracks.iter().zip(&mut self.renditions).enumerate() {
+            let next_msn = r.playlist.playlist().next_msn();
+            fragmenter
+                .add_track_from(track, next_msn)
+                .map_err(|source| LiveError::Cmaf {
+                    track: track.id,
+                    source,
+                })?;
+            let init = init_segment(track).map_err(|source| LiveError::Cmaf {
+                track: track.id,
+                source,
+            })?;
+            r.playlist.resume(
+                Map {
+                    uri: init_name(epoch),
+                    byte_range: None,
+                },
+                Some(hint(next_msn, 0)),
+            )?;
+            if let Some(last) = r.segments.back() {
+                let end = (last.start + last.duration) * 1000 / u64::from(r.track.timescale);
+                end_ms = end_ms.max(i64::try_from(end).unwrap_or(i64::MAX));
+            }
+            r.inits.push(init);
+            r.epoch_tracks.push(track.clone());
+            r.track = track.clone();
+            r.open_ticks = 0;
+            r.open_frames = 0;
+            by_track.insert(track.id, index);
+        }
+        self.fragmenter = fragmenter;
+        self.by_track = by_track;
+        self.epoch = epoch;
+        self.base_ms = None;
+        // On the wall clock since the stream began (DASH availability), and
+        // never before what was already published.
+        self.offset_ms = (now.0 - self.start.0).max(end_ms + 1);
+        self.ended = false;
+        self.paused = false;
+        Ok(())
     }
 
     /// A rendition's media playlist for a request with `query`.
@@ -719,60 +854,96 @@ impl LivePackager {
                 .unwrap_or(MediaDuration::from_secs(2));
         let part = MediaDuration::new(self.settings.part.num, self.settings.part.den as u32)
             .unwrap_or(MediaDuration::from_millis(333));
-        let mut sets = Vec::new();
         let mut longest_ms = 0u64;
         let mut window_ms = 0u64;
-        for (i, r) in self.renditions.iter().enumerate() {
-            let timescale = r.track.timescale;
-            let timeline: Vec<TimelineSegment> = r
-                .listed_segments()
-                .map(|s| TimelineSegment {
-                    start: s.start,
-                    duration: s.duration,
+        let live = !self.ended;
+        // One period per publisher run (epoch) still in the window: a
+        // resumed stream has new init sections, and its timeline restarts.
+        let mut epochs: Vec<u32> = self
+            .renditions
+            .iter()
+            .flat_map(|r| r.listed_segments().map(|s| s.epoch))
+            .collect();
+        epochs.sort_unstable();
+        epochs.dedup();
+        let mut periods = Vec::new();
+        for epoch in epochs {
+            // The period starts at its earliest segment, over all renditions.
+            let start_ms = self
+                .renditions
+                .iter()
+                .filter_map(|r| {
+                    r.listed_segments()
+                        .find(|s| s.epoch == epoch)
+                        .map(|s| s.start * 1000 / u64::from(r.track.timescale))
                 })
-                .collect();
-            let start_number = r.listed_segments().next().map_or(FIRST_MSN, |s| s.msn);
-            if let Some(last) = timeline.last() {
-                longest_ms =
-                    longest_ms.max((last.start + last.duration) * 1000 / u64::from(timescale));
-                let first = timeline.first().map_or(0, |f| f.start);
-                window_ms = window_ms
-                    .max((last.start + last.duration - first) * 1000 / u64::from(timescale));
+                .min()
+                .unwrap_or(0);
+            let mut sets = Vec::new();
+            for (i, r) in self.renditions.iter().enumerate() {
+                let timescale = r.track.timescale;
+                let segments: Vec<&StoredSegment> =
+                    r.listed_segments().filter(|s| s.epoch == epoch).collect();
+                let Some(first) = segments.first() else {
+                    continue;
+                };
+                let timeline: Vec<TimelineSegment> = segments
+                    .iter()
+                    .map(|s| TimelineSegment {
+                        start: s.start,
+                        duration: s.duration,
+                    })
+                    .collect();
+                if let Some(last) = segments.last() {
+                    let end = (last.start + last.duration) * 1000 / u64::from(timescale);
+                    longest_ms = longest_ms.max(end);
+                }
+                let track = r.epoch_track(epoch);
+                sets.push(AdaptationSet {
+                    id: u32::try_from(i).unwrap_or(u32::MAX),
+                    kind: track.kind(),
+                    lang: (track.language != "und").then(|| track.language.clone()),
+                    segment_template: SegmentTemplate {
+                        timescale,
+                        initialization: format!("$RepresentationID$/{}", init_name(epoch)),
+                        media: "$RepresentationID$/$Number$.m4s".to_owned(),
+                        start_number: first.msn,
+                        // Media time at the period start.
+                        presentation_time_offset: start_ms * u64::from(timescale) / 1000,
+                        addressing: Addressing::Timeline(timeline),
+                        // A segment may be requested one part after it starts;
+                        // its bytes then arrive chunk by chunk.
+                        availability_time_offset: live.then(|| {
+                            MediaDuration::new(
+                                segment.as_nanos().saturating_sub(part.as_nanos()) as u64
+                                    / 1_000_000,
+                                1000,
+                            )
+                            .unwrap_or(part)
+                        }),
+                        availability_time_complete: live.then_some(false),
+                    },
+                    representations: vec![Representation {
+                        id: r.name.clone(),
+                        codecs: track.codec.codec_string(),
+                        bandwidth: r.peak_bps.max(r.average_bps()).max(1),
+                        width: track.width(),
+                        height: track.height(),
+                        frame_rate: r.frame_rate(),
+                        audio_sampling_rate: track.sample_rate(),
+                        audio_channels: track.channels().map(u32::from),
+                    }],
+                });
             }
-            let live = !self.ended;
-            sets.push(AdaptationSet {
-                id: u32::try_from(i).unwrap_or(u32::MAX),
-                kind: r.track.kind(),
-                lang: (r.track.language != "und").then(|| r.track.language.clone()),
-                segment_template: SegmentTemplate {
-                    timescale,
-                    initialization: format!("$RepresentationID$/{}", crate::package::INIT),
-                    media: "$RepresentationID$/$Number$.m4s".to_owned(),
-                    start_number,
-                    presentation_time_offset: 0,
-                    addressing: Addressing::Timeline(timeline),
-                    // A segment may be requested one part after it starts;
-                    // its bytes then arrive chunk by chunk.
-                    availability_time_offset: live.then(|| {
-                        MediaDuration::new(
-                            segment.as_nanos().saturating_sub(part.as_nanos()) as u64 / 1_000_000,
-                            1000,
-                        )
-                        .unwrap_or(part)
-                    }),
-                    availability_time_complete: live.then_some(false),
-                },
-                representations: vec![Representation {
-                    id: r.name.clone(),
-                    codecs: r.track.codec.codec_string(),
-                    bandwidth: r.peak_bps.max(r.average_bps()).max(1),
-                    width: r.track.width(),
-                    height: r.track.height(),
-                    frame_rate: r.frame_rate(),
-                    audio_sampling_rate: r.track.sample_rate(),
-                    audio_channels: r.track.channels().map(u32::from),
-                }],
+            periods.push(Period {
+                id: epoch.to_string(),
+                start: MediaDuration::from_millis(start_ms),
+                adaptation_sets: sets,
             });
+        }
+        if let Some(first) = periods.first() {
+            let first_ms = u64::try_from(first.start.as_nanos() / 1_000_000).unwrap_or(0);
+            window_ms = longest_ms.saturating_sub(first_ms);
         }
         let mut mpd = Mpd {
             id: self.settings.presentation_id.clone(),
@@ -802,11 +973,7 @@ impl LivePackager {
                 scheme: UtcScheme::HttpXsDate,
                 value: self.settings.time_url.clone(),
             }),
-            periods: vec![Period {
-                id: "0".to_owned(),
-                start: MediaDuration::from_secs(0),
-                adaptation_sets: sets,
-            }],
+            periods,
         };
         if self.ended {
             mpd.end(MediaDuration::from_millis(longest_ms), now);
@@ -818,6 +985,25 @@ impl LivePackager {
     pub fn rendition_names(&self) -> impl Iterator<Item = &str> {
         self.renditions.iter().map(|r| r.name.as_str())
     }
+}
+
+/// The init section of epoch `epoch`: `init.mp4`, then `init-1.mp4`, …
+fn init_name(epoch: u32) -> String {
+    if epoch == 0 {
+        crate::package::INIT.to_owned()
+    } else {
+        format!("init-{epoch}.mp4")
+    }
+}
+
+fn init_epoch(file: &str) -> Option<u32> {
+    if file == crate::package::INIT {
+        return Some(0);
+    }
+    let n = file.strip_prefix("init-")?.strip_suffix(".mp4")?;
+    (!n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| n.parse().ok())
+        .flatten()
 }
 
 fn segment_uri(msn: u64) -> String {

@@ -297,3 +297,49 @@ fn media_names() {
         assert_eq!(parse_media_name(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn a_resumed_stream_continues_with_a_discontinuity_and_a_new_period() {
+    let (mut p, _) = run(9, 50);
+    p.end().unwrap();
+    let ended = ready(p.media_playlist("v1", &query(None, None)));
+    let last_msn = ended
+        .lines()
+        .filter_map(|l| l.strip_suffix(".m4s"))
+        .filter_map(|l| l.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    assert!(matches!(
+        p.resume(&tracks()[..1], UnixMillis(START.0 + 20_000)),
+        Err(LiveError::TracksDiffer(_))
+    ));
+    p.resume(&tracks(), UnixMillis(START.0 + 20_000)).unwrap();
+    assert!(!p.is_ended());
+    // The encoder restarted: its clock starts over.
+    for s in samples(5, 0, 50) {
+        p.push(s).unwrap();
+    }
+    let playlist = ready(p.media_playlist("v1", &query(None, None)));
+    assert!(!playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
+    assert!(
+        playlist.contains("#EXT-X-MAP:URI=\"init-1.mp4\""),
+        "{playlist}"
+    );
+    assert!(
+        playlist.contains(&format!("\n{}.m4s\n", last_msn + 1)),
+        "numbering goes on: {playlist}"
+    );
+    assert!(p.init_named("v1", "init-1.mp4").is_some());
+    assert!(p.init_named("v1", "init.mp4").is_some());
+    assert_eq!(p.init_named("v1", "init-2.mp4"), None);
+    let mpd = ready(p.mpd(UnixMillis(START.0 + 26_000)).unwrap());
+    let doc = roxmltree::Document::parse(&mpd).unwrap();
+    let periods: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("Period"))
+        .collect();
+    assert_eq!(periods.len(), 2, "{mpd}");
+    assert_eq!(periods[1].attribute("start"), Some("PT20S"), "{mpd}");
+    assert!(mpd.contains("init-1.mp4"));
+}
