@@ -138,6 +138,8 @@ try {
     }, 100);
     await card.locator("a[data-role=play]").waitFor({ timeout: 180_000 });
     clearInterval(seen);
+    // The last stage, as the play link appears with it.
+    stages.add(await card.locator("[data-role=stage]").textContent());
     findings.stages = [...stages];
     findings.progress = await card.locator("progress").evaluate((p) => p.value);
     findings.poster = await card.locator("img").count();
