@@ -16,48 +16,52 @@ let parts = 0;
 let skipped = 0;
 let errors = 0;
 
-function lastPart(text) {
-  // The newest listed part: the last EXT-X-PART line, and its msn.
-  let msn = Number(/#EXT-X-MEDIA-SEQUENCE:(\d+)/.exec(text)?.[1] ?? 0);
-  let last = null;
+/// Every part listed, in order, as {msn, part, uri}.
+function listedParts(text) {
+  const out = [];
   for (const line of text.split("\n")) {
-    if (line.startsWith("#EXTINF")) continue;
-    if (line.startsWith("#EXT-X-PART:")) {
-      const uri = /URI="([^"]+)"/.exec(line)?.[1];
-      const m = /^(\d+)\.(\d+)\.m4s/.exec(uri ?? "");
-      if (m) last = { msn: Number(m[1]), part: Number(m[2]), uri };
-    }
+    if (!line.startsWith("#EXT-X-PART:")) continue;
+    const uri = /URI="([^"]+)"/.exec(line)?.[1];
+    const m = /^(\d+)\.(\d+)\.m4s/.exec(uri ?? "");
+    if (m) out.push({ msn: Number(m[1]), part: Number(m[2]), uri });
   }
-  return last;
+  return out;
 }
 
+const after = (a, b) => a.msn > b.msn || (a.msn === b.msn && a.part > b.part);
+
 async function viewer() {
+  // Start at the newest part, then play every part that follows, in
+  // order, as a player does: block for the next one, fetch what is new.
   let text = await (await fetch(media)).text();
-  let at = lastPart(text);
+  let at = listedParts(text).at(-1);
   while (Date.now() < until && at) {
-    const wantMsn = at.msn;
-    const wantPart = at.part + 1;
     const t0 = performance.now();
-    const res = await fetch(`${media}?_HLS_msn=${wantMsn}&_HLS_part=${wantPart}`);
+    const res = await fetch(`${media}?_HLS_msn=${at.msn}&_HLS_part=${at.part + 1}`);
     text = await res.text();
     playlistTimes.push(performance.now() - t0);
     if (!res.ok) {
       errors++;
-      at = lastPart(text) ?? at;
       continue;
     }
-    const next = lastPart(text);
-    if (!next) break;
-    // Every part after the one we had must be fetched, none skipped.
-    const expected = next.msn === at.msn ? next.part - at.part : null;
-    if (expected !== null && expected > 1) skipped += expected - 1;
-    const t1 = performance.now();
-    const part = await fetch(`${base}/live/${stream}/v1/${next.uri}`);
-    await part.arrayBuffer();
-    partTimes.push(performance.now() - t1);
-    if (part.ok) parts++;
-    else errors++;
-    at = next;
+    const listed = listedParts(text);
+    const fresh = listed.filter((p) => after(p, at));
+    // Parts between ours and the first still listed left the playlist
+    // before we got them.
+    if (fresh.length > 0 && listed.length > 0 && after(listed[0], at)) {
+      const first = listed[0];
+      if (first.msn === at.msn) skipped += first.part - at.part - 1;
+      else skipped += 1;
+    }
+    for (const p of fresh) {
+      const t1 = performance.now();
+      const part = await fetch(`${base}/live/${stream}/v1/${p.uri}`);
+      await part.arrayBuffer();
+      partTimes.push(performance.now() - t1);
+      if (part.ok) parts++;
+      else errors++;
+      at = p;
+    }
   }
 }
 

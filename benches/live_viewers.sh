@@ -5,7 +5,7 @@
 # parts fetched and skipped, p50/p99 playlist and part latency, and the
 # server's CPU and peak memory.
 #
-#   benches/live_viewers.sh                 1000 viewers, 30 s, 720p25
+#   benches/live_viewers.sh                 1000 viewers, 30 s, 640x360 25 fps
 #   VIEWERS=200 SECONDS_OF_LOAD=20 benches/live_viewers.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ STREAMFORGE_LIVE_OPEN_PUBLISH=true STREAMFORGE_LIMITS_API_PER_SECOND=0 \
 server=$!
 base="http://127.0.0.1:$port"
 for _ in $(seq 50); do curl -fs "$base/healthz" >/dev/null && break; sleep 0.1; done
-ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=1280x720:rate=25 \
+ffmpeg -hide_banner -loglevel error -re -f lavfi -i "testsrc2=size=${SIZE:-640x360}:rate=25" \
   -f lavfi -i sine=frequency=440:sample_rate=48000 -t $((seconds + 20)) \
   -c:v libx264 -preset veryfast -tune zerolatency -g 50 -pix_fmt yuv420p -c:a aac \
   -f flv "rtmp://127.0.0.1:$((port + 1))/live/load" &
@@ -45,7 +45,7 @@ import json, sys
 r = json.loads(sys.argv[1])
 cpu = (float(sys.argv[3]) - float(sys.argv[2])) / float(sys.argv[6])
 wall = float(sys.argv[5]) - float(sys.argv[4])
-print(f"{r['viewers']} LL-HLS viewers of one 720p25 stream for {wall:.0f} s, loopback, 2 cores")
+print(f"{r['viewers']} LL-HLS viewers of one 25 fps stream for {wall:.0f} s, loopback, 2 cores (viewers, encoder and server share them)")
 print(f"  parts fetched {r['parts']}, skipped {r['skipped']}, errors {r['errors']}")
 print(f"  blocking playlist reload p50 {r['playlist_ms']['p50']} ms, p99 {r['playlist_ms']['p99']} ms")
 print(f"  part fetch p50 {r['part_ms']['p50']} ms, p99 {r['part_ms']['p99']} ms")
