@@ -29,8 +29,20 @@ impl Processes {
 
     /// Spawns `command` in a new process group, tracked under `name` until it
     /// is reaped or dropped. Standard input is closed unless the caller set it.
+    ///
+    /// The child also gets SIGKILL if this server dies without cleaning up
+    /// (`kill -9`, a crash): Linux's parent-death signal, so no ffmpeg
+    /// outlives the process that started it.
     pub fn spawn(&self, name: &str, mut command: Command) -> io::Result<ChildProcess> {
         command.process_group(0).kill_on_drop(true);
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes one async-signal-safe system call (prctl).
+        #[cfg(target_os = "linux")]
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)
+            });
+        }
         let child = command.spawn()?;
         let pid = child
             .id()

@@ -1,0 +1,258 @@
+//! `kill -9` of the whole server in the middle of an upload and of its
+//! processing: after a restart on the same data directory, tus HEAD reports
+//! the durable offset, the client resumes from it, the original is
+//! byte-identical, the interrupted processing resumes by itself, and no
+//! ffmpeg child outlived the killed server.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::io::AsyncBufReadExt;
+use tokio::process::{Child, Command};
+
+/// Starts the real binary on `data`; returns it and its base URL.
+async fn start(data: &std::path::Path) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_streamforge"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("STREAMFORGE_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rtmp-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--log-format", "json"])
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the server starts")
+            .unwrap()
+            .expect("the server logs its address");
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if event["message"] == "streamforge listening" {
+            break event["http"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, format!("http://{addr}"))
+}
+
+fn ffmpeg_children_of(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let Some((name, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let parent: Option<u32> = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        let zombie = rest.starts_with('Z');
+        if parent == Some(pid) && !zombie && name.ends_with("(ffmpeg") {
+            found.push(child);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_upload_and_mid_transcode_loses_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "30",
+        ])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+        ])
+        .args(["-movflags", "+faststart"])
+        .arg(&clip)
+        .status()
+        .await
+        .unwrap();
+    assert!(made.success());
+    let source = std::fs::read(&clip).unwrap();
+
+    let (mut server, base) = start(data.path()).await;
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{base}/files/"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", source.len().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let path = created.headers()["location"].to_str().unwrap().to_owned();
+
+    // One PATCH trickling the file in; the server dies partway.
+    let chunks: Vec<bytes::Bytes> = source
+        .chunks(16 * 1024)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    let body = futures::stream::iter(chunks).then(|chunk| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let patch = tokio::spawn({
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let _ = http
+                .patch(url)
+                .header("tus-resumable", "1.0.0")
+                .header("upload-offset", "0")
+                .header("content-type", "application/offset+octet-stream")
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await;
+        }
+    });
+    // Wait until processing runs on the growing upload (a rung's ffmpeg).
+    let pid = server.id().unwrap();
+    let started = Instant::now();
+    while ffmpeg_children_of(pid).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "processing never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let head = http
+        .head(format!("{base}{path}"))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    let asset = head.headers()["x-asset-id"].to_str().unwrap().to_owned();
+    let children = ffmpeg_children_of(pid);
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+    patch.abort();
+
+    // The parent-death signal took the ffmpeg children with the server.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for child in &children {
+        let alive = std::fs::read_to_string(format!("/proc/{child}/stat"))
+            .map(|stat| {
+                !stat
+                    .split_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'))
+            })
+            .unwrap_or(false);
+        assert!(!alive, "ffmpeg {child} outlived the killed server");
+    }
+
+    // Restart: HEAD says what is durable; resume from there.
+    let (_server, base) = start(data.path()).await;
+    let head = http
+        .head(format!("{base}{path}"))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    let offset: usize = head.headers()["upload-offset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        offset > 0 && offset < source.len(),
+        "durable offset {offset}"
+    );
+    eprintln!("killed with {offset} of {} bytes durable", source.len());
+    let resumed = http
+        .patch(format!("{base}{path}"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", offset.to_string())
+        .header("content-type", "application/offset+octet-stream")
+        .body(source[offset..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 204);
+
+    // The interrupted processing resumed by itself and finished.
+    let mut view = Value::Null;
+    for _ in 0..600 {
+        view = http
+            .get(format!("{base}/api/assets/{asset}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if matches!(view["status"].as_str(), Some("ready" | "failed")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(view["status"], "ready", "{view}");
+    let original = http
+        .get(format!("{base}/api/assets/{asset}/original"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(original == source, "the original is byte-identical");
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(format!("{base}{}", view["hls_url"].as_str().unwrap()))
+        .output()
+        .await
+        .unwrap();
+    let duration: f64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((duration - 30.0).abs() < 0.2, "{duration}");
+}
