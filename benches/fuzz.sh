@@ -22,8 +22,8 @@ for target in "${targets[@]}"; do
   cargo +nightly fuzz run "$target" "fuzz/corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 2>&1 \
     | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)" || true
-  if ls "fuzz/artifacts/$target"/crash-* >/dev/null 2>&1; then
-    echo "fuzz: $target crashed; inputs in protocols/fuzz/artifacts/$target/" >&2
+  if ls "fuzz/artifacts/$target"/{crash,oom,timeout,leak}-* >/dev/null 2>&1; then
+    echo "fuzz: $target failed (crash, out of memory or timeout); inputs in protocols/fuzz/artifacts/$target/" >&2
     exit 1
   fi
 done

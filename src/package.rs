@@ -289,10 +289,11 @@ fn package_progressive(
     }
     let mut moov = vec![0u8; usize::try_from(moov_size).unwrap_or(0)];
     read_at(file, path, moov_offset, &mut moov)?;
-    let mp4 = ProgressiveMp4::parse(&moov).map_err(|source| PackageCommandError::Mp4 {
-        path: path.to_owned(),
-        source,
-    })?;
+    let mp4 =
+        ProgressiveMp4::parse_for_file(&moov, len).map_err(|source| PackageCommandError::Mp4 {
+            path: path.to_owned(),
+            source,
+        })?;
     drop(moov);
     let mut packager = new_packager(path, config, mp4.tracks(), sink)?;
     let mut window = Window::default();

@@ -58,6 +58,14 @@ pub struct ProgressiveMp4 {
 impl ProgressiveMp4 {
     /// Parses a complete `moov` box (header included).
     pub fn parse(moov: &[u8]) -> Result<Self, Mp4Error> {
+        Self::parse_for_file(moov, u64::MAX)
+    }
+
+    /// [`parse`](Self::parse) for a file of `file_size` bytes: sample
+    /// tables that claim more sample bytes than the file holds are refused
+    /// before anything is allocated for them (a `moov` of a few bytes can
+    /// claim millions of equal-sized samples).
+    pub fn parse_for_file(moov: &[u8], file_size: u64) -> Result<Self, Mp4Error> {
         if moov.len() as u64 > MAX_BOX_SIZE {
             return Err(Mp4Error::BoxTooLarge {
                 kind: "moov".to_owned(),
@@ -66,6 +74,7 @@ impl ProgressiveMp4 {
                 max: MAX_BOX_SIZE,
             });
         }
+        check_tables(moov, 0)?;
         let moov = Moov::decode(&mut &moov[..]).map_err(|source| Mp4Error::Decode {
             kind: "moov".to_owned(),
             offset: 0,
@@ -75,7 +84,7 @@ impl ProgressiveMp4 {
         let mut index = Vec::new();
         for trak in &moov.trak {
             let track = track_from_trak(trak)?;
-            index_track(trak, track.id, &mut index)?;
+            index_track(trak, track.id, &mut index, file_size)?;
             tracks.push(track);
         }
         index.sort_by_key(|e| e.offset);
@@ -122,6 +131,79 @@ impl ProgressiveMp4 {
     }
 }
 
+/// Boxes whose children are boxes, on the way to the sample tables.
+const CONTAINERS: [&[u8; 4]; 8] = [
+    b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"mvex", b"udta",
+];
+
+/// Checks, before the box decoder allocates for them, that every table's
+/// entry count fits in its box: a box of a few bytes can state a count of
+/// a billion entries (found by fuzzing: `sgpd`).
+fn check_tables(data: &[u8], depth: u32) -> Result<(), Mp4Error> {
+    if depth > 16 {
+        return Err(invalid("moov", "boxes nested too deep"));
+    }
+    let mut at = 0usize;
+    // The outermost call gets the moov box itself.
+    while at + 8 <= data.len() {
+        let size =
+            u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
+        let kind: &[u8; 4] = data[at + 4..at + 8].try_into().unwrap_or(&[0; 4]);
+        let (header, size) = match size {
+            1 if at + 16 <= data.len() => {
+                let large = u64::from_be_bytes(data[at + 8..at + 16].try_into().unwrap_or([0; 8]));
+                (16, usize::try_from(large).unwrap_or(usize::MAX))
+            }
+            0 => (8, data.len() - at),
+            n => (8, n),
+        };
+        if size < header || at.saturating_add(size) > data.len() {
+            // The decoder reports a truncated box with its own error.
+            return Ok(());
+        }
+        let body = &data[at + header..at + size];
+        if CONTAINERS.contains(&kind) {
+            check_tables(body, depth + 1)?;
+        } else if let Some((offset, entry)) = table_layout(kind, body) {
+            let count = body
+                .get(offset..offset + 4)
+                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            let room = body.len().saturating_sub(offset + 4);
+            if count.saturating_mul(entry) > room {
+                return Err(invalid(
+                    "sample table",
+                    "a table states more entries than its box holds",
+                ));
+            }
+        }
+        at += size;
+    }
+    Ok(())
+}
+
+/// Where a table box's entry count is (bytes into its body) and the
+/// smallest size of one entry.
+fn table_layout(kind: &[u8; 4], body: &[u8]) -> Option<(usize, usize)> {
+    let version = *body.first()?;
+    Some(match kind {
+        b"stts" | b"ctts" | b"co64" => (4, 8),
+        b"stsc" => (4, 12),
+        b"stco" | b"stss" => (4, 4),
+        // sample_size, then sample_count; 4 bytes each only when sizes differ.
+        b"stsz" => {
+            let size = body.get(4..8)?;
+            if size != [0, 0, 0, 0] {
+                return None;
+            }
+            (8, 4)
+        }
+        b"elst" => (4, if version == 1 { 20 } else { 12 }),
+        b"sbgp" => (if version == 1 { 12 } else { 8 }, 8),
+        b"sgpd" => (if version >= 1 { 12 } else { 8 }, 1),
+        _ => return None,
+    })
+}
+
 fn invalid(context: &'static str, reason: &'static str) -> Mp4Error {
     Mp4Error::Invalid {
         offset: 0,
@@ -130,7 +212,12 @@ fn invalid(context: &'static str, reason: &'static str) -> Mp4Error {
     }
 }
 
-fn index_track(trak: &Trak, track: TrackId, index: &mut Vec<SampleRef>) -> Result<(), Mp4Error> {
+fn index_track(
+    trak: &Trak,
+    track: TrackId,
+    index: &mut Vec<SampleRef>,
+    file_size: u64,
+) -> Result<(), Mp4Error> {
     let stbl = &trak.mdia.minf.stbl;
     let sizes = |i: usize| match &stbl.stsz.samples {
         StszSamples::Identical { size, .. } => *size,
@@ -145,8 +232,17 @@ fn index_track(trak: &Trak, track: TrackId, index: &mut Vec<SampleRef>) -> Resul
     if count > MAX_SAMPLES_PER_TRACK {
         return Err(invalid("stsz", "more samples than MAX_SAMPLES_PER_TRACK"));
     }
+    if let StszSamples::Identical { size, count } = &stbl.stsz.samples {
+        if *size == 0 && *count > 0 {
+            return Err(invalid("stsz", "samples of size 0"));
+        }
+        if u64::from(*size) * u64::from(*count) > file_size {
+            return Err(invalid("stsz", "the samples are larger than the file"));
+        }
+    }
     let count = count as usize;
-    index.reserve(count);
+    // Grown as samples are indexed, not reserved from a count the file states.
+    index.reserve(count.min(1 << 16));
 
     // stts: decode deltas, run-length coded.
     let mut durations = stbl
@@ -227,4 +323,18 @@ fn index_track(trak: &Trak, track: TrackId, index: &mut Vec<SampleRef>) -> Resul
         return Err(invalid("stsc", "chunks hold fewer samples than stsz"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::ProgressiveMp4;
+
+    /// Found by `benches/fuzz.sh` (mp4_moov): a 1.5 KB moov whose tracks
+    /// claim millions of equal-sized samples made the indexer reserve
+    /// 2.6 GB. It is refused now, allocating nothing for the claim.
+    #[test]
+    fn a_moov_claiming_more_samples_than_the_file_holds_is_refused() {
+        let moov = include_bytes!("../../fuzz/regressions/mp4_moov-oom-huge-stsz.bin");
+        assert!(ProgressiveMp4::parse_for_file(moov, 64 << 20).is_err());
+    }
 }
