@@ -201,6 +201,9 @@ pub struct LiveConfig {
     /// discontinuity) before its playlists end.
     #[serde(with = "humantime_serde")]
     pub reconnect_grace: Duration,
+    /// Record each publish as a VOD asset (`/vod/{asset}/…`, listed in
+    /// `/api/assets`), ready when the publish ends.
+    pub record: bool,
     /// RTSP sources (cameras) pulled as live streams:
     /// `[[live.pull]] name = "door", url = "rtsp://…", username, password,
     /// transport = "tcp" | "udp"`.
@@ -221,6 +224,7 @@ impl Default for LiveConfig {
             idle_timeout: Duration::from_secs(10),
             max_connections: 64,
             reconnect_grace: Duration::from_secs(10),
+            record: false,
             pull: Vec::new(),
         }
     }

@@ -194,6 +194,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         transcoder = transcoder.with_growing_source(source.clone());
     }
     transcoder.resume_unfinished().await;
+    match db.fail_stale_recordings().await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            recordings = n,
+            "recordings cut short by the previous run are failed"
+        ),
+        Err(err) => tracing::error!(%err, "cannot check for unfinished recordings"),
+    }
     let uploads = Uploads::new(
         db.clone(),
         storage.clone(),
@@ -218,7 +226,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             })?,
         )),
     };
-    let live = Live::new(db.clone(), supervision.clone(), live_options(&config));
+    let live = Live::new(
+        db.clone(),
+        supervision.clone(),
+        live_options(&config),
+        Some(streamforge_actors::live::record::Recording {
+            db: db.clone(),
+            storage: storage.clone(),
+            events: events.clone(),
+        }),
+    );
     streamforge_actors::live::rtsp_pull::start_pulls(&live, &config.live.pull).await;
 
     let state = AppState {
@@ -402,6 +419,7 @@ fn live_options(config: &Config) -> LiveOptions {
         max_connections: live.max_connections,
         streams_per_client: config.limits.streams_per_client,
         reconnect_grace: live.reconnect_grace,
+        record: live.record,
     }
 }
 

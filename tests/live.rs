@@ -656,3 +656,54 @@ async fn a_publisher_that_reconnects_continues_the_stream() {
     );
     server.stop().await;
 }
+
+/// `live.record`: a publish is also recorded; when it ends the recording is
+/// a VOD asset with its playlists, listed with the uploads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_publish_becomes_a_vod_asset() {
+    let server = TestServer::start_with(|c| {
+        c.live.open_publish = true;
+        c.live.record = true;
+        c.live.reconnect_grace = Duration::from_millis(300);
+    })
+    .await;
+    let encoder = push(&format!("{}/live/show", server.rtmp_url()), 6);
+    let mut asset = Value::Null;
+    wait_until("the recording's asset", async || {
+        let list: Value = reqwest::get(server.url("/api/assets?q=live-show"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        asset = list["assets"][0].clone();
+        asset["status"] == "recording"
+    })
+    .await;
+    assert!(encoder.wait_with_output().await.unwrap().status.success());
+    let id = asset["id"].as_str().unwrap().to_owned();
+    let mut view = Value::Null;
+    wait_until("the recording to be ready", async || {
+        view = reqwest::get(server.url(&format!("/api/assets/{id}")))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        view["status"] == "ready"
+    })
+    .await;
+    for key in ["hls_url", "dash_url"] {
+        let url = server.url(view[key].as_str().unwrap());
+        let video = packets(&url, "v:0").await;
+        let audio = packets(&url, "a:0").await;
+        assert!(
+            (145..=150).contains(&video.len()),
+            "{url}: {} frames",
+            video.len()
+        );
+        assert!(!audio.is_empty());
+        assert_continuous(&video, &url);
+    }
+    server.stop().await;
+}

@@ -16,6 +16,7 @@
 //! [`tokio::sync::watch`] version, bumped after every part.
 
 mod keys;
+pub mod record;
 pub mod rtmp;
 pub mod rtsp_pull;
 mod stream;
@@ -52,6 +53,8 @@ pub struct LiveOptions {
     /// How long a stream whose publisher left waits for it to come back
     /// (continuing after a discontinuity) before its playlists end.
     pub reconnect_grace: Duration,
+    /// Each publish is also recorded as a VOD asset.
+    pub record: bool,
 }
 
 impl Default for LiveOptions {
@@ -64,6 +67,7 @@ impl Default for LiveOptions {
             max_connections: 64,
             streams_per_client: 4,
             reconnect_grace: Duration::from_secs(10),
+            record: false,
         }
     }
 }
@@ -106,13 +110,21 @@ struct Inner {
     options: LiveOptions,
     supervision: Supervision,
     streams: Mutex<HashMap<String, Arc<LiveStream>>>,
+    recording: Option<record::Recording>,
 }
 
 impl Live {
-    pub fn new(db: Database, supervision: Supervision, options: LiveOptions) -> Self {
+    /// `recording` is used when `options.record` is on.
+    pub fn new(
+        db: Database,
+        supervision: Supervision,
+        options: LiveOptions,
+        recording: Option<record::Recording>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
+                recording: recording.filter(|_| options.record),
                 options,
                 supervision,
                 streams: Mutex::new(HashMap::new()),
@@ -198,8 +210,22 @@ impl Live {
     }
 
     /// Starts publishing `stream`. Refused while another publisher is live,
-    /// unless `replace_publisher` is set.
-    pub fn start_publish(
+    /// unless `replace_publisher` is set. With recording on, the publish is
+    /// recorded as a VOD asset too.
+    pub async fn start_publish(
+        &self,
+        stream: &str,
+        protocol: IngestProtocol,
+        remote: String,
+    ) -> Result<Publisher, PublishError> {
+        let mut publisher = self.claim(stream, protocol, remote)?;
+        if let Some(recording) = &self.inner.recording {
+            publisher.set_recorder(recording.start(stream).await);
+        }
+        Ok(publisher)
+    }
+
+    fn claim(
         &self,
         stream: &str,
         protocol: IngestProtocol,

@@ -239,17 +239,19 @@ impl RtmpIngestState {
                     ..
                 } => self.decide(request_id, &app, &stream_key).await,
                 SessionEvent::Tracks(tracks) => {
-                    if let Some(p) = &self.publisher
-                        && let Err(err) = p.set_tracks(tracks)
-                    {
-                        self.end_publish(err.to_string());
+                    if let Some(p) = &self.publisher {
+                        match p.set_tracks(tracks.clone()) {
+                            Ok(()) => p.record_tracks(tracks).await,
+                            Err(err) => self.end_publish(err.to_string()),
+                        }
                     }
                 }
                 SessionEvent::Sample(sample) => {
-                    if let Some(p) = &self.publisher
-                        && let Err(err) = p.push(sample)
-                    {
-                        self.end_publish(err.to_string());
+                    if let Some(p) = &self.publisher {
+                        match p.push(sample.clone()) {
+                            Ok(()) => p.record(sample).await,
+                            Err(err) => self.end_publish(err.to_string()),
+                        }
                     }
                 }
                 SessionEvent::Metadata(meta) => {
@@ -286,6 +288,7 @@ impl RtmpIngestState {
             Ok(stream) => {
                 self.live
                     .start_publish(&stream, IngestProtocol::Rtmp, self.remote.to_string())
+                    .await
             }
             Err(err) => Err(err),
         };

@@ -249,7 +249,10 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
         .demuxed()
         .map_err(|e| format!("PLAY: {e}"))?;
 
-    let publisher = match live.start_publish(&source.name, IngestProtocol::RtspPull, shown) {
+    let publisher = match live
+        .start_publish(&source.name, IngestProtocol::RtspPull, shown)
+        .await
+    {
         Ok(publisher) => publisher,
         Err(PublishError::Rejected(reason, _)) => return Err(reason),
         Err(PublishError::Db(err)) => return Err(err.to_string()),
@@ -305,9 +308,10 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
             if published || tracks.len() == picked.len() {
                 let mut all: Vec<Track> = tracks.values().cloned().collect();
                 all.sort_by_key(|t| t.id);
-                if let Err(err) = publisher.set_tracks(all) {
+                if let Err(err) = publisher.set_tracks(all.clone()) {
                     break Err(err.to_string());
                 }
+                publisher.record_tracks(all).await;
                 published = true;
             }
         }
@@ -335,9 +339,10 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
             keyframe,
             data: data.into(),
         };
-        if let Err(err) = publisher.push(sample) {
+        if let Err(err) = publisher.push(sample.clone()) {
             break Err(err.to_string());
         }
+        publisher.record(sample).await;
         media_deadline = tokio::time::Instant::now() + idle;
     };
     publisher.finish(result.as_ref().err().cloned());

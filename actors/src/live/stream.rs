@@ -288,6 +288,7 @@ impl LiveStream {
         Ok(Publisher {
             stream: self.clone(),
             generation,
+            recorder: None,
         })
     }
 
@@ -346,9 +347,35 @@ pub enum PublishEnded {
 pub struct Publisher {
     stream: std::sync::Arc<LiveStream>,
     generation: u64,
+    /// The recording of this publish, when recording is on.
+    recorder: Option<tokio::sync::mpsc::Sender<super::record::RecorderMsg>>,
 }
 
 impl Publisher {
+    pub(super) fn set_recorder(
+        &mut self,
+        recorder: Option<tokio::sync::mpsc::Sender<super::record::RecorderMsg>>,
+    ) {
+        self.recorder = recorder;
+    }
+
+    /// Hands the tracks and then each sample to the recording, if any;
+    /// waits when the recorder is behind (backpressure to the encoder).
+    pub async fn record_tracks(&self, tracks: Vec<Track>) {
+        if let Some(recorder) = &self.recorder {
+            let _ = recorder
+                .send(super::record::RecorderMsg::Tracks(tracks))
+                .await;
+        }
+    }
+
+    pub async fn record(&self, sample: Sample) {
+        if let Some(recorder) = &self.recorder {
+            let _ = recorder
+                .send(super::record::RecorderMsg::Sample(sample))
+                .await;
+        }
+    }
     pub fn stream(&self) -> &LiveStream {
         &self.stream
     }

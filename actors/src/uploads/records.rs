@@ -332,6 +332,18 @@ impl Database {
         Ok(())
     }
 
+    /// Recordings a previous run left unfinished: their media ends where
+    /// the server stopped and no manifest was written; they are failed.
+    pub async fn fail_stale_recordings(&self) -> Result<u64, DbError> {
+        let done = sqlx::query(
+            "UPDATE assets SET status = 'failed', error = 'the server stopped during the recording', updated_at = ? WHERE status = 'recording'",
+        )
+        .bind(unix_millis())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Assets whose processing did not finish (the server stopped during it).
     pub async fn unfinished_assets(&self) -> Result<Vec<String>, DbError> {
         Ok(sqlx::query_scalar(

@@ -1,0 +1,156 @@
+//! Recording (`live.record = true`): each publish of a stream becomes a VOD
+//! asset. A recorder task per publish owns a VOD [`Packager`]; the
+//! publisher hands it every sample through a bounded channel (a slow disk
+//! slows the encoder through TCP, nothing piles up), segments are stored as
+//! they are cut under `assets/{asset}/media/`, and when the publish ends the
+//! VOD playlists, `master.m3u8` and `manifest.mpd` are written and the
+//! asset is `ready`, playable at `/vod/{asset}/…` like an upload.
+
+use std::time::SystemTime;
+
+use streamforge_protocols::hls::UnixMillis;
+use streamforge_protocols::media::{Sample, Track};
+use streamforge_protocols::package::{Packager, PackagerConfig};
+use tokio::sync::mpsc;
+
+use crate::db::Database;
+use crate::events::{Event, EventBus};
+use crate::storage::{ObjectKey, Storage};
+use crate::uploads::AssetRecord;
+
+/// Samples queued for the recorder before the publisher waits.
+const QUEUE: usize = 256;
+
+pub(super) enum RecorderMsg {
+    Tracks(Vec<Track>),
+    Sample(Sample),
+}
+
+/// What a recording needs from the server.
+#[derive(Clone)]
+pub struct Recording {
+    pub db: Database,
+    pub storage: Storage,
+    pub events: EventBus,
+}
+
+impl std::fmt::Debug for Recording {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recording").finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Recording {
+    /// Creates the asset of a publish of `stream` and starts its recorder;
+    /// the sender feeds it, and dropping it ends the recording.
+    pub(super) async fn start(&self, stream: &str) -> Option<mpsc::Sender<RecorderMsg>> {
+        let asset = uuid::Uuid::new_v4().simple().to_string();
+        let record = AssetRecord {
+            id: asset.clone(),
+            upload_id: None,
+            filename: format!("live-{stream}-{}.mp4", now_ms() / 1000),
+            filetype: "video/mp4".to_owned(),
+            size: 0,
+            status: "recording".to_owned(),
+            error: None,
+            created_at_ms: now_ms(),
+            probe: None,
+            preview: false,
+            poster: false,
+        };
+        if let Err(err) = self.db.insert_asset(&record).await {
+            tracing::error!(%stream, %err, "cannot record the stream: no asset");
+            return None;
+        }
+        tracing::info!(%stream, %asset, "recording");
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let recording = self.clone();
+        tokio::spawn(async move { recording.run(asset, rx).await });
+        Some(tx)
+    }
+
+    async fn run(self, asset: String, mut rx: mpsc::Receiver<RecorderMsg>) {
+        let config = PackagerConfig {
+            presentation_id: asset.clone(),
+            ..PackagerConfig::default()
+        };
+        let mut packager: Option<Packager> = None;
+        let mut failure: Option<String> = None;
+        while let Some(msg) = rx.recv().await {
+            if failure.is_some() {
+                continue;
+            }
+            let result = match msg {
+                RecorderMsg::Tracks(tracks) if packager.is_none() => {
+                    Packager::new(config.clone(), &tracks)
+                        .map(|p| packager = Some(p))
+                        .map_err(|e| e.to_string())
+                }
+                // A mid-stream change ends the publish anyway.
+                RecorderMsg::Tracks(_) => Ok(()),
+                RecorderMsg::Sample(sample) => match packager.as_mut() {
+                    // Samples the VOD packager refuses (before a keyframe,
+                    // out of order) are skipped, as the live packager does.
+                    Some(p) => {
+                        let _ = p.push(sample);
+                        Ok(())
+                    }
+                    None => Ok(()),
+                },
+            };
+            if let Err(err) = result {
+                failure = Some(err);
+                continue;
+            }
+            if let Some(p) = packager.as_mut()
+                && let Err(err) = self.store(&asset, p).await
+            {
+                failure = Some(err);
+            }
+        }
+        // The publish ended: finish the presentation.
+        let outcome = match (packager, failure) {
+            (_, Some(err)) => Err(err),
+            (None, None) => Err("the stream ended before any media".to_owned()),
+            (Some(mut p), None) => match p.finish(UnixMillis(now_ms())) {
+                Ok(_) => self.store(&asset, &mut p).await,
+                Err(err) => Err(err.to_string()),
+            },
+        };
+        let (status, error) = match &outcome {
+            Ok(()) => ("ready", None),
+            Err(err) => ("failed", Some(err.as_str())),
+        };
+        if let Err(err) = self.db.set_asset_status(&asset, status, error).await {
+            tracing::error!(%asset, %err, "cannot record the recording's end");
+        }
+        match &outcome {
+            Ok(()) => tracing::info!(%asset, "recording ready"),
+            Err(reason) => tracing::warn!(%asset, %reason, "recording failed"),
+        }
+        self.events.publish(Event::Stage {
+            asset_id: asset,
+            upload_id: None,
+            stage: status.to_owned(),
+            error: error.map(str::to_owned),
+        });
+    }
+
+    async fn store(&self, asset: &str, packager: &mut Packager) -> Result<(), String> {
+        while let Some(output) = packager.poll_output() {
+            let key = ObjectKey::new(format!("assets/{asset}/media/{}", output.path))
+                .map_err(|e| e.to_string())?;
+            self.storage
+                .put(&key, output.bytes)
+                .await
+                .map_err(|e| format!("storing {key}: {e}"))?;
+        }
+        Ok(())
+    }
+}
