@@ -75,11 +75,16 @@ pub async fn serve(
             events,
             secret: source.secret,
         });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(err) = served {
-        tracing::error!(%err, "growing source stopped");
+    // At shutdown the reads in flight are dropped, not awaited: they wait
+    // for bytes that will not come, and their readers (ffmpeg children)
+    // are killed right after.
+    tokio::select! {
+        served = axum::serve(listener, app) => {
+            if let Err(err) = served {
+                tracing::error!(%err, "growing source stopped");
+            }
+        }
+        () = shutdown.cancelled() => {}
     }
 }
 
