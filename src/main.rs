@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let mut signal = server::TerminationSignal::watch();
         let running = match server::start(config).await {
             Ok(running) => running,
             Err(err) => {
@@ -50,7 +51,7 @@ fn main() -> ExitCode {
         };
         let token = running.shutdown_token();
         tokio::select! {
-            () = server::termination_signal() => token.cancel(),
+            () = signal.recv() => token.cancel(),
             () = token.cancelled() => {}
         }
         running.wait().await;

@@ -484,27 +484,49 @@ async fn bind_secure(config: &Config) -> Result<Option<Secure>, StartError> {
     }))
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn termination_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, watched from the moment this is made: make it
+/// before the server starts, so a signal sent as soon as the server
+/// announces itself is not missed (the default action would kill it).
+pub struct TerminationSignal {
     #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(err) => {
-                    tracing::error!(%err, "cannot watch SIGTERM; only SIGINT stops the server");
-                    let _ = interrupt.await;
-                    return;
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl TerminationSignal {
+    pub fn watch() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(interrupt), Ok(terminate)) => Some((interrupt, terminate)),
+                (Err(err), _) | (_, Err(err)) => {
+                    tracing::error!(%err, "cannot watch SIGINT/SIGTERM; only ctrl-c stops the server");
+                    None
                 }
             };
-        tokio::select! {
-            _ = interrupt => tracing::info!("SIGINT received; shutting down"),
-            _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
+            Self { streams }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+
+    /// Resolves on SIGINT or SIGTERM.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            if let Some((interrupt, terminate)) = self.streams.as_mut() {
+                tokio::select! {
+                    _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
+                    _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
+                }
+                return;
+            }
+        }
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
