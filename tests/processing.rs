@@ -87,6 +87,9 @@ async fn an_upload_becomes_hls_and_dash() {
     let asset = upload(&server, "clip.mp4", source).await;
     let view = wait_for(&server, &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
+    assert_eq!(view["stage"], "ready", "{view}");
+    assert_eq!(view["rungs"]["360p"], "done", "{view}");
+    assert_eq!(view["rungs"]["audio"], "done", "{view}");
     assert_eq!(view["probe"]["streams"][0]["width"], 640);
     assert!((view["probe"]["duration"].as_f64().unwrap() - 4.0).abs() < 0.1);
 

@@ -63,6 +63,8 @@ impl Recording {
             probe: None,
             preview: false,
             poster: false,
+            stage: None,
+            rungs: None,
         };
         if let Err(err) = self.db.insert_asset(&record).await {
             tracing::error!(%stream, %err, "cannot record the stream: no asset");

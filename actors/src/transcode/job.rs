@@ -86,7 +86,10 @@ pub enum JobMsg {
 }
 
 impl JobState {
-    fn stage(&self, stage: &str, error: Option<&str>) {
+    async fn stage(&self, stage: &str, error: Option<&str>) {
+        if let Err(err) = self.transcoder.db.set_asset_stage(&self.asset, stage).await {
+            tracing::warn!(asset = %self.asset, %err, "cannot record the stage");
+        }
         self.transcoder.events.publish(Event::Stage {
             asset_id: self.asset.clone(),
             upload_id: self.upload.clone(),
@@ -95,9 +98,20 @@ impl JobState {
         });
     }
 
+    async fn rung(&self, rung: &str, state: &str) {
+        if let Err(err) = self
+            .transcoder
+            .db
+            .set_asset_rung(&self.asset, rung, state)
+            .await
+        {
+            tracing::warn!(asset = %self.asset, %err, "cannot record a rung's state");
+        }
+    }
+
     async fn fail(&mut self, myself: &ActorRef<JobMsg>, reason: &str) {
         self.finished = true;
-        self.stage("failed", Some(reason));
+        self.stage("failed", Some(reason)).await;
         tracing::warn!(asset = %self.asset, reason, "processing failed");
         if let Err(err) = self
             .transcoder
@@ -418,7 +432,7 @@ impl Actor for Job {
                 db.set_asset_status(&state.asset, "processing", None)
                     .await?;
                 state.upload = db.asset(&state.asset).await?.and_then(|a| a.upload_id);
-                state.stage("probing", None);
+                state.stage("probing", None).await;
                 let source =
                     source_input(&state.transcoder, &state.asset, state.upload.as_deref()).await;
                 let (source, growing) = match source {
@@ -444,7 +458,7 @@ impl Actor for Job {
                 if probed["kind"] == "image" {
                     let width = probed["streams"][0]["width"].as_u64().unwrap_or(0);
                     let width = u32::try_from(width).unwrap_or(u32::MAX);
-                    state.stage("transcoding", None);
+                    state.stage("transcoding", None).await;
                     match super::image::process(&state.transcoder, &state.asset, &source, width)
                         .await
                     {
@@ -453,14 +467,14 @@ impl Actor for Job {
                             db.set_asset_poster(&state.asset).await?;
                             db.set_asset_status(&state.asset, "ready", None).await?;
                             tracing::info!(asset = %state.asset, "image ready");
-                            state.stage("ready", None);
+                            state.stage("ready", None).await;
                             myself.stop(Some("ready".into()));
                         }
                         Err(reason) => state.fail(&myself, &reason).await,
                     }
                     return Ok(());
                 }
-                state.stage("transcoding", None);
+                state.stage("transcoding", None).await;
                 state.source = Some(source);
                 state.growing = growing;
                 for spec in rungs_for(&probed, &state.transcoder.ladder) {
@@ -500,6 +514,7 @@ impl Actor for Job {
                 )
                 .await?;
                 plan.actor = Some(rung.get_id());
+                state.rung(&name, "encoding").await;
             }
             JobMsg::PosterReady => {
                 state.transcoder.db.set_asset_poster(&state.asset).await?;
@@ -513,13 +528,14 @@ impl Actor for Job {
                 if state.finished {
                     return Ok(());
                 }
+                state.rung(&rung, "previewable").await;
                 state.progress.insert(rung, renditions);
                 match state.publish_preview().await {
                     Ok(true) if !state.previewing => {
                         state.previewing = true;
                         state.transcoder.db.set_asset_preview(&state.asset).await?;
                         tracing::info!(asset = %state.asset, "preview playable");
-                        state.stage("previewing", None);
+                        state.stage("previewing", None).await;
                     }
                     Ok(_) => {}
                     Err(reason) => {
@@ -528,6 +544,7 @@ impl Actor for Job {
                 }
             }
             JobMsg::RungDone { rung, renditions } => {
+                state.rung(&rung, "done").await;
                 state.progress.remove(&rung);
                 if let Some(plan) = state.rungs.get_mut(&rung) {
                     plan.done = Some(renditions);
@@ -546,7 +563,7 @@ impl Actor for Job {
                                 .set_asset_status(&state.asset, "ready", None)
                                 .await?;
                             tracing::info!(asset = %state.asset, rungs = state.rungs.len(), "asset ready");
-                            state.stage("ready", None);
+                            state.stage("ready", None).await;
                             myself.stop(Some("ready".into()));
                         }
                         Err(reason) => state.fail(&myself, &reason).await,
@@ -581,12 +598,15 @@ impl Actor for Job {
                 "rung {name} gave up after {} restarts: {err}",
                 plan.restarts
             );
+            let name = name.clone();
+            state.rung(&name, "failed").await;
             state.fail(&myself, &reason).await;
         } else {
             let backoff = Duration::from_secs(1 << plan.restarts);
             plan.restarts += 1;
             tracing::warn!(asset = %state.asset, rung = %name, %err, ?backoff, "rung failed; restarting");
             let name = name.clone();
+            state.rung(&name, "restarting").await;
             myself.send_after(backoff, move || JobMsg::StartRung(name));
         }
         Ok(())

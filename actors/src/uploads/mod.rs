@@ -560,6 +560,8 @@ fn new_asset(record: &UploadRecord, asset_id: &str, status: &str) -> AssetRecord
         probe: None,
         preview: false,
         poster: false,
+        stage: None,
+        rungs: None,
     }
 }
 

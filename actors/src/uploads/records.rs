@@ -63,6 +63,10 @@ pub struct AssetRecord {
     pub preview: bool,
     /// The poster is stored.
     pub poster: bool,
+    /// The processing stage, once processing started.
+    pub stage: Option<String>,
+    /// Each rung's state while and after processing.
+    pub rungs: Option<serde_json::Value>,
 }
 
 fn to_u64(value: i64) -> u64 {
@@ -114,6 +118,10 @@ fn asset_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AssetRecord, sqlx::Er
             .and_then(|json| serde_json::from_str(&json).ok()),
         preview: row.try_get::<i64, _>("preview")? != 0,
         poster: row.try_get::<i64, _>("poster")? != 0,
+        stage: row.try_get("stage")?,
+        rungs: row
+            .try_get::<Option<String>, _>("rungs")?
+            .and_then(|json| serde_json::from_str(&json).ok()),
     })
 }
 
@@ -309,6 +317,31 @@ impl Database {
             .bind(id)
             .execute(self.pool())
             .await?;
+        Ok(())
+    }
+
+    /// Records the asset's processing stage.
+    pub async fn set_asset_stage(&self, id: &str, stage: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE assets SET stage = ?, updated_at = ? WHERE id = ?")
+            .bind(stage)
+            .bind(unix_millis())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records the state of one rung of the asset's ladder.
+    pub async fn set_asset_rung(&self, id: &str, rung: &str, state: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE assets SET rungs = json_set(COALESCE(rungs, '{}'), '$.\"' || ? || '\"', ?), updated_at = ? WHERE id = ?",
+        )
+        .bind(rung)
+        .bind(state)
+        .bind(unix_millis())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 
