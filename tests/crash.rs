@@ -1,8 +1,11 @@
-//! `kill -9` of the whole server in the middle of an upload and of its
+//! Faults of the whole server: a graceful shutdown under load, and
+//! `kill -9` in the middle of an upload and of its
 //! processing: after a restart on the same data directory, tus HEAD reports
 //! the durable offset, the client resumes from it, the original is
 //! byte-identical, the interrupted processing resumes by itself, and no
 //! ffmpeg child outlived the killed server.
+
+mod common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -255,4 +258,220 @@ async fn kill_9_mid_upload_and_mid_transcode_loses_nothing() {
         .parse()
         .unwrap();
     assert!((duration - 30.0).abs() < 0.2, "{duration}");
+}
+
+/// Rung ffmpeg children of this process (the in-process test server's):
+/// they run with `-nostdin`, which the test's own encoders do not.
+fn rung_children() -> Vec<u32> {
+    ffmpeg_children_of(std::process::id())
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("-nostdin"))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// A graceful shutdown while an upload trickles in, a transcode runs and
+/// a live stream has a viewer blocked on its next part: the shutdown ends
+/// within its grace period, the blocked request gets an answer, no child
+/// process is left, and after a restart nothing half-done is presented as
+/// done: the upload reports its durable offset and the interrupted
+/// transcode finishes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_under_load_leaves_nothing_half_done() {
+    let server = common::TestServer::start_with(|c| c.live.open_publish = true).await;
+    let http = reqwest::Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30",
+        ])
+        .args([
+            "-t",
+            "20",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-movflags", "+faststart"])
+        .arg(&clip)
+        .status()
+        .await
+        .unwrap();
+    assert!(made.success());
+    let source = std::fs::read(&clip).unwrap();
+
+    // A transcode in progress.
+    let created: Value = http
+        .post(server.url("/api/uploads?filename=busy.mp4"))
+        .body(source.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let asset = created["asset_id"].as_str().unwrap().to_owned();
+    // An upload trickling in.
+    let tus = http
+        .post(server.url("/files/"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", source.len().to_string())
+        .send()
+        .await
+        .unwrap();
+    let upload = tus.headers()["location"].to_str().unwrap().to_owned();
+    let chunks: Vec<bytes::Bytes> = source
+        .chunks(8 * 1024)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    let body = futures::stream::iter(chunks).then(|chunk| async move {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let trickle = tokio::spawn({
+        let http = http.clone();
+        let url = server.url(&upload);
+        async move {
+            let _ = http
+                .patch(url)
+                .header("tus-resumable", "1.0.0")
+                .header("upload-offset", "0")
+                .header("content-type", "application/offset+octet-stream")
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await;
+        }
+    });
+    // A live stream with a viewer waiting for a part far ahead.
+    let mut encoder = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25",
+        ])
+        .args([
+            "-t",
+            "30",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+            "-f",
+            "flv",
+        ])
+        .arg(format!("{}/live/busy", server.rtmp_url()))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while http
+        .get(server.url("/live/busy/master.m3u8"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the stream never started"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let blocked = tokio::spawn({
+        let url = server.url("/live/busy/v1/media.m3u8?_HLS_msn=3&_HLS_part=5");
+        async move { reqwest::get(url).await.map(|r| r.status().as_u16()) }
+    });
+    while rung_children().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no transcode ran"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let before: usize = http
+        .head(server.url(&upload))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap()
+        .headers()["upload-offset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    eprintln!(
+        "before shutdown at {:?}: {before} of {}",
+        started.elapsed(),
+        source.len()
+    );
+    let stopping = Instant::now();
+    let data = server.stop_keeping_data().await;
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(15), "shutdown took {took:?}");
+    let answered = blocked.await.unwrap();
+    assert!(
+        answered.is_ok(),
+        "the blocked viewer got no answer: {answered:?}"
+    );
+    trickle.abort();
+    let _ = encoder.kill().await;
+    assert!(
+        rung_children().is_empty(),
+        "ffmpeg children outlived the shutdown"
+    );
+
+    // Restarted: the upload is where its durable bytes say, the transcode
+    // finishes on its own.
+    let server = common::TestServer::start_in(data, |_| {}).await;
+    let head = http
+        .head(server.url(&upload))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    let offset: usize = head.headers()["upload-offset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(offset < source.len(), "{offset}");
+    let mut view = Value::Null;
+    for _ in 0..600 {
+        view = http
+            .get(server.url(&format!("/api/assets/{asset}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if matches!(view["status"].as_str(), Some("ready" | "failed")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(view["status"], "ready", "{view}");
+    server.stop().await;
 }
