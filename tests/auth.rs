@@ -118,28 +118,6 @@ async fn tokens_from_the_cli_guard_the_api_and_uploads() {
     server.stop().await;
 }
 
-async fn probe_ok(url: &str) -> serde_json::Value {
-    let output = tokio::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_streams",
-            "-show_format",
-            "-of",
-            "json",
-            url,
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "ffprobe {url}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
 /// `auth.playback = "signed"`: the API hands out signed URLs, players that
 /// follow them (ffprobe through HLS and DASH) are let through because every
 /// URI inside the playlists carries the signature, and anything unsigned,
@@ -182,37 +160,14 @@ async fn signed_playback_urls_for_assets_and_live_streams() {
         .unwrap();
     assert!(made.success());
     let http = reqwest::Client::new();
-    let created: serde_json::Value = http
-        .post(server.url("/api/uploads?filename=c.mp4"))
-        .body(std::fs::read(&clip).unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let asset = created["asset_id"].as_str().unwrap().to_owned();
-    let mut view = serde_json::Value::Null;
-    for _ in 0..300 {
-        view = http
-            .get(server.url(&format!("/api/assets/{asset}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if view["status"] == "ready" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let asset = common::upload(&server, "c.mp4", std::fs::read(&clip).unwrap()).await;
+    let view = common::wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
     let hls = view["hls_url"].as_str().unwrap();
     assert!(hls.contains("?exp=") && hls.contains("&sig="), "{hls}");
     // Players follow the signed playlists and MPD to every segment.
     for url in [hls, view["dash_url"].as_str().unwrap()] {
-        let probed = probe_ok(&server.url(url)).await;
+        let probed = common::ffprobe(&server.url(url)).await;
         assert_eq!(probed["streams"].as_array().unwrap().len(), 2, "{url}");
     }
     let poster = http
@@ -311,7 +266,7 @@ async fn signed_playback_urls_for_assets_and_live_streams() {
         media.contains("PRELOAD-HINT:TYPE=PART,URI=\"") && media.contains(".m4s?exp="),
         "{media}"
     );
-    let probed = probe_ok(&server.url(live_hls)).await;
+    let probed = common::ffprobe(&server.url(live_hls)).await;
     assert_eq!(probed["streams"].as_array().unwrap().len(), 2);
     let response = http
         .get(server.url("/live/signed/master.m3u8"))

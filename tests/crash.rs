@@ -215,21 +215,7 @@ async fn kill_9_mid_upload_and_mid_transcode_loses_nothing() {
     assert_eq!(resumed.status(), 204);
 
     // The interrupted processing resumed by itself and finished.
-    let mut view = Value::Null;
-    for _ in 0..600 {
-        view = http
-            .get(format!("{base}/api/assets/{asset}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if matches!(view["status"].as_str(), Some("ready" | "failed")) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let view = common::wait_for_asset(&base, &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
     let original = http
         .get(format!("{base}/api/assets/{asset}/original"))
@@ -314,16 +300,7 @@ async fn graceful_shutdown_under_load_leaves_nothing_half_done() {
     let source = std::fs::read(&clip).unwrap();
 
     // A transcode in progress.
-    let created: Value = http
-        .post(server.url("/api/uploads?filename=busy.mp4"))
-        .body(source.clone())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let asset = created["asset_id"].as_str().unwrap().to_owned();
+    let asset = common::upload(&server, "busy.mp4", source.clone()).await;
     // An upload trickling in.
     let tus = http
         .post(server.url("/files/"))
@@ -457,21 +434,7 @@ async fn graceful_shutdown_under_load_leaves_nothing_half_done() {
         .parse()
         .unwrap();
     assert!(offset < source.len(), "{offset}");
-    let mut view = Value::Null;
-    for _ in 0..600 {
-        view = http
-            .get(server.url(&format!("/api/assets/{asset}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if matches!(view["status"].as_str(), Some("ready" | "failed")) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let view = common::wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
     server.stop().await;
 }

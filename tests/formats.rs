@@ -5,10 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::TestServer;
-use serde_json::Value;
+use common::{TestServer, ffprobe, upload};
 
 async fn make(args: &str, name: &str, dir: &std::path::Path) -> Vec<u8> {
     let path = dir.join(name);
@@ -21,56 +18,6 @@ async fn make(args: &str, name: &str, dir: &std::path::Path) -> Vec<u8> {
         .expect("ffmpeg is installed (scripts/setup)");
     assert!(status.success(), "ffmpeg could not make {name}");
     std::fs::read(&path).unwrap()
-}
-
-async fn upload(server: &TestServer, name: &str, body: Vec<u8>) -> String {
-    let created = reqwest::Client::new()
-        .post(server.url(&format!("/api/uploads?filename={name}")))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201, "{name}");
-    let answer: Value = created.json().await.unwrap();
-    answer["asset_id"].as_str().unwrap().to_owned()
-}
-
-async fn finished(server: &TestServer, asset: &str) -> Value {
-    for _ in 0..1200 {
-        let view: Value = reqwest::get(server.url(&format!("/api/assets/{asset}")))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if matches!(view["status"].as_str(), Some("ready" | "failed")) {
-            return view;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("asset {asset} never finished");
-}
-
-async fn ffprobe(url: &str) -> Value {
-    let output = tokio::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_streams",
-            "-show_format",
-            "-of",
-            "json",
-            url,
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "ffprobe {url}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 /// Sets the first track header's matrix (ISO/IEC 14496-12 §8.3.2, a
@@ -180,7 +127,7 @@ async fn codecs_containers_and_orientations_all_become_hls() {
         assets.push(upload(&server, case.name, body).await);
     }
     for (case, asset) in cases.iter().zip(&assets) {
-        let view = finished(&server, asset).await;
+        let view = common::wait_for_asset(&server.url(""), asset, &["ready", "failed"]).await;
         assert_eq!(view["status"], "ready", "{}: {view}", case.name);
         let probed = ffprobe(&server.url(view["hls_url"].as_str().unwrap())).await;
         let streams = probed["streams"].as_array().unwrap();
@@ -232,7 +179,7 @@ async fn still_images_get_webp_and_avif_at_several_widths() {
     ] {
         let length = body.len();
         let asset = upload(&server, name, body).await;
-        let view = finished(&server, &asset).await;
+        let view = common::wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
         assert_eq!(view["status"], "ready", "{name}: {view}");
         assert_eq!(view["probe"]["kind"], "image");
         assert!(view.get("hls_url").is_none(), "an image is not a stream");

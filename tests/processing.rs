@@ -6,38 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestServer;
+use common::{TestServer, ffprobe, upload};
 use futures::StreamExt;
 use serde_json::Value;
-
-async fn upload(server: &TestServer, name: &str, body: Vec<u8>) -> String {
-    let created = reqwest::Client::new()
-        .post(server.url(&format!("/api/uploads?filename={name}")))
-        .header("content-type", "video/mp4")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let answer: Value = created.json().await.unwrap();
-    answer["asset_id"].as_str().unwrap().to_owned()
-}
-
-async fn wait_for(server: &TestServer, asset: &str, statuses: &[&str]) -> Value {
-    for _ in 0..600 {
-        let view: Value = reqwest::get(server.url(&format!("/api/assets/{asset}")))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if statuses.contains(&view["status"].as_str().unwrap_or("")) {
-            return view;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("asset {asset} never reached {statuses:?}");
-}
 
 async fn clip(args: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
@@ -53,28 +24,6 @@ async fn clip(args: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap()
 }
 
-async fn ffprobe(url: &str) -> Value {
-    let output = tokio::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_streams",
-            "-show_format",
-            "-of",
-            "json",
-            url,
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "ffprobe {url}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn an_upload_becomes_hls_and_dash() {
     let server = TestServer::start().await;
@@ -85,7 +34,7 @@ async fn an_upload_becomes_hls_and_dash() {
     )
     .await;
     let asset = upload(&server, "clip.mp4", source).await;
-    let view = wait_for(&server, &asset, &["ready", "failed"]).await;
+    let view = common::wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
     assert_eq!(view["stage"], "ready", "{view}");
     assert_eq!(view["rungs"]["360p"], "done", "{view}");
@@ -153,7 +102,7 @@ async fn a_720p_source_gets_a_keyframe_aligned_ladder() {
     )
     .await;
     let asset = upload(&server, "ladder.mp4", source).await;
-    let view = wait_for(&server, &asset, &["ready", "failed"]).await;
+    let view = common::wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
 
     let master = reqwest::get(server.url(view["hls_url"].as_str().unwrap()))
@@ -238,7 +187,7 @@ async fn the_ladder_comes_from_the_configuration() {
     let source =
         clip("-f lavfi -i testsrc2=size=640x480:rate=25 -t 3 -c:v libx264 -preset ultrafast").await;
     let asset = upload(&server, "custom.mp4", source).await;
-    let view = wait_for(&server, &asset, &["ready", "failed"]).await;
+    let view = common::wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
     let master = reqwest::get(server.url(view["hls_url"].as_str().unwrap()))
         .await
@@ -262,7 +211,7 @@ async fn a_file_ffmpeg_cannot_read_fails_with_a_reason() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let asset = upload(&server, "random.mp4", garbage).await;
-    let view = wait_for(&server, &asset, &["ready", "failed"]).await;
+    let view = common::wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "failed");
     let reason = view["error"].as_str().unwrap();
     assert!(reason.contains("not a media file"), "{reason}");
@@ -311,7 +260,7 @@ async fn a_killed_ffmpeg_is_restarted_and_the_asset_completes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(killed, "the rung's ffmpeg was never seen running");
-    let view = wait_for(&server, &asset, &["ready", "failed"]).await;
+    let view = common::wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
     let probed = ffprobe(&server.url(view["hls_url"].as_str().unwrap())).await;
     assert_eq!(probed["streams"][0]["height"], 360);
@@ -431,7 +380,7 @@ async fn a_preview_plays_while_the_upload_is_still_arriving() {
     );
 
     assert_eq!(patch.await.unwrap(), 204);
-    let view = wait_for(&server, &asset, &["ready", "failed"]).await;
+    let view = common::wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
     let original = http
         .get(server.url(&format!("/api/assets/{asset}/original")))
@@ -600,7 +549,7 @@ async fn an_index_at_the_end_sent_first_previews_at_once() {
     assert!(preview_at * 4 < source.len());
 
     assert_eq!(patch.await.unwrap(), 204);
-    let view = wait_for(&server, &asset, &["ready", "failed"]).await;
+    let view = common::wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
     let original = http
         .get(server.url(&format!("/api/assets/{asset}/original")))

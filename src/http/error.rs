@@ -55,6 +55,15 @@ impl ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 
+    /// The state database failed: logged with `what` was being done, 503.
+    pub fn database(what: &str, err: &streamforge_actors::db::DbError) -> Self {
+        tracing::error!(%err, "{what}");
+        ApiError::unavailable(
+            "database_unavailable",
+            "the state database did not answer; retry later",
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }

@@ -298,10 +298,11 @@ pub struct StreamList {
 
 /// `GET /api/live`: every stream with a key or published since start-up.
 pub async fn list(State(state): State<AppState>) -> Result<Json<StreamList>, ApiError> {
-    let streams = state.live.list().await.map_err(|e| {
-        tracing::error!(%e, "live list");
-        ApiError::unavailable("database_unavailable", "retry later")
-    })?;
+    let streams = state
+        .live
+        .list()
+        .await
+        .map_err(|e| ApiError::database("live list", &e))?;
     let streams = streams
         .into_iter()
         .map(|s| sign_summary(&state, s))
@@ -314,13 +315,11 @@ pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<StreamSummary>, ApiError> {
-    let streams = state.live.list().await.map_err(|e| {
-        tracing::error!(%e, "live list");
-        ApiError::unavailable("database_unavailable", "retry later")
-    })?;
-    streams
-        .into_iter()
-        .find(|s| s.name == name)
+    state
+        .live
+        .summary(&name)
+        .await
+        .map_err(|e| ApiError::database("live stream", &e))?
         .map(|s| Json(sign_summary(&state, s)))
         .ok_or_else(|| ApiError::not_found(format!("no live stream {name:?}")))
 }
@@ -425,10 +424,7 @@ pub async fn create_key(
         .db()
         .create_stream_key(&body.stream)
         .await
-        .map_err(|e| {
-            tracing::error!(%e, "create stream key");
-            ApiError::unavailable("database_unavailable", "retry later")
-        })?;
+        .map_err(|e| ApiError::database("create stream key", &e))?;
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -453,10 +449,13 @@ pub async fn create_key(
 pub async fn keys(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<streamforge_actors::live::StreamKeyInfo>>, ApiError> {
-    state.live.db().stream_keys().await.map(Json).map_err(|e| {
-        tracing::error!(%e, "list stream keys");
-        ApiError::unavailable("database_unavailable", "retry later")
-    })
+    state
+        .live
+        .db()
+        .stream_keys()
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::database("list stream keys", &e))
 }
 
 /// `DELETE /api/live/keys/{stream}`: revokes the key and ends a publish
@@ -470,10 +469,7 @@ pub async fn revoke_key(
         .db()
         .revoke_stream_key(&stream)
         .await
-        .map_err(|e| {
-            tracing::error!(%e, "revoke stream key");
-            ApiError::unavailable("database_unavailable", "retry later")
-        })?;
+        .map_err(|e| ApiError::database("revoke stream key", &e))?;
     if !revoked {
         return Err(ApiError::not_found(format!("stream {stream:?} has no key")));
     }

@@ -173,6 +173,7 @@ async fn read(
             events,
             file: None,
             parts: None,
+            known: None,
             pos: start,
             end,
         };
@@ -193,8 +194,18 @@ struct Growing {
     /// A final concatenation still arriving: its partials, in order, with
     /// their lengths (loaded on first use).
     parts: Option<Vec<(String, u64)>>,
+    /// The durable span last found: bytes `[from, to)` of the upload are at
+    /// `file_at…` of `path`. Reads inside it need no new status lookup.
+    known: Option<Known>,
     pos: u64,
     end: u64,
+}
+
+struct Known {
+    path: PathBuf,
+    from: u64,
+    to: u64,
+    file_at: u64,
 }
 
 /// Where the next bytes come from.
@@ -228,7 +239,21 @@ impl Growing {
     async fn chunk(&mut self) -> std::io::Result<Bytes> {
         let waited_since = tokio::time::Instant::now();
         loop {
-            if let Place::Read { path, at, max } = self.place().await? {
+            let place = match &self.known {
+                Some(k) if (k.from..k.to).contains(&self.pos) => Place::Read {
+                    path: k.path.clone(),
+                    at: k.file_at + (self.pos - k.from),
+                    max: k.to - self.pos,
+                },
+                _ => self.place().await?,
+            };
+            if let Place::Read { path, at, max } = place {
+                self.known = Some(Known {
+                    path: path.clone(),
+                    from: self.pos,
+                    to: self.pos + max,
+                    file_at: at,
+                });
                 let want = max.min(self.end - self.pos).min(CHUNK as u64) as usize;
                 return self.read_at(path, at, want).await;
             }

@@ -235,3 +235,62 @@ pub async fn h3_request(
     let (parts, ()) = response.into_parts();
     (parts, body)
 }
+
+/// Uploads `body` in one `POST /api/uploads`; returns the asset id.
+pub async fn upload(server: &TestServer, name: &str, body: Vec<u8>) -> String {
+    let created = reqwest::Client::new()
+        .post(server.url(&format!("/api/uploads?filename={name}")))
+        .header("content-type", "video/mp4")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{name}");
+    let answer: serde_json::Value = created.json().await.unwrap();
+    answer["asset_id"].as_str().unwrap().to_owned()
+}
+
+/// Polls `GET {base}/api/assets/{asset}` until its status is one of
+/// `statuses` (two minutes at most); returns the asset.
+pub async fn wait_for_asset(base: &str, asset: &str, statuses: &[&str]) -> serde_json::Value {
+    let client = reqwest::Client::new();
+    for _ in 0..1200 {
+        let view: serde_json::Value = client
+            .get(format!("{base}/api/assets/{asset}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if statuses.contains(&view["status"].as_str().unwrap_or("")) {
+            return view;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("asset {asset} never reached {statuses:?}");
+}
+
+/// ffprobe's streams and format of `url` (a file or a URL), as JSON;
+/// panics with ffprobe's message when it cannot read it.
+pub async fn ffprobe(url: &str) -> serde_json::Value {
+    let output = tokio::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+            url,
+        ])
+        .output()
+        .await
+        .expect("ffprobe is installed (scripts/setup)");
+    assert!(
+        output.status.success(),
+        "ffprobe {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}

@@ -163,6 +163,15 @@ impl Live {
         Ok(out)
     }
 
+    /// One stream: published since start-up, or with a key (idle).
+    pub async fn summary(&self, name: &str) -> Result<Option<StreamSummary>, DbError> {
+        if let Some(stream) = self.stream(name) {
+            return Ok(Some(stream.summary()));
+        }
+        let keyed = self.inner.db.stream_has_key(name).await?;
+        Ok(keyed.then(|| StreamSummary::idle(name.to_owned())))
+    }
+
     /// Decides which stream a publish request is for. `name` is the stream
     /// name as the encoder sent it (`{stream}?key={key}` or a bare key).
     pub async fn authorize(&self, app: &str, name: &str) -> Result<String, PublishError> {

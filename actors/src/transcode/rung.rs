@@ -311,7 +311,7 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
                 segments_seen = done;
                 store_progress(&args.storage, &prefix, packager).await?;
                 let renditions = packager.progress_renditions();
-                if !reported && renditions.len() == renditions_total(packager) {
+                if !reported && renditions.len() == packager.tracks_len() {
                     reported = true;
                     let _ = args.job.cast(JobMsg::RungProgress {
                         rung: args.spec.name(),
@@ -351,11 +351,6 @@ pub fn rung_packaging(asset: &str, spec: &RungSpec) -> PackagerConfig {
     config.naming.video_prefix = format!("{prefix}{}", config.naming.video_prefix);
     config.naming.audio_prefix = format!("{prefix}{}", config.naming.audio_prefix);
     config
-}
-
-/// How many renditions the packager makes (one per track ffmpeg wrote).
-fn renditions_total(packager: &Packager) -> usize {
-    packager.tracks_len()
 }
 
 /// Stores each rendition's `EVENT` playlist so far: the rung is playable

@@ -980,11 +980,6 @@ impl LivePackager {
         }
         Ok(Reply::Ready(render_mpd(&mpd)?))
     }
-
-    /// Rendition names, in order.
-    pub fn rendition_names(&self) -> impl Iterator<Item = &str> {
-        self.renditions.iter().map(|r| r.name.as_str())
-    }
 }
 
 /// The init section of epoch `epoch`: `init.mp4`, then `init-1.mp4`, …
