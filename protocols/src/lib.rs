@@ -13,4 +13,6 @@ pub mod media;
 pub mod mp4;
 pub mod package;
 pub mod rtmp;
+pub mod rtp;
+pub mod rtsp;
 pub mod tus;

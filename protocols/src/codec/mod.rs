@@ -11,7 +11,7 @@
 //! container tag (PITFALLS: OBS < 29.1 sent HEVC labelled as H.264).
 
 pub mod aac;
-mod bits;
+pub(crate) mod bits;
 pub mod h264;
 pub mod h265;
 pub mod nal;

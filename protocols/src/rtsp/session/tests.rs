@@ -1,0 +1,339 @@
+use super::*;
+
+const SDP: &str = "v=0\r\n\
+o=- 0 0 IN IP4 127.0.0.1\r\n\
+s=No Name\r\n\
+c=IN IP4 127.0.0.1\r\n\
+t=0 0\r\n\
+m=video 0 RTP/AVP 96\r\n\
+a=rtpmap:96 H264/90000\r\n\
+a=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z2QADKzZQUH7ARAAAAMAEAAAAwPI8UKZYA==,aOvjyyLA; profile-level-id=64000C\r\n\
+a=control:streamid=0\r\n\
+m=audio 0 RTP/AVP 97\r\n\
+a=rtpmap:97 MPEG4-GENERIC/44100/1\r\n\
+a=fmtp:97 profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3; config=120856E500\r\n\
+a=control:streamid=1\r\n";
+
+const URL: &str = "rtsp://127.0.0.1:8554/live/cam?key=k1";
+
+fn session() -> ServerSession {
+    ServerSession::new(ServerConfig {
+        session_id: "abc".into(),
+        timeout_secs: 10,
+        udp_ports: Some((6000, 6001)),
+    })
+}
+
+fn request(method: &str, url: &str, cseq: u32, extra: &str, body: &str) -> Vec<u8> {
+    let length = if body.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    };
+    format!("{method} {url} RTSP/1.0\r\nCSeq: {cseq}\r\n{extra}{length}\r\n{body}").into_bytes()
+}
+
+fn responses(s: &mut ServerSession) -> Vec<String> {
+    std::iter::from_fn(|| s.poll_transmit())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect()
+}
+
+fn events(s: &mut ServerSession) -> Vec<SessionEvent> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+fn rtp(pt: u8, seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![
+        0x80,
+        pt | if marker { 0x80 } else { 0 },
+        (seq >> 8) as u8,
+        seq as u8,
+    ];
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 1]);
+    p.extend_from_slice(payload);
+    p
+}
+
+fn sender_report(ntp: u64, ts: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 200, 0, 6, 0, 0, 0, 1];
+    p.extend_from_slice(&ntp.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&[0; 8]);
+    p
+}
+
+fn interleaved(channel: u8, packet: &[u8]) -> Vec<u8> {
+    let mut out = vec![b'$', channel];
+    out.extend_from_slice(&(packet.len() as u16).to_be_bytes());
+    out.extend_from_slice(packet);
+    out
+}
+
+fn aac(ts: u32) -> Vec<u8> {
+    // One AU of 4 bytes: AU-headers-length 16, size 4 << 3.
+    rtp(
+        97,
+        (ts / 1024) as u16,
+        ts,
+        true,
+        &[0, 16, 0, 4 << 3, 1, 2, 3, 4],
+    )
+}
+
+/// Everything ffmpeg sends up to RECORD, then a second of media.
+fn publish_bytes() -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend(request("OPTIONS", URL, 1, "", ""));
+    out.extend(request("ANNOUNCE", URL, 2, "", SDP));
+    out.extend(request(
+        "SETUP",
+        &format!("{URL}/streamid=0"),
+        3,
+        "Transport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n",
+        "",
+    ));
+    out.extend(request(
+        "SETUP",
+        &format!("{URL}/streamid=1"),
+        4,
+        "Transport: RTP/AVP/TCP;unicast;interleaved=2-3;mode=record\r\nSession: abc\r\n",
+        "",
+    ));
+    out.extend(request("RECORD", URL, 5, "Session: abc\r\n", ""));
+    out.extend(interleaved(1, &sender_report(10 << 32, 1000)));
+    out.extend(interleaved(3, &sender_report(10 << 32, 500)));
+    for i in 0..25u32 {
+        let nal: &[u8] = if i == 0 { &[0x65, 1, 2] } else { &[0x41, 3] };
+        out.extend(interleaved(
+            0,
+            &rtp(96, i as u16, 1000 + i * 3600, true, nal),
+        ));
+        out.extend(interleaved(2, &aac(500 + i * 1764)));
+    }
+    out
+}
+
+fn accept(s: &mut ServerSession) -> Vec<SessionEvent> {
+    let mut all = Vec::new();
+    loop {
+        let batch = events(s);
+        if batch.is_empty() {
+            return all;
+        }
+        for e in &batch {
+            if let SessionEvent::AnnounceRequested { request_id, path } = e {
+                assert_eq!(path, "live/cam?key=k1");
+                s.accept_announce(*request_id).unwrap();
+            }
+        }
+        all.extend(batch);
+    }
+}
+
+#[test]
+fn a_publish_over_tcp() {
+    let mut s = session();
+    s.handle_input(&publish_bytes()).unwrap();
+    let events = accept(&mut s);
+    let replies = responses(&mut s);
+    assert_eq!(replies.len(), 5, "{replies:?}");
+    assert!(replies[0].contains("Public: OPTIONS, ANNOUNCE"));
+    assert!(
+        replies.iter().all(|r| r.starts_with("RTSP/1.0 200 OK\r\n")),
+        "{replies:?}"
+    );
+    assert!(replies[2].contains("Transport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record"));
+    assert!(replies[2].contains("Session: abc;timeout=10"));
+
+    let tracks: Vec<&Vec<Track>> = events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Tracks(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tracks.len(), 1);
+    assert_eq!(tracks[0][0].codec.codec_string(), "avc1.64000c");
+    assert_eq!(tracks[0][1].timescale, 44_100);
+    let samples: Vec<&Sample> = events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Sample(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let video: Vec<i64> = samples
+        .iter()
+        .filter(|s| s.track == 1)
+        .map(|s| s.dts)
+        .collect();
+    let audio: Vec<i64> = samples
+        .iter()
+        .filter(|s| s.track == 2)
+        .map(|s| s.dts)
+        .collect();
+    // Both sender reports map their RTP time to the same instant: the
+    // first frames coincide.
+    assert_eq!(video[0], 0);
+    assert_eq!(audio[0], 0);
+    assert_eq!(video[1], 3600);
+    assert_eq!(audio[1], 1764);
+    assert!(samples[0].keyframe);
+    assert_eq!(&samples[0].data[..], &[0, 0, 0, 3, 0x65, 1, 2]);
+    assert!(!s.is_closed());
+}
+
+#[test]
+fn every_split_gives_the_same_events() {
+    let bytes = publish_bytes();
+    let mut whole = session();
+    whole.handle_input(&bytes).unwrap();
+    let expected = accept(&mut whole);
+    for split in (0..bytes.len()).step_by(7) {
+        let mut s = session();
+        s.handle_input(&bytes[..split]).unwrap();
+        let mut got = accept(&mut s);
+        s.handle_input(&bytes[split..]).unwrap();
+        got.extend(accept(&mut s));
+        assert_eq!(got, expected, "split at {split}");
+    }
+}
+
+#[test]
+fn a_refused_announce_gets_its_status_and_closes() {
+    let mut s = session();
+    s.handle_input(&request("ANNOUNCE", URL, 1, "", SDP))
+        .unwrap();
+    let Some(SessionEvent::AnnounceRequested { request_id, .. }) = s.poll_event() else {
+        panic!()
+    };
+    s.reject_announce(
+        request_id,
+        Refusal::Unauthorized,
+        "wrong key for stream \"cam\"",
+    );
+    let replies = responses(&mut s);
+    assert!(
+        replies[0].starts_with("RTSP/1.0 401 Unauthorized\r\n"),
+        "{replies:?}"
+    );
+    assert!(replies[0].contains("wrong key"));
+    assert!(s.is_closed());
+    assert!(matches!(s.poll_event(), Some(SessionEvent::Closed { .. })));
+}
+
+#[test]
+fn udp_setup_names_the_ports() {
+    let mut s = session();
+    s.handle_input(&request("ANNOUNCE", URL, 1, "", SDP))
+        .unwrap();
+    accept(&mut s);
+    s.handle_input(&request(
+        "SETUP",
+        &format!("{URL}/streamid=1"),
+        2,
+        "Transport: RTP/AVP;unicast;client_port=5000-5001;mode=record\r\n",
+        "",
+    ))
+    .unwrap();
+    let replies = responses(&mut s);
+    assert!(replies[1].contains("server_port=6000-6001"), "{replies:?}");
+    assert_eq!(
+        events(&mut s),
+        vec![SessionEvent::UdpSetup {
+            track: 1,
+            rtp_port: 5000,
+            rtcp_port: 5001
+        }]
+    );
+    s.handle_input(&request("RECORD", URL, 3, "Session: abc\r\n", ""))
+        .unwrap();
+    s.handle_udp(1, false, &aac(0)).unwrap();
+    s.handle_udp(1, false, &aac(1024)).unwrap();
+    let got = events(&mut s);
+    assert!(
+        got.iter()
+            .any(|e| matches!(e, SessionEvent::Tracks(t) if t.len() == 1))
+    );
+}
+
+#[test]
+fn wrong_payload_type_ends_the_session() {
+    let mut s = session();
+    let mut bytes = Vec::new();
+    bytes.extend(request("ANNOUNCE", URL, 1, "", SDP));
+    bytes.extend(request(
+        "SETUP",
+        &format!("{URL}/streamid=0"),
+        2,
+        "Transport: RTP/AVP/TCP;interleaved=0-1\r\n",
+        "",
+    ));
+    bytes.extend(request("RECORD", URL, 3, "", ""));
+    bytes.extend(interleaved(0, &rtp(33, 1, 0, true, &[0x65, 1])));
+    s.handle_input(&bytes).unwrap();
+    let Some(SessionEvent::AnnounceRequested { request_id, .. }) = s.poll_event() else {
+        panic!()
+    };
+    let err = s.accept_announce(request_id).unwrap_err();
+    assert_eq!(
+        err,
+        RtspError::PayloadType {
+            track: 0,
+            expected: 96,
+            got: 33
+        }
+    );
+    assert!(s.is_closed());
+}
+
+#[test]
+fn bad_requests_get_precise_statuses() {
+    let status = |bytes: Vec<u8>| {
+        let mut s = session();
+        let _ = s.handle_input(&bytes);
+        responses(&mut s)
+            .first()
+            .map(|r| r.lines().next().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        status(b"GARBAGE\x00\x01 nonsense\r\n\r\n".to_vec()),
+        "RTSP/1.0 400 Bad Request"
+    );
+    assert_eq!(
+        status(b"OPTIONS rtsp://h/ RTSP/1.0\r\n\r\n".to_vec()),
+        "RTSP/1.0 400 Bad Request"
+    );
+    assert_eq!(
+        status(request("SETUP", URL, 1, "Transport: RTP/AVP/TCP\r\n", "")),
+        "RTSP/1.0 455 Method Not Valid In This State"
+    );
+    assert_eq!(
+        status(request("DESCRIBE", URL, 1, "", "")),
+        "RTSP/1.0 405 Method Not Allowed"
+    );
+    assert_eq!(
+        status(request("ANNOUNCE", URL, 1, "", "v=0\r\nbroken")),
+        "RTSP/1.0 400 Bad Request"
+    );
+    let jpeg = "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 0 RTP/AVP 26\r\n";
+    assert_eq!(
+        status(request("ANNOUNCE", URL, 1, "", jpeg)),
+        "RTSP/1.0 415 Unsupported Media Type"
+    );
+}
+
+#[test]
+fn an_endless_header_is_refused() {
+    let mut s = session();
+    let mut bytes = b"OPTIONS rtsp://h/ RTSP/1.0\r\nX: ".to_vec();
+    bytes.extend(std::iter::repeat_n(b'a', MAX_MESSAGE + 10));
+    assert_eq!(s.handle_input(&bytes), Err(RtspError::TooLarge));
+    assert!(s.is_closed());
+}
