@@ -88,6 +88,10 @@ pub struct Overrides {
     #[arg(long, value_name = "ADDR")]
     pub rtmp_listen: Option<SocketAddr>,
 
+    /// Address encoders push RTSP to [key: live.rtsp_listen; default: 127.0.0.1:8554].
+    #[arg(long, value_name = "ADDR")]
+    pub rtsp_listen: Option<SocketAddr>,
+
     /// Largest request head in bytes [key: http.max_header_bytes; default: 16384].
     #[arg(long, value_name = "BYTES")]
     pub max_header_bytes: Option<usize>,
@@ -175,9 +179,14 @@ impl Overrides {
         if let Some(v) = &self.listen {
             http.insert("listen".into(), Value::String(v.to_string()));
         }
+        let mut live = toml::Table::new();
         if let Some(v) = &self.rtmp_listen {
-            let mut live = toml::Table::new();
             live.insert("rtmp_listen".into(), Value::String(v.to_string()));
+        }
+        if let Some(v) = &self.rtsp_listen {
+            live.insert("rtsp_listen".into(), Value::String(v.to_string()));
+        }
+        if !live.is_empty() {
             root.insert("live".into(), Value::Table(live));
         }
         if let Some(v) = &self.max_header_bytes {

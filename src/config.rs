@@ -173,6 +173,15 @@ pub struct LiveConfig {
     pub rtmp: bool,
     /// Address encoders push RTMP to (`rtmp://host:1935/live/{stream}`).
     pub rtmp_listen: SocketAddr,
+    /// Accept RTSP pushes (ANNOUNCE/RECORD).
+    pub rtsp: bool,
+    /// Address encoders push RTSP to (`rtsp://host:8554/live/{stream}`).
+    pub rtsp_listen: SocketAddr,
+    /// Offer UDP transport to RTSP senders (TCP interleaved is always on).
+    pub rtsp_udp: bool,
+    /// The server's RTP and RTCP ports for UDP transport, on the
+    /// `rtsp_listen` address (0: any free port).
+    pub rtsp_udp_ports: [u16; 2],
     /// Segments are cut at the first keyframe at least this long after the
     /// segment start.
     #[serde(with = "humantime_serde")]
@@ -215,6 +224,10 @@ impl Default for LiveConfig {
         LiveConfig {
             rtmp: true,
             rtmp_listen: SocketAddr::from(([127, 0, 0, 1], 1935)),
+            rtsp: true,
+            rtsp_listen: SocketAddr::from(([127, 0, 0, 1], 8554)),
+            rtsp_udp: true,
+            rtsp_udp_ports: [8000, 8001],
             segment_duration: Duration::from_secs(2),
             part_duration: Duration::from_millis(333),
             window_segments: 6,

@@ -68,6 +68,7 @@ pub struct Running {
     http_addr: SocketAddr,
     https_addr: Option<SocketAddr>,
     rtmp_addr: Option<SocketAddr>,
+    rtsp_addr: Option<SocketAddr>,
     certificate: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
@@ -87,6 +88,11 @@ impl Running {
     /// The address RTMP is accepted on, when on.
     pub fn rtmp_addr(&self) -> Option<SocketAddr> {
         self.rtmp_addr
+    }
+
+    /// The address RTSP pushes are accepted on, when on.
+    pub fn rtsp_addr(&self) -> Option<SocketAddr> {
+        self.rtsp_addr
     }
 
     /// The self-signed certificate clients can trust, in `--tls self-signed` mode.
@@ -166,6 +172,31 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None
     };
     let rtmp_addr = rtmp.as_ref().map(|(_, addr)| *addr);
+    let rtsp = if config.live.rtsp {
+        let listen = config.live.rtsp_listen;
+        let failed = |source| StartError::Listen {
+            addr: listen,
+            source,
+        };
+        let listener = TcpListener::bind(listen).await.map_err(failed)?;
+        let addr = listener.local_addr().map_err(failed)?;
+        let udp = if config.live.rtsp_udp {
+            let ports = config.live.rtsp_udp_ports;
+            let udp = streamforge_actors::live::rtsp::UdpPorts::bind(listen.ip(), ports)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: SocketAddr::new(listen.ip(), ports[0]),
+                    source,
+                })?;
+            Some(udp)
+        } else {
+            None
+        };
+        Some((listener, addr, udp))
+    } else {
+        None
+    };
+    let rtsp_addr = rtsp.as_ref().map(|(_, addr, _)| *addr);
 
     let secure = bind_secure(&config).await?;
     let rate_limiter = http::middleware::rate_limiter(&config.limits);
@@ -250,6 +281,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         uploads: uploads.clone(),
         live: live.clone(),
         rtmp_port: rtmp_addr.map(|a| a.port()),
+        rtsp_port: rtsp_addr.map(|a| a.port()),
         signer,
         upload_slots: Arc::new(http::middleware::ClientSlots::new(
             config.limits.uploads_per_client,
@@ -274,6 +306,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         http = %http_addr,
         https = secure.as_ref().map_or_else(String::new, |s| s.addr.to_string()),
         rtmp = rtmp_addr.map_or_else(String::new, |a| a.to_string()),
+        rtsp = rtsp_addr.map_or_else(String::new, |a| a.to_string()),
         data_dir = %config.data_dir.display(),
         storage = %storage.backend(),
         run = run_id,
@@ -374,12 +407,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .await;
             }
         };
+        let rtsp_live = live.clone();
         let rtmp = async {
             if let Some((listener, _)) = rtmp {
                 streamforge_actors::live::rtmp::serve(listener, live, token.clone()).await;
             }
         };
-        tokio::join!(draining_on_cancel, sweeping, plain, secure, rtmp, growing);
+        let rtsp = async {
+            if let Some((listener, _, udp)) = rtsp {
+                streamforge_actors::live::rtsp::serve(listener, udp, rtsp_live, token.clone())
+                    .await;
+            }
+        };
+        tokio::join!(
+            draining_on_cancel,
+            sweeping,
+            plain,
+            secure,
+            rtmp,
+            rtsp,
+            growing
+        );
         watcher.abort();
         supervision.shutdown(ACTOR_STOP_TIMEOUT).await;
         if let Err(err) = db.end_run(run_id).await {
@@ -393,6 +441,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         http_addr,
         https_addr,
         rtmp_addr,
+        rtsp_addr,
         certificate,
         shutdown,
         task,

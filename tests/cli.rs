@@ -175,9 +175,12 @@ fn sigterm_stops_the_server_cleanly() {
             "127.0.0.1:0",
             "--rtmp-listen",
             "127.0.0.1:0",
+            "--rtsp-listen",
+            "127.0.0.1:0",
             "--log-format",
             "json",
         ])
+        .env("STREAMFORGE_LIVE_RTSP_UDP_PORTS", "[0, 0]")
         .arg("--data-dir")
         .arg(dir.path())
         .stderr(Stdio::piped())

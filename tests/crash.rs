@@ -30,7 +30,10 @@ async fn start(data: &std::path::Path) -> (Child, String) {
             "127.0.0.1:0",
             "--rtmp-listen",
             "127.0.0.1:0",
+            "--rtsp-listen",
+            "127.0.0.1:0",
         ])
+        .env("STREAMFORGE_LIVE_RTSP_UDP_PORTS", "[0, 0]")
         .args(["--log-format", "json"])
         .arg("--data-dir")
         .arg(data)

@@ -1,7 +1,7 @@
-//! Live ingest with real encoders: ffmpeg pushes RTMP, ffmpeg and ffprobe
-//! read the LL-HLS and DASH output while the stream is live and after it
-//! ends; stream keys decide who may publish; bad input on the RTMP port
-//! ends only its own connection.
+//! Live ingest with real encoders: ffmpeg pushes RTMP and RTSP (TCP and
+//! UDP), ffmpeg and ffprobe read the LL-HLS and DASH output while the
+//! stream is live and after it ends; stream keys decide who may publish;
+//! bad input on the RTMP and RTSP ports ends only its own connection.
 
 mod common;
 
@@ -31,6 +31,33 @@ fn push(url: &str, seconds: u32) -> Child {
         ])
         .args(["-g", "50", "-pix_fmt", "yuv420p"])
         .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg is installed (scripts/setup)")
+}
+
+/// Starts ffmpeg pushing the same source over RTSP (ANNOUNCE/RECORD) with
+/// `transport` `tcp` or `udp`.
+fn push_rtsp(url: &str, seconds: u32, transport: &str) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-g", "50", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "64k"])
+        .args(["-f", "rtsp", "-rtsp_transport", transport, url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -705,5 +732,204 @@ async fn a_recorded_publish_becomes_a_vod_asset() {
         assert!(!audio.is_empty());
         assert_continuous(&video, &url);
     }
+    server.stop().await;
+}
+
+/// ffmpeg pushes RTSP over TCP (interleaved) and over UDP at once, to two
+/// streams; both play as HLS and DASH while live and after the end, with
+/// continuous timestamps and audio in step with video (RTCP sender
+/// reports); a wrong key is refused with 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp_push_over_tcp_and_udp_plays_as_hls_and_dash() {
+    let server =
+        TestServer::start_with(|c| c.live.reconnect_grace = Duration::from_millis(500)).await;
+    let tcp_key = create_key(&server, "rtcp").await;
+    let udp_key = create_key(&server, "rudp").await;
+    let base = format!("{}/live", server.rtsp_url());
+
+    let wrong = push_rtsp(&format!("{base}/rtcp?key=sk_wrong"), 2, "tcp")
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert!(!wrong.status.success(), "a wrong key was accepted");
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+
+    let url =
+        |stream: &str, key: &Value| format!("{base}/{stream}?key={}", key["key"].as_str().unwrap());
+    let tcp = push_rtsp(&url("rtcp", &tcp_key), 6, "tcp");
+    let udp = push_rtsp(&url("rudp", &udp_key), 6, "udp");
+    for stream in ["rtcp", "rudp"] {
+        wait_until("the RTSP publish", async || {
+            stream_status(&server, stream).await["playable"] == true
+        })
+        .await;
+        let status = stream_status(&server, stream).await;
+        assert_eq!(status["protocol"], "rtsp", "{status}");
+        assert_eq!(status["width"], 320, "{status}");
+        let codecs = status["codecs"].to_string();
+        assert!(
+            codecs.contains("avc1.") && codecs.contains("mp4a.40.2"),
+            "{status}"
+        );
+    }
+    // ffmpeg reads the TCP stream's HLS while it is live.
+    let dir = tempfile::tempdir().unwrap();
+    let live_copy = record_live(
+        &server.url("/live/rtcp/master.m3u8"),
+        2,
+        dir.path(),
+        "live.mp4",
+    )
+    .await;
+    assert!(packets(live_copy.to_str().unwrap(), "v:0").await.len() >= 25);
+
+    for (name, encoder) in [("tcp", tcp), ("udp", udp)] {
+        let out = encoder.wait_with_output().await.unwrap();
+        assert!(
+            out.status.success(),
+            "{name} push: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for stream in ["rtcp", "rudp"] {
+        wait_until("the end of the stream", async || {
+            stream_status(&server, stream).await["live"] == false
+        })
+        .await;
+        // After the reconnection grace, the playlists end.
+        wait_until("EXT-X-ENDLIST", async || {
+            reqwest::get(server.url(&format!("/live/{stream}/v1/media.m3u8")))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+                .contains("#EXT-X-ENDLIST")
+        })
+        .await;
+        for url in [
+            server.url(&format!("/live/{stream}/master.m3u8")),
+            server.url(&format!("/live/{stream}/manifest.mpd")),
+        ] {
+            let video = packets(&url, "v:0").await;
+            let audio = packets(&url, "a:0").await;
+            // 6 s at 25 fps, 48 kHz AAC; UDP on loopback loses nothing.
+            assert!(video.len() >= 140, "{url}: {} video packets", video.len());
+            assert!(audio.len() >= 260, "{url}: {} audio packets", audio.len());
+            assert_continuous(&video, &url);
+            assert_continuous(&audio, &url);
+            // In step: both start together and end together (±0.1 s).
+            let span = |p: &[(f64, f64)]| {
+                let first = p.iter().map(|x| x.0).fold(f64::MAX, f64::min);
+                let last = p.iter().map(|x| x.0 + x.1).fold(f64::MIN, f64::max);
+                (first, last)
+            };
+            let (v, a) = (span(&video), span(&audio));
+            assert!((v.0 - a.0).abs() < 0.1, "{url}: video {v:?}, audio {a:?}");
+            assert!((v.1 - a.1).abs() < 0.15, "{url}: video {v:?}, audio {a:?}");
+        }
+    }
+    server.stop().await;
+}
+
+/// An RTSP request, for hand-driven sessions.
+fn rtsp_request(method: &str, url: &str, cseq: u32, headers: &str, body: &str) -> Vec<u8> {
+    let length = if body.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    };
+    format!("{method} {url} RTSP/1.0\r\nCSeq: {cseq}\r\n{headers}{length}\r\n{body}").into_bytes()
+}
+
+/// Reads until the peer closes; false if it kept the connection open.
+async fn closed_by_server(socket: &mut tokio::net::TcpStream) -> (bool, String) {
+    let mut seen = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut seen)).await;
+    (
+        matches!(closed, Ok(Ok(_)) | Ok(Err(_))),
+        String::from_utf8_lossy(&seen).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_on_the_rtsp_port_ends_only_its_connection() {
+    let server = TestServer::start_with(|c| c.live.open_publish = true).await;
+    let mut encoder = push_rtsp(&format!("{}/live/steady", server.rtsp_url()), 30, "tcp");
+    wait_until("the publish", async || {
+        stream_status(&server, "steady").await["playable"] == true
+    })
+    .await;
+    let addr = server.rtsp_url().trim_start_matches("rtsp://").to_owned();
+    let base = format!("{}/live/broken", server.rtsp_url());
+
+    // Garbage: 400 and the connection closes.
+    let mut garbage = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    garbage
+        .write_all(b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
+        .await
+        .unwrap();
+    let (closed, seen) = closed_by_server(&mut garbage).await;
+    assert!(closed, "the server kept a garbage connection open");
+    assert!(seen.starts_with("RTSP/1.0 400"), "{seen}");
+
+    // A header that never ends: closed once it passes the limit.
+    let mut endless = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut long = b"OPTIONS rtsp://x/ RTSP/1.0\r\nX-Pad: ".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 100_000));
+    let _ = endless.write_all(&long).await;
+    assert!(
+        closed_by_server(&mut endless).await.0,
+        "an endless header was kept"
+    );
+
+    // RTP with a payload type the SDP did not announce.
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:streamid=0\r\n";
+    let mut wrong_pt = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut script = rtsp_request("ANNOUNCE", &base, 1, "", sdp);
+    script.extend(rtsp_request(
+        "SETUP",
+        &format!("{base}/streamid=0"),
+        2,
+        "Transport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n",
+        "",
+    ));
+    script.extend(rtsp_request("RECORD", &base, 3, "", ""));
+    let mut packet = vec![0x80, 0x80 | 33, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0x65, 1, 2];
+    let mut frame = vec![b'$', 0, 0, packet.len() as u8];
+    frame.append(&mut packet);
+    script.extend(frame);
+    wrong_pt.write_all(&script).await.unwrap();
+    let (closed, seen) = closed_by_server(&mut wrong_pt).await;
+    assert!(closed, "RTP with a wrong payload type was taken");
+    assert_eq!(seen.matches("RTSP/1.0 200 OK").count(), 3, "{seen}");
+
+    // A sender that disconnects mid-message.
+    let mut cut = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    cut.write_all(&rtsp_request("ANNOUNCE", &base, 1, "", sdp)[..40])
+        .await
+        .unwrap();
+    drop(cut);
+
+    // The good stream went on, and the server still answers.
+    let before = stream_status(&server, "steady").await["samples"]
+        .as_u64()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = stream_status(&server, "steady").await;
+    assert_eq!(status["live"], true);
+    assert!(status["samples"].as_u64().unwrap() > before);
+    assert_eq!(stream_status(&server, "broken").await["live"], false);
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let _ = encoder.kill().await;
     server.stop().await;
 }

@@ -401,6 +401,9 @@ pub struct CreatedKey {
     /// What to give an encoder: server URL and stream-name field.
     rtmp_url: String,
     rtmp_stream_name: String,
+    /// The whole RTSP push URL (ANNOUNCE/RECORD), when RTSP is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtsp_url: Option<String>,
     hls: String,
     dash: String,
 }
@@ -437,6 +440,9 @@ pub async fn create_key(
         Json(CreatedKey {
             rtmp_url: format!("rtmp://{host}:{port}/live"),
             rtmp_stream_name: format!("{}?key={key}", body.stream),
+            rtsp_url: state
+                .rtsp_port
+                .map(|p| format!("rtsp://{host}:{p}/live/{}?key={key}", body.stream)),
             hls: format!("/live/{}/master.m3u8", body.stream),
             dash: format!("/live/{}/manifest.mpd", body.stream),
             stream: body.stream,

@@ -63,6 +63,7 @@ pub struct AppState {
     pub live: streamforge_actors::live::Live,
     /// The RTMP port, for publish URLs handed out by the API.
     pub rtmp_port: Option<u16>,
+    pub rtsp_port: Option<u16>,
     /// Upload bodies in progress per client address.
     pub upload_slots: Arc<middleware::ClientSlots>,
     /// Signs and checks playback URLs when `auth.playback = "signed"`.

@@ -32,6 +32,8 @@ impl TestServer {
         };
         config.http.listen = "127.0.0.1:0".parse().unwrap();
         config.live.rtmp_listen = "127.0.0.1:0".parse().unwrap();
+        config.live.rtsp_listen = "127.0.0.1:0".parse().unwrap();
+        config.live.rtsp_udp_ports = [0, 0];
         config.http.shutdown_grace = Duration::from_secs(2);
         adjust(&mut config);
         let running = server::start(config).await.expect("server starts");
@@ -50,6 +52,16 @@ impl TestServer {
             .and_then(Running::rtmp_addr)
             .expect("RTMP is on");
         format!("rtmp://{addr}")
+    }
+
+    /// `rtsp://127.0.0.1:PORT`, the server's RTSP address.
+    pub fn rtsp_url(&self) -> String {
+        let addr = self
+            .running
+            .as_ref()
+            .and_then(Running::rtsp_addr)
+            .expect("RTSP is on");
+        format!("rtsp://{addr}")
     }
 
     pub fn url(&self, path: &str) -> String {

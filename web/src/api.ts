@@ -108,6 +108,7 @@ export interface CreatedKey {
   key: string;
   rtmp_url: string;
   rtmp_stream_name: string;
+  rtsp_url?: string;
   hls: string;
   dash: string;
 }

@@ -57,7 +57,13 @@ export function livePage(main: HTMLElement): () => void {
       };
       result.replaceChildren(
         el("p", {}, "The key is shown once; keep it secret. In OBS: Settings → Stream → Custom."),
-        el("div", { className: "urls" }, row("Server", key.rtmp_url), row("Key", key.rtmp_stream_name)),
+        el(
+          "div",
+          { className: "urls" },
+          row("Server", key.rtmp_url),
+          row("Key", key.rtmp_stream_name),
+          ...(key.rtsp_url ? [row("RTSP", key.rtsp_url)] : []),
+        ),
         el("p", { className: "muted" }, `ffmpeg: ffmpeg -re -i input.mp4 -c copy -f flv "${key.rtmp_url}/${key.rtmp_stream_name}"`),
       );
       void load();

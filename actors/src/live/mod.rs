@@ -18,6 +18,7 @@
 mod keys;
 pub mod record;
 pub mod rtmp;
+pub mod rtsp;
 pub mod rtsp_pull;
 mod stream;
 
@@ -86,6 +87,9 @@ pub enum PublishError {
 #[serde(rename_all = "lowercase")]
 pub enum IngestProtocol {
     Rtmp,
+    /// Pushed over RTSP (ANNOUNCE/RECORD).
+    #[serde(rename = "rtsp")]
+    RtspPush,
     /// Pulled from an RTSP server (a camera) configured in `[[live.pull]]`.
     #[serde(rename = "rtsp-pull")]
     RtspPull,
@@ -241,7 +245,7 @@ impl Live {
         remote: String,
     ) -> Result<Publisher, PublishError> {
         let limit = self.inner.options.streams_per_client;
-        if limit > 0 && protocol == IngestProtocol::Rtmp {
+        if limit > 0 && protocol != IngestProtocol::RtspPull {
             let host = |remote: &str| {
                 remote
                     .rsplit_once(':')

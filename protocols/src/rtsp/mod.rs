@@ -17,4 +17,4 @@ pub mod sdp;
 pub mod session;
 pub mod timeline;
 
-pub use session::{RtspError, ServerConfig, ServerSession, SessionEvent, Transport};
+pub use session::{Refusal, RtspError, ServerConfig, ServerSession, SessionEvent, Transport};

@@ -464,15 +464,13 @@ impl ServerSession {
         if let Some(kind) = header_str(req, &headers::CONTENT_TYPE)
             && !kind.eq_ignore_ascii_case("application/sdp")
         {
-            {
-                self.respond_error(
-                    version,
-                    &cseq,
-                    StatusCode::UnsupportedMediaType,
-                    "ANNOUNCE takes application/sdp",
-                );
-                return;
-            }
+            self.respond_error(
+                version,
+                &cseq,
+                StatusCode::UnsupportedMediaType,
+                "ANNOUNCE takes application/sdp",
+            );
+            return;
         }
         let media = match sdp::parse(req.body()) {
             Ok(media) => media,

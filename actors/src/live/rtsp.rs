@@ -1,0 +1,520 @@
+//! The RTSP push listener (ANNOUNCE/RECORD) and one `RtspIngest` actor
+//! per connection.
+//!
+//! The actor owns the connection the way `RtmpIngest` does: a reader task
+//! hands it the bytes read (one read in flight, so a slow packager slows
+//! the sender through TCP), it feeds them to the sans-IO
+//! [`ServerSession`](streamforge_protocols::rtsp::ServerSession), writes
+//! the replies, decides ANNOUNCE against the stream keys and pushes samples
+//! into its stream through a [`Publisher`].
+//!
+//! UDP transport: the server has one RTP and one RTCP socket
+//! ([`UdpPorts`]) shared by every session; a datagram goes to the session
+//! whose SETUP named its source address, through a bounded queue that
+//! drops (and counts) when the session falls behind — UDP has no
+//! backpressure to give. A session with no bytes on TCP and no datagrams
+//! for `live.idle_timeout` is closed.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use streamforge_protocols::rtmp::PublishRejection;
+use streamforge_protocols::rtsp::session::Refusal;
+use streamforge_protocols::rtsp::{ServerConfig, ServerSession, SessionEvent};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{IngestProtocol, Live, PublishError, Publisher};
+use crate::supervision::BranchKind;
+
+/// Bytes asked of the socket per read.
+const READ_SIZE: usize = 64 * 1024;
+
+/// Datagrams queued per session before new ones are dropped.
+const UDP_QUEUE: usize = 1024;
+
+/// A datagram for a session: its track, whether it came to the RTCP port.
+struct Datagram {
+    track: usize,
+    rtcp: bool,
+    data: Bytes,
+}
+
+struct Route {
+    track: usize,
+    rtcp: bool,
+    to: mpsc::Sender<Datagram>,
+}
+
+/// The server's UDP sockets for RTP and RTCP, and where datagrams go.
+#[derive(Clone)]
+pub struct UdpPorts {
+    rtp: Arc<UdpSocket>,
+    rtcp: Arc<UdpSocket>,
+    routes: Arc<Mutex<HashMap<SocketAddr, Route>>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl UdpPorts {
+    /// Binds the RTP and RTCP sockets (port 0: any free port).
+    pub async fn bind(ip: IpAddr, ports: [u16; 2]) -> std::io::Result<Self> {
+        let rtp = UdpSocket::bind(SocketAddr::new(ip, ports[0])).await?;
+        let rtcp = UdpSocket::bind(SocketAddr::new(ip, ports[1])).await?;
+        Ok(Self {
+            rtp: Arc::new(rtp),
+            rtcp: Arc::new(rtcp),
+            routes: Arc::default(),
+            dropped: Arc::default(),
+        })
+    }
+
+    /// The RTP and RTCP port numbers, as SETUP answers them.
+    pub fn ports(&self) -> std::io::Result<(u16, u16)> {
+        Ok((
+            self.rtp.local_addr()?.port(),
+            self.rtcp.local_addr()?.port(),
+        ))
+    }
+
+    /// Datagrams dropped because their session was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Route>> {
+        self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn receive(self, rtcp: bool, shutdown: CancellationToken) {
+        let socket = if rtcp { &self.rtcp } else { &self.rtp };
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let received = tokio::select! {
+                () = shutdown.cancelled() => return,
+                received = socket.recv_from(&mut buf) => received,
+            };
+            let Ok((len, from)) = received else {
+                // ICMP port unreachable and the like: nothing to do.
+                continue;
+            };
+            let routes = self.routes();
+            // Datagrams from addresses no SETUP named are ignored.
+            let Some(route) = routes.get(&from) else {
+                continue;
+            };
+            debug_assert_eq!(route.rtcp, rtcp);
+            let datagram = Datagram {
+                track: route.track,
+                rtcp,
+                data: Bytes::copy_from_slice(&buf[..len]),
+            };
+            if route.to.try_send(datagram).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Accepts RTSP connections until `shutdown`; each becomes an `RtspIngest`
+/// actor under the live branch.
+pub async fn serve(
+    listener: TcpListener,
+    udp: Option<UdpPorts>,
+    live: Live,
+    shutdown: CancellationToken,
+) {
+    if let Some(udp) = &udp {
+        tokio::spawn(udp.clone().receive(false, shutdown.clone()));
+        tokio::spawn(udp.clone().receive(true, shutdown.clone()));
+    }
+    let slots = Arc::new(Semaphore::new(live.options().max_connections));
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::warn!(%err, "rtsp: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, "rtsp: connection limit reached; closing");
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let (live, udp) = (live.clone(), udp.clone());
+        tokio::spawn(async move {
+            let branch = match live.supervision().branch(BranchKind::Live).await {
+                Ok(branch) => branch,
+                Err(err) => {
+                    tracing::error!(%err, "rtsp: no live branch");
+                    return;
+                }
+            };
+            let args = RtspIngestArgs {
+                socket,
+                remote,
+                live,
+                udp,
+            };
+            match Actor::spawn_linked(None, RtspIngest, args, branch.get_cell()).await {
+                Ok((_, join)) => {
+                    let _ = join.await;
+                }
+                Err(err) => tracing::error!(%err, "rtsp: cannot start the ingest actor"),
+            }
+            drop(permit);
+        });
+    }
+}
+
+pub struct RtspIngest;
+
+pub struct RtspIngestArgs {
+    pub socket: TcpStream,
+    pub remote: SocketAddr,
+    pub live: Live,
+    pub udp: Option<UdpPorts>,
+}
+
+pub enum RtspIngestMsg {
+    /// Bytes from the sender; answered once they are processed.
+    Input(Bytes, RpcReplyPort<()>),
+    /// A datagram for this session; answered once processed.
+    Datagram(usize, bool, Bytes, RpcReplyPort<()>),
+    /// No TCP bytes for a while: answers whether datagrams kept the
+    /// session alive.
+    Quiet(RpcReplyPort<bool>),
+    /// The sender closed the connection, or reading failed.
+    Closed(String),
+}
+
+pub struct RtspIngestState {
+    session: ServerSession,
+    writer: OwnedWriteHalf,
+    remote: SocketAddr,
+    live: Live,
+    reader: JoinHandle<()>,
+    publisher: Option<Publisher>,
+    udp: Option<UdpPorts>,
+    /// Source addresses registered with the UDP ports.
+    routed: Vec<SocketAddr>,
+    datagrams: Option<mpsc::Sender<Datagram>>,
+    forwarder: Option<JoinHandle<()>>,
+    last_datagram: Option<Instant>,
+}
+
+impl Actor for RtspIngest {
+    type Msg = RtspIngestMsg;
+    type State = RtspIngestState;
+    type Arguments = RtspIngestArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let (mut read, writer) = args.socket.into_split();
+        let idle = args.live.options().idle_timeout;
+        let me = myself.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = BytesMut::with_capacity(READ_SIZE);
+            loop {
+                buf.reserve(READ_SIZE);
+                let reason = match tokio::time::timeout(idle, read.read_buf(&mut buf)).await {
+                    Err(_) => match me.call(RtspIngestMsg::Quiet, None).await {
+                        Ok(ractor::rpc::CallResult::Success(true)) => continue,
+                        Ok(ractor::rpc::CallResult::Success(false)) => {
+                            format!("no data for {} s", idle.as_secs())
+                        }
+                        _ => return,
+                    },
+                    Ok(Ok(0)) => "the sender closed the connection".to_owned(),
+                    Ok(Err(err)) => format!("read failed: {err}"),
+                    Ok(Ok(_)) => {
+                        let bytes = buf.split().freeze();
+                        match me
+                            .call(|reply| RtspIngestMsg::Input(bytes, reply), None)
+                            .await
+                        {
+                            Ok(ractor::rpc::CallResult::Success(())) => continue,
+                            _ => return,
+                        }
+                    }
+                };
+                let _ = me.cast(RtspIngestMsg::Closed(reason));
+                return;
+            }
+        });
+        let udp_ports = args.udp.as_ref().and_then(|u| u.ports().ok());
+        let session_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+        tracing::debug!(remote = %args.remote, "rtsp: connection");
+        Ok(RtspIngestState {
+            session: ServerSession::new(ServerConfig {
+                session_id,
+                timeout_secs: idle.as_secs().max(1),
+                udp_ports,
+            }),
+            writer,
+            remote: args.remote,
+            live: args.live,
+            reader,
+            publisher: None,
+            udp: args.udp,
+            routed: Vec::new(),
+            datagrams: None,
+            forwarder: None,
+            last_datagram: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RtspIngestMsg::Input(bytes, reply) => {
+                if let Err(err) = state.session.handle_input(&bytes) {
+                    tracing::info!(remote = %state.remote, %err, "rtsp: protocol error; closing");
+                }
+                state.after_input(&myself).await;
+                if !state.session.is_closed() {
+                    let _ = reply.send(());
+                }
+            }
+            RtspIngestMsg::Datagram(track, rtcp, data, reply) => {
+                state.last_datagram = Some(Instant::now());
+                if let Err(err) = state.session.handle_udp(track, rtcp, &data) {
+                    tracing::info!(remote = %state.remote, %err, "rtsp: protocol error; closing");
+                }
+                state.after_input(&myself).await;
+                if !state.session.is_closed() {
+                    let _ = reply.send(());
+                }
+            }
+            RtspIngestMsg::Quiet(reply) => {
+                let idle = state.live.options().idle_timeout;
+                let alive = state.last_datagram.is_some_and(|t| t.elapsed() < idle);
+                let _ = reply.send(alive);
+            }
+            RtspIngestMsg::Closed(reason) => {
+                tracing::info!(remote = %state.remote, %reason, "rtsp: connection closed");
+                state.session.handle_eof();
+                state.process_events(&myself).await;
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.reader.abort();
+        if let Some(forwarder) = state.forwarder.take() {
+            forwarder.abort();
+        }
+        if let Some(udp) = &state.udp {
+            let mut routes = udp.routes();
+            for addr in &state.routed {
+                routes.remove(addr);
+            }
+        }
+        if let Some(publisher) = state.publisher.take() {
+            publisher.finish(None);
+        }
+        let _ = state.writer.shutdown().await;
+        Ok(())
+    }
+}
+
+impl RtspIngestState {
+    async fn after_input(&mut self, myself: &ActorRef<RtspIngestMsg>) {
+        self.process_events(myself).await;
+        self.flush().await;
+        if self.session.is_closed() {
+            myself.stop(None);
+        }
+    }
+
+    async fn flush(&mut self) {
+        let timeout = self.live.options().idle_timeout;
+        while let Some(out) = self.session.poll_transmit() {
+            match tokio::time::timeout(timeout, self.writer.write_all(&out)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::info!(remote = %self.remote, %err, "rtsp: write failed");
+                    self.session.handle_eof();
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(remote = %self.remote, "rtsp: sender stopped reading");
+                    self.session.handle_eof();
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn process_events(&mut self, myself: &ActorRef<RtspIngestMsg>) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                SessionEvent::AnnounceRequested { request_id, path } => {
+                    self.decide(request_id, &path).await;
+                }
+                SessionEvent::UdpSetup {
+                    track,
+                    rtp_port,
+                    rtcp_port,
+                } => self.route_udp(myself, track, rtp_port, rtcp_port),
+                SessionEvent::Recording { transport } => {
+                    tracing::info!(remote = %self.remote, %transport, "rtsp: recording");
+                }
+                SessionEvent::Tracks(tracks) => {
+                    if let Some(p) = &self.publisher {
+                        match p.set_tracks(tracks.clone()) {
+                            Ok(()) => p.record_tracks(tracks).await,
+                            Err(err) => self.end_publish(err.to_string()),
+                        }
+                    }
+                }
+                SessionEvent::Sample(sample) => {
+                    if let Some(p) = &self.publisher {
+                        match p.push(sample.clone()) {
+                            Ok(()) => p.record(sample).await,
+                            Err(err) => self.end_publish(err.to_string()),
+                        }
+                    }
+                }
+                SessionEvent::Warning(message) => {
+                    tracing::warn!(remote = %self.remote, %message, "rtsp");
+                }
+                SessionEvent::Closed { reason } => {
+                    tracing::info!(
+                        remote = %self.remote,
+                        %reason,
+                        lost = self.session.lost(),
+                        reordered = self.session.reordered(),
+                        "rtsp: session closed"
+                    );
+                    if let Some(p) = self.publisher.take() {
+                        p.finish(None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_publish(&mut self, reason: String) {
+        tracing::warn!(remote = %self.remote, %reason, "rtsp: publish ended");
+        if let Some(p) = self.publisher.take() {
+            p.finish(Some(reason));
+        }
+        self.session.handle_eof();
+    }
+
+    fn route_udp(
+        &mut self,
+        myself: &ActorRef<RtspIngestMsg>,
+        track: usize,
+        rtp_port: u16,
+        rtcp_port: u16,
+    ) {
+        let Some(udp) = &self.udp else {
+            return;
+        };
+        let to = self
+            .datagrams
+            .get_or_insert_with(|| {
+                let (tx, mut rx) = mpsc::channel::<Datagram>(UDP_QUEUE);
+                let me = myself.clone();
+                self.forwarder = Some(tokio::spawn(async move {
+                    while let Some(d) = rx.recv().await {
+                        let sent = me
+                            .call(
+                                |reply| RtspIngestMsg::Datagram(d.track, d.rtcp, d.data, reply),
+                                None,
+                            )
+                            .await;
+                        if !matches!(sent, Ok(ractor::rpc::CallResult::Success(()))) {
+                            return;
+                        }
+                    }
+                }));
+                tx
+            })
+            .clone();
+        let mut routes = udp.routes();
+        for (port, rtcp) in [(rtp_port, false), (rtcp_port, true)] {
+            let addr = SocketAddr::new(self.remote.ip(), port);
+            if routes.contains_key(&addr) && !self.routed.contains(&addr) {
+                tracing::warn!(remote = %self.remote, %addr, "rtsp: another session receives from this address; replaced");
+            }
+            routes.insert(
+                addr,
+                Route {
+                    track,
+                    rtcp,
+                    to: to.clone(),
+                },
+            );
+            self.routed.push(addr);
+        }
+    }
+
+    async fn decide(&mut self, request_id: u64, path: &str) {
+        let (app, name) = path.split_once('/').unwrap_or((path, ""));
+        let decision = match self.live.authorize(app, name).await {
+            Ok(stream) => {
+                self.live
+                    .start_publish(&stream, IngestProtocol::RtspPush, self.remote.to_string())
+                    .await
+            }
+            Err(err) => Err(err),
+        };
+        match decision {
+            Ok(publisher) => {
+                tracing::info!(remote = %self.remote, stream = %publisher.stream().name(), "rtsp: publishing");
+                self.publisher = Some(publisher);
+                if let Err(err) = self.session.accept_announce(request_id) {
+                    tracing::info!(remote = %self.remote, %err, "rtsp: protocol error; closing");
+                }
+            }
+            Err(PublishError::Rejected(reason, code)) => {
+                tracing::info!(remote = %self.remote, %reason, "rtsp: publish refused");
+                let refusal = match code {
+                    PublishRejection::BadName if app != "live" => Refusal::NotFound,
+                    PublishRejection::BadName => Refusal::Unauthorized,
+                    PublishRejection::Denied => Refusal::Forbidden,
+                };
+                self.session.reject_announce(request_id, refusal, &reason);
+            }
+            Err(PublishError::Db(err)) => {
+                tracing::error!(remote = %self.remote, %err, "rtsp: cannot check the stream key");
+                self.session.reject_announce(
+                    request_id,
+                    Refusal::Unavailable,
+                    "the server cannot check stream keys right now",
+                );
+            }
+        }
+    }
+}
