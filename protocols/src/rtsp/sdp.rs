@@ -90,7 +90,7 @@ fn base64_nals(value: &str) -> Result<Vec<Vec<u8>>, String> {
 }
 
 fn hex(value: &str) -> Result<Vec<u8>, String> {
-    if !value.len().is_multiple_of(2) || value.len() > 512 {
+    if !value.is_ascii() || !value.len().is_multiple_of(2) || value.len() > 512 {
         return Err(format!("config {value:?}: not an even-length hex string"));
     }
     (0..value.len())

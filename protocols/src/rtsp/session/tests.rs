@@ -337,3 +337,22 @@ fn an_endless_header_is_refused() {
     assert_eq!(s.handle_input(&bytes), Err(RtspError::TooLarge));
     assert!(s.is_closed());
 }
+
+/// Inputs the `rtsp_session` fuzz target found: an SDP that tripped an
+/// assertion in sdp-types 0.1 and a non-ASCII AAC `config=`.
+#[test]
+fn fuzz_regressions() {
+    for input in [
+        &include_bytes!("../../../fuzz/regressions/rtsp_session-sdp-types-assert.bin")[..],
+        &include_bytes!("../../../fuzz/regressions/rtsp_session-non-ascii-config.bin")[..],
+    ] {
+        let (&split, rest) = input.split_first().unwrap();
+        let mut s = session();
+        for chunk in rest.chunks(usize::from(split).max(1)) {
+            if s.handle_input(chunk).is_err() {
+                break;
+            }
+            accept(&mut s);
+        }
+    }
+}
