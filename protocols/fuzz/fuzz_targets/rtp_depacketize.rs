@@ -8,13 +8,14 @@ fuzz_target!(|data: &[u8]| {
     let Some((&kind, mut rest)) = data.split_first() else {
         return;
     };
-    let mut d = match kind % 4 {
+    let mut d = match kind % 5 {
         0 => Depacketizer::H264(rtp::h264::H264Depacketizer::new()),
         1 => Depacketizer::H265(rtp::h265::H265Depacketizer::new()),
         2 => match rtp::aac::AacDepacketizer::new(rtp::aac::AacParams::HBR) {
             Ok(d) => Depacketizer::Aac(d),
             Err(_) => return,
         },
+        3 => Depacketizer::Latm(rtp::latm::LatmDepacketizer::new()),
         _ => Depacketizer::Opus(rtp::opus::OpusDepacketizer::new()),
     };
     while let [len, tail @ ..] = rest {

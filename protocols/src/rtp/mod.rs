@@ -9,11 +9,13 @@
 //!
 //! Packet headers are parsed by `rtp-types`; the payload formats are ours,
 //! one file per RFC: [`h264`] (RFC 6184), [`h265`] (RFC 7798), [`aac`]
-//! (RFC 3640 `mpeg4-generic`) and [`opus`] (RFC 7587).
+//! (RFC 3640 `mpeg4-generic`), [`latm`] (RFC 6416 `MP4A-LATM`) and [`opus`]
+//! (RFC 7587).
 
 pub mod aac;
 pub mod h264;
 pub mod h265;
+pub mod latm;
 pub mod opus;
 
 use bytes::Bytes;
@@ -211,6 +213,7 @@ pub enum Depacketizer {
     H264(h264::H264Depacketizer),
     H265(h265::H265Depacketizer),
     Aac(aac::AacDepacketizer),
+    Latm(latm::LatmDepacketizer),
     Opus(opus::OpusDepacketizer),
 }
 
@@ -220,6 +223,7 @@ impl Depacketizer {
             Self::H264(d) => d.push(info, payload),
             Self::H265(d) => d.push(info, payload),
             Self::Aac(d) => d.push(info, payload),
+            Self::Latm(d) => d.push(info, payload),
             Self::Opus(d) => d.push(info, payload),
         }
     }
@@ -229,6 +233,7 @@ impl Depacketizer {
             Self::H264(d) => d.pull(),
             Self::H265(d) => d.pull(),
             Self::Aac(d) => d.pull(),
+            Self::Latm(d) => d.pull(),
             Self::Opus(d) => d.pull(),
         }
     }
@@ -239,6 +244,7 @@ impl Depacketizer {
             Self::H264(d) => d.lost(),
             Self::H265(d) => d.lost(),
             Self::Aac(d) => d.lost(),
+            Self::Latm(d) => d.lost(),
             Self::Opus(d) => d.lost(),
         }
     }
@@ -249,7 +255,7 @@ impl Depacketizer {
         match self {
             Self::H264(d) => d.flush(),
             Self::H265(d) => d.flush(),
-            Self::Aac(_) | Self::Opus(_) => {}
+            Self::Aac(_) | Self::Latm(_) | Self::Opus(_) => {}
         }
     }
 }

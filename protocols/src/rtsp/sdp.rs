@@ -36,6 +36,8 @@ pub enum MediaFormat {
     H264(Option<AvcConfig>),
     H265(Option<HevcConfig>),
     Aac(AudioSpecificConfig, AacParams),
+    /// AAC in LATM with the StreamMuxConfig in the SDP (`cpresent=0`).
+    Latm(AudioSpecificConfig),
     Opus(OpusConfig),
     /// A format we do not take; its media is dropped.
     Unsupported(String),
@@ -179,6 +181,15 @@ fn format_for(
             aac.check().map_err(|e| e.to_string())?;
             MediaFormat::Aac(config, aac)
         }
+        "mp4a-latm" => {
+            if param(params, "cpresent") != Some("0") {
+                return Ok(MediaFormat::Unsupported(
+                    "mp4a-latm with in-band configuration (cpresent=1)".to_owned(),
+                ));
+            }
+            let config = param(params, "config").ok_or("mp4a-latm without config")?;
+            MediaFormat::Latm(crate::rtp::latm::stream_mux_config(&hex(config)?)?)
+        }
         "opus" => {
             if clock_rate != 48_000 {
                 return Err(format!("opus at {clock_rate} Hz (RFC 7587 says 48000)"));
@@ -273,7 +284,7 @@ impl MediaFormat {
         match self {
             Self::H264(c) => c.clone().map(CodecConfig::H264),
             Self::H265(c) => c.clone().map(CodecConfig::H265),
-            Self::Aac(c, _) => Some(CodecConfig::Aac(c.clone())),
+            Self::Aac(c, _) | Self::Latm(c) => Some(CodecConfig::Aac(c.clone())),
             Self::Opus(c) => Some(CodecConfig::Opus(c.clone())),
             Self::Unsupported(_) => None,
         }

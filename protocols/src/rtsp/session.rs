@@ -174,6 +174,7 @@ impl Media {
             MediaFormat::Aac(_, params) => {
                 Depacketizer::Aac(rtp::aac::AacDepacketizer::new(*params).ok()?)
             }
+            MediaFormat::Latm(_) => Depacketizer::Latm(rtp::latm::LatmDepacketizer::new()),
             MediaFormat::Opus(_) => Depacketizer::Opus(rtp::opus::OpusDepacketizer::new()),
             MediaFormat::Unsupported(_) => return None,
         })
@@ -496,7 +497,7 @@ impl ServerSession {
                 version,
                 &cseq,
                 StatusCode::UnsupportedMediaType,
-                "no H.264, H.265, AAC or Opus media in the SDP",
+                "no H.264, H.265, AAC (mpeg4-generic or MP4A-LATM) or Opus media in the SDP",
             );
             return;
         }
