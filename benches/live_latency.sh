@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Live latency, measured: ffmpeg pushes RTMP (testsrc2 + sine, real time,
-# a keyframe every 2 s) to a release build; the script reports
+# Live latency, measured: ffmpeg pushes RTMP, or RTSP with INGEST=rtsp
+# (testsrc2 + sine, real time, a keyframe every 2 s) to a release build;
+# the script reports
 #
 #   - publisher start → first playable segment (the server's own clock),
 #   - part latency: from the arrival of a part's last sample at ingest to
@@ -10,12 +11,14 @@
 #
 #   benches/live_latency.sh                 720p25, 20 s
 #   SIZE=1920x1080 RATE=30 SECONDS_OF_MEDIA=60 benches/live_latency.sh
+#   INGEST=rtsp benches/live_latency.sh     RTSP push over TCP
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 size=${SIZE:-1280x720}
 rate=${RATE:-25}
 media_secs=${SECONDS_OF_MEDIA:-20}
+ingest=${INGEST:-rtmp}
 target_dir=${CARGO_TARGET_DIR:-target}
 for tool in ffmpeg curl python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is required (scripts/setup --test)" >&2; exit 1; }
@@ -25,8 +28,11 @@ data=$(mktemp -d)
 log="$data/server.log"
 port_http=$((20000 + RANDOM % 20000))
 port_rtmp=$((port_http + 1))
-STREAMFORGE_LIVE_OPEN_PUBLISH=true "$target_dir/release/streamforge" serve \
+port_rtsp=$((port_http + 2))
+STREAMFORGE_LIVE_OPEN_PUBLISH=true STREAMFORGE_LIVE_RTSP_UDP_PORTS="[0, 0]" \
+  "$target_dir/release/streamforge" serve \
   --data-dir "$data" --listen "127.0.0.1:$port_http" --rtmp-listen "127.0.0.1:$port_rtmp" \
+  --rtsp-listen "127.0.0.1:$port_rtsp" \
   --log-filter warn >"$log" 2>&1 &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; kill "${encoder:-0}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"; }
@@ -37,7 +43,12 @@ for _ in $(seq 50); do curl -fs "$base/healthz" >/dev/null && break; sleep 0.1; 
 ffmpeg -hide_banner -loglevel error -re \
   -f lavfi -i "testsrc2=size=$size:rate=$rate" -f lavfi -i "sine=frequency=440:sample_rate=48000" \
   -t "$media_secs" -c:v libx264 -preset veryfast -tune zerolatency -g $((rate * 2)) -pix_fmt yuv420p \
-  -c:a aac -b:a 128k -f flv "rtmp://127.0.0.1:$port_rtmp/live/bench" &
+  -c:a aac -b:a 128k \
+  $(if [ "$ingest" = rtsp ]; then
+      echo -f rtsp -rtsp_transport tcp "rtsp://127.0.0.1:$port_rtsp/live/bench"
+    else
+      echo -f flv "rtmp://127.0.0.1:$port_rtmp/live/bench"
+    fi) &
 encoder=$!
 
 # Wait for the publish, then the first segment (the multivariant playlist is

@@ -840,9 +840,10 @@ async fn rtsp_push_over_tcp_and_udp_plays_as_hls_and_dash() {
 }
 
 /// GStreamer's `rtspclientsink` publishes what most RTSP encoders send:
-/// H.264 with Opus over TCP, H.264 with AAC in MP4A-LATM over UDP.
+/// H.264 with Opus over TCP, H.264 with AAC in MP4A-LATM over UDP; then
+/// ffmpeg publishes H.265 with Opus.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gstreamer_pushes_rtsp_with_opus_and_latm_aac() {
+async fn gstreamer_and_ffmpeg_push_rtsp_with_opus_latm_aac_and_hevc() {
     let server = TestServer::start_with(|c| {
         c.live.open_publish = true;
         c.live.reconnect_grace = Duration::from_millis(300);
@@ -867,9 +868,34 @@ async fn gstreamer_pushes_rtsp_with_opus_and_latm_aac() {
             .spawn()
             .expect("gst-launch-1.0 is installed (scripts/setup --test)")
     };
+    // ffmpeg with H.265 and Opus, for the RFC 7798 depacketizer.
+    let hevc = || {
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "5"])
+            .args([
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .args(["-x265-params", "bframes=0:keyint=50:log-level=error"])
+            .args(["-c:a", "libopus", "-f", "rtsp", "-rtsp_transport", "tcp"])
+            .arg(format!("{}/live/ffhevc", server.rtsp_url()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("ffmpeg is installed (scripts/setup)")
+    };
     for (name, run) in [
         ("opus/tcp", gst("gstopus", "opusenc", "tcp")),
         ("latm/udp", gst("gstlatm", "voaacenc ! aacparse", "udp")),
+        ("hevc/tcp", hevc()),
     ] {
         let out = run.wait_with_output().await.unwrap();
         assert!(
@@ -878,7 +904,11 @@ async fn gstreamer_pushes_rtsp_with_opus_and_latm_aac() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    for (stream, codec) in [("gstopus", "opus"), ("gstlatm", "mp4a.40.2")] {
+    for (stream, codec) in [
+        ("gstopus", "opus"),
+        ("gstlatm", "mp4a.40.2"),
+        ("ffhevc", "hvc1."),
+    ] {
         for rendition in ["v1", "a1"] {
             wait_until("the end of the stream", async || {
                 reqwest::get(server.url(&format!("/live/{stream}/{rendition}/media.m3u8")))
