@@ -14,34 +14,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 /// Starts ffmpeg pushing `seconds` of 320x240 25 fps H.264 (a keyframe
-/// every 2 s) and a 48 kHz sine in AAC, in real time, to `url`.
-fn push(url: &str, seconds: u32) -> Child {
-    Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "50", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg is installed (scripts/setup)")
-}
-
-/// Starts ffmpeg pushing the same source over RTSP (ANNOUNCE/RECORD) with
-/// `transport` `tcp` or `udp`.
-fn push_rtsp(url: &str, seconds: u32, transport: &str) -> Child {
+/// every 2 s, no B-frames) and a 48 kHz sine in AAC, in real time, with
+/// the output options `output` (format and URL).
+fn encode(seconds: u32, output: &[&str]) -> Child {
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
@@ -57,13 +32,24 @@ fn push_rtsp(url: &str, seconds: u32, transport: &str) -> Child {
         ])
         .args(["-g", "50", "-pix_fmt", "yuv420p"])
         .args(["-c:a", "aac", "-b:a", "64k"])
-        .args(["-f", "rtsp", "-rtsp_transport", transport, url])
+        .args(output)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("ffmpeg is installed (scripts/setup)")
+}
+
+/// ffmpeg pushing RTMP to `url`.
+fn push(url: &str, seconds: u32) -> Child {
+    encode(seconds, &["-f", "flv", url])
+}
+
+/// ffmpeg pushing RTSP (ANNOUNCE/RECORD) to `url` over `transport`, `tcp`
+/// or `udp`.
+fn push_rtsp(url: &str, seconds: u32, transport: &str) -> Child {
+    encode(seconds, &["-f", "rtsp", "-rtsp_transport", transport, url])
 }
 
 async fn create_key(server: &TestServer, stream: &str) -> Value {

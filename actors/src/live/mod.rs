@@ -15,6 +15,7 @@
 //! packager's [`bytes::Bytes`]; a blocking request waits on the stream's
 //! [`tokio::sync::watch`] version, bumped after every part.
 
+mod ingest;
 mod keys;
 pub mod record;
 pub mod rtmp;

@@ -10,7 +10,6 @@
 //! reason; nothing else is touched.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -18,12 +17,10 @@ use streamforge_protocols::rtmp::{ServerConfig, ServerSession, SessionEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{IngestProtocol, Live, PublishError, Publisher};
-use crate::supervision::BranchKind;
 
 /// Bytes asked of the socket per read.
 const READ_SIZE: usize = 64 * 1024;
@@ -31,55 +28,17 @@ const READ_SIZE: usize = 64 * 1024;
 /// Accepts RTMP connections until `shutdown`; each becomes an `RtmpIngest`
 /// actor under the live branch.
 pub async fn serve(listener: TcpListener, live: Live, shutdown: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(live.options().max_connections));
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (socket, remote) = match accepted {
-            Ok(pair) => pair,
-            Err(err) => {
-                tracing::warn!(%err, "rtmp: accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%remote, "rtmp: connection limit reached; closing");
-            continue;
-        };
-        let _ = socket.set_nodelay(true);
-        let live = live.clone();
-        tokio::spawn(async move {
-            let branch = match live.supervision().branch(BranchKind::Live).await {
-                Ok(branch) => branch,
-                Err(err) => {
-                    tracing::error!(%err, "rtmp: no live branch");
-                    return;
-                }
-            };
-            let spawned = Actor::spawn_linked(
-                None,
-                RtmpIngest,
-                RtmpIngestArgs {
-                    socket,
-                    remote,
-                    live,
-                },
-                branch.get_cell(),
-            )
-            .await;
-            match spawned {
-                // The permit lives as long as the connection's actor.
-                Ok((_, join)) => {
-                    let _ = join.await;
-                }
-                Err(err) => tracing::error!(%err, "rtmp: cannot start the ingest actor"),
-            }
-            drop(permit);
-        });
-    }
+    super::ingest::accept("rtmp", listener, live, shutdown, |socket, remote, live| {
+        (
+            RtmpIngest,
+            RtmpIngestArgs {
+                socket,
+                remote,
+                live,
+            },
+        )
+    })
+    .await;
 }
 
 pub struct RtmpIngest;
@@ -209,20 +168,12 @@ impl Actor for RtmpIngest {
 impl RtmpIngestState {
     async fn flush(&mut self) {
         let timeout = self.live.options().idle_timeout;
-        while let Some(out) = self.session.poll_transmit() {
-            match tokio::time::timeout(timeout, self.writer.write_all(&out)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => {
-                    tracing::info!(remote = %self.remote, %err, "rtmp: write failed");
-                    self.session.handle_eof();
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(remote = %self.remote, "rtmp: encoder stopped reading");
-                    self.session.handle_eof();
-                    return;
-                }
-            }
+        let session = &mut self.session;
+        let written =
+            super::ingest::write_out(&mut self.writer, timeout, || session.poll_transmit()).await;
+        if let Err(reason) = written {
+            tracing::info!(remote = %self.remote, %reason, "rtmp: closing");
+            self.session.handle_eof();
         }
     }
 
@@ -239,19 +190,17 @@ impl RtmpIngestState {
                     ..
                 } => self.decide(request_id, &app, &stream_key).await,
                 SessionEvent::Tracks(tracks) => {
-                    if let Some(p) = &self.publisher {
-                        match p.set_tracks(tracks.clone()) {
-                            Ok(()) => p.record_tracks(tracks).await,
-                            Err(err) => self.end_publish(err.to_string()),
-                        }
+                    if let Some(p) = &self.publisher
+                        && let Err(err) = p.take_tracks(tracks).await
+                    {
+                        self.end_publish(err.to_string());
                     }
                 }
                 SessionEvent::Sample(sample) => {
-                    if let Some(p) = &self.publisher {
-                        match p.push(sample.clone()) {
-                            Ok(()) => p.record(sample).await,
-                            Err(err) => self.end_publish(err.to_string()),
-                        }
+                    if let Some(p) = &self.publisher
+                        && let Err(err) = p.take_sample(sample).await
+                    {
+                        self.end_publish(err.to_string());
                     }
                 }
                 SessionEvent::Metadata(meta) => {

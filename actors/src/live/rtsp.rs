@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -29,13 +28,12 @@ use streamforge_protocols::rtsp::{ServerConfig, ServerSession, SessionEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{IngestProtocol, Live, PublishError, Publisher};
-use crate::supervision::BranchKind;
 
 /// Bytes asked of the socket per read.
 const READ_SIZE: usize = 64 * 1024;
@@ -137,49 +135,24 @@ pub async fn serve(
         tokio::spawn(udp.clone().receive(false, shutdown.clone()));
         tokio::spawn(udp.clone().receive(true, shutdown.clone()));
     }
-    let slots = Arc::new(Semaphore::new(live.options().max_connections));
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (socket, remote) = match accepted {
-            Ok(pair) => pair,
-            Err(err) => {
-                tracing::warn!(%err, "rtsp: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%remote, "rtsp: connection limit reached; closing");
-            continue;
-        };
-        let _ = socket.set_nodelay(true);
-        let (live, udp) = (live.clone(), udp.clone());
-        tokio::spawn(async move {
-            let branch = match live.supervision().branch(BranchKind::Live).await {
-                Ok(branch) => branch,
-                Err(err) => {
-                    tracing::error!(%err, "rtsp: no live branch");
-                    return;
-                }
-            };
-            let args = RtspIngestArgs {
-                socket,
-                remote,
-                live,
-                udp,
-            };
-            match Actor::spawn_linked(None, RtspIngest, args, branch.get_cell()).await {
-                Ok((_, join)) => {
-                    let _ = join.await;
-                }
-                Err(err) => tracing::error!(%err, "rtsp: cannot start the ingest actor"),
-            }
-            drop(permit);
-        });
-    }
+    super::ingest::accept(
+        "rtsp",
+        listener,
+        live,
+        shutdown,
+        move |socket, remote, live| {
+            (
+                RtspIngest,
+                RtspIngestArgs {
+                    socket,
+                    remote,
+                    live,
+                    udp: udp.clone(),
+                },
+            )
+        },
+    )
+    .await;
 }
 
 pub struct RtspIngest;
@@ -357,20 +330,12 @@ impl RtspIngestState {
 
     async fn flush(&mut self) {
         let timeout = self.live.options().idle_timeout;
-        while let Some(out) = self.session.poll_transmit() {
-            match tokio::time::timeout(timeout, self.writer.write_all(&out)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => {
-                    tracing::info!(remote = %self.remote, %err, "rtsp: write failed");
-                    self.session.handle_eof();
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(remote = %self.remote, "rtsp: sender stopped reading");
-                    self.session.handle_eof();
-                    return;
-                }
-            }
+        let session = &mut self.session;
+        let written =
+            super::ingest::write_out(&mut self.writer, timeout, || session.poll_transmit()).await;
+        if let Err(reason) = written {
+            tracing::info!(remote = %self.remote, %reason, "rtsp: closing");
+            self.session.handle_eof();
         }
     }
 
@@ -389,19 +354,17 @@ impl RtspIngestState {
                     tracing::info!(remote = %self.remote, %transport, "rtsp: recording");
                 }
                 SessionEvent::Tracks(tracks) => {
-                    if let Some(p) = &self.publisher {
-                        match p.set_tracks(tracks.clone()) {
-                            Ok(()) => p.record_tracks(tracks).await,
-                            Err(err) => self.end_publish(err.to_string()),
-                        }
+                    if let Some(p) = &self.publisher
+                        && let Err(err) = p.take_tracks(tracks).await
+                    {
+                        self.end_publish(err.to_string());
                     }
                 }
                 SessionEvent::Sample(sample) => {
-                    if let Some(p) = &self.publisher {
-                        match p.push(sample.clone()) {
-                            Ok(()) => p.record(sample).await,
-                            Err(err) => self.end_publish(err.to_string()),
-                        }
+                    if let Some(p) = &self.publisher
+                        && let Err(err) = p.take_sample(sample).await
+                    {
+                        self.end_publish(err.to_string());
                     }
                 }
                 SessionEvent::Warning(message) => {

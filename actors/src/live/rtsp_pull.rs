@@ -308,10 +308,9 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
             if published || tracks.len() == picked.len() {
                 let mut all: Vec<Track> = tracks.values().cloned().collect();
                 all.sort_by_key(|t| t.id);
-                if let Err(err) = publisher.set_tracks(all.clone()) {
+                if let Err(err) = publisher.take_tracks(all).await {
                     break Err(err.to_string());
                 }
-                publisher.record_tracks(all).await;
                 published = true;
             }
         }
@@ -339,10 +338,9 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
             keyframe,
             data: data.into(),
         };
-        if let Err(err) = publisher.push(sample.clone()) {
+        if let Err(err) = publisher.take_sample(sample).await {
             break Err(err.to_string());
         }
-        publisher.record(sample).await;
         media_deadline = tokio::time::Instant::now() + idle;
     };
     publisher.finish(result.as_ref().err().cloned());

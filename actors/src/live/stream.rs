@@ -376,6 +376,21 @@ impl Publisher {
                 .await;
         }
     }
+
+    /// [`set_tracks`](Self::set_tracks), then hands them to the recording.
+    pub async fn take_tracks(&self, tracks: Vec<Track>) -> Result<(), PublishEnded> {
+        self.set_tracks(tracks.clone())?;
+        self.record_tracks(tracks).await;
+        Ok(())
+    }
+
+    /// [`push`](Self::push), then hands the sample to the recording.
+    pub async fn take_sample(&self, sample: Sample) -> Result<(), PublishEnded> {
+        self.push(sample.clone())?;
+        self.record(sample).await;
+        Ok(())
+    }
+
     pub fn stream(&self) -> &LiveStream {
         &self.stream
     }

@@ -7,9 +7,7 @@
 //! taken out of the samples: SPS/PPS are kept for the track configuration
 //! (senders without `sprop-parameter-sets` send them in band).
 
-use std::collections::VecDeque;
-
-use super::{Frame, NalAssembler, PacketInfo, RtpError, Sequence};
+use super::{AccessUnits, Frame, PacketInfo, RtpError};
 
 const CONTEXT: &str = "h264 rtp";
 
@@ -22,10 +20,7 @@ const FU_A: u8 = 28;
 
 #[derive(Debug, Default)]
 pub struct H264Depacketizer {
-    au: NalAssembler,
-    seq: Sequence,
-    out: VecDeque<Frame>,
-    lost: u64,
+    units: AccessUnits,
     sps: Option<Vec<u8>>,
     pps: Option<Vec<u8>>,
 }
@@ -41,24 +36,15 @@ impl H264Depacketizer {
     }
 
     pub fn lost(&self) -> u64 {
-        self.lost
+        self.units.lost()
     }
 
     pub fn pull(&mut self) -> Option<Frame> {
-        self.out.pop_front()
+        self.units.pull()
     }
 
     pub fn flush(&mut self) {
-        self.finish();
-    }
-
-    fn finish(&mut self) {
-        let broken = self.au.broken;
-        match self.au.finish() {
-            Some(frame) => self.out.push_back(frame),
-            None if broken => self.lost += 1,
-            None => {}
-        }
+        self.units.finish();
     }
 
     fn nal(&mut self, nal: &[u8]) -> Result<(), RtpError> {
@@ -70,32 +56,17 @@ impl H264Depacketizer {
             NAL_PPS => self.pps = Some(nal.to_vec()),
             NAL_AUD => {}
             kind => {
-                self.au.keyframe |= kind == NAL_IDR;
-                self.au.push_nal(nal, CONTEXT)?;
+                self.units.au.keyframe |= kind == NAL_IDR;
+                self.units.au.push_nal(nal, CONTEXT)?;
             }
         }
         Ok(())
     }
 
     pub fn push(&mut self, info: &PacketInfo, payload: &[u8]) -> Result<(), RtpError> {
-        if self.seq.gap(info.sequence) {
-            // The access unit in progress misses a packet.
-            self.au.abandon_fragment();
-            if !self.au.is_empty() || self.au.timestamp == Some(info.timestamp) {
-                self.au.broken = true;
-            }
-        }
-        if self.au.timestamp.is_some_and(|ts| ts != info.timestamp) {
-            self.finish();
-        }
-        self.au.timestamp = Some(info.timestamp);
+        self.units.begin(info);
         let result = self.payload(payload);
-        if result.is_err() {
-            self.au.broken = true;
-        }
-        if info.marker {
-            self.finish();
-        }
+        self.units.end(info, result.is_err());
         result
     }
 
@@ -149,18 +120,18 @@ impl H264Depacketizer {
                             ));
                         }
                         _ => {
-                            self.au.keyframe |= kind == NAL_IDR;
-                            self.au.start_fragment(&[header], CONTEXT)?;
-                            self.au.continue_fragment(data, CONTEXT)?;
+                            self.units.au.keyframe |= kind == NAL_IDR;
+                            self.units.au.start_fragment(&[header], CONTEXT)?;
+                            self.units.au.continue_fragment(data, CONTEXT)?;
                         }
                     }
-                } else if !self.au.continue_fragment(data, CONTEXT)? {
+                } else if !self.units.au.continue_fragment(data, CONTEXT)? {
                     // The start was lost; the gap already marked the unit broken.
-                    self.au.broken = true;
+                    self.units.au.broken = true;
                     return Ok(());
                 }
                 if end {
-                    self.au.close_fragment();
+                    self.units.au.close_fragment();
                 }
                 Ok(())
             }

@@ -6,9 +6,7 @@
 //! H.264. VPS/SPS/PPS and access unit delimiters are taken out of the
 //! samples and kept for the track configuration.
 
-use std::collections::VecDeque;
-
-use super::{Frame, NalAssembler, PacketInfo, RtpError, Sequence};
+use super::{AccessUnits, Frame, PacketInfo, RtpError};
 use crate::codec::h265::is_irap_type;
 
 const CONTEXT: &str = "h265 rtp";
@@ -23,10 +21,7 @@ const PACI: u8 = 50;
 
 #[derive(Debug, Default)]
 pub struct H265Depacketizer {
-    au: NalAssembler,
-    seq: Sequence,
-    out: VecDeque<Frame>,
-    lost: u64,
+    units: AccessUnits,
     vps: Option<Vec<u8>>,
     sps: Option<Vec<u8>>,
     pps: Option<Vec<u8>>,
@@ -51,24 +46,15 @@ impl H265Depacketizer {
     }
 
     pub fn lost(&self) -> u64 {
-        self.lost
+        self.units.lost()
     }
 
     pub fn pull(&mut self) -> Option<Frame> {
-        self.out.pop_front()
+        self.units.pull()
     }
 
     pub fn flush(&mut self) {
-        self.finish();
-    }
-
-    fn finish(&mut self) {
-        let broken = self.au.broken;
-        match self.au.finish() {
-            Some(frame) => self.out.push_back(frame),
-            None if broken => self.lost += 1,
-            None => {}
-        }
+        self.units.finish();
     }
 
     fn nal(&mut self, nal: &[u8]) -> Result<(), RtpError> {
@@ -84,31 +70,17 @@ impl H265Depacketizer {
             NAL_PPS => self.pps = Some(nal.to_vec()),
             NAL_AUD => {}
             kind => {
-                self.au.keyframe |= is_irap_type(kind);
-                self.au.push_nal(nal, CONTEXT)?;
+                self.units.au.keyframe |= is_irap_type(kind);
+                self.units.au.push_nal(nal, CONTEXT)?;
             }
         }
         Ok(())
     }
 
     pub fn push(&mut self, info: &PacketInfo, payload: &[u8]) -> Result<(), RtpError> {
-        if self.seq.gap(info.sequence) {
-            self.au.abandon_fragment();
-            if !self.au.is_empty() || self.au.timestamp == Some(info.timestamp) {
-                self.au.broken = true;
-            }
-        }
-        if self.au.timestamp.is_some_and(|ts| ts != info.timestamp) {
-            self.finish();
-        }
-        self.au.timestamp = Some(info.timestamp);
+        self.units.begin(info);
         let result = self.payload(payload);
-        if result.is_err() {
-            self.au.broken = true;
-        }
-        if info.marker {
-            self.finish();
-        }
+        self.units.end(info, result.is_err());
         result
     }
 
@@ -157,15 +129,15 @@ impl H265Depacketizer {
                         ));
                     }
                     let header = [(h0 & 0x81) | (kind << 1), *h1];
-                    self.au.keyframe |= is_irap_type(kind);
-                    self.au.start_fragment(&header, CONTEXT)?;
-                    self.au.continue_fragment(data, CONTEXT)?;
-                } else if !self.au.continue_fragment(data, CONTEXT)? {
-                    self.au.broken = true;
+                    self.units.au.keyframe |= is_irap_type(kind);
+                    self.units.au.start_fragment(&header, CONTEXT)?;
+                    self.units.au.continue_fragment(data, CONTEXT)?;
+                } else if !self.units.au.continue_fragment(data, CONTEXT)? {
+                    self.units.au.broken = true;
                     return Ok(());
                 }
                 if end {
-                    self.au.close_fragment();
+                    self.units.au.close_fragment();
                 }
                 Ok(())
             }

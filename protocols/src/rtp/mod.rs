@@ -18,6 +18,8 @@ pub mod h265;
 pub mod latm;
 pub mod opus;
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 
 /// Largest access unit accepted, in bytes: a 4K intra frame at a high
@@ -204,6 +206,61 @@ impl NalAssembler {
         self.keyframe = false;
         self.timestamp = None;
         frame
+    }
+}
+
+/// The access-unit bookkeeping the NAL-unit formats (H.264, H.265) share:
+/// losses, timestamp changes and marker bits around each packet's payload.
+#[derive(Debug, Default)]
+pub(crate) struct AccessUnits {
+    pub(crate) au: NalAssembler,
+    seq: Sequence,
+    out: VecDeque<Frame>,
+    lost: u64,
+}
+
+impl AccessUnits {
+    /// Before a packet's payload: a gap damages the unit in progress, a new
+    /// timestamp ends it (senders that forget the marker bit).
+    pub(crate) fn begin(&mut self, info: &PacketInfo) {
+        if self.seq.gap(info.sequence) {
+            self.au.abandon_fragment();
+            if !self.au.is_empty() || self.au.timestamp == Some(info.timestamp) {
+                self.au.broken = true;
+            }
+        }
+        if self.au.timestamp.is_some_and(|ts| ts != info.timestamp) {
+            self.finish();
+        }
+        self.au.timestamp = Some(info.timestamp);
+    }
+
+    /// After the payload: a bad payload damages the unit, the marker bit
+    /// ends it.
+    pub(crate) fn end(&mut self, info: &PacketInfo, failed: bool) {
+        if failed {
+            self.au.broken = true;
+        }
+        if info.marker {
+            self.finish();
+        }
+    }
+
+    pub(crate) fn finish(&mut self) {
+        let broken = self.au.broken;
+        match self.au.finish() {
+            Some(frame) => self.out.push_back(frame),
+            None if broken => self.lost += 1,
+            None => {}
+        }
+    }
+
+    pub(crate) fn pull(&mut self) -> Option<Frame> {
+        self.out.pop_front()
+    }
+
+    pub(crate) fn lost(&self) -> u64 {
+        self.lost
     }
 }
 
