@@ -80,21 +80,8 @@ impl H264Depacketizer {
         match indicator & 0x1f {
             1..=23 => self.nal(payload),
             STAP_A => {
-                // RFC 6184 §5.7.1: 16-bit size, then the NAL unit, repeated.
-                let mut rest = &payload[1..];
-                while !rest.is_empty() {
-                    let [hi, lo, tail @ ..] = rest else {
-                        return Err(RtpError::payload(CONTEXT, "STAP-A: truncated size"));
-                    };
-                    let size = usize::from(u16::from_be_bytes([*hi, *lo]));
-                    if size == 0 || size > tail.len() {
-                        return Err(RtpError::payload(
-                            CONTEXT,
-                            format!("STAP-A: NAL unit of {size} bytes in {} left", tail.len()),
-                        ));
-                    }
-                    self.nal(&tail[..size])?;
-                    rest = &tail[size..];
+                for nal in super::aggregated(&payload[1..], CONTEXT, "STAP-A") {
+                    self.nal(nal?)?;
                 }
                 Ok(())
             }

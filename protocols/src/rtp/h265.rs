@@ -93,21 +93,8 @@ impl H265Depacketizer {
         }
         match nal_type(*h0) {
             AP => {
-                // RFC 7798 §4.4.2: 16-bit size, then the NAL unit, repeated.
-                let mut rest = rest;
-                while !rest.is_empty() {
-                    let [hi, lo, tail @ ..] = rest else {
-                        return Err(RtpError::payload(CONTEXT, "AP: truncated size"));
-                    };
-                    let size = usize::from(u16::from_be_bytes([*hi, *lo]));
-                    if size == 0 || size > tail.len() {
-                        return Err(RtpError::payload(
-                            CONTEXT,
-                            format!("AP: NAL unit of {size} bytes in {} left", tail.len()),
-                        ));
-                    }
-                    self.nal(&tail[..size])?;
-                    rest = &tail[size..];
+                for nal in super::aggregated(rest, CONTEXT, "AP") {
+                    self.nal(nal?)?;
                 }
                 Ok(())
             }

@@ -209,6 +209,39 @@ impl NalAssembler {
     }
 }
 
+/// The NAL units of an aggregation packet (H.264 STAP-A, RFC 6184 §5.7.1;
+/// H.265 AP, RFC 7798 §4.4.2): a 16-bit size, then the unit, repeated.
+pub(crate) fn aggregated<'a>(
+    mut rest: &'a [u8],
+    context: &'static str,
+    packet: &'static str,
+) -> impl Iterator<Item = Result<&'a [u8], RtpError>> + 'a {
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let [hi, lo, tail @ ..] = rest else {
+            rest = &[];
+            return Some(Err(RtpError::payload(
+                context,
+                format!("{packet}: truncated size"),
+            )));
+        };
+        let size = usize::from(u16::from_be_bytes([*hi, *lo]));
+        if size == 0 || size > tail.len() {
+            let left = tail.len();
+            rest = &[];
+            return Some(Err(RtpError::payload(
+                context,
+                format!("{packet}: NAL unit of {size} bytes in {left} left"),
+            )));
+        }
+        let (nal, next) = tail.split_at(size);
+        rest = next;
+        Some(Ok(nal))
+    })
+}
+
 /// The access-unit bookkeeping the NAL-unit formats (H.264, H.265) share:
 /// losses, timestamp changes and marker bits around each packet's payload.
 #[derive(Debug, Default)]
