@@ -63,6 +63,16 @@ async fn create_key(server: &TestServer, stream: &str) -> Value {
     created.json().await.unwrap()
 }
 
+/// The body of `GET path` on `server`, as text.
+async fn text(server: &TestServer, path: &str) -> String {
+    reqwest::get(server.url(path))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn stream_status(server: &TestServer, stream: &str) -> Value {
     reqwest::get(server.url(&format!("/api/live/{stream}")))
         .await
@@ -282,12 +292,8 @@ async fn rtmp_push_plays_as_ll_hls_and_dash_live_and_after_the_end() {
     .await;
     // After the reconnection grace, the playlists end.
     wait_until("EXT-X-ENDLIST", async || {
-        reqwest::get(server.url("/live/cam/v1/media.m3u8"))
+        text(&server, "/live/cam/v1/media.m3u8")
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
             .contains("#EXT-X-ENDLIST")
     })
     .await;
@@ -566,12 +572,8 @@ async fn an_rtsp_camera_is_pulled_with_retina_and_reconnected() {
     .await;
     // Back within the grace period: the same stream, after a discontinuity.
     wait_until("the second run's segments", async || {
-        reqwest::get(server.url("/live/door/v1/media.m3u8"))
+        text(&server, "/live/door/v1/media.m3u8")
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
             .contains("#EXT-X-DISCONTINUITY")
     })
     .await;
@@ -611,33 +613,19 @@ async fn a_publisher_that_reconnects_continues_the_stream() {
     // Back a moment later: the same stream goes on.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let second = push(&url, 6);
-    let during = reqwest::get(server.url("/live/flaky/v1/media.m3u8"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let during = text(&server, "/live/flaky/v1/media.m3u8").await;
     assert!(
         !during.contains("#EXT-X-ENDLIST"),
         "open while waiting: {during}"
     );
     assert!(second.wait_with_output().await.unwrap().status.success());
     wait_until("EXT-X-ENDLIST", async || {
-        reqwest::get(server.url("/live/flaky/v1/media.m3u8"))
+        text(&server, "/live/flaky/v1/media.m3u8")
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
             .contains("#EXT-X-ENDLIST")
     })
     .await;
-    let playlist = reqwest::get(server.url("/live/flaky/v1/media.m3u8"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let playlist = text(&server, "/live/flaky/v1/media.m3u8").await;
     assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
     assert!(playlist.contains("URI=\"init-1.mp4\""), "{playlist}");
     let numbers: Vec<u64> = playlist
@@ -648,12 +636,7 @@ async fn a_publisher_that_reconnects_continues_the_stream() {
         numbers.windows(2).all(|w| w[1] == w[0] + 1),
         "numbering goes on across the reconnection: {numbers:?}"
     );
-    let mpd = reqwest::get(server.url("/live/flaky/manifest.mpd"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let mpd = text(&server, "/live/flaky/manifest.mpd").await;
     assert_eq!(mpd.matches("<Period").count(), 2, "{mpd}");
     // Both runs are there for ffprobe.
     let video = packets(&server.url("/live/flaky/master.m3u8"), "v:0").await;
@@ -791,12 +774,8 @@ async fn rtsp_push_over_tcp_and_udp_plays_as_hls_and_dash() {
         .await;
         // After the reconnection grace, the playlists end.
         wait_until("EXT-X-ENDLIST", async || {
-            reqwest::get(server.url(&format!("/live/{stream}/v1/media.m3u8")))
+            text(&server, &format!("/live/{stream}/v1/media.m3u8"))
                 .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
                 .contains("#EXT-X-ENDLIST")
         })
         .await;
@@ -897,12 +876,8 @@ async fn gstreamer_and_ffmpeg_push_rtsp_with_opus_latm_aac_and_hevc() {
     ] {
         for rendition in ["v1", "a1"] {
             wait_until("the end of the stream", async || {
-                reqwest::get(server.url(&format!("/live/{stream}/{rendition}/media.m3u8")))
+                text(&server, &format!("/live/{stream}/{rendition}/media.m3u8"))
                     .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap()
                     .contains("#EXT-X-ENDLIST")
             })
             .await;

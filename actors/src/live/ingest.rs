@@ -1,16 +1,18 @@
 //! What the push listeners (RTMP, RTSP) share: the accept loop with its
-//! connection limit, and writing a session's output with a deadline.
+//! connection limit, the reader task with one read in flight, and writing a
+//! session's output with a deadline.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use ractor::Actor;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use bytes::{Bytes, BytesMut};
+use ractor::{Actor, ActorRef, RpcReplyPort};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::Live;
@@ -85,4 +87,67 @@ pub(super) async fn write_out(
         }
     }
     Ok(())
+}
+
+/// Bytes asked of the socket per read.
+const READ_SIZE: usize = 64 * 1024;
+
+/// The messages a connection's reader task sends its ingest actor.
+pub(super) trait ReaderMsg: ractor::Message + Sized {
+    /// Bytes read; the actor answers once they are processed, and only
+    /// then is the next read made (backpressure to the sender).
+    fn input(bytes: Bytes, reply: RpcReplyPort<()>) -> Self;
+    /// The peer closed the connection, reading failed or it idled out.
+    fn closed(reason: String) -> Self;
+    /// Asked when the socket was quiet for the idle timeout: the actor
+    /// answers whether the session is alive by other means (RTSP over UDP).
+    /// `None`: quiet means gone.
+    fn quiet(_reply: RpcReplyPort<bool>) -> Option<Self> {
+        None
+    }
+}
+
+/// Reads the connection for `actor` until it closes, fails, idles out
+/// (`idle` with no bytes, unless the actor says otherwise) or the actor
+/// stops answering.
+pub(super) fn spawn_reader<M: ReaderMsg>(
+    mut read: OwnedReadHalf,
+    idle: Duration,
+    actor: ActorRef<M>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = BytesMut::with_capacity(READ_SIZE);
+        loop {
+            buf.reserve(READ_SIZE);
+            let reason = match tokio::time::timeout(idle, read.read_buf(&mut buf)).await {
+                Err(_) => {
+                    let (tx, rx) = ractor::concurrency::oneshot();
+                    let alive = match M::quiet(tx.into()) {
+                        Some(ask) => {
+                            if actor.send_message(ask).is_err() {
+                                return;
+                            }
+                            rx.await.unwrap_or(false)
+                        }
+                        None => false,
+                    };
+                    if alive {
+                        continue;
+                    }
+                    format!("no data for {} s", idle.as_secs())
+                }
+                Ok(Ok(0)) => "the peer closed the connection".to_owned(),
+                Ok(Err(err)) => format!("read failed: {err}"),
+                Ok(Ok(_)) => {
+                    let bytes = buf.split().freeze();
+                    match actor.call(|reply| M::input(bytes, reply), None).await {
+                        Ok(ractor::rpc::CallResult::Success(())) => continue,
+                        _ => return,
+                    }
+                }
+            };
+            let _ = actor.cast(M::closed(reason));
+            return;
+        }
+    })
 }

@@ -11,19 +11,16 @@
 
 use std::net::SocketAddr;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use streamforge_protocols::rtmp::{ServerConfig, ServerSession, SessionEvent};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{IngestProtocol, Live, PublishError, Publisher};
-
-/// Bytes asked of the socket per read.
-const READ_SIZE: usize = 64 * 1024;
 
 /// Accepts RTMP connections until `shutdown`; each becomes an `RtmpIngest`
 /// actor under the live branch.
@@ -56,6 +53,16 @@ pub enum RtmpIngestMsg {
     Closed(String),
 }
 
+impl super::ingest::ReaderMsg for RtmpIngestMsg {
+    fn input(bytes: Bytes, reply: RpcReplyPort<()>) -> Self {
+        Self::Input(bytes, reply)
+    }
+
+    fn closed(reason: String) -> Self {
+        Self::Closed(reason)
+    }
+}
+
 pub struct RtmpIngestState {
     session: ServerSession,
     writer: OwnedWriteHalf,
@@ -82,32 +89,9 @@ impl Actor for RtmpIngest {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (mut read, writer) = args.socket.into_split();
-        let idle = args.live.options().idle_timeout;
-        let reader = tokio::spawn(async move {
-            let mut buf = BytesMut::with_capacity(READ_SIZE);
-            loop {
-                buf.reserve(READ_SIZE);
-                let read = tokio::time::timeout(idle, read.read_buf(&mut buf)).await;
-                let reason = match read {
-                    Err(_) => format!("no data for {} s", idle.as_secs()),
-                    Ok(Ok(0)) => "the encoder closed the connection".to_owned(),
-                    Ok(Err(err)) => format!("read failed: {err}"),
-                    Ok(Ok(_)) => {
-                        let bytes = buf.split().freeze();
-                        match myself
-                            .call(|reply| RtmpIngestMsg::Input(bytes, reply), None)
-                            .await
-                        {
-                            Ok(ractor::rpc::CallResult::Success(())) => continue,
-                            _ => return,
-                        }
-                    }
-                };
-                let _ = myself.cast(RtmpIngestMsg::Closed(reason));
-                return;
-            }
-        });
+        let (read, writer) = args.socket.into_split();
+        let reader =
+            super::ingest::spawn_reader(read, args.live.options().idle_timeout, myself.clone());
         tracing::debug!(remote = %args.remote, "rtmp: connection");
         Ok(RtmpIngestState {
             session: ServerSession::new(ServerConfig {

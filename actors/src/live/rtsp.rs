@@ -20,12 +20,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use streamforge_protocols::rtmp::PublishRejection;
 use streamforge_protocols::rtsp::session::Refusal;
 use streamforge_protocols::rtsp::{ServerConfig, ServerSession, SessionEvent};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
@@ -34,9 +34,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{IngestProtocol, Live, PublishError, Publisher};
-
-/// Bytes asked of the socket per read.
-const READ_SIZE: usize = 64 * 1024;
 
 /// Datagrams queued per session before new ones are dropped.
 const UDP_QUEUE: usize = 1024;
@@ -176,6 +173,20 @@ pub enum RtspIngestMsg {
     Closed(String),
 }
 
+impl super::ingest::ReaderMsg for RtspIngestMsg {
+    fn input(bytes: Bytes, reply: RpcReplyPort<()>) -> Self {
+        Self::Input(bytes, reply)
+    }
+
+    fn closed(reason: String) -> Self {
+        Self::Closed(reason)
+    }
+
+    fn quiet(reply: RpcReplyPort<bool>) -> Option<Self> {
+        Some(Self::Quiet(reply))
+    }
+}
+
 pub struct RtspIngestState {
     session: ServerSession,
     writer: OwnedWriteHalf,
@@ -201,38 +212,9 @@ impl Actor for RtspIngest {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (mut read, writer) = args.socket.into_split();
+        let (read, writer) = args.socket.into_split();
         let idle = args.live.options().idle_timeout;
-        let me = myself.clone();
-        let reader = tokio::spawn(async move {
-            let mut buf = BytesMut::with_capacity(READ_SIZE);
-            loop {
-                buf.reserve(READ_SIZE);
-                let reason = match tokio::time::timeout(idle, read.read_buf(&mut buf)).await {
-                    Err(_) => match me.call(RtspIngestMsg::Quiet, None).await {
-                        Ok(ractor::rpc::CallResult::Success(true)) => continue,
-                        Ok(ractor::rpc::CallResult::Success(false)) => {
-                            format!("no data for {} s", idle.as_secs())
-                        }
-                        _ => return,
-                    },
-                    Ok(Ok(0)) => "the sender closed the connection".to_owned(),
-                    Ok(Err(err)) => format!("read failed: {err}"),
-                    Ok(Ok(_)) => {
-                        let bytes = buf.split().freeze();
-                        match me
-                            .call(|reply| RtspIngestMsg::Input(bytes, reply), None)
-                            .await
-                        {
-                            Ok(ractor::rpc::CallResult::Success(())) => continue,
-                            _ => return,
-                        }
-                    }
-                };
-                let _ = me.cast(RtspIngestMsg::Closed(reason));
-                return;
-            }
-        });
+        let reader = super::ingest::spawn_reader(read, idle, myself.clone());
         let udp_ports = args.udp.as_ref().and_then(|u| u.ports().ok());
         let session_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
         tracing::debug!(remote = %args.remote, "rtsp: connection");
