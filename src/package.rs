@@ -2,26 +2,31 @@
 //! segments both manifests share), the offline counterpart of
 //! shaka-packager or `ffmpeg -c copy -f hls`.
 //!
-//! [`run`] scans the top-level boxes by their headers alone, reads the
-//! `moov` into memory and never the whole `mdat`:
+//! [`run`] maps the input read-only and scans its top-level boxes by their
+//! headers alone:
 //!
-//! - a progressive file's samples are read by offset, in file order, through
-//!   a [`WINDOW`]-sized read buffer that samples are sliced from;
-//! - a fragmented file is fed to
-//!   [`FragmentedReader`] in [`FEED_CHUNK`] pieces.
+//! - a progressive file's samples are slices of the mapping, taken by offset
+//!   from the `moov`'s tables;
+//! - a fragmented file is fed to [`FragmentedReader`] in [`FEED_CHUNK`]
+//!   pieces.
 //!
-//! Samples go to the sans-IO [`Packager`]; each output is written as soon as
-//! it comes out, so memory stays at about one segment per track whatever the
-//! file size.
+//! Samples go to the sans-IO [`Packager`], whose segments keep each sample's
+//! bytes as a piece of a [`Rope`](streamforge_protocols::rope::Rope); each
+//! output is written with one vectored write as soon as it comes out. Sample
+//! data is therefore copied once, by the kernel, from the input's pages into
+//! the output's (no read buffer, no user-space concatenation), and resident
+//! memory stays at about one segment per track whatever the file size.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use clap::Args;
+use memmap2::{Advice, Mmap};
 use streamforge_protocols::cmaf::TargetDuration;
 use streamforge_protocols::hls::UnixMillis;
 use streamforge_protocols::mp4::{
@@ -31,8 +36,6 @@ use streamforge_protocols::package::{
     Output, PackageError, Packager, PackagerConfig, RenditionSummary, Summary,
 };
 
-/// Read buffer for a progressive file's sample data.
-pub const WINDOW: usize = 8 << 20;
 /// Piece size fed to the fragmented reader.
 pub const FEED_CHUNK: usize = 1 << 20;
 
@@ -73,12 +76,6 @@ pub enum PackageCommandError {
     InvalidOption(&'static str),
     #[error("{}: cannot open: {source}", .path.display())]
     Open { path: PathBuf, source: io::Error },
-    #[error("{}: read error at byte {offset}: {source}", .path.display())]
-    Read {
-        path: PathBuf,
-        offset: u64,
-        source: io::Error,
-    },
     #[error("{}: not an MP4/MOV file: {reason}", .path.display())]
     NotMp4 { path: PathBuf, reason: String },
     #[error("{}: truncated or damaged: {reason}", .path.display())]
@@ -135,23 +132,25 @@ pub fn run(args: &PackageArgs) -> Result<Report, PackageCommandError> {
     let started = Instant::now();
     let config = packager_config(args)?;
     let path = args.input.clone();
-    let mut file = File::open(&path).map_err(|source| PackageCommandError::Open {
+    let open_error = |source| PackageCommandError::Open {
         path: path.clone(),
         source,
-    })?;
-    let len = file
-        .metadata()
-        .map_err(|source| PackageCommandError::Open {
-            path: path.clone(),
-            source,
-        })?
-        .len();
-    let layout = scan(&mut file, &path, len)?;
-    let mut sink = Sink { dir: &args.out };
+    };
+    let file = File::open(&path).map_err(open_error)?;
+    let len = file.metadata().map_err(open_error)?.len();
+    if len == 0 {
+        return Err(PackageCommandError::NotMp4 {
+            path,
+            reason: "the file is empty".to_owned(),
+        });
+    }
+    let input = map(&file).map_err(open_error)?;
+    let layout = scan(&input, &path)?;
+    let mut sink = Sink::new(&args.out);
     let summary = if layout.fragmented {
-        package_fragmented(&mut file, &path, len, config, &mut sink)?
+        package_fragmented(&input, &path, config, &mut sink)?
     } else {
-        package_progressive(&mut file, &path, len, &layout, config, &mut sink)?
+        package_progressive(&input, &path, &layout, config, &mut sink)?
     };
     Ok(Report {
         input: path,
@@ -160,6 +159,23 @@ pub fn run(args: &PackageArgs) -> Result<Report, PackageCommandError> {
         summary,
         elapsed: started.elapsed(),
     })
+}
+
+/// The whole file, mapped read-only, as shared bytes samples are sliced from.
+///
+/// Reading through a mapping skips the copy into a read buffer (and the
+/// zeroing of fresh buffer pages, which cost more than the copy). The file
+/// is expected to stay as it is while it is packaged: as with any program
+/// that maps its input, truncating it meanwhile ends the process with
+/// SIGBUS rather than with an error.
+fn map(file: &File) -> io::Result<Bytes> {
+    // SAFETY: the mapping is read-only and private to this process; the
+    // only hazard is another process shrinking the file, documented above.
+    let mmap = unsafe { Mmap::map(file)? };
+    // Samples are read front to back: let the kernel read ahead and drop
+    // pages behind. Advice is a hint; a kernel that refuses it changes nothing.
+    let _ = mmap.advise(Advice::Sequential);
+    Ok(Bytes::from_owner(mmap))
 }
 
 fn packager_config(args: &PackageArgs) -> Result<PackagerConfig, PackageCommandError> {
@@ -198,8 +214,8 @@ struct Layout {
     fragmented: bool,
 }
 
-/// Walks the top-level boxes by reading each header only.
-fn scan(file: &mut File, path: &Path, len: u64) -> Result<Layout, PackageCommandError> {
+/// Walks the top-level boxes by their headers.
+fn scan(input: &[u8], path: &Path) -> Result<Layout, PackageCommandError> {
     let not_mp4 = |reason: String| PackageCommandError::NotMp4 {
         path: path.to_owned(),
         reason,
@@ -208,15 +224,11 @@ fn scan(file: &mut File, path: &Path, len: u64) -> Result<Layout, PackageCommand
         path: path.to_owned(),
         reason,
     };
-    if len == 0 {
-        return Err(not_mp4("the file is empty".to_owned()));
-    }
+    let len = input.len() as u64;
     let (mut moov, mut fragmented, mut pos) = (None, false, 0u64);
     while pos < len {
-        let mut head = [0u8; 16];
-        let n = usize::try_from((len - pos).min(16)).unwrap_or(16);
-        read_at(file, path, pos, &mut head[..n])?;
-        let header = match BoxHeader::parse(&head[..n], pos) {
+        let head = &input[pos as usize..input.len().min(pos as usize + 16)];
+        let header = match BoxHeader::parse(head, pos) {
             Ok(Some(h)) => h,
             Ok(None) if pos == 0 => return Err(not_mp4("shorter than one box header".into())),
             Ok(None) => return Err(truncated(format!("box header at byte {pos} is cut off"))),
@@ -252,25 +264,9 @@ fn scan(file: &mut File, path: &Path, len: u64) -> Result<Layout, PackageCommand
     Ok(Layout { moov, fragmented })
 }
 
-fn read_at(
-    file: &mut File,
-    path: &Path,
-    offset: u64,
-    buf: &mut [u8],
-) -> Result<(), PackageCommandError> {
-    let read_error = |source| PackageCommandError::Read {
-        path: path.to_owned(),
-        offset,
-        source,
-    };
-    file.seek(SeekFrom::Start(offset)).map_err(read_error)?;
-    file.read_exact(buf).map_err(read_error)
-}
-
 fn package_progressive(
-    file: &mut File,
+    input: &Bytes,
     path: &Path,
-    len: u64,
     layout: &Layout,
     config: PackagerConfig,
     sink: &mut Sink<'_>,
@@ -287,18 +283,27 @@ fn package_progressive(
             },
         });
     }
-    let mut moov = vec![0u8; usize::try_from(moov_size).unwrap_or(0)];
-    read_at(file, path, moov_offset, &mut moov)?;
+    // `scan` checked that the box lies within the file.
+    let moov = &input[moov_offset as usize..(moov_offset + moov_size) as usize];
+    let len = input.len() as u64;
     let mp4 =
-        ProgressiveMp4::parse_for_file(&moov, len).map_err(|source| PackageCommandError::Mp4 {
+        ProgressiveMp4::parse_for_file(moov, len).map_err(|source| PackageCommandError::Mp4 {
             path: path.to_owned(),
             source,
         })?;
-    drop(moov);
     let mut packager = new_packager(path, config, mp4.tracks(), sink)?;
-    let mut window = Window::default();
     for sample in mp4.sample_refs() {
-        let data = window.get(file, path, len, sample.offset, sample.size)?;
+        let (offset, size) = (sample.offset, sample.size);
+        let end = offset.checked_add(u64::from(size)).filter(|&e| e <= len);
+        let Some(end) = end else {
+            return Err(PackageCommandError::Truncated {
+                path: path.to_owned(),
+                reason: format!(
+                    "a sample of {size} bytes at byte {offset} lies past the end of the file ({len} bytes)"
+                ),
+            });
+        };
+        let data = input.slice(offset as usize..end as usize);
         packager
             .push(sample.with_data(data))
             .map_err(|source| PackageCommandError::Package {
@@ -311,9 +316,8 @@ fn package_progressive(
 }
 
 fn package_fragmented(
-    file: &mut File,
+    input: &[u8],
     path: &Path,
-    len: u64,
     config: PackagerConfig,
     sink: &mut Sink<'_>,
 ) -> Result<Summary, PackageCommandError> {
@@ -328,27 +332,8 @@ fn package_fragmented(
     let mut reader = FragmentedReader::new();
     let mut packager = None;
     let mut config = Some(config);
-    let mut buf = vec![0u8; FEED_CHUNK];
-    let mut offset = 0u64;
-    file.seek(SeekFrom::Start(0))
-        .map_err(|source| PackageCommandError::Read {
-            path: path.to_owned(),
-            offset,
-            source,
-        })?;
-    while offset < len {
-        let n = file
-            .read(&mut buf)
-            .map_err(|source| PackageCommandError::Read {
-                path: path.to_owned(),
-                offset,
-                source,
-            })?;
-        if n == 0 {
-            break;
-        }
-        offset += n as u64;
-        reader.feed(&buf[..n]);
+    for piece in input.chunks(FEED_CHUNK) {
+        reader.feed(piece);
         while let Some(event) = reader.poll().map_err(mp4_error)? {
             match event {
                 ReaderEvent::Tracks(tracks) => {
@@ -415,66 +400,21 @@ fn finish(
     Ok(summary)
 }
 
-/// A read buffer over the file that samples are sliced from without copying.
-/// Samples come in file order, so each byte is read once.
-#[derive(Default)]
-struct Window {
-    start: u64,
-    data: Bytes,
-}
-
-impl Window {
-    fn get(
-        &mut self,
-        file: &mut File,
-        path: &Path,
-        len: u64,
-        offset: u64,
-        size: u32,
-    ) -> Result<Bytes, PackageCommandError> {
-        let end = offset.checked_add(u64::from(size)).filter(|&e| e <= len);
-        let Some(end) = end else {
-            return Err(PackageCommandError::Truncated {
-                path: path.to_owned(),
-                reason: format!(
-                    "a sample of {size} bytes at byte {offset} lies past the end of the file ({len} bytes)"
-                ),
-            });
-        };
-        let window_end = self.start + self.data.len() as u64;
-        if offset < self.start || end > window_end {
-            let want = (len - offset).min(WINDOW.max(size as usize) as u64);
-            let mut buf = Vec::with_capacity(usize::try_from(want).unwrap_or(WINDOW));
-            let read_error = |source| PackageCommandError::Read {
-                path: path.to_owned(),
-                offset,
-                source,
-            };
-            file.seek(SeekFrom::Start(offset)).map_err(read_error)?;
-            file.by_ref()
-                .take(want)
-                .read_to_end(&mut buf)
-                .map_err(read_error)?;
-            if (buf.len() as u64) < end - offset {
-                return Err(PackageCommandError::Truncated {
-                    path: path.to_owned(),
-                    reason: format!("the file ended while reading byte {offset}"),
-                });
-            }
-            self.start = offset;
-            self.data = Bytes::from(buf);
-        }
-        let from = (offset - self.start) as usize;
-        Ok(self.data.slice(from..from + size as usize))
-    }
-}
-
 /// Writes outputs under the output directory.
 struct Sink<'a> {
     dir: &'a Path,
+    /// Directories already created.
+    made: HashSet<PathBuf>,
 }
 
-impl Sink<'_> {
+impl<'a> Sink<'a> {
+    fn new(dir: &'a Path) -> Self {
+        Self {
+            dir,
+            made: HashSet::new(),
+        }
+    }
+
     fn drain(&mut self, packager: &mut Packager) -> Result<(), PackageCommandError> {
         while let Some(output) = packager.poll_output() {
             self.write(&output)?;
@@ -490,9 +430,75 @@ impl Sink<'_> {
             path: path.clone(),
             source,
         };
-        if let Some(parent) = path.parent() {
+        if let Some(parent) = path.parent()
+            && !self.made.contains(parent)
+        {
             std::fs::create_dir_all(parent).map_err(write_error)?;
+            self.made.insert(parent.to_owned());
         }
-        std::fs::write(&path, &output.bytes).map_err(write_error)
+        let mut file = File::create(&path).map_err(write_error)?;
+        write_all_vectored(&mut file, output.data.pieces()).map_err(write_error)
+    }
+}
+
+/// Writes every piece, in order, with as few `writev` calls as the kernel
+/// allows (std caps each call at `IOV_MAX` slices).
+fn write_all_vectored(out: &mut impl Write, pieces: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+    let mut rest = slices.as_mut_slice();
+    while !rest.is_empty() {
+        match out.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `max` bytes per call and fails with
+    /// `Interrupted` every other call, as a signal-interrupted writev may.
+    struct Stingy {
+        out: Vec<u8>,
+        max: usize,
+        calls: usize,
+    }
+
+    impl Write for Stingy {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls.is_multiple_of(2) {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let n = buf.len().min(self.max);
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn vectored_writes_resume_after_short_and_interrupted_writes() {
+        let pieces: Vec<Bytes> = ["moof", "mdat", "", "sample-one", "s2"]
+            .into_iter()
+            .map(|s| Bytes::from_static(s.as_bytes()))
+            .collect();
+        for max in [1, 3, 7, 100] {
+            let mut w = Stingy {
+                out: Vec::new(),
+                max,
+                calls: 0,
+            };
+            write_all_vectored(&mut w, &pieces).unwrap();
+            assert_eq!(w.out, b"moofmdatsample-ones2", "max {max}");
+        }
     }
 }

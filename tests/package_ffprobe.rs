@@ -313,8 +313,25 @@ fn packages_hls_and_dash_that_ffmpeg_reads_as_the_source() {
         let moof = u32::from_be_bytes([at[0], at[1], at[2], at[3]]) as usize;
         assert_eq!(&at[4..8], b"moof", "{} @{}", entry.uri, entry.offset);
         assert_eq!(&at[moof + 4..moof + 8], b"mdat");
-        assert!(entry.length > moof + 8);
+        // The range is the whole fragment: the mdat ends where it ends.
+        let mdat = u32::from_be_bytes([at[moof], at[moof + 1], at[moof + 2], at[moof + 3]]);
+        assert_eq!(entry.length, moof + mdat as usize);
     }
+    // A demuxer that knows nothing of I-frame playlists (ffmpeg's) still
+    // reads each range as a complete fragment: one frame per keyframe.
+    let i_frames = out.join("v1/iframes.m3u8");
+    assert_decodes_cleanly(&i_frames);
+    let decoded = run(Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(&i_frames));
+    // ffprobe lists the stream once under its HLS program and once alone.
+    let counts = String::from_utf8_lossy(&decoded.stdout).into_owned();
+    let counts: Vec<&str> = counts.lines().filter(|l| !l.is_empty()).collect();
+    assert!(
+        !counts.is_empty() && counts.iter().all(|&c| c == "6"),
+        "{counts:?}"
+    );
     let master = std::fs::read_to_string(&hls).unwrap();
     assert!(master.contains("#EXT-X-I-FRAME-STREAM-INF:"), "{master}");
     assert!(

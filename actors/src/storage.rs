@@ -24,6 +24,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{
     GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
 };
+use streamforge_protocols::rope::Rope;
 
 /// Longest key accepted, in bytes.
 const MAX_KEY_LEN: usize = 512;
@@ -260,8 +261,19 @@ impl Storage {
     /// Writes a small object in one request. Use [`Storage::writer`] for anything
     /// that arrives in pieces.
     pub async fn put(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StorageError> {
+        self.put_payload(key, PutPayload::from_bytes(bytes)).await
+    }
+
+    /// Stores `rope` without joining its pieces: a packaged segment's sample
+    /// data goes to storage straight from the buffers it arrived in.
+    pub async fn put_rope(&self, key: &ObjectKey, rope: Rope) -> Result<(), StorageError> {
+        self.put_payload(key, rope.into_pieces().into_iter().collect())
+            .await
+    }
+
+    async fn put_payload(&self, key: &ObjectKey, payload: PutPayload) -> Result<(), StorageError> {
         self.store
-            .put(&key.store_path(), PutPayload::from_bytes(bytes))
+            .put(&key.store_path(), payload)
             .await
             .map(|_| ())
             .map_err(|e| StorageError::from_store(key, e))

@@ -121,8 +121,8 @@ trait EventLen {
 impl EventLen for streamforge_protocols::cmaf::Event {
     fn clone_len(&self) -> usize {
         match self {
-            Self::Part(p) => p.bytes.len(),
-            Self::Segment(s) => s.bytes.len(),
+            Self::Part(p) => p.data.to_bytes().len(),
+            Self::Segment(s) => s.data.to_bytes().len(),
         }
     }
 }

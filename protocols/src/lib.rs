@@ -12,6 +12,7 @@ pub mod live;
 pub mod media;
 pub mod mp4;
 pub mod package;
+pub mod rope;
 pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;

@@ -178,7 +178,7 @@ fn round_trip(video: &[&str], audio: &[&str], codecs: [&str; 2]) {
                 Event::Part(p) => parts
                     .entry((p.track, p.segment_seq))
                     .or_default()
-                    .extend_from_slice(&p.bytes),
+                    .extend_from_slice(&p.data.to_bytes()),
                 Event::Segment(s) => segments.push(s),
             }
         }
@@ -195,12 +195,15 @@ fn round_trip(video: &[&str], audio: &[&str], codecs: [&str; 2]) {
     let video_segments: Vec<_> = segments.iter().filter(|s| s.track == video).collect();
     assert_eq!(video_segments.len(), 4, "one segment per 1 s GOP");
     for segment in &segments {
-        assert_eq!(parts[&(segment.track, segment.seq)], segment.bytes.as_ref());
+        assert_eq!(
+            parts[&(segment.track, segment.seq)],
+            segment.data.to_bytes().as_ref()
+        );
         assert!(segment.parts[0].independent);
         outputs
             .get_mut(&segment.track)
             .expect("track output")
-            .extend_from_slice(&segment.bytes);
+            .extend_from_slice(&segment.data.to_bytes());
     }
 
     // Our own reader must get every source sample back from our output, exactly.

@@ -149,7 +149,7 @@ impl Recording {
             let key = ObjectKey::new(format!("assets/{asset}/media/{}", output.path))
                 .map_err(|e| e.to_string())?;
             self.storage
-                .put(&key, output.bytes)
+                .put_rope(&key, output.data)
                 .await
                 .map_err(|e| format!("storing {key}: {e}"))?;
         }

@@ -19,7 +19,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::{Value, json};
 use streamforge_protocols::hls::UnixMillis;
@@ -163,7 +162,7 @@ impl JobState {
                 .map_err(|e| e.to_string())?;
             self.transcoder
                 .storage
-                .put(&key, output.bytes)
+                .put_rope(&key, output.data)
                 .await
                 .map_err(|e| format!("storing {key}: {e}"))?;
         }
@@ -191,10 +190,9 @@ impl JobState {
         for output in outputs {
             let key = ObjectKey::new(format!("assets/{}/media/{}", self.asset, output.path))
                 .map_err(|e| e.to_string())?;
-            let bytes: Bytes = output.bytes;
             self.transcoder
                 .storage
-                .put(&key, bytes)
+                .put_rope(&key, output.data)
                 .await
                 .map_err(|e| format!("storing {key}: {e}"))?;
         }

@@ -367,7 +367,7 @@ async fn store_progress(
         let key = ObjectKey::new(format!("{prefix}/{}", output.path))
             .map_err(|e| format!("packager output name: {e}"))?;
         storage
-            .put(&key, output.bytes)
+            .put_rope(&key, output.data)
             .await
             .map_err(|e| format!("storing {key}: {e}"))?;
     }
@@ -387,9 +387,8 @@ async fn store_outputs(
         }
         let key = ObjectKey::new(format!("{prefix}/{}", output.path))
             .map_err(|e| format!("packager output name: {e}"))?;
-        let bytes: Bytes = output.bytes;
         storage
-            .put(&key, bytes)
+            .put_rope(&key, output.data)
             .await
             .map_err(|e| format!("storing {key}: {e}"))?;
     }

@@ -42,13 +42,15 @@ pub fn write_styp(out: &mut Vec<u8>) -> Result<(), mp4_atom::Error> {
     .encode(out)
 }
 
-/// Appends `moof` + `mdat` for `samples` of `track`, the first decoded at
-/// `base_dts`. Returns the number of bytes written.
+/// Appends `moof` and the `mdat` header for `samples` of `track`, the first
+/// decoded at `base_dts`; the samples' data, in order, must follow right
+/// after them (the fragmenter keeps them as their own [`Rope`](crate::rope::Rope)
+/// pieces instead of copying them here). Returns the number of bytes written.
 ///
 /// Durations, sizes and flags are factored into `tfhd` defaults when every
 /// sample shares them (all audio, constant-rate video); otherwise each sample
 /// carries its own.
-pub fn write_chunk(
+pub fn write_chunk_header(
     out: &mut Vec<u8>,
     sequence_number: u32,
     track: TrackId,
@@ -143,12 +145,8 @@ pub fn write_chunk(
     moof.encode(out).map_err(encode_error)?;
     debug_assert_eq!(out.len() - start, moof_len);
 
-    out.reserve(mdat_len);
     out.extend_from_slice(&(mdat_len as u32).to_be_bytes());
     out.extend_from_slice(b"mdat");
-    for s in samples {
-        out.extend_from_slice(&s.data);
-    }
     Ok(out.len() - start)
 }
 
@@ -164,6 +162,22 @@ mod tests {
             keyframe,
             data: Bytes::from(vec![len as u8; len]),
         }
+    }
+
+    /// The whole chunk: header, then the samples' data.
+    fn write_chunk(
+        out: &mut Vec<u8>,
+        sequence_number: u32,
+        track: TrackId,
+        base_dts: u64,
+        samples: &[ChunkSample],
+    ) -> Result<usize, CmafError> {
+        let start = out.len();
+        write_chunk_header(out, sequence_number, track, base_dts, samples)?;
+        for s in samples {
+            out.extend_from_slice(&s.data);
+        }
+        Ok(out.len() - start)
     }
 
     fn decode(buf: &[u8]) -> (Moof, Vec<u8>) {

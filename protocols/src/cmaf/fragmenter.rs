@@ -21,9 +21,9 @@
 //! - A part ends before the sample that would take it past the target part
 //!   duration, or at the end of its segment. A part that starts with a sync
 //!   sample is *independent* (`EXT-X-PART:INDEPENDENT=YES`).
-//! - With [`Fragmenter::split_at_keyframes`], a part also ends before every
-//!   video sync sample, so each keyframe opens a `moof`: the byte range an
-//!   I-frame playlist entry addresses.
+//! - With [`Fragmenter::split_at_keyframes`], every video sync sample is a
+//!   part of its own: a `moof` + `mdat` holding that one sample, the byte
+//!   range an I-frame playlist entry addresses.
 //! - Each part is one `moof` + `mdat`; the first part of a segment starts with
 //!   the segment's `styp`. A segment's bytes are exactly the concatenation of
 //!   its parts' bytes, so HLS can address parts as byte ranges of the segment.
@@ -41,9 +41,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 
-use bytes::{Bytes, BytesMut};
+use crate::rope::Rope;
 
-use super::fragment::{ChunkSample, write_chunk, write_styp};
+use super::fragment::{ChunkSample, write_chunk_header, write_styp};
 use super::{CmafError, MAX_SAMPLE_SIZE};
 use crate::media::{MediaKind, Sample, Track, TrackId};
 
@@ -102,15 +102,20 @@ pub struct Part {
     /// Decode time of the first sample, in the track timescale.
     pub start_dts: u64,
     pub duration: u64,
-    /// `moof` + `mdat`, preceded by `styp` for part 0.
-    pub bytes: Bytes,
+    /// `moof` + `mdat`, preceded by `styp` for part 0: the boxes in one
+    /// piece, then each sample's data as it was pushed.
+    pub data: Rope,
 }
 
 /// Where a part lies within its segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartInfo {
-    /// Byte range within [`Segment::bytes`].
+    /// Byte range within [`Segment::data`].
     pub range: Range<usize>,
+    /// Where the part's `moof` starts (after the `styp` of part 0).
+    pub moof_offset: usize,
+    /// Where the first sample's data starts, just after the `mdat` header.
+    pub data_offset: usize,
     pub start_dts: u64,
     pub duration: u64,
     pub independent: bool,
@@ -125,8 +130,9 @@ pub struct Segment {
     pub duration: u64,
     /// Decode times of the sync samples in the segment; the first is `start_dts`.
     pub keyframe_dts: Vec<u64>,
-    /// `styp` followed by every part's `moof` + `mdat`.
-    pub bytes: Bytes,
+    /// `styp` followed by every part's `moof` + `mdat`: the parts' pieces,
+    /// shared with the [`Part`]s, not copied.
+    pub data: Rope,
     pub parts: Vec<PartInfo>,
 }
 
@@ -141,8 +147,7 @@ struct OpenSegment {
     seq: u64,
     start_dts: u64,
     parts: Vec<PartInfo>,
-    chunks: Vec<Bytes>,
-    len: usize,
+    data: Rope,
     keyframe_dts: Vec<u64>,
 }
 
@@ -177,10 +182,12 @@ impl Fragmenter {
         }
     }
 
-    /// Also ends a part before every video sync sample, so that each keyframe
-    /// starts its own `moof` (RFC 8216bis §4.4.3.6: an I-frame playlist entry
-    /// is a byte range holding one I-frame, which a client must be able to
-    /// decode from the range alone).
+    /// Also puts every video sync sample in a part of its own (RFC 8216bis
+    /// §4.4.3.6: an I-frame playlist entry is a byte range holding one
+    /// I-frame, which a client must be able to decode from the range alone).
+    /// The range is then a whole `moof` + `mdat` whose `trun` lists only the
+    /// keyframe, so even a demuxer that knows nothing of I-frame playlists
+    /// reads it as a complete fragment.
     pub fn split_at_keyframes(mut self) -> Self {
         self.split_at_keyframes = true;
         self
@@ -287,7 +294,9 @@ impl Fragmenter {
             state.close_part(track, &mut self.events)?;
             state.close_segment(track, &mut self.events);
         } else if !state.pending.is_empty()
-            && ((self.split_at_keyframes && keyframe && state.kind == MediaKind::Video)
+            && ((self.split_at_keyframes
+                && state.kind == MediaKind::Video
+                && (keyframe || matches!(state.pending.as_slice(), [only] if only.keyframe)))
                 || state.part_ticks.is_some_and(|part_ticks| {
                     udts - state.pending_start + u64::from(sample.duration) > part_ticks
                 }))
@@ -300,8 +309,7 @@ impl Fragmenter {
                 seq: state.next_segment_seq,
                 start_dts: udts,
                 parts: Vec::new(),
-                chunks: Vec::new(),
-                len: 0,
+                data: Rope::new(),
                 keyframe_dts: Vec::new(),
             });
             state.next_segment_seq += 1;
@@ -353,34 +361,40 @@ impl TrackState {
             return Ok(());
         };
         let part_index = seg.parts.len() as u32;
-        let mut buf =
-            Vec::with_capacity(self.pending.iter().map(|s| s.data.len()).sum::<usize>() + 256);
+        let mut header = Vec::with_capacity(256 + 16 * self.pending.len());
         if part_index == 0 {
-            write_styp(&mut buf).map_err(|source| CmafError::Encode {
+            write_styp(&mut header).map_err(|source| CmafError::Encode {
                 track,
                 what: "styp",
                 source,
             })?;
         }
-        write_chunk(
-            &mut buf,
+        let moof_at = header.len();
+        write_chunk_header(
+            &mut header,
             self.next_fragment_seq,
             track,
             self.pending_start,
             &self.pending,
         )?;
+        let data_at = header.len();
         self.next_fragment_seq = self.next_fragment_seq.wrapping_add(1).max(1);
-        let bytes = Bytes::from(buf);
+        let mut data = Rope::from(header);
+        for sample in &mut self.pending {
+            data.push(std::mem::take(&mut sample.data));
+        }
         let duration = self.pending_end - self.pending_start;
         let independent = self.pending.first().is_some_and(|s| s.keyframe);
+        let start = seg.data.len();
         seg.parts.push(PartInfo {
-            range: seg.len..seg.len + bytes.len(),
+            range: start..start + data.len(),
+            moof_offset: start + moof_at,
+            data_offset: start + data_at,
             start_dts: self.pending_start,
             duration,
             independent,
         });
-        seg.len += bytes.len();
-        seg.chunks.push(bytes.clone());
+        seg.data.append(&data);
         events.push_back(Event::Part(Part {
             track,
             segment_seq: seg.seq,
@@ -388,7 +402,7 @@ impl TrackState {
             independent,
             start_dts: self.pending_start,
             duration,
-            bytes,
+            data,
         }));
         self.pending.clear();
         self.pending_start = self.pending_end;
@@ -402,16 +416,6 @@ impl TrackState {
         if seg.parts.is_empty() {
             return;
         }
-        let bytes = match <[Bytes; 1]>::try_from(seg.chunks) {
-            Ok([only]) => only,
-            Err(chunks) => {
-                let mut all = BytesMut::with_capacity(seg.len);
-                for chunk in &chunks {
-                    all.extend_from_slice(chunk);
-                }
-                all.freeze()
-            }
-        };
         let duration = seg.parts.iter().map(|p| p.duration).sum();
         events.push_back(Event::Segment(Segment {
             track,
@@ -419,7 +423,7 @@ impl TrackState {
             start_dts: seg.start_dts,
             duration,
             keyframe_dts: seg.keyframe_dts,
-            bytes,
+            data: seg.data,
             parts: seg.parts,
         }));
     }

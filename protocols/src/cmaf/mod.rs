@@ -19,7 +19,7 @@ mod tests;
 
 use crate::media::TrackId;
 
-pub use fragment::{ChunkSample, write_chunk, write_styp};
+pub use fragment::{ChunkSample, write_chunk_header, write_styp};
 pub use fragmenter::{
     Event, Fragmenter, FragmenterConfig, Part, PartInfo, Segment, TargetDuration,
 };

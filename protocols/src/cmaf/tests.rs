@@ -143,8 +143,9 @@ fn multi_track_init_and_bad_tracks() {
 }
 
 /// Keyframes every 0.4 s, 2 s segments, no part target: with
-/// `split_at_keyframes` each keyframe opens a part (and so a `moof`); audio,
-/// all sync samples, is not split.
+/// `split_at_keyframes` each keyframe is a part (and so a `moof`) of its
+/// own, and the frames up to the next keyframe are another; audio, all sync
+/// samples, is not split.
 #[test]
 fn split_at_keyframes_opens_a_moof_per_video_keyframe() {
     let mut f = Fragmenter::new(FragmenterConfig::default()).split_at_keyframes();
@@ -161,9 +162,21 @@ fn split_at_keyframes_opens_a_moof_per_video_keyframe() {
     let video = segments.iter().find(|s| s.track == VIDEO).unwrap();
     assert_eq!(video.keyframe_dts, [0, 36_000, 72_000, 108_000, 144_000]);
     let starts: Vec<u64> = video.parts.iter().map(|p| p.start_dts).collect();
-    assert_eq!(starts, video.keyframe_dts);
-    assert!(video.parts.iter().all(|p| p.independent));
-    assert_eq!(moofs(&video.bytes).len(), 5);
+    let expected: Vec<u64> = video
+        .keyframe_dts
+        .iter()
+        .flat_map(|&k| [k, k + 3000])
+        .collect();
+    assert_eq!(starts, expected);
+    let independent: Vec<bool> = video.parts.iter().map(|p| p.independent).collect();
+    assert_eq!(independent, [true, false].repeat(5));
+    let moofs = moofs(&video.data.to_bytes());
+    assert_eq!(moofs.len(), 10);
+    let samples: Vec<usize> = moofs
+        .iter()
+        .map(|m| m.traf[0].trun[0].samples.len())
+        .collect();
+    assert_eq!(samples, [1, 11].repeat(5));
     let audio = segments.iter().find(|s| s.track == AUDIO).unwrap();
     assert_eq!(audio.parts.len(), 1);
 }
@@ -201,7 +214,7 @@ fn cuts_segments_at_keyframes_and_parts_by_duration() {
     let independent: Vec<bool> = segments[0].parts.iter().map(|p| p.independent).collect();
     assert_eq!(independent, [true, false, true, false]);
 
-    let moofs = moofs(&segments[0].bytes);
+    let moofs = moofs(&segments[0].data.to_bytes());
     let seqs: Vec<u32> = moofs.iter().map(|m| m.mfhd.sequence_number).collect();
     assert_eq!(seqs, [1, 2, 3, 4]);
     let trun = &moofs[0].traf[0].trun[0];
@@ -256,7 +269,7 @@ fn timeline_wins_over_stated_durations() {
     f.flush().unwrap();
     let (_, segments) = drain(&mut f);
     assert_eq!(segments[0].duration, 9009);
-    let moof = &moofs(&segments[0].bytes)[0];
+    let moof = &moofs(&segments[0].data.to_bytes())[0];
     assert_eq!(moof.traf[0].tfhd.default_sample_duration, Some(3003));
 }
 
@@ -327,7 +340,7 @@ fn chunk_bytes_decode_back_to_samples() {
     }
     f.flush().unwrap();
     let (_, segments) = drain(&mut f);
-    let bytes = &segments[0].bytes;
+    let bytes = &segments[0].data.to_bytes();
     let mut rest = bytes.as_ref();
     let mut moof_start = 0;
     let mut moof = None;
@@ -405,20 +418,23 @@ proptest! {
             prop_assert!(seg.parts[0].independent);
             prop_assert_eq!(seg.keyframe_dts.first().copied(), Some(seg.start_dts));
 
+            let seg_bytes = seg.data.to_bytes();
             let mut concat = Vec::new();
             for (i, info) in seg.parts.iter().enumerate() {
                 let part = part_iter.next().unwrap();
                 prop_assert_eq!(part.segment_seq, seg.seq);
                 prop_assert_eq!(part.part_index as usize, i);
-                prop_assert_eq!(&seg.bytes[info.range.clone()], part.bytes.as_ref());
+                prop_assert_eq!(&part.data, &seg_bytes[info.range.clone()]);
+                prop_assert_eq!(&seg_bytes[info.moof_offset + 4..info.moof_offset + 8], b"moof");
+                prop_assert_eq!(&seg_bytes[info.data_offset - 4..info.data_offset], b"mdat");
                 prop_assert_eq!(part.start_dts, info.start_dts);
-                concat.extend_from_slice(&part.bytes);
+                concat.extend_from_slice(&part.data.to_bytes());
             }
-            prop_assert_eq!(concat.as_slice(), seg.bytes.as_ref());
+            prop_assert_eq!(concat.as_slice(), seg_bytes.as_ref());
 
             // Every sample comes back with its timing, flags and payload.
             let mut tfdt_expected = seg.start_dts;
-            for moof in moofs(&seg.bytes) {
+            for moof in moofs(&seg.data.to_bytes()) {
                 let traf = &moof.traf[0];
                 prop_assert_eq!(traf.tfdt.as_ref().unwrap().base_media_decode_time, tfdt_expected);
                 for (i, entry) in traf.trun[0].samples.iter().enumerate() {

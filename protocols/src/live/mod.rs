@@ -505,7 +505,9 @@ impl LivePackager {
                         });
                     }
                     if let Some(seg) = r.segments.back_mut() {
-                        seg.parts.push(part.bytes);
+                        // Viewers are served each part as one buffer: join its pieces
+                        // once here, not per request.
+                        seg.parts.push(part.data.to_bytes());
                         seg.duration += part.duration;
                     }
                     let end_ms = (part.start_dts + part.duration) * 1000 / u64::from(timescale);
@@ -557,7 +559,7 @@ impl LivePackager {
             seg.start = segment.start_dts;
             seg.duration = segment.duration;
         }
-        let size = segment.bytes.len() as u64;
+        let size = segment.data.len() as u64;
         r.total_bytes += size;
         r.total_ticks += segment.duration;
         r.frames += std::mem::take(&mut r.open_frames);

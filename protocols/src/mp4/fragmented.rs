@@ -278,7 +278,7 @@ mod tests {
         f.flush().unwrap();
         while let Some(event) = f.poll_event() {
             if let Event::Segment(s) = event {
-                stream.extend_from_slice(&s.bytes);
+                stream.extend_from_slice(&s.data.to_bytes());
             }
         }
         for chunk in [1, 2, 3, 7, 64, 1000, stream.len()] {

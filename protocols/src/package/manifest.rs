@@ -6,8 +6,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use crate::dash::{
     AdaptationSet, Addressing, Mpd, Period, Presentation, Representation, SegmentTemplate,
     TimelineSegment, render_mpd,
@@ -137,7 +135,7 @@ fn longest_segment(renditions: &[&Rendition]) -> MediaDuration {
 fn text(path: String, body: String) -> Output {
     Output {
         path,
-        bytes: Bytes::from(body),
+        data: body.into(),
     }
 }
 

@@ -36,7 +36,7 @@ mod bandwidth;
 mod manifest;
 mod packager;
 
-use bytes::Bytes;
+use crate::rope::Rope;
 
 use crate::cmaf::{CmafError, TargetDuration};
 use crate::dash::DashError;
@@ -85,7 +85,9 @@ pub const MPD: &str = "manifest.mpd";
 pub struct Output {
     /// Relative, `/`-separated: `v1/seg-00001.m4s`, `master.m3u8`.
     pub path: String,
-    pub bytes: Bytes,
+    /// A segment's pieces share the samples' own bytes (see [`Rope`]);
+    /// headers and manifests are one piece.
+    pub data: Rope,
 }
 
 /// How renditions and segments are named.

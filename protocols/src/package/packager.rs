@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use crate::cmaf::{Event, Fragmenter, FragmenterConfig, PartInfo, Segment, init_segment};
 use crate::hls::{ByteRange, UnixMillis};
 use crate::media::{MediaKind, Sample, Track, TrackId};
+use crate::rope::Rope;
 
 use super::bandwidth::DurationStats;
 use super::manifest;
@@ -126,7 +127,7 @@ impl Packager {
             let name = config.naming.rendition(track.kind(), index);
             outputs.push_back(Output {
                 path: format!("{name}/{INIT}"),
-                bytes: init_segment(track)?,
+                data: init_segment(track)?.into(),
             });
             by_track.insert(track.id, renditions.len());
             renditions.push(Rendition {
@@ -257,7 +258,7 @@ impl Packager {
                 let playlist = manifest::event_playlist(&self.config, r)?;
                 Ok(Output {
                     path: format!("{}/{}", r.name, super::MEDIA_PLAYLIST),
-                    bytes: bytes::Bytes::from(crate::hls::render_media(
+                    data: Rope::from(crate::hls::render_media(
                         &playlist,
                         &crate::hls::RenderOptions::default(),
                     )),
@@ -332,12 +333,13 @@ impl Packager {
             earliest_pts = earliest_pts.min(sample.pts);
             while keyframes.next_if(|&k| k < dts).is_some() {}
             if r.kind() == MediaKind::Video && keyframes.next_if_eq(&dts).is_some() {
-                let range = keyframe_range(&segment.bytes, &segment.parts, dts, sample.size)
-                    .ok_or(PackageError::KeyframeNotAddressable {
+                let range = keyframe_range(&segment.parts, dts, sample.size).ok_or(
+                    PackageError::KeyframeNotAddressable {
                         track: segment.track,
                         number: segment.seq,
                         dts,
-                    })?;
+                    },
+                )?;
                 r.keyframes.push(KeyframeMeta {
                     number: segment.seq,
                     range,
@@ -349,7 +351,7 @@ impl Packager {
             number: segment.seq,
             start_dts: segment.start_dts,
             duration: segment.duration,
-            size: segment.bytes.len() as u64,
+            size: segment.data.len() as u64,
             earliest_pts: if earliest_pts == i64::MAX {
                 i64::try_from(segment.start_dts).unwrap_or(i64::MAX)
             } else {
@@ -358,7 +360,7 @@ impl Packager {
         });
         self.outputs.push_back(Output {
             path: format!("{}/{}", r.name, self.config.naming.segment(segment.seq)),
-            bytes: segment.bytes,
+            data: segment.data,
         });
         Ok(())
     }
@@ -367,33 +369,11 @@ impl Packager {
 /// The bytes an I-frame playlist entry needs for the keyframe decoded at
 /// `dts`: from the `moof` of the part it starts through the end of its own
 /// sample data, which is the first in that part's `mdat`.
-fn keyframe_range(
-    segment: &[u8],
-    parts: &[PartInfo],
-    dts: u64,
-    sample_size: u32,
-) -> Option<ByteRange> {
+fn keyframe_range(parts: &[PartInfo], dts: u64, sample_size: u32) -> Option<ByteRange> {
     let part = parts.iter().find(|p| p.start_dts == dts)?;
-    let mut pos = part.range.start;
-    // The first part of a segment opens with `styp`; skip to the `moof`.
-    while pos.checked_add(8)? <= part.range.end {
-        let header = segment.get(pos..pos + 8)?;
-        let size = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        if size < 8 {
-            return None;
-        }
-        if &header[4..8] == b"moof" {
-            let mdat = segment.get(pos + size..pos + size + 8)?;
-            if &mdat[4..8] != b"mdat" {
-                return None;
-            }
-            let length = size + 8 + sample_size as usize;
-            return (pos + length <= part.range.end).then_some(ByteRange {
-                length: length as u64,
-                offset: pos as u64,
-            });
-        }
-        pos = pos.checked_add(size)?;
-    }
-    None
+    let end = part.data_offset.checked_add(sample_size as usize)?;
+    (end <= part.range.end).then_some(ByteRange {
+        length: (end - part.moof_offset) as u64,
+        offset: part.moof_offset as u64,
+    })
 }

@@ -75,11 +75,16 @@ impl Packaged {
     fn text(&self, path: &str) -> String {
         let out = self.outputs.iter().find(|o| o.path == path);
         let out = out.unwrap_or_else(|| panic!("no output {path}"));
-        String::from_utf8(out.bytes.to_vec()).unwrap()
+        String::from_utf8(out.data.to_bytes().to_vec()).unwrap()
     }
 
-    fn bytes(&self, path: &str) -> &[u8] {
-        &self.outputs.iter().find(|o| o.path == path).unwrap().bytes
+    fn bytes(&self, path: &str) -> Bytes {
+        self.outputs
+            .iter()
+            .find(|o| o.path == path)
+            .unwrap()
+            .data
+            .to_bytes()
     }
 }
 
@@ -227,8 +232,10 @@ fn i_frame_playlist_addresses_each_keyframe_moof() {
         assert_eq!(&file[offset + 4..offset + 8], b"moof", "entry {i}");
         let moof = u32::from_be_bytes(file[offset..offset + 4].try_into().unwrap()) as usize;
         assert_eq!(&file[offset + moof + 4..offset + moof + 8], b"mdat");
-        // moof + mdat header + the 5000-byte keyframe.
+        // moof + mdat header + the 5000-byte keyframe: the whole fragment.
         assert_eq!(range.length as usize, moof + 8 + 5000);
+        let mdat = &file[offset + moof..offset + moof + 4];
+        assert_eq!(u32::from_be_bytes(mdat.try_into().unwrap()), 8 + 5000);
     }
 }
 
@@ -405,12 +412,13 @@ fn progress_playlists_grow_as_event_playlists_before_finish() {
         .iter()
         .find(|o| o.path == "v1/media.m3u8")
         .unwrap();
-    let text = std::str::from_utf8(&video.bytes).unwrap();
+    let video_bytes = video.data.to_bytes();
+    let text = std::str::from_utf8(&video_bytes).unwrap();
     assert!(text.contains("#EXT-X-PLAYLIST-TYPE:EVENT"), "{text}");
     assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
     assert!(text.contains("#EXT-X-TARGETDURATION:2"), "{text}");
     assert!(text.contains("seg-00002.m4s"), "{text}");
-    let parsed = m3u8_rs::parse_media_playlist_res(&video.bytes).unwrap();
+    let parsed = m3u8_rs::parse_media_playlist_res(&video.data.to_bytes()).unwrap();
     assert_eq!(parsed.segments.len(), 2);
     // An interim multivariant playlist over what exists so far.
     let renditions = p.progress_renditions();
@@ -418,7 +426,7 @@ fn progress_playlists_grow_as_event_playlists_before_finish() {
     let manifests = combined_manifests(&two_second_segments(), &renditions, PUBLISHED).unwrap();
     let master = manifests.iter().find(|o| o.path == MULTIVARIANT).unwrap();
     assert!(
-        std::str::from_utf8(&master.bytes)
+        std::str::from_utf8(&master.data.to_bytes())
             .unwrap()
             .contains("v1/media.m3u8")
     );
@@ -430,6 +438,6 @@ fn progress_playlists_grow_as_event_playlists_before_finish() {
             vod = Some(o);
         }
     }
-    let vod = String::from_utf8(vod.unwrap().bytes.to_vec()).unwrap();
+    let vod = String::from_utf8(vod.unwrap().data.to_bytes().to_vec()).unwrap();
     assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD") && vod.contains("#EXT-X-ENDLIST"));
 }
