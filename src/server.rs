@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AuthMode, Config, StorageLocation, TlsMode};
 use crate::http::tls::{self, Identity};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Services};
 use crate::metrics::Metrics;
 use ::http as http_types;
 
@@ -269,7 +269,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     );
     streamforge_actors::live::rtsp_pull::start_pulls(&live, &config.live.pull).await;
 
-    let state = AppState {
+    let state = AppState::new(Services {
         db: db.clone(),
         storage: storage.clone(),
         supervision: supervision.clone(),
@@ -293,7 +293,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         started: Instant::now(),
         draining: draining.clone(),
         shutdown: shutdown.clone(),
-    };
+    });
     let state_events = events;
     let app = http::router(state, &config.http);
     if config.auth.mode == AuthMode::None && !http_addr.ip().is_loopback() {

@@ -294,41 +294,69 @@ impl Storage {
         key: &ObjectKey,
         range: Option<Range<u64>>,
     ) -> Result<ObjectRead, StorageError> {
-        let path = key.store_path();
-        let range = match range {
-            None => None,
-            Some(range) => {
-                let size = self
-                    .head(key)
-                    .await?
-                    .ok_or_else(|| StorageError::NotFound(key.clone()))?
-                    .size;
-                if range.start >= range.end || range.start >= size {
-                    return Err(StorageError::RangeNotSatisfiable {
-                        key: key.clone(),
-                        start: range.start,
-                        end: range.end,
-                        size,
-                    });
-                }
-                Some(range.start..range.end.min(size))
+        self.open(key)
+            .await?
+            .ok_or_else(|| StorageError::NotFound(key.clone()))?
+            .read(range)
+            .await
+    }
+
+    /// Looks `key` up for reading: its metadata now, its bytes (all or a
+    /// range, decided from the metadata) with [`OpenObject::read`]. A local
+    /// file is opened once, here, and read from that open file — the same
+    /// version that was described, in two trips to the blocking pool in
+    /// all; a remote object is described by a `HEAD` and fetched by a `GET`.
+    pub async fn open(&self, key: &ObjectKey) -> Result<Option<OpenObject>, StorageError> {
+        match self.backend {
+            Backend::Local { .. } => {
+                let result = match self
+                    .store
+                    .get_opts(&key.store_path(), GetOptions::default())
+                    .await
+                {
+                    Ok(result) => result,
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(StorageError::from_store(key, e)),
+                };
+                let info = info_of(&result.meta);
+                let source = match result.payload {
+                    GetResultPayload::File(file, _) => Source::File(Arc::new(file)),
+                    GetResultPayload::Stream(_) => Source::Store(self.clone()),
+                };
+                Ok(Some(OpenObject {
+                    key: key.clone(),
+                    info,
+                    source,
+                }))
             }
-        };
+            Backend::S3 { .. } => Ok(self.head(key).await?.map(|info| OpenObject {
+                key: key.clone(),
+                info,
+                source: Source::Store(self.clone()),
+            })),
+        }
+    }
+
+    async fn get_range(
+        &self,
+        key: &ObjectKey,
+        range: Option<Range<u64>>,
+    ) -> Result<ObjectRead, StorageError> {
         let options = GetOptions {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
         };
         let result = self
             .store
-            .get_opts(&path, options)
+            .get_opts(&key.store_path(), options)
             .await
             .map_err(|e| StorageError::from_store(key, e))?;
         let info = info_of(&result.meta);
         let range = result.range.clone();
         let body = match result.payload {
-            // object_store streams local files in 8 KiB reads, each a blocking
-            // task of its own; large reads cut that cost 32-fold.
-            GetResultPayload::File(file, _) => local_file_stream(key, file, range.clone()).await?,
+            GetResultPayload::File(file, _) => {
+                local_file_stream(key, Arc::new(file), range.clone())
+            }
             GetResultPayload::Stream(stream) => {
                 let error_key = key.clone();
                 stream
@@ -455,27 +483,103 @@ fn parse_url(url: &str) -> Result<Target, StorageError> {
     }
 }
 
-/// Bytes read per blocking read of a local file.
-const LOCAL_READ_CHUNK: usize = 256 * 1024;
+/// An object looked up by [`Storage::open`].
+pub struct OpenObject {
+    key: ObjectKey,
+    pub info: ObjectInfo,
+    source: Source,
+}
 
-async fn local_file_stream(
+enum Source {
+    /// The local file, open since [`Storage::open`].
+    File(Arc<std::fs::File>),
+    /// Fetched when read.
+    Store(Storage),
+}
+
+impl OpenObject {
+    /// Streams the object, or the part of it in `range` (clamped to the
+    /// object's end, as HTTP ranges are). An empty or out-of-bounds range is
+    /// an error.
+    pub async fn read(self, range: Option<Range<u64>>) -> Result<ObjectRead, StorageError> {
+        let size = self.info.size;
+        let range = match range {
+            None => None,
+            Some(range) if range.start >= range.end || range.start >= size => {
+                return Err(StorageError::RangeNotSatisfiable {
+                    key: self.key,
+                    start: range.start,
+                    end: range.end,
+                    size,
+                });
+            }
+            Some(range) => Some(range.start..range.end.min(size)),
+        };
+        match self.source {
+            Source::File(file) => {
+                let range = range.unwrap_or(0..size);
+                Ok(ObjectRead {
+                    body: local_file_stream(&self.key, file, range.clone()),
+                    info: self.info,
+                    range,
+                })
+            }
+            Source::Store(storage) => storage.get_range(&self.key, range).await,
+        }
+    }
+}
+
+/// Bytes read per blocking read of a local file: a typical segment in one
+/// read, while a response holds at most this much in memory.
+const LOCAL_READ_CHUNK: u64 = 512 * 1024;
+
+/// Reads `range` of an open file in [`LOCAL_READ_CHUNK`] pieces, each one
+/// positioned read (`pread`) on the blocking pool: no seek, no shared file
+/// position, and object_store's 8 KiB reads (one blocking task each) avoided.
+/// A file that ends early (truncated meanwhile) ends the stream with an error.
+fn local_file_stream(
     key: &ObjectKey,
-    file: std::fs::File,
+    file: Arc<std::fs::File>,
     range: Range<u64>,
-) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut file = tokio::fs::File::from_std(file);
-    file.seek(std::io::SeekFrom::Start(range.start))
-        .await
-        .map_err(|e| local_io_error(key, e))?;
-    let error_key = key.clone();
-    let reader = tokio_util::io::ReaderStream::with_capacity(
-        file.take(range.end - range.start),
-        LOCAL_READ_CHUNK,
-    );
-    Ok(reader
-        .map_err(move |e| local_io_error(&error_key, e))
-        .boxed())
+) -> BoxStream<'static, Result<Bytes, StorageError>> {
+    let key = key.clone();
+    futures::stream::try_unfold(range.start, move |pos| {
+        let (file, key, end) = (file.clone(), key.clone(), range.end);
+        async move {
+            if pos >= end {
+                return Ok(None);
+            }
+            let want = (end - pos).min(LOCAL_READ_CHUNK) as usize;
+            let read = tokio::task::spawn_blocking(move || read_exact_at(&file, want, pos))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|read| read);
+            match read {
+                Ok(bytes) => Ok(Some((bytes, pos + want as u64))),
+                Err(e) => Err(local_io_error(&key, e)),
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Reads exactly `len` bytes at `pos` into a new buffer, without first
+/// zeroing it (`pread` into the vector's spare capacity; zeroing 512 KiB
+/// cost as much as the read itself).
+fn read_exact_at(file: &std::fs::File, len: usize, pos: u64) -> std::io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let at = pos + buf.len() as u64;
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // The spare capacity may exceed `len`: keep only what was asked for.
+    buf.truncate(len);
+    Ok(Bytes::from(buf))
 }
 
 fn local_io_error(key: &ObjectKey, source: std::io::Error) -> StorageError {

@@ -143,10 +143,10 @@ pub async fn serve_as(
             headers,
         ));
     }
-    let Some(info) = storage.head(key).await.map_err(storage_error)? else {
+    let Some(object) = storage.open(key).await.map_err(storage_error)? else {
         return Err(ApiError::not_found("no such file"));
     };
-    let rep = Representation::of(&info);
+    let rep = Representation::of(&object.info);
     let base = base_headers(&rep, content_type, kind);
     let range = match preconditions(&rep, headers) {
         Outcome::NotModified => return Ok(not_modified(base)),
@@ -157,9 +157,9 @@ pub async fn serve_as(
     if *method == Method::HEAD {
         return Ok(head_response(base, &rep, range));
     }
-    let read = match storage.read(key, range.clone()).await {
+    let read = match object.read(range.clone()).await {
         Ok(read) => read,
-        // The object changed size between head and read: a concurrent rewrite.
+        // A remote object changed size between HEAD and GET: a concurrent rewrite.
         Err(StorageError::RangeNotSatisfiable { size, .. }) => {
             return Ok(unsatisfiable(base, size));
         }
