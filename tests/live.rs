@@ -17,19 +17,18 @@ use tokio::process::{Child, Command};
 /// every 2 s, no B-frames) and a 48 kHz sine in AAC, in real time, with
 /// the output options `output` (format and URL).
 fn encode(seconds: u32, output: &[&str]) -> Child {
+    encode_video(seconds, &["-tune", "zerolatency"], output)
+}
+
+/// [`encode`] with more libx264 options (`-tune zerolatency` is off).
+fn encode_video(seconds: u32, x264: &[&str], output: &[&str]) -> Child {
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-tune",
-            "zerolatency",
-        ])
+        .args(["-c:v", "libx264", "-preset", "veryfast"])
+        .args(x264)
         .args(["-g", "50", "-pix_fmt", "yuv420p"])
         .args(["-c:a", "aac", "-b:a", "64k"])
         .args(output)
@@ -519,7 +518,7 @@ async fn an_rtsp_camera_is_pulled_with_retina_and_reconnected() {
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args([
-            "-t", "6", "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-bf", "0",
+            "-t", "8", "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-bf", "0",
         ])
         .args(["-pix_fmt", "yuv420p", "-c:a", "aac"])
         .arg(&file)
@@ -560,7 +559,12 @@ async fn an_rtsp_camera_is_pulled_with_retina_and_reconnected() {
     let recorded = recorded.to_str().unwrap();
     let video = packets(recorded, "v:0").await;
     let audio = packets(recorded, "a:0").await;
-    assert!(!video.is_empty() && !audio.is_empty());
+    assert!(
+        !video.is_empty() && !audio.is_empty(),
+        "{} video and {} audio packets recorded",
+        video.len(),
+        audio.len()
+    );
     assert_continuous(&video, recorded);
 
     // The file ends, the session goes quiet: the pull gives up on it and
@@ -801,6 +805,97 @@ async fn rtsp_push_over_tcp_and_udp_plays_as_hls_and_dash() {
             assert!((v.1 - a.1).abs() < 0.15, "{url}: video {v:?}, audio {a:?}");
         }
     }
+    server.stop().await;
+}
+
+/// RTP carries presentation times only; with B-frames (libx264 `-bf 3`,
+/// B-pyramid) the server derives decode times from the SPS's reorder depth.
+/// Every frame must come out, decodable, in decode order, with B-frames
+/// presented before the frames they were decoded after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp_push_with_b_frames_keeps_every_frame() {
+    let server = TestServer::start_with(|c| c.live.reconnect_grace = Duration::ZERO).await;
+    let key = create_key(&server, "bframes").await;
+    let url = format!(
+        "{}/live/bframes?key={}",
+        server.rtsp_url(),
+        key["key"].as_str().unwrap()
+    );
+    let publisher = encode_video(
+        4,
+        &["-bf", "3"],
+        &["-f", "rtsp", "-rtsp_transport", "tcp", &url],
+    );
+    let out = publisher.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("EXT-X-ENDLIST", async || {
+        text(&server, "/live/bframes/v1/media.m3u8")
+            .await
+            .contains("#EXT-X-ENDLIST")
+    })
+    .await;
+    let hls = server.url("/live/bframes/master.m3u8");
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "packet=pts_time,dts_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&hls)
+        .output()
+        .await
+        .unwrap();
+    // Microseconds, to compare exactly.
+    let micros = |t: &str| t.parse::<f64>().ok().map(|s| (s * 1e6).round() as i64);
+    let times: Vec<(i64, i64)> = String::from_utf8_lossy(&probe.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (pts, dts) = l.split_once(',')?;
+            Some((micros(pts)?, micros(dts.trim_end_matches(','))?))
+        })
+        .collect();
+    // 4 s at 25 fps, over TCP: nothing lost, nothing dropped.
+    assert_eq!(
+        times.len(),
+        100,
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    assert!(
+        times.windows(2).all(|w| w[0].1 < w[1].1),
+        "decode times rise: {times:?}"
+    );
+    assert!(
+        times.windows(2).any(|w| w[1].0 < w[0].0),
+        "B-frames are presented before frames decoded earlier: {times:?}"
+    );
+    let mut pts: Vec<i64> = times.iter().map(|t| t.0).collect();
+    pts.sort_unstable();
+    pts.dedup();
+    assert_eq!(pts.len(), 100, "every frame keeps its own time");
+    let decoded = Command::new("ffmpeg")
+        .args(["-v", "error", "-i", &hls, "-f", "null", "-"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        decoded.status.success() && decoded.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+    let audio = packets(&hls, "a:0").await;
+    let video_start = pts[0] as f64 / 1e6;
+    let audio_start = audio.iter().map(|p| p.0).fold(f64::MAX, f64::min);
+    assert!(
+        (video_start - audio_start).abs() < 0.1,
+        "video starts at {video_start}, audio at {audio_start}"
+    );
     server.stop().await;
 }
 

@@ -11,9 +11,10 @@
 //! stream ends.
 //!
 //! Timestamps are RTP presentation times made relative to the session
-//! start (retina aligns streams on RTP-Info), used as decode times: camera
-//! streams carry no B-frames. A source with B-frames has its reordered
-//! frames dropped by the packager (logged), not misplaced.
+//! start (retina aligns streams on RTP-Info). Decode times come from
+//! [`DecodeTimes`], as for RTSP push: without B-frames (most cameras) they
+//! equal the presentation times and nothing waits; with B-frames each frame
+//! waits for as many followers as the SPS's reorder depth.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -25,8 +26,9 @@ use retina::client::{Credentials, PlayOptions, SessionOptions, SetupOptions, Tra
 use retina::codec::{CodecItem, FrameFormat, ParametersRef};
 use streamforge_protocols::codec::{AudioSpecificConfig, AvcConfig, CodecConfig, HevcConfig};
 use streamforge_protocols::media::{Sample, Track};
+use streamforge_protocols::rtp::reorder::{DecodeTimes, MAX_REORDER_DEPTH};
 
-use super::{IngestProtocol, Live, PublishError};
+use super::{IngestProtocol, Live, PublishError, Publisher};
 use crate::supervision::BranchKind;
 
 /// Longest wait between reconnection attempts.
@@ -260,6 +262,7 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
     let mut tracks: HashMap<usize, Track> = HashMap::new();
     let mut published = false;
     let mut last_dts: HashMap<usize, i64> = HashMap::new();
+    let mut orders: HashMap<usize, DecodeTimes<Frame>> = HashMap::new();
     // RTCP keeps arriving from a source whose media stopped: only media
     // counts as a sign of life.
     let mut media_deadline = tokio::time::Instant::now() + idle;
@@ -270,15 +273,15 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
             Ok(Some(Err(err))) => break Err(err.to_string()),
             Ok(Some(Ok(item))) => item,
         };
-        let (stream, dts, keyframe, data, duration) = match item {
+        let (stream, pts, keyframe, data, duration) = match item {
             CodecItem::VideoFrame(frame) => {
                 let stream = frame.stream_id();
                 if frame.has_new_parameters() {
                     tracks.remove(&stream);
                 }
                 let keyframe = frame.is_random_access_point();
-                let dts = frame.timestamp().elapsed();
-                (stream, dts, keyframe, frame.into_data(), None)
+                let pts = frame.timestamp().elapsed();
+                (stream, pts, keyframe, frame.into_data(), None)
             }
             CodecItem::AudioFrame(frame) => {
                 let length = frame.frame_length().get();
@@ -320,29 +323,95 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
         let Some(track) = tracks.get(&stream) else {
             continue;
         };
-        // The stated duration only matters for the last sample before an
-        // end; the packager times each sample by the next one's start.
-        let duration = duration.unwrap_or_else(|| {
-            let previous = last_dts.get(&stream).copied();
-            previous
-                .and_then(|p| u32::try_from(dts - p).ok())
-                .filter(|&d| d > 0)
-                .unwrap_or(track.timescale / 25)
-        });
-        last_dts.insert(stream, dts);
-        let sample = Sample {
-            track: track.id,
-            dts,
-            cts_offset: 0,
-            duration: NonZeroU32::new(duration).map_or(1, NonZeroU32::get),
-            keyframe,
-            data: data.into(),
-        };
-        if let Err(err) = publisher.take_sample(sample).await {
-            break Err(err.to_string());
+        let order = orders.entry(stream).or_insert_with(|| decode_times(track));
+        if !order.push(
+            pts,
+            Frame {
+                keyframe,
+                data,
+                duration,
+            },
+        ) {
+            tracing::debug!(source = %source.name, stream, "a frame reordered beyond the window was dropped");
+        }
+        let mut failed = None;
+        while let Some(timed) = order.pull() {
+            if let Err(err) = send(&publisher, track, &mut last_dts, stream, timed).await {
+                failed = Some(err);
+                break;
+            }
+        }
+        if let Some(err) = failed {
+            break Err(err);
         }
         media_deadline = tokio::time::Instant::now() + idle;
     };
+    // Frames still waiting in a reorder window.
+    for (stream, order) in &mut orders {
+        let Some(track) = tracks.get(stream) else {
+            continue;
+        };
+        while let Some(timed) = order.flush() {
+            if send(&publisher, track, &mut last_dts, *stream, timed)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
     publisher.finish(result.as_ref().err().cloned());
     result
+}
+
+/// A frame waiting for its decode time.
+struct Frame {
+    keyframe: bool,
+    data: Vec<u8>,
+    duration: Option<u32>,
+}
+
+/// Video may reorder as deep as its SPS declares (deeper is learnt, up to
+/// the codec limit); audio never does.
+fn decode_times(track: &Track) -> DecodeTimes<Frame> {
+    match &track.codec {
+        CodecConfig::H264(c) => {
+            DecodeTimes::new(c.sps.max_num_reorder_frames.unwrap_or(0), MAX_REORDER_DEPTH)
+        }
+        CodecConfig::H265(c) => {
+            DecodeTimes::new(c.sps.max_num_reorder_pics.unwrap_or(0), MAX_REORDER_DEPTH)
+        }
+        _ => DecodeTimes::new(0, 0),
+    }
+}
+
+async fn send(
+    publisher: &Publisher,
+    track: &Track,
+    last_dts: &mut HashMap<usize, i64>,
+    stream: usize,
+    (dts, pts, frame): (i64, i64, Frame),
+) -> Result<(), String> {
+    // The stated duration only matters for the last sample before an
+    // end; the packager times each sample by the next one's start.
+    let duration = frame.duration.unwrap_or_else(|| {
+        last_dts
+            .get(&stream)
+            .and_then(|&p| u32::try_from(dts - p).ok())
+            .filter(|&d| d > 0)
+            .unwrap_or(track.timescale / 25)
+    });
+    last_dts.insert(stream, dts);
+    let sample = Sample {
+        track: track.id,
+        dts,
+        cts_offset: i32::try_from(pts - dts).map_err(|_| "composition offset out of range")?,
+        duration: NonZeroU32::new(duration).map_or(1, NonZeroU32::get),
+        keyframe: frame.keyframe,
+        data: frame.data.into(),
+    };
+    publisher
+        .take_sample(sample)
+        .await
+        .map_err(|e| e.to_string())
 }

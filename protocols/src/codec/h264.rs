@@ -76,6 +76,10 @@ pub struct Sps {
     /// Sample aspect ratio (`sar_width`, `sar_height`), when signalled.
     pub sample_aspect_ratio: Option<(u16, u16)>,
     pub timing: Option<VuiTiming>,
+    /// VUI `max_num_reorder_frames`: how many frames may precede a frame in
+    /// decode order and follow it in output order (0: no B-frames). `None`
+    /// when the VUI carries no bitstream restriction (or ends early).
+    pub max_num_reorder_frames: Option<u32>,
 }
 
 impl Sps {
@@ -191,9 +195,11 @@ impl Sps {
 
         let mut sample_aspect_ratio = None;
         let mut timing = None;
+        let mut max_num_reorder_frames = None;
         if r.read_flag()? {
             r.set_context("h264 sps > vui");
             (sample_aspect_ratio, timing) = parse_vui(&mut r)?;
+            max_num_reorder_frames = vui_reorder_frames(&mut r);
         }
 
         Ok(Self {
@@ -209,6 +215,7 @@ impl Sps {
             height,
             sample_aspect_ratio,
             timing,
+            max_num_reorder_frames,
         })
     }
 
@@ -301,6 +308,51 @@ fn parse_vui(r: &mut BitReader<'_>) -> Result<VuiFields, CodecError> {
         });
     }
     Ok((sar, timing))
+}
+
+/// The rest of `vui_parameters()` after the timing info, up to
+/// `max_num_reorder_frames` (H.264 §E.1.1). Nothing after the timing info is
+/// needed to decode the picture size or rate, so a VUI that ends early or
+/// does not parse gives `None` rather than failing the SPS.
+fn vui_reorder_frames(r: &mut BitReader<'_>) -> Option<u32> {
+    let nal_hrd = r.read_flag().ok()?;
+    if nal_hrd {
+        skip_hrd_parameters(r)?;
+    }
+    let vcl_hrd = r.read_flag().ok()?;
+    if vcl_hrd {
+        skip_hrd_parameters(r)?;
+    }
+    if nal_hrd || vcl_hrd {
+        r.read_flag().ok()?; // low_delay_hrd_flag
+    }
+    r.read_flag().ok()?; // pic_struct_present_flag
+    if !r.read_flag().ok()? {
+        return None; // no bitstream_restriction
+    }
+    r.read_flag().ok()?; // motion_vectors_over_pic_boundaries_flag
+    for _ in 0..4 {
+        // max_bytes_per_pic_denom, max_bits_per_mb_denom,
+        // log2_max_mv_length_horizontal, log2_max_mv_length_vertical
+        r.read_ue().ok()?;
+    }
+    let reorder = r.read_ue().ok()?;
+    let max_dec_frame_buffering = r.read_ue().ok()?;
+    (reorder <= max_dec_frame_buffering && max_dec_frame_buffering <= 16).then_some(reorder)
+}
+
+/// Skips `hrd_parameters()` (H.264 §E.1.2).
+fn skip_hrd_parameters(r: &mut BitReader<'_>) -> Option<()> {
+    let cpb_cnt = r.read_ue().ok()?.checked_add(1).filter(|&n| n <= 32)?;
+    r.skip_bits(8).ok()?; // bit_rate_scale, cpb_size_scale
+    for _ in 0..cpb_cnt {
+        r.read_ue().ok()?; // bit_rate_value_minus1
+        r.read_ue().ok()?; // cpb_size_value_minus1
+        r.read_flag().ok()?; // cbr_flag
+    }
+    // initial_cpb_removal_delay_length_minus1, cpb_removal_delay_length_minus1,
+    // dpb_output_delay_length_minus1, time_offset_length: u(5) each.
+    r.skip_bits(20).ok()
 }
 
 /// The AVC decoder configuration of a track: parameter sets plus the parsed first SPS.
@@ -574,6 +626,24 @@ pub(crate) mod tests {
         assert_eq!(atom.picture_parameter_sets, [PPS_720P_HIGH]);
         assert_eq!(atom.length_size, 4);
         assert_eq!(atom.ext.map(|e| e.chroma_format), Some(1));
+    }
+
+    /// libx264 `-bf 3` (B-pyramid on): VUI bitstream restriction with a
+    /// reorder depth of 2.
+    const SPS_X264_B_FRAMES: [u8; 25] = [
+        0x67, 0x64, 0x00, 0x0b, 0xac, 0xd9, 0x42, 0x84, 0x7e, 0x5c, 0x04, 0x40, 0x00, 0x00, 0x03,
+        0x00, 0x40, 0x00, 0x00, 0x0c, 0x83, 0xc5, 0x0a, 0x65, 0x80,
+    ];
+
+    #[test]
+    fn reads_the_reorder_depth_from_the_vui() {
+        let sps = Sps::parse(&SPS_X264_B_FRAMES).unwrap();
+        assert_eq!((sps.width, sps.height), (160, 120));
+        assert_eq!(sps.max_num_reorder_frames, Some(2));
+        // Cut inside the bitstream restriction: the SPS still parses.
+        let cut = Sps::parse(&SPS_X264_B_FRAMES[..22]).unwrap();
+        assert_eq!(cut.max_num_reorder_frames, None);
+        assert_eq!(cut.frame_rate(), sps.frame_rate());
     }
 
     #[test]

@@ -112,6 +112,10 @@ pub struct Sps {
     pub width: u32,
     /// Height in luma samples, inside the conformance window.
     pub height: u32,
+    /// `sps_max_num_reorder_pics` of the highest sub-layer: how many frames
+    /// may precede a frame in decode order and follow it in output order
+    /// (0: no B-frames). `None` when the SPS ends before it.
+    pub max_num_reorder_pics: Option<u32>,
 }
 
 impl Sps {
@@ -180,7 +184,9 @@ impl Sps {
         }
         let bit_depth_luma = 8 + r.read_ue_max(8, "bit_depth_luma_minus8 > 8")? as u8;
         let bit_depth_chroma = 8 + r.read_ue_max(8, "bit_depth_chroma_minus8 > 8")? as u8;
+        let max_num_reorder_pics = reorder_pics(&mut r, max_sub_layers_minus1);
         Ok(Self {
+            max_num_reorder_pics,
             max_sub_layers: max_sub_layers_minus1 + 1,
             temporal_id_nesting,
             profile_tier_level,
@@ -191,6 +197,22 @@ impl Sps {
             height,
         })
     }
+}
+
+/// `sps_max_num_reorder_pics[HighestTid]` (H.265 §7.3.2.2.1), read after
+/// the bit depths; `None` when the SPS ends first or the value exceeds the
+/// 16-picture limit of §A.4.2.
+fn reorder_pics(r: &mut BitReader<'_>, max_sub_layers_minus1: u8) -> Option<u32> {
+    r.read_ue().ok()?; // log2_max_pic_order_cnt_lsb_minus4
+    let per_layer = r.read_flag().ok()?;
+    let first = if per_layer { 0 } else { max_sub_layers_minus1 };
+    let mut reorder = None;
+    for _ in first..=max_sub_layers_minus1 {
+        r.read_ue().ok()?; // sps_max_dec_pic_buffering_minus1
+        reorder = Some(r.read_ue().ok()?);
+        r.read_ue().ok()?; // sps_max_latency_increase_plus1
+    }
+    reorder.filter(|&n| n <= 16)
 }
 
 /// One `hvcC` array: NAL units of one type.
@@ -454,6 +476,20 @@ mod tests {
 
     fn config_1080p() -> HevcConfig {
         HevcConfig::from_parameter_sets(&[VPS_1080P], &[SPS_1080P], &[PPS_1080P]).unwrap()
+    }
+
+    /// libx265 `-bf 3`.
+    const SPS_X265_B_FRAMES: [u8; 41] = [
+        0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00,
+        0x03, 0x00, 0x1e, 0xa0, 0x14, 0x20, 0x79, 0x65, 0x95, 0x96, 0x49, 0x32, 0xbc, 0x05, 0xa0,
+        0x20, 0x00, 0x00, 0x03, 0x00, 0x20, 0x00, 0x00, 0x03, 0x03, 0x21,
+    ];
+
+    #[test]
+    fn reads_the_reorder_depth() {
+        let sps = Sps::parse(&SPS_X265_B_FRAMES).unwrap();
+        assert_eq!((sps.width, sps.height), (160, 120));
+        assert_eq!(sps.max_num_reorder_pics, Some(2));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod h264;
 pub mod h265;
 pub mod latm;
 pub mod opus;
+pub mod reorder;
 
 use std::collections::VecDeque;
 

@@ -19,10 +19,14 @@
 //! bytes from the sender (TCP or UDP); [`ServerConfig::timeout_secs`] is
 //! what the `Session` header tells the sender.
 //!
-//! Samples carry decode times equal to presentation times: RTP carries only
-//! presentation times, and encoders that push live do so without B-frames
-//! (ffmpeg `-bf 0`, OBS, cameras). Frames that step back in time are
-//! dropped and counted ([`ServerSession::reordered`]), never misplaced.
+//! RTP carries presentation times only. Video samples get decode times from
+//! [`DecodeTimes`] (the k-th frame takes the k-th smallest presentation
+//! time; B-frames come out with negative composition offsets), with a
+//! window of the reorder depth the SPS declares: no delay without B-frames.
+//! A frame that reorders deeper than the window is dropped and counted
+//! ([`ServerSession::reordered`]) and the window grows; audio frames that
+//! step back are dropped the same way. Frames still waiting in the window
+//! when the session ends are emitted before [`SessionEvent::Closed`].
 
 use std::collections::VecDeque;
 
@@ -34,6 +38,7 @@ use super::sdp::{self, MediaDescription, MediaFormat};
 use super::timeline::Timeline;
 use crate::codec::{AvcConfig, CodecConfig, HevcConfig};
 use crate::media::{Sample, Track};
+use crate::rtp::reorder::{DecodeTimes, MAX_REORDER_DEPTH};
 use crate::rtp::{self, Depacketizer, Frame};
 
 /// Largest message taken: any interleaved frame (4 + 65535 bytes) and any
@@ -149,6 +154,8 @@ struct Media {
     channels: Option<(u8, u8)>,
     depacketizer: Option<Depacketizer>,
     config: Option<CodecConfig>,
+    /// Decode times, from publication on.
+    order: Option<DecodeTimes<Frame>>,
     last_dts: Option<i64>,
     warned: bool,
 }
@@ -165,6 +172,20 @@ impl Media {
     fn track(&self, index: usize) -> Option<Track> {
         let id = u32::try_from(index + 1).ok()?;
         Some(Track::new(id, self.desc.clock_rate, self.config.clone()?))
+    }
+
+    /// Video may reorder as deep as its SPS declares (and deeper, learnt
+    /// from the stream, up to the codec limit); audio never does.
+    fn decode_times(&self) -> DecodeTimes<Frame> {
+        match &self.config {
+            Some(CodecConfig::H264(c)) => {
+                DecodeTimes::new(c.sps.max_num_reorder_frames.unwrap_or(0), MAX_REORDER_DEPTH)
+            }
+            Some(CodecConfig::H265(c)) => {
+                DecodeTimes::new(c.sps.max_num_reorder_pics.unwrap_or(0), MAX_REORDER_DEPTH)
+            }
+            _ => DecodeTimes::new(0, 0),
+        }
     }
 
     fn new_depacketizer(&self) -> Option<Depacketizer> {
@@ -287,6 +308,16 @@ impl ServerSession {
     fn close(&mut self, reason: String) {
         if self.state != State::Closed {
             self.state = State::Closed;
+            // Frames waiting for followers to fix their decode times.
+            for index in 0..self.media.len() {
+                while let Some(timed) = self.media[index]
+                    .order
+                    .as_mut()
+                    .and_then(DecodeTimes::flush)
+                {
+                    self.emit_timed(index, timed);
+                }
+            }
             self.events.push_back(SessionEvent::Closed { reason });
         }
     }
@@ -525,6 +556,7 @@ impl ServerSession {
                 setup: false,
                 channels: None,
                 depacketizer: None,
+                order: None,
                 last_dts: None,
                 warned: false,
             })
@@ -857,31 +889,47 @@ impl ServerSession {
         let Some(m) = self.media.get_mut(index) else {
             return;
         };
-        if m.last_dts.is_some_and(|last| time <= last) {
+        if m.order.is_none() {
+            m.order = Some(m.decode_times());
+        }
+        let Some(order) = m.order.as_mut() else {
+            return;
+        };
+        let depth = order.depth();
+        if !order.push(time, frame) {
             self.reordered += 1;
             if self.reordered == 1 {
                 self.events.push_back(SessionEvent::Warning(format!(
-                    "track {index}: frames out of presentation order (B-frames?) are dropped; \
-                     push without B-frames"
+                    "track {index}: a frame out of presentation order beyond the reorder \
+                     window ({depth} frames) was dropped; the window grows"
                 )));
             }
             return;
         }
+        while let Some(timed) = self.media[index].order.as_mut().and_then(DecodeTimes::pull) {
+            self.emit_timed(index, timed);
+        }
+    }
+
+    fn emit_timed(&mut self, index: usize, (dts, pts, frame): (i64, i64, Frame)) {
+        let Some(m) = self.media.get_mut(index) else {
+            return;
+        };
         // The packager times a sample by the next one's start; the stated
         // duration only matters for the last sample before an end.
         let duration = frame.duration.unwrap_or_else(|| {
             m.last_dts
-                .and_then(|last| u32::try_from(time - last).ok())
+                .and_then(|last| u32::try_from(dts - last).ok())
                 .unwrap_or(m.desc.clock_rate / 25)
         });
-        m.last_dts = Some(time);
-        let Ok(id) = u32::try_from(index + 1) else {
+        m.last_dts = Some(dts);
+        let (Ok(id), Ok(cts_offset)) = (u32::try_from(index + 1), i32::try_from(pts - dts)) else {
             return;
         };
         self.events.push_back(SessionEvent::Sample(Sample {
             track: id,
-            dts: time,
-            cts_offset: 0,
+            dts,
+            cts_offset,
             duration: duration.max(1),
             keyframe: frame.keyframe,
             data: frame.data,

@@ -1,0 +1,183 @@
+//! Decode times for video that arrives with presentation times only.
+//!
+//! RTP stamps each frame with its presentation time (RFC 3550 §5.1) and
+//! sends frames in decode order; with B-frames the times step back. A CMAF
+//! sample needs a decode time that rises with every frame. [`DecodeTimes`]
+//! gives the k-th frame in decode order the k-th smallest presentation time
+//! of the stream: the decode times rise, start at the first frame's time
+//! (no negative times, no shift of the stream against its audio), and each
+//! frame's composition offset (`pts - dts`) is what the reordering implies —
+//! positive for a frame shown after frames decoded later, negative for a
+//! B-frame (a version 1 `trun` carries signed offsets, ISO/IEC 14496-12
+//! §8.8.8).
+//!
+//! The k-th smallest time is known once frames up to k + depth have
+//! arrived, depth being the stream's reorder depth (H.264 VUI
+//! `max_num_reorder_frames`, H.265 `sps_max_num_reorder_pics`): a frame
+//! waits for `depth` followers, a delay of `depth` frame intervals, none for
+//! a stream without B-frames. A stream that reorders deeper than its window
+//! (or that declares nothing) has the frame that breaks the order dropped and
+//! counted, and the window grows by one, up to its limit.
+
+use std::collections::{BTreeSet, VecDeque};
+
+/// Deepest reordering H.264 and H.265 allow (the largest DPB, 16 frames).
+pub const MAX_REORDER_DEPTH: u32 = 16;
+
+/// Assigns decode times to frames that arrive in decode order with
+/// presentation times; `T` is the frame.
+#[derive(Debug)]
+pub struct DecodeTimes<T> {
+    depth: usize,
+    max_depth: usize,
+    /// Frames in decode order with their presentation times.
+    pending: VecDeque<(i64, T)>,
+    /// Presentation times of the pending frames, not yet used as decode times.
+    times: BTreeSet<i64>,
+    last_dts: Option<i64>,
+    dropped: u64,
+}
+
+impl<T> DecodeTimes<T> {
+    /// A window of `depth` frames that may grow to `max_depth` (both capped
+    /// at [`MAX_REORDER_DEPTH`]); `new(0, 0)` passes frames straight through
+    /// and drops any whose time does not rise (audio).
+    pub fn new(depth: u32, max_depth: u32) -> Self {
+        let max_depth = max_depth.clamp(depth.min(MAX_REORDER_DEPTH), MAX_REORDER_DEPTH);
+        Self {
+            depth: depth.min(max_depth) as usize,
+            max_depth: max_depth as usize,
+            pending: VecDeque::new(),
+            times: BTreeSet::new(),
+            last_dts: None,
+            dropped: 0,
+        }
+    }
+
+    /// Adds the next frame in decode order. Returns `false` when the frame
+    /// is dropped instead: its time is not after the last decode time given
+    /// out (the stream reorders deeper than the window, which then grows)
+    /// or repeats a waiting frame's time.
+    pub fn push(&mut self, pts: i64, frame: T) -> bool {
+        if self.last_dts.is_some_and(|dts| pts <= dts) || !self.times.insert(pts) {
+            self.dropped += 1;
+            self.depth = (self.depth + 1).min(self.max_depth);
+            return false;
+        }
+        self.pending.push_back((pts, frame));
+        true
+    }
+
+    /// The next frame as `(dts, pts, frame)`, once `depth` frames follow it.
+    pub fn pull(&mut self) -> Option<(i64, i64, T)> {
+        if self.pending.len() <= self.depth {
+            return None;
+        }
+        self.pop()
+    }
+
+    /// At the end of the stream: the frames still waiting, one per call.
+    pub fn flush(&mut self) -> Option<(i64, i64, T)> {
+        self.pop()
+    }
+
+    /// Frames dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The window now, in frames.
+    pub fn depth(&self) -> u32 {
+        self.depth as u32
+    }
+
+    fn pop(&mut self) -> Option<(i64, i64, T)> {
+        let (pts, frame) = self.pending.pop_front()?;
+        // One time per pending frame, so there is always one to take.
+        let dts = self.times.pop_first()?;
+        self.last_dts = Some(dts);
+        Some((dts, pts, frame))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(order: &mut DecodeTimes<usize>, pts: &[i64]) -> Vec<(i64, i64, usize)> {
+        let mut out = Vec::new();
+        for (i, &t) in pts.iter().enumerate() {
+            order.push(t, i);
+            while let Some(f) = order.pull() {
+                out.push(f);
+            }
+        }
+        while let Some(f) = order.flush() {
+            out.push(f);
+        }
+        out
+    }
+
+    /// x264 with B-pyramid: I P B b B … in decode order, reorder depth 2.
+    const PYRAMID: [i64; 9] = [0, 4, 2, 1, 3, 8, 6, 5, 7];
+
+    #[test]
+    fn pyramid_b_frames_get_rising_decode_times_and_keep_their_order() {
+        let out = run(&mut DecodeTimes::new(2, 2), &PYRAMID);
+        let dts: Vec<i64> = out.iter().map(|f| f.0).collect();
+        assert_eq!(dts, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        let pts: Vec<i64> = out.iter().map(|f| f.1).collect();
+        assert_eq!(pts, PYRAMID, "presentation times are untouched");
+        let frames: Vec<usize> = out.iter().map(|f| f.2).collect();
+        assert_eq!(frames, (0..9).collect::<Vec<_>>(), "decode order is kept");
+        let offsets: Vec<i64> = out.iter().map(|f| f.1 - f.0).collect();
+        assert_eq!(offsets, [0, 3, 0, -2, -1, 3, 0, -2, -1]);
+    }
+
+    #[test]
+    fn without_b_frames_nothing_waits() {
+        let mut order = DecodeTimes::new(0, MAX_REORDER_DEPTH);
+        assert!(order.push(0, 'a'));
+        assert_eq!(order.pull(), Some((0, 0, 'a')));
+        assert!(order.push(3000, 'b'));
+        assert_eq!(order.pull(), Some((3000, 3000, 'b')));
+        assert_eq!(order.dropped(), 0);
+    }
+
+    #[test]
+    fn an_undeclared_depth_costs_a_few_frames_then_holds() {
+        let mut order = DecodeTimes::new(0, MAX_REORDER_DEPTH);
+        let pts: Vec<i64> = (0..4)
+            .flat_map(|gop| PYRAMID.iter().map(move |t| t + 9 * gop))
+            .collect();
+        let out = run(&mut order, &pts);
+        // Each drop widens the window by one: the three frames that stepped
+        // behind the first P-frame leave it one deeper than needed.
+        assert_eq!(order.depth(), 3);
+        assert_eq!(order.dropped(), 3);
+        assert_eq!(out.len() as u64 + order.dropped(), pts.len() as u64);
+        assert!(out.windows(2).all(|w| w[0].0 < w[1].0), "decode times rise");
+        // Once the window is deep enough, every frame of a GOP passes.
+        let last_gop = out.iter().filter(|f| f.1 >= 27).count();
+        assert_eq!(last_gop, 9);
+    }
+
+    #[test]
+    fn audio_mode_drops_what_steps_back_and_never_waits() {
+        let mut order = DecodeTimes::new(0, 0);
+        let out = run(&mut order, &[0, 1024, 1024, 512, 2048]);
+        let times: Vec<i64> = out.iter().map(|f| f.0).collect();
+        assert_eq!(times, [0, 1024, 2048]);
+        assert_eq!(order.dropped(), 2);
+        assert_eq!(order.depth(), 0);
+    }
+
+    #[test]
+    fn a_repeated_time_is_dropped_not_doubled() {
+        let mut order = DecodeTimes::new(2, 2);
+        let out = run(&mut order, &[0, 4, 4, 2]);
+        let dts: Vec<i64> = out.iter().map(|f| f.0).collect();
+        assert_eq!(dts, [0, 2, 4]);
+        assert_eq!(order.dropped(), 1);
+    }
+}
