@@ -71,32 +71,6 @@ impl Rope {
         }
     }
 
-    /// Copies the bytes at `offset..offset + out.len()` into `out`; `false`
-    /// (and `out` unspecified) when the range runs past the end.
-    pub fn copy_to(&self, mut offset: usize, out: &mut [u8]) -> bool {
-        if offset
-            .checked_add(out.len())
-            .is_none_or(|end| end > self.len)
-        {
-            return false;
-        }
-        let mut filled = 0;
-        for piece in &self.pieces {
-            if filled == out.len() {
-                break;
-            }
-            if offset >= piece.len() {
-                offset -= piece.len();
-                continue;
-            }
-            let n = (piece.len() - offset).min(out.len() - filled);
-            out[filled..filled + n].copy_from_slice(&piece[offset..offset + n]);
-            filled += n;
-            offset = 0;
-        }
-        true
-    }
-
     fn iter_bytes(&self) -> impl Iterator<Item = u8> + '_ {
         self.pieces.iter().flat_map(|p| p.iter().copied())
     }
@@ -182,19 +156,5 @@ mod tests {
         a.append(&b);
         assert_eq!(&a, b"abcde".as_slice());
         assert_eq!(a.pieces()[1].as_ptr(), b.pieces()[0].as_ptr());
-    }
-
-    #[test]
-    fn copy_to_reads_across_pieces_and_refuses_past_the_end() {
-        let r = rope(&[b"abc", b"de", b"fgh"]);
-        let mut out = [0u8; 4];
-        assert!(r.copy_to(2, &mut out));
-        assert_eq!(&out, b"cdef");
-        let mut out = [0u8; 3];
-        assert!(r.copy_to(5, &mut out));
-        assert_eq!(&out, b"fgh");
-        assert!(!r.copy_to(6, &mut out));
-        assert!(!r.copy_to(usize::MAX, &mut out));
-        assert!(r.copy_to(8, &mut []));
     }
 }

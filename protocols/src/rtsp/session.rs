@@ -215,7 +215,6 @@ pub struct ServerSession {
     next_request_id: u64,
     transmit: VecDeque<Bytes>,
     events: VecDeque<SessionEvent>,
-    reordered: u64,
 }
 
 fn header_str<B>(req: &Request<B>, name: &headers::HeaderName) -> Option<String> {
@@ -237,7 +236,6 @@ impl ServerSession {
             next_request_id: 1,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
-            reordered: 0,
         }
     }
 
@@ -265,7 +263,11 @@ impl ServerSession {
 
     /// Frames dropped because they stepped back in time.
     pub fn reordered(&self) -> u64 {
-        self.reordered
+        self.media
+            .iter()
+            .filter_map(|m| m.order.as_ref())
+            .map(DecodeTimes::dropped)
+            .sum()
     }
 
     /// The connection ended.
@@ -897,8 +899,7 @@ impl ServerSession {
         };
         let depth = order.depth();
         if !order.push(time, frame) {
-            self.reordered += 1;
-            if self.reordered == 1 {
+            if self.reordered() == 1 {
                 self.events.push_back(SessionEvent::Warning(format!(
                     "track {index}: a frame out of presentation order beyond the reorder \
                      window ({depth} frames) was dropped; the window grows"
