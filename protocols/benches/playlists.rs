@@ -105,6 +105,7 @@ fn hour_of_dash() -> Mpd {
             frame_rate: None,
             audio_sampling_rate: None,
             audio_channels: None,
+            segment_template: None,
         }],
     };
     Mpd {

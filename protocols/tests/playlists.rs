@@ -528,6 +528,7 @@ fn video_set(addressing: Addressing, media: &str) -> AdaptationSet {
                 frame_rate: FrameRate::new(30_000, 1001),
                 audio_sampling_rate: None,
                 audio_channels: None,
+                segment_template: None,
             },
             Representation {
                 id: "360p".into(),
@@ -538,6 +539,7 @@ fn video_set(addressing: Addressing, media: &str) -> AdaptationSet {
                 frame_rate: FrameRate::new(30, 1),
                 audio_sampling_rate: None,
                 audio_channels: None,
+                segment_template: None,
             },
         ],
     }
@@ -567,6 +569,7 @@ fn audio_set(addressing: Addressing, media: &str) -> AdaptationSet {
             frame_rate: None,
             audio_sampling_rate: Some(48_000),
             audio_channels: Some(2),
+            segment_template: None,
         }],
     }
 }

@@ -162,6 +162,10 @@ struct TrackState {
     pending: Vec<ChunkSample>,
     pending_start: u64,
     pending_end: u64,
+    /// A follower track is cut where another track was, not by duration:
+    /// the sequence number and start time of each later segment of the
+    /// track it follows.
+    follow: Option<VecDeque<(u64, u64)>>,
 }
 
 /// Per-presentation CMAF fragmenter; each track is cut independently.
@@ -227,8 +231,60 @@ impl Fragmenter {
                 pending: Vec::new(),
                 pending_start: 0,
                 pending_end: 0,
+                follow: None,
             },
         );
+        Ok(())
+    }
+
+    /// Registers a track cut where another track is (a live ladder rung
+    /// made from the source rendition): a segment ends only at a keyframe
+    /// at or after a start given by [`follow`](Self::follow), and takes that
+    /// segment's number; the first segment is numbered `first_segment_seq`.
+    pub fn add_follower(&mut self, track: &Track, first_segment_seq: u64) -> Result<(), CmafError> {
+        self.add_track_from(track, first_segment_seq)?;
+        if let Some(state) = self.tracks.get_mut(&track.id) {
+            state.follow = Some(VecDeque::new());
+        }
+        Ok(())
+    }
+
+    /// Whether `track` was added.
+    pub fn has_track(&self, track: TrackId) -> bool {
+        self.tracks.contains_key(&track)
+    }
+
+    /// Tells a follower track that segment `seq` of the track it follows
+    /// starts at decode time `start`. Starts must come in increasing order;
+    /// those already passed are ignored.
+    pub fn follow(&mut self, track: TrackId, seq: u64, start: u64) -> Result<(), CmafError> {
+        let state = self
+            .tracks
+            .get_mut(&track)
+            .ok_or(CmafError::UnknownTrack { track })?;
+        let Some(starts) = state.follow.as_mut() else {
+            return Err(CmafError::InvalidTrack {
+                track,
+                reason: "not a follower track",
+            });
+        };
+        let open = state.segment.as_ref().map(|s| (s.seq, s.start_dts));
+        if starts.back().is_some_and(|&(s, _)| s >= seq) || open.is_some_and(|(s, _)| s >= seq) {
+            return Ok(());
+        }
+        starts.push_back((seq, start));
+        Ok(())
+    }
+
+    /// Ends one track's open part and segment (a follower whose input ended
+    /// while the others go on).
+    pub fn flush_track(&mut self, track: TrackId) -> Result<(), CmafError> {
+        let state = self
+            .tracks
+            .get_mut(&track)
+            .ok_or(CmafError::UnknownTrack { track })?;
+        state.close_part(track, &mut self.events)?;
+        state.close_segment(track, &mut self.events);
         Ok(())
     }
 
@@ -286,10 +342,36 @@ impl Fragmenter {
             state.pending_end = udts;
         }
 
-        let segment_due = state
-            .segment
-            .as_ref()
-            .is_some_and(|seg| udts - seg.start_dts >= state.segment_ticks);
+        // A follower's segment starts where the followed track's does: the
+        // number of the last start at or before this keyframe.
+        let mut follow_seq = None;
+        if keyframe && let Some(starts) = state.follow.as_mut() {
+            while let Some(&(seq, start)) = starts.front() {
+                if start > udts {
+                    break;
+                }
+                if follow_seq.is_some() && state.segment.is_some() {
+                    // Two starts passed at once: the follower lost a whole
+                    // segment, and its numbering would leave the other's.
+                    return Err(CmafError::FollowerSkipped { track, seq });
+                }
+                follow_seq = Some(seq);
+                starts.pop_front();
+            }
+        }
+        let segment_due = match (&state.segment, &state.follow) {
+            (Some(_), Some(_)) => follow_seq.is_some(),
+            (Some(seg), None) => udts - seg.start_dts >= state.segment_ticks,
+            (None, _) => false,
+        };
+        if let Some(seq) = follow_seq {
+            if state.segment.is_some() && seq != state.next_segment_seq {
+                return Err(CmafError::FollowerSkipped { track, seq });
+            }
+            if state.segment.is_none() {
+                state.next_segment_seq = seq;
+            }
+        }
         if keyframe && segment_due {
             state.close_part(track, &mut self.events)?;
             state.close_segment(track, &mut self.events);

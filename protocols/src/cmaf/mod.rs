@@ -61,6 +61,8 @@ pub enum CmafError {
         size: usize,
         max: usize,
     },
+    #[error("track {track}: a follower track skipped segment {seq} of the track it follows")]
+    FollowerSkipped { track: TrackId, seq: u64 },
     #[error("track {track}: chunk of {size} bytes does not fit one mdat")]
     ChunkTooLarge { track: TrackId, size: usize },
     #[error("track {track}: encoding {what}: {source}")]

@@ -115,6 +115,9 @@ pub struct Representation {
     pub audio_sampling_rate: Option<u32>,
     /// `AudioChannelConfiguration` with the channel count.
     pub audio_channels: Option<u32>,
+    /// Overrides the adaptation set's template for this representation
+    /// (a live ladder rung whose timeline starts later than its set's).
+    pub segment_template: Option<SegmentTemplate>,
 }
 
 /// `AdaptationSet` (§5.3.3): one per media type, sharing one segment

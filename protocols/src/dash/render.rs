@@ -24,7 +24,14 @@ pub fn render_mpd(mpd: &Mpd) -> Result<String, DashError> {
         .periods
         .iter()
         .flat_map(|p| &p.adaptation_sets)
-        .map(|a| match &a.segment_template.addressing {
+        .flat_map(|a| {
+            std::iter::once(&a.segment_template).chain(
+                a.representations
+                    .iter()
+                    .filter_map(|r| r.segment_template.as_ref()),
+            )
+        })
+        .map(|t| match &t.addressing {
             Addressing::Timeline(t) => t.len(),
             Addressing::Duration(_) => 0,
         })
@@ -68,6 +75,9 @@ fn validate(mpd: &Mpd) -> Result<(), DashError> {
                 return Err(DashError::Missing("Representation"));
             }
             for rep in &set.representations {
+                if let Some(t) = &rep.segment_template {
+                    validate_template(set.id, t)?;
+                }
                 // §5.3.5.2: Representation@id "shall not contain whitespace
                 // characters" (it is substituted into URLs).
                 if rep.id.is_empty() || rep.id.chars().any(char::is_whitespace) {
@@ -362,17 +372,23 @@ fn write_representation(w: &mut Writer, rep: &Representation) -> Result<(), Dash
     if let Some(rate) = rep.audio_sampling_rate {
         w.attr_plain("audioSamplingRate", rate);
     }
-    match rep.audio_channels {
-        Some(channels) => {
-            w.end_start();
-            w.open("AudioChannelConfiguration");
-            w.attr_plain("schemeIdUri", CHANNEL_CONFIG_SCHEME);
-            w.attr_plain("value", channels);
-            w.end_empty();
-            w.close("Representation");
-        }
-        None => w.end_empty(),
+    if rep.audio_channels.is_none() && rep.segment_template.is_none() {
+        w.end_empty();
+        return Ok(());
     }
+    w.end_start();
+    if let Some(channels) = rep.audio_channels {
+        w.open("AudioChannelConfiguration");
+        w.attr_plain("schemeIdUri", CHANNEL_CONFIG_SCHEME);
+        w.attr_plain("value", channels);
+        w.end_empty();
+    }
+    // §5.3.9.1: SegmentTemplate comes after the Representation's common
+    // elements.
+    if let Some(template) = &rep.segment_template {
+        write_template(w, template)?;
+    }
+    w.close("Representation");
     Ok(())
 }
 

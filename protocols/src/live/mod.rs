@@ -54,6 +54,8 @@ use crate::media::{MediaKind, Sample, Track, TrackId};
 const AUDIO_GROUP: &str = "audio";
 /// Segment numbers start here, in HLS and DASH alike.
 const FIRST_MSN: u64 = 1;
+/// Track ids of ladder rungs start here, above any publisher's.
+const RUNG_TRACK_BASE: TrackId = 1 << 20;
 
 /// How a live stream is cut and how much of it stays listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,6 +113,26 @@ pub enum LiveError {
     Hls(#[from] HlsError),
     #[error("DASH: {0}")]
     Dash(#[from] DashError),
+    #[error("no video rendition {0:?} to make a ladder rung from")]
+    NoSource(String),
+    #[error("rendition {0:?} exists and is not a rung of this source")]
+    RenditionTaken(String),
+    #[error("rung {name}: its timescale {rung} differs from the source's {source_timescale}")]
+    RungTimescale {
+        name: String,
+        rung: u32,
+        source_timescale: u32,
+    },
+    #[error("rung {name}: it would continue at segment {from}, but its playlist is at {expected}")]
+    RungGap {
+        name: String,
+        from: u64,
+        expected: u64,
+    },
+    #[error("rung {name}: its codec changed within one publish ({0})", .codec)]
+    RungChanged { name: String, codec: String },
+    #[error("no rung {0:?}")]
+    NoRung(String),
 }
 
 /// What the packager produced; the bytes themselves stay in the packager.
@@ -143,6 +165,37 @@ pub enum Reply<T> {
     BadRequest(&'static str),
 }
 
+/// What a rung's encoder reads next; see [`LivePackager::follow`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Follow {
+    /// The part, and the epoch (publisher run) of its segment: a new epoch
+    /// has a new init section, so the encoder starts again.
+    Part { data: Bytes, epoch: u32 },
+    /// The segment is complete: read the next one from part 0.
+    NextSegment,
+    /// Not written yet.
+    Wait,
+    /// The publisher is away; the stream may resume or end.
+    Paused,
+    /// The stream ended here.
+    Ended,
+    /// No such rendition, or the segment left the store.
+    Gone,
+}
+
+/// One rendition as [`LivePackager::renditions`] lists it.
+#[derive(Clone, Debug)]
+pub struct RenditionInfo<'a> {
+    pub name: &'a str,
+    /// For a ladder rung, the rendition it is made from.
+    pub source: Option<&'a str>,
+    pub track: &'a Track,
+    /// Average bit rate so far, bits per second.
+    pub bit_rate: u64,
+    /// It has a complete segment, and is in the multivariant playlist and MPD.
+    pub listed: bool,
+}
+
 struct StoredSegment {
     msn: u64,
     /// Which run of the publisher made it (0, then 1 after a resume, …):
@@ -155,13 +208,20 @@ struct StoredSegment {
     duration: u64,
 }
 
-/// One track of the stream, packaged as one rendition.
+/// One track of the stream, or one ladder rung made from its video,
+/// packaged as one rendition.
 struct Rendition {
     name: String,
     track: Track,
-    /// The CMAF header and the track of each epoch.
-    inits: Vec<Bytes>,
-    epoch_tracks: Vec<Track>,
+    /// The CMAF header and the track of each epoch the rendition has media
+    /// in (a rung may miss one).
+    inits: Vec<(u32, Bytes)>,
+    epoch_tracks: Vec<(u32, Track)>,
+    /// The epoch of the media being added now.
+    epoch: u32,
+    /// A ladder rung: the index of the rendition it is made from, whose
+    /// segment boundaries it follows.
+    follows: Option<usize>,
     playlist: LivePlaylist,
     /// Ticks of the parts listed for the open segment.
     open_ticks: u64,
@@ -192,7 +252,18 @@ impl Rendition {
     }
 
     fn epoch_track(&self, epoch: u32) -> &Track {
-        self.epoch_tracks.get(epoch as usize).unwrap_or(&self.track)
+        self.epoch_tracks
+            .iter()
+            .find(|(e, _)| *e == epoch)
+            .map_or(&self.track, |(_, t)| t)
+    }
+
+    fn is_rung(&self) -> bool {
+        self.follows.is_some()
+    }
+
+    fn is_listed(&self) -> bool {
+        self.listed_segments().next().is_some()
     }
 
     fn average_bps(&self) -> u64 {
@@ -256,9 +327,6 @@ impl LivePackager {
             part_duration: Some(settings.part),
             first_segment_seq: FIRST_MSN,
         });
-        let target_secs = u32::try_from(settings.segment.num.div_ceil(settings.segment.den.max(1)))
-            .unwrap_or(u32::MAX)
-            .max(1);
         let mut renditions = Vec::with_capacity(tracks.len());
         let mut by_track = HashMap::new();
         let mut counts = [0usize; 2];
@@ -280,28 +348,15 @@ impl LivePackager {
                 MediaKind::Video => format!("v{slot}"),
                 MediaKind::Audio => format!("a{slot}"),
             };
-            let window = match settings.window_segments {
-                Some(segments) => Window::Sliding { segments },
-                None => Window::Event,
-            };
-            let mut config = LiveConfig::new(window, target_secs, track.timescale)
-                .with_parts(settings.part.ticks(track.timescale))
-                .with_delta_updates();
-            config.first_media_sequence = FIRST_MSN;
-            let playlist = LivePlaylist::new(
-                config,
-                Some(Map {
-                    uri: crate::package::INIT.to_owned(),
-                    byte_range: None,
-                }),
-                Some(hint(FIRST_MSN, 0)),
-            )?;
+            let playlist = live_playlist(&settings, track, FIRST_MSN, init_name(0))?;
             by_track.insert(track.id, renditions.len());
             renditions.push(Rendition {
                 name,
                 track: track.clone(),
-                inits: vec![init],
-                epoch_tracks: vec![track.clone()],
+                inits: vec![(0, init)],
+                epoch_tracks: vec![(0, track.clone())],
+                epoch: 0,
+                follows: None,
                 playlist,
                 open_ticks: 0,
                 segments: VecDeque::new(),
@@ -388,9 +443,19 @@ impl LivePackager {
         if self.ended || self.paused {
             return Ok(());
         }
-        self.fragmenter
-            .flush()
-            .map_err(|source| LiveError::Cmaf { track: 0, source })?;
+        // Rungs lag their source by the encoder's delay: each closes its
+        // own last segment when its input has run out (`finish_rung`).
+        let sources: Vec<TrackId> = self
+            .renditions
+            .iter()
+            .filter(|r| !r.is_rung())
+            .map(|r| r.track.id)
+            .collect();
+        for track in sources {
+            self.fragmenter
+                .flush_track(track)
+                .map_err(|source| LiveError::Cmaf { track, source })?;
+        }
         self.drain()?;
         self.paused = true;
         Ok(())
@@ -407,12 +472,11 @@ impl LivePackager {
         if self.ended {
             return Ok(());
         }
-        if !self.paused {
-            self.fragmenter
-                .flush()
-                .map_err(|source| LiveError::Cmaf { track: 0, source })?;
-            self.drain()?;
-        }
+        // After a pause only rungs still lagging have open segments.
+        self.fragmenter
+            .flush()
+            .map_err(|source| LiveError::Cmaf { track: 0, source })?;
+        self.drain()?;
         self.paused = false;
         for r in &mut self.renditions {
             // A segment whose parts were listed but never closed cannot
@@ -436,25 +500,44 @@ impl LivePackager {
         self.stats
     }
 
-    /// The stream's tracks, in rendition order.
+    /// The tracks of the stream's renditions, ladder rungs included, in
+    /// rendition order.
     pub fn tracks(&self) -> impl Iterator<Item = &Track> {
         self.renditions.iter().map(|r| &r.track)
     }
 
-    /// Average bit rate of all renditions so far, bits per second.
+    /// Average bit rate of the published tracks so far (not the rungs made
+    /// from them), bits per second.
     pub fn bit_rate(&self) -> u64 {
-        self.renditions.iter().map(Rendition::average_bps).sum()
+        self.renditions
+            .iter()
+            .filter(|r| !r.is_rung())
+            .map(Rendition::average_bps)
+            .sum()
     }
 
-    /// Every rendition has a complete segment: players may start.
+    /// Every published track has a complete segment: players may start.
+    /// Ladder rungs are listed once they have one.
     pub fn is_playable(&self) -> bool {
         self.renditions
             .iter()
-            .all(|r| r.listed_segments().next().is_some())
+            .filter(|r| !r.is_rung())
+            .all(Rendition::is_listed)
+    }
+
+    /// Every rendition: name, the rung's source (`None` for a published
+    /// track), its track, average bit rate and whether it is listed yet.
+    pub fn renditions(&self) -> impl Iterator<Item = RenditionInfo<'_>> {
+        self.renditions.iter().map(|r| RenditionInfo {
+            name: &r.name,
+            source: r.follows.map(|i| self.renditions[i].name.as_str()),
+            track: &r.track,
+            bit_rate: r.average_bps(),
+            listed: r.is_listed(),
+        })
     }
 
     fn drain(&mut self) -> Result<(), LiveError> {
-        let epoch = self.epoch;
         let mut events = Vec::new();
         while let Some(event) = self.fragmenter.poll_event() {
             events.push(event);
@@ -479,6 +562,16 @@ impl LivePackager {
                     };
                     let timescale = self.renditions[index].track.timescale;
                     let r = &mut self.renditions[index];
+                    let epoch = r.epoch;
+                    let opens = r.segments.back().is_none_or(|s| s.msn != part.segment_seq);
+                    if opens && r.is_rung() && part.segment_seq != r.playlist.playlist().next_msn()
+                    {
+                        return Err(LiveError::RungGap {
+                            name: r.name.clone(),
+                            from: part.segment_seq,
+                            expected: r.playlist.playlist().next_msn(),
+                        });
+                    }
                     let total = r.open_ticks + part.duration;
                     if let Some(total) = MediaDuration::new(total, timescale) {
                         let secs = u32::try_from(total.rounded_secs()).unwrap_or(u32::MAX);
@@ -494,7 +587,7 @@ impl LivePackager {
                         next,
                     )?;
                     r.open_ticks = total;
-                    if r.segments.back().is_none_or(|s| s.msn != part.segment_seq) {
+                    if opens {
                         r.segments.push_back(StoredSegment {
                             msn: part.segment_seq,
                             parts: Vec::new(),
@@ -523,6 +616,22 @@ impl LivePackager {
                         continue;
                     };
                     self.close_segment(index, &segment)?;
+                    // The rungs made from this rendition cut their next
+                    // segment where its next one starts.
+                    let next_start = segment.start_dts + segment.duration;
+                    let followers: Vec<TrackId> = self
+                        .renditions
+                        .iter()
+                        .filter(|r| r.follows == Some(index))
+                        .map(|r| r.track.id)
+                        .collect();
+                    for track in followers {
+                        if self.fragmenter.has_track(track) {
+                            self.fragmenter
+                                .follow(track, segment.seq + 1, next_start)
+                                .map_err(|source| LiveError::Cmaf { track, source })?;
+                        }
+                    }
                     self.outputs.push_back(LiveOutput::Segment {
                         rendition: index,
                         msn: segment.seq,
@@ -582,15 +691,19 @@ impl LivePackager {
     /// A rendition's CMAF header.
     pub fn init(&self, rendition: &str) -> Option<Bytes> {
         self.rendition(rendition)
-            .and_then(|r| r.inits.last().cloned())
+            .and_then(|r| r.inits.last().map(|(_, init)| init.clone()))
     }
 
     /// A rendition's CMAF header by file name: `init.mp4`, or `init-N.mp4`
     /// for the N-th resumption.
     pub fn init_named(&self, rendition: &str, file: &str) -> Option<Bytes> {
         let epoch = init_epoch(file)?;
-        self.rendition(rendition)
-            .and_then(|r| r.inits.get(epoch as usize).cloned())
+        self.rendition(rendition).and_then(|r| {
+            r.inits
+                .iter()
+                .find(|(e, _)| *e == epoch)
+                .map(|(_, init)| init.clone())
+        })
     }
 
     /// Continues an ended stream whose publisher came back with the same
@@ -609,7 +722,8 @@ impl LivePackager {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        if tracks.len() != self.renditions.len()
+        let published = self.renditions.iter().filter(|r| !r.is_rung()).count();
+        if tracks.len() != published
             || tracks
                 .iter()
                 .zip(&self.renditions)
@@ -618,6 +732,12 @@ impl LivePackager {
             return Err(LiveError::TracksDiffer(describe()));
         }
         let epoch = self.epoch + 1;
+        // Rungs still behind close what they have; each continues in the
+        // new epoch when its encoder starts again (`add_rung`).
+        self.fragmenter
+            .flush()
+            .map_err(|source| LiveError::Cmaf { track: 0, source })?;
+        self.drain()?;
         let mut fragmenter = Fragmenter::new(FragmenterConfig {
             segment_duration: self.settings.segment,
             part_duration: Some(self.settings.part),
@@ -648,8 +768,9 @@ impl LivePackager {
                 let end = (last.start + last.duration) * 1000 / u64::from(r.track.timescale);
                 end_ms = end_ms.max(i64::try_from(end).unwrap_or(i64::MAX));
             }
-            r.inits.push(init);
-            r.epoch_tracks.push(track.clone());
+            r.inits.push((epoch, init));
+            r.epoch_tracks.push((epoch, track.clone()));
+            r.epoch = epoch;
             r.track = track.clone();
             r.open_ticks = 0;
             r.open_frames = 0;
@@ -665,6 +786,220 @@ impl LivePackager {
         self.ended = false;
         self.paused = false;
         Ok(())
+    }
+
+    /// Adds ladder rung `name` made from video rendition `source`, or
+    /// continues it (its encoder restarted, or the stream resumed): its
+    /// media starts with segment `from_msn` of the source, and its segments
+    /// end where the source's do, so a player switches between them at any
+    /// segment. `track` is the rung encoder's output; its timescale must be
+    /// the source's, and its samples come through
+    /// [`push_rung`](Self::push_rung) with the source's decode times.
+    pub fn add_rung(
+        &mut self,
+        name: &str,
+        source: &str,
+        mut track: Track,
+        from_msn: u64,
+    ) -> Result<(), LiveError> {
+        if self.ended {
+            return Err(LiveError::Ended);
+        }
+        let Some(source_index) = self
+            .renditions
+            .iter()
+            .position(|r| r.name == source && !r.is_rung() && r.track.kind() == MediaKind::Video)
+        else {
+            return Err(LiveError::NoSource(source.to_owned()));
+        };
+        let source_timescale = self.renditions[source_index].track.timescale;
+        if track.timescale != source_timescale {
+            return Err(LiveError::RungTimescale {
+                name: name.to_owned(),
+                rung: track.timescale,
+                source_timescale,
+            });
+        }
+        let epoch = self.epoch;
+        let index = match self.renditions.iter().position(|r| r.name == name) {
+            Some(index) => {
+                let r = &mut self.renditions[index];
+                if r.follows != Some(source_index) {
+                    return Err(LiveError::RenditionTaken(name.to_owned()));
+                }
+                let expected = r.playlist.playlist().next_msn();
+                if from_msn != expected
+                    || r.playlist.last_position().is_some_and(|p| p.part.is_some())
+                {
+                    return Err(LiveError::RungGap {
+                        name: name.to_owned(),
+                        from: from_msn,
+                        expected,
+                    });
+                }
+                track.id = r.track.id;
+                if r.epoch != epoch {
+                    let init = init_segment(&track).map_err(|source| LiveError::Cmaf {
+                        track: track.id,
+                        source,
+                    })?;
+                    r.playlist.resume(
+                        Map {
+                            uri: init_name(epoch),
+                            byte_range: None,
+                        },
+                        Some(hint(from_msn, 0)),
+                    )?;
+                    r.inits.push((epoch, init));
+                    r.epoch_tracks.push((epoch, track.clone()));
+                    r.epoch = epoch;
+                } else if r.track.codec != track.codec {
+                    return Err(LiveError::RungChanged {
+                        name: name.to_owned(),
+                        codec: track.codec.codec_string(),
+                    });
+                }
+                r.track = track.clone();
+                index
+            }
+            None => {
+                track.id = RUNG_TRACK_BASE + TrackId::try_from(self.renditions.len()).unwrap_or(0);
+                let init = init_segment(&track).map_err(|source| LiveError::Cmaf {
+                    track: track.id,
+                    source,
+                })?;
+                let playlist = live_playlist(&self.settings, &track, from_msn, init_name(epoch))?;
+                self.renditions.push(Rendition {
+                    name: name.to_owned(),
+                    track: track.clone(),
+                    inits: vec![(epoch, init)],
+                    epoch_tracks: vec![(epoch, track.clone())],
+                    epoch,
+                    follows: Some(source_index),
+                    playlist,
+                    open_ticks: 0,
+                    segments: VecDeque::new(),
+                    window_start: from_msn,
+                    peak_bps: 0,
+                    total_bytes: 0,
+                    total_ticks: 0,
+                    frames: 0,
+                    open_frames: 0,
+                });
+                self.renditions.len() - 1
+            }
+        };
+        let id = track.id;
+        if self.fragmenter.has_track(id) {
+            self.fragmenter
+                .flush_track(id)
+                .map_err(|source| LiveError::Cmaf { track: id, source })?;
+            self.drain()?;
+        } else {
+            self.fragmenter
+                .add_follower(&track, from_msn)
+                .map_err(|source| LiveError::Cmaf { track: id, source })?;
+        }
+        self.by_track.insert(id, index);
+        let starts: Vec<(u64, u64)> = self.renditions[source_index]
+            .segments
+            .iter()
+            .filter(|s| s.complete && s.msn >= from_msn)
+            .map(|s| (s.msn + 1, s.start + s.duration))
+            .collect();
+        for (seq, start) in starts {
+            self.fragmenter
+                .follow(id, seq, start)
+                .map_err(|source| LiveError::Cmaf { track: id, source })?;
+        }
+        Ok(())
+    }
+
+    /// Adds the next sample of rung `name`, timed on the source's timeline
+    /// (decode times of the source's frames). Accepted while the publisher
+    /// is away (a rung finishes the media it was given); refused once the
+    /// stream ended.
+    pub fn push_rung(&mut self, name: &str, mut sample: Sample) -> Result<(), LiveError> {
+        if self.ended {
+            return Err(LiveError::Ended);
+        }
+        let Some(index) = self
+            .renditions
+            .iter()
+            .position(|r| r.name == name && r.is_rung())
+        else {
+            return Err(LiveError::NoRung(name.to_owned()));
+        };
+        let track = self.renditions[index].track.id;
+        sample.track = track;
+        self.fragmenter
+            .push(sample)
+            .map_err(|source| LiveError::Cmaf { track, source })?;
+        self.drain()?;
+        self.renditions[index].open_frames += 1;
+        Ok(())
+    }
+
+    /// Closes rung `name`'s open segment: its encoder's input ran out (the
+    /// publisher left) or the encoder failed.
+    pub fn finish_rung(&mut self, name: &str) -> Result<(), LiveError> {
+        let Some(r) = self
+            .renditions
+            .iter()
+            .find(|r| r.name == name && r.is_rung())
+        else {
+            return Err(LiveError::NoRung(name.to_owned()));
+        };
+        let track = r.track.id;
+        if self.fragmenter.has_track(track) {
+            self.fragmenter
+                .flush_track(track)
+                .map_err(|source| LiveError::Cmaf { track, source })?;
+            self.drain()?;
+        }
+        Ok(())
+    }
+
+    /// Where a new rung of `source` starts: the segment being written now
+    /// (its first part is there), so that it is listed one segment later.
+    /// A rung that exists continues at the segment after its last.
+    pub fn rung_start(&self, name: &str, source: &str) -> Option<u64> {
+        if let Some(r) = self.rendition(name) {
+            return Some(r.playlist.playlist().next_msn());
+        }
+        let source = self.rendition(source)?;
+        source.segments.back().map(|s| s.msn)
+    }
+
+    /// Reads a rendition the way a rung's encoder does: part `part` of
+    /// segment `msn`, or what to do instead.
+    pub fn follow(&self, rendition: &str, msn: u64, part: usize) -> Follow {
+        let Some(r) = self.rendition(rendition) else {
+            return Follow::Gone;
+        };
+        if let Some(seg) = r.stored(msn) {
+            if let Some(data) = seg.parts.get(part) {
+                return Follow::Part {
+                    data: data.clone(),
+                    epoch: seg.epoch,
+                };
+            }
+            if seg.complete {
+                return Follow::NextSegment;
+            }
+            return if self.ended {
+                Follow::Ended
+            } else {
+                Follow::Wait
+            };
+        }
+        let next = r.segments.back().map_or(FIRST_MSN, |s| s.msn + 1);
+        match msn.cmp(&next) {
+            std::cmp::Ordering::Equal if self.ended => Follow::Ended,
+            std::cmp::Ordering::Equal if self.paused => Follow::Paused,
+            std::cmp::Ordering::Equal => Follow::Wait,
+            _ => Follow::Gone,
+        }
     }
 
     /// A rendition's media playlist for a request with `query`.
@@ -777,7 +1112,7 @@ impl LivePackager {
         let videos: Vec<&Rendition> = self
             .renditions
             .iter()
-            .filter(|r| r.track.kind() == MediaKind::Video)
+            .filter(|r| r.track.kind() == MediaKind::Video && (!r.is_rung() || r.is_listed()))
             .collect();
         let audios: Vec<&Rendition> = self
             .renditions
@@ -881,7 +1216,10 @@ impl LivePackager {
                 })
                 .min()
                 .unwrap_or(0);
-            let mut sets = Vec::new();
+            let mut sets: Vec<AdaptationSet> = Vec::new();
+            // Every video rendition (the source and its ladder rungs) in one
+            // set, so that players switch between them.
+            let mut video_set = None;
             for (i, r) in self.renditions.iter().enumerate() {
                 let timescale = r.track.timescale;
                 let segments: Vec<&StoredSegment> =
@@ -901,40 +1239,56 @@ impl LivePackager {
                     longest_ms = longest_ms.max(end);
                 }
                 let track = r.epoch_track(epoch);
+                let template = SegmentTemplate {
+                    timescale,
+                    initialization: format!("$RepresentationID$/{}", init_name(epoch)),
+                    media: "$RepresentationID$/$Number$.m4s".to_owned(),
+                    start_number: first.msn,
+                    // Media time at the period start.
+                    presentation_time_offset: start_ms * u64::from(timescale) / 1000,
+                    addressing: Addressing::Timeline(timeline),
+                    // A segment may be requested one part after it starts;
+                    // its bytes then arrive chunk by chunk.
+                    availability_time_offset: live.then(|| {
+                        MediaDuration::new(
+                            segment.as_nanos().saturating_sub(part.as_nanos()) as u64 / 1_000_000,
+                            1000,
+                        )
+                        .unwrap_or(part)
+                    }),
+                    availability_time_complete: live.then_some(false),
+                };
+                let mut representation = Representation {
+                    id: r.name.clone(),
+                    codecs: track.codec.codec_string(),
+                    bandwidth: r.peak_bps.max(r.average_bps()).max(1),
+                    width: track.width(),
+                    height: track.height(),
+                    frame_rate: r.frame_rate(),
+                    audio_sampling_rate: track.sample_rate(),
+                    audio_channels: track.channels().map(u32::from),
+                    segment_template: None,
+                };
+                if track.kind() == MediaKind::Video
+                    && let Some(set) = video_set.and_then(|v: usize| sets.get_mut(v))
+                {
+                    // A rung that started later than its source, or after
+                    // a restart, has a timeline of its own.
+                    if set.segment_template != template {
+                        representation.segment_template = Some(template);
+                    }
+                    set.representations.push(representation);
+                    continue;
+                }
+                if track.kind() == MediaKind::Video {
+                    video_set = Some(sets.len());
+                }
                 sets.push(AdaptationSet {
                     id: u32::try_from(i).unwrap_or(u32::MAX),
                     kind: track.kind(),
                     lang: (track.language != "und").then(|| track.language.clone()),
-                    segment_template: SegmentTemplate {
-                        timescale,
-                        initialization: format!("$RepresentationID$/{}", init_name(epoch)),
-                        media: "$RepresentationID$/$Number$.m4s".to_owned(),
-                        start_number: first.msn,
-                        // Media time at the period start.
-                        presentation_time_offset: start_ms * u64::from(timescale) / 1000,
-                        addressing: Addressing::Timeline(timeline),
-                        // A segment may be requested one part after it starts;
-                        // its bytes then arrive chunk by chunk.
-                        availability_time_offset: live.then(|| {
-                            MediaDuration::new(
-                                segment.as_nanos().saturating_sub(part.as_nanos()) as u64
-                                    / 1_000_000,
-                                1000,
-                            )
-                            .unwrap_or(part)
-                        }),
-                        availability_time_complete: live.then_some(false),
-                    },
-                    representations: vec![Representation {
-                        id: r.name.clone(),
-                        codecs: track.codec.codec_string(),
-                        bandwidth: r.peak_bps.max(r.average_bps()).max(1),
-                        width: track.width(),
-                        height: track.height(),
-                        frame_rate: r.frame_rate(),
-                        audio_sampling_rate: track.sample_rate(),
-                        audio_channels: track.channels().map(u32::from),
-                    }],
+                    segment_template: template,
+                    representations: vec![representation],
                 });
             }
             periods.push(Period {
@@ -982,6 +1336,34 @@ impl LivePackager {
         }
         Ok(Reply::Ready(render_mpd(&mpd)?))
     }
+}
+
+/// A rendition's live playlist, its first segment `first_msn`.
+fn live_playlist(
+    settings: &LiveSettings,
+    track: &Track,
+    first_msn: u64,
+    init: String,
+) -> Result<LivePlaylist, LiveError> {
+    let target_secs = u32::try_from(settings.segment.num.div_ceil(settings.segment.den.max(1)))
+        .unwrap_or(u32::MAX)
+        .max(1);
+    let window = match settings.window_segments {
+        Some(segments) => Window::Sliding { segments },
+        None => Window::Event,
+    };
+    let mut config = LiveConfig::new(window, target_secs, track.timescale)
+        .with_parts(settings.part.ticks(track.timescale))
+        .with_delta_updates();
+    config.first_media_sequence = first_msn;
+    Ok(LivePlaylist::new(
+        config,
+        Some(Map {
+            uri: init,
+            byte_range: None,
+        }),
+        Some(hint(first_msn, 0)),
+    )?)
 }
 
 /// The init section of epoch `epoch`: `init.mp4`, then `init-1.mp4`, …

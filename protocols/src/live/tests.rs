@@ -343,3 +343,136 @@ fn a_resumed_stream_continues_with_a_discontinuity_and_a_new_period() {
     assert_eq!(periods[1].attribute("start"), Some("PT20S"), "{mpd}");
     assert!(mpd.contains("init-1.mp4"));
 }
+
+/// A rung mirroring the source's video a few frames behind (as an encoder
+/// would), with keyframes where the source has them and an extra one that
+/// must not cut a segment.
+#[test]
+fn a_ladder_rung_follows_the_source_segments_and_joins_the_manifests() {
+    let mut p = LivePackager::new(LiveSettings::default(), &tracks(), START).unwrap();
+    let rung_track = tracks().remove(0);
+    const LAG: usize = 5;
+    let mut fed: Vec<Sample> = Vec::new();
+    let mut rung_started = None;
+    let mut sent = 0;
+    for s in samples(9, 5_000, 50) {
+        let video = s.track == VIDEO;
+        p.push(s.clone()).unwrap();
+        if !video {
+            continue;
+        }
+        // The packager's timeline starts at the first sample.
+        let mut timed = s;
+        timed.dts -= 5_000;
+        fed.push(timed);
+        if rung_started.is_none()
+            && let Some(from) = p.rung_start("v2", "v1")
+        {
+            p.add_rung("v2", "v1", rung_track.clone(), from).unwrap();
+            rung_started = Some(from);
+            // The rung starts at the segment being written: its first frame.
+            sent = fed.iter().position(|f| f.keyframe).unwrap();
+        }
+        while rung_started.is_some() && sent + LAG < fed.len() {
+            let mut frame = fed[sent].clone();
+            frame.keyframe = frame.keyframe || sent == 25;
+            p.push_rung("v2", frame).unwrap();
+            sent += 1;
+        }
+    }
+    assert_eq!(rung_started, Some(1));
+    // The rung's segments are the source's: same numbers, same times.
+    let source: Vec<(u64, u64, u64)> = p.renditions[0]
+        .listed_segments()
+        .map(|s| (s.msn, s.start, s.duration))
+        .collect();
+    let rung: Vec<(u64, u64, u64)> = p.renditions[2]
+        .listed_segments()
+        .map(|s| (s.msn, s.start, s.duration))
+        .collect();
+    assert_eq!(source.len(), 4, "{source:?}");
+    assert_eq!(rung, source[..rung.len()]);
+    assert!(rung.len() >= 3, "{rung:?}");
+
+    let master = ready(p.multivariant().unwrap());
+    assert!(master.contains("\nv2/media.m3u8"), "{master}");
+    let mpd = ready(p.mpd(UnixMillis(START.0 + 9_000)).unwrap());
+    assert_eq!(mpd.matches("contentType=\"video\"").count(), 1, "{mpd}");
+    assert!(mpd.contains("Representation id=\"v2\""), "{mpd}");
+
+    // The publisher leaves: the rung finishes what it was given, and its
+    // last segment ends where the source's does.
+    p.pause().unwrap();
+    while sent < fed.len() {
+        p.push_rung("v2", fed[sent].clone()).unwrap();
+        sent += 1;
+    }
+    assert_eq!(p.follow("v1", 6, 0), Follow::Paused);
+    p.finish_rung("v2").unwrap();
+    let source_last = p.renditions[0].segments.back().map(|s| (s.msn, s.duration));
+    let rung_last = p.renditions[2].segments.back().map(|s| (s.msn, s.duration));
+    assert_eq!(source_last, rung_last);
+    p.end().unwrap();
+    let rung_playlist = ready(p.media_playlist("v2", &query(None, None)));
+    assert!(rung_playlist.contains("#EXT-X-ENDLIST"), "{rung_playlist}");
+    assert!(matches!(
+        p.push_rung("v2", fed[0].clone()),
+        Err(LiveError::Ended)
+    ));
+}
+
+#[test]
+fn a_restarted_rung_continues_at_its_next_segment_or_is_refused() {
+    let mut p = LivePackager::new(LiveSettings::default(), &tracks(), START).unwrap();
+    let rung_track = tracks().remove(0);
+    let all = samples(7, 0, 50);
+    let mut fed = Vec::new();
+    for s in all {
+        if s.track == VIDEO {
+            fed.push(s.clone());
+        }
+        p.push(s).unwrap();
+    }
+    // Started late: the rung's playlist begins at the segment in progress.
+    let from = p.rung_start("v2", "v1").unwrap();
+    assert_eq!(from, 4);
+    p.add_rung("v2", "v1", rung_track.clone(), from).unwrap();
+    let at = |msn: u64| {
+        let start = p.renditions[0].stored(msn).unwrap().start as i64;
+        fed.iter().position(|f| f.dts == start).unwrap()
+    };
+    let first = at(4);
+    for f in &fed[first..first + 10] {
+        p.push_rung("v2", f.clone()).unwrap();
+    }
+    // The encoder fails mid-segment: what it made is closed; it may only
+    // continue where its playlist is.
+    p.finish_rung("v2").unwrap();
+    assert!(matches!(
+        p.add_rung("v2", "v1", rung_track.clone(), 4),
+        Err(LiveError::RungGap { expected: 5, .. })
+    ));
+    assert!(matches!(
+        p.add_rung("v1", "v1", rung_track.clone(), 5),
+        Err(LiveError::RenditionTaken(_))
+    ));
+    assert!(matches!(
+        p.add_rung("v3", "a1", rung_track.clone(), 5),
+        Err(LiveError::NoSource(_))
+    ));
+    let mut other = rung_track.clone();
+    other.timescale = 90_000;
+    assert!(matches!(
+        p.add_rung("v3", "v1", other, 5),
+        Err(LiveError::RungTimescale { .. })
+    ));
+    assert_eq!(
+        p.follow("v1", 1, 0),
+        Follow::Part {
+            data: p.renditions[0].stored(1).unwrap().parts[0].clone(),
+            epoch: 0
+        }
+    );
+    assert_eq!(p.follow("v1", 99, 0), Follow::Gone);
+    assert_eq!(p.follow("v1", 4, 99), Follow::Wait);
+}

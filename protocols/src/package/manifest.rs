@@ -410,6 +410,7 @@ fn mpd(
             },
             audio_sampling_rate: r.track.sample_rate(),
             audio_channels: r.track.channels().map(u32::from),
+            segment_template: None,
         };
         let joinable = sets.iter_mut().find(|(set, t)| {
             set.kind == r.kind()
