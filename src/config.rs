@@ -14,6 +14,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use streamforge_actors::live::ladder::LiveRung;
 use streamforge_actors::live::rtsp_pull::PullSource;
 use streamforge_actors::transcode::{DEFAULT_LADDER, LadderRung, check_ladder};
 
@@ -217,6 +218,21 @@ pub struct LiveConfig {
     /// `[[live.pull]] name = "door", url = "rtsp://…", username, password,
     /// transport = "tcp" | "udp"`.
     pub pull: Vec<PullSource>,
+    /// Settings of named streams (pushed or pulled):
+    /// `[[live.streams]] name = "main", ladder = [{ height = 360, video_kbps = 800 }]`
+    /// re-encodes the published video to each lower rung, keyframe-aligned
+    /// with it, as more renditions of the stream.
+    pub streams: Vec<LiveStreamConfig>,
+}
+
+/// `[[live.streams]]`: one named stream's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveStreamConfig {
+    pub name: String,
+    /// The live ladder; rungs not below the published video are skipped.
+    #[serde(default)]
+    pub ladder: Vec<LiveRung>,
 }
 
 impl Default for LiveConfig {
@@ -239,6 +255,7 @@ impl Default for LiveConfig {
             reconnect_grace: Duration::from_secs(10),
             record: false,
             pull: Vec::new(),
+            streams: Vec::new(),
         }
     }
 }
@@ -503,6 +520,23 @@ impl Config {
             if live.pull[..i].iter().any(|s| s.name == source.name) {
                 return invalid("live.pull", "two sources have the same name");
             }
+        }
+        for (i, stream) in live.streams.iter().enumerate() {
+            if !streamforge_actors::live::valid_stream_name(&stream.name) {
+                return invalid(
+                    "live.streams",
+                    "a stream name must be [A-Za-z0-9_-], 1 to 64 bytes",
+                );
+            }
+            if live.streams[..i].iter().any(|s| s.name == stream.name) {
+                return invalid("live.streams", "two entries have the same name");
+            }
+            streamforge_actors::live::ladder::check_ladder(&stream.ladder).map_err(|problem| {
+                ConfigError::Invalid {
+                    key: "live.streams.ladder",
+                    problem,
+                }
+            })?;
         }
         let http = &self.http;
         if !(1024..=1024 * 1024).contains(&http.max_header_bytes) {

@@ -469,6 +469,12 @@ fn live_options(config: &Config) -> LiveOptions {
         streams_per_client: config.limits.streams_per_client,
         reconnect_grace: live.reconnect_grace,
         record: live.record,
+        ladders: live
+            .streams
+            .iter()
+            .filter(|s| !s.ladder.is_empty())
+            .map(|s| (s.name.clone(), s.ladder.clone()))
+            .collect(),
     }
 }
 

@@ -1122,3 +1122,182 @@ m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:streamid=0\r\n";
     let _ = encoder.kill().await;
     server.stop().await;
 }
+
+/// Keyframe presentation times (ms) of the first video stream at `url`.
+async fn keyframes(url: &str) -> Vec<i64> {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=pts_time,flags", "-of", "csv=p=0"])
+        .arg(url)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "ffprobe {url}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.contains('K'))
+        .filter_map(|l| l.split(',').next()?.parse::<f64>().ok())
+        .map(|t| (t * 1000.0).round() as i64)
+        .collect()
+}
+
+/// Segment durations of a media playlist, by media sequence number.
+fn extinfs(playlist: &str) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut duration = None;
+    for line in playlist.lines() {
+        if let Some(d) = line.strip_prefix("#EXTINF:") {
+            duration = Some(d.trim_end_matches(',').to_owned());
+        } else if let Some(msn) = line.strip_suffix(".m4s").and_then(|n| n.parse().ok())
+            && let Some(d) = duration.take()
+        {
+            out.push((msn, d));
+        }
+    }
+    out
+}
+
+/// `[[live.streams]] ladder`: a 240p publish gets a 120p rung made by
+/// ffmpeg, keyframe-aligned with it, in the multivariant playlist and the
+/// MPD's video adaptation set, continued across a reconnection, and no
+/// ffmpeg is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_ladder_adds_keyframe_aligned_rungs() {
+    use streamforge::config::LiveStreamConfig;
+    use streamforge_actors::live::ladder::LiveRung;
+    let server = TestServer::start_with(|c| {
+        c.live.open_publish = true;
+        c.live.reconnect_grace = Duration::from_secs(3);
+        c.live.streams = vec![LiveStreamConfig {
+            name: "tiers".into(),
+            ladder: vec![
+                LiveRung {
+                    height: 120,
+                    video_kbps: 150,
+                },
+                // As tall as the source: skipped.
+                LiveRung {
+                    height: 240,
+                    video_kbps: 400,
+                },
+            ],
+        }];
+    })
+    .await;
+    let url = format!("{}/live/tiers", server.rtmp_url());
+    let first = push(&url, 7);
+    wait_until("the rung in the multivariant playlist", async || {
+        text(&server, "/live/tiers/master.m3u8")
+            .await
+            .contains("v2/media.m3u8")
+    })
+    .await;
+    let master = text(&server, "/live/tiers/master.m3u8").await;
+    assert!(master.contains("RESOLUTION=160x120"), "{master}");
+    assert!(!master.contains("v3/"), "{master}");
+    let status = stream_status(&server, "tiers").await;
+    let renditions = status["renditions"].as_array().unwrap();
+    let rung = renditions.iter().find(|r| r["name"] == "v2").unwrap();
+    assert_eq!(rung["source"], "v1", "{status}");
+    assert_eq!(rung["height"], 120, "{status}");
+    // How far the rung trails its source: both blocking reloads for the
+    // next segment's first part, answered when each exists.
+    let next = extinfs(&text(&server, "/live/tiers/v1/media.m3u8").await)
+        .last()
+        .map_or(1, |s| s.0 + 2);
+    let asked = Instant::now();
+    let blocking = |rendition: &str| {
+        let url = server.url(&format!(
+            "/live/tiers/{rendition}/media.m3u8?_HLS_msn={next}&_HLS_part=0"
+        ));
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            assert_eq!(response.status(), 200);
+            asked.elapsed()
+        }
+    };
+    let (source_at, rung_at) = tokio::join!(blocking("v1"), blocking("v2"));
+    eprintln!(
+        "part {next}.0: source after {source_at:?}, rung after {rung_at:?} (rung lag {:?})",
+        rung_at.saturating_sub(source_at)
+    );
+    // Live: ffmpeg reads the rung's LL-HLS.
+    let dir = tempfile::tempdir().unwrap();
+    let live_copy = record_live(
+        &server.url("/live/tiers/v2/media.m3u8"),
+        2,
+        dir.path(),
+        "v2.mp4",
+    )
+    .await;
+    assert!(!packets(live_copy.to_str().unwrap(), "v:0").await.is_empty());
+
+    assert!(first.wait_with_output().await.unwrap().status.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = push(&url, 4);
+    assert!(second.wait_with_output().await.unwrap().status.success());
+    wait_until("EXT-X-ENDLIST on the rung", async || {
+        text(&server, "/live/tiers/v2/media.m3u8")
+            .await
+            .contains("#EXT-X-ENDLIST")
+    })
+    .await;
+
+    let source = text(&server, "/live/tiers/v1/media.m3u8").await;
+    let rung = text(&server, "/live/tiers/v2/media.m3u8").await;
+    assert!(rung.contains("URI=\"init-1.mp4\""), "{rung}");
+    let (source_segments, rung_segments) = (extinfs(&source), extinfs(&rung));
+    // Segment for segment the same cut: numbers and durations.
+    let common: Vec<&(u64, String)> = rung_segments
+        .iter()
+        .filter(|s| source_segments.contains(s))
+        .collect();
+    assert!(
+        common.len() + 1 >= rung_segments.len() && common.len() >= 3,
+        "source {source_segments:?}, rung {rung_segments:?}"
+    );
+    // Keyframes at the same times in both.
+    let source_keys = keyframes(&server.url("/live/tiers/v1/media.m3u8")).await;
+    let rung_keys = keyframes(&server.url("/live/tiers/v2/media.m3u8")).await;
+    assert!(rung_keys.len() >= 3, "{rung_keys:?}");
+    for key in &rung_keys {
+        assert!(
+            source_keys.iter().any(|k| (k - key).abs() <= 1),
+            "rung keyframe at {key} ms is not one of the source's {source_keys:?}"
+        );
+    }
+    let rung_video = packets(&server.url("/live/tiers/v2/media.m3u8"), "v:0").await;
+    assert_continuous(&rung_video[..rung_video.len() / 2], "the rung's first run");
+    let mpd = text(&server, "/live/tiers/manifest.mpd").await;
+    assert_eq!(
+        mpd.matches("contentType=\"video\"").count(),
+        2,
+        "one video set per period: {mpd}"
+    );
+    assert!(mpd.contains("Representation id=\"v2\""), "{mpd}");
+    let streams = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(server.url("/live/tiers/manifest.mpd"))
+        .output()
+        .await
+        .unwrap();
+    let heights = String::from_utf8_lossy(&streams.stdout).to_string();
+    assert!(heights.lines().any(|l| l.trim() == "120"), "{heights}");
+    assert!(heights.lines().any(|l| l.trim() == "240"), "{heights}");
+    // Every rung's ffmpeg exited with its input.
+    wait_until("no ffmpeg left", async || {
+        text(&server, "/metrics")
+            .await
+            .lines()
+            .any(|l| l.starts_with("streamforge_child_processes") && l.ends_with(" 0"))
+    })
+    .await;
+    server.stop().await;
+}

@@ -17,6 +17,7 @@
 
 mod ingest;
 mod keys;
+pub mod ladder;
 pub mod record;
 pub mod rtmp;
 pub mod rtsp;
@@ -31,7 +32,7 @@ use streamforge_protocols::live::LiveSettings;
 use streamforge_protocols::rtmp::PublishRejection;
 
 pub use keys::{MAX_STREAM_NAME, StreamKeyInfo, valid_stream_name};
-pub use stream::{LiveStream, PartLatency, Publisher, StreamSummary};
+pub use stream::{LiveStream, PartLatency, Publisher, RenditionSummary, StreamSummary};
 
 use crate::db::{Database, DbError};
 use crate::supervision::Supervision;
@@ -57,6 +58,8 @@ pub struct LiveOptions {
     pub reconnect_grace: Duration,
     /// Each publish is also recorded as a VOD asset.
     pub record: bool,
+    /// Live ladders by stream name.
+    pub ladders: HashMap<String, Vec<ladder::LiveRung>>,
 }
 
 impl Default for LiveOptions {
@@ -70,6 +73,7 @@ impl Default for LiveOptions {
             streams_per_client: 4,
             reconnect_grace: Duration::from_secs(10),
             record: false,
+            ladders: HashMap::new(),
         }
     }
 }
@@ -274,10 +278,20 @@ impl Live {
             streams
                 .entry(stream.to_owned())
                 .or_insert_with(|| {
+                    let ladder = self
+                        .inner
+                        .options
+                        .ladders
+                        .get(stream)
+                        .cloned()
+                        .unwrap_or_default();
+                    let home = (!ladder.is_empty()).then(|| self.inner.supervision.clone());
                     Arc::new(LiveStream::new(
                         stream.to_owned(),
                         self.inner.options.packaging.clone(),
                         self.inner.options.reconnect_grace,
+                        ladder,
+                        home,
                     ))
                 })
                 .clone()

@@ -10,7 +10,9 @@ use streamforge_protocols::media::{Sample, Track};
 use streamforge_protocols::rtmp::PublishRejection;
 use tokio::sync::watch;
 
+use super::ladder::{Ladder, LadderArgs, LiveRung, rung_names};
 use super::{IngestProtocol, PublishError};
+use crate::supervision::Supervision;
 
 /// A viewer counts as watching for this long after its last request.
 const VIEWER_TTL: Duration = Duration::from_secs(15);
@@ -43,6 +45,10 @@ struct State {
     ended_at: Option<Instant>,
     /// The current publish continues the ended presentation.
     resuming: bool,
+    /// Counts the packagers made: a ladder works for one presentation.
+    presentation: u64,
+    /// Why the live ladder lost a rung, for the API.
+    ladder_error: Option<String>,
 }
 
 /// How long after its last sample arrived each part became fetchable.
@@ -73,6 +79,10 @@ pub struct LiveStream {
     reconnect_grace: Duration,
     state: Mutex<State>,
     version: watch::Sender<u64>,
+    /// Rungs re-encoded from the published video, and where their
+    /// supervisors and ffmpeg children go.
+    ladder: Vec<LiveRung>,
+    ladder_home: Option<Supervision>,
 }
 
 /// What `GET /api/live` shows of a stream.
@@ -95,6 +105,11 @@ pub struct StreamSummary {
     pub dropped_samples: u64,
     pub playable: bool,
     pub last_error: Option<String>,
+    /// The renditions packaged: the published tracks, then the ladder's
+    /// rungs.
+    pub renditions: Vec<RenditionSummary>,
+    /// Why the ladder gave a rung up.
+    pub ladder_error: Option<String>,
     /// Delay from a part's last sample arriving to the part being listed.
     pub part_latency: PartLatency,
     /// Delay from the publish starting to the first complete segment.
@@ -123,18 +138,42 @@ impl StreamSummary {
             dropped_samples: 0,
             playable: false,
             last_error: None,
+            renditions: Vec::new(),
+            ladder_error: None,
             part_latency: PartLatency::default(),
             first_playable_ms: None,
         }
     }
 }
 
+/// One rendition of a live stream.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RenditionSummary {
+    pub name: String,
+    /// The rendition a ladder rung is made from.
+    pub source: Option<String>,
+    pub codec: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub bitrate: u64,
+    /// In the multivariant playlist and MPD (has a complete segment).
+    pub listed: bool,
+}
+
 impl LiveStream {
-    pub(super) fn new(name: String, settings: LiveSettings, reconnect_grace: Duration) -> Self {
+    pub(super) fn new(
+        name: String,
+        settings: LiveSettings,
+        reconnect_grace: Duration,
+        ladder: Vec<LiveRung>,
+        ladder_home: Option<Supervision>,
+    ) -> Self {
         Self {
             name,
             settings,
             reconnect_grace,
+            ladder,
+            ladder_home,
             state: Mutex::new(State {
                 packager: None,
                 tracks: Vec::new(),
@@ -148,6 +187,8 @@ impl LiveStream {
                 first_playable: None,
                 ended_at: None,
                 resuming: false,
+                presentation: 0,
+                ladder_error: None,
             }),
             version: watch::channel(0).0,
         }
@@ -170,6 +211,47 @@ impl LiveStream {
     /// Reads the packager; `None` before the first sample of the stream.
     pub fn with_packager<T>(&self, f: impl FnOnce(&LivePackager) -> T) -> Option<T> {
         self.lock().packager.as_ref().map(f)
+    }
+
+    /// Reads the packager of presentation `presentation`; `None` once
+    /// another presentation replaced it.
+    pub fn with_presentation<T>(
+        &self,
+        presentation: u64,
+        f: impl FnOnce(&LivePackager) -> T,
+    ) -> Option<T> {
+        let state = self.lock();
+        if state.presentation != presentation {
+            return None;
+        }
+        state.packager.as_ref().map(f)
+    }
+
+    /// Changes the packager of presentation `presentation` (a ladder rung
+    /// adding its media) and wakes the viewers waiting for it.
+    pub fn with_packager_mut<T>(
+        &self,
+        presentation: u64,
+        f: impl FnOnce(&mut LivePackager) -> T,
+    ) -> Option<T> {
+        let mut state = self.lock();
+        if state.presentation != presentation {
+            return None;
+        }
+        let out = state.packager.as_mut().map(f);
+        drop(state);
+        self.bump();
+        out
+    }
+
+    /// Whether `presentation` is still the stream's current one.
+    pub fn presentation_is(&self, presentation: u64) -> bool {
+        let state = self.lock();
+        state.presentation == presentation && state.packager.is_some()
+    }
+
+    pub(super) fn set_ladder_error(&self, error: String) {
+        self.lock().ladder_error = Some(error);
     }
 
     /// A receiver that changes after every new part, segment or end.
@@ -231,7 +313,20 @@ impl LiveStream {
             s.width = video.width();
             s.height = video.height();
         }
+        s.ladder_error.clone_from(&state.ladder_error);
         if let Some(p) = &state.packager {
+            s.renditions = p
+                .renditions()
+                .map(|r| RenditionSummary {
+                    name: r.name.to_owned(),
+                    source: r.source.map(str::to_owned),
+                    codec: r.track.codec.codec_string(),
+                    width: r.track.width(),
+                    height: r.track.height(),
+                    bitrate: r.bit_rate,
+                    listed: r.listed,
+                })
+                .collect();
             s.bitrate = p.bit_rate();
             s.samples = p.stats().samples;
             s.dropped_samples = p.stats().dropped;
@@ -314,6 +409,54 @@ impl LiveStream {
         }
         drop(state);
         self.bump();
+    }
+}
+
+impl LiveStream {
+    /// Starts the ladder of a new presentation: the rungs below the
+    /// published video's height.
+    fn start_ladder(self: &std::sync::Arc<Self>, state: &State) {
+        let Some(home) = self.ladder_home.clone() else {
+            return;
+        };
+        let Some(height) = state
+            .tracks
+            .iter()
+            .find(|t| t.kind() == streamforge_protocols::media::MediaKind::Video)
+            .and_then(Track::height)
+        else {
+            tracing::info!(stream = %self.name, "no video to make a ladder from");
+            return;
+        };
+        let rungs = rung_names(&self.ladder, height);
+        if rungs.is_empty() {
+            tracing::info!(stream = %self.name, height, "every ladder rung is as tall as the source; none made");
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let args = LadderArgs {
+            stream: self.clone(),
+            presentation: state.presentation,
+            rungs,
+            processes: home.processes().clone(),
+        };
+        let name = self.name.clone();
+        runtime.spawn(async move {
+            let branch = match home.branch(crate::supervision::BranchKind::Live).await {
+                Ok(branch) => branch,
+                Err(err) => {
+                    tracing::error!(stream = %name, %err, "no live branch for the ladder");
+                    return;
+                }
+            };
+            if let Err(err) =
+                ractor::Actor::spawn_linked(None, Ladder, args, branch.get_cell()).await
+            {
+                tracing::error!(stream = %name, %err, "cannot start the live ladder");
+            }
+        });
     }
 }
 
@@ -453,6 +596,9 @@ impl Publisher {
             let packager =
                 LivePackager::new(self.stream.settings.clone(), &state.tracks, now_millis())?;
             state.packager = Some(packager);
+            state.presentation += 1;
+            state.ladder_error = None;
+            self.stream.start_ladder(&state);
         }
         let track = sample.track;
         let mut guard = state;

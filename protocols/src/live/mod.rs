@@ -694,6 +694,11 @@ impl LivePackager {
             .and_then(|r| r.inits.last().map(|(_, init)| init.clone()))
     }
 
+    /// A rendition's CMAF header for epoch (publisher run) `epoch`.
+    pub fn init_of(&self, rendition: &str, epoch: u32) -> Option<Bytes> {
+        self.init_named(rendition, &init_name(epoch))
+    }
+
     /// A rendition's CMAF header by file name: `init.mp4`, or `init-N.mp4`
     /// for the N-th resumption.
     pub fn init_named(&self, rendition: &str, file: &str) -> Option<Bytes> {
@@ -828,9 +833,7 @@ impl LivePackager {
                     return Err(LiveError::RenditionTaken(name.to_owned()));
                 }
                 let expected = r.playlist.playlist().next_msn();
-                if from_msn != expected
-                    || r.playlist.last_position().is_some_and(|p| p.part.is_some())
-                {
+                if from_msn != expected || r.open_ticks > 0 {
                     return Err(LiveError::RungGap {
                         name: name.to_owned(),
                         from: from_msn,
