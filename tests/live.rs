@@ -1301,3 +1301,88 @@ async fn a_live_ladder_adds_keyframe_aligned_rungs() {
     .await;
     server.stop().await;
 }
+
+/// One viewer-session actor per playback session: ffmpeg watching is one
+/// session however many requests it makes; a session's blocking requests
+/// are bounded (the one too many gets 429 with a JSON reason).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_sessions_track_players_and_bound_held_requests() {
+    let server = TestServer::start_with(|c| c.live.open_publish = true).await;
+    let publisher = push(&format!("{}/live/watched", server.rtmp_url()), 9);
+    wait_until("the first segment", async || {
+        stream_status(&server, "watched").await["playable"] == true
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    record_live(
+        &server.url("/live/watched/master.m3u8"),
+        3,
+        dir.path(),
+        "watch.mp4",
+    )
+    .await;
+    let sessions: Value = reqwest::get(server.url("/api/live/watched/viewers"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sessions = sessions["viewers"].as_array().unwrap().clone();
+    let ffmpeg: Vec<&Value> = sessions
+        .iter()
+        .filter(|s| {
+            s["user_agent"]
+                .as_str()
+                .is_some_and(|ua| ua.starts_with("Lavf"))
+        })
+        .collect();
+    assert_eq!(
+        ffmpeg.len(),
+        1,
+        "one session for the one player: {sessions:?}"
+    );
+    assert!(ffmpeg[0]["requests"].as_u64().unwrap() >= 5, "{sessions:?}");
+    assert!(
+        ffmpeg[0]["bytes"].as_u64().unwrap() > 10_000,
+        "{sessions:?}"
+    );
+    assert!(ffmpeg[0]["last_msn"].as_u64().is_some(), "{sessions:?}");
+
+    // A player's session (its cookie) asking for the media two segments
+    // ahead, ten times at once: MAX_HELD (8) wait, the rest are refused.
+    let client = reqwest::Client::new();
+    let first = client
+        .get(server.url("/live/watched/v1/media.m3u8"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = first.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("Path=/live/watched/"), "{cookie}");
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let playlist = first.text().await.unwrap();
+    let next = extinfs(&playlist).last().map_or(1, |s| s.0 + 2);
+    let url = server.url(&format!(
+        "/live/watched/v1/media.m3u8?_HLS_msn={next}&_HLS_part=0"
+    ));
+    let requests = (0..10).map(|_| {
+        let request = client.get(&url).header("cookie", &cookie);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    });
+    let answers = futures::future::join_all(requests).await;
+    let refused: Vec<&(u16, String)> = answers.iter().filter(|a| a.0 == 429).collect();
+    assert_eq!(refused.len(), 2, "{answers:?}");
+    assert!(refused[0].1.contains("too_many_held"), "{}", refused[0].1);
+    assert_eq!(
+        answers.iter().filter(|a| a.0 == 200).count(),
+        8,
+        "{answers:?}"
+    );
+    let status = stream_status(&server, "watched").await;
+    assert!(status["viewers"].as_u64().unwrap() >= 2, "{status}");
+    assert!(publisher.wait_with_output().await.unwrap().status.success());
+    server.stop().await;
+}

@@ -17,8 +17,11 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bytes::Bytes;
 use futures::stream;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
+use streamforge_actors::live::viewers::{
+    COOKIE, HoldGuard, MAX_HELD, ViewerRequest, ViewerSession, ViewerSummary, cookie_value,
+};
 use streamforge_actors::live::{LiveStream, StreamSummary, valid_stream_name};
 use streamforge_protocols::hls::{PlaylistQuery, UnixMillis};
 use streamforge_protocols::live::{LivePackager, Reply, parse_media_name};
@@ -43,14 +46,17 @@ fn find(state: &AppState, name: &str) -> Result<Arc<LiveStream>, ApiError> {
 }
 
 /// Answers `ask` from the packager, holding the request while the answer
-/// is `Wait`, for at most `hold`.
+/// is `Wait`, for at most `hold`, as one of its viewer session's held
+/// requests (`429` when the session holds too many already).
 async fn answer<T>(
     stream: &LiveStream,
     hold: Duration,
+    viewer: Option<&ViewerSession>,
     mut ask: impl FnMut(&LivePackager) -> Reply<T>,
-) -> Reply<T> {
+) -> Result<Reply<T>, ApiError> {
     let mut changes = stream.subscribe();
     let deadline = tokio::time::Instant::now() + hold;
+    let mut held: Option<HoldGuard> = None;
     loop {
         changes.borrow_and_update();
         let reply = stream.with_packager(&mut ask).unwrap_or_else(|| {
@@ -62,12 +68,78 @@ async fn answer<T>(
             }
         });
         if !matches!(reply, Reply::Wait) {
-            return reply;
+            return Ok(reply);
+        }
+        if held.is_none()
+            && let Some(viewer) = viewer
+        {
+            held = Some(viewer.hold().ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_held",
+                    format!(
+                        "this playback session already has {MAX_HELD} requests waiting for media"
+                    ),
+                )
+            })?);
         }
         match tokio::time::timeout_at(deadline, changes.changed()).await {
             Ok(Ok(())) => {}
-            _ => return Reply::Wait,
+            _ => return Ok(Reply::Wait),
         }
+    }
+}
+
+/// The viewer session of a request to `stream`, when it can be tracked.
+async fn viewer(
+    state: &AppState,
+    stream: &str,
+    headers: &HeaderMap,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+) -> Option<ViewerSession> {
+    let remote = connect.map_or_else(String::new, |Extension(ConnectInfo(peer))| {
+        peer.ip().to_string()
+    });
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| cookie_value(v, COOKIE));
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    state
+        .live
+        .viewers()
+        .session(stream, cookie, &remote, user_agent)
+        .await
+}
+
+/// Reports the request to its session and sets the session cookie.
+fn tracked(
+    viewer: Option<&ViewerSession>,
+    request: ViewerRequest,
+    mut response: Response,
+) -> Response {
+    if let Some(viewer) = viewer {
+        viewer.saw(request);
+        if let Some(cookie) = &viewer.set_cookie
+            && let Ok(value) = HeaderValue::from_str(cookie)
+        {
+            response.headers_mut().insert(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+fn request(rendition: Option<&str>, file: &str, bytes: u64) -> ViewerRequest {
+    let (msn, part) = parse_media_name(file).map_or((None, None), |(m, p)| (Some(m), p));
+    ViewerRequest {
+        rendition: rendition.map(str::to_owned),
+        file: file.to_owned(),
+        msn,
+        part,
+        bytes,
     }
 }
 
@@ -116,38 +188,42 @@ fn media(bytes: Bytes, immutable: bool) -> Response {
 pub async fn top(
     State(state): State<AppState>,
     Path((name, file)): Path<(String, String)>,
+    headers: HeaderMap,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Result<Response, ApiError> {
     let stream = find(&state, &name)?;
-    match file.as_str() {
+    let session = viewer(&state, &name, &headers, connect).await;
+    let session = session.as_ref();
+    let response = match file.as_str() {
         "master.m3u8" => {
-            let reply = answer(&stream, HOLD, |p| match p.multivariant() {
+            let reply = answer(&stream, HOLD, session, |p| match p.multivariant() {
                 Ok(reply) => reply,
                 Err(err) => {
                     tracing::error!(%err, "live multivariant playlist");
                     Reply::NotFound
                 }
             })
-            .await;
-            Ok(text(
-                into_result(reply, "the stream's first segment")?,
-                PLAYLIST,
-            ))
+            .await?;
+            text(into_result(reply, "the stream's first segment")?, PLAYLIST)
         }
         "manifest.mpd" => {
-            let reply = answer(&stream, HOLD, |p| match p.mpd(now()) {
+            let reply = answer(&stream, HOLD, session, |p| match p.mpd(now()) {
                 Ok(reply) => reply,
                 Err(err) => {
                     tracing::error!(%err, "live MPD");
                     Reply::NotFound
                 }
             })
-            .await;
-            Ok(text(into_result(reply, "the stream's first segment")?, MPD))
+            .await?;
+            text(into_result(reply, "the stream's first segment")?, MPD)
         }
-        _ => Err(ApiError::not_found(format!(
-            "no file {file:?} in a live stream"
-        ))),
-    }
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "no file {file:?} in a live stream"
+            )));
+        }
+    };
+    Ok(tracked(session, request(None, &file, 0), response))
 }
 
 /// `GET /live/{stream}/{rendition}/{file}`: media playlists (with
@@ -156,28 +232,36 @@ pub async fn rendition_file(
     State(state): State<AppState>,
     Path((name, rendition, file)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Result<Response, ApiError> {
     let stream = find(&state, &name)?;
-    if let Some(Extension(ConnectInfo(peer))) = connect {
-        stream.saw_viewer(&peer.ip().to_string());
-    }
+    let session = viewer(&state, &name, &headers, connect).await;
+    let viewer = session.as_ref();
     if file == "media.m3u8" {
         let query = PlaylistQuery::parse(query.as_deref().unwrap_or(""))
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let reply = answer(&stream, HOLD, |p| p.media_playlist(&rendition, &query)).await;
-        return Ok(text(
+        let reply = answer(&stream, HOLD, viewer, |p| {
+            p.media_playlist(&rendition, &query)
+        })
+        .await?;
+        let mut seen = request(Some(&rendition), &file, 0);
+        (seen.msn, seen.part) = (query.msn, query.part);
+        let response = text(
             into_result(reply, "the requested media sequence")?,
             PLAYLIST,
-        ));
+        );
+        return Ok(tracked(viewer, seen, response));
     }
     if file.starts_with("init") && file.ends_with(".mp4") {
-        let reply = answer(&stream, HOLD, |p| {
+        let reply = answer(&stream, HOLD, viewer, |p| {
             p.init_named(&rendition, &file)
                 .map_or(Reply::NotFound, Reply::Ready)
         })
-        .await;
-        return Ok(media(into_result(reply, "the init segment")?, false));
+        .await?;
+        let init = into_result(reply, "the init segment")?;
+        let seen = request(Some(&rendition), &file, init.len() as u64);
+        return Ok(tracked(viewer, seen, media(init, false)));
     }
     let Some((msn, part)) = parse_media_name(&file) else {
         return Err(ApiError::not_found(format!(
@@ -185,22 +269,28 @@ pub async fn rendition_file(
         )));
     };
     if let Some(part) = part {
-        let reply = answer(&stream, HOLD, |p| p.part(&rendition, msn, part)).await;
-        return Ok(media(into_result(reply, "the part")?, true));
+        let reply = answer(&stream, HOLD, viewer, |p| p.part(&rendition, msn, part)).await?;
+        let part = into_result(reply, "the part")?;
+        let seen = request(Some(&rendition), &file, part.len() as u64);
+        return Ok(tracked(viewer, seen, media(part, true)));
     }
     let (first, complete) = into_result(
-        answer(&stream, HOLD, |p| p.segment_parts(&rendition, msn, 0)).await,
+        answer(&stream, HOLD, viewer, |p| {
+            p.segment_parts(&rendition, msn, 0)
+        })
+        .await?,
         "the segment",
     )?;
+    let len: usize = first.iter().map(Bytes::len).sum();
+    let seen = request(Some(&rendition), &file, len as u64);
     if complete {
-        let len: usize = first.iter().map(Bytes::len).sum();
         let body = Body::from_stream(stream::iter(first.into_iter().map(Ok::<_, std::io::Error>)));
         let mut response = media(Bytes::new(), true);
         *response.body_mut() = body;
         response
             .headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        return Ok(response);
+        return Ok(tracked(viewer, seen, response));
     }
     // In progress: what exists now, then each part as it completes.
     let growing = stream::unfold(
@@ -211,12 +301,13 @@ pub async fn rendition_file(
             msn,
             sent: 0,
             done: false,
+            viewer: session.clone(),
         },
         Growing::next,
     );
     let mut response = media(Bytes::new(), false);
     *response.body_mut() = Body::from_stream(futures::StreamExt::flatten(growing));
-    Ok(response)
+    Ok(tracked(viewer, seen, response))
 }
 
 type Chunks = stream::Iter<std::vec::IntoIter<Result<Bytes, std::io::Error>>>;
@@ -229,6 +320,8 @@ struct Growing {
     msn: u64,
     sent: usize,
     done: bool,
+    /// Told of the bytes sent after the first.
+    viewer: Option<ViewerSession>,
 }
 
 impl Growing {
@@ -246,19 +339,23 @@ impl Growing {
             return None;
         }
         let (rendition, msn, sent) = (self.rendition.clone(), self.msn, self.sent);
-        let reply = answer(&self.live, HOLD, |p| {
+        let reply = answer(&self.live, HOLD, self.viewer.as_ref(), |p| {
             match p.segment_parts(&rendition, msn, sent) {
                 Reply::Ready((parts, false)) if parts.is_empty() => Reply::Wait,
                 other => other,
             }
         })
-        .await;
+        .await
+        .unwrap_or(Reply::Wait);
         match reply {
             Reply::Ready((parts, complete)) => {
                 if parts.is_empty() {
                     return None;
                 }
                 self.done = complete;
+                if let Some(viewer) = &self.viewer {
+                    viewer.sent(parts.iter().map(|p| p.len() as u64).sum());
+                }
                 let chunk = self.chunk(parts);
                 Some((chunk, self))
             }
@@ -322,6 +419,22 @@ pub async fn get(
         .map_err(|e| ApiError::database("live stream", &e))?
         .map(|s| Json(sign_summary(&state, s)))
         .ok_or_else(|| ApiError::not_found(format!("no live stream {name:?}")))
+}
+
+#[derive(Serialize)]
+pub struct ViewerList {
+    viewers: Vec<ViewerSummary>,
+}
+
+/// `GET /api/live/{stream}/viewers`: the stream's playback sessions.
+pub async fn viewers(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ViewerList>, ApiError> {
+    find(&state, &name)?;
+    Ok(Json(ViewerList {
+        viewers: state.live.viewers().list(&name).await,
+    }))
 }
 
 /// With signed playback, a stream's URLs carry their signature.

@@ -53,6 +53,7 @@ pub fn routes() -> Router<AppState> {
             axum::routing::delete(live::revoke_key),
         )
         .route("/api/live/{stream}", get(live::get))
+        .route("/api/live/{stream}/viewers", get(live::viewers))
         .route("/live/{stream}/{file}", get(live::top))
         .route(
             "/live/{stream}/{rendition}/{file}",

@@ -23,6 +23,7 @@ pub mod rtmp;
 pub mod rtsp;
 pub mod rtsp_pull;
 mod stream;
+pub mod viewers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -120,6 +121,7 @@ struct Inner {
     supervision: Supervision,
     streams: Mutex<HashMap<String, Arc<LiveStream>>>,
     recording: Option<record::Recording>,
+    viewers: viewers::Viewers,
 }
 
 impl Live {
@@ -135,6 +137,7 @@ impl Live {
                 db,
                 recording: recording.filter(|_| options.record),
                 options,
+                viewers: viewers::Viewers::new(supervision.clone()),
                 supervision,
                 streams: Mutex::new(HashMap::new()),
             }),
@@ -143,6 +146,11 @@ impl Live {
 
     pub fn options(&self) -> &LiveOptions {
         &self.inner.options
+    }
+
+    /// The viewer sessions of every stream.
+    pub fn viewers(&self) -> &viewers::Viewers {
+        &self.inner.viewers
     }
 
     pub fn supervision(&self) -> &Supervision {
@@ -162,7 +170,7 @@ impl Live {
     pub async fn list(&self) -> Result<Vec<StreamSummary>, DbError> {
         let keyed = self.inner.db.stream_keys().await?;
         let streams: Vec<Arc<LiveStream>> = self.lock().values().cloned().collect();
-        let mut out: Vec<StreamSummary> = streams.iter().map(|s| s.summary()).collect();
+        let mut out: Vec<StreamSummary> = streams.iter().map(|s| self.summary_of(s)).collect();
         for key in keyed {
             if !out.iter().any(|s| s.name == key.stream) {
                 out.push(StreamSummary::idle(key.stream));
@@ -175,10 +183,16 @@ impl Live {
     /// One stream: published since start-up, or with a key (idle).
     pub async fn summary(&self, name: &str) -> Result<Option<StreamSummary>, DbError> {
         if let Some(stream) = self.stream(name) {
-            return Ok(Some(stream.summary()));
+            return Ok(Some(self.summary_of(&stream)));
         }
         let keyed = self.inner.db.stream_has_key(name).await?;
         Ok(keyed.then(|| StreamSummary::idle(name.to_owned())))
+    }
+
+    fn summary_of(&self, stream: &LiveStream) -> StreamSummary {
+        let mut summary = stream.summary();
+        summary.viewers = self.inner.viewers.count(stream.name());
+        summary
     }
 
     /// Decides which stream a publish request is for. `name` is the stream

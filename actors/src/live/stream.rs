@@ -14,11 +14,6 @@ use super::ladder::{Ladder, LadderArgs, LiveRung, rung_names};
 use super::{IngestProtocol, PublishError};
 use crate::supervision::Supervision;
 
-/// A viewer counts as watching for this long after its last request.
-const VIEWER_TTL: Duration = Duration::from_secs(15);
-/// Most viewers tracked per stream (the count saturates beyond).
-const MAX_TRACKED_VIEWERS: usize = 100_000;
-
 struct PublisherSlot {
     generation: u64,
     protocol: IngestProtocol,
@@ -33,7 +28,6 @@ struct State {
     publisher: Option<PublisherSlot>,
     generation: u64,
     last_protocol: Option<IngestProtocol>,
-    viewers: HashMap<String, Instant>,
     /// Why the last publish ended, for the API.
     last_error: Option<String>,
     /// Arrival of each track's newest sample: a part is complete when the
@@ -98,6 +92,7 @@ pub struct StreamSummary {
     pub height: Option<u32>,
     /// Average bit rate of the packaged media, bits per second.
     pub bitrate: u64,
+    /// Viewer sessions now (see [`super::viewers`]).
     pub viewers: usize,
     pub uptime_secs: Option<u64>,
     pub started_at_ms: Option<i64>,
@@ -180,7 +175,6 @@ impl LiveStream {
                 publisher: None,
                 generation: 0,
                 last_protocol: None,
-                viewers: HashMap::new(),
                 last_error: None,
                 arrivals: HashMap::new(),
                 latency: PartLatency::default(),
@@ -269,26 +263,10 @@ impl LiveStream {
         self.lock().publisher.is_some()
     }
 
-    /// Notes a viewer's request (keyed by client address) for the count.
-    pub fn saw_viewer(&self, who: &str) {
-        let now = Instant::now();
-        let mut state = self.lock();
-        if state.viewers.len() >= MAX_TRACKED_VIEWERS && !state.viewers.contains_key(who) {
-            state.viewers.retain(|_, seen| now - *seen < VIEWER_TTL);
-            if state.viewers.len() >= MAX_TRACKED_VIEWERS {
-                return;
-            }
-        }
-        state.viewers.insert(who.to_owned(), now);
-    }
-
     pub fn summary(&self) -> StreamSummary {
-        let now = Instant::now();
-        let mut state = self.lock();
-        state.viewers.retain(|_, seen| now - *seen < VIEWER_TTL);
+        let state = self.lock();
         let mut s = StreamSummary::idle(self.name.clone());
         s.live = state.publisher.is_some();
-        s.viewers = state.viewers.len();
         s.last_error.clone_from(&state.last_error);
         s.part_latency = state.latency;
         s.first_playable_ms = state
