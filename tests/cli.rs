@@ -143,6 +143,27 @@ fn invalid_values_name_the_key_and_the_problem() {
         "{message}"
     );
 
+    std::fs::write(
+        &file,
+        "[[live.streams]]\nname = \"main\"\nladder = [{ height = 241, video_kbps = 400 }]\n",
+    )
+    .unwrap();
+    let message = config_error(streamforge().args(["config", "--config"]).arg(&file));
+    assert!(
+        message.contains("`live.streams.ladder`") && message.contains("even"),
+        "{message}"
+    );
+    std::fs::write(
+        &file,
+        "[[live.streams]]\nname = \"main\"\nladder = [{ height = 240, video_kbps = 400 }]\n",
+    )
+    .unwrap();
+    let config = effective_config(streamforge().args(["config", "--config"]).arg(&file));
+    assert_eq!(
+        config["live"]["streams"][0]["ladder"][0]["height"].as_integer(),
+        Some(240)
+    );
+
     std::fs::write(&file, "storage = \"ftp://example.com/x\"\n").unwrap();
     let message = config_error(streamforge().args(["config", "--config"]).arg(&file));
     assert!(

@@ -11,7 +11,8 @@
 //! preload-hint parts are held by the HTTP handler on the stream's version
 //! channel, each under a [`HoldGuard`] of its session: a session holds at
 //! most [`MAX_HELD`] requests at once, so one misbehaving player cannot
-//! pin an unbounded number of them. The media itself is the packager's
+//! pin an unbounded number of them (clients without cookies share their
+//! address's session and are not limited). The media itself is the packager's
 //! shared `Bytes`, never copied per viewer.
 
 use std::collections::HashMap;
@@ -80,6 +81,10 @@ struct Entry {
 #[derive(Clone)]
 pub struct ViewerSession {
     entry: Arc<Entry>,
+    /// The client sent the session's cookie: the session is one player.
+    /// Clients without cookies behind one address (a NAT, a proxy, a load
+    /// generator) share a session and are not held to one player's limit.
+    identified: bool,
     /// The cookie to set: the client did not send it.
     pub set_cookie: Option<String>,
 }
@@ -110,11 +115,11 @@ impl ViewerSession {
         let _ = self.entry.actor.cast(ViewerMsg::Sent(bytes));
     }
 
-    /// Starts holding a request; `None` when the session already holds
-    /// [`MAX_HELD`].
+    /// Starts holding a request; `None` when the session (identified by its
+    /// cookie) already holds [`MAX_HELD`].
     pub fn hold(&self) -> Option<HoldGuard> {
         let held = self.entry.held.fetch_add(1, Ordering::Relaxed) + 1;
-        if held > MAX_HELD {
+        if self.identified && held > MAX_HELD {
             self.entry.held.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
@@ -190,6 +195,7 @@ impl Viewers {
             if let Some(entry) = known.filter(|e| e.stream == stream) {
                 return Some(ViewerSession {
                     entry: entry.clone(),
+                    identified: cookie.is_some(),
                     set_cookie: cookie.is_none().then(|| set_cookie(stream, &entry.id)),
                 });
             }
@@ -234,6 +240,7 @@ impl Viewers {
             entry.actor.stop(None);
             return Some(ViewerSession {
                 entry: existing,
+                identified: new_cookie.is_none(),
                 set_cookie: new_cookie,
             });
         }
@@ -241,6 +248,7 @@ impl Viewers {
         sessions.by_anonymous.insert(anonymous, id);
         Some(ViewerSession {
             entry,
+            identified: new_cookie.is_none(),
             set_cookie: new_cookie,
         })
     }
@@ -522,8 +530,12 @@ mod tests {
             part: None,
             bytes: 0,
         });
-        let guards: Vec<HoldGuard> = (0..MAX_HELD).map(|_| first.hold().unwrap()).collect();
-        assert!(first.hold().is_none(), "more than {MAX_HELD} held");
+        let guards: Vec<HoldGuard> = (0..MAX_HELD).map(|_| by_cookie.hold().unwrap()).collect();
+        assert!(by_cookie.hold().is_none(), "more than {MAX_HELD} held");
+        // Clients without cookies sharing an address are not one player.
+        let shared = first.hold();
+        assert!(shared.is_some());
+        drop(shared);
         let listed = viewers.list("cam").await;
         let me = listed.iter().find(|v| v.id == first.id()).unwrap();
         assert_eq!(
