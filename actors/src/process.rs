@@ -214,6 +214,25 @@ impl Drop for ChildProcess {
     }
 }
 
+/// Reads a child's stderr to its end in a task, keeping the last `lines`
+/// lines joined with ` | `: the reason to give when the child fails.
+pub fn stderr_tail(stderr: Option<ChildStderr>, lines: usize) -> tokio::task::JoinHandle<String> {
+    use tokio::io::AsyncBufReadExt;
+    tokio::spawn(async move {
+        let mut kept = std::collections::VecDeque::with_capacity(lines);
+        if let Some(stderr) = stderr {
+            let mut reader = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if kept.len() == lines {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
+            }
+        }
+        Vec::from(kept).join(" | ")
+    })
+}
+
 /// A command with every standard stream piped, the usual shape for ffmpeg children.
 pub fn piped(program: &str) -> Command {
     let mut command = Command::new(program);

@@ -37,10 +37,10 @@ use serde::{Deserialize, Serialize};
 use streamforge_protocols::live::Follow;
 use streamforge_protocols::media::{Sample, Track};
 use streamforge_protocols::mp4::{FragmentedReader, ReaderEvent};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::LiveStream;
-use crate::process::{Processes, piped};
+use crate::process::{Processes, piped, stderr_tail};
 
 /// The published video every rung is made from.
 pub const SOURCE_RENDITION: &str = "v1";
@@ -484,19 +484,7 @@ async fn run_ffmpeg(args: &RungArgs, from: u64, epoch: u32) -> Result<RunEnd, St
         .take_stdout()
         .ok_or_else(|| "ffmpeg has no stdout".to_owned())?;
     let stderr = child.take_stderr();
-    let tail = tokio::spawn(async move {
-        let mut lines = VecDeque::new();
-        if let Some(stderr) = stderr {
-            let mut reader = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if lines.len() == STDERR_TAIL {
-                    lines.pop_front();
-                }
-                lines.push_back(line);
-            }
-        }
-        Vec::from(lines).join(" | ")
-    });
+    let tail = stderr_tail(stderr, STDERR_TAIL);
     let times = Arc::new(Mutex::new(FedTimes::default()));
     let feeder = tokio::spawn(feed(
         FeedArgs {

@@ -23,10 +23,10 @@ use streamforge_protocols::mp4::{FragmentedReader, ReaderEvent};
 use streamforge_protocols::package::{
     FinishedRendition, MPD, MULTIVARIANT, Packager, PackagerConfig,
 };
-use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+use tokio::io::AsyncReadExt;
 
 use super::job::JobMsg;
-use crate::process::{Processes, piped};
+use crate::process::{Processes, piped, stderr_tail};
 use crate::storage::{ObjectKey, Storage};
 
 /// Bytes read from ffmpeg's stdout per read.
@@ -256,19 +256,7 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
         .take_stdout()
         .ok_or_else(|| "ffmpeg has no stdout".to_owned())?;
     let stderr = child.take_stderr();
-    let tail = tokio::spawn(async move {
-        let mut lines = Vec::new();
-        if let Some(stderr) = stderr {
-            let mut reader = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if lines.len() == STDERR_TAIL {
-                    lines.remove(0);
-                }
-                lines.push(line);
-            }
-        }
-        lines
-    });
+    let tail = stderr_tail(stderr, STDERR_TAIL);
 
     let mut reader = FragmentedReader::new();
     let mut packager: Option<Packager> = None;
@@ -325,7 +313,7 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
         .wait()
         .await
         .map_err(|e| format!("waiting for ffmpeg: {e}"))?;
-    let stderr = tail.await.unwrap_or_default().join(" | ");
+    let stderr = tail.await.unwrap_or_default();
     if !status.success() {
         return Err(format!("ffmpeg failed ({status}): {stderr}"));
     }
