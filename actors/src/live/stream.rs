@@ -222,7 +222,7 @@ impl LiveStream {
     }
 
     /// Changes the packager of presentation `presentation` (a ladder rung
-    /// adding its media) and wakes the viewers waiting for it.
+    /// adding its media) and wakes the viewers when that listed something.
     pub fn with_packager_mut<T>(
         &self,
         presentation: u64,
@@ -232,10 +232,18 @@ impl LiveStream {
         if state.presentation != presentation {
             return None;
         }
-        let out = state.packager.as_mut().map(f);
+        let packager = state.packager.as_mut()?;
+        let out = f(packager);
+        // Wake the viewers only when a rung part or segment was listed.
+        let mut produced = false;
+        while packager.poll_output().is_some() {
+            produced = true;
+        }
         drop(state);
-        self.bump();
-        out
+        if produced {
+            self.bump();
+        }
+        Some(out)
     }
 
     /// Whether `presentation` is still the stream's current one.
