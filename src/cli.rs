@@ -63,6 +63,28 @@ pub enum TokenAction {
     Revoke { id: String },
 }
 
+/// `--rtsp-udp-ports`: two ports, or UDP off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdpPorts {
+    Off,
+    Ports(u16, u16),
+}
+
+fn parse_udp_ports(value: &str) -> Result<UdpPorts, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(UdpPorts::Off);
+    }
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("{p:?} is not a port number"))
+    };
+    match value.split_once(',') {
+        Some((rtp, rtcp)) => Ok(UdpPorts::Ports(port(rtp)?, port(rtcp)?)),
+        None => Err("expected RTP,RTCP (two port numbers, e.g. 8000,8001) or off".to_owned()),
+    }
+}
+
 /// Flags that override configuration keys; each names its key.
 #[derive(Debug, Default, Args)]
 pub struct Overrides {
@@ -91,6 +113,12 @@ pub struct Overrides {
     /// Address encoders push RTSP to [key: live.rtsp_listen; default: 127.0.0.1:8554].
     #[arg(long, value_name = "ADDR")]
     pub rtsp_listen: Option<SocketAddr>,
+
+    /// UDP ports for RTSP over UDP, server RTP and RTCP, as RTP,RTCP (0,0: any
+    /// free ports), or off for TCP-interleaved RTSP only [keys: live.rtsp_udp_ports,
+    /// live.rtsp_udp; default: 8000,8001].
+    #[arg(long, value_name = "RTP,RTCP|off", value_parser = parse_udp_ports)]
+    pub rtsp_udp_ports: Option<UdpPorts>,
 
     /// Largest request head in bytes [key: http.max_header_bytes; default: 16384].
     #[arg(long, value_name = "BYTES")]
@@ -185,6 +213,22 @@ impl Overrides {
         }
         if let Some(v) = &self.rtsp_listen {
             live.insert("rtsp_listen".into(), Value::String(v.to_string()));
+        }
+        match &self.rtsp_udp_ports {
+            Some(UdpPorts::Off) => {
+                live.insert("rtsp_udp".into(), Value::Boolean(false));
+            }
+            Some(UdpPorts::Ports(rtp, rtcp)) => {
+                live.insert("rtsp_udp".into(), Value::Boolean(true));
+                live.insert(
+                    "rtsp_udp_ports".into(),
+                    Value::Array(vec![
+                        Value::Integer(i64::from(*rtp)),
+                        Value::Integer(i64::from(*rtcp)),
+                    ]),
+                );
+            }
+            None => {}
         }
         if !live.is_empty() {
             root.insert("live".into(), Value::Table(live));

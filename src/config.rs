@@ -507,6 +507,15 @@ impl Config {
         if live.idle_timeout < Duration::from_secs(1) {
             return invalid("live.idle_timeout", "must be at least 1s");
         }
+        if live.rtsp_udp
+            && live.rtsp_udp_ports[0] == live.rtsp_udp_ports[1]
+            && live.rtsp_udp_ports[0] != 0
+        {
+            return invalid(
+                "live.rtsp_udp_ports",
+                "RTP and RTCP need two different ports (or 0, 0 for any free ports)",
+            );
+        }
         if live.max_connections == 0 {
             return invalid("live.max_connections", "must be at least 1");
         }

@@ -55,9 +55,11 @@ pub enum StartError {
     Tls(#[from] http::tls::TlsError),
     #[error("cannot start HTTP/3 on {addr}: {reason}")]
     Http3 { addr: SocketAddr, reason: String },
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr} ({what}): {source}")]
     Listen {
         addr: SocketAddr,
+        /// The listener and the flag that moves it.
+        what: &'static str,
         #[source]
         source: std::io::Error,
     },
@@ -148,10 +150,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let listener = TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| StartError::Listen {
+            what: "HTTP, --listen",
             addr: config.http.listen,
             source,
         })?;
     let http_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        what: "HTTP, --listen",
         addr: config.http.listen,
         source,
     })?;
@@ -160,10 +164,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let listener = TcpListener::bind(config.live.rtmp_listen)
             .await
             .map_err(|source| StartError::Listen {
+                what: "RTMP, --rtmp-listen",
                 addr: config.live.rtmp_listen,
                 source,
             })?;
         let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            what: "RTMP, --rtmp-listen",
             addr: config.live.rtmp_listen,
             source,
         })?;
@@ -175,6 +181,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let rtsp = if config.live.rtsp {
         let listen = config.live.rtsp_listen;
         let failed = |source| StartError::Listen {
+            what: "RTSP, --rtsp-listen",
             addr: listen,
             source,
         };
@@ -185,6 +192,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             let udp = streamforge_actors::live::rtsp::UdpPorts::bind(listen.ip(), ports)
                 .await
                 .map_err(|source| StartError::Listen {
+                    what: "RTSP over UDP, --rtsp-udp-ports",
                     addr: SocketAddr::new(listen.ip(), ports[0]),
                     source,
                 })?;
@@ -207,6 +215,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             http::source::bind()
                 .await
                 .map_err(|source| StartError::Listen {
+                    what: "the growing-upload source, an ephemeral port",
                     addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                     source,
                 })?;
@@ -508,10 +517,12 @@ async fn bind_secure(config: &Config) -> Result<Option<Secure>, StartError> {
     let tcp = TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Listen {
+            what: "HTTPS and HTTP/3, --tls-listen",
             addr: listen,
             source,
         })?;
     let addr = tcp.local_addr().map_err(|source| StartError::Listen {
+        what: "HTTPS and HTTP/3, --tls-listen",
         addr: listen,
         source,
     })?;

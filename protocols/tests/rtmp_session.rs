@@ -206,7 +206,8 @@ fn scripted_publish_produces_the_expected_events() {
     let audio: Vec<_> = samples.iter().filter(|s| s.track == 2).collect();
     assert_eq!(
         audio.iter().map(|s| s.dts).collect::<Vec<_>>(),
-        [0, 23, 46, 69, 92, 115]
+        // Counted in AAC frames of 1024 samples, not in rounded ms.
+        [0, 1024, 2048, 3072, 4096, 5120]
     );
     let tail: Vec<_> = it
         .filter(|e| !matches!(e, SessionEvent::Sample(_)))

@@ -110,8 +110,13 @@ impl JobState {
 
     async fn fail(&mut self, myself: &ActorRef<JobMsg>, reason: &str) {
         self.finished = true;
-        self.stage("failed", Some(reason)).await;
+        // The log keeps ffmpeg's words whole; the asset (and so the API and
+        // its events) gets them without the internal URLs and paths ffmpeg
+        // quotes (the growing source's URL carries its secret).
         tracing::warn!(asset = %self.asset, reason, "processing failed");
+        let public = public_reason(reason);
+        let reason = public.as_str();
+        self.stage("failed", Some(reason)).await;
         if let Err(err) = self
             .transcoder
             .db
@@ -338,11 +343,10 @@ fn rungs_for(probe: &Value, ladder: &[LadderRung]) -> Vec<RungSpec> {
             video["width"].as_u64().unwrap_or(0),
             video["height"].as_u64().unwrap_or(0),
         );
-        // A rotated source's displayed height is its stored width.
-        let rotated = video["rotation"]
-            .as_i64()
-            .is_some_and(|r| r.rem_euclid(180) == 90);
-        let shown = u32::try_from(if rotated { width } else { height }).unwrap_or(u32::MAX);
+        // A rung's height is the short side of the picture, as other
+        // platforms name them: a 720p portrait rung is 720x1280. Rotation
+        // only swaps the sides, so the short side is the same either way.
+        let shown = u32::try_from(width.min(height)).unwrap_or(u32::MAX);
         for rung in ladder {
             if rung.height <= shown {
                 rungs.push(RungSpec::Video {
@@ -608,5 +612,109 @@ impl Actor for Job {
             myself.send_after(backoff, move || JobMsg::StartRung(name));
         }
         Ok(())
+    }
+}
+
+/// `reason` with every URL and absolute path replaced by `<input>`: what
+/// an API client may read of an ffmpeg or ffprobe message (PITFALLS:
+/// errors must not echo internal URLs, secrets or paths).
+pub(crate) fn public_reason(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len());
+    let mut rest = reason;
+    while let Some(at) = rest.find(|c: char| c == '/' || c.is_ascii_alphabetic()) {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let word_start = out.chars().next_back().is_none_or(|c| {
+            c.is_whitespace() || matches!(c, '\'' | '"' | '(' | '[' | '<' | '=' | ',')
+        });
+        let scheme = ["http://", "https://", "file://", "tcp://", "pipe:"]
+            .iter()
+            .any(|s| {
+                from.get(..s.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(s))
+            });
+        let path = from.starts_with('/') && from[1..].contains('/');
+        if word_start && (scheme || path) {
+            // Up to the end of the word; a trailing ':' is ffmpeg's own.
+            let end = from
+                .find(|c: char| {
+                    c.is_whitespace() || matches!(c, '\'' | '"' | ')' | ']' | '>' | ',')
+                })
+                .unwrap_or(from.len());
+            let word = &from[..end];
+            let kept = word.len() - word.trim_end_matches([':', '.', ';']).len();
+            out.push_str("<input>");
+            out.push_str(&word[word.len() - kept..]);
+            rest = &from[end..];
+        } else {
+            let next = from.chars().next().map_or(1, char::len_utf8);
+            out.push_str(&from[..next]);
+            rest = &from[next..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ladder() -> Vec<LadderRung> {
+        [(360, 800), (720, 2500), (1080, 5000), (1440, 9000)]
+            .map(|(height, video_kbps)| LadderRung {
+                height,
+                video_kbps,
+                audio_kbps: 128,
+            })
+            .to_vec()
+    }
+
+    fn heights(width: u64, height: u64, rotation: Option<i64>) -> Vec<u32> {
+        let probe = json!({"duration": 0.0, "streams": [{
+            "type": "video", "width": width, "height": height, "rotation": rotation,
+        }]});
+        rungs_for(&probe, &ladder())
+            .into_iter()
+            .filter_map(|r| match r {
+                RungSpec::Video { height, .. } => Some(height),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_ladder_follows_the_short_side() {
+        assert_eq!(heights(1920, 1080, None), [360, 720, 1080]);
+        // A phone video, stored portrait or stored landscape and rotated.
+        assert_eq!(heights(1080, 1920, None), [360, 720, 1080]);
+        assert_eq!(heights(1920, 1080, Some(-90)), [360, 720, 1080]);
+        assert_eq!(heights(720, 1280, Some(0)), [360, 720]);
+        // Smaller than every rung: one rung at its own size.
+        assert_eq!(heights(240, 426, None), [240]);
+    }
+
+    #[test]
+    fn urls_secrets_and_paths_are_not_shown() {
+        assert_eq!(
+            public_reason(
+                "not a media file ffmpeg can read: http://127.0.0.1:41234/uploads/abc?secret=9f8e: \
+                 Invalid data found when processing input"
+            ),
+            "not a media file ffmpeg can read: <input>: Invalid data found when processing input"
+        );
+        assert_eq!(
+            public_reason(
+                "/var/lib/streamforge/media/assets/x/original: No such file or directory"
+            ),
+            "<input>: No such file or directory"
+        );
+        assert_eq!(
+            public_reason("Error opening 'https://cdn.example/a.mp4?token=s' (404)"),
+            "Error opening '<input>' (404)"
+        );
+        // Ratios, sizes and plain words stay.
+        let plain = "rung 720p: ffmpeg exited with 1 | frame=10 fps=0.0 q=-1.0 size=N/A 16/9";
+        assert_eq!(public_reason(plain), plain);
     }
 }

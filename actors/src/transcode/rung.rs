@@ -195,9 +195,13 @@ fn ffmpeg_args(args: &RungArgs) -> Vec<String> {
                 ]
                 .map(String::from),
             );
-            // Never upscale; keep the width even for 4:2:0.
+            // `height` is the short side (ffmpeg has already applied any
+            // rotation, so a portrait source arrives portrait). Never
+            // upscale; the other side keeps the aspect ratio, even for 4:2:0.
             out.push("-vf".into());
-            out.push(format!("scale=w=-2:h='min({height},ih)'"));
+            out.push(format!(
+                "scale=w='if(gte(iw,ih),-2,min({height},iw))':h='if(gte(iw,ih),min({height},ih),-2)'"
+            ));
             out.push("-b:v".into());
             out.push(format!("{kbps}k"));
             out.push("-maxrate".into());

@@ -18,9 +18,21 @@
 //!   fragment starts with a SAP of type 1 or 2). A new segment starts at the
 //!   first sync sample at least the target segment duration after the
 //!   current segment's start; every audio sample is a sync sample.
-//! - A part ends before the sample that would take it past the target part
-//!   duration, or at the end of its segment. A part that starts with a sync
-//!   sample is *independent* (`EXT-X-PART:INDEPENDENT=YES`).
+//! - A part ends before the sample that would take it past the part
+//!   duration, or at the end of its segment. A sample's duration is only
+//!   known when the next one arrives, so the decision uses the longest gap
+//!   between the track's last [`RECENT_GAPS`] samples: timestamps jitter
+//!   around their nominal spacing (RTMP's whole milliseconds give 30 fps as
+//!   33/33/34 ms), and a part planned from the previous gap alone comes out
+//!   a tick long. Whatever the jitter, no part lasts longer than the part
+//!   duration (the declared `PART-TARGET`; RFC 8216bis §4.4.4.9: a Partial
+//!   Segment's duration "MUST be less than or equal to the Part Target
+//!   Duration"): when the next sample shows that the pending part ran past
+//!   it, the part is closed without its last sample, which begins the next
+//!   part. Only a single sample longer than the part duration (a frame rate
+//!   under 3 fps, or a gap in the input) makes a longer part.
+//! - A part that starts with a sync sample is *independent*
+//!   (`EXT-X-PART:INDEPENDENT=YES`).
 //! - With [`Fragmenter::split_at_keyframes`], every video sync sample is a
 //!   part of its own: a `moof` + `mdat` holding that one sample, the byte
 //!   range an I-frame playlist entry addresses.
@@ -46,6 +58,9 @@ use crate::rope::Rope;
 use super::fragment::{ChunkSample, write_chunk_header, write_styp};
 use super::{CmafError, MAX_SAMPLE_SIZE};
 use crate::media::{MediaKind, Sample, Track, TrackId};
+
+/// How many of a track's latest sample gaps plan the next part.
+pub const RECENT_GAPS: usize = 8;
 
 /// A target duration in seconds, as an exact fraction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,7 +169,11 @@ struct OpenSegment {
 struct TrackState {
     kind: MediaKind,
     segment_ticks: u64,
-    part_ticks: Option<u64>,
+    /// The longest a part may last.
+    part_limit: Option<u64>,
+    /// The gaps between the track's latest samples, newest at `gap_at`.
+    recent_gaps: [u32; RECENT_GAPS],
+    gap_at: usize,
     next_segment_seq: u64,
     next_fragment_seq: u32,
     last_dts: Option<i64>,
@@ -223,7 +242,9 @@ impl Fragmenter {
             TrackState {
                 kind: track.kind(),
                 segment_ticks: self.config.segment_duration.ticks(track.timescale),
-                part_ticks: self.config.part_duration.map(|d| d.ticks(track.timescale)),
+                part_limit: self.config.part_duration.map(|d| d.ticks(track.timescale)),
+                recent_gaps: [0; RECENT_GAPS],
+                gap_at: 0,
                 next_segment_seq: first_segment_seq,
                 next_fragment_seq: 1,
                 last_dts: None,
@@ -340,6 +361,17 @@ impl Fragmenter {
                 last.duration = duration;
             }
             state.pending_end = udts;
+            state.gap_at = (state.gap_at + 1) % RECENT_GAPS;
+            state.recent_gaps[state.gap_at] = duration;
+            // The last pending sample lasted longer than planned: the part
+            // would exceed its limit, so it ends before that sample.
+            if state.pending.len() > 1
+                && state
+                    .part_limit
+                    .is_some_and(|limit| udts - state.pending_start > limit)
+            {
+                state.close_part_but_last(track, &mut self.events)?;
+            }
         }
 
         // A follower's segment starts where the followed track's does: the
@@ -379,8 +411,9 @@ impl Fragmenter {
             && ((self.split_at_keyframes
                 && state.kind == MediaKind::Video
                 && (keyframe || matches!(state.pending.as_slice(), [only] if only.keyframe)))
-                || state.part_ticks.is_some_and(|part_ticks| {
-                    udts - state.pending_start + u64::from(sample.duration) > part_ticks
+                || state.part_limit.is_some_and(|limit| {
+                    let expected = state.recent_gaps.iter().max().copied().unwrap_or(0);
+                    udts - state.pending_start + u64::from(sample.duration.max(expected)) > limit
                 }))
         {
             state.close_part(track, &mut self.events)?;
@@ -434,6 +467,25 @@ impl Fragmenter {
 }
 
 impl TrackState {
+    /// Closes the pending part without its last sample, which stays
+    /// pending as the first of the next part.
+    fn close_part_but_last(
+        &mut self,
+        track: TrackId,
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), CmafError> {
+        let Some(last) = self.pending.pop() else {
+            return Ok(());
+        };
+        let end = self.pending_end;
+        self.pending_end -= u64::from(last.duration);
+        self.close_part(track, events)?;
+        self.pending_start = self.pending_end;
+        self.pending_end = end;
+        self.pending.push(last);
+        Ok(())
+    }
+
     fn close_part(
         &mut self,
         track: TrackId,

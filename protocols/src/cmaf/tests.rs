@@ -273,6 +273,118 @@ fn timeline_wins_over_stated_durations() {
     assert_eq!(moof.traf[0].tfhd.default_sample_duration, Some(3003));
 }
 
+/// Pushes `frames` samples whose decode times are `frame_dts(i)` ticks,
+/// each stating the previous gap as its duration (what the RTMP demuxer
+/// does), a keyframe every `gop` frames; returns the parts and segments.
+fn cut(
+    timescale: u32,
+    frames: i64,
+    gop: i64,
+    part: TargetDuration,
+    frame_dts: impl Fn(i64) -> i64,
+) -> (Vec<Part>, Vec<Segment>) {
+    let mut track = video_track();
+    track.timescale = timescale;
+    let mut f = Fragmenter::new(FragmenterConfig {
+        segment_duration: TargetDuration::from_secs(2),
+        part_duration: Some(part),
+        first_segment_seq: 1,
+    });
+    f.add_track(&track).unwrap();
+    let mut previous_gap = 1;
+    for i in 0..frames {
+        let dts = frame_dts(i);
+        if i > 0 {
+            previous_gap = (dts - frame_dts(i - 1)) as u32;
+        }
+        f.push(sample(VIDEO, dts, previous_gap, i % gop == 0))
+            .unwrap();
+    }
+    f.flush().unwrap();
+    drain(&mut f)
+}
+
+/// Every part within `limit` ticks, and every part but a segment's last at
+/// least 85 % of it (RFC 8216bis §4.4.3.7).
+fn assert_parts_fit(what: &str, segments: &[Segment], limit: u64) {
+    for seg in segments {
+        for (i, p) in seg.parts.iter().enumerate() {
+            assert!(
+                p.duration <= limit,
+                "{what}: segment {} part {i} lasts {} > {limit}",
+                seg.seq,
+                p.duration
+            );
+            if i + 1 < seg.parts.len() {
+                assert!(
+                    p.duration * 100 >= limit * 85,
+                    "{what}: segment {} part {i} lasts {} < 85 % of {limit}",
+                    seg.seq,
+                    p.duration
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn parts_fit_the_part_target_at_every_common_frame_rate() {
+    // (frames per second as num/den, keyframe interval in frames)
+    let rates = [
+        (24, 1, 48),
+        (24_000, 1001, 48),
+        (25, 1, 50),
+        (30_000, 1001, 60),
+        (30, 1, 60),
+        (50, 1, 100),
+        (60_000, 1001, 120),
+        (60, 1, 120),
+    ];
+    let targets = [
+        TargetDuration { num: 1, den: 3 },
+        TargetDuration::from_millis(333),
+        TargetDuration::from_millis(500),
+    ];
+    for (num, den, gop) in rates {
+        for part in targets {
+            // RTMP: whole milliseconds; RTSP and files: a 90 kHz clock.
+            for timescale in [1000u32, 90_000] {
+                let ts = i64::from(timescale);
+                let (_, segments) = cut(timescale, 20 * num / den, gop, part, |i| {
+                    (i * den * ts + num / 2) / num
+                });
+                assert!(segments.len() >= 9, "{num}/{den} fps");
+                let what = format!("{num}/{den} fps at {timescale} Hz, part {part:?}");
+                assert_parts_fit(&what, &segments, part.ticks(timescale));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_part_the_next_sample_shows_too_long_ends_before_its_last_sample() {
+    // 30 fps in ms, then frame 9 arrives 40 ms late: the part planned to
+    // hold frames 0 to 8 (300 ms) would end at 340 ms.
+    let late = |i: i64| (i * 1000 + 15) / 30 + if i >= 9 { 40 } else { 0 };
+    let (parts, segments) = cut(1000, 60, 60, TargetDuration::from_millis(333), late);
+    assert!(parts.iter().all(|p| p.duration <= 333), "{parts:?}");
+    // The first part ends before frame 8, which begins the second.
+    assert_eq!(parts[0].duration, late(8) as u64);
+    assert_eq!(parts[1].start_dts, late(8) as u64);
+    let total: u64 = segments.iter().map(|s| s.duration).sum();
+    assert_eq!(total, (2 * late(59) - late(58)) as u64);
+}
+
+#[test]
+fn a_frame_longer_than_a_part_is_a_part_of_its_own() {
+    // A 2 fps camera: every frame lasts 500 ms, longer than the part.
+    let (parts, _) = cut(90_000, 10, 4, TargetDuration { num: 1, den: 3 }, |i| {
+        i * 45_000
+    });
+    assert_eq!(parts.len(), 10);
+    assert!(parts[..9].iter().all(|p| p.duration == 45_000));
+}
+
 #[test]
 fn typed_errors_leave_state_usable() {
     let mut f = Fragmenter::new(FragmenterConfig::default());
@@ -415,6 +527,13 @@ proptest! {
             prop_assert_eq!(seg.start_dts, expected_start);
             expected_start += seg.duration;
             prop_assert_eq!(seg.parts.iter().map(|p| p.duration).sum::<u64>(), seg.duration);
+            if let Some(part_ms) = part_ms {
+                let limit = TargetDuration::from_millis(part_ms).ticks(track.timescale);
+                for (info, moof) in seg.parts.iter().zip(moofs(&seg.data.to_bytes())) {
+                    // Only a single sample may outlast the part duration.
+                    prop_assert!(info.duration <= limit || moof.traf[0].trun[0].samples.len() == 1);
+                }
+            }
             prop_assert!(seg.parts[0].independent);
             prop_assert_eq!(seg.keyframe_dts.first().copied(), Some(seg.start_dts));
 

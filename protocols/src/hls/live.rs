@@ -180,6 +180,7 @@ pub struct LivePlaylist {
     current_map: Option<Arc<Map>>,
     pending_discontinuity: bool,
     warned_short_part: bool,
+    warned_long_part: bool,
 }
 
 impl LivePlaylist {
@@ -262,6 +263,7 @@ impl LivePlaylist {
             current_map,
             pending_discontinuity: false,
             warned_short_part: false,
+            warned_long_part: false,
         })
     }
 
@@ -346,7 +348,27 @@ impl LivePlaylist {
             independent: part.independent,
             byte_range: part.byte_range,
         };
-        validate_part(msn, index, &part, ll.part_target)?;
+        match validate_part(msn, index, &part, ll.part_target) {
+            // A single frame longer than PART-TARGET (a camera at 2 fps, a
+            // gap in the input) cannot be cut shorter; the fragmenter makes
+            // no longer part otherwise. Listing it breaks §4.4.4.9's MUST
+            // for one part; ending the stream over it would end every
+            // viewer's playback.
+            Err(HlsError::PartExceedsTarget { .. }) => {
+                if !self.warned_long_part {
+                    self.warned_long_part = true;
+                    tracing::warn!(
+                        msn,
+                        part = index,
+                        duration = %part.duration.decimal(),
+                        part_target = %ll.part_target.decimal(),
+                        "part longer than PART-TARGET: one frame lasts longer than a part \
+                         (a very low frame rate or a gap in the input); logged once per stream"
+                    );
+                }
+            }
+            other => other?,
+        }
         validate_uri("EXT-X-PRELOAD-HINT", &next.uri)?;
         let total = open_ticks.saturating_add(part.duration.ticks());
         if let Some(total) = MediaDuration::new(total, timescale) {
@@ -859,15 +881,10 @@ mod tests {
     #[test]
     fn rejects_what_would_break_the_playlist() {
         let mut pl = ll(Window::Event);
-        // A part longer than PART-TARGET.
-        assert!(matches!(
-            push(&mut pl, PART + 1),
-            Err(HlsError::PartExceedsTarget {
-                msn: 0,
-                part: 0,
-                ..
-            })
-        ));
+        // A part longer than PART-TARGET (one frame longer than a part: the
+        // fragmenter makes no other) is listed with a warning, not refused.
+        assert!(push(&mut pl, PART + 1).is_ok());
+        let mut pl = ll(Window::Event);
         // Parts that would make the segment round above the target duration.
         for _ in 0..7 {
             assert!(push(&mut pl, PART).is_ok());

@@ -304,6 +304,9 @@ pub struct LivePackager {
     /// Where this epoch starts on the stream's timeline, in ms since `start`.
     offset_ms: i64,
     epoch: u32,
+    /// Each epoch's start on the stream's timeline, in ms (its DASH
+    /// `Period@start`); epoch 0 starts at 0.
+    epoch_starts: Vec<(u32, u64)>,
     outputs: VecDeque<LiveOutput>,
     stats: LiveStats,
     ended: bool,
@@ -377,6 +380,7 @@ impl LivePackager {
             base_ms: None,
             offset_ms: 0,
             epoch: 0,
+            epoch_starts: vec![(0, 0)],
             outputs: VecDeque::new(),
             stats: LiveStats::default(),
             ended: false,
@@ -684,6 +688,16 @@ impl LivePackager {
         Ok(())
     }
 
+    /// Where epoch `epoch` begins on the stream's timeline, in ms: no
+    /// sample of it is earlier (samples are rebased on it).
+    fn epoch_start_ms(&self, epoch: u32) -> u64 {
+        self.epoch_starts
+            .iter()
+            .rev()
+            .find(|(e, _)| *e <= epoch)
+            .map_or(0, |&(_, ms)| ms)
+    }
+
     fn rendition(&self, name: &str) -> Option<&Rendition> {
         self.renditions.iter().find(|r| r.name == name)
     }
@@ -788,6 +802,8 @@ impl LivePackager {
         // On the wall clock since the stream began (DASH availability), and
         // never before what was already published.
         self.offset_ms = (now.0 - self.start.0).max(end_ms + 1);
+        self.epoch_starts
+            .push((epoch, u64::try_from(self.offset_ms).unwrap_or(0)));
         self.ended = false;
         self.paused = false;
         Ok(())
@@ -1208,17 +1224,10 @@ impl LivePackager {
         epochs.dedup();
         let mut periods = Vec::new();
         for epoch in epochs {
-            // The period starts at its earliest segment, over all renditions.
-            let start_ms = self
-                .renditions
-                .iter()
-                .filter_map(|r| {
-                    r.listed_segments()
-                        .find(|s| s.epoch == epoch)
-                        .map(|s| s.start * 1000 / u64::from(r.track.timescale))
-                })
-                .min()
-                .unwrap_or(0);
+            // The period starts where its epoch's media does, and stays
+            // there while the window slides: dash.js stalls when a Period
+            // keeps its @id but moves its @start (PITFALLS).
+            let start_ms = self.epoch_start_ms(epoch);
             let mut sets: Vec<AdaptationSet> = Vec::new();
             // Every video rendition (the source and its ladder rungs) in one
             // set, so that players switch between them.
@@ -1300,8 +1309,17 @@ impl LivePackager {
                 adaptation_sets: sets,
             });
         }
-        if let Some(first) = periods.first() {
-            let first_ms = u64::try_from(first.start.as_nanos() / 1_000_000).unwrap_or(0);
+        // The time-shift buffer: from the earliest listed segment on.
+        if let Some(first_ms) = self
+            .renditions
+            .iter()
+            .filter_map(|r| {
+                r.listed_segments()
+                    .next()
+                    .map(|s| s.start * 1000 / u64::from(r.track.timescale))
+            })
+            .min()
+        {
             window_ms = longest_ms.saturating_sub(first_ms);
         }
         let mut mpd = Mpd {

@@ -476,3 +476,44 @@ fn a_restarted_rung_continues_at_its_next_segment_or_is_refused() {
     assert_eq!(p.follow("v1", 99, 0), Follow::Gone);
     assert_eq!(p.follow("v1", 4, 99), Follow::Wait);
 }
+
+/// `(Period@id, Period@start)` of each period, and `timeShiftBufferDepth`.
+fn periods(mpd: &str) -> (Vec<(String, String)>, String) {
+    let doc = roxmltree::Document::parse(mpd).unwrap();
+    let periods = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("Period"))
+        .map(|n| {
+            (
+                n.attribute("id").unwrap_or_default().to_owned(),
+                n.attribute("start").unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let depth = doc
+        .root_element()
+        .attribute("timeShiftBufferDepth")
+        .unwrap_or_default()
+        .to_owned();
+    (periods, depth)
+}
+
+#[test]
+fn a_period_keeps_its_start_while_the_window_slides() {
+    let mut p = LivePackager::new(LiveSettings::default(), &tracks(), START).unwrap();
+    let mut seen = Vec::new();
+    for (i, s) in samples(40, 5_000, 50).into_iter().enumerate() {
+        p.push(s).unwrap();
+        if i % 200 == 0 && p.is_playable() {
+            seen.push(periods(&ready(p.mpd(START).unwrap())));
+        }
+    }
+    assert!(seen.len() > 5);
+    // The window (6 segments of 2 s) slid from 0 to 28 s: the period stays.
+    for (periods, _) in &seen {
+        assert_eq!(periods, &[("0".to_owned(), "PT0S".to_owned())]);
+    }
+    // The time-shift buffer is the listed window, not everything since 0.
+    let (_, depth) = seen.last().unwrap();
+    assert!(depth.starts_with("PT12."), "{depth}");
+}

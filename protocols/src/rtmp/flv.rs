@@ -17,12 +17,19 @@
 //!
 //! # Timing
 //!
-//! Both tracks use [`TIMESCALE`] (1000 Hz), RTMP's own millisecond clock;
-//! nothing is rescaled, so the publisher's timeline reaches the packager
-//! unchanged. One [`TimestampExtender`] serves both tracks, extending the
-//! 32-bit wrapping timestamps to `i64`. A sample's `duration` is an estimate
-//! (the previous gap on its track, else one AAC frame / 20 ms of Opus / one
-//! tick): the CMAF fragmenter replaces it with the gap to the next sample.
+//! Video and Opus use [`TIMESCALE`] (1000 Hz), RTMP's own millisecond
+//! clock, unscaled. One [`TimestampExtender`] serves both tracks, extending
+//! the 32-bit wrapping timestamps to `i64`. A sample's `duration` is an
+//! estimate (the previous gap on its track, else 20 ms of Opus / one tick):
+//! the CMAF fragmenter replaces it with the gap to the next sample.
+//!
+//! AAC is counted in its own sample rate instead: every frame holds 1024
+//! samples (ISO/IEC 14496-3 §4.5.1.1), which millisecond timestamps can only
+//! round (21/21/22 ms at 48 kHz). [`AacClock`] places each frame exactly
+//! one frame after the one before while the publisher's timestamp agrees
+//! with that within [`AAC_DRIFT_MS`], and re-anchors on the timestamp when
+//! it does not (frames lost, or a publisher whose audio clock jumped), so
+//! audio keeps the publisher's position against video to the millisecond.
 //!
 //! # Codec detection
 //!
@@ -412,6 +419,48 @@ impl TimestampExtender {
     }
 }
 
+/// How far (ms) an AAC frame's RTMP timestamp may stray from where the
+/// frames before it place it before the track is re-anchored on the
+/// timestamp: more than RTMP's millisecond rounding and a live encoder's
+/// usual jitter, less than one lost frame at 48 kHz (21.3 ms).
+pub const AAC_DRIFT_MS: i64 = 15;
+
+/// Samples per AAC frame (AAC-LC, and HE-AAC counted at its core rate).
+const AAC_FRAME_SAMPLES: u32 = 1024;
+
+/// Decode times of AAC frames in ticks of their sample rate.
+#[derive(Debug, Default)]
+struct AacClock {
+    /// Where the next frame goes, in ticks.
+    next: Option<i64>,
+    reanchored: u64,
+}
+
+impl AacClock {
+    /// The decode time of a frame stamped `ms`, in ticks of `rate`.
+    fn place(&mut self, ms: i64, rate: u32) -> i64 {
+        let rate = i64::from(rate.max(1));
+        let stamped = (ms * rate + 500) / 1000;
+        let dts = match self.next {
+            Some(next) if ((stamped - next) * 1000 / rate).abs() <= AAC_DRIFT_MS => next,
+            Some(next) => {
+                self.reanchored += 1;
+                if self.reanchored == 1 {
+                    tracing::info!(
+                        drift_ms = (stamped - next) * 1000 / rate,
+                        "rtmp: an AAC frame's timestamp left the frame count; following the timestamp \
+                         (logged once per stream)"
+                    );
+                }
+                stamped
+            }
+            None => stamped,
+        };
+        self.next = Some(dts + i64::from(AAC_FRAME_SAMPLES));
+        dts
+    }
+}
+
 #[derive(Debug, Default)]
 struct TrackState {
     track: Option<Track>,
@@ -439,6 +488,7 @@ pub struct FlvDemuxer {
     video: TrackState,
     audio: TrackState,
     clock: TimestampExtender,
+    aac: AacClock,
     changed: bool,
     unsupported: Vec<String>,
     reported: Vec<String>,
@@ -482,7 +532,11 @@ impl FlvDemuxer {
 
     fn set_track(state: &mut TrackState, changed: &mut bool, id: TrackId, config: CodecConfig) {
         if state.track.as_ref().map(|t| &t.codec) != Some(&config) {
-            state.track = Some(Track::new(id, TIMESCALE, config));
+            let timescale = match &config {
+                CodecConfig::Aac(c) if c.sample_rate > 0 => c.sample_rate,
+                _ => TIMESCALE,
+            };
+            state.track = Some(Track::new(id, timescale, config));
             *changed = true;
         }
     }
@@ -565,6 +619,9 @@ impl FlvDemuxer {
                     }
                 };
                 Self::set_track(&mut self.audio, &mut self.changed, AUDIO_TRACK_ID, config);
+                if self.changed {
+                    self.aac = AacClock::default();
+                }
                 Ok(None)
             }
             AudioTag::Frame { codec, data } => {
@@ -578,11 +635,12 @@ impl FlvDemuxer {
                 if data.is_empty() {
                     return Ok(None);
                 }
-                let default = match &track.codec {
-                    CodecConfig::Aac(c) => (1024 * TIMESCALE).div_ceil(c.sample_rate.max(1)),
-                    _ => 20,
+                let (dts, duration) = match &track.codec {
+                    CodecConfig::Aac(_) => {
+                        (self.aac.place(dts, track.timescale), AAC_FRAME_SAMPLES)
+                    }
+                    _ => (dts, self.audio.duration(dts, 20)),
                 };
-                let duration = self.audio.duration(dts, default);
                 Ok(Some(Sample {
                     track: AUDIO_TRACK_ID,
                     dts,
@@ -705,10 +763,33 @@ pub(crate) mod tests {
             .push_audio(23, &Bytes::from_static(&[0xaf, 1, 0x21, 0x10]))
             .unwrap()
             .unwrap();
+        // Counted at 44.1 kHz: 23 ms is tick 1014.
+        assert_eq!(tracks[0].timescale, 44_100);
         assert_eq!(
             (s.dts, s.duration, s.keyframe, &s.data[..]),
-            (23, 24, true, &[0x21, 0x10][..])
+            (1014, 1024, true, &[0x21, 0x10][..])
         );
+    }
+
+    #[test]
+    fn aac_frames_follow_their_sample_count_through_rounded_timestamps() {
+        let mut demux = FlvDemuxer::new();
+        demux.push_audio(0, &aac_sequence_header()).unwrap();
+        let frame = Bytes::from_static(&[0xaf, 1, 0x21, 0x10]);
+        // 44.1 kHz frames last 23.22 ms: RTMP says 1000, 1023, 1046, 1070, …
+        let mut dts = Vec::new();
+        for i in 0..200u32 {
+            let ms = 1000 + (u64::from(i) * 1024 * 1000 / 44_100) as u32;
+            let ms = if i == 50 { ms + 4 } else { ms }; // jitter within the drift
+            dts.push(demux.push_audio(ms, &frame).unwrap().unwrap().dts);
+        }
+        assert!(dts.windows(2).all(|w| w[1] - w[0] == 1024), "{dts:?}");
+        assert_eq!(dts[0], 44_100);
+        // Two frames lost: the next frame follows its timestamp.
+        let ms = 1000 + (202 * 1024 * 1000 / 44_100) as u32;
+        let s = demux.push_audio(ms, &frame).unwrap().unwrap();
+        assert_eq!(s.dts, (i64::from(ms) * 44_100 + 500) / 1000);
+        assert!((s.dts - (44_100 + 202 * 1024)).abs() <= 44, "{}", s.dts);
     }
 
     #[test]

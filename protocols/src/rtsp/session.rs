@@ -146,6 +146,38 @@ struct Pending {
     request_id: u64,
     version: Version,
     cseq: String,
+    /// The ANNOUNCE carried no key (URL or credentials): a refusal for want
+    /// of one asks for credentials instead of closing the session.
+    may_challenge: bool,
+}
+
+/// Challenges for credentials answered on one connection before a refusal
+/// closes it (a client that keeps sending none is not asked forever).
+const MAX_CHALLENGES: u32 = 2;
+
+/// The key an RTSP URL carries as a credential (`rtsp://user:KEY@host/…`).
+/// Clients send URL credentials only as an `Authorization` header after a
+/// `401` challenge (RFC 2326 §D.1.2 / RFC 7617 Basic); the password is the
+/// key, or the user name when the password is empty.
+fn basic_credential_key(value: &str) -> Option<String> {
+    use base64::Engine as _;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':').unwrap_or((&text, ""));
+    let key = if password.is_empty() { user } else { password };
+    (!key.is_empty()).then(|| key.to_owned())
+}
+
+/// `url` without its query: what a track's `a=control` is appended to by
+/// clients that put the query last (GStreamer's `…/cam/stream=1?key=…`).
+fn without_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(path, _)| path)
 }
 
 struct Media {
@@ -213,6 +245,8 @@ pub struct ServerSession {
     published: bool,
     pending: Option<Pending>,
     next_request_id: u64,
+    /// `401` challenges sent so far (at most [`MAX_CHALLENGES`]).
+    challenges: u32,
     transmit: VecDeque<Bytes>,
     events: VecDeque<SessionEvent>,
 }
@@ -234,6 +268,7 @@ impl ServerSession {
             published: false,
             pending: None,
             next_request_id: 1,
+            challenges: 0,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -547,8 +582,20 @@ impl ServerSession {
             return;
         };
         let mut path = url.path().trim_start_matches('/').to_owned();
-        if let Some(query) = url.query() {
-            path = format!("{path}?{query}");
+        let query = url.query().map(str::to_owned);
+        let url_key = query
+            .as_deref()
+            .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("key=")));
+        let credential = header_str(req, &headers::AUTHORIZATION)
+            .as_deref()
+            .and_then(basic_credential_key);
+        match (query, &credential) {
+            (Some(query), Some(key)) if !url_key => {
+                path = format!("{path}?{query}&key={key}");
+            }
+            (Some(query), _) => path = format!("{path}?{query}"),
+            (None, Some(key)) => path = format!("{path}?key={key}"),
+            (None, None) => {}
         }
         self.media = media
             .into_iter()
@@ -569,6 +616,7 @@ impl ServerSession {
             request_id,
             version,
             cseq,
+            may_challenge: !url_key && credential.is_none() && self.challenges < MAX_CHALLENGES,
         });
         self.state = State::Deciding;
         self.events
@@ -594,6 +642,24 @@ impl ServerSession {
     pub fn reject_announce(&mut self, request_id: u64, refusal: Refusal, reason: &str) {
         match self.pending.take() {
             Some(p) if p.request_id == request_id => {
+                if refusal == Refusal::Unauthorized && p.may_challenge {
+                    // Ask for the key as credentials; the client may ANNOUNCE
+                    // again on this connection.
+                    self.challenges += 1;
+                    self.respond(
+                        p.version,
+                        &p.cseq,
+                        StatusCode::Unauthorized,
+                        vec![(
+                            headers::WWW_AUTHENTICATE,
+                            "Basic realm=\"StreamForge\"".to_owned(),
+                        )],
+                        Some(("text/plain", format!("{reason}\r\n").into_bytes())),
+                    );
+                    self.media.clear();
+                    self.state = State::Init;
+                    return;
+                }
                 let status = match refusal {
                     Refusal::Unauthorized => StatusCode::Unauthorized,
                     Refusal::Forbidden => StatusCode::Forbidden,
@@ -610,11 +676,17 @@ impl ServerSession {
     /// The media a SETUP URL names: by its `a=control` (relative or
     /// absolute), or the only one.
     fn media_for(&self, url: &str) -> Option<usize> {
-        let url = url.trim_end_matches('/');
+        // ffmpeg appends the control to the whole URL (`…/cam?key=K/streamid=0`),
+        // GStreamer to its path (`…/cam/stream=1?key=K`): try both.
+        let candidates = [url, without_query(url)].map(|u| u.trim_end_matches('/'));
         let by_control = self.media.iter().position(|m| {
             m.desc.control.as_deref().is_some_and(|c| {
-                let c = c.trim_end_matches('/');
-                !c.is_empty() && c != "*" && (url == c || url.ends_with(&format!("/{c}")))
+                let c = without_query(c).trim_end_matches('/');
+                !c.is_empty()
+                    && c != "*"
+                    && candidates
+                        .iter()
+                        .any(|u| *u == c || u.ends_with(&format!("/{c}")))
             })
         });
         by_control.or_else(|| (self.media.len() == 1).then_some(0))

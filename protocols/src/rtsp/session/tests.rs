@@ -358,3 +358,90 @@ fn fuzz_regressions() {
         }
     }
 }
+
+#[test]
+fn setup_urls_with_the_query_after_the_control_name_the_track() {
+    // GStreamer's rtspclientsink: `{base path}/{control}?{query}`.
+    let mut s = session();
+    s.handle_input(&request("ANNOUNCE", URL, 1, "", SDP))
+        .unwrap();
+    accept(&mut s);
+    for (cseq, (control, channels)) in [("streamid=0", "0-1"), ("streamid=1", "2-3")]
+        .into_iter()
+        .enumerate()
+    {
+        s.handle_input(&request(
+            "SETUP",
+            &format!("rtsp://127.0.0.1:8554/live/cam/{control}?key=k1"),
+            2 + cseq as u32,
+            &format!("Transport: RTP/AVP/TCP;unicast;interleaved={channels};mode=record\r\n"),
+            "",
+        ))
+        .unwrap();
+    }
+    let replies = responses(&mut s);
+    assert_eq!(replies.len(), 3, "{replies:?}");
+    assert!(
+        replies[1..]
+            .iter()
+            .all(|r| r.starts_with("RTSP/1.0 200 OK")),
+        "{replies:?}"
+    );
+}
+
+#[test]
+fn a_key_sent_as_credentials_after_a_challenge_publishes() {
+    let mut s = session();
+    let bare = "rtsp://127.0.0.1:8554/live/cam";
+    s.handle_input(&request("ANNOUNCE", bare, 1, "", SDP))
+        .unwrap();
+    let Some(SessionEvent::AnnounceRequested { request_id, path }) = s.poll_event() else {
+        panic!()
+    };
+    assert_eq!(path, "live/cam");
+    s.reject_announce(
+        request_id,
+        Refusal::Unauthorized,
+        "stream \"cam\" needs its key",
+    );
+    let replies = responses(&mut s);
+    assert!(
+        replies[0].starts_with("RTSP/1.0 401 Unauthorized\r\n"),
+        "{replies:?}"
+    );
+    assert!(
+        replies[0].contains("WWW-Authenticate: Basic realm=\"StreamForge\""),
+        "{replies:?}"
+    );
+    assert!(!s.is_closed());
+    // ffmpeg and GStreamer answer with the URL's user:password
+    // (`rtsp://publisher:k1@…`): "publisher:k1" in base64.
+    s.handle_input(&request(
+        "ANNOUNCE",
+        bare,
+        2,
+        "Authorization: Basic cHVibGlzaGVyOmsx\r\n",
+        SDP,
+    ))
+    .unwrap();
+    let Some(SessionEvent::AnnounceRequested { request_id, path }) = s.poll_event() else {
+        panic!()
+    };
+    assert_eq!(path, "live/cam?key=k1");
+    s.accept_announce(request_id).unwrap();
+    let replies = responses(&mut s);
+    assert!(replies[0].starts_with("RTSP/1.0 200 OK"), "{replies:?}");
+
+    // Wrong credentials close the session; so does a client that keeps
+    // sending none after two challenges.
+    let mut s = session();
+    for cseq in 1..=3 {
+        s.handle_input(&request("ANNOUNCE", bare, cseq, "", SDP))
+            .unwrap();
+        let Some(SessionEvent::AnnounceRequested { request_id, .. }) = s.poll_event() else {
+            panic!()
+        };
+        s.reject_announce(request_id, Refusal::Unauthorized, "needs its key");
+        assert_eq!(s.is_closed(), cseq == 3);
+    }
+}
