@@ -432,6 +432,25 @@ impl AvcConfig {
         Self::from_parameter_sets(&sps, &pps).map(Some)
     }
 
+    /// Collects SPS and PPS from a sample of 4-byte length-prefixed NAL
+    /// units (an FLV/MP4 sample whose encoder sent its parameter sets in
+    /// band). `Ok(None)` when either is missing.
+    pub fn from_length_prefixed(sample: &[u8]) -> Result<Option<Self>, CodecError> {
+        let (mut sps, mut pps) = (Vec::new(), Vec::new());
+        for nal in super::nal::split_length_prefixed(sample, 4) {
+            let nal = nal?;
+            match nal_unit_type(nal) {
+                Some(NAL_SPS) => sps.push(nal),
+                Some(NAL_PPS) => pps.push(nal),
+                _ => {}
+            }
+        }
+        if sps.is_empty() || pps.is_empty() {
+            return Ok(None);
+        }
+        Self::from_parameter_sets(&sps, &pps).map(Some)
+    }
+
     /// Parses an `AVCDecoderConfigurationRecord` (the body of an `avcC` box).
     pub fn parse(record: &[u8]) -> Result<Self, CodecError> {
         let mut r = ByteReader::new(record, "avcC");

@@ -417,11 +417,16 @@ impl LivePackager {
         match self.fragmenter.push(sample) {
             Ok(()) => self.stats.bytes += size,
             Err(
-                CmafError::NotKeyframe { .. }
+                err @ (CmafError::NotKeyframe { .. }
                 | CmafError::NonMonotonicDts { .. }
-                | CmafError::ZeroDuration { .. },
+                | CmafError::ZeroDuration { .. }),
             ) => {
                 self.stats.dropped += 1;
+                if self.stats.dropped == 1 {
+                    tracing::info!(%err, "live: a sample no CMAF fragment can hold was dropped (logged once per stream)");
+                } else {
+                    tracing::debug!(%err, "live: sample dropped");
+                }
                 return Ok(());
             }
             Err(source) => {

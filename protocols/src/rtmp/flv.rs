@@ -490,6 +490,12 @@ pub struct FlvDemuxer {
     clock: TimestampExtender,
     aac: AacClock,
     changed: bool,
+    warned_empty_header: bool,
+    /// An empty AVC sequence header was sent: no audio until video's
+    /// in-band parameter sets arrive.
+    awaiting_video: bool,
+    /// Video frames moved to a later decode time (see `push_video`).
+    nudged: u64,
     unsupported: Vec<String>,
     reported: Vec<String>,
 }
@@ -549,6 +555,20 @@ impl FlvDemuxer {
     ) -> Result<Option<Sample>, RtmpError> {
         match parse_video(body).map_err(|e| e.within("video"))? {
             VideoTag::SequenceStart { codec, record } => {
+                // ffmpeg sends an empty AVC sequence header when its encoder
+                // keeps SPS/PPS in band (no global header: `-f tee`, some
+                // hardware encoders); the parameter sets then come with the
+                // first keyframe.
+                if record.is_empty() && codec == VideoCodec::Avc {
+                    self.awaiting_video = self.video.track.is_none();
+                    if !self.warned_empty_header {
+                        self.warned_empty_header = true;
+                        tracing::info!(
+                            "rtmp: empty AVC sequence header; taking SPS/PPS from the first keyframe"
+                        );
+                    }
+                    return Ok(None);
+                }
                 let config = match codec {
                     VideoCodec::Avc | VideoCodec::Hevc => video_config(codec, &record)?,
                     other => {
@@ -566,6 +586,30 @@ impl FlvDemuxer {
                 data,
             } => {
                 let dts = self.clock.extend(timestamp);
+                // Without a sequence header ffmpeg's FLV muxer passes the
+                // encoder's Annex B output through as it is.
+                let data = if codec == VideoCodec::Avc
+                    && (data.starts_with(&[0, 0, 1]) || data.starts_with(&[0, 0, 0, 1]))
+                {
+                    match codec::nal::annex_b_to_length_prefixed(&data) {
+                        Ok(converted) => Bytes::from(converted),
+                        Err(_) => return Ok(None),
+                    }
+                } else {
+                    data
+                };
+                if self.video.track.is_none()
+                    && codec == VideoCodec::Avc
+                    && let Ok(Some(avc)) = AvcConfig::from_length_prefixed(&data)
+                {
+                    Self::set_track(
+                        &mut self.video,
+                        &mut self.changed,
+                        VIDEO_TRACK_ID,
+                        CodecConfig::H264(avc),
+                    );
+                    self.awaiting_video = false;
+                }
                 let Some(track) = &self.video.track else {
                     if !matches!(codec, VideoCodec::Avc | VideoCodec::Hevc) {
                         self.report(codec.to_string());
@@ -579,6 +623,29 @@ impl FlvDemuxer {
                     CodecConfig::H264(c) => codec::h264::is_idr(&data, c.length_size),
                     CodecConfig::H265(c) => codec::h265::is_irap(&data, c.length_size),
                     _ => Ok(keyframe),
+                };
+                // GStreamer's flvmux with B-frames from a live source (1.22,
+                // x264enc bframes=2) sends a decode time again every few
+                // frames: its nanosecond times collapse onto one
+                // millisecond. Dropping the frame would break every frame
+                // that references it until the next keyframe, so it moves
+                // one tick later and keeps its presentation time.
+                let (dts, cts) = match self.video.last_dts {
+                    Some(last) if dts <= last && last - dts < 100 => {
+                        self.nudged += 1;
+                        if self.nudged == 1 {
+                            tracing::info!(
+                                dts,
+                                previous = last,
+                                "rtmp: a video frame's decode time does not rise (GStreamer flvmux with \
+                                 B-frames); moving it one millisecond later (logged once per stream)"
+                            );
+                        }
+                        let moved = last + 1;
+                        let shift = i32::try_from(moved - dts).unwrap_or(i32::MAX);
+                        (moved, cts.saturating_sub(shift))
+                    }
+                    _ => (dts, cts),
                 };
                 let duration = self.video.duration(dts, 1);
                 Ok(Some(Sample {
@@ -626,6 +693,12 @@ impl FlvDemuxer {
             }
             AudioTag::Frame { codec, data } => {
                 let dts = self.clock.extend(timestamp);
+                // The video track is announced but its parameter sets come
+                // with its first keyframe: audio before it would start the
+                // presentation without video (and its tracks then change).
+                if self.awaiting_video {
+                    return Ok(None);
+                }
                 let Some(track) = &self.audio.track else {
                     if !matches!(codec, AudioCodec::Aac | AudioCodec::Opus) {
                         self.report(codec.to_string());
@@ -726,6 +799,45 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!((b.cts_offset, b.keyframe, b.duration), (-33, false, 33));
         assert_eq!(demux.take_changed_tracks(), None);
+    }
+
+    #[test]
+    fn an_empty_avc_sequence_header_waits_for_in_band_parameter_sets() {
+        use crate::codec::h264::tests::{PPS_720P_HIGH, SPS_720P_HIGH};
+        let mut demux = FlvDemuxer::new();
+        // What ffmpeg's FLV muxer sends when its encoder has no global header.
+        let empty = Bytes::from_static(&[0x17, 0, 0, 0, 0]);
+        assert_eq!(demux.push_video(0, &empty).unwrap(), None);
+        assert_eq!(demux.take_changed_tracks(), None);
+        let mut body = vec![0x17, 1, 0, 0, 0];
+        for nal in [SPS_720P_HIGH, PPS_720P_HIGH, &[0x65, 0x88, 0x84][..]] {
+            body.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            body.extend_from_slice(nal);
+        }
+        let idr = demux.push_video(0, &Bytes::from(body)).unwrap().unwrap();
+        assert!(idr.keyframe);
+        let tracks = demux.take_changed_tracks().unwrap();
+        assert_eq!(tracks[0].width(), Some(1280));
+    }
+
+    #[test]
+    fn a_repeated_video_decode_time_moves_one_tick_later_keeping_its_presentation() {
+        let mut demux = FlvDemuxer::new();
+        demux.push_video(0, &avc_sequence_header()).unwrap();
+        let a = demux
+            .push_video(21, &avc_frame(true, 0, 5))
+            .unwrap()
+            .unwrap();
+        let b = demux
+            .push_video(21, &avc_frame(false, 50, 1))
+            .unwrap()
+            .unwrap();
+        let c = demux
+            .push_video(38, &avc_frame(false, 0, 1))
+            .unwrap()
+            .unwrap();
+        assert_eq!((a.dts, b.dts, c.dts), (21, 22, 38));
+        assert_eq!(b.pts(), 71);
     }
 
     #[test]
