@@ -1202,17 +1202,26 @@ async fn a_live_ladder_adds_keyframe_aligned_rungs() {
     assert_eq!(rung["height"], 120, "{status}");
     // How far the rung trails its source: both blocking reloads for the
     // next segment's first part, answered when each exists.
-    let next = extinfs(&text(&server, "/live/tiers/v1/media.m3u8").await)
-        .last()
-        .map_or(1, |s| s.0 + 2);
+    let last = async |rendition: &str| {
+        extinfs(&text(&server, &format!("/live/tiers/{rendition}/media.m3u8")).await)
+            .last()
+            .map_or(0, |s| s.0)
+    };
+    // The rung starts at a source segment boundary after its encoder's
+    // first output: measure once it lists what the source lists.
+    wait_until("the rung to catch up with its source", async || {
+        last("v2").await >= last("v1").await
+    })
+    .await;
+    let next = last("v1").await + 2;
     let asked = Instant::now();
     let blocking = |rendition: &str| {
         let url = server.url(&format!(
             "/live/tiers/{rendition}/media.m3u8?_HLS_msn={next}&_HLS_part=0"
         ));
         async move {
-            let response = reqwest::get(url).await.unwrap();
-            assert_eq!(response.status(), 200);
+            let response = reqwest::get(&url).await.unwrap();
+            assert_eq!(response.status(), 200, "{url}");
             asked.elapsed()
         }
     };

@@ -361,8 +361,16 @@ impl Fragmenter {
                 last.duration = duration;
             }
             state.pending_end = udts;
-            state.gap_at = (state.gap_at + 1) % RECENT_GAPS;
-            state.recent_gaps[state.gap_at] = duration;
+            // A gap longer than a part is a pause in the input (a resumed
+            // publisher, a dropped run of frames), not the spacing of the
+            // frames to come.
+            if state
+                .part_limit
+                .is_none_or(|limit| u64::from(duration) <= limit)
+            {
+                state.gap_at = (state.gap_at + 1) % RECENT_GAPS;
+                state.recent_gaps[state.gap_at] = duration;
+            }
             // The last pending sample lasted longer than planned: the part
             // would exceed its limit, so it ends before that sample.
             if state.pending.len() > 1
