@@ -616,8 +616,8 @@ impl Actor for Job {
 }
 
 /// `reason` with every URL and absolute path replaced by `<input>`: what
-/// an API client may read of an ffmpeg or ffprobe message (PITFALLS:
-/// errors must not echo internal URLs, secrets or paths).
+/// an API client may read of an ffmpeg or ffprobe message: ffmpeg quotes
+/// its input URL, and the growing source's URL carries its secret.
 pub(crate) fn public_reason(reason: &str) -> String {
     let mut out = String::with_capacity(reason.len());
     let mut rest = reason;

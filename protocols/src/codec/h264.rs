@@ -418,26 +418,21 @@ impl AvcConfig {
     /// Collects SPS and PPS from an Annex B access unit (as RTMP/RTSP/TS
     /// sources carry them in-band). `Ok(None)` when either is missing.
     pub fn from_annex_b(access_unit: &[u8]) -> Result<Option<Self>, CodecError> {
-        let (mut sps, mut pps) = (Vec::new(), Vec::new());
-        for nal in split_annex_b(access_unit) {
-            match nal_unit_type(nal) {
-                Some(NAL_SPS) => sps.push(nal),
-                Some(NAL_PPS) => pps.push(nal),
-                _ => {}
-            }
-        }
-        if sps.is_empty() || pps.is_empty() {
-            return Ok(None);
-        }
-        Self::from_parameter_sets(&sps, &pps).map(Some)
+        Self::from_nal_units(split_annex_b(access_unit).map(Ok))
     }
 
     /// Collects SPS and PPS from a sample of 4-byte length-prefixed NAL
     /// units (an FLV/MP4 sample whose encoder sent its parameter sets in
     /// band). `Ok(None)` when either is missing.
     pub fn from_length_prefixed(sample: &[u8]) -> Result<Option<Self>, CodecError> {
+        Self::from_nal_units(super::nal::split_length_prefixed(sample, 4))
+    }
+
+    fn from_nal_units<'a>(
+        nals: impl Iterator<Item = Result<&'a [u8], CodecError>>,
+    ) -> Result<Option<Self>, CodecError> {
         let (mut sps, mut pps) = (Vec::new(), Vec::new());
-        for nal in super::nal::split_length_prefixed(sample, 4) {
+        for nal in nals {
             let nal = nal?;
             match nal_unit_type(nal) {
                 Some(NAL_SPS) => sps.push(nal),

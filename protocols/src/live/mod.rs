@@ -1231,7 +1231,8 @@ impl LivePackager {
         for epoch in epochs {
             // The period starts where its epoch's media does, and stays
             // there while the window slides: dash.js stalls when a Period
-            // keeps its @id but moves its @start (PITFALLS).
+            // keeps its @id but moves its @start (ISO/IEC 23009-1 §5.3.2.1:
+            // a Period's start is fixed for its id in a dynamic MPD).
             let start_ms = self.epoch_start_ms(epoch);
             let mut sets: Vec<AdaptationSet> = Vec::new();
             // Every video rendition (the source and its ladder rungs) in one
