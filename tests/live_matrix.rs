@@ -204,6 +204,31 @@ async fn times(url: &str, stream: &str) -> Vec<f64> {
     times
 }
 
+/// What ffmpeg reports while decoding every stream of `url`: nothing when
+/// each frame decodes.
+async fn decode_errors(url: &str) -> String {
+    let output = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-i", url])
+        // Frames keep their own times: no rounding onto a guessed rate.
+        .args([
+            "-map",
+            "0",
+            "-fps_mode",
+            "passthrough",
+            "-enc_time_base",
+            "-1",
+        ])
+        .args(["-f", "null", "-"])
+        .output()
+        .await
+        .unwrap();
+    let mut errors = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        errors.push_str(&format!("(ffmpeg {})", output.status));
+    }
+    errors
+}
+
 /// How far video moved against audio from the publisher's file to ours.
 /// Every video frame is there (checked before), so the video shift is
 /// exact; audio may lack a frame at either end (one before the stream's
@@ -324,6 +349,8 @@ async fn run_case(server: &TestServer, dir: &Path, index: usize, case: Case) {
         let video = times(&url, "v:0").await;
         let audio = times(&url, "a:0").await;
         let what = format!("{what}, {manifest}");
+        let errors = decode_errors(&url).await;
+        assert!(errors.is_empty(), "{what}: decoding: {errors}");
         // Every frame the publisher sent (a live GStreamer source may skip
         // one on a loaded machine).
         let missing = source_video.saturating_sub(video.len());

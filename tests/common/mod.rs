@@ -36,6 +36,13 @@ impl TestServer {
         config.live.rtsp_udp_ports = [0, 0];
         config.http.shutdown_grace = Duration::from_secs(2);
         adjust(&mut config);
+        // `RUST_LOG=…` shows the server's log in a test's output.
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
         let running = server::start(config).await.expect("server starts");
         TestServer {
             addr: running.http_addr(),

@@ -83,6 +83,8 @@ impl Recording {
             ..PackagerConfig::default()
         };
         let mut packager: Option<Packager> = None;
+        let mut recorded: Vec<Track> = Vec::new();
+        let mut in_band = InBandSets::default();
         let mut failure: Option<String> = None;
         while let Some(msg) = rx.recv().await {
             if failure.is_some() {
@@ -90,17 +92,23 @@ impl Recording {
             }
             let result = match msg {
                 RecorderMsg::Tracks(tracks) if packager.is_none() => {
+                    recorded.clone_from(&tracks);
                     Packager::new(config.clone(), &tracks)
                         .map(|p| packager = Some(p))
                         .map_err(|e| e.to_string())
                 }
-                // A mid-stream change ends the publish anyway.
-                RecorderMsg::Tracks(_) => Ok(()),
+                // A new codec configuration mid-stream (the live stream
+                // continues in a new epoch): the recording keeps its sample
+                // descriptions and carries the new parameter sets in band.
+                RecorderMsg::Tracks(tracks) => {
+                    in_band.update(&recorded, &tracks);
+                    Ok(())
+                }
                 RecorderMsg::Sample(sample) => match packager.as_mut() {
                     // Samples the VOD packager refuses (before a keyframe,
                     // out of order) are skipped, as the live packager does.
                     Some(p) => {
-                        let _ = p.push(sample);
+                        let _ = p.push(in_band.apply(sample));
                         Ok(())
                     }
                     None => Ok(()),
@@ -154,5 +162,42 @@ impl Recording {
                 .map_err(|e| format!("storing {key}: {e}"))?;
         }
         Ok(())
+    }
+}
+
+/// Parameter sets a recording's video samples carry in band after the
+/// publisher changed them: each track's new sets go before every keyframe
+/// that does not bring its own.
+#[derive(Default)]
+struct InBandSets {
+    by_track: std::collections::HashMap<u32, bytes::Bytes>,
+}
+
+impl InBandSets {
+    fn update(&mut self, recorded: &[Track], tracks: &[Track]) {
+        for track in tracks {
+            let first = recorded.iter().find(|t| t.id == track.id);
+            if first.is_some_and(|t| t.codec == track.codec) {
+                self.by_track.remove(&track.id);
+                continue;
+            }
+            let sets = track.codec.parameter_sets_in_band();
+            if !sets.is_empty() {
+                self.by_track.insert(track.id, bytes::Bytes::from(sets));
+            }
+        }
+    }
+
+    fn apply(&self, mut sample: Sample) -> Sample {
+        let Some(sets) = self.by_track.get(&sample.track) else {
+            return sample;
+        };
+        if sample.keyframe && !sample.data.starts_with(sets) {
+            let mut data = Vec::with_capacity(sets.len() + sample.data.len());
+            data.extend_from_slice(sets);
+            data.extend_from_slice(&sample.data);
+            sample.data = bytes::Bytes::from(data);
+        }
+        sample
     }
 }

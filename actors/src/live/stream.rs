@@ -525,7 +525,10 @@ impl Publisher {
     }
 
     /// Sets the tracks; the packager starts at the first sample after them.
-    /// A change once packaging has started ends the publish.
+    /// A new codec configuration once packaging has started (an encoder's
+    /// new parameter sets or resolution) continues the stream in a new
+    /// epoch (new init sections after a discontinuity); other tracks than
+    /// before end the publish.
     pub fn set_tracks(&self, tracks: Vec<Track>) -> Result<(), PublishEnded> {
         let mut state = self.stream.lock();
         self.current(&state)?;
@@ -544,7 +547,17 @@ impl Publisher {
                 .map(|t| t.codec.codec_string())
                 .collect::<Vec<_>>()
                 .join(",");
-            return Err(PublishEnded::TracksChanged(what));
+            let same_ids = state.tracks.len() == tracks.len()
+                && state.tracks.iter().zip(&tracks).all(|(a, b)| a.id == b.id);
+            let reconfigured = same_ids
+                && state
+                    .packager
+                    .as_mut()
+                    .is_some_and(|p| p.reconfigure(&tracks, now_millis()).is_ok());
+            if !reconfigured {
+                return Err(PublishEnded::TracksChanged(what));
+            }
+            tracing::info!(stream = %self.stream.name, codecs = %what, "the publisher changed its codec configuration: the stream continues after a discontinuity");
         }
         state.tracks = tracks;
         Ok(())

@@ -297,8 +297,21 @@ impl HevcConfig {
 
     /// Collects VPS, SPS and PPS from an Annex B access unit. `Ok(None)` when any is missing.
     pub fn from_annex_b(access_unit: &[u8]) -> Result<Option<Self>, CodecError> {
+        Self::from_nal_units(super::nal::split_annex_b(access_unit).map(Ok))
+    }
+
+    /// Collects VPS, SPS and PPS from a sample of 4-byte length-prefixed
+    /// NAL units. `Ok(None)` when any is missing.
+    pub fn from_length_prefixed(sample: &[u8]) -> Result<Option<Self>, CodecError> {
+        Self::from_nal_units(super::nal::split_length_prefixed(sample, 4))
+    }
+
+    fn from_nal_units<'a>(
+        nals: impl Iterator<Item = Result<&'a [u8], CodecError>>,
+    ) -> Result<Option<Self>, CodecError> {
         let (mut vps, mut sps, mut pps) = (Vec::new(), Vec::new(), Vec::new());
-        for nal in super::nal::split_annex_b(access_unit) {
+        for nal in nals {
+            let nal = nal?;
             match nal_unit_type(nal) {
                 Some(NAL_VPS) => vps.push(nal),
                 Some(NAL_SPS) => sps.push(nal),

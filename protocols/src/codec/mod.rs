@@ -18,6 +18,7 @@ pub mod nal;
 pub mod opus;
 
 use crate::media::MediaKind;
+use bytes::Bytes;
 
 pub use aac::AudioSpecificConfig;
 pub use h264::AvcConfig;
@@ -126,6 +127,23 @@ pub enum CodecConfig {
 }
 
 impl CodecConfig {
+    /// The configuration's parameter sets (H.264 SPS, PPS; H.265 VPS, SPS,
+    /// PPS) as one run of 4-byte length-prefixed NAL units, what a sample
+    /// carries to change them in band; empty for audio.
+    pub fn parameter_sets_in_band(&self) -> Vec<u8> {
+        let nalus: Vec<&Bytes> = match self {
+            Self::H264(c) => c.sps_nalus.iter().chain(&c.pps_nalus).collect(),
+            Self::H265(c) => c.arrays.iter().flat_map(|a| &a.nalus).collect(),
+            Self::Aac(_) | Self::Opus(_) => Vec::new(),
+        };
+        let mut out = Vec::with_capacity(nalus.iter().map(|n| n.len() + 4).sum());
+        for nalu in nalus {
+            out.extend_from_slice(&(nalu.len() as u32).to_be_bytes());
+            out.extend_from_slice(nalu);
+        }
+        out
+    }
+
     /// The RFC 6381 `codecs` parameter, e.g. `avc1.64001f` or `mp4a.40.2`.
     pub fn codec_string(&self) -> String {
         match self {

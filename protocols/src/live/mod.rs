@@ -746,13 +746,7 @@ impl LivePackager {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        let published = self.renditions.iter().filter(|r| !r.is_rung()).count();
-        if tracks.len() != published
-            || tracks
-                .iter()
-                .zip(&self.renditions)
-                .any(|(t, r)| t.kind() != r.track.kind())
-        {
+        if !self.same_kinds(tracks) {
             return Err(LiveError::TracksDiffer(describe()));
         }
         let epoch = self.epoch + 1;
@@ -811,6 +805,58 @@ impl LivePackager {
             .push((epoch, u64::try_from(self.offset_ms).unwrap_or(0)));
         self.ended = false;
         self.paused = false;
+        Ok(())
+    }
+
+    /// Whether `tracks` are, one for one, of the kinds of the published
+    /// renditions: what a resumption or a reconfiguration may change.
+    fn same_kinds(&self, tracks: &[Track]) -> bool {
+        let published = self.renditions.iter().filter(|r| !r.is_rung()).count();
+        tracks.len() == published
+            && tracks
+                .iter()
+                .zip(&self.renditions)
+                .all(|(t, r)| t.kind() == r.track.kind())
+    }
+
+    /// The publisher changed a codec configuration mid-stream (new
+    /// parameter sets, another resolution): the open segments close, and
+    /// the stream goes on in a new epoch with new init sections, a
+    /// discontinuity in each playlist and a new DASH period, as after a
+    /// reconnection; but on the publisher's own clock, with no gap.
+    pub fn reconfigure(&mut self, tracks: &[Track], now: UnixMillis) -> Result<(), LiveError> {
+        if self.ended || self.paused {
+            return Err(LiveError::Ended);
+        }
+        if !self.same_kinds(tracks) {
+            return Err(LiveError::TracksDiffer(
+                tracks
+                    .iter()
+                    .map(|t| t.codec.codec_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ));
+        }
+        let (base_ms, offset_ms) = (self.base_ms, self.offset_ms);
+        self.pause()?;
+        // Where the new epoch may start: no track's next sample is earlier
+        // than the end of what it published.
+        let start_ms = self
+            .renditions
+            .iter()
+            .filter(|r| !r.is_rung())
+            .filter_map(|r| {
+                let last = r.segments.back()?;
+                Some((last.start + last.duration) * 1000 / u64::from(r.track.timescale))
+            })
+            .min()
+            .unwrap_or(0);
+        self.resume(tracks, now)?;
+        self.base_ms = base_ms;
+        self.offset_ms = offset_ms;
+        if let Some(last) = self.epoch_starts.last_mut() {
+            last.1 = start_ms;
+        }
         Ok(())
     }
 

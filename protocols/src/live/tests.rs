@@ -344,6 +344,48 @@ fn a_resumed_stream_continues_with_a_discontinuity_and_a_new_period() {
     assert!(mpd.contains("init-1.mp4"));
 }
 
+#[test]
+fn a_mid_stream_configuration_change_starts_an_epoch_on_the_same_clock() {
+    let mut p = LivePackager::new(LiveSettings::default(), &tracks(), START).unwrap();
+    for s in samples(5, 5_000, 50) {
+        p.push(s).unwrap();
+    }
+    assert!(matches!(
+        p.reconfigure(&tracks()[..1], UnixMillis(START.0 + 5_000)),
+        Err(LiveError::TracksDiffer(_))
+    ));
+    // Wall-clock time plays no part: the publisher's clock goes on.
+    p.reconfigure(&tracks(), UnixMillis(START.0 + 60_000))
+        .unwrap();
+    for s in samples(4, 10_000, 50) {
+        p.push(s).unwrap();
+    }
+    assert_eq!(p.stats().dropped, 0);
+    let playlist = ready(p.media_playlist("v1", &query(None, None)));
+    assert!(
+        playlist.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-1.mp4\""),
+        "{playlist}"
+    );
+    // 5 s before the change (2 + 2 + 1), 4 after, the last 2 still open:
+    // seven seconds listed, no gap.
+    let listed: f64 = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|d| d.trim_end_matches(',').parse::<f64>().unwrap())
+        .sum();
+    assert!((listed - 7.0).abs() < 0.1, "{listed}: {playlist}");
+    // The new period starts where the first track to stop stopped: audio's
+    // last frame before the change ended at 4.991 s, video's at 5 s.
+    let (periods, _) = periods(&ready(p.mpd(UnixMillis(START.0 + 9_000)).unwrap()));
+    assert_eq!(
+        periods
+            .iter()
+            .map(|(_, start)| start.as_str())
+            .collect::<Vec<_>>(),
+        ["PT0S", "PT4.991S"]
+    );
+}
+
 /// A rung mirroring the source's video a few frames behind (as an encoder
 /// would), with keyframes where the source has them and an extra one that
 /// must not cut a segment.

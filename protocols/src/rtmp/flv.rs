@@ -491,6 +491,9 @@ pub struct FlvDemuxer {
     aac: AacClock,
     changed: bool,
     warned_empty_header: bool,
+    /// The publisher's AVC sequence header was empty: its frames may be
+    /// the encoder's Annex B output.
+    avc_in_band: bool,
     /// An empty AVC sequence header was sent: no audio until video's
     /// in-band parameter sets arrive.
     awaiting_video: bool,
@@ -560,6 +563,7 @@ impl FlvDemuxer {
                 // hardware encoders); the parameter sets then come with the
                 // first keyframe.
                 if record.is_empty() && codec == VideoCodec::Avc {
+                    self.avc_in_band = true;
                     self.awaiting_video = self.video.track.is_none();
                     if !self.warned_empty_header {
                         self.warned_empty_header = true;
@@ -576,6 +580,7 @@ impl FlvDemuxer {
                         return Ok(None);
                     }
                 };
+                self.avc_in_band = false;
                 Self::set_track(&mut self.video, &mut self.changed, VIDEO_TRACK_ID, config);
                 Ok(None)
             }
@@ -587,9 +592,13 @@ impl FlvDemuxer {
             } => {
                 let dts = self.clock.extend(timestamp);
                 // Without a sequence header ffmpeg's FLV muxer passes the
-                // encoder's Annex B output through as it is.
+                // encoder's Annex B output through as it is. Only then: a
+                // length-prefixed frame whose first NAL unit is 256 to 511
+                // bytes long starts with 00 00 01 too.
                 let data = if codec == VideoCodec::Avc
+                    && self.avc_in_band
                     && (data.starts_with(&[0, 0, 1]) || data.starts_with(&[0, 0, 0, 1]))
+                    && !codec::nal::split_length_prefixed(&data, 4).all(|nal| nal.is_ok())
                 {
                     match codec::nal::annex_b_to_length_prefixed(&data) {
                         Ok(converted) => Bytes::from(converted),
@@ -818,6 +827,50 @@ pub(crate) mod tests {
         assert!(idr.keyframe);
         let tracks = demux.take_changed_tracks().unwrap();
         assert_eq!(tracks[0].width(), Some(1280));
+    }
+
+    #[test]
+    fn frames_are_annex_b_only_after_an_empty_sequence_header() {
+        use crate::codec::h264::tests::{PPS_720P_HIGH, SPS_720P_HIGH};
+        // A slice of 300 bytes: its length prefix 00 00 01 2c looks like an
+        // Annex B start code.
+        let mut slice = vec![0x41];
+        slice.resize(300, 0x9a);
+        let mut prefixed = vec![0x27, 1, 0, 0, 0];
+        prefixed.extend_from_slice(&300u32.to_be_bytes());
+        prefixed.extend_from_slice(&slice);
+        let mut demux = FlvDemuxer::new();
+        demux.push_video(0, &avc_sequence_header()).unwrap();
+        demux.push_video(0, &avc_frame(true, 0, 5)).unwrap();
+        let frame = demux
+            .push_video(40, &Bytes::from(prefixed.clone()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(&frame.data[..], &prefixed[5..]);
+
+        // After an empty header, Annex B frames are converted, and a
+        // well-formed length-prefixed frame is still taken as it is.
+        let mut demux = FlvDemuxer::new();
+        demux
+            .push_video(0, &Bytes::from_static(&[0x17, 0, 0, 0, 0]))
+            .unwrap();
+        let mut annex_b = vec![0x17, 1, 0, 0, 0];
+        for nal in [SPS_720P_HIGH, PPS_720P_HIGH, &[0x65, 0x88, 0x84][..]] {
+            annex_b.extend_from_slice(&[0, 0, 0, 1]);
+            annex_b.extend_from_slice(nal);
+        }
+        let idr = demux.push_video(0, &Bytes::from(annex_b)).unwrap().unwrap();
+        assert!(idr.keyframe);
+        assert_eq!(
+            &idr.data[idr.data.len() - 7..],
+            &[0, 0, 0, 3, 0x65, 0x88, 0x84]
+        );
+        assert_eq!(demux.take_changed_tracks().unwrap()[0].width(), Some(1280));
+        let frame = demux
+            .push_video(40, &Bytes::from(prefixed.clone()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(&frame.data[..], &prefixed[5..]);
     }
 
     #[test]

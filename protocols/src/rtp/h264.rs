@@ -3,9 +3,11 @@
 //!
 //! An access unit ends at the marker bit (RFC 6184 §5.1: "set for the very
 //! last packet of the access unit") or, for senders that forget it, when
-//! the timestamp changes. Parameter sets and access unit delimiters are
-//! taken out of the samples: SPS/PPS are kept for the track configuration
-//! (senders without `sprop-parameter-sets` send them in band).
+//! the timestamp changes. Access unit delimiters are taken out of the
+//! samples; SPS and PPS stay in them (an encoder may change its parameter
+//! sets mid-stream, and a decoder must see the new ones where they start)
+//! and the latest are kept for the track configuration (senders without
+//! `sprop-parameter-sets` send them only in band).
 
 use super::{AccessUnits, Frame, PacketInfo, RtpError};
 
@@ -52,10 +54,13 @@ impl H264Depacketizer {
             return Ok(());
         };
         match header & 0x1f {
-            NAL_SPS => self.sps = Some(nal.to_vec()),
-            NAL_PPS => self.pps = Some(nal.to_vec()),
             NAL_AUD => {}
             kind => {
+                match kind {
+                    NAL_SPS => self.sps = Some(nal.to_vec()),
+                    NAL_PPS => self.pps = Some(nal.to_vec()),
+                    _ => {}
+                }
                 self.units.au.keyframe |= kind == NAL_IDR;
                 self.units.au.push_nal(nal, CONTEXT)?;
             }
@@ -158,7 +163,11 @@ mod tests {
         let frame = d.pull().unwrap();
         assert_eq!(frame.timestamp, 1000);
         assert!(frame.keyframe);
-        assert_eq!(&frame.data[..], &prefixed(&[&[0x65, 0xaa, 0xbb]])[..]);
+        // The parameter sets stay in the sample; the delimiter does not.
+        assert_eq!(
+            &frame.data[..],
+            &prefixed(&[&[0x67, 1, 2], &[0x68, 3], &[0x65, 0xaa, 0xbb]])[..]
+        );
         assert_eq!(
             d.parameter_sets(),
             Some((&[0x67, 1, 2][..], &[0x68, 3][..]))

@@ -3,8 +3,9 @@
 //! packets (AP) and fragmentation units (FU). PACI packets are refused.
 //!
 //! Access units end at the marker bit or at a timestamp change, as for
-//! H.264. VPS/SPS/PPS and access unit delimiters are taken out of the
-//! samples and kept for the track configuration.
+//! H.264. Access unit delimiters are taken out of the samples; VPS, SPS
+//! and PPS stay in them (they may change mid-stream) and the latest are
+//! kept for the track configuration.
 
 use super::{AccessUnits, Frame, PacketInfo, RtpError};
 use crate::codec::h265::is_irap_type;
@@ -65,11 +66,14 @@ impl H265Depacketizer {
             ));
         }
         match nal_type(nal[0]) {
-            NAL_VPS => self.vps = Some(nal.to_vec()),
-            NAL_SPS => self.sps = Some(nal.to_vec()),
-            NAL_PPS => self.pps = Some(nal.to_vec()),
             NAL_AUD => {}
             kind => {
+                match kind {
+                    NAL_VPS => self.vps = Some(nal.to_vec()),
+                    NAL_SPS => self.sps = Some(nal.to_vec()),
+                    NAL_PPS => self.pps = Some(nal.to_vec()),
+                    _ => {}
+                }
                 self.units.au.keyframe |= is_irap_type(kind);
                 self.units.au.push_nal(nal, CONTEXT)?;
             }
@@ -158,7 +162,42 @@ mod tests {
             .unwrap();
         let frame = d.pull().unwrap();
         assert!(frame.keyframe);
-        assert_eq!(&frame.data[..], &[0, 0, 0, 5, 19 << 1, 0x01, 1, 2, 3]);
+        // The parameter sets stay in the sample.
+        assert_eq!(
+            &frame.data[..],
+            &[
+                0,
+                0,
+                0,
+                3,
+                0x40,
+                1,
+                7,
+                0,
+                0,
+                0,
+                3,
+                0x42,
+                1,
+                8,
+                0,
+                0,
+                0,
+                3,
+                0x44,
+                1,
+                9,
+                0,
+                0,
+                0,
+                5,
+                19 << 1,
+                0x01,
+                1,
+                2,
+                3
+            ]
+        );
         assert_eq!(
             d.parameter_sets(),
             Some((&[0x40, 1, 7][..], &[0x42, 1, 8][..], &[0x44, 1, 9][..]))

@@ -926,6 +926,14 @@ impl ServerSession {
         {
             return;
         }
+        self.published = true;
+        self.announce_tracks();
+        for (index, time, frame) in std::mem::take(&mut self.held) {
+            self.emit(index, time, frame);
+        }
+    }
+
+    fn announce_tracks(&mut self) {
         let tracks: Vec<Track> = self
             .media
             .iter()
@@ -933,11 +941,7 @@ impl ServerSession {
             .filter(|(_, m)| m.used())
             .filter_map(|(i, m)| m.track(i))
             .collect();
-        self.published = true;
         self.events.push_back(SessionEvent::Tracks(tracks));
-        for (index, time, frame) in std::mem::take(&mut self.held) {
-            self.emit(index, time, frame);
-        }
     }
 
     fn drain_timeline(&mut self) -> Result<(), RtspError> {
@@ -988,6 +992,19 @@ impl ServerSession {
         let Some(m) = self.media.get_mut(index) else {
             return;
         };
+        // An encoder that changes its parameter sets (GStreamer's x264enc
+        // after a caps renegotiation, a camera switching resolution) sends
+        // the new ones in band before its next keyframe: the tracks are
+        // announced again, ahead of the first sample that needs them.
+        if frame.keyframe
+            && let Some(config) = in_band_change(m.config.as_ref(), &frame.data)
+        {
+            m.config = Some(config);
+            self.announce_tracks();
+        }
+        let Some(m) = self.media.get_mut(index) else {
+            return;
+        };
         // The packager times a sample by the next one's start; the stated
         // duration only matters for the last sample before an end.
         let duration = frame.duration.unwrap_or_else(|| {
@@ -1008,6 +1025,17 @@ impl ServerSession {
             data: frame.data,
         }));
     }
+}
+
+/// The configuration of a keyframe's in-band parameter sets, when they
+/// differ from `current`'s.
+fn in_band_change(current: Option<&CodecConfig>, sample: &[u8]) -> Option<CodecConfig> {
+    let config = match current? {
+        CodecConfig::H264(_) => CodecConfig::H264(AvcConfig::from_length_prefixed(sample).ok()??),
+        CodecConfig::H265(_) => CodecConfig::H265(HevcConfig::from_length_prefixed(sample).ok()??),
+        _ => return None,
+    };
+    (Some(&config) != current).then_some(config)
 }
 
 /// A configuration from parameter sets the sender sent in band.

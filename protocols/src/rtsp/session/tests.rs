@@ -445,3 +445,91 @@ fn a_key_sent_as_credentials_after_a_challenge_publishes() {
         assert_eq!(s.is_closed(), cseq == 3);
     }
 }
+
+/// A STAP-A (RFC 6184 §5.7.1) of `nals`.
+fn stap_a(nals: &[&[u8]]) -> Vec<u8> {
+    let mut out = vec![0x18];
+    for nal in nals {
+        out.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+        out.extend_from_slice(nal);
+    }
+    out
+}
+
+#[test]
+fn new_in_band_parameter_sets_announce_the_tracks_again_before_their_keyframe() {
+    use crate::codec::h264::tests::{PPS_720P_HIGH, SPS_720P_HIGH};
+    // The SDP's own parameter sets.
+    const SPS: &[u8] = &[
+        103, 100, 0, 12, 172, 217, 65, 65, 251, 1, 16, 0, 0, 3, 0, 16, 0, 0, 3, 3, 200, 241, 66,
+        153, 96,
+    ];
+    const PPS: &[u8] = &[104, 235, 227, 203, 34, 192];
+    let mut bytes = publish_bytes();
+    // Cut the media after the RECORD: the frames are sent again below.
+    let record = String::from_utf8_lossy(&bytes)
+        .find("RECORD")
+        .expect("a RECORD");
+    let end = bytes[record..]
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap()
+        + record
+        + 4;
+    bytes.truncate(end);
+    bytes.extend(interleaved(1, &sender_report(10 << 32, 1000)));
+    bytes.extend(interleaved(3, &sender_report(10 << 32, 500)));
+    let mut seq = 0u16;
+    for i in 0..40u32 {
+        let ts = 1000 + i * 3600;
+        // Keyframes at 0 (the SDP's sets, repeated in band), 12 (the same)
+        // and 24 (new sets: the encoder changed its configuration).
+        let sets: Option<[&[u8]; 2]> = match i {
+            0 | 12 => Some([SPS, PPS]),
+            24 => Some([SPS_720P_HIGH, PPS_720P_HIGH]),
+            _ => None,
+        };
+        if let Some(sets) = sets {
+            bytes.extend(interleaved(0, &rtp(96, seq, ts, false, &stap_a(&sets))));
+            seq += 1;
+        }
+        let nal: &[u8] = if sets.is_some() {
+            &[0x65, 1, 2]
+        } else {
+            &[0x41, 3]
+        };
+        bytes.extend(interleaved(0, &rtp(96, seq, ts, true, nal)));
+        seq += 1;
+        bytes.extend(interleaved(2, &aac(500 + i * 1764)));
+    }
+    let mut s = session();
+    s.handle_input(&bytes).unwrap();
+    let events = accept(&mut s);
+    let announced: Vec<(usize, u32)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(at, e)| match e {
+            SessionEvent::Tracks(t) => Some((at, t[0].width().unwrap())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(announced.len(), 2, "{announced:?}");
+    assert_eq!(announced[1].1, 1280);
+    // The next video sample after the second announcement is the keyframe
+    // with the new sets in it; every video sample before it came earlier.
+    let video_after = events[announced[1].0..]
+        .iter()
+        .find_map(|e| match e {
+            SessionEvent::Sample(s) if s.track == 1 => Some(s),
+            _ => None,
+        })
+        .unwrap();
+    assert!(video_after.keyframe);
+    assert_eq!(video_after.dts, 24 * 3600);
+    assert!(
+        video_after
+            .data
+            .windows(SPS_720P_HIGH.len())
+            .any(|w| w == SPS_720P_HIGH)
+    );
+}
