@@ -4,7 +4,7 @@
 //! by packet with the source by ffprobe; ffmpeg must decode the output cleanly.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use bytes::Bytes;
@@ -14,25 +14,6 @@ use streamforge_protocols::cmaf::{
 };
 use streamforge_protocols::media::{MediaKind, Sample, TrackId};
 use streamforge_protocols::mp4::{FragmentedReader, ProgressiveMp4, ReaderEvent, top_level_boxes};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!("sf-cmaf-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn have_ffmpeg() -> bool {
     ["ffmpeg", "ffprobe"].iter().all(|tool| {
@@ -127,8 +108,8 @@ fn round_trip(video: &[&str], audio: &[&str], codecs: [&str; 2]) {
         println!("skipping: ffmpeg/ffprobe not on PATH");
         return;
     }
-    let dir = TempDir::new();
-    let source = dir.0.join("source.mp4");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("source.mp4");
     run(Command::new("ffmpeg")
         .args(["-v", "error", "-y"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
@@ -230,7 +211,7 @@ fn round_trip(video: &[&str], audio: &[&str], codecs: [&str; 2]) {
     }
 
     for (index, track) in tracks.iter().enumerate() {
-        let out = dir.0.join(format!("track{}.mp4", track.id));
+        let out = dir.path().join(format!("track{}.mp4", track.id));
         std::fs::write(&out, &outputs[&track.id]).expect("write output");
         let expected = probe_packets(&source, index as u64);
         let actual = probe_packets(&out, 0);
@@ -246,7 +227,7 @@ fn round_trip(video: &[&str], audio: &[&str], codecs: [&str; 2]) {
         // Opus packet, a full frame for the last AAC one), so a duration may
         // instead match ffmpeg's own fragmented remux of the source. The `trun`
         // durations themselves were checked exactly with our reader above.
-        let remux = dir.0.join(format!("ffmpeg_frag{}.mp4", track.id));
+        let remux = dir.path().join(format!("ffmpeg_frag{}.mp4", track.id));
         run(Command::new("ffmpeg")
             .args(["-v", "error", "-y", "-i"])
             .arg(&source)
