@@ -291,6 +291,10 @@ pub struct LiveStats {
     pub bytes: u64,
 }
 
+/// Segments a live MPD announces after the last finished one: the one in
+/// progress and the next.
+const ANNOUNCED_AHEAD: u64 = 2;
+
 /// The live packager of one stream; see the module documentation.
 pub struct LivePackager {
     settings: LiveSettings,
@@ -1160,8 +1164,15 @@ impl LivePackager {
                 .unwrap_or_default();
             return Reply::Ready((parts, seg.complete || self.ended));
         }
-        let next = r.segments.back().map_or(FIRST_MSN, |s| s.msn + 1);
-        if !self.ended && msn == next {
+        // The MPD announces the segments ahead of the last finished one:
+        // a request for one is held until it exists.
+        let finished = r
+            .segments
+            .iter()
+            .rev()
+            .find(|s| s.complete)
+            .map_or(FIRST_MSN - 1, |s| s.msn);
+        if !self.ended && msn > finished && msn <= finished + ANNOUNCED_AHEAD {
             return Reply::Wait;
         }
         Reply::NotFound
@@ -1291,7 +1302,7 @@ impl LivePackager {
                 let Some(first) = segments.first() else {
                     continue;
                 };
-                let timeline: Vec<TimelineSegment> = segments
+                let mut timeline: Vec<TimelineSegment> = segments
                     .iter()
                     .map(|s| TimelineSegment {
                         start: s.start,
@@ -1301,6 +1312,24 @@ impl LivePackager {
                 if let Some(last) = segments.last() {
                     let end = (last.start + last.duration) * 1000 / u64::from(timescale);
                     longest_ms = longest_ms.max(end);
+                    // Low-latency DASH fetches a segment while it is being
+                    // written: the timeline lists the segment in progress
+                    // with what it holds so far. A player reads it as it
+                    // grows (chunked transfer) and learns its full length
+                    // and the next segment from the next MPD.
+                    if live
+                        && !self.paused
+                        && epoch == self.epoch
+                        && let Some(open) = r
+                            .segments
+                            .back()
+                            .filter(|s| !s.complete && s.epoch == epoch && s.duration > 0)
+                    {
+                        timeline.push(TimelineSegment {
+                            start: open.start,
+                            duration: open.duration,
+                        });
+                    }
                 }
                 let track = r.epoch_track(epoch);
                 let template = SegmentTemplate {
@@ -1377,7 +1406,12 @@ impl LivePackager {
         let mut mpd = Mpd {
             id: self.settings.presentation_id.clone(),
             presentation: Presentation::Dynamic(Dynamic {
-                minimum_update_period: segment,
+                // The timeline grows with each part: a player reloads
+                // the MPD about three times per segment to learn of the
+                // next segment soon after it starts.
+                minimum_update_period: MediaDuration::from_millis(
+                    (segment.as_nanos() / 3 / 1_000_000).max(part.as_nanos() / 1_000_000) as u64,
+                ),
                 time_shift_buffer_depth: Some(MediaDuration::from_millis(window_ms.max(1))),
                 suggested_presentation_delay: None,
             }),

@@ -229,6 +229,18 @@ fn multivariant_and_dynamic_mpd_then_ended() {
         .filter(|n| n.has_tag_name("S"))
         .collect();
     assert_eq!(s[0].attribute("t"), Some("0"));
+    // Four finished segments, then the one in progress with what it holds
+    // (its parts so far), for low-latency players to fetch as it grows.
+    assert_eq!(s[0].attribute("r"), Some("3"), "{mpd}");
+    let last = s.last().unwrap();
+    assert_eq!(s.len(), 2, "{mpd}");
+    let held: u64 = last.attribute("d").unwrap().parse().unwrap();
+    assert!(held > 0 && held < 2000, "{mpd}");
+    assert_eq!(root.attribute("minimumUpdatePeriod"), Some("PT0.666S"));
+    // Requests for it and the next are held, not refused.
+    assert!(matches!(p.segment_parts("v1", 5, 0), Reply::Ready((_, false))));
+    assert_eq!(p.segment_parts("v1", 6, 0), Reply::Wait);
+    assert_eq!(p.segment_parts("v1", 7, 0), Reply::NotFound);
 
     p.end().unwrap();
     let playlist = ready(p.media_playlist("v1", &query(None, None)));
