@@ -52,7 +52,14 @@ fn publish(url: &str, seconds: u32, start: i64) -> Child {
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-filter_complex", &bars, "-map", "[v]", "-map", "1:a"])
         .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+        ])
         .args(["-g", "25", "-b:v", "300k", "-c:a", "aac", "-b:a", "64k"])
         .args(["-f", "flv", url])
         .stdin(Stdio::null())
@@ -122,7 +129,10 @@ async fn dash_js_shaka_and_hls_js_play_live_at_low_latency_through_a_publisher_r
     let master = server.url("/live/clock/master.m3u8");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while reqwest::get(&master).await.unwrap().status() != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "the stream never started");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream never started"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // ffmpeg's clock starts when it has connected and starts publishing,
@@ -136,7 +146,11 @@ async fn dash_js_shaka_and_hls_js_play_live_at_low_latency_through_a_publisher_r
     let startup = status["started_at_ms"].as_i64().expect("started_at_ms") - spawned;
     let players = Command::new("node")
         .arg("tests/peers/live_players.mjs")
-        .args([server.url(""), "clock".to_owned(), WATCH_SECONDS.to_string()])
+        .args([
+            server.url(""),
+            "clock".to_owned(),
+            WATCH_SECONDS.to_string(),
+        ])
         .arg(PLAYERS.join(","))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -203,7 +217,10 @@ async fn dash_js_shaka_and_hls_js_play_live_at_low_latency_through_a_publisher_r
              median live latency reported {latency:?} s; median glass-to-glass {glass:?} ms",
             (start - all[0].wall) as f64 / 1000.0
         );
-        assert!(stall <= 1.0, "{player} stalled {stall:.2} s; errors: {errors}");
+        assert!(
+            stall <= 1.0,
+            "{player} stalled {stall:.2} s; errors: {errors}"
+        );
         assert!(
             latency.is_some_and(|l| l > 0.0),
             "{player} reports no live latency"
@@ -218,7 +235,9 @@ async fn dash_js_shaka_and_hls_js_play_live_at_low_latency_through_a_publisher_r
             .collect();
         let stall = longest_stall(&after);
         let advanced = after.last().map_or(0.0, |s| s.time) - after.first().map_or(0.0, |s| s.time);
-        eprintln!("{player} after the restart: advanced {advanced:.1} s, longest stall {stall:.2} s");
+        eprintln!(
+            "{player} after the restart: advanced {advanced:.1} s, longest stall {stall:.2} s"
+        );
         assert!(
             stall <= 1.0 && advanced > 0.0,
             "{player} did not play on steadily after the publisher came back: \

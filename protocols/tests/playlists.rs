@@ -321,6 +321,13 @@ fn hls_delta_update() {
     assert!(text.contains("#EXT-X-VERSION:9\n"));
     assert!(!text.contains("seg1.m4s\n") && !text.contains("seg2.m4s\n"));
     assert_eq!(hls::skipped_segments(pl.playlist()), 2);
+    // A discontinuity is never skipped: its segment and all after it stay
+    // listed, so the client counts it.
+    let mut resumed = pl.playlist().clone();
+    resumed.segments[1].discontinuity = true;
+    assert_eq!(hls::skipped_segments(&resumed), 1);
+    resumed.segments[0].discontinuity = true;
+    assert_eq!(hls::skipped_segments(&resumed), 0);
     let v2 = pl.render(&RenderOptions {
         skip: Some(SkipRequest::V2),
         rendition_reports: &reports,

@@ -38,7 +38,7 @@ async function open(player) {
   const page = await browser.newPage({ viewport: { width: 640, height: 400 } });
   const errors = [];
   page.on("console", (m) => {
-    if (m.type() === "error") errors.push(m.text().slice(0, 300));
+    if (m.type() === "error") errors.push(m.text().slice(0, 4000));
   });
   page.on("pageerror", (e) => errors.push(String(e).slice(0, 300)));
   // The page comes from the server's origin, so the player's requests are
@@ -60,6 +60,7 @@ async function open(player) {
       let latency = () => null;
       if (player === "dashjs") {
         const p = dashjs.MediaPlayer().create();
+        p.on("error", (e) => console.error(`dash.js: ${JSON.stringify(e.error ?? e).slice(0, 200)}`));
         p.initialize(video, mpd, true);
         latency = () => p.getCurrentLiveLatency();
       } else if (player === "shaka-dash") {
@@ -72,6 +73,7 @@ async function open(player) {
         latency = () => p.getStats().liveLatency;
       } else {
         const p = new Hls({ lowLatencyMode: true });
+        p.on(Hls.Events.ERROR, (_, d) => console.error(`hls.js: ${d.type} ${d.details} fatal=${d.fatal} ${d.reason ?? d.error?.message ?? ""} ${d.url ?? d.context?.url ?? ""}`));
         p.loadSource(m3u8);
         p.attachMedia(video);
         latency = () => p.latency;

@@ -179,6 +179,8 @@ pub struct LivePlaylist {
     open_ticks: u64,
     current_map: Option<Arc<Map>>,
     pending_discontinuity: bool,
+    /// The publisher is away: no part is announced until it is back.
+    paused: bool,
     warned_short_part: bool,
     warned_long_part: bool,
 }
@@ -262,6 +264,7 @@ impl LivePlaylist {
             open_ticks: 0,
             current_map,
             pending_discontinuity: false,
+            paused: false,
             warned_short_part: false,
             warned_long_part: false,
         })
@@ -396,7 +399,7 @@ impl LivePlaylist {
             ll.open.map.clone_from(&self.current_map);
         }
         ll.open.parts.push(part);
-        ll.preload_hint = Some(next);
+        ll.preload_hint = (!self.paused).then_some(next);
         self.open_ticks = total;
         Ok(Position {
             msn,
@@ -454,8 +457,8 @@ impl LivePlaylist {
     /// RFC 8216bis §6.2.2: "The server MUST NOT remove a Media Segment from
     /// a Playlist file without an EXT-X-ENDLIST tag if that would produce a
     /// Playlist whose duration is less than three times the Target Duration."
-    /// Removing a segment tagged EXT-X-DISCONTINUITY increments
-    /// EXT-X-DISCONTINUITY-SEQUENCE.
+    /// A segment tagged EXT-X-DISCONTINUITY that becomes the first one
+    /// increments EXT-X-DISCONTINUITY-SEQUENCE instead of keeping its tag.
     fn slide(&mut self) -> Range<u64> {
         let first = self.playlist.media_sequence;
         let Window::Sliding { segments: keep } = self.window else {
@@ -475,6 +478,18 @@ impl LivePlaylist {
             self.window_ticks = remaining;
             self.playlist.media_sequence = self.playlist.media_sequence.saturating_add(1);
             if discontinuity {
+                self.playlist.discontinuity_sequence =
+                    self.playlist.discontinuity_sequence.saturating_add(1);
+            }
+            // The first segment's discontinuity number is the sequence
+            // itself (RFC 8216bis §4.4.3.3), so a discontinuity that
+            // reaches the front is counted there and its tag dropped: a
+            // client that also counted the tag (hls.js does) would number
+            // that segment one higher than the next playlist does.
+            if let Some(front) = self.playlist.segments.front_mut()
+                && front.discontinuity
+            {
+                front.discontinuity = false;
                 self.playlist.discontinuity_sequence =
                     self.playlist.discontinuity_sequence.saturating_add(1);
             }
@@ -546,6 +561,23 @@ impl LivePlaylist {
         Ok(())
     }
 
+    /// The publisher went away and may come back: the preload hint and the
+    /// listed parts are withdrawn, for whatever comes next (if anything)
+    /// starts after a discontinuity they could not announce. A client
+    /// takes the segment after a parts list for the next one of the same
+    /// timeline (hls.js makes it its fragment hint) and then finds its
+    /// discontinuity sequence changed under it ("discontinuity sequence
+    /// mismatch", fatal). Whole segments stay listed.
+    pub fn pause(&mut self) {
+        self.paused = true;
+        if let Some(ll) = self.playlist.low_latency.as_mut() {
+            ll.preload_hint = None;
+        }
+        for segment in &mut self.playlist.segments {
+            segment.parts.clear();
+        }
+    }
+
     /// Continues a stream whose publisher came back (ended, or paused with
     /// its last segment closed): the playlist loses `EXT-X-ENDLIST` if it
     /// had it, the next segment starts a discontinuity
@@ -562,6 +594,7 @@ impl LivePlaylist {
         }
         validate_uri("EXT-X-MAP", &map.uri)?;
         self.playlist.ended = false;
+        self.paused = false;
         self.current_map = Some(Arc::new(map));
         self.pending_discontinuity = true;
         if let Some(ll) = self.playlist.low_latency.as_mut() {
@@ -759,6 +792,11 @@ mod tests {
             let listed_disc = p.segments.iter().filter(|s| s.discontinuity).count() as u64;
             let total_disc = (n + 1) / 500;
             assert_eq!(p.discontinuity_sequence + listed_disc, total_disc);
+            // Once the window slides, the first segment's number is the
+            // sequence alone: it never carries the tag itself.
+            if p.media_sequence > 0 {
+                assert!(!p.segments[0].discontinuity, "at {n}");
+            }
             // Parts kept only within 3 target durations of the end.
             let with_parts = p.segments.iter().filter(|s| !s.parts.is_empty()).count();
             assert!(with_parts <= 3, "{with_parts} segments keep parts at {n}");

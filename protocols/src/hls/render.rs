@@ -36,19 +36,33 @@ pub fn render_media(playlist: &MediaPlaylist, options: &RenderOptions<'_>) -> St
 /// Boundary, CAN-SKIP-UNTIL seconds from the end of the playlist, are
 /// skipped. A segment is skipped only when it ends at or before the boundary,
 /// so the unskipped segments always cover at least CAN-SKIP-UNTIL.
+///
+/// A delta update never skips past an `EXT-X-DISCONTINUITY`: a client
+/// numbers the discontinuities of the segments it is sent from
+/// `EXT-X-DISCONTINUITY-SEQUENCE`, which counts those before the first
+/// segment, skipped or not, so one inside the skipped run would put every
+/// later segment in the wrong timeline (hls.js then stops with
+/// "discontinuity sequence mismatch").
 pub fn skipped_segments(playlist: &MediaPlaylist) -> usize {
     let Some(skip_until) = playlist.server_control.can_skip_until else {
         return 0;
     };
     let boundary = skip_until.as_nanos();
     let mut kept: u128 = 0;
+    let mut skipped = 0;
     for (i, seg) in playlist.segments.iter().enumerate().rev() {
         if kept >= boundary {
-            return i + 1;
+            skipped = i + 1;
+            break;
         }
         kept += seg.duration.as_nanos();
     }
-    0
+    // The first segment with a discontinuity stays listed, and all after.
+    playlist
+        .segments
+        .iter()
+        .position(|s| s.discontinuity)
+        .map_or(skipped, |at| skipped.min(at))
 }
 
 /// Lowest `EXT-X-VERSION` for the features this rendering uses (§8).

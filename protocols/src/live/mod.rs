@@ -470,6 +470,9 @@ impl LivePackager {
                 .map_err(|source| LiveError::Cmaf { track, source })?;
         }
         self.drain()?;
+        for r in &mut self.renditions {
+            r.playlist.pause();
+        }
         self.paused = true;
         Ok(())
     }

@@ -238,7 +238,10 @@ fn multivariant_and_dynamic_mpd_then_ended() {
     assert!(held > 0 && held < 2000, "{mpd}");
     assert_eq!(root.attribute("minimumUpdatePeriod"), Some("PT0.666S"));
     // Requests for it and the next are held, not refused.
-    assert!(matches!(p.segment_parts("v1", 5, 0), Reply::Ready((_, false))));
+    assert!(matches!(
+        p.segment_parts("v1", 5, 0),
+        Reply::Ready((_, false))
+    ));
     assert_eq!(p.segment_parts("v1", 6, 0), Reply::Wait);
     assert_eq!(p.segment_parts("v1", 7, 0), Reply::NotFound);
 
