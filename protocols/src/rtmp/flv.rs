@@ -607,9 +607,17 @@ impl FlvDemuxer {
                 } else {
                     data
                 };
-                if self.video.track.is_none()
-                    && codec == VideoCodec::Avc
+                // The parameter sets of a keyframe that brings its own: the
+                // first ones after an empty sequence header, or new ones
+                // (GStreamer's flvmux keeps the sequence header of its
+                // first caps while x264enc, renegotiated, sends others in
+                // band): the track changes before this frame.
+                if codec == VideoCodec::Avc
+                    && (self.video.track.is_none() || keyframe)
                     && let Ok(Some(avc)) = AvcConfig::from_length_prefixed(&data)
+                    && self.video.track.as_ref().is_none_or(|t| {
+                        !t.codec.same_parameter_sets(&CodecConfig::H264(avc.clone()))
+                    })
                 {
                     Self::set_track(
                         &mut self.video,
@@ -871,6 +879,41 @@ pub(crate) mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(&frame.data[..], &prefixed[5..]);
+    }
+
+    #[test]
+    fn a_keyframe_with_other_parameter_sets_changes_the_track_before_it() {
+        use crate::codec::h264::tests::{PPS_720P_HIGH, SPS_720P_HIGH};
+        // 256x144 High: another encoder configuration.
+        const SPS: &[u8] = &[
+            103, 100, 0, 12, 172, 217, 65, 65, 251, 1, 16, 0, 0, 3, 0, 16, 0, 0, 3, 3, 200, 241,
+            66, 153, 96,
+        ];
+        const PPS: &[u8] = &[104, 235, 227, 203, 34, 192];
+        let keyframe = |sps: &[u8], pps: &[u8]| {
+            let mut body = vec![0x17, 1, 0, 0, 0];
+            for nal in [sps, pps, &[0x65, 0x88, 0x84][..]] {
+                body.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                body.extend_from_slice(nal);
+            }
+            Bytes::from(body)
+        };
+        let mut demux = FlvDemuxer::new();
+        demux.push_video(0, &avc_sequence_header()).unwrap();
+        assert!(demux.take_changed_tracks().is_some());
+        // The sequence header's own sets repeated in band: no change.
+        demux
+            .push_video(0, &keyframe(SPS_720P_HIGH, PPS_720P_HIGH))
+            .unwrap()
+            .unwrap();
+        assert_eq!(demux.take_changed_tracks(), None);
+        let frame = demux.push_video(40, &keyframe(SPS, PPS)).unwrap().unwrap();
+        assert!(frame.keyframe);
+        let tracks = demux.take_changed_tracks().unwrap();
+        assert_eq!(tracks[0].codec.codec_string(), "avc1.64000c");
+        // Not again for the next keyframe with the same sets.
+        demux.push_video(80, &keyframe(SPS, PPS)).unwrap().unwrap();
+        assert_eq!(demux.take_changed_tracks(), None);
     }
 
     #[test]

@@ -1035,7 +1035,7 @@ fn in_band_change(current: Option<&CodecConfig>, sample: &[u8]) -> Option<CodecC
         CodecConfig::H265(_) => CodecConfig::H265(HevcConfig::from_length_prefixed(sample).ok()??),
         _ => return None,
     };
-    (Some(&config) != current).then_some(config)
+    (!current?.same_parameter_sets(&config)).then_some(config)
 }
 
 /// A configuration from parameter sets the sender sent in band.
