@@ -15,16 +15,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::TestServer;
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const PLAYERS: [&str; 3] = ["dashjs", "shaka-dash", "hlsjs"];
-/// The first publish; the players start about 3 s into it.
-const FIRST_SECONDS: u32 = 30;
+/// The first publish, long enough for the players to start and watch
+/// STEADY seconds; it is cut short then.
+const FIRST_SECONDS: u32 = 120;
 /// The publisher is away this long, then publishes again.
 const AWAY: Duration = Duration::from_secs(3);
 const SECOND_SECONDS: u32 = 16;
-/// How long the players watch.
-const WATCH_SECONDS: u32 = 44;
+/// How long the players watch once all of them play: STEADY + 2 s, the
+/// publisher away, and 14 s after it is back.
+const WATCH_SECONDS: u32 = 22 + 3 + 14;
 /// How soon after the publisher's return each player must play again.
 const RECOVER: Duration = Duration::from_secs(6);
 /// Playback each player must show without a stall, from its start.
@@ -125,7 +128,7 @@ async fn dash_js_shaka_and_hls_js_play_live_at_low_latency_through_a_publisher_r
     .await;
     let url = format!("{}/live/clock", server.rtmp_url());
     let spawned = wall_ms();
-    let first = publish(&url, FIRST_SECONDS, spawned);
+    let mut first = publish(&url, FIRST_SECONDS, spawned);
     let master = server.url("/live/clock/master.m3u8");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while reqwest::get(&master).await.unwrap().status() != 200 {
@@ -158,23 +161,35 @@ async fn dash_js_shaka_and_hls_js_play_live_at_low_latency_through_a_publisher_r
         .kill_on_drop(true)
         .spawn()
         .expect("node is installed (scripts/setup --test)");
-    let out = first.wait_with_output().await.unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut players = players;
+    // Once every player plays: STEADY seconds of it, then the publisher
+    // drops (killed, as a crashed encoder or a lost uplink) and comes
+    // back AWAY later.
+    let mut stdout = BufReader::new(players.stdout.take().expect("stdout")).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(60), stdout.next_line())
+        .await
+        .expect("the players start within a minute")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(ready.contains("ready"), "{ready}");
+    tokio::time::sleep(Duration::from_secs_f64(STEADY + 2.0)).await;
+    first.kill().await.unwrap();
     let gone = wall_ms();
     tokio::time::sleep(AWAY).await;
     let back = wall_ms();
     let second = publish(&url, SECOND_SECONDS, wall_ms());
-    let output = players.wait_with_output().await.unwrap();
+    // Read while waiting: the findings are larger than a pipe holds.
+    let (rest, output) = tokio::join!(stdout.next_line(), players.wait_with_output());
+    let (rest, output) = (rest.unwrap().unwrap_or_default(), output.unwrap());
     assert!(
         output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
+        "{rest}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let output = std::process::Output {
+        stdout: rest.into_bytes(),
+        ..output
+    };
     let findings: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
     drop(second);
     // Every sample, for a look at what a failure looked like.

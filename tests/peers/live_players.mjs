@@ -10,8 +10,9 @@
 // glass-to-glass latency of the frame on screen: the publisher burns its
 // wall clock (milliseconds modulo 2^24) into the top of each frame as 24
 // black or white bars of 10 px, starting at x = 8, rows 0-15, and the page
-// reads them back from each presented frame. After SECONDS prints one JSON
-// line: { PLAYER: { samples: [[wall_ms, current_time, latency_s | null,
+// reads them back from each presented frame. Prints `{"ready": wall_ms}`
+// once every player shows a frame, then, SECONDS later, one JSON line:
+// { PLAYER: { samples: [[wall_ms, current_time, latency_s | null,
 // glass_ms | null], …], errors: […] }, … }.
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -118,6 +119,14 @@ async function open(player) {
 const opened = [];
 try {
   for (const player of players.split(",")) opened.push(await open(player));
+  // Every player has shown a frame: say so, then watch SECONDS more.
+  const deadline = Date.now() + 30_000;
+  for (const { page } of opened) {
+    await page.waitForFunction(() => document.getElementById("v").currentTime > 0, null, {
+      timeout: Math.max(1, deadline - Date.now()),
+    });
+  }
+  console.log(JSON.stringify({ ready: Date.now() }));
   await new Promise((resolve) => setTimeout(resolve, Number(seconds) * 1000));
   const out = {};
   for (const { player, page, errors } of opened) {
