@@ -24,12 +24,12 @@ const PLAYERS: [&str; 3] = ["dashjs", "shaka-dash", "hlsjs"];
 const FIRST_SECONDS: u32 = 120;
 /// The publisher is away this long, then publishes again.
 const AWAY: Duration = Duration::from_secs(3);
-const SECOND_SECONDS: u32 = 16;
+const SECOND_SECONDS: u32 = 20;
 /// How long the players watch once all of them play: STEADY + 2 s, the
-/// publisher away, and 14 s after it is back.
-const WATCH_SECONDS: u32 = 22 + 3 + 14;
+/// publisher away, and 16 s after it is back.
+const WATCH_SECONDS: u32 = 22 + 3 + 16;
 /// How soon after the publisher's return each player must play again.
-const RECOVER: Duration = Duration::from_secs(6);
+const RECOVER: Duration = Duration::from_secs(8);
 /// Playback each player must show without a stall, from its start.
 const STEADY: f64 = 20.0;
 
@@ -171,7 +171,13 @@ async fn dash_js_shaka_and_hls_js_play_live_at_low_latency_through_a_publisher_r
         .expect("the players start within a minute")
         .unwrap()
         .unwrap_or_default();
-    assert!(ready.contains("ready"), "{ready}");
+    if !ready.contains("ready") {
+        let out = players.wait_with_output().await.unwrap();
+        panic!(
+            "the players did not start: {ready}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     tokio::time::sleep(Duration::from_secs_f64(STEADY + 2.0)).await;
     first.kill().await.unwrap();
     let gone = wall_ms();
@@ -179,7 +185,12 @@ async fn dash_js_shaka_and_hls_js_play_live_at_low_latency_through_a_publisher_r
     let back = wall_ms();
     let second = publish(&url, SECOND_SECONDS, wall_ms());
     // Read while waiting: the findings are larger than a pipe holds.
-    let (rest, output) = tokio::join!(stdout.next_line(), players.wait_with_output());
+    let (rest, output) =
+        tokio::time::timeout(Duration::from_secs(u64::from(WATCH_SECONDS) + 60), async {
+            tokio::join!(stdout.next_line(), players.wait_with_output())
+        })
+        .await
+        .expect("the players finish");
     let (rest, output) = (rest.unwrap().unwrap_or_default(), output.unwrap());
     assert!(
         output.status.success(),

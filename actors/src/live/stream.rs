@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use streamforge_protocols::codec::CodecConfig;
 use streamforge_protocols::hls::UnixMillis;
 use streamforge_protocols::live::{LiveError, LiveOutput, LivePackager, LiveSettings};
 use streamforge_protocols::media::{Sample, Track};
@@ -547,17 +548,44 @@ impl Publisher {
                 .map(|t| t.codec.codec_string())
                 .collect::<Vec<_>>()
                 .join(",");
-            let same_ids = state.tracks.len() == tracks.len()
-                && state.tracks.iter().zip(&tracks).all(|(a, b)| a.id == b.id);
-            let reconfigured = same_ids
-                && state
+            // Only new video parameter sets (same codec, same clock) go on
+            // in a new epoch: a recording keeps its sample descriptions and
+            // can carry those in band, but not another audio format.
+            let video_sets_only = state.tracks.len() == tracks.len()
+                && state.tracks.iter().zip(&tracks).all(|(a, b)| {
+                    a.id == b.id
+                        && a.timescale == b.timescale
+                        && (a.codec == b.codec
+                            || matches!(
+                                (&a.codec, &b.codec),
+                                (CodecConfig::H264(_), CodecConfig::H264(_))
+                                    | (CodecConfig::H265(_), CodecConfig::H265(_))
+                            ))
+                });
+            if !video_sets_only {
+                return Err(PublishEnded::TracksChanged(what));
+            }
+            let playable = state
+                .packager
+                .as_ref()
+                .is_some_and(LivePackager::is_playable);
+            if playable {
+                let reconfigured = state
                     .packager
                     .as_mut()
                     .is_some_and(|p| p.reconfigure(&tracks, now_millis()).is_ok());
-            if !reconfigured {
-                return Err(PublishEnded::TracksChanged(what));
+                if !reconfigured {
+                    return Err(PublishEnded::TracksChanged(what));
+                }
+                tracing::info!(stream = %self.stream.name, codecs = %what, "the publisher changed its codec configuration: the stream continues after a discontinuity");
+            } else {
+                // Nothing listed yet (a camera whose SDP parameter sets are
+                // not the ones it sends): start over with the new tracks.
+                tracing::debug!(stream = %self.stream.name, codecs = %what, "codec configuration replaced before the stream was playable");
+                state.packager = None;
+                state.latency = PartLatency::default();
+                state.first_playable = None;
             }
-            tracing::info!(stream = %self.stream.name, codecs = %what, "the publisher changed its codec configuration: the stream continues after a discontinuity");
         }
         state.tracks = tracks;
         Ok(())

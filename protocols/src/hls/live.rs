@@ -431,6 +431,10 @@ impl LivePlaylist {
             }
             _ => Vec::new(),
         };
+        // A segment closed while the publisher is away (a ladder rung
+        // finishing its last one) is listed whole, without parts: see
+        // `pause`.
+        let parts = if self.paused { Vec::new() } else { parts };
         if let Some(ll) = self.playlist.low_latency.as_mut() {
             ll.open = OpenSegment {
                 discontinuity: false,

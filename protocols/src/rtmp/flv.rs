@@ -592,11 +592,12 @@ impl FlvDemuxer {
             } => {
                 let dts = self.clock.extend(timestamp);
                 // Without a sequence header ffmpeg's FLV muxer passes the
-                // encoder's Annex B output through as it is. Only then: a
-                // length-prefixed frame whose first NAL unit is 256 to 511
-                // bytes long starts with 00 00 01 too.
+                // encoder's Annex B output through as it is. Only then (or
+                // with no sequence header at all): a length-prefixed frame
+                // whose first NAL unit is 256 to 511 bytes long starts with
+                // 00 00 01 too.
                 let data = if codec == VideoCodec::Avc
-                    && self.avc_in_band
+                    && (self.avc_in_band || self.video.track.is_none())
                     && (data.starts_with(&[0, 0, 1]) || data.starts_with(&[0, 0, 0, 1]))
                     && !codec::nal::split_length_prefixed(&data, 4).all(|nal| nal.is_ok())
                 {

@@ -42,7 +42,9 @@ impl H264Depacketizer {
     }
 
     pub fn pull(&mut self) -> Option<Frame> {
-        self.units.pull()
+        // Coded slices: NAL unit types 1 to 5.
+        self.units
+            .pull(|nal| nal.first().is_some_and(|h| (1..=5).contains(&(h & 0x1f))))
     }
 
     pub fn flush(&mut self) {
@@ -173,6 +175,22 @@ mod tests {
             Some((&[0x67, 1, 2][..], &[0x68, 3][..]))
         );
         assert!(d.pull().is_none());
+    }
+
+    #[test]
+    fn parameter_sets_sent_as_an_access_unit_go_with_the_next_picture() {
+        let mut d = H264Depacketizer::new();
+        // A sender that sets the marker bit after its SPS and PPS.
+        let stap = [0x18, 0, 3, 0x67, 1, 2, 0, 2, 0x68, 3];
+        d.push(&info(1, 1000, true), &stap).unwrap();
+        assert!(d.pull().is_none());
+        d.push(&info(2, 1000, true), &[0x65, 0xaa]).unwrap();
+        let frame = d.pull().unwrap();
+        assert!(frame.keyframe);
+        assert_eq!(
+            &frame.data[..],
+            &prefixed(&[&[0x67, 1, 2], &[0x68, 3], &[0x65, 0xaa]])[..]
+        );
     }
 
     #[test]

@@ -51,7 +51,9 @@ impl H265Depacketizer {
     }
 
     pub fn pull(&mut self) -> Option<Frame> {
-        self.units.pull()
+        // VCL NAL unit types: 0 to 31.
+        self.units
+            .pull(|nal| nal.first().is_some_and(|&h| nal_type(h) < 32))
     }
 
     pub fn flush(&mut self) {

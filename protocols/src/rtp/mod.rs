@@ -251,6 +251,9 @@ pub(crate) struct AccessUnits {
     seq: Sequence,
     out: VecDeque<Frame>,
     lost: u64,
+    /// Parameter sets sent as an access unit of their own (a marker bit
+    /// after a STAP-A of SPS and PPS): they go with the next picture.
+    carry: Vec<u8>,
 }
 
 impl AccessUnits {
@@ -289,8 +292,28 @@ impl AccessUnits {
         }
     }
 
-    pub(crate) fn pull(&mut self) -> Option<Frame> {
-        self.out.pop_front()
+    /// The next access unit with a picture in it; units of parameter sets
+    /// alone (no NAL unit for which `is_picture` holds) are held and put in
+    /// front of the next one, so that no sample lacks a picture and a
+    /// keyframe brings the parameter sets sent just before it.
+    pub(crate) fn pull(&mut self, is_picture: impl Fn(&[u8]) -> bool) -> Option<Frame> {
+        loop {
+            let mut frame = self.out.pop_front()?;
+            let has_picture = crate::codec::nal::split_length_prefixed(&frame.data, 4)
+                .any(|nal| nal.is_ok_and(&is_picture));
+            if !has_picture {
+                if self.carry.len() + frame.data.len() <= MAX_ACCESS_UNIT {
+                    self.carry.extend_from_slice(&frame.data);
+                }
+                continue;
+            }
+            if !self.carry.is_empty() {
+                let mut data = std::mem::take(&mut self.carry);
+                data.extend_from_slice(&frame.data);
+                frame.data = Bytes::from(data);
+            }
+            return Some(frame);
+        }
     }
 
     pub(crate) fn lost(&self) -> u64 {
