@@ -222,7 +222,14 @@ async fn decode_errors(url: &str) -> String {
         .output()
         .await
         .unwrap();
-    let mut errors = String::from_utf8_lossy(&output.stderr).into_owned();
+    // The null muxer's complaints about the times of decoded frames are
+    // not decoding errors (timing has checks of its own below): a live
+    // GStreamer source's first audio buffers may sit closer than a frame.
+    let mut errors: String = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| !l.contains("non monotonically increasing dts to muxer"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     if !output.status.success() {
         errors.push_str(&format!("(ffmpeg {})", output.status));
     }

@@ -1008,6 +1008,14 @@ impl LivePackager {
             return Err(LiveError::NoRung(name.to_owned()));
         };
         let track = self.renditions[index].track.id;
+        if !self.fragmenter.has_track(track) {
+            // The stream went on in a new epoch (a resumption or a new
+            // codec configuration) before the rung's encoder drained: what
+            // is left of the old epoch has nowhere to go, and the rung
+            // continues in the new one (`add_rung`).
+            self.stats.dropped += 1;
+            return Ok(());
+        }
         sample.track = track;
         self.fragmenter
             .push(sample)
