@@ -183,7 +183,7 @@ async fn the_readme_try_it_commands_work_as_written() {
         }
     }
     // The last publisher (RTSP) has no play command after it: it must be
-    // publishing all the same.
+    // publishing, and playable, all the same.
     if let Some(mut p) = publisher.take() {
         let mut tries = 0;
         loop {
@@ -193,7 +193,9 @@ async fn the_readme_try_it_commands_work_as_written() {
                 .json()
                 .await
                 .unwrap();
-            if status["live"] == true && status["protocol"] == "rtsp" {
+            assert!(status["last_error"].is_null(), "{status}");
+            if status["live"] == true && status["protocol"] == "rtsp" && status["playable"] == true
+            {
                 break;
             }
             tries += 1;

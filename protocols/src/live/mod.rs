@@ -753,7 +753,15 @@ impl LivePackager {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        if !self.same_kinds(tracks) {
+        // Each playlist counts in its track's timescale: a publisher back
+        // with another clock (RTMP's milliseconds, then RTSP's 90 kHz)
+        // starts a new presentation.
+        if !self.same_kinds(tracks)
+            || tracks
+                .iter()
+                .zip(&self.renditions)
+                .any(|(t, r)| t.timescale != r.track.timescale)
+        {
             return Err(LiveError::TracksDiffer(describe()));
         }
         let epoch = self.epoch + 1;
@@ -835,7 +843,12 @@ impl LivePackager {
         if self.ended || self.paused {
             return Err(LiveError::Ended);
         }
-        if !self.same_kinds(tracks) {
+        if !self.same_kinds(tracks)
+            || tracks
+                .iter()
+                .zip(&self.renditions)
+                .any(|(t, r)| t.timescale != r.track.timescale)
+        {
             return Err(LiveError::TracksDiffer(
                 tracks
                     .iter()

@@ -328,6 +328,14 @@ fn a_resumed_stream_continues_with_a_discontinuity_and_a_new_period() {
         p.resume(&tracks()[..1], UnixMillis(START.0 + 20_000)),
         Err(LiveError::TracksDiffer(_))
     ));
+    // Another clock (RTSP's 90 kHz after RTMP's milliseconds): refused, the
+    // stream starts a new presentation instead.
+    let mut other_clock = tracks();
+    other_clock[0].timescale = 90_000;
+    assert!(matches!(
+        p.resume(&other_clock, UnixMillis(START.0 + 20_000)),
+        Err(LiveError::TracksDiffer(_))
+    ));
     p.resume(&tracks(), UnixMillis(START.0 + 20_000)).unwrap();
     assert!(!p.is_ended());
     // The encoder restarted: its clock starts over.
