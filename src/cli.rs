@@ -70,18 +70,27 @@ pub enum UdpPorts {
     Ports(u16, u16),
 }
 
-fn parse_udp_ports(value: &str) -> Result<UdpPorts, String> {
+/// Why `--rtsp-udp-ports` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UdpPortsError {
+    #[error("{0:?} is not a port number")]
+    NotAPort(String),
+    #[error("expected RTP,RTCP (two port numbers, e.g. 8000,8001) or off")]
+    Shape,
+}
+
+fn parse_udp_ports(value: &str) -> Result<UdpPorts, UdpPortsError> {
     if value.eq_ignore_ascii_case("off") {
         return Ok(UdpPorts::Off);
     }
     let port = |p: &str| {
         p.trim()
             .parse::<u16>()
-            .map_err(|_| format!("{p:?} is not a port number"))
+            .map_err(|_| UdpPortsError::NotAPort(p.to_owned()))
     };
     match value.split_once(',') {
         Some((rtp, rtcp)) => Ok(UdpPorts::Ports(port(rtp)?, port(rtcp)?)),
-        None => Err("expected RTP,RTCP (two port numbers, e.g. 8000,8001) or off".to_owned()),
+        None => Err(UdpPortsError::Shape),
     }
 }
 

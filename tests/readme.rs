@@ -131,7 +131,14 @@ async fn the_readme_try_it_commands_work_as_written() {
         if let Some(url) = command.strip_prefix("ffplay ") {
             let url = url.split_whitespace().next().unwrap().to_owned();
             if url.contains("/vod/") {
-                wait_ready(&server, asset.as_deref().unwrap()).await;
+                // "status: processing, then ready".
+                let view = common::wait_for_asset(
+                    &server.url(""),
+                    asset.as_deref().unwrap(),
+                    &["ready", "failed"],
+                )
+                .await;
+                assert_eq!(view["status"], "ready", "{view}");
             }
             // ffplay without a display plays a file to its end; a live
             // stream never ends, so it is played by ffmpeg for 2 s instead
@@ -206,22 +213,4 @@ async fn the_readme_try_it_commands_work_as_written() {
     }
     assert_eq!(ran, commands.len() - 1, "every command but the server ran");
     server.stop().await;
-}
-
-/// Waits until the asset is ready ("status: processing, then ready").
-async fn wait_ready(server: &TestServer, asset: &str) {
-    for _ in 0..240 {
-        let status: Value = reqwest::get(server.url(&format!("/api/assets/{asset}")))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        match status["status"].as_str() {
-            Some("ready") => return,
-            Some("failed") => panic!("the asset failed: {status}"),
-            _ => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
-    panic!("the asset was not ready within 60 s");
 }

@@ -756,12 +756,7 @@ impl LivePackager {
         // Each playlist counts in its track's timescale: a publisher back
         // with another clock (RTMP's milliseconds, then RTSP's 90 kHz)
         // starts a new presentation.
-        if !self.same_kinds(tracks)
-            || tracks
-                .iter()
-                .zip(&self.renditions)
-                .any(|(t, r)| t.timescale != r.track.timescale)
-        {
+        if !self.same_kinds(tracks) {
             return Err(LiveError::TracksDiffer(describe()));
         }
         let epoch = self.epoch + 1;
@@ -823,15 +818,16 @@ impl LivePackager {
         Ok(())
     }
 
-    /// Whether `tracks` are, one for one, of the kinds of the published
-    /// renditions: what a resumption or a reconfiguration may change.
+    /// Whether `tracks` are, one for one, of the kinds and timescales of
+    /// the published renditions (each playlist counts in its track's
+    /// timescale): what a resumption or a reconfiguration may keep going.
     fn same_kinds(&self, tracks: &[Track]) -> bool {
         let published = self.renditions.iter().filter(|r| !r.is_rung()).count();
         tracks.len() == published
             && tracks
                 .iter()
                 .zip(&self.renditions)
-                .all(|(t, r)| t.kind() == r.track.kind())
+                .all(|(t, r)| t.kind() == r.track.kind() && t.timescale == r.track.timescale)
     }
 
     /// The publisher changed a codec configuration mid-stream (new
@@ -843,12 +839,7 @@ impl LivePackager {
         if self.ended || self.paused {
             return Err(LiveError::Ended);
         }
-        if !self.same_kinds(tracks)
-            || tracks
-                .iter()
-                .zip(&self.renditions)
-                .any(|(t, r)| t.timescale != r.track.timescale)
-        {
+        if !self.same_kinds(tracks) {
             return Err(LiveError::TracksDiffer(
                 tracks
                     .iter()
@@ -1281,6 +1272,33 @@ impl LivePackager {
         Ok(Reply::Ready(render_multivariant(&pl)?))
     }
 
+    /// A rendition's DASH timeline in `epoch`: its listed segments and,
+    /// while the publisher is live in that epoch, the segment in progress
+    /// with what it holds so far. Low-latency DASH fetches that segment as
+    /// it grows (chunked transfer) and learns its full length and the next
+    /// segment from the next MPD.
+    fn dash_timeline(
+        &self,
+        r: &Rendition,
+        segments: &[&StoredSegment],
+        epoch: u32,
+    ) -> Vec<TimelineSegment> {
+        let open = r
+            .segments
+            .back()
+            .filter(|s| !s.complete && s.epoch == epoch && s.duration > 0)
+            .filter(|_| !self.ended && !self.paused && epoch == self.epoch && !segments.is_empty());
+        segments
+            .iter()
+            .copied()
+            .chain(open)
+            .map(|s| TimelineSegment {
+                start: s.start,
+                duration: s.duration,
+            })
+            .collect()
+    }
+
     /// The MPD at wall-clock `now`: dynamic and low-latency while live,
     /// static once the stream ended.
     pub fn mpd(&self, now: UnixMillis) -> Result<Reply<String>, LiveError> {
@@ -1326,35 +1344,11 @@ impl LivePackager {
                 let Some(first) = segments.first() else {
                     continue;
                 };
-                let mut timeline: Vec<TimelineSegment> = segments
-                    .iter()
-                    .map(|s| TimelineSegment {
-                        start: s.start,
-                        duration: s.duration,
-                    })
-                    .collect();
                 if let Some(last) = segments.last() {
                     let end = (last.start + last.duration) * 1000 / u64::from(timescale);
                     longest_ms = longest_ms.max(end);
-                    // Low-latency DASH fetches a segment while it is being
-                    // written: the timeline lists the segment in progress
-                    // with what it holds so far. A player reads it as it
-                    // grows (chunked transfer) and learns its full length
-                    // and the next segment from the next MPD.
-                    if live
-                        && !self.paused
-                        && epoch == self.epoch
-                        && let Some(open) = r
-                            .segments
-                            .back()
-                            .filter(|s| !s.complete && s.epoch == epoch && s.duration > 0)
-                    {
-                        timeline.push(TimelineSegment {
-                            start: open.start,
-                            duration: open.duration,
-                        });
-                    }
                 }
+                let timeline = self.dash_timeline(r, &segments, epoch);
                 let track = r.epoch_track(epoch);
                 let template = SegmentTemplate {
                     timescale,
