@@ -393,9 +393,7 @@ async fn run_case(server: &TestServer, dir: &Path, index: usize, case: Case) {
             aac_frame,
             0.0015,
         );
-        if let Some((source_video, source_audio)) = &source_offset
-            && !(case.publisher == Publisher::FfmpegRtsp && case.b_frames > 0)
-        {
+        if let Some((source_video, source_audio)) = &source_offset {
             let error = av_shift(source_video, source_audio, &video, &audio);
             assert!(
                 error.abs() <= 0.0015,
@@ -455,6 +453,7 @@ async fn gstreamer_and_ffmpeg_over_rtmp_and_rtsp_with_their_stream_keys() {
         case(Publisher::FfmpegRtsp, (30, 1), 0),
         case(Publisher::FfmpegRtsp, (24, 1), 0),
         case(Publisher::FfmpegRtsp, (30_000, 1001), 2),
+        case(Publisher::FfmpegRtsp, (60, 1), 3),
         case(Publisher::GstreamerRtsp, (30, 1), 0),
         case(Publisher::GstreamerRtspCredentials, (25, 1), 0),
     ];

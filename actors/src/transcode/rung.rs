@@ -19,6 +19,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use streamforge_protocols::hls::UnixMillis;
+use streamforge_protocols::media::{MediaKind, Sample, Track};
 use streamforge_protocols::mp4::{FragmentedReader, ReaderEvent};
 use streamforge_protocols::package::{
     FinishedRendition, MPD, MULTIVARIANT, Packager, PackagerConfig,
@@ -263,6 +264,7 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
     let tail = stderr_tail(stderr, STDERR_TAIL);
 
     let mut reader = FragmentedReader::new();
+    let mut tracks: Option<Vec<Track>> = None;
     let mut packager: Option<Packager> = None;
     let mut buffer = vec![0u8; READ_CHUNK];
     let prefix = format!("assets/{}/media", args.asset);
@@ -280,19 +282,25 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
         reader.feed(&buffer[..n]);
         while let Some(event) = reader.poll().map_err(|e| format!("ffmpeg's output: {e}"))? {
             match event {
-                ReaderEvent::Tracks(tracks) => {
-                    packager = Some(
-                        Packager::new(config.clone(), &tracks)
-                            .map_err(|e| format!("packaging: {e}"))?,
-                    );
-                }
+                ReaderEvent::Tracks(found) => tracks = Some(found),
                 ReaderEvent::Sample(sample) => {
-                    let packager = packager
-                        .as_mut()
-                        .ok_or_else(|| "ffmpeg sent samples before its tracks".to_owned())?;
-                    packager
-                        .push(sample)
-                        .map_err(|e| format!("packaging: {e}"))?;
+                    if packager.is_none() {
+                        let mut tracks = tracks
+                            .take()
+                            .ok_or_else(|| "ffmpeg sent samples before its tracks".to_owned())?;
+                        for track in &mut tracks {
+                            track.presentation_offset = encoder_delay(track, &sample);
+                        }
+                        packager = Some(
+                            Packager::new(config.clone(), &tracks)
+                                .map_err(|e| format!("packaging: {e}"))?,
+                        );
+                    }
+                    if let Some(packager) = packager.as_mut() {
+                        packager
+                            .push(sample)
+                            .map_err(|e| format!("packaging: {e}"))?;
+                    }
                 }
             }
         }
@@ -330,6 +338,24 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
         .map_err(|e| format!("packaging: {e}"))?;
     store_outputs(&args.storage, &prefix, &mut packager).await?;
     Ok(packager.into_renditions())
+}
+
+/// Where the rung's video starts in its media time. ffmpeg's fragmented
+/// MP4 has no edit list, so it moves the track to start at decode time 0
+/// and x264's first picture shows one reorder delay late (its composition
+/// offset), after the audio it belongs with. Stated as the track's edit
+/// list, the picture is shown at presentation time 0 again, in sync with
+/// the audio as in the source (ISO/IEC 14496-12 §8.6.6; browsers' MSE,
+/// Safari and ffmpeg apply a video edit list). The AAC encoder's 1024
+/// priming samples stay at time 0 (21 ms at 48 kHz): Chromium does not
+/// shift audio by its edit list, so one there would only disagree between
+/// players.
+fn encoder_delay(track: &Track, first: &Sample) -> u64 {
+    if track.kind() == MediaKind::Video && first.track == track.id {
+        u64::try_from(first.cts_offset).unwrap_or(0)
+    } else {
+        0
+    }
 }
 
 /// Packaging for one rung: its files under `<rung>-v1/` or `audio-a1/`, so

@@ -295,6 +295,16 @@ pub struct LiveStats {
 /// progress and the next.
 const ANNOUNCED_AHEAD: u64 = 2;
 
+/// How much media an epoch's first samples wait for every source track to
+/// start, at most (a track that starts later than this may lose the samples
+/// it decodes before the base).
+const START_WAIT_MS: i64 = 1_000;
+
+/// `ticks` of `timescale` in whole ms, rounded down (also below zero).
+fn floor_ms(ticks: i64, timescale: i64) -> i64 {
+    (i128::from(ticks) * 1000).div_euclid(i128::from(timescale.max(1))) as i64
+}
+
 /// The live packager of one stream; see the module documentation.
 pub struct LivePackager {
     settings: LiveSettings,
@@ -307,6 +317,11 @@ pub struct LivePackager {
     base_ms: Option<i64>,
     /// Where this epoch starts on the stream's timeline, in ms since `start`.
     offset_ms: i64,
+    /// An epoch's first samples, held until every source track has sent
+    /// one (or [`START_WAIT_MS`] of media has arrived), so that the base is
+    /// the earliest decode time of any track: video with B-frames decodes
+    /// ahead of its first picture, often before the first audio frame.
+    early: Vec<Sample>,
     epoch: u32,
     /// Each epoch's start on the stream's timeline, in ms (its DASH
     /// `Period@start`); epoch 0 starts at 0.
@@ -383,6 +398,7 @@ impl LivePackager {
             start,
             base_ms: None,
             offset_ms: 0,
+            early: Vec::new(),
             epoch: 0,
             epoch_starts: vec![(0, 0)],
             outputs: VecDeque::new(),
@@ -396,10 +412,78 @@ impl LivePackager {
     /// (before the first keyframe, before the stream start, out of decode
     /// order, unknown track) are dropped and counted; `Err` means the stream
     /// cannot go on.
-    pub fn push(&mut self, mut sample: Sample) -> Result<(), LiveError> {
+    pub fn push(&mut self, sample: Sample) -> Result<(), LiveError> {
         if self.ended || self.paused {
             return Err(LiveError::Ended);
         }
+        if self.base_ms.is_some() {
+            return self.push_on_timeline(sample);
+        }
+        self.early.push(sample);
+        if self.every_track_started() {
+            self.start_timeline()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the held first samples show where the epoch starts: every
+    /// source track has sent one, or the wait is over.
+    fn every_track_started(&self) -> bool {
+        let ms = |s: &Sample| {
+            let index = self.by_track.get(&s.track)?;
+            Some(floor_ms(
+                s.dts,
+                i64::from(self.renditions[*index].track.timescale),
+            ))
+        };
+        let times: Vec<i64> = self.early.iter().filter_map(ms).collect();
+        let waited = times
+            .iter()
+            .max()
+            .zip(times.iter().min())
+            .is_some_and(|(hi, lo)| hi - lo >= START_WAIT_MS);
+        waited
+            || self
+                .renditions
+                .iter()
+                .filter(|r| !r.is_rung())
+                .all(|r| self.early.iter().any(|s| s.track == r.track.id))
+    }
+
+    /// Packages the held first samples, if any, on what they show.
+    fn start_held(&mut self) -> Result<(), LiveError> {
+        if self.early.is_empty() {
+            return Ok(());
+        }
+        self.start_timeline()
+    }
+
+    /// Fixes the epoch's base at the earliest held decode time, then
+    /// packages the held samples in decode-time order.
+    fn start_timeline(&mut self) -> Result<(), LiveError> {
+        let mut early = std::mem::take(&mut self.early);
+        let ms = |s: &Sample| {
+            self.by_track
+                .get(&s.track)
+                .map(|&index| floor_ms(s.dts, i64::from(self.renditions[index].track.timescale)))
+        };
+        let Some(base_ms) = early.iter().filter_map(ms).min() else {
+            // Only samples of unknown tracks: they are counted as dropped.
+            for sample in early {
+                self.push_on_timeline(sample)?;
+            }
+            return Ok(());
+        };
+        self.base_ms = Some(base_ms);
+        early.sort_by_key(|s| ms(s).unwrap_or(i64::MAX));
+        for sample in early {
+            self.push_on_timeline(sample)?;
+        }
+        Ok(())
+    }
+
+    /// Packages a sample on the epoch's timeline (its base is known).
+    fn push_on_timeline(&mut self, mut sample: Sample) -> Result<(), LiveError> {
         self.stats.samples += 1;
         let Some(&index) = self.by_track.get(&sample.track) else {
             self.stats.dropped += 1;
@@ -407,9 +491,9 @@ impl LivePackager {
         };
         let timescale = i64::from(self.renditions[index].track.timescale);
         // One base for every track keeps them in sync: media time 0 is the
-        // first sample of the stream, whatever its track.
-        let base_ms = *self.base_ms.get_or_insert(sample.dts * 1000 / timescale);
-        sample.dts -= base_ms * timescale / 1000;
+        // earliest decode time of the epoch, whatever its track.
+        let base_ms = *self.base_ms.get_or_insert(floor_ms(sample.dts, timescale));
+        sample.dts -= (i128::from(base_ms) * i128::from(timescale)).div_euclid(1000) as i64;
         if sample.dts >= 0 {
             sample.dts += self.offset_ms * timescale / 1000;
         }
@@ -456,6 +540,7 @@ impl LivePackager {
         if self.ended || self.paused {
             return Ok(());
         }
+        self.start_held()?;
         // Rungs lag their source by the encoder's delay: each closes its
         // own last segment when its input has run out (`finish_rung`).
         let sources: Vec<TrackId> = self
@@ -488,6 +573,7 @@ impl LivePackager {
         if self.ended {
             return Ok(());
         }
+        self.start_held()?;
         // After a pause only rungs still lagging have open segments.
         self.fragmenter
             .flush()
@@ -848,6 +934,7 @@ impl LivePackager {
                     .join(","),
             ));
         }
+        self.start_held()?;
         let (base_ms, offset_ms) = (self.base_ms, self.offset_ms);
         self.pause()?;
         // Where the new epoch may start: no track's next sample is earlier

@@ -582,3 +582,39 @@ fn a_period_keeps_its_start_while_the_window_slides() {
     let (_, depth) = seen.last().unwrap();
     assert!(depth.starts_with("PT12."), "{depth}");
 }
+
+#[test]
+fn video_decoding_ahead_of_the_first_audio_frame_is_kept() {
+    // RTSP with B-frames: video decodes two frames before its first
+    // picture, which is shown with the first audio frame; audio arrives
+    // first (video waits for its reorder window).
+    let mut p = LivePackager::new(LiveSettings::default(), &tracks(), START).unwrap();
+    let mut all = samples(5, 1_000, 50);
+    for s in all.iter_mut().filter(|s| s.track == VIDEO) {
+        s.dts -= 80;
+        s.cts_offset = 80;
+    }
+    all.sort_by_key(|s| (s.track == VIDEO, s.dts));
+    let (audio, video): (Vec<Sample>, Vec<Sample>) =
+        all.into_iter().partition(|s| s.track == AUDIO);
+    let mut audio = audio.into_iter();
+    for s in audio.by_ref().take(3) {
+        p.push(s).unwrap();
+    }
+    assert!(
+        p.poll_output().is_none(),
+        "nothing before every track started"
+    );
+    for s in video.into_iter().chain(audio) {
+        p.push(s).unwrap();
+    }
+    p.end().unwrap();
+    assert_eq!(p.stats().dropped, 0, "the first keyframe is kept");
+    let first = p.renditions[0].segments.front().unwrap();
+    assert_eq!(first.start, 0, "media time 0 is video's first decode time");
+    let audio_first = p.renditions[1].segments.front().unwrap();
+    assert_eq!(
+        audio_first.start, 80,
+        "audio starts with video's first picture"
+    );
+}

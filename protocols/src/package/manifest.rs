@@ -349,17 +349,30 @@ fn multivariant(renditions: &[&Rendition], rates: &[Rates]) -> MultivariantPlayl
 }
 
 /// ISO/IEC 23009-1 §5.3.9.6: `S@t` is the segment's earliest presentation
-/// time and `S@d` the distance to the next one, on the media timeline that
-/// `presentationTimeOffset` maps to the period start. When presentation
+/// time and `S@d` the distance to the next one. Presentation times are the
+/// track's after its edit list (ISO/IEC 14496-12 §8.6.6), as players see
+/// them: browsers' MSE applies a video track's edit list itself (seen in
+/// Chromium: with a `presentationTimeOffset` restating the edit, dash.js
+/// and Shaka shifted B-frame video twice, 67 ms ahead of its audio), so
+/// the offset is not repeated in the MPD. The first segment of a track
+/// whose edit skips into it (AAC priming) starts at 0. When presentation
 /// times are not usable (negative, or not increasing from segment to
 /// segment), decode times tile the same timeline.
 fn timeline(r: &Rendition) -> Vec<TimelineSegment> {
+    let edit = i64::try_from(r.track.presentation_offset).unwrap_or(i64::MAX);
+    let shown = |pts: i64| pts.saturating_sub(edit).max(0);
     let starts: Option<Vec<u64>> = r
         .segments
         .iter()
-        .map(|s| u64::try_from(s.earliest_pts).ok())
+        .map(|s| {
+            u64::try_from(s.earliest_pts)
+                .ok()
+                .map(|_| shown(s.earliest_pts) as u64)
+        })
         .collect();
-    let end = u64::try_from(r.end_pts).ok();
+    let end = u64::try_from(r.end_pts)
+        .ok()
+        .map(|_| shown(r.end_pts) as u64);
     if let (Some(starts), Some(end)) = (starts, end) {
         let tiled: Option<Vec<TimelineSegment>> = starts
             .iter()
@@ -413,10 +426,7 @@ fn mpd(
             segment_template: None,
         };
         let joinable = sets.iter_mut().find(|(set, t)| {
-            set.kind == r.kind()
-                && set.segment_template.timescale == timescale
-                && set.segment_template.presentation_time_offset == r.track.presentation_offset
-                && *t == timeline
+            set.kind == r.kind() && set.segment_template.timescale == timescale && *t == timeline
         });
         if let Some((set, _)) = joinable {
             set.representations.push(representation);
@@ -433,9 +443,8 @@ fn mpd(
                 initialization: format!("$RepresentationID$/{INIT}"),
                 media: config.naming.dash_media_template(),
                 start_number: r.segments.first().map_or(1, |s| s.number),
-                // The header's edit list shift (B-frame delay, AAC priming),
-                // restated for clients that ignore `elst`.
-                presentation_time_offset: r.track.presentation_offset,
+                // Segment times are after the header's edit list already.
+                presentation_time_offset: 0,
                 addressing: Addressing::Timeline(timeline.clone()),
                 availability_time_offset: None,
                 availability_time_complete: None,

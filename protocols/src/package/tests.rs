@@ -333,13 +333,15 @@ fn mpd_addresses_the_same_files_with_a_timeline() {
         }
         if id == "v1" {
             assert_eq!(set.attribute("contentType"), Some("video"));
-            assert_eq!(template.attribute("presentationTimeOffset"), Some("3000"));
-            // Earliest presentation times: each segment's keyframe, a frame late.
+            // The edit list is not restated: players apply it themselves.
+            assert_eq!(template.attribute("presentationTimeOffset"), None);
+            // Earliest presentation times after the edit list: each
+            // segment's keyframe, which the edit moves to the segment start.
             let first = template
                 .descendants()
                 .find(|n| n.has_tag_name("S"))
                 .unwrap();
-            assert_eq!(first.attribute("t"), Some("3000"));
+            assert_eq!(first.attribute("t"), Some("0"));
             assert_eq!(first.attribute("d"), Some("180000"));
             assert_eq!(first.attribute("r"), Some("2"));
             assert_eq!(rep.attribute("frameRate"), Some("30"));

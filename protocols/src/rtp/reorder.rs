@@ -3,13 +3,21 @@
 //! RTP stamps each frame with its presentation time (RFC 3550 §5.1) and
 //! sends frames in decode order; with B-frames the times step back. A CMAF
 //! sample needs a decode time that rises with every frame. [`DecodeTimes`]
-//! gives the k-th frame in decode order the k-th smallest presentation time
-//! of the stream: the decode times rise, start at the first frame's time
-//! (no negative times, no shift of the stream against its audio), and each
-//! frame's composition offset (`pts - dts`) is what the reordering implies —
-//! positive for a frame shown after frames decoded later, negative for a
-//! B-frame (a version 1 `trun` carries signed offsets, ISO/IEC 14496-12
-//! §8.8.8).
+//! gives the k-th frame in decode order the (k − lag)-th smallest
+//! presentation time of the stream, `lag` being the reorder depth the stream
+//! declared: decode times rise, and every composition offset
+//! (`pts - dts`) is zero or positive, as an encoder writing its own file
+//! would make them (a frame is never shown before it is decoded). The first
+//! `lag` frames decode one frame interval apart before the first
+//! presentation time, so the stream's decode times start a little before
+//! its presentation (as RTMP publishers send them) and the live packager
+//! starts its timeline at the earliest decode time of any track.
+//!
+//! Offsets are kept non-negative on purpose: a negative offset (version 1
+//! `trun`, ISO/IEC 14496-12 §8.8.8) is valid CMAF, but ffmpeg's mov demuxer
+//! (5.1, Debian 12) adds the largest negative offset it has seen to every
+//! presentation time of a fragmented track, which moves video late against
+//! its audio by one frame per B-frame.
 //!
 //! The k-th smallest time is known once frames up to k + depth have
 //! arrived, depth being the stream's reorder depth (H.264 VUI
@@ -17,7 +25,8 @@
 //! waits for `depth` followers, a delay of `depth` frame intervals, none for
 //! a stream without B-frames. A stream that reorders deeper than its window
 //! (or that declares nothing) has the frame that breaks the order dropped and
-//! counted, and the window grows by one, up to its limit.
+//! counted, and the window grows by one, up to its limit; its lag stays,
+//! so such a stream may get negative offsets for its deeper B-frames.
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -34,7 +43,16 @@ pub struct DecodeTimes<T> {
     pending: VecDeque<(i64, T)>,
     /// Presentation times of the pending frames, not yet used as decode times.
     times: BTreeSet<i64>,
-    last_dts: Option<i64>,
+    /// How many frames decode times trail the ranked presentation times.
+    lag: usize,
+    /// Ranked times taken, waiting `lag` frames to become decode times.
+    ranked: VecDeque<i64>,
+    /// Frames given out so far.
+    given: usize,
+    /// The lead frames' decode interval.
+    step: i64,
+    /// The latest ranked time taken: no frame may be shown before it.
+    last_ranked: Option<i64>,
     dropped: u64,
 }
 
@@ -49,17 +67,20 @@ impl<T> DecodeTimes<T> {
             max_depth: max_depth as usize,
             pending: VecDeque::new(),
             times: BTreeSet::new(),
-            last_dts: None,
+            lag: depth.min(max_depth) as usize,
+            ranked: VecDeque::new(),
+            given: 0,
+            step: 1,
+            last_ranked: None,
             dropped: 0,
         }
     }
 
     /// Adds the next frame in decode order. Returns `false` when the frame
-    /// is dropped instead: its time is not after the last decode time given
-    /// out (the stream reorders deeper than the window, which then grows)
+    /// is dropped instead: its time is not after the last ranked time taken (the stream reorders deeper than the window, which then grows)
     /// or repeats a waiting frame's time.
     pub fn push(&mut self, pts: i64, frame: T) -> bool {
-        if self.last_dts.is_some_and(|dts| pts <= dts) || !self.times.insert(pts) {
+        if self.last_ranked.is_some_and(|t| pts <= t) || !self.times.insert(pts) {
             self.dropped += 1;
             self.depth = (self.depth + 1).min(self.max_depth);
             return false;
@@ -92,10 +113,28 @@ impl<T> DecodeTimes<T> {
     }
 
     fn pop(&mut self) -> Option<(i64, i64, T)> {
+        if self.given == 0 {
+            // The lead frames step back from the smallest time by the
+            // smallest gap between the waiting frames' times: a frame
+            // interval, or a multiple of one when the first frames skip
+            // some (a B-pyramid's deepest frames come later).
+            let times: Vec<i64> = self.times.iter().copied().collect();
+            if let Some(gap) = times.windows(2).map(|w| w[1] - w[0]).min() {
+                self.step = gap.max(1);
+            }
+        }
         let (pts, frame) = self.pending.pop_front()?;
         // One time per pending frame, so there is always one to take.
-        let dts = self.times.pop_first()?;
-        self.last_dts = Some(dts);
+        let time = self.times.pop_first()?;
+        self.last_ranked = Some(time);
+        self.ranked.push_back(time);
+        let dts = if self.given < self.lag {
+            let first = self.ranked.front().copied().unwrap_or(time);
+            first - (self.lag - self.given) as i64 * self.step
+        } else {
+            self.ranked.pop_front().unwrap_or(time)
+        };
+        self.given += 1;
         Some((dts, pts, frame))
     }
 }
@@ -125,13 +164,28 @@ mod tests {
     fn pyramid_b_frames_get_rising_decode_times_and_keep_their_order() {
         let out = run(&mut DecodeTimes::new(2, 2), &PYRAMID);
         let dts: Vec<i64> = out.iter().map(|f| f.0).collect();
-        assert_eq!(dts, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        // The first three frames show times 0, 2 and 4: the lead steps by 2.
+        assert_eq!(dts, [-4, -2, 0, 1, 2, 3, 4, 5, 6], "two frames of lead");
         let pts: Vec<i64> = out.iter().map(|f| f.1).collect();
         assert_eq!(pts, PYRAMID, "presentation times are untouched");
         let frames: Vec<usize> = out.iter().map(|f| f.2).collect();
         assert_eq!(frames, (0..9).collect::<Vec<_>>(), "decode order is kept");
         let offsets: Vec<i64> = out.iter().map(|f| f.1 - f.0).collect();
-        assert_eq!(offsets, [0, 3, 0, -2, -1, 3, 0, -2, -1]);
+        assert_eq!(offsets, [4, 6, 2, 0, 1, 5, 2, 0, 1], "never negative");
+    }
+
+    #[test]
+    fn lead_frames_step_back_by_the_gap_seen_when_the_first_leaves() {
+        // 90 kHz at 30 fps, plain B-frames (I P B B …), depth 1: when the
+        // I-frame leaves, only the P-frame (three frames on) has been seen.
+        let pts = [0, 9000, 3000, 6000, 18000, 12000, 15000];
+        let out = run(&mut DecodeTimes::new(1, 1), &pts);
+        let dts: Vec<i64> = out.iter().map(|f| f.0).collect();
+        assert_eq!(dts, [-9000, 0, 3000, 6000, 9000, 12000, 15000]);
+        assert!(
+            out.iter().all(|f| f.1 >= f.0),
+            "no frame shown before decoding"
+        );
     }
 
     #[test]
@@ -177,7 +231,7 @@ mod tests {
         let mut order = DecodeTimes::new(2, 2);
         let out = run(&mut order, &[0, 4, 4, 2]);
         let dts: Vec<i64> = out.iter().map(|f| f.0).collect();
-        assert_eq!(dts, [0, 2, 4]);
+        assert_eq!(dts, [-4, -2, 0], "two frames of lead, stepping by 2");
         assert_eq!(order.dropped(), 1);
     }
 }

@@ -1,0 +1,90 @@
+//! VOD playback in real players: dash.js and Shaka Player (DASH) and hls.js
+//! (HLS) in Debian's headless Chromium, driven by
+//! `tests/peers/vod_players.mjs`, play an uploaded clip with B-frames. Each
+//! must play without an error or a failed request, and buffer video and
+//! audio from presentation time 0: no hole at the start for a player to
+//! seek over, and the picture in step with its sound.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{TestServer, upload, wait_for_asset};
+use serde_json::Value;
+use tokio::process::Command;
+
+const PLAYERS: [&str; 3] = ["dashjs", "shaka-dash", "hlsjs"];
+
+/// A 4 s clip with three B-frames (x264 delays its first picture by two
+/// frames) and AAC, as phones and ffmpeg write them.
+async fn clip() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t", "4", "-c:v", "libx264", "-preset", "veryfast", "-bf", "3",
+        ])
+        .args(["-c:a", "aac"])
+        .arg(&path)
+        .status()
+        .await
+        .expect("ffmpeg is installed (scripts/setup)");
+    assert!(status.success());
+    std::fs::read(&path).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_js_shaka_and_hls_js_play_vod_from_time_zero() {
+    let server = TestServer::start().await;
+    let asset = upload(&server, "bframes.mp4", clip().await).await;
+    let view = wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
+    assert_eq!(view["status"], "ready", "{view}");
+
+    let output = Command::new("node")
+        .arg("tests/peers/vod_players.mjs")
+        .args([server.url(""), asset.clone(), "2".to_owned()])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node is installed (scripts/setup --test)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "vod_players.mjs: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    for player in PLAYERS {
+        let r = &report[player];
+        eprintln!("{player}: {r}");
+        assert_eq!(r["errors"], serde_json::json!([]), "{player}: errors");
+        assert_eq!(
+            r["failed"],
+            serde_json::json!([]),
+            "{player}: failed requests"
+        );
+        assert!(
+            r["played"].as_f64().unwrap() >= 2.0 || r["ended"] == true,
+            "{player}: {r}"
+        );
+        let buffers = r["buffers"].as_array().unwrap();
+        let start = |kind: &str| -> f64 {
+            let (_, ranges) = buffers
+                .iter()
+                .map(|b| (b[0].as_str().unwrap(), &b[1]))
+                .find(|(mime, _)| mime.starts_with(kind))
+                .unwrap_or_else(|| panic!("{player}: no {kind} buffer: {r}"));
+            ranges[0][0].as_f64().unwrap()
+        };
+        let (video, audio) = (start("video/"), start("audio/"));
+        assert!(
+            video.abs() < 0.001 && audio.abs() < 0.001,
+            "{player}: video buffered from {video:.4} s, audio from {audio:.4} s"
+        );
+    }
+    server.stop().await;
+}
