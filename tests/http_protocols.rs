@@ -66,6 +66,11 @@ fn requests() -> Vec<Probe> {
             vec![("range", "bytes=999999-")],
         ),
         (Method::GET, "/vod/a1/v1/missing.m4s", vec![]),
+        (
+            Method::GET,
+            "/vod/a1/master.m3u8",
+            vec![("accept-encoding", "br")],
+        ),
     ]
 }
 
@@ -137,6 +142,11 @@ async fn every_protocol_gives_the_same_answers() {
         reference[4]
             .headers
             .contains(&("content-encoding".into(), "gzip".into()))
+    );
+    assert!(
+        reference[10]
+            .headers
+            .contains(&("content-encoding".into(), "br".into()))
     );
 
     assert_eq!(

@@ -145,19 +145,29 @@ pub const COMPARED_HEADERS: &[&str] = &[
     "content-encoding",
 ];
 
-/// The response as compared across protocols. A gzip body is compared
-/// decoded: how a compressor splits its output depends on the transport's
-/// flushes, the content must not.
+/// The response as compared across protocols. A compressed body is
+/// compared decoded: how a compressor splits its output depends on the
+/// transport's flushes, the content must not.
 pub fn exchange_of(status: u16, headers: &http::HeaderMap, body: Vec<u8>) -> Exchange {
-    let body = if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
-        use std::io::Read;
-        let mut decoded = Vec::new();
-        flate2::read::GzDecoder::new(&body[..])
-            .read_to_end(&mut decoded)
-            .expect("a valid gzip body");
-        decoded
-    } else {
-        body
+    use std::io::Read;
+    let encoding = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok());
+    let mut decoded = Vec::new();
+    let body = match encoding {
+        Some("gzip") => {
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut decoded)
+                .expect("a valid gzip body");
+            decoded
+        }
+        Some("br") => {
+            brotli_decompressor::Decompressor::new(&body[..], 4096)
+                .read_to_end(&mut decoded)
+                .expect("a valid brotli body");
+            decoded
+        }
+        _ => body,
     };
     let headers = COMPARED_HEADERS
         .iter()
