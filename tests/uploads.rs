@@ -127,6 +127,16 @@ async fn tus_js_client_resumes_an_interrupted_upload() {
     assert_eq!(listed["assets"][0]["id"], asset.as_str());
     assert_eq!(listed["assets"][0]["filename"], "clip.mp4");
     assert_eq!(listed["assets"][0]["size"], bytes.len());
+    // A status filter names one of the statuses the API answers with.
+    let unknown = reqwest::get(server.url("/api/assets?status=done"))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 400);
+    let (_, message) = common::error_of(unknown).await;
+    assert!(
+        message.contains("uploaded, processing, recording, ready, failed"),
+        "{message}"
+    );
     server.stop().await;
 }
 

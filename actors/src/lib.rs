@@ -4,6 +4,7 @@
 //! processes, storage and the state database. Wire formats are parsed by
 //! `streamforge-protocols`, never here.
 
+pub mod assets;
 pub mod db;
 pub mod events;
 pub mod live;

@@ -5,9 +5,9 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde::{Deserialize, Serialize};
-use streamforge_actors::storage::ObjectKey;
+use streamforge_actors::assets::keys;
+use streamforge_actors::assets::{AssetRecord, AssetStatus};
 use streamforge_actors::transcode::image::widths_for;
-use streamforge_actors::uploads::AssetRecord;
 
 use super::AppState;
 use super::delivery::{self, Kind};
@@ -89,13 +89,13 @@ impl AssetView {
 
 impl From<AssetRecord> for AssetView {
     fn from(record: AssetRecord) -> Self {
-        let ready = record.status == "ready";
+        let ready = record.status == AssetStatus::Ready;
         let has_video = record
             .probe
             .as_ref()
             .and_then(|p| p["streams"].as_array())
             .is_some_and(|streams| streams.iter().any(|s| s["type"] == "video"));
-        let previewing = !ready && record.preview && record.status != "failed";
+        let previewing = !ready && record.preview && record.status != AssetStatus::Failed;
         let image = record.probe.as_ref().is_some_and(|p| p["kind"] == "image");
         let images = (ready && image).then(|| {
             let width = record
@@ -117,7 +117,7 @@ impl From<AssetRecord> for AssetView {
         let pictures = ready && has_video;
         AssetView {
             images,
-            poster_url: (pictures || (record.poster && record.status != "failed"))
+            poster_url: (pictures || (record.poster && record.status != AssetStatus::Failed))
                 .then(|| format!("/vod/{}/poster.webp", record.id)),
             preview_url: previewing.then(|| format!("/vod/{}/master.m3u8", record.id)),
             storyboard_url: (pictures && !image)
@@ -159,14 +159,19 @@ pub async fn list(
     if query.q.as_ref().is_some_and(|q| q.len() > 200) {
         return Err(ApiError::bad_request("q is limited to 200 bytes"));
     }
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(value) => Some(AssetStatus::parse(value).ok_or_else(|| {
+            let known: Vec<&str> = AssetStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::bad_request(format!(
+                "status {value:?} is not one of {}",
+                known.join(", ")
+            ))
+        })?),
+    };
     let (assets, total) = state
         .db
-        .assets(
-            query.q.as_deref(),
-            query.status.as_deref(),
-            query.limit,
-            query.offset,
-        )
+        .assets(query.q.as_deref(), status, query.limit, query.offset)
         .await
         .map_err(db_error)?;
     Ok(Json(Page {
@@ -205,8 +210,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let asset = find(&state, &id).await?;
-    let prefix = ObjectKey::new(format!("assets/{}", asset.id))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let prefix = keys::asset(&asset.id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     state.storage.delete_prefix(&prefix).await.map_err(|err| {
         tracing::error!(%err, asset = %asset.id, "cannot delete an asset's files");
         ApiError::unavailable(
@@ -228,8 +232,7 @@ pub async fn original(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let asset = find(&state, &id).await?;
-    let key = ObjectKey::new(format!("assets/{}/original", asset.id))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let key = keys::original(&asset.id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let content_type = HeaderValue::from_str(&asset.filetype)
         .ok()
         .filter(|v| !v.is_empty())

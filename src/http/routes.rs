@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
-use streamforge_actors::storage::ObjectKey;
+use streamforge_actors::assets::keys;
 use streamforge_actors::supervision::BranchKind;
 
 use super::AppState;
@@ -70,7 +70,7 @@ async fn vod_file(
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key = ObjectKey::new(format!("assets/{asset}/media/{path}"))
+    let key = keys::media(&asset, &path)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_path", e.to_string()))?;
     delivery::serve(&state.storage, &state.cache, &key, &method, &headers).await
 }

@@ -22,8 +22,9 @@ use axum::routing::get;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde::Deserialize;
+use streamforge_actors::assets::keys;
 use streamforge_actors::events::{Event, EventBus};
-use streamforge_actors::storage::{ObjectKey, Storage};
+use streamforge_actors::storage::Storage;
 use streamforge_actors::transcode::GrowingSource;
 use streamforge_actors::uploads::{UploadError, Uploads};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -380,7 +381,7 @@ impl Growing {
                 .and_then(|s| s.asset_id),
         };
         asset
-            .and_then(|asset| ObjectKey::new(format!("assets/{asset}/original")).ok())
+            .and_then(|asset| keys::original(&asset).ok())
             .and_then(|key| self.state.storage.local_path(&key))
             .ok_or_else(|| std::io::Error::other("the upload's bytes are not on local storage"))
     }

@@ -13,10 +13,11 @@ use streamforge_protocols::media::{Sample, Track};
 use streamforge_protocols::package::{Packager, PackagerConfig};
 use tokio::sync::mpsc;
 
+use crate::assets::keys;
+use crate::assets::{AssetRecord, AssetStatus};
 use crate::db::Database;
 use crate::events::{Event, EventBus};
-use crate::storage::{ObjectKey, Storage};
-use crate::uploads::AssetRecord;
+use crate::storage::Storage;
 
 /// Samples queued for the recorder before the publisher waits.
 const QUEUE: usize = 256;
@@ -57,7 +58,7 @@ impl Recording {
             filename: format!("live-{stream}-{}.mp4", now_ms() / 1000),
             filetype: "video/mp4".to_owned(),
             size: 0,
-            status: "recording".to_owned(),
+            status: AssetStatus::Recording,
             error: None,
             created_at_ms: now_ms(),
             probe: None,
@@ -134,8 +135,8 @@ impl Recording {
             },
         };
         let (status, error) = match &outcome {
-            Ok(()) => ("ready", None),
-            Err(err) => ("failed", Some(err.as_str())),
+            Ok(()) => (AssetStatus::Ready, None),
+            Err(err) => (AssetStatus::Failed, Some(err.as_str())),
         };
         if let Err(err) = self.db.set_asset_status(&asset, status, error).await {
             tracing::error!(%asset, %err, "cannot record the recording's end");
@@ -147,15 +148,14 @@ impl Recording {
         self.events.publish(Event::Stage {
             asset_id: asset,
             upload_id: None,
-            stage: status.to_owned(),
+            stage: status.to_string(),
             error: error.map(str::to_owned),
         });
     }
 
     async fn store(&self, asset: &str, packager: &mut Packager) -> Result<(), String> {
         while let Some(output) = packager.poll_output() {
-            let key = ObjectKey::new(format!("assets/{asset}/media/{}", output.path))
-                .map_err(|e| e.to_string())?;
+            let key = keys::media(asset, &output.path).map_err(|e| e.to_string())?;
             self.storage
                 .put_rope(&key, output.data)
                 .await

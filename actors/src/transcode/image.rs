@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::Transcoder;
 use super::rung::ffmpeg_image;
-use crate::storage::ObjectKey;
+use crate::assets::keys;
 
 /// Widths made when the image is at least that wide.
 const WIDTHS: [u32; 4] = [320, 640, 1280, 1920];
@@ -172,7 +172,7 @@ async fn store(
     name: &str,
     bytes: Bytes,
 ) -> Result<(), String> {
-    let key = ObjectKey::new(format!("assets/{asset}/media/{name}")).map_err(|e| e.to_string())?;
+    let key = keys::media(asset, name).map_err(|e| e.to_string())?;
     transcoder
         .storage
         .put(&key, bytes)

@@ -28,9 +28,9 @@ use streamforge_protocols::package::{
 
 use super::rung::{Rung, RungArgs, RungSpec};
 use super::{LadderRung, Transcoder};
+use crate::assets::{AssetStatus, keys};
 use crate::events::Event;
 use crate::process::piped;
-use crate::storage::ObjectKey;
 
 pub const MAX_RUNG_RESTARTS: u32 = 3;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -120,7 +120,7 @@ impl JobState {
         if let Err(err) = self
             .transcoder
             .db
-            .set_asset_status(&self.asset, "failed", Some(reason))
+            .set_asset_status(&self.asset, AssetStatus::Failed, Some(reason))
             .await
         {
             tracing::error!(asset = %self.asset, %err, "cannot record the failure");
@@ -163,8 +163,7 @@ impl JobState {
         let outputs = combined_manifests(&config, renditions, UnixMillis(now_millis()))
             .map_err(|e| format!("writing the preview manifests: {e}"))?;
         for output in outputs.into_iter().filter(|o| o.path == MULTIVARIANT) {
-            let key = ObjectKey::new(format!("assets/{}/media/{}", self.asset, output.path))
-                .map_err(|e| e.to_string())?;
+            let key = keys::media(&self.asset, &output.path).map_err(|e| e.to_string())?;
             self.transcoder
                 .storage
                 .put_rope(&key, output.data)
@@ -193,8 +192,7 @@ impl JobState {
         let outputs = combined_manifests(&config, renditions, UnixMillis(now_millis()))
             .map_err(|e| format!("writing the manifests: {e}"))?;
         for output in outputs {
-            let key = ObjectKey::new(format!("assets/{}/media/{}", self.asset, output.path))
-                .map_err(|e| e.to_string())?;
+            let key = keys::media(&self.asset, &output.path).map_err(|e| e.to_string())?;
             self.transcoder
                 .storage
                 .put_rope(&key, output.data)
@@ -233,7 +231,7 @@ async fn source_input(
             return Ok((url, true));
         }
     }
-    let key = ObjectKey::new(format!("assets/{asset}/original")).map_err(|e| e.to_string())?;
+    let key = keys::original(asset).map_err(|e| e.to_string())?;
     let path = transcoder.storage.local_path(&key).ok_or_else(|| {
         "processing needs a local storage backend in this build (remote originals are not fetched yet)"
             .to_owned()
@@ -431,7 +429,7 @@ impl Actor for Job {
         match message {
             JobMsg::Run => {
                 let db = state.transcoder.db.clone();
-                db.set_asset_status(&state.asset, "processing", None)
+                db.set_asset_status(&state.asset, AssetStatus::Processing, None)
                     .await?;
                 state.upload = db.asset(&state.asset).await?.and_then(|a| a.upload_id);
                 state.stage("probing", None).await;
@@ -467,7 +465,8 @@ impl Actor for Job {
                         Ok(_) => {
                             state.finished = true;
                             db.set_asset_poster(&state.asset).await?;
-                            db.set_asset_status(&state.asset, "ready", None).await?;
+                            db.set_asset_status(&state.asset, AssetStatus::Ready, None)
+                                .await?;
                             tracing::info!(asset = %state.asset, "image ready");
                             state.stage("ready", None).await;
                             myself.stop(Some("ready".into()));
@@ -562,7 +561,7 @@ impl Actor for Job {
                             state
                                 .transcoder
                                 .db
-                                .set_asset_status(&state.asset, "ready", None)
+                                .set_asset_status(&state.asset, AssetStatus::Ready, None)
                                 .await?;
                             tracing::info!(asset = %state.asset, rungs = state.rungs.len(), "asset ready");
                             state.stage("ready", None).await;

@@ -27,8 +27,9 @@ use streamforge_protocols::package::{
 use tokio::io::AsyncReadExt;
 
 use super::job::JobMsg;
+use crate::assets::keys;
 use crate::process::{Processes, piped, stderr_tail};
-use crate::storage::{ObjectKey, Storage};
+use crate::storage::Storage;
 
 /// Bytes read from ffmpeg's stdout per read.
 const READ_CHUNK: usize = 256 * 1024;
@@ -267,7 +268,6 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
     let mut tracks: Option<Vec<Track>> = None;
     let mut packager: Option<Packager> = None;
     let mut buffer = vec![0u8; READ_CHUNK];
-    let prefix = format!("assets/{}/media", args.asset);
     let config = rung_packaging(&args.asset, &args.spec);
     let mut segments_seen = 0;
     let mut reported = false;
@@ -305,11 +305,11 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
             }
         }
         if let Some(packager) = packager.as_mut() {
-            store_outputs(&args.storage, &prefix, packager).await?;
+            store_outputs(&args.storage, &args.asset, packager).await?;
             let done = packager.segments_done();
             if done > segments_seen {
                 segments_seen = done;
-                store_progress(&args.storage, &prefix, packager).await?;
+                store_progress(&args.storage, &args.asset, packager).await?;
                 let renditions = packager.progress_renditions();
                 if !reported && renditions.len() == packager.tracks_len() {
                     reported = true;
@@ -336,7 +336,7 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
     packager
         .finish(UnixMillis(now))
         .map_err(|e| format!("packaging: {e}"))?;
-    store_outputs(&args.storage, &prefix, &mut packager).await?;
+    store_outputs(&args.storage, &args.asset, &mut packager).await?;
     Ok(packager.into_renditions())
 }
 
@@ -373,17 +373,13 @@ pub fn rung_packaging(asset: &str, spec: &RungSpec) -> PackagerConfig {
 
 /// Stores each rendition's `EVENT` playlist so far: the rung is playable
 /// while it is still being made (a preview of an upload still arriving).
-async fn store_progress(
-    storage: &Storage,
-    prefix: &str,
-    packager: &Packager,
-) -> Result<(), String> {
+async fn store_progress(storage: &Storage, asset: &str, packager: &Packager) -> Result<(), String> {
     let playlists = packager
         .progress_playlists()
         .map_err(|e| format!("packaging: {e}"))?;
     for output in playlists {
-        let key = ObjectKey::new(format!("{prefix}/{}", output.path))
-            .map_err(|e| format!("packager output name: {e}"))?;
+        let key =
+            keys::media(asset, &output.path).map_err(|e| format!("packager output name: {e}"))?;
         storage
             .put_rope(&key, output.data)
             .await
@@ -396,15 +392,15 @@ async fn store_progress(
 /// and MPD: the job writes those over every rung.
 async fn store_outputs(
     storage: &Storage,
-    prefix: &str,
+    asset: &str,
     packager: &mut Packager,
 ) -> Result<(), String> {
     while let Some(output) = packager.poll_output() {
         if output.path == MULTIVARIANT || output.path == MPD {
             continue;
         }
-        let key = ObjectKey::new(format!("{prefix}/{}", output.path))
-            .map_err(|e| format!("packager output name: {e}"))?;
+        let key =
+            keys::media(asset, &output.path).map_err(|e| format!("packager output name: {e}"))?;
         storage
             .put_rope(&key, output.data)
             .await
@@ -533,10 +529,9 @@ async fn thumbnails(
             ffmpeg_image(&args.processes, &name, &from_start).await?
         }
     };
-    let prefix = format!("assets/{}/media", args.asset);
     // The poster first, on its own: it is there seconds into an upload,
     // long before the storyboard (which needs the whole source).
-    let key = ObjectKey::new(format!("{prefix}/poster.webp")).map_err(|e| e.to_string())?;
+    let key = keys::media(&args.asset, "poster.webp").map_err(|e| e.to_string())?;
     args.storage
         .put(&key, poster)
         .await
@@ -574,7 +569,7 @@ async fn thumbnails(
         ("storyboard.webp", sprite),
         ("storyboard.vtt", Bytes::from(vtt)),
     ] {
-        let key = ObjectKey::new(format!("{prefix}/{name}")).map_err(|e| e.to_string())?;
+        let key = keys::media(&args.asset, name).map_err(|e| e.to_string())?;
         args.storage
             .put(&key, bytes)
             .await

@@ -21,7 +21,9 @@ use ractor::{Actor, ActorId, ActorRef};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 
-pub use records::{AssetRecord, ConcatKind, UploadRecord};
+pub use records::{ConcatKind, UploadRecord};
+
+use crate::assets::{AssetRecord, AssetStatus, keys};
 pub use session::{UploadSession, UploadSessionMsg, UploadStatus};
 
 use crate::db::{Database, DbError, unix_millis};
@@ -327,7 +329,7 @@ impl Uploads {
         {
             let asset_id = new_id();
             self.db
-                .insert_asset(&new_asset(record, &asset_id, "processing"))
+                .insert_asset(&new_asset(record, &asset_id, AssetStatus::Processing))
                 .await?;
             self.db.set_upload_asset(&record.id, &asset_id).await?;
             record.asset_id = Some(asset_id.clone());
@@ -422,7 +424,7 @@ impl Uploads {
         // exists already and its job reads the growing source.
         let early = record.asset_id.clone();
         let asset_id = early.clone().unwrap_or_else(new_id);
-        let key = ObjectKey::new(format!("assets/{asset_id}/original"))?;
+        let key = keys::original(&asset_id)?;
         let size = match (files, self.storage.local_path(&key)) {
             // Local storage: move the append file into place, atomically and
             // without copying a byte (a 4 GB upload is stored at once).
@@ -443,7 +445,7 @@ impl Uploads {
         }
         if early.is_none() {
             self.db
-                .insert_asset(&new_asset(record, &asset_id, "uploaded"))
+                .insert_asset(&new_asset(record, &asset_id, AssetStatus::Uploaded))
                 .await?;
         }
         self.db.complete_upload(&record.id, Some(&asset_id)).await?;
@@ -481,7 +483,7 @@ impl Uploads {
         }
         let asset_id = new_id();
         self.db
-            .insert_asset(&new_asset(record, &asset_id, "processing"))
+            .insert_asset(&new_asset(record, &asset_id, AssetStatus::Processing))
             .await?;
         self.db.set_upload_asset(&record.id, &asset_id).await?;
         record.asset_id = Some(asset_id.clone());
@@ -542,7 +544,7 @@ impl Uploads {
 }
 
 /// The asset record of an upload's original.
-fn new_asset(record: &UploadRecord, asset_id: &str, status: &str) -> AssetRecord {
+fn new_asset(record: &UploadRecord, asset_id: &str, status: AssetStatus) -> AssetRecord {
     let filename = if record.filename.is_empty() {
         format!("upload-{}", record.id)
     } else {
@@ -554,7 +556,7 @@ fn new_asset(record: &UploadRecord, asset_id: &str, status: &str) -> AssetRecord
         filename,
         filetype: record.filetype.clone(),
         size: record.length.unwrap_or(record.offset),
-        status: status.into(),
+        status,
         error: None,
         created_at_ms: unix_millis(),
         probe: None,

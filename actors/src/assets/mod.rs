@@ -1,0 +1,292 @@
+//! Assets: the records of what the server holds (an upload's original and
+//! what processing made from it, or a live recording), their states, and
+//! where their bytes are stored ([`keys`]).
+
+pub mod keys;
+
+use sqlx::Row;
+
+use crate::db::{Database, DbError, to_i64, to_u64, unix_millis};
+
+/// Where an asset is in its life; stored and answered as the lower-case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssetStatus {
+    /// The original is stored; processing has not started.
+    Uploaded,
+    /// Probing and the ladder are running (possibly while the upload still
+    /// arrives).
+    Processing,
+    /// A live stream is being recorded into it.
+    Recording,
+    Ready,
+    Failed,
+}
+
+impl AssetStatus {
+    pub const ALL: [AssetStatus; 5] = [
+        AssetStatus::Uploaded,
+        AssetStatus::Processing,
+        AssetStatus::Recording,
+        AssetStatus::Ready,
+        AssetStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssetStatus::Uploaded => "uploaded",
+            AssetStatus::Processing => "processing",
+            AssetStatus::Recording => "recording",
+            AssetStatus::Ready => "ready",
+            AssetStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+}
+
+impl std::fmt::Display for AssetStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AssetRecord {
+    pub id: String,
+    pub upload_id: Option<String>,
+    pub filename: String,
+    pub filetype: String,
+    pub size: u64,
+    pub status: AssetStatus,
+    pub error: Option<String>,
+    pub created_at_ms: i64,
+    /// What ffprobe found in the original, once probed.
+    pub probe: Option<serde_json::Value>,
+    /// A preview is playable while processing goes on.
+    pub preview: bool,
+    /// The poster is stored.
+    pub poster: bool,
+    /// The processing stage, once processing started.
+    pub stage: Option<String>,
+    /// Each rung's state while and after processing.
+    pub rungs: Option<serde_json::Value>,
+}
+
+fn asset_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AssetRecord, sqlx::Error> {
+    Ok(AssetRecord {
+        id: row.try_get("id")?,
+        upload_id: row.try_get("upload_id")?,
+        filename: row.try_get("filename")?,
+        filetype: row.try_get("filetype")?,
+        size: to_u64(row.try_get("size")?),
+        status: {
+            let status: String = row.try_get("status")?;
+            AssetStatus::parse(&status).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown asset status {status:?}").into())
+            })?
+        },
+        error: row.try_get("error")?,
+        created_at_ms: row.try_get("created_at")?,
+        probe: row
+            .try_get::<Option<String>, _>("probe")?
+            .and_then(|json| serde_json::from_str(&json).ok()),
+        preview: row.try_get::<i64, _>("preview")? != 0,
+        poster: row.try_get::<i64, _>("poster")? != 0,
+        stage: row.try_get("stage")?,
+        rungs: row
+            .try_get::<Option<String>, _>("rungs")?
+            .and_then(|json| serde_json::from_str(&json).ok()),
+    })
+}
+
+impl Database {
+    pub async fn insert_asset(&self, asset: &AssetRecord) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO assets (id, upload_id, filename, filetype, size, status, error, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&asset.id)
+        .bind(&asset.upload_id)
+        .bind(&asset.filename)
+        .bind(&asset.filetype)
+        .bind(to_i64(asset.size))
+        .bind(asset.status.as_str())
+        .bind(&asset.error)
+        .bind(asset.created_at_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn asset(&self, id: &str) -> Result<Option<AssetRecord>, DbError> {
+        let row = sqlx::query("SELECT * FROM assets WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(asset_from_row).transpose()?)
+    }
+
+    /// A page of assets, newest first, optionally only those whose filename
+    /// contains `search` (case-insensitive) or with a given status.
+    pub async fn assets(
+        &self,
+        search: Option<&str>,
+        status: Option<AssetStatus>,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(Vec<AssetRecord>, u64), DbError> {
+        let pattern = search.map(|s| {
+            let escaped = s
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let rows = sqlx::query(
+            "SELECT * FROM assets
+             WHERE (?1 IS NULL OR filename LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR status = ?2)
+             ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4",
+        )
+        .bind(&pattern)
+        .bind(status.map(AssetStatus::as_str))
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(self.pool())
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM assets
+             WHERE (?1 IS NULL OR filename LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR status = ?2)",
+        )
+        .bind(&pattern)
+        .bind(status.map(AssetStatus::as_str))
+        .fetch_one(self.pool())
+        .await?;
+        let assets = rows.iter().map(asset_from_row).collect::<Result<_, _>>()?;
+        Ok((assets, to_u64(total)))
+    }
+
+    /// Moves an asset to `status`, with the failure reason when it failed.
+    pub async fn set_asset_status(
+        &self,
+        id: &str,
+        status: AssetStatus,
+        error: Option<&str>,
+    ) -> Result<(), DbError> {
+        sqlx::query("UPDATE assets SET status = ?, error = ?, updated_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(error)
+            .bind(unix_millis())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_asset_probe(
+        &self,
+        id: &str,
+        probe: &serde_json::Value,
+    ) -> Result<(), DbError> {
+        sqlx::query("UPDATE assets SET probe = ?, updated_at = ? WHERE id = ?")
+            .bind(probe.to_string())
+            .bind(unix_millis())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Marks that the asset's preview is playable.
+    pub async fn set_asset_preview(&self, id: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE assets SET preview = 1, updated_at = ? WHERE id = ?")
+            .bind(unix_millis())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records the asset's processing stage.
+    pub async fn set_asset_stage(&self, id: &str, stage: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE assets SET stage = ?, updated_at = ? WHERE id = ?")
+            .bind(stage)
+            .bind(unix_millis())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records the state of one rung of the asset's ladder.
+    pub async fn set_asset_rung(&self, id: &str, rung: &str, state: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE assets SET rungs = json_set(COALESCE(rungs, '{}'), '$.\"' || ? || '\"', ?), updated_at = ? WHERE id = ?",
+        )
+        .bind(rung)
+        .bind(state)
+        .bind(unix_millis())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Marks that the asset's poster is stored.
+    pub async fn set_asset_poster(&self, id: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE assets SET poster = 1, updated_at = ? WHERE id = ?")
+            .bind(unix_millis())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Recordings a previous run left unfinished: their media ends where
+    /// the server stopped and no manifest was written; they are failed.
+    pub async fn fail_stale_recordings(&self) -> Result<u64, DbError> {
+        let done = sqlx::query(
+            "UPDATE assets SET status = 'failed', error = 'the server stopped during the recording', updated_at = ? WHERE status = 'recording'",
+        )
+        .bind(unix_millis())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Assets whose processing did not finish (the server stopped during it).
+    pub async fn unfinished_assets(&self) -> Result<Vec<String>, DbError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM assets WHERE status IN ('uploaded', 'processing') ORDER BY created_at",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn delete_asset(&self, id: &str) -> Result<bool, DbError> {
+        let done = sqlx::query("DELETE FROM assets WHERE id = ?")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_back_as_written_and_serialize_as_their_names() {
+        for status in AssetStatus::ALL {
+            assert_eq!(AssetStatus::parse(status.as_str()), Some(status));
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::Value::from(status.as_str())
+            );
+        }
+        assert_eq!(AssetStatus::parse("done"), None);
+    }
+}
