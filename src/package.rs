@@ -22,13 +22,12 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args;
 use memmap2::{Advice, Mmap};
 use streamforge_protocols::cmaf::TargetDuration;
-use streamforge_protocols::hls::UnixMillis;
 use streamforge_protocols::mp4::{
     BoxHeader, FragmentedReader, MAX_BOX_SIZE, Mp4Error, ProgressiveMp4, ReaderEvent,
 };
@@ -389,7 +388,7 @@ fn finish(
     mut packager: Packager,
     sink: &mut Sink<'_>,
 ) -> Result<Summary, PackageCommandError> {
-    let now = UnixMillis::from_system_time(SystemTime::now()).unwrap_or(UnixMillis(0));
+    let now = streamforge_actors::clock::now();
     let summary = packager
         .finish(now)
         .map_err(|source| PackageCommandError::Package {

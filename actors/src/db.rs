@@ -6,7 +6,7 @@
 //! nodes share state.
 
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -102,7 +102,7 @@ impl Database {
             "INSERT INTO server_runs (version, started_at) VALUES (?, ?) RETURNING id",
         )
         .bind(version)
-        .bind(unix_millis())
+        .bind(crate::clock::now_ms())
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -120,7 +120,7 @@ impl Database {
     /// Records a clean stop of run `id`.
     pub async fn end_run(&self, id: i64) -> Result<(), DbError> {
         sqlx::query("UPDATE server_runs SET stopped_at = ? WHERE id = ?")
-            .bind(unix_millis())
+            .bind(crate::clock::now_ms())
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -145,12 +145,6 @@ pub(crate) fn to_u64(value: i64) -> u64 {
 
 pub(crate) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-pub(crate) fn unix_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! `streamforge-protocols`, never here.
 
 pub mod assets;
+pub mod clock;
 pub mod db;
 pub mod events;
 pub mod live;

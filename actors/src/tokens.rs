@@ -8,7 +8,8 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::db::{Database, DbError, unix_millis};
+use crate::clock;
+use crate::db::{Database, DbError};
 
 /// A stored token (never the secret).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -44,7 +45,7 @@ impl Database {
             .bind(&id)
             .bind(name)
             .bind(digest(&token))
-            .bind(unix_millis())
+            .bind(clock::now_ms())
             .execute(self.pool())
             .await?;
         Ok((id, token))
@@ -81,7 +82,7 @@ impl Database {
     pub async fn revoke_token(&self, id: &str) -> Result<bool, DbError> {
         let done =
             sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(unix_millis())
+                .bind(clock::now_ms())
                 .bind(id)
                 .execute(self.pool())
                 .await?;

@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
@@ -23,7 +23,7 @@ use streamforge_actors::live::viewers::{
     COOKIE, HoldGuard, MAX_HELD, ViewerRequest, ViewerSession, ViewerSummary, cookie_value,
 };
 use streamforge_actors::live::{LiveStream, StreamSummary, valid_stream_name};
-use streamforge_protocols::hls::{PlaylistQuery, UnixMillis};
+use streamforge_protocols::hls::PlaylistQuery;
 use streamforge_protocols::live::{LivePackager, Reply, parse_media_name};
 
 use super::AppState;
@@ -207,11 +207,13 @@ pub async fn top(
             text(into_result(reply, "the stream's first segment")?, PLAYLIST)
         }
         "manifest.mpd" => {
-            let reply = answer(&stream, HOLD, session, |p| match p.mpd(now()) {
-                Ok(reply) => reply,
-                Err(err) => {
-                    tracing::error!(%err, "live MPD");
-                    Reply::NotFound
+            let reply = answer(&stream, HOLD, session, |p| {
+                match p.mpd(streamforge_actors::clock::now()) {
+                    Ok(reply) => reply,
+                    Err(err) => {
+                        tracing::error!(%err, "live MPD");
+                        Reply::NotFound
+                    }
                 }
             })
             .await?;
@@ -379,13 +381,9 @@ pub async fn time() -> Response {
             (header::CONTENT_TYPE, HeaderValue::from_static("text/plain")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
-        now().iso8601().to_string(),
+        streamforge_actors::clock::now().iso8601().to_string(),
     )
         .into_response()
-}
-
-fn now() -> UnixMillis {
-    UnixMillis::from_system_time(SystemTime::now()).unwrap_or(UnixMillis(0))
 }
 
 #[derive(Serialize)]

@@ -9,7 +9,7 @@
 //! signature with each segment, part and init request.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -39,12 +39,6 @@ impl std::fmt::Debug for Signer {
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Why a request was refused.
@@ -98,7 +92,8 @@ impl Signer {
 
     /// `exp=…&sig=…` for `scope`, valid for `ttl` (the configured one when `None`).
     pub fn query(&self, scope: &str, ttl: Option<Duration>) -> String {
-        let exp = now_secs() + ttl.unwrap_or(self.ttl).as_secs();
+        let exp = (streamforge_actors::clock::now_ms() / 1000).unsigned_abs()
+            + ttl.unwrap_or(self.ttl).as_secs();
         let sig = hex::encode(self.mac(scope, exp).finalize().into_bytes());
         format!("exp={exp}&sig={sig}")
     }
@@ -133,7 +128,7 @@ impl Signer {
         self.mac(scope, exp)
             .verify_slice(&bytes)
             .map_err(|_| Refusal::Invalid)?;
-        if exp < now_secs() {
+        if exp < (streamforge_actors::clock::now_ms() / 1000).unsigned_abs() {
             return Err(Refusal::Expired);
         }
         Ok((exp, sig.to_owned()))
@@ -275,7 +270,7 @@ mod tests {
         assert_eq!(s.verify("vod/abc", None), Err(Refusal::Missing));
         let tampered = query.replace("exp=", "exp=1");
         assert_eq!(s.verify("vod/abc", Some(&tampered)), Err(Refusal::Invalid));
-        let past = now_secs() - 10;
+        let past = (streamforge_actors::clock::now_ms() / 1000).unsigned_abs() - 10;
         let sig = hex::encode(s.mac("vod/abc", past).finalize().into_bytes());
         assert_eq!(
             s.verify("vod/abc", Some(&format!("exp={past}&sig={sig}"))),

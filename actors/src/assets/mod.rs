@@ -6,7 +6,8 @@ pub mod keys;
 
 use sqlx::Row;
 
-use crate::db::{Database, DbError, to_i64, to_u64, unix_millis};
+use crate::clock;
+use crate::db::{Database, DbError, to_i64, to_u64};
 
 /// Where an asset is in its life; stored and answered as the lower-case name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -178,7 +179,7 @@ impl Database {
         sqlx::query("UPDATE assets SET status = ?, error = ?, updated_at = ? WHERE id = ?")
             .bind(status.as_str())
             .bind(error)
-            .bind(unix_millis())
+            .bind(clock::now_ms())
             .bind(id)
             .execute(self.pool())
             .await?;
@@ -192,7 +193,7 @@ impl Database {
     ) -> Result<(), DbError> {
         sqlx::query("UPDATE assets SET probe = ?, updated_at = ? WHERE id = ?")
             .bind(probe.to_string())
-            .bind(unix_millis())
+            .bind(clock::now_ms())
             .bind(id)
             .execute(self.pool())
             .await?;
@@ -202,7 +203,7 @@ impl Database {
     /// Marks that the asset's preview is playable.
     pub async fn set_asset_preview(&self, id: &str) -> Result<(), DbError> {
         sqlx::query("UPDATE assets SET preview = 1, updated_at = ? WHERE id = ?")
-            .bind(unix_millis())
+            .bind(clock::now_ms())
             .bind(id)
             .execute(self.pool())
             .await?;
@@ -213,7 +214,7 @@ impl Database {
     pub async fn set_asset_stage(&self, id: &str, stage: &str) -> Result<(), DbError> {
         sqlx::query("UPDATE assets SET stage = ?, updated_at = ? WHERE id = ?")
             .bind(stage)
-            .bind(unix_millis())
+            .bind(clock::now_ms())
             .bind(id)
             .execute(self.pool())
             .await?;
@@ -227,7 +228,7 @@ impl Database {
         )
         .bind(rung)
         .bind(state)
-        .bind(unix_millis())
+        .bind(clock::now_ms())
         .bind(id)
         .execute(self.pool())
         .await?;
@@ -237,7 +238,7 @@ impl Database {
     /// Marks that the asset's poster is stored.
     pub async fn set_asset_poster(&self, id: &str) -> Result<(), DbError> {
         sqlx::query("UPDATE assets SET poster = 1, updated_at = ? WHERE id = ?")
-            .bind(unix_millis())
+            .bind(clock::now_ms())
             .bind(id)
             .execute(self.pool())
             .await?;
@@ -250,7 +251,7 @@ impl Database {
         let done = sqlx::query(
             "UPDATE assets SET status = 'failed', error = 'the server stopped during the recording', updated_at = ? WHERE status = 'recording'",
         )
-        .bind(unix_millis())
+        .bind(clock::now_ms())
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected())

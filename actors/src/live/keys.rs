@@ -7,7 +7,8 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::db::{Database, DbError, unix_millis};
+use crate::clock;
+use crate::db::{Database, DbError};
 
 /// A stream that has a key (never the key itself).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -46,7 +47,7 @@ impl Database {
         )
         .bind(stream)
         .bind(digest(&key))
-        .bind(unix_millis())
+        .bind(clock::now_ms())
         .execute(self.pool())
         .await?;
         Ok(key)

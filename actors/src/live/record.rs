@@ -6,8 +6,6 @@
 //! VOD playlists, `master.m3u8` and `manifest.mpd` are written and the
 //! asset is `ready`, playable at `/vod/{asset}/…` like an upload.
 
-use std::time::SystemTime;
-
 use streamforge_protocols::hls::UnixMillis;
 use streamforge_protocols::media::{Sample, Track};
 use streamforge_protocols::package::{Packager, PackagerConfig};
@@ -41,12 +39,6 @@ impl std::fmt::Debug for Recording {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl Recording {
     /// Creates the asset of a publish of `stream` and starts its recorder;
     /// the sender feeds it, and dropping it ends the recording.
@@ -55,12 +47,12 @@ impl Recording {
         let record = AssetRecord {
             id: asset.clone(),
             upload_id: None,
-            filename: format!("live-{stream}-{}.mp4", now_ms() / 1000),
+            filename: format!("live-{stream}-{}.mp4", crate::clock::now_ms() / 1000),
             filetype: "video/mp4".to_owned(),
             size: 0,
             status: AssetStatus::Recording,
             error: None,
-            created_at_ms: now_ms(),
+            created_at_ms: crate::clock::now_ms(),
             probe: None,
             preview: false,
             poster: false,
@@ -129,7 +121,7 @@ impl Recording {
         let outcome = match (packager, failure) {
             (_, Some(err)) => Err(err),
             (None, None) => Err("the stream ended before any media".to_owned()),
-            (Some(mut p), None) => match p.finish(UnixMillis(now_ms())) {
+            (Some(mut p), None) => match p.finish(UnixMillis(crate::clock::now_ms())) {
                 Ok(_) => self.store(&asset, &mut p).await,
                 Err(err) => Err(err.to_string()),
             },

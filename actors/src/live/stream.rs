@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use streamforge_protocols::codec::CodecConfig;
 use streamforge_protocols::hls::UnixMillis;
@@ -349,7 +349,7 @@ impl LiveStream {
             protocol,
             remote: remote.clone(),
             since: Instant::now(),
-            since_wall: now_millis(),
+            since_wall: crate::clock::now(),
         });
         state.last_protocol = Some(protocol);
         state.last_error = None;
@@ -455,10 +455,6 @@ fn end_packager(state: &mut State, name: &str) {
     {
         tracing::warn!(stream = %name, %err, "could not end the stream's playlists");
     }
-}
-
-fn now_millis() -> UnixMillis {
-    UnixMillis::from_system_time(SystemTime::now()).unwrap_or(UnixMillis(0))
 }
 
 /// Why a publisher may not go on.
@@ -573,7 +569,7 @@ impl Publisher {
                 let reconfigured = state
                     .packager
                     .as_mut()
-                    .is_some_and(|p| p.reconfigure(&tracks, now_millis()).is_ok());
+                    .is_some_and(|p| p.reconfigure(&tracks, crate::clock::now()).is_ok());
                 if !reconfigured {
                     return Err(PublishEnded::TracksChanged(what));
                 }
@@ -602,7 +598,7 @@ impl Publisher {
             state.resuming = false;
             let tracks = state.tracks.clone();
             if let Some(packager) = state.packager.as_mut() {
-                match packager.resume(&tracks, now_millis()) {
+                match packager.resume(&tracks, crate::clock::now()) {
                     Ok(()) => {
                         tracing::info!(stream = %self.stream.name, "publisher back: the stream continues after a discontinuity");
                     }
@@ -620,8 +616,11 @@ impl Publisher {
                 // Media before any sequence header cannot be described.
                 return Ok(());
             }
-            let packager =
-                LivePackager::new(self.stream.settings.clone(), &state.tracks, now_millis())?;
+            let packager = LivePackager::new(
+                self.stream.settings.clone(),
+                &state.tracks,
+                crate::clock::now(),
+            )?;
             state.packager = Some(packager);
             state.presentation += 1;
             state.ladder_error = None;

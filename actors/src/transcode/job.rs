@@ -17,7 +17,7 @@
 //! ffprobe's reason. The job stops when the asset is ready or failed.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::{Value, json};
@@ -160,7 +160,7 @@ impl JobState {
             presentation_id: self.asset.clone(),
             ..PackagerConfig::default()
         };
-        let outputs = combined_manifests(&config, renditions, UnixMillis(now_millis()))
+        let outputs = combined_manifests(&config, renditions, UnixMillis(crate::clock::now_ms()))
             .map_err(|e| format!("writing the preview manifests: {e}"))?;
         for output in outputs.into_iter().filter(|o| o.path == MULTIVARIANT) {
             let key = keys::media(&self.asset, &output.path).map_err(|e| e.to_string())?;
@@ -189,7 +189,7 @@ impl JobState {
             presentation_id: self.asset.clone(),
             ..PackagerConfig::default()
         };
-        let outputs = combined_manifests(&config, renditions, UnixMillis(now_millis()))
+        let outputs = combined_manifests(&config, renditions, UnixMillis(crate::clock::now_ms()))
             .map_err(|e| format!("writing the manifests: {e}"))?;
         for output in outputs {
             let key = keys::media(&self.asset, &output.path).map_err(|e| e.to_string())?;
@@ -201,12 +201,6 @@ impl JobState {
         }
         Ok(())
     }
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The original as something ffmpeg can open: the growing source of the

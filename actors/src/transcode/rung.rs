@@ -14,11 +14,8 @@
 //! its `Job` can decide whether to restart it. Stopping the rung aborts the
 //! task, which drops the ffmpeg child: its process group is killed and reaped.
 
-use std::time::SystemTime;
-
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use streamforge_protocols::hls::UnixMillis;
 use streamforge_protocols::media::{MediaKind, Sample, Track};
 use streamforge_protocols::mp4::{FragmentedReader, ReaderEvent};
 use streamforge_protocols::package::{
@@ -330,11 +327,8 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
         return Err(format!("ffmpeg failed ({status}): {stderr}"));
     }
     let mut packager = packager.ok_or_else(|| format!("ffmpeg produced no media: {stderr}"))?;
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     packager
-        .finish(UnixMillis(now))
+        .finish(crate::clock::now())
         .map_err(|e| format!("packaging: {e}"))?;
     store_outputs(&args.storage, &args.asset, &mut packager).await?;
     Ok(packager.into_renditions())

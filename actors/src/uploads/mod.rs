@@ -26,7 +26,8 @@ pub use records::{ConcatKind, UploadRecord};
 use crate::assets::{AssetRecord, AssetStatus, keys};
 pub use session::{UploadSession, UploadSessionMsg, UploadStatus};
 
-use crate::db::{Database, DbError, unix_millis};
+use crate::clock;
+use crate::db::{Database, DbError};
 use crate::events::{Event, EventBus};
 use crate::storage::{ObjectKey, Storage, StorageError};
 use crate::supervision::{BranchKind, Supervision};
@@ -156,7 +157,7 @@ impl Uploads {
 
     /// Records a new upload and creates its (empty) append file.
     pub async fn create(&self, new: NewUpload) -> Result<UploadRecord, UploadError> {
-        let now = unix_millis();
+        let now = clock::now_ms();
         let record = UploadRecord {
             id: new_id(),
             length: new.length,
@@ -188,7 +189,7 @@ impl Uploads {
             .await?
             .filter(|_| valid_id(id))
             .ok_or_else(|| UploadError::NotFound(id.to_owned()))?;
-        if record.completed_at_ms.is_none() && record.expires_at_ms < unix_millis() {
+        if record.completed_at_ms.is_none() && record.expires_at_ms < clock::now_ms() {
             return Err(UploadError::Expired(id.to_owned()));
         }
         Ok(record)
@@ -522,7 +523,7 @@ impl Uploads {
 
     /// Removes unfinished uploads past their expiry; returns how many.
     pub async fn sweep_expired(&self) -> Result<usize, UploadError> {
-        let expired = self.db.expired_uploads(unix_millis()).await?;
+        let expired = self.db.expired_uploads(clock::now_ms()).await?;
         for id in &expired {
             let session = self.sessions.lock().await.remove(id);
             if let Some(session) = session {
@@ -558,7 +559,7 @@ fn new_asset(record: &UploadRecord, asset_id: &str, status: AssetStatus) -> Asse
         size: record.length.unwrap_or(record.offset),
         status,
         error: None,
-        created_at_ms: unix_millis(),
+        created_at_ms: clock::now_ms(),
         probe: None,
         preview: false,
         poster: false,

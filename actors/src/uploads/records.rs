@@ -2,7 +2,8 @@
 
 use sqlx::Row;
 
-use crate::db::{Database, DbError, to_i64, to_u64, unix_millis};
+use crate::clock;
+use crate::db::{Database, DbError, to_i64, to_u64};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UploadRecord {
@@ -122,7 +123,7 @@ impl Database {
 
     pub async fn complete_upload(&self, id: &str, asset_id: Option<&str>) -> Result<(), DbError> {
         sqlx::query("UPDATE uploads SET completed_at = ?, asset_id = ? WHERE id = ?")
-            .bind(unix_millis())
+            .bind(clock::now_ms())
             .bind(asset_id)
             .bind(id)
             .execute(self.pool())

@@ -174,7 +174,7 @@ impl UploadSessionState {
                 _ => {}
             }
         }
-        self.record.completed_at_ms = Some(crate::db::unix_millis());
+        self.record.completed_at_ms = Some(crate::clock::now_ms());
         Ok(())
     }
 }
