@@ -228,31 +228,49 @@ fn preconditions(rep: &Representation, headers: &HeaderMap) -> Outcome {
     {
         return Outcome::Full;
     }
+    match byte_range(range, rep.size) {
+        RangeAnswer::Full => Outcome::Full,
+        RangeAnswer::Partial(range) => Outcome::Partial(range),
+        RangeAnswer::Unsatisfiable => Outcome::Unsatisfiable,
+    }
+}
+
+/// What a `Range` header asks of a representation of `size` bytes.
+pub(crate) enum RangeAnswer {
+    /// The whole representation: another range unit, or several ranges.
+    Full,
+    /// One range, end exclusive.
+    Partial(Range<u64>),
+    /// 416, with `Content-Range: bytes */size`.
+    Unsatisfiable,
+}
+
+/// The one `Range` parser of the server (RFC 9110 §14.1.2, with
+/// `http-range-header`): a single range is served, several ranges get the
+/// whole representation (§14.2 allows it), another unit is ignored.
+pub(crate) fn byte_range(range: &HeaderValue, size: u64) -> RangeAnswer {
     let Ok(range) = range.to_str() else {
-        return Outcome::Unsatisfiable;
+        return RangeAnswer::Unsatisfiable;
     };
     if !range.trim_start().starts_with("bytes=") {
         // RFC 9110 §14.2: ignore a range unit we do not support.
-        return Outcome::Full;
+        return RangeAnswer::Full;
     }
-    match http_range_header::parse_range_header(range).map(|parsed| parsed.validate(rep.size)) {
+    match http_range_header::parse_range_header(range).map(|parsed| parsed.validate(size)) {
         Ok(Ok(ranges)) if ranges.len() == 1 => {
             let range = &ranges[0];
-            if rep.size == 0 || range.start() > range.end() {
-                Outcome::Unsatisfiable
+            if size == 0 || range.start() > range.end() {
+                RangeAnswer::Unsatisfiable
             } else {
-                Outcome::Partial(*range.start()..range.end() + 1)
+                RangeAnswer::Partial(*range.start()..range.end() + 1)
             }
         }
-        // Multiple ranges: RFC 9110 §14.2 lets a server answer with the whole representation.
-        Ok(Ok(_)) => Outcome::Full,
+        Ok(Ok(_)) => RangeAnswer::Full,
         // A suffix longer than the representation selects all of it (§14.1.3).
-        Ok(Err(http_range_header::RangeUnsatisfiableError::FileSuffixOutOfBounds))
-            if rep.size > 0 =>
-        {
-            Outcome::Partial(0..rep.size)
+        Ok(Err(http_range_header::RangeUnsatisfiableError::FileSuffixOutOfBounds)) if size > 0 => {
+            RangeAnswer::Partial(0..size)
         }
-        _ => Outcome::Unsatisfiable,
+        _ => RangeAnswer::Unsatisfiable,
     }
 }
 

@@ -14,6 +14,7 @@ use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::http::delivery::{RangeAnswer, byte_range};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -98,32 +99,6 @@ fn plain(status: StatusCode, message: impl Into<String>) -> Response {
     (status, message.into()).into_response()
 }
 
-/// `bytes=a-b` or `bytes=a-` (what ffmpeg sends), within `length`.
-fn parse_range(headers: &HeaderMap, length: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(value) = headers.get(header::RANGE) else {
-        return Ok(None);
-    };
-    let spec = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("bytes="))
-        .ok_or(())?;
-    let (start, end) = spec.split_once('-').ok_or(())?;
-    let start: u64 = start.trim().parse().map_err(|_| ())?;
-    let end = match end.trim() {
-        "" => length,
-        end => end
-            .parse::<u64>()
-            .map_err(|_| ())?
-            .saturating_add(1)
-            .min(length),
-    };
-    if start >= length || start >= end {
-        return Err(());
-    }
-    Ok(Some((start, end)))
-}
-
 async fn read(
     State(state): State<SourceState>,
     Path(id): Path<String>,
@@ -144,9 +119,10 @@ async fn read(
     let Some(length) = status.length else {
         return plain(StatusCode::CONFLICT, "the upload's length is not known yet");
     };
-    let range = match parse_range(&headers, length) {
-        Ok(range) => range,
-        Err(()) => {
+    let range = match headers.get(header::RANGE).map(|r| byte_range(r, length)) {
+        None | Some(RangeAnswer::Full) => None,
+        Some(RangeAnswer::Partial(range)) => Some((range.start, range.end)),
+        Some(RangeAnswer::Unsatisfiable) => {
             let mut response = plain(StatusCode::RANGE_NOT_SATISFIABLE, "bad range");
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{length}")) {
                 response.headers_mut().insert(header::CONTENT_RANGE, v);
