@@ -6,23 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, ffprobe, upload};
+use common::{TestServer, clip, ffprobe, upload};
 use futures::StreamExt;
 use serde_json::Value;
-
-async fn clip(args: &str) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("clip.mp4");
-    let status = tokio::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args(args.split_whitespace())
-        .arg(&path)
-        .status()
-        .await
-        .expect("ffmpeg is installed (scripts/setup)");
-    assert!(status.success());
-    std::fs::read(&path).unwrap()
-}
 
 #[tokio::test]
 async fn an_upload_becomes_hls_and_dash() {

@@ -9,37 +9,23 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{TestServer, upload, wait_for_asset};
+use common::{TestServer, clip, upload, wait_for_asset};
 use serde_json::Value;
 use tokio::process::Command;
 
 const PLAYERS: [&str; 3] = ["dashjs", "shaka-dash", "hlsjs"];
 
-/// A 4 s clip with three B-frames (x264 delays its first picture by two
-/// frames) and AAC, as phones and ffmpeg write them.
-async fn clip() -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("clip.mp4");
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-t", "4", "-c:v", "libx264", "-preset", "veryfast", "-bf", "3",
-        ])
-        .args(["-c:a", "aac"])
-        .arg(&path)
-        .status()
-        .await
-        .expect("ffmpeg is installed (scripts/setup)");
-    assert!(status.success());
-    std::fs::read(&path).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dash_js_shaka_and_hls_js_play_vod_from_time_zero() {
     let server = TestServer::start().await;
-    let asset = upload(&server, "bframes.mp4", clip().await).await;
+    // 4 s with three B-frames (x264 delays its first picture by two frames)
+    // and AAC, as phones and ffmpeg write them.
+    let source = clip(
+        "-f lavfi -i testsrc2=size=320x240:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
+         -t 4 -c:v libx264 -preset veryfast -bf 3 -c:a aac",
+    )
+    .await;
+    let asset = upload(&server, "bframes.mp4", source).await;
     let view = wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
 

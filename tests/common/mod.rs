@@ -265,6 +265,22 @@ pub async fn h3_request(
     (parts, body)
 }
 
+/// An MP4 made by ffmpeg with `args` (whitespace-separated input and
+/// encoding options), read into memory.
+pub async fn clip(args: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip.mp4");
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args.split_whitespace())
+        .arg(&path)
+        .status()
+        .await
+        .expect("ffmpeg is installed (scripts/setup)");
+    assert!(status.success());
+    std::fs::read(&path).unwrap()
+}
+
 /// Uploads `body` in one `POST /api/uploads`; returns the asset id.
 pub async fn upload(server: &TestServer, name: &str, body: Vec<u8>) -> String {
     let created = reqwest::Client::new()
