@@ -393,6 +393,14 @@ async fn run_case(server: &TestServer, dir: &Path, index: usize, case: Case) {
             aac_frame,
             0.0015,
         );
+        // The stream starts at 0, B-frames or not: video states its
+        // reorder delay as an edit list instead of starting late.
+        let first = video[0].min(audio[0]);
+        assert!(
+            first.abs() <= 0.0015,
+            "{what}: the first frame is at {:.1} ms, not 0",
+            first * 1000.0
+        );
         if let Some((source_video, source_audio)) = &source_offset {
             let error = av_shift(source_video, source_audio, &video, &audio);
             assert!(

@@ -6,6 +6,9 @@
 //! publisher drops and comes back. The latencies are printed (glass to
 //! glass: the burned-in clock read back from the presented frame) and
 //! recorded in docs/PERFORMANCE.md; they are not asserted.
+//!
+//! `LIVE_PLAYERS=hlsjs` (a comma-separated subset of [`PLAYERS`]) runs
+//! fewer players at once, to measure one on a machine it has to itself.
 
 mod common;
 
@@ -19,6 +22,22 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const PLAYERS: [&str; 3] = ["dashjs", "shaka-dash", "hlsjs"];
+
+/// The players of this run: [`PLAYERS`], or those of them `LIVE_PLAYERS`
+/// names.
+fn chosen_players() -> Vec<&'static str> {
+    let chosen = std::env::var("LIVE_PLAYERS").unwrap_or_default();
+    let chosen: Vec<&str> = chosen.split(',').map(str::trim).collect();
+    let players: Vec<&str> = PLAYERS
+        .into_iter()
+        .filter(|p| chosen == [""] || chosen.contains(p))
+        .collect();
+    assert!(
+        !players.is_empty(),
+        "LIVE_PLAYERS names none of {PLAYERS:?}"
+    );
+    players
+}
 /// The first publish, long enough for the players to start and watch
 /// STEADY seconds; it is cut short then.
 const FIRST_SECONDS: u32 = 120;
@@ -154,7 +173,7 @@ async fn dash_js_shaka_and_hls_js_play_live_at_low_latency_through_a_publisher_r
             "clock".to_owned(),
             WATCH_SECONDS.to_string(),
         ])
-        .arg(PLAYERS.join(","))
+        .arg(chosen_players().join(","))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -211,7 +230,7 @@ async fn dash_js_shaka_and_hls_js_play_live_at_low_latency_through_a_publisher_r
         record.display()
     );
 
-    for player in PLAYERS {
+    for player in chosen_players() {
         let all = samples(&findings[player]);
         let errors = &findings[player]["errors"];
         let started = all

@@ -73,7 +73,9 @@ async function open(player) {
         await p.load(mpd);
         latency = () => p.getStats().liveLatency;
       } else {
-        const p = new Hls({ lowLatencyMode: true });
+        // As the web UI does: without a catch-up rate hls.js stays as far
+        // behind as it started (1.6-1.8 s here), above its 1 s target.
+        const p = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 });
         p.on(Hls.Events.ERROR, (_, d) => console.error(`hls.js: ${d.type} ${d.details} fatal=${d.fatal} ${d.reason ?? d.error?.message ?? ""} ${d.url ?? d.context?.url ?? ""}`));
         p.loadSource(m3u8);
         p.attachMedia(video);

@@ -29,7 +29,13 @@ async function hlsEngine(video: HTMLVideoElement, url: string, live: boolean): P
       destroy: () => video.removeAttribute("src"),
     };
   }
-  const hls: Hls = new HlsClass({ lowLatencyMode: live, backBufferLength: live ? 10 : 30 });
+  // hls.js holds a live stream wherever it started (a second or so behind
+  // its PART-HOLD-BACK target) unless it may play faster to catch up.
+  const hls: Hls = new HlsClass({
+    lowLatencyMode: live,
+    maxLiveSyncPlaybackRate: live ? 1.5 : 1,
+    backBufferLength: live ? 10 : 30,
+  });
   hls.loadSource(url);
   hls.attachMedia(video);
   let manual = -1;

@@ -458,16 +458,46 @@ impl LivePackager {
         self.start_timeline()
     }
 
-    /// Fixes the epoch's base at the earliest held decode time, then
-    /// packages the held samples in decode-time order.
+    /// Fixes the epoch's start from the held samples, then packages them
+    /// in decode-time order.
+    ///
+    /// Presentation time 0 is the earliest first picture or sound of any
+    /// track. Video with B-frames decodes its first keyframe one reorder
+    /// delay before showing it, and a track's decode times cannot start
+    /// below 0 (`tfdt` is unsigned; negative composition offsets make
+    /// ffmpeg misplace the track), so each video track states that delay
+    /// as its edit list (ISO/IEC 14496-12 §8.6.6) in a new init section of
+    /// the epoch, and its decode times start that much earlier than the
+    /// other tracks'. Video and audio then both start at 0, in sync.
     fn start_timeline(&mut self) -> Result<(), LiveError> {
         let mut early = std::mem::take(&mut self.early);
+        let mut presentation_ms: Option<i64> = None;
+        for index in 0..self.renditions.len() {
+            let r = &self.renditions[index];
+            if r.is_rung() {
+                continue;
+            }
+            let id = r.track.id;
+            let first = match r.track.kind() {
+                // The first sample a fragment keeps: the first keyframe.
+                MediaKind::Video => early.iter().find(|s| s.track == id && s.keyframe),
+                MediaKind::Audio => early.iter().find(|s| s.track == id),
+            };
+            let Some(first) = first else { continue };
+            let edit = match r.track.kind() {
+                MediaKind::Video => u64::try_from(first.cts_offset).unwrap_or(0),
+                MediaKind::Audio => 0,
+            };
+            let start = floor_ms(first.pts(), i64::from(r.track.timescale));
+            presentation_ms = Some(presentation_ms.map_or(start, |p| p.min(start)));
+            self.set_edit(index, edit)?;
+        }
         let ms = |s: &Sample| {
             self.by_track
                 .get(&s.track)
                 .map(|&index| floor_ms(s.dts, i64::from(self.renditions[index].track.timescale)))
         };
-        let Some(base_ms) = early.iter().filter_map(ms).min() else {
+        let Some(base_ms) = presentation_ms.or_else(|| early.iter().filter_map(ms).min()) else {
             // Only samples of unknown tracks: they are counted as dropped.
             for sample in early {
                 self.push_on_timeline(sample)?;
@@ -490,10 +520,11 @@ impl LivePackager {
             return Ok(());
         };
         let timescale = i64::from(self.renditions[index].track.timescale);
-        // One base for every track keeps them in sync: media time 0 is the
-        // earliest decode time of the epoch, whatever its track.
+        // One presentation base for every track keeps them in sync; a
+        // video track's decode times start its edit earlier.
         let base_ms = *self.base_ms.get_or_insert(floor_ms(sample.dts, timescale));
-        sample.dts -= (i128::from(base_ms) * i128::from(timescale)).div_euclid(1000) as i64;
+        let edit = i64::try_from(self.renditions[index].track.presentation_offset).unwrap_or(0);
+        sample.dts -= (i128::from(base_ms) * i128::from(timescale)).div_euclid(1000) as i64 - edit;
         if sample.dts >= 0 {
             sample.dts += self.offset_ms * timescale / 1000;
         }
@@ -528,6 +559,29 @@ impl LivePackager {
         self.drain()?;
         if self.renditions[index].track.kind() == MediaKind::Video {
             self.renditions[index].open_frames += 1;
+        }
+        Ok(())
+    }
+
+    /// Sets the edit list of source rendition `index` in the current epoch,
+    /// writing the epoch's init section again if it changes. Nothing has
+    /// read it yet: no segment of the epoch exists.
+    fn set_edit(&mut self, index: usize, edit: u64) -> Result<(), LiveError> {
+        let r = &mut self.renditions[index];
+        if r.track.presentation_offset == edit {
+            return Ok(());
+        }
+        r.track.presentation_offset = edit;
+        let init = init_segment(&r.track).map_err(|source| LiveError::Cmaf {
+            track: r.track.id,
+            source,
+        })?;
+        let epoch = r.epoch;
+        if let Some(slot) = r.inits.iter_mut().find(|(e, _)| *e == epoch) {
+            slot.1 = init;
+        }
+        if let Some(slot) = r.epoch_tracks.iter_mut().find(|(e, _)| *e == epoch) {
+            slot.1 = r.track.clone();
         }
         Ok(())
     }
@@ -860,6 +914,12 @@ impl LivePackager {
         let mut by_track = HashMap::new();
         let mut end_ms = 0i64;
         for (index, (track, r)) in tracks.iter().zip(&mut self.renditions).enumerate() {
+            // The edit list goes on for a reconfiguration (same timeline);
+            // a resumption sets its own at its first samples.
+            let track = &Track {
+                presentation_offset: r.track.presentation_offset,
+                ..track.clone()
+            };
             let next_msn = r.playlist.playlist().next_msn();
             fragmenter
                 .add_track_from(track, next_msn)
@@ -983,6 +1043,9 @@ impl LivePackager {
             return Err(LiveError::NoSource(source.to_owned()));
         };
         let source_timescale = self.renditions[source_index].track.timescale;
+        // The rung is timed on the source's media times: it shows them
+        // through the source's edit list.
+        track.presentation_offset = self.renditions[source_index].track.presentation_offset;
         if track.timescale != source_timescale {
             return Err(LiveError::RungTimescale {
                 name: name.to_owned(),

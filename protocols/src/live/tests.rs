@@ -611,10 +611,20 @@ fn video_decoding_ahead_of_the_first_audio_frame_is_kept() {
     p.end().unwrap();
     assert_eq!(p.stats().dropped, 0, "the first keyframe is kept");
     let first = p.renditions[0].segments.front().unwrap();
-    assert_eq!(first.start, 0, "media time 0 is video's first decode time");
-    let audio_first = p.renditions[1].segments.front().unwrap();
     assert_eq!(
-        audio_first.start, 80,
-        "audio starts with video's first picture"
+        first.start, 0,
+        "video's media time 0 is its first decode time"
     );
+    // Video states its reorder delay as an edit list, so its first picture
+    // shows at 0, with the first audio frame.
+    assert_eq!(p.renditions[0].track.presentation_offset, 80);
+    let mut reader = crate::mp4::FragmentedReader::new();
+    reader.feed(&p.init("v1").unwrap());
+    let Some(crate::mp4::ReaderEvent::Tracks(init)) = reader.poll().unwrap() else {
+        panic!("no tracks in the init section");
+    };
+    assert_eq!(init[0].presentation_offset, 80, "the init section says so");
+    let audio_first = p.renditions[1].segments.front().unwrap();
+    assert_eq!(audio_first.start, 0, "audio starts at 0");
+    assert_eq!(p.renditions[1].track.presentation_offset, 0);
 }
