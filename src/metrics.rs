@@ -1,5 +1,6 @@
 //! Prometheus metrics: HTTP requests by route and status, their latency,
-//! open connections, and the actors and child processes alive.
+//! open connections, the actors and child processes alive, and samples
+//! left out of live recordings.
 //!
 //! Rendered in the OpenMetrics text format, which Prometheus scrapes natively.
 
@@ -13,6 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use streamforge_actors::live::Live;
 use streamforge_actors::supervision::{BranchKind, Supervision};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,6 +44,9 @@ pub struct Metrics {
     connections_total: Family<ProtocolLabels, Counter>,
     actors: Family<BranchLabels, Gauge>,
     child_processes: Gauge,
+    recording_lost: Counter,
+    /// One render at a time brings `recording_lost` up to the live count.
+    render_lock: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -68,6 +73,7 @@ impl Metrics {
         let connections_total = Family::<ProtocolLabels, Counter>::default();
         let actors = Family::<BranchLabels, Gauge>::default();
         let child_processes = Gauge::default();
+        let recording_lost = Counter::default();
         registry.register(
             "http_requests",
             "HTTP requests answered, by method, route and status",
@@ -98,6 +104,11 @@ impl Metrics {
             "Child processes (ffmpeg, ffprobe) alive",
             child_processes.clone(),
         );
+        registry.register(
+            "live_recording_samples_lost",
+            "Live samples left out of their recording because the store fell behind (the live stream kept them)",
+            recording_lost.clone(),
+        );
         Arc::new(Metrics {
             registry,
             requests,
@@ -106,6 +117,8 @@ impl Metrics {
             connections_total,
             actors,
             child_processes,
+            recording_lost,
+            render_lock: std::sync::Mutex::new(()),
         })
     }
 
@@ -127,8 +140,9 @@ impl Metrics {
         }
     }
 
-    /// Renders every metric, reading the actor and process counts as of now.
-    pub fn render(&self, supervision: &Supervision) -> String {
+    /// Renders every metric, reading the actor and process counts and the
+    /// recordings' losses as of now.
+    pub fn render(&self, supervision: &Supervision, live: &Live) -> String {
         for kind in BranchKind::ALL {
             self.actors
                 .get_or_create(&BranchLabels {
@@ -138,6 +152,13 @@ impl Metrics {
         }
         self.child_processes
             .set(i64::try_from(supervision.processes().len()).unwrap_or(i64::MAX));
+        let _one = self
+            .render_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let lost = live.recording_samples_lost();
+        self.recording_lost
+            .inc_by(lost.saturating_sub(self.recording_lost.get()));
         let mut out = String::new();
         if let Err(err) = encode(&mut out, &self.registry) {
             tracing::error!(%err, "cannot encode metrics");

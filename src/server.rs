@@ -270,11 +270,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         db.clone(),
         supervision.clone(),
         live_options(&config),
-        Some(streamforge_actors::live::record::Recording {
-            db: db.clone(),
-            storage: storage.clone(),
-            events: events.clone(),
-        }),
+        Some(streamforge_actors::live::record::Recording::new(
+            db.clone(),
+            storage.clone(),
+            events.clone(),
+        )),
     );
     streamforge_actors::live::rtsp_pull::start_pulls(&live, &config.live.pull).await;
 

@@ -77,6 +77,7 @@ async fn metrics_count_requests_by_route_and_status() {
         r#"streamforge_actors{branch="uploads"} 0"#,
         r#"streamforge_actors{branch="viewers"} 0"#,
         "streamforge_child_processes 0",
+        "streamforge_live_recording_samples_lost_total 0",
     ] {
         assert!(
             text.lines().any(|l| l == line),

@@ -225,6 +225,19 @@ impl Storage {
         }
     }
 
+    /// The same storage with every call delayed as `config` says
+    /// (object_store's `ThrottledStore`): how the server behaves when its
+    /// store falls behind, for tests and experiments.
+    pub fn throttled(&self, config: object_store::throttle::ThrottleConfig) -> Storage {
+        Storage {
+            store: Arc::new(object_store::throttle::ThrottledStore::new(
+                self.store.clone(),
+                config,
+            )),
+            backend: self.backend.clone(),
+        }
+    }
+
     /// Checks a storage URL without touching the backend or the filesystem.
     pub fn check_url(url: &str) -> Result<(), StorageError> {
         parse_url(url).map(|_| ())

@@ -113,7 +113,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError>
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(&state.supervision);
+    let body = state.metrics.render(&state.supervision, &state.live);
     (
         [(
             header::CONTENT_TYPE,

@@ -161,6 +161,15 @@ impl Live {
         &self.inner.db
     }
 
+    /// Samples left out of recordings since start-up because the store
+    /// fell behind.
+    pub fn recording_samples_lost(&self) -> u64 {
+        self.inner
+            .recording
+            .as_ref()
+            .map_or(0, record::Recording::samples_lost)
+    }
+
     /// The stream `name`, if it was ever published since start-up.
     pub fn stream(&self, name: &str) -> Option<Arc<LiveStream>> {
         self.lock().get(name).cloned()

@@ -1,14 +1,22 @@
 //! Recording (`live.record = true`): each publish of a stream becomes a VOD
 //! asset. A recorder task per publish owns a VOD [`Packager`]; the
-//! publisher hands it every sample through a bounded channel (a slow disk
-//! slows the encoder through TCP, nothing piles up), segments are stored as
-//! they are cut under `assets/{asset}/media/`, and when the publish ends the
-//! VOD playlists, `master.m3u8` and `manifest.mpd` are written and the
-//! asset is `ready`, playable at `/vod/{asset}/…` like an upload.
+//! publisher hands it every sample through a bounded queue without ever
+//! waiting: when the store falls behind and the queue is full, samples are
+//! dropped from the recording (video goes on at its next keyframe) and
+//! counted, so a slow store never stalls the encoder or the live viewers.
+//! Segments are stored as they are cut under `assets/{asset}/media/`, and
+//! when the publish ends the VOD playlists, `master.m3u8` and
+//! `manifest.mpd` are written and the asset is `ready`, playable at
+//! `/vod/{asset}/…` like an upload.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use streamforge_protocols::hls::UnixMillis;
 use streamforge_protocols::media::{Sample, Track};
 use streamforge_protocols::package::{Packager, PackagerConfig};
+
+use streamforge_protocols::media::MediaKind;
 use tokio::sync::mpsc;
 
 use crate::assets::keys;
@@ -17,10 +25,11 @@ use crate::db::Database;
 use crate::events::{Event, EventBus};
 use crate::storage::Storage;
 
-/// Samples queued for the recorder before the publisher waits.
+/// Samples queued for a recorder; past this, samples are dropped from the
+/// recording (and counted) rather than the publisher waiting.
 const QUEUE: usize = 256;
 
-pub(super) enum RecorderMsg {
+enum RecorderMsg {
     Tracks(Vec<Track>),
     Sample(Sample),
 }
@@ -28,9 +37,11 @@ pub(super) enum RecorderMsg {
 /// What a recording needs from the server.
 #[derive(Clone)]
 pub struct Recording {
-    pub db: Database,
-    pub storage: Storage,
-    pub events: EventBus,
+    db: Database,
+    storage: Storage,
+    events: EventBus,
+    /// Samples every recording lost to a store that fell behind.
+    lost: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Recording {
@@ -40,9 +51,25 @@ impl std::fmt::Debug for Recording {
 }
 
 impl Recording {
+    pub fn new(db: Database, storage: Storage, events: EventBus) -> Self {
+        Self {
+            db,
+            storage,
+            events,
+            lost: Arc::default(),
+        }
+    }
+
+    /// Samples every recording since start-up lost to a store that fell
+    /// behind.
+    pub fn samples_lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
     /// Creates the asset of a publish of `stream` and starts its recorder;
-    /// the sender feeds it, and dropping it ends the recording.
-    pub(super) async fn start(&self, stream: &str) -> Option<mpsc::Sender<RecorderMsg>> {
+    /// the feed hands it the publish, and dropping the feed ends the
+    /// recording.
+    pub(super) async fn start(&self, stream: &str) -> Option<RecorderFeed> {
         let asset = uuid::Uuid::new_v4().simple().to_string();
         let record = AssetRecord {
             id: asset.clone(),
@@ -65,12 +92,20 @@ impl Recording {
         }
         tracing::info!(%stream, %asset, "recording");
         let (tx, rx) = mpsc::channel(QUEUE);
+        let feed = RecorderFeed {
+            tx,
+            asset: asset.clone(),
+            state: std::sync::Mutex::default(),
+            lost: Arc::default(),
+            lost_total: self.lost.clone(),
+        };
+        let lost = feed.lost.clone();
         let recording = self.clone();
-        tokio::spawn(async move { recording.run(asset, rx).await });
-        Some(tx)
+        tokio::spawn(async move { recording.run(asset, rx, lost).await });
+        Some(feed)
     }
 
-    async fn run(self, asset: String, mut rx: mpsc::Receiver<RecorderMsg>) {
+    async fn run(self, asset: String, mut rx: mpsc::Receiver<RecorderMsg>, lost: Arc<AtomicU64>) {
         let config = PackagerConfig {
             presentation_id: asset.clone(),
             ..PackagerConfig::default()
@@ -133,7 +168,11 @@ impl Recording {
         if let Err(err) = self.db.set_asset_status(&asset, status, error).await {
             tracing::error!(%asset, %err, "cannot record the recording's end");
         }
+        let lost = lost.load(Ordering::Relaxed);
         match &outcome {
+            Ok(()) if lost > 0 => {
+                tracing::warn!(%asset, lost, "recording ready, without the samples the store was too slow for");
+            }
             Ok(()) => tracing::info!(%asset, "recording ready"),
             Err(reason) => tracing::warn!(%asset, %reason, "recording failed"),
         }
@@ -154,6 +193,94 @@ impl Recording {
                 .map_err(|e| format!("storing {key}: {e}"))?;
         }
         Ok(())
+    }
+}
+
+/// The publisher's end of a recording: hands it the tracks and samples
+/// without waiting. Dropping it ends the recording.
+pub(super) struct RecorderFeed {
+    tx: mpsc::Sender<RecorderMsg>,
+    asset: String,
+    state: std::sync::Mutex<FeedState>,
+    /// Samples this recording lost, and every recording.
+    lost: Arc<AtomicU64>,
+    lost_total: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct FeedState {
+    /// Tracks not queued yet (the queue was full): samples are lost until
+    /// they are, as they would be described by the tracks before.
+    pending_tracks: Option<Vec<Track>>,
+    video: HashSet<u32>,
+    /// Video tracks that lost a sample: the frames after it refer to it,
+    /// so they are lost too, until the next keyframe.
+    broken: HashSet<u32>,
+}
+
+impl RecorderFeed {
+    /// This recording's lost samples, shared with the stream's summary.
+    pub(super) fn lost(&self) -> Arc<AtomicU64> {
+        self.lost.clone()
+    }
+
+    pub(super) fn tracks(&self, tracks: Vec<Track>) {
+        let mut state = self.lock();
+        state.video = tracks
+            .iter()
+            .filter(|t| t.kind() == MediaKind::Video)
+            .map(|t| t.id)
+            .collect();
+        state.pending_tracks = Some(tracks);
+        self.queue_tracks(&mut state);
+    }
+
+    pub(super) fn sample(&self, sample: Sample) {
+        let mut state = self.lock();
+        let track = sample.track;
+        if !self.queue_tracks(&mut state) || (state.broken.contains(&track) && !sample.keyframe) {
+            self.lose(&mut state, track);
+            return;
+        }
+        match self.tx.try_send(RecorderMsg::Sample(sample)) {
+            Ok(()) => {
+                state.broken.remove(&track);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => self.lose(&mut state, track),
+            // The recorder stopped on an error it reported.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Queues the pending tracks, if any; `false` while they wait.
+    fn queue_tracks(&self, state: &mut FeedState) -> bool {
+        let Some(tracks) = state.pending_tracks.take() else {
+            return true;
+        };
+        match self.tx.try_send(RecorderMsg::Tracks(tracks)) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => true,
+            Err(mpsc::error::TrySendError::Full(RecorderMsg::Tracks(tracks))) => {
+                state.pending_tracks = Some(tracks);
+                false
+            }
+            Err(mpsc::error::TrySendError::Full(RecorderMsg::Sample(_))) => false,
+        }
+    }
+
+    fn lose(&self, state: &mut FeedState, track: u32) {
+        if state.video.contains(&track) {
+            state.broken.insert(track);
+        }
+        self.lost_total.fetch_add(1, Ordering::Relaxed);
+        if self.lost.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!(asset = %self.asset, "recording: the store is behind; samples are left out of the recording (the live stream is unaffected)");
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FeedState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -175,14 +175,14 @@ impl RtmpIngestState {
                 } => self.decide(request_id, &app, &stream_key).await,
                 SessionEvent::Tracks(tracks) => {
                     if let Some(p) = &self.publisher
-                        && let Err(err) = p.take_tracks(tracks).await
+                        && let Err(err) = p.take_tracks(tracks)
                     {
                         self.end_publish(err.to_string());
                     }
                 }
                 SessionEvent::Sample(sample) => {
                     if let Some(p) = &self.publisher
-                        && let Err(err) = p.take_sample(sample).await
+                        && let Err(err) = p.take_sample(sample)
                     {
                         self.end_publish(err.to_string());
                     }

@@ -337,14 +337,14 @@ impl RtspIngestState {
                 }
                 SessionEvent::Tracks(tracks) => {
                     if let Some(p) = &self.publisher
-                        && let Err(err) = p.take_tracks(tracks).await
+                        && let Err(err) = p.take_tracks(tracks)
                     {
                         self.end_publish(err.to_string());
                     }
                 }
                 SessionEvent::Sample(sample) => {
                     if let Some(p) = &self.publisher
-                        && let Err(err) = p.take_sample(sample).await
+                        && let Err(err) = p.take_sample(sample)
                     {
                         self.end_publish(err.to_string());
                     }

@@ -311,7 +311,7 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
             if published || tracks.len() == picked.len() {
                 let mut all: Vec<Track> = tracks.values().cloned().collect();
                 all.sort_by_key(|t| t.id);
-                if let Err(err) = publisher.take_tracks(all).await {
+                if let Err(err) = publisher.take_tracks(all) {
                     break Err(err.to_string());
                 }
                 published = true;
@@ -410,8 +410,5 @@ async fn send(
         keyframe: frame.keyframe,
         data: frame.data.into(),
     };
-    publisher
-        .take_sample(sample)
-        .await
-        .map_err(|e| e.to_string())
+    publisher.take_sample(sample).map_err(|e| e.to_string())
 }

@@ -44,6 +44,9 @@ struct State {
     presentation: u64,
     /// Why the live ladder lost a rung, for the API.
     ladder_error: Option<String>,
+    /// Samples the recording of the current (or last) publish lost to a
+    /// store that fell behind.
+    recording_lost: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// How long after its last sample arrived each part became fetchable.
@@ -110,6 +113,9 @@ pub struct StreamSummary {
     pub part_latency: PartLatency,
     /// Delay from the publish starting to the first complete segment.
     pub first_playable_ms: Option<u64>,
+    /// With recording on: the samples of this publish left out of its
+    /// recording because the store fell behind (the live stream has them).
+    pub recording_lost_samples: Option<u64>,
     pub hls: String,
     pub dash: String,
 }
@@ -138,6 +144,7 @@ impl StreamSummary {
             ladder_error: None,
             part_latency: PartLatency::default(),
             first_playable_ms: None,
+            recording_lost_samples: None,
         }
     }
 }
@@ -184,6 +191,7 @@ impl LiveStream {
                 resuming: false,
                 presentation: 0,
                 ladder_error: None,
+                recording_lost: None,
             }),
             version: watch::channel(0).0,
         }
@@ -301,6 +309,10 @@ impl LiveStream {
             s.height = video.height();
         }
         s.ladder_error.clone_from(&state.ladder_error);
+        s.recording_lost_samples = state
+            .recording_lost
+            .as_ref()
+            .map(|lost| lost.load(std::sync::atomic::Ordering::Relaxed));
         if let Some(p) = &state.packager {
             s.renditions = p
                 .renditions()
@@ -474,46 +486,35 @@ pub struct Publisher {
     stream: std::sync::Arc<LiveStream>,
     generation: u64,
     /// The recording of this publish, when recording is on.
-    recorder: Option<tokio::sync::mpsc::Sender<super::record::RecorderMsg>>,
+    recorder: Option<super::record::RecorderFeed>,
 }
 
 impl Publisher {
-    pub(super) fn set_recorder(
-        &mut self,
-        recorder: Option<tokio::sync::mpsc::Sender<super::record::RecorderMsg>>,
-    ) {
+    pub(super) fn set_recorder(&mut self, recorder: Option<super::record::RecorderFeed>) {
+        self.stream.lock().recording_lost = recorder.as_ref().map(|r| r.lost());
         self.recorder = recorder;
     }
 
-    /// Hands the tracks and then each sample to the recording, if any;
-    /// waits when the recorder is behind (backpressure to the encoder).
-    pub async fn record_tracks(&self, tracks: Vec<Track>) {
-        if let Some(recorder) = &self.recorder {
-            let _ = recorder
-                .send(super::record::RecorderMsg::Tracks(tracks))
-                .await;
-        }
-    }
-
-    pub async fn record(&self, sample: Sample) {
-        if let Some(recorder) = &self.recorder {
-            let _ = recorder
-                .send(super::record::RecorderMsg::Sample(sample))
-                .await;
-        }
-    }
-
     /// [`set_tracks`](Self::set_tracks), then hands them to the recording.
-    pub async fn take_tracks(&self, tracks: Vec<Track>) -> Result<(), PublishEnded> {
+    pub fn take_tracks(&self, tracks: Vec<Track>) -> Result<(), PublishEnded> {
         self.set_tracks(tracks.clone())?;
-        self.record_tracks(tracks).await;
+        if let Some(recorder) = &self.recorder {
+            recorder.tracks(tracks);
+        }
         Ok(())
     }
 
-    /// [`push`](Self::push), then hands the sample to the recording.
-    pub async fn take_sample(&self, sample: Sample) -> Result<(), PublishEnded> {
-        self.push(sample.clone())?;
-        self.record(sample).await;
+    /// [`push`](Self::push), then hands the sample to the recording, which
+    /// never makes the publisher wait (it drops and counts what its store
+    /// cannot keep up with).
+    pub fn take_sample(&self, sample: Sample) -> Result<(), PublishEnded> {
+        match &self.recorder {
+            Some(recorder) => {
+                self.push(sample.clone())?;
+                recorder.sample(sample);
+            }
+            None => self.push(sample)?,
+        }
         Ok(())
     }
 
