@@ -1,7 +1,8 @@
 //! Start-up and shutdown of the whole server.
 //!
 //! Start: data directory → database (migrations) → storage → supervision tree
-//! → HTTP listener. Shutdown (a signal, or [`Running::shutdown`]): readiness
+//! → every listener bound → services (uploads, transcoder, live, HTTP
+//! router, periodic tasks) → one task serving them all. Shutdown (a signal, or [`Running::shutdown`]): readiness
 //! turns 503, the listener closes, in-flight requests get the grace period,
 //! the actor tree stops and child processes are killed and reaped, and the
 //! run is recorded as cleanly stopped before the database closes.
@@ -16,8 +17,8 @@ use streamforge_actors::events::EventBus;
 use streamforge_actors::live::{Live, LiveOptions};
 use streamforge_actors::process::Processes;
 use streamforge_actors::storage::{Storage, StorageError};
-use streamforge_actors::supervision::{Supervision, SupervisionError};
-use streamforge_actors::transcode::Transcoder;
+use streamforge_actors::supervision::{PeriodicTask, Supervision, SupervisionError};
+use streamforge_actors::transcode::{GrowingSource, Transcoder};
 use streamforge_actors::uploads::{UploadError, Uploads};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -25,12 +26,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AuthMode, Config, StorageLocation, TlsMode};
 use crate::http::tls::{self, Identity};
-use crate::http::{self, AppState, Services};
+use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use ::http as http_types;
 
 /// How often unfinished uploads past their expiry are removed.
 const UPLOAD_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+
+/// How often the rate limiter forgets clients whose limit recovered.
+const RATE_LIMIT_PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Time the actor tree gets to stop before its stragglers are abandoned.
 const ACTOR_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -121,340 +125,440 @@ impl Running {
     }
 }
 
-/// Starts every part of the server and returns once HTTP is accepting.
+/// Starts every part of the server and returns once HTTP is accepting:
+/// the state and the actor tree ([`Core::open`]), every listener
+/// ([`Listeners::bind`]), the services on them ([`Services::build`]), and a
+/// task that serves until shutdown ([`run`]).
 pub async fn start(config: Config) -> Result<Running, StartError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.clone(),
         source,
     })?;
-
-    let db = Database::open(&config.database_url()).await?;
-    let (run_id, unclean) = db.begin_run(env!("CARGO_PKG_VERSION")).await?;
-    for run in &unclean {
-        tracing::warn!(
-            run = run.id,
-            version = %run.version,
-            started_at_ms = run.started_at_ms,
-            "an earlier run did not shut down cleanly"
-        );
-    }
-
-    let storage = match config.storage_location() {
-        StorageLocation::Local(path) => Storage::local(&path)?,
-        StorageLocation::Url(url) => Storage::from_url(&url)?,
-    };
-    let supervision = Supervision::start(Processes::new()).await?;
-    let metrics = Metrics::new();
-    let draining = Arc::new(AtomicBool::new(false));
-
-    let listener = TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            what: "HTTP, --listen",
-            addr: config.http.listen,
-            source,
-        })?;
-    let http_addr = listener.local_addr().map_err(|source| StartError::Listen {
-        what: "HTTP, --listen",
-        addr: config.http.listen,
-        source,
-    })?;
-
-    let rtmp = if config.live.rtmp {
-        let listener = TcpListener::bind(config.live.rtmp_listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                what: "RTMP, --rtmp-listen",
-                addr: config.live.rtmp_listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Listen {
-            what: "RTMP, --rtmp-listen",
-            addr: config.live.rtmp_listen,
-            source,
-        })?;
-        Some((listener, addr))
-    } else {
-        None
-    };
-    let rtmp_addr = rtmp.as_ref().map(|(_, addr)| *addr);
-    let rtsp = if config.live.rtsp {
-        let listen = config.live.rtsp_listen;
-        let failed = |source| StartError::Listen {
-            what: "RTSP, --rtsp-listen",
-            addr: listen,
-            source,
-        };
-        let listener = TcpListener::bind(listen).await.map_err(failed)?;
-        let addr = listener.local_addr().map_err(failed)?;
-        let udp = if config.live.rtsp_udp {
-            let ports = config.live.rtsp_udp_ports;
-            let udp = streamforge_actors::live::rtsp::UdpPorts::bind(listen.ip(), ports)
-                .await
-                .map_err(|source| StartError::Listen {
-                    what: "RTSP over UDP, --rtsp-udp-ports",
-                    addr: SocketAddr::new(listen.ip(), ports[0]),
-                    source,
-                })?;
-            Some(udp)
-        } else {
-            None
-        };
-        Some((listener, addr, udp))
-    } else {
-        None
-    };
-    let rtsp_addr = rtsp.as_ref().map(|(_, addr, _)| *addr);
-
-    let secure = bind_secure(&config).await?;
-    let rate_limiter = http::middleware::rate_limiter(&config.limits);
+    let core = Core::open(&config).await?;
+    let listeners = Listeners::bind(&config).await?;
     let shutdown = CancellationToken::new();
-    let events = EventBus::default();
-    let growing = if config.uploads.process_while_uploading {
-        let (listener, source) =
-            http::source::bind()
-                .await
-                .map_err(|source| StartError::Listen {
-                    what: "the growing-upload source, an ephemeral port",
-                    addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-                    source,
-                })?;
-        Some((listener, source))
-    } else {
-        None
-    };
-    let mut transcoder = Transcoder::new(
-        db.clone(),
-        storage.clone(),
-        supervision.clone(),
-        events.clone(),
-        &config.transcode.ladder,
-    );
-    if let Some((_, source)) = &growing {
-        transcoder = transcoder.with_growing_source(source.clone());
-    }
-    transcoder.resume_unfinished().await;
-    match db.fail_stale_recordings().await {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(
-            recordings = n,
-            "recordings cut short by the previous run are failed"
-        ),
-        Err(err) => tracing::error!(%err, "cannot check for unfinished recordings"),
-    }
-    let uploads = Uploads::new(
-        db.clone(),
-        storage.clone(),
-        supervision.clone(),
-        config.data_dir.join("uploads"),
-        config.uploads.expire_after,
-        Some(transcoder),
-        events.clone(),
-    )?;
-
-    let signer = match config.auth.playback {
-        crate::config::PlaybackMode::Public => None,
-        crate::config::PlaybackMode::Signed => Some(Arc::new(
-            http::playback::Signer::load(
-                &config.auth.playback_secret,
-                &config.data_dir,
-                config.auth.playback_ttl,
-            )
-            .map_err(|source| StartError::DataDir {
-                path: config.data_dir.join("playback.key"),
-                source,
-            })?,
-        )),
-    };
-    let live = Live::new(
-        db.clone(),
-        supervision.clone(),
-        live_options(&config),
-        Some(streamforge_actors::live::record::Recording::new(
-            db.clone(),
-            storage.clone(),
-            events.clone(),
-        )),
-    );
-    streamforge_actors::live::rtsp_pull::start_pulls(&live, &config.live.pull).await;
-
-    let state = AppState::new(Services {
-        db: db.clone(),
-        storage: storage.clone(),
-        supervision: supervision.clone(),
-        metrics: metrics.clone(),
-        cache: http::cache::ObjectCache::new(
-            config.http.cache_bytes,
-            config.http.cache_max_object_bytes,
-        ),
-        uploads: uploads.clone(),
-        live: live.clone(),
-        rtmp_port: rtmp_addr.map(|a| a.port()),
-        rtsp_port: rtsp_addr.map(|a| a.port()),
-        signer,
-        upload_slots: Arc::new(http::middleware::ClientSlots::new(
-            config.limits.uploads_per_client,
-        )),
-        events: events.clone(),
-        upload_max_size: config.uploads.max_size,
-        auth: config.auth.mode,
-        rate_limiter: rate_limiter.clone(),
-        started: Instant::now(),
-        draining: draining.clone(),
-        shutdown: shutdown.clone(),
-    });
-    let state_events = events;
-    let app = http::router(state, &config.http);
-    if config.auth.mode == AuthMode::None && !http_addr.ip().is_loopback() {
+    let services = Services::build(&config, &core, &listeners, &shutdown).await?;
+    if config.auth.mode == AuthMode::None && !listeners.http_addr.ip().is_loopback() {
         tracing::warn!(
-            http = %http_addr,
+            http = %listeners.http_addr,
             "auth.mode is none on a non-loopback address: anyone who reaches it can upload and delete"
         );
     }
     tracing::info!(
-        http = %http_addr,
-        https = secure.as_ref().map_or_else(String::new, |s| s.addr.to_string()),
-        rtmp = rtmp_addr.map_or_else(String::new, |a| a.to_string()),
-        rtsp = rtsp_addr.map_or_else(String::new, |a| a.to_string()),
+        http = %listeners.http_addr,
+        https = listeners.secure.as_ref().map_or_else(String::new, |s| s.addr.to_string()),
+        rtmp = listeners.rtmp_addr().map_or_else(String::new, |a| a.to_string()),
+        rtsp = listeners.rtsp_addr().map_or_else(String::new, |a| a.to_string()),
         data_dir = %config.data_dir.display(),
-        storage = %storage.backend(),
-        run = run_id,
+        storage = %core.storage.backend(),
+        run = core.run_id,
         "streamforge listening"
     );
+    let running = Running {
+        http_addr: listeners.http_addr,
+        https_addr: listeners.secure.as_ref().map(|s| s.addr),
+        rtmp_addr: listeners.rtmp_addr(),
+        rtsp_addr: listeners.rtsp_addr(),
+        certificate: listeners
+            .secure
+            .as_ref()
+            .and_then(|s| s.certificate.clone()),
+        shutdown: shutdown.clone(),
+        task: tokio::spawn(run(
+            config.http.clone(),
+            core,
+            listeners,
+            services,
+            shutdown,
+        )),
+    };
+    Ok(running)
+}
 
-    let (growing_uploads, growing_storage, growing_events) =
-        (uploads.clone(), storage.clone(), state_events.clone());
-    let https_addr = secure.as_ref().map(|s| s.addr);
-    let certificate = secure.as_ref().and_then(|s| s.certificate.clone());
-    let token = shutdown.clone();
-    let http_config = config.http.clone();
-    let task = tokio::spawn(async move {
-        // A root that stops by itself (a branch past its restart limit) is fatal.
-        let watch_tree = supervision.clone();
-        let tree_token = token.clone();
-        let watcher = tokio::spawn(async move {
-            while watch_tree.is_running() {
-                tokio::select! {
-                    () = tree_token.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
+/// What every service stands on: the state database (this run recorded in
+/// it), byte storage, the actor tree, metrics and events.
+struct Core {
+    db: Database,
+    run_id: i64,
+    storage: Storage,
+    supervision: Supervision,
+    metrics: Arc<Metrics>,
+    events: EventBus,
+}
+
+impl Core {
+    async fn open(config: &Config) -> Result<Self, StartError> {
+        let db = Database::open(&config.database_url()).await?;
+        let (run_id, unclean) = db.begin_run(env!("CARGO_PKG_VERSION")).await?;
+        for run in &unclean {
+            tracing::warn!(
+                run = run.id,
+                version = %run.version,
+                started_at_ms = run.started_at_ms,
+                "an earlier run did not shut down cleanly"
+            );
+        }
+        let storage = match config.storage_location() {
+            StorageLocation::Local(path) => Storage::local(&path)?,
+            StorageLocation::Url(url) => Storage::from_url(&url)?,
+        };
+        Ok(Core {
+            db,
+            run_id,
+            storage,
+            supervision: Supervision::start(Processes::new()).await?,
+            metrics: Metrics::new(),
+            events: EventBus::default(),
+        })
+    }
+}
+
+/// Every socket the server listens on, bound before anything is served so
+/// that a taken port fails the start with the flag that moves it.
+struct Listeners {
+    http: TcpListener,
+    http_addr: SocketAddr,
+    secure: Option<Secure>,
+    rtmp: Option<(TcpListener, SocketAddr)>,
+    rtsp: Option<(
+        TcpListener,
+        SocketAddr,
+        Option<streamforge_actors::live::rtsp::UdpPorts>,
+    )>,
+    /// Where ffmpeg reads uploads still arriving (loopback, ephemeral).
+    growing: Option<(TcpListener, GrowingSource)>,
+}
+
+impl Listeners {
+    async fn bind(config: &Config) -> Result<Self, StartError> {
+        let (http, http_addr) = bind_tcp(config.http.listen, "HTTP, --listen").await?;
+        let rtmp = match config.live.rtmp {
+            true => Some(bind_tcp(config.live.rtmp_listen, "RTMP, --rtmp-listen").await?),
+            false => None,
+        };
+        let rtsp = match config.live.rtsp {
+            true => {
+                let listen = config.live.rtsp_listen;
+                let (listener, addr) = bind_tcp(listen, "RTSP, --rtsp-listen").await?;
+                let udp = match config.live.rtsp_udp {
+                    true => {
+                        let ports = config.live.rtsp_udp_ports;
+                        let udp =
+                            streamforge_actors::live::rtsp::UdpPorts::bind(listen.ip(), ports)
+                                .await
+                                .map_err(|source| StartError::Listen {
+                                    what: "RTSP over UDP, --rtsp-udp-ports",
+                                    addr: SocketAddr::new(listen.ip(), ports[0]),
+                                    source,
+                                })?;
+                        Some(udp)
+                    }
+                    false => None,
+                };
+                Some((listener, addr, udp))
             }
-            tracing::error!("actor tree stopped unexpectedly; shutting down");
-            tree_token.cancel();
-        });
+            false => None,
+        };
+        let secure = bind_secure(config).await?;
+        let growing = match config.uploads.process_while_uploading {
+            true => Some(
+                http::source::bind()
+                    .await
+                    .map_err(|source| StartError::Listen {
+                        what: "the growing-upload source, an ephemeral port",
+                        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                        source,
+                    })?,
+            ),
+            false => None,
+        };
+        Ok(Listeners {
+            http,
+            http_addr,
+            secure,
+            rtmp,
+            rtsp,
+            growing,
+        })
+    }
 
-        let sweeping = {
-            let token = token.clone();
-            let uploads = uploads.clone();
-            async move {
-                loop {
+    fn rtmp_addr(&self) -> Option<SocketAddr> {
+        self.rtmp.as_ref().map(|(_, addr)| *addr)
+    }
+
+    fn rtsp_addr(&self) -> Option<SocketAddr> {
+        self.rtsp.as_ref().map(|(_, addr, _)| *addr)
+    }
+}
+
+async fn bind_tcp(
+    addr: SocketAddr,
+    what: &'static str,
+) -> Result<(TcpListener, SocketAddr), StartError> {
+    let failed = |source| StartError::Listen { what, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(failed)?;
+    let local = listener.local_addr().map_err(failed)?;
+    Ok((listener, local))
+}
+
+/// The work the listeners are served with.
+struct Services {
+    app: axum::Router,
+    uploads: Uploads,
+    live: Live,
+    /// Set once shutdown begins: readiness answers 503.
+    draining: Arc<AtomicBool>,
+}
+
+impl Services {
+    async fn build(
+        config: &Config,
+        core: &Core,
+        listeners: &Listeners,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, StartError> {
+        let Core {
+            db,
+            storage,
+            supervision,
+            events,
+            ..
+        } = core;
+        let mut transcoder = Transcoder::new(
+            db.clone(),
+            storage.clone(),
+            supervision.clone(),
+            events.clone(),
+            &config.transcode.ladder,
+        );
+        if let Some((_, source)) = &listeners.growing {
+            transcoder = transcoder.with_growing_source(source.clone());
+        }
+        transcoder.resume_unfinished().await;
+        match db.fail_stale_recordings().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                recordings = n,
+                "recordings cut short by the previous run are failed"
+            ),
+            Err(err) => tracing::error!(%err, "cannot check for unfinished recordings"),
+        }
+        let uploads = Uploads::new(
+            db.clone(),
+            storage.clone(),
+            supervision.clone(),
+            config.data_dir.join("uploads"),
+            config.uploads.expire_after,
+            Some(transcoder),
+            events.clone(),
+        )?;
+        let signer = match config.auth.playback {
+            crate::config::PlaybackMode::Public => None,
+            crate::config::PlaybackMode::Signed => Some(Arc::new(
+                http::playback::Signer::load(
+                    &config.auth.playback_secret,
+                    &config.data_dir,
+                    config.auth.playback_ttl,
+                )
+                .map_err(|source| StartError::DataDir {
+                    path: config.data_dir.join("playback.key"),
+                    source,
+                })?,
+            )),
+        };
+        let live = Live::new(
+            db.clone(),
+            supervision.clone(),
+            live_options(config),
+            Some(streamforge_actors::live::record::Recording::new(
+                db.clone(),
+                storage.clone(),
+                events.clone(),
+            )),
+        );
+        streamforge_actors::live::rtsp_pull::start_pulls(&live, &config.live.pull).await;
+        let rate_limiter = http::middleware::rate_limiter(&config.limits);
+        start_periodic_tasks(supervision, &uploads, rate_limiter.clone()).await?;
+        let draining = Arc::new(AtomicBool::new(false));
+        let state = AppState::new(http::Services {
+            db: db.clone(),
+            storage: storage.clone(),
+            supervision: supervision.clone(),
+            metrics: core.metrics.clone(),
+            cache: http::cache::ObjectCache::new(
+                config.http.cache_bytes,
+                config.http.cache_max_object_bytes,
+            ),
+            uploads: uploads.clone(),
+            live: live.clone(),
+            rtmp_port: listeners.rtmp_addr().map(|a| a.port()),
+            rtsp_port: listeners.rtsp_addr().map(|a| a.port()),
+            signer,
+            upload_slots: Arc::new(http::middleware::ClientSlots::new(
+                config.limits.uploads_per_client,
+            )),
+            events: events.clone(),
+            upload_max_size: config.uploads.max_size,
+            auth: config.auth.mode,
+            rate_limiter,
+            started: Instant::now(),
+            draining: draining.clone(),
+            shutdown: shutdown.clone(),
+        });
+        Ok(Services {
+            app: http::router(state, &config.http),
+            uploads,
+            live,
+            draining,
+        })
+    }
+}
+
+/// The server's housekeeping, as periodic tasks of the actor tree:
+/// removing uploads past their expiry, and forgetting the rate limiter's
+/// clients whose limit has fully recovered (so its memory follows active
+/// clients, not every client ever).
+async fn start_periodic_tasks(
+    supervision: &Supervision,
+    uploads: &Uploads,
+    rate_limiter: Option<Arc<http::middleware::RateLimiter>>,
+) -> Result<(), StartError> {
+    let uploads = uploads.clone();
+    supervision
+        .every(PeriodicTask {
+            name: "upload-expiry",
+            every: UPLOAD_SWEEP_INTERVAL,
+            job: Arc::new(move || {
+                let uploads = uploads.clone();
+                Box::pin(async move {
                     match uploads.sweep_expired().await {
                         Ok(0) => {}
                         Ok(removed) => tracing::info!(removed, "expired uploads removed"),
                         Err(err) => tracing::warn!(%err, "cannot remove expired uploads"),
                     }
-                    tokio::select! {
-                        () = token.cancelled() => return,
-                        () = tokio::time::sleep(UPLOAD_SWEEP_INTERVAL) => {}
-                    }
-                    // Forget addresses whose limit has fully recovered, so the
-                    // limiter's memory follows active clients, not all clients ever.
-                    if let Some(limiter) = &rate_limiter {
-                        limiter.retain_recent();
-                        limiter.shrink_to_fit();
-                    }
+                })
+            }),
+        })
+        .await?;
+    if let Some(limiter) = rate_limiter {
+        supervision
+            .every(PeriodicTask {
+                name: "rate-limit-pruning",
+                every: RATE_LIMIT_PRUNE_INTERVAL,
+                job: Arc::new(move || {
+                    limiter.retain_recent();
+                    limiter.shrink_to_fit();
+                    Box::pin(std::future::ready(()))
+                }),
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Serves every listener until shutdown (the token, or the actor tree
+/// stopping by itself, which is fatal), then stops in order: listeners and
+/// in-flight requests, the actor tree and its child processes, and the run
+/// recorded as cleanly stopped.
+async fn run(
+    http_config: crate::config::HttpConfig,
+    core: Core,
+    listeners: Listeners,
+    services: Services,
+    token: CancellationToken,
+) {
+    let Core {
+        db,
+        run_id,
+        storage,
+        supervision,
+        metrics,
+        events,
+    } = core;
+    let Services {
+        app,
+        uploads,
+        live,
+        draining,
+    } = services;
+    let tree_stopped = {
+        let (supervision, token) = (supervision.clone(), token.clone());
+        async move {
+            tokio::select! {
+                () = token.cancelled() => {}
+                () = supervision.stopped() => {
+                    tracing::error!("actor tree stopped unexpectedly; shutting down");
+                    token.cancel();
                 }
             }
+        }
+    };
+    let draining_on_cancel = async {
+        token.cancelled().await;
+        draining.store(true, Ordering::Relaxed);
+    };
+    let plain = http::serve(
+        listeners.http,
+        http::Transport::Plain,
+        app.clone(),
+        http_config.clone(),
+        metrics.clone(),
+        token.clone(),
+    );
+    let secure = async {
+        let Some(secure) = listeners.secure else {
+            return;
         };
-        let draining_on_cancel = {
-            let token = token.clone();
-            async move {
-                token.cancelled().await;
-                draining.store(true, Ordering::Relaxed);
-            }
-        };
-        let plain = http::serve(
-            listener,
-            http::Transport::Plain,
+        let tls = http::serve(
+            secure.tcp,
+            http::Transport::Tls {
+                acceptor: secure.acceptor,
+                alt_svc: Some(secure.alt_svc),
+            },
             app.clone(),
             http_config.clone(),
             metrics.clone(),
             token.clone(),
         );
-        let secure = async {
-            let Some(secure) = secure else { return };
-            let tls = http::serve(
-                secure.tcp,
-                http::Transport::Tls {
-                    acceptor: secure.acceptor,
-                    alt_svc: Some(secure.alt_svc),
-                },
-                app.clone(),
-                http_config.clone(),
-                metrics.clone(),
-                token.clone(),
-            );
-            let quic = http::h3::serve(
-                secure.quic,
-                app.clone(),
-                http_config.clone(),
-                metrics.clone(),
-                token.clone(),
-            );
-            tokio::join!(tls, quic);
-        };
-        let growing = async {
-            if let Some((listener, source)) = growing {
-                http::source::serve(
-                    listener,
-                    source,
-                    growing_uploads,
-                    growing_storage,
-                    growing_events,
-                    token.clone(),
-                )
-                .await;
-            }
-        };
-        let rtsp_live = live.clone();
-        let rtmp = async {
-            if let Some((listener, _)) = rtmp {
-                streamforge_actors::live::rtmp::serve(listener, live, token.clone()).await;
-            }
-        };
-        let rtsp = async {
-            if let Some((listener, _, udp)) = rtsp {
-                streamforge_actors::live::rtsp::serve(listener, udp, rtsp_live, token.clone())
-                    .await;
-            }
-        };
-        tokio::join!(
-            draining_on_cancel,
-            sweeping,
-            plain,
-            secure,
-            rtmp,
-            rtsp,
-            growing
+        let quic = http::h3::serve(
+            secure.quic,
+            app.clone(),
+            http_config.clone(),
+            metrics.clone(),
+            token.clone(),
         );
-        watcher.abort();
-        supervision.shutdown(ACTOR_STOP_TIMEOUT).await;
-        if let Err(err) = db.end_run(run_id).await {
-            tracing::error!(%err, "cannot record the clean stop");
+        tokio::join!(tls, quic);
+    };
+    let growing = async {
+        if let Some((listener, source)) = listeners.growing {
+            http::source::serve(listener, source, uploads, storage, events, token.clone()).await;
         }
-        db.close().await;
-        tracing::info!("streamforge stopped");
-    });
-
-    Ok(Running {
-        http_addr,
-        https_addr,
-        rtmp_addr,
-        rtsp_addr,
-        certificate,
-        shutdown,
-        task,
-    })
+    };
+    let rtmp = async {
+        if let Some((listener, _)) = listeners.rtmp {
+            streamforge_actors::live::rtmp::serve(listener, live.clone(), token.clone()).await;
+        }
+    };
+    let rtsp = async {
+        if let Some((listener, _, udp)) = listeners.rtsp {
+            streamforge_actors::live::rtsp::serve(listener, udp, live.clone(), token.clone()).await;
+        }
+    };
+    tokio::join!(
+        tree_stopped,
+        draining_on_cancel,
+        plain,
+        secure,
+        rtmp,
+        rtsp,
+        growing
+    );
+    supervision.shutdown(ACTOR_STOP_TIMEOUT).await;
+    if let Err(err) = db.end_run(run_id).await {
+        tracing::error!(%err, "cannot record the clean stop");
+    }
+    db.close().await;
+    tracing::info!("streamforge stopped");
 }
 
 fn live_options(config: &Config) -> LiveOptions {

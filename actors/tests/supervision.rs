@@ -1,10 +1,14 @@
 //! The supervision tree's policies, checked by failing and killing its actors.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use streamforge_actors::process::{Processes, piped};
-use streamforge_actors::supervision::{BranchKind, BranchMsg, Supervision};
+use streamforge_actors::supervision::{
+    BranchKind, BranchMsg, MAX_RESTARTS, PeriodicTask, Supervision,
+};
 
 /// A work actor that fails when told to.
 struct Worker;
@@ -128,4 +132,82 @@ async fn shutdown_reaps_child_processes() {
         eventually(async || !std::path::Path::new(&format!("/proc/{pid}")).exists()).await,
         "sleep {pid} survived shutdown (or was left a zombie)"
     );
+}
+
+#[tokio::test]
+async fn the_root_gives_up_after_five_branch_restarts_within_a_minute() {
+    let tree = Supervision::start(Processes::new()).await.unwrap();
+    for restart in 1..=MAX_RESTARTS {
+        let live = tree.branch(BranchKind::Live).await.unwrap();
+        live.kill();
+        assert!(
+            eventually(async || match tree.branch(BranchKind::Live).await {
+                Ok(now) => now.get_id() != live.get_id(),
+                Err(_) => false,
+            })
+            .await,
+            "restart {restart} did not happen"
+        );
+    }
+    assert!(tree.is_running(), "five restarts are within the limit");
+    // The sixth stop within the window is one too many: the root stops,
+    // which the server treats as fatal.
+    tree.branch(BranchKind::Live).await.unwrap().kill();
+    tokio::time::timeout(Duration::from_secs(10), tree.stopped())
+        .await
+        .expect("the root stops");
+    assert!(!tree.is_running());
+    tree.shutdown(Duration::from_secs(5)).await;
+}
+
+fn counting_task(
+    name: &'static str,
+    runs: &Arc<AtomicU32>,
+    fails: impl Fn(u32) -> bool + Send + Sync + 'static,
+) -> PeriodicTask {
+    let runs = runs.clone();
+    PeriodicTask {
+        name,
+        every: Duration::from_millis(20),
+        job: Arc::new(move || {
+            let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
+            assert!(!fails(run), "{name}: run {run} fails");
+            Box::pin(std::future::ready(()))
+        }),
+    }
+}
+
+#[tokio::test]
+async fn a_periodic_task_that_panics_is_restarted_and_runs_on() {
+    let tree = Supervision::start(Processes::new()).await.unwrap();
+    let runs = Arc::new(AtomicU32::new(0));
+    tree.every(counting_task("flaky", &runs, |run| run == 3))
+        .await
+        .unwrap();
+    // A second task of the same name is the same task.
+    tree.every(counting_task("flaky", &runs, |_| true))
+        .await
+        .unwrap();
+    assert!(
+        eventually(async || runs.load(Ordering::SeqCst) >= 10).await,
+        "the task stopped after {} runs",
+        runs.load(Ordering::SeqCst)
+    );
+    assert!(tree.is_running());
+    tree.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_periodic_task_that_keeps_panicking_stops_the_root() {
+    let tree = Supervision::start(Processes::new()).await.unwrap();
+    let runs = Arc::new(AtomicU32::new(0));
+    tree.every(counting_task("broken", &runs, |_| true))
+        .await
+        .unwrap();
+    // Backoffs of 0.1, 0.2, 0.4, 0.8 and 1.6 s, then the sixth failure.
+    tokio::time::timeout(Duration::from_secs(10), tree.stopped())
+        .await
+        .expect("the root stops");
+    assert_eq!(runs.load(Ordering::SeqCst), MAX_RESTARTS as u32 + 1);
+    tree.shutdown(Duration::from_secs(5)).await;
 }

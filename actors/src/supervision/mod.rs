@@ -1,20 +1,25 @@
-//! The supervision tree: a [`Root`] with one [`Branch`] per kind of work.
+//! The supervision tree: a [`Root`] with one [`Branch`] per kind of work,
+//! and the server's [`Periodic`] tasks.
 //!
 //! ```text
 //! Root
-//! ├── uploads     UploadSession{upload}, one per tus upload
-//! ├── transcodes  Job{asset} → Probe, Preview, Rung{…}
-//! ├── live        Stream{key} → Ingest, Packager, Rung{…}
-//! └── viewers     ViewerSession{session}
+//! ├── uploads     UploadSession, one per tus upload
+//! ├── transcodes  Job{asset} → Rung, one per ladder rung (ffmpeg)
+//! ├── live        RtmpIngest / RtspIngest per connection, RtspPull per
+//! │               camera, Ladder per live stream → LiveRungActor per rung
+//! ├── viewers     ViewerActor, one per viewer session
+//! └── Periodic    upload expiry, rate-limit pruning (Supervision::every)
 //! ```
 //!
 //! Work actors are spawned linked to their branch
 //! (`Actor::spawn_linked(…, branch.get_cell())`, branch from
 //! [`Supervision::branch`]); the branch counts them for `/metrics` and keeps
 //! one failure from touching any other. [`Supervision::shutdown`] stops the
-//! tree from the leaves up and then kills whatever child processes remain.
+//! tree from the leaves up and then kills whatever child processes remain;
+//! [`Supervision::stopped`] resolves when the root has stopped.
 
 mod branch;
+mod periodic;
 mod root;
 
 use std::fmt;
@@ -25,7 +30,8 @@ use std::time::Duration;
 use ractor::{Actor, ActorRef};
 
 pub use branch::{Branch, BranchMsg};
-pub use root::{Root, RootArgs, RootMsg};
+pub use periodic::{Periodic, PeriodicJob, PeriodicMsg, PeriodicTask};
+pub use root::{Child, MAX_RESTARTS, RESTART_WINDOW, Root, RootArgs, RootMsg};
 
 use crate::process::Processes;
 
@@ -96,6 +102,8 @@ pub struct Supervision {
     root: ActorRef<RootMsg>,
     counts: ActorCounts,
     processes: Processes,
+    /// Cancelled when the root has stopped, for whatever reason.
+    stopped: tokio_util::sync::CancellationToken,
 }
 
 /// How long a caller waits for the root to answer a query.
@@ -106,7 +114,7 @@ impl Supervision {
     /// child process of the tree is spawned through.
     pub async fn start(processes: Processes) -> Result<Self, SupervisionError> {
         let counts = ActorCounts::default();
-        let (root, _join) = Actor::spawn(
+        let (root, join) = Actor::spawn(
             None,
             Root,
             RootArgs {
@@ -115,11 +123,36 @@ impl Supervision {
             },
         )
         .await?;
+        let stopped = tokio_util::sync::CancellationToken::new();
+        let on_stop = stopped.clone();
+        tokio::spawn(async move {
+            let _ = join.await;
+            on_stop.cancel();
+        });
         Ok(Supervision {
             root,
             counts,
             processes,
+            stopped,
         })
+    }
+
+    /// Runs `task` now and then every `task.every`, supervised by the root
+    /// (restarted if it panics). A task of the same name runs only once.
+    pub async fn every(&self, task: PeriodicTask) -> Result<(), SupervisionError> {
+        ractor::call_t!(
+            self.root,
+            RootMsg::Every,
+            QUERY_TIMEOUT.as_millis() as u64,
+            task
+        )
+        .map_err(|e| SupervisionError::Unreachable(e.to_string()))
+    }
+
+    /// Resolves once the root has stopped: at shutdown, or when a child
+    /// kept failing past its restart limit.
+    pub async fn stopped(&self) {
+        self.stopped.cancelled().await;
     }
 
     /// The branch that supervises `kind` work, to spawn work actors under.

@@ -1,11 +1,12 @@
 //! The root supervisor.
 //!
-//! Policy: the root starts one [`Branch`] per [`BranchKind`] in `pre_start`.
-//! A branch that stops without the root asking for it (it failed, or was
-//! killed) is restarted after a backoff of 100 ms, doubling per restart, at
-//! most [`MAX_RESTARTS`] times within [`RESTART_WINDOW`]; past that the root
+//! Policy: the root starts one [`Branch`] per [`BranchKind`] in `pre_start`,
+//! and the [`Periodic`] tasks it is given later. A branch or task that stops
+//! without the root asking for it (it failed, or was killed) is restarted
+//! after a backoff of 100 ms, doubling per restart, at most
+//! [`MAX_RESTARTS`] times within [`RESTART_WINDOW`]; past that the root
 //! stops with an error, which the server treats as fatal. Stopping the root
-//! stops the branches first, then kills and reaps any child process left.
+//! stops its children first, then kills and reaps any child process left.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use super::branch::{Branch, BranchArgs, BranchMsg};
+use super::periodic::{Periodic, PeriodicMsg, PeriodicTask};
 use super::{ActorCounts, BranchKind};
 use crate::process::Processes;
 
@@ -32,15 +34,34 @@ pub struct RootState {
     counts: ActorCounts,
     processes: Processes,
     branches: HashMap<BranchKind, ActorRef<BranchMsg>>,
-    /// Recent restart times per branch, for the restart limit.
-    restarts: HashMap<BranchKind, Vec<Instant>>,
+    tasks: HashMap<&'static str, (ActorRef<PeriodicMsg>, PeriodicTask)>,
+    /// Recent restart times per child, for the restart limit.
+    restarts: HashMap<Child, Vec<Instant>>,
+}
+
+/// A child of the root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Child {
+    Branch(BranchKind),
+    Task(&'static str),
+}
+
+impl std::fmt::Display for Child {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Child::Branch(kind) => write!(f, "branch {kind}"),
+            Child::Task(name) => write!(f, "periodic task {name}"),
+        }
+    }
 }
 
 pub enum RootMsg {
     /// The current branch of a kind.
     Branch(BranchKind, RpcReplyPort<ActorRef<BranchMsg>>),
-    /// Restart a branch after its backoff.
-    Restart(BranchKind),
+    /// Start a periodic task (one per name: a second replaces nothing).
+    Every(PeriodicTask, RpcReplyPort<()>),
+    /// Restart a child after its backoff.
+    Restart(Child),
 }
 
 impl Root {
@@ -63,12 +84,45 @@ impl Root {
         Ok(())
     }
 
-    fn kind_of(state: &RootState, cell: &ractor::ActorCell) -> Option<BranchKind> {
-        state
+    async fn spawn_task(
+        myself: &ActorRef<RootMsg>,
+        state: &mut RootState,
+        task: PeriodicTask,
+    ) -> Result<(), ActorProcessingErr> {
+        let (actor, _join) =
+            Actor::spawn_linked(None, Periodic, task.clone(), myself.get_cell()).await?;
+        state.tasks.insert(task.name, (actor, task));
+        Ok(())
+    }
+
+    async fn spawn(
+        myself: &ActorRef<RootMsg>,
+        state: &mut RootState,
+        child: Child,
+    ) -> Result<(), ActorProcessingErr> {
+        match child {
+            Child::Branch(kind) => Root::spawn_branch(myself, state, kind).await,
+            Child::Task(name) => match state.tasks.get(name) {
+                Some((_, task)) => Root::spawn_task(myself, state, task.clone()).await,
+                None => Ok(()),
+            },
+        }
+    }
+
+    fn child_of(state: &RootState, cell: &ractor::ActorCell) -> Option<Child> {
+        let id = cell.get_id();
+        let branch = state
             .branches
             .iter()
-            .find(|(_, branch)| branch.get_id() == cell.get_id())
-            .map(|(kind, _)| *kind)
+            .find(|(_, branch)| branch.get_id() == id)
+            .map(|(kind, _)| Child::Branch(*kind));
+        branch.or_else(|| {
+            state
+                .tasks
+                .iter()
+                .find(|(_, (actor, _))| actor.get_id() == id)
+                .map(|(name, _)| Child::Task(name))
+        })
     }
 }
 
@@ -86,6 +140,7 @@ impl Actor for Root {
             counts: args.counts,
             processes: args.processes,
             branches: HashMap::new(),
+            tasks: HashMap::new(),
             restarts: HashMap::new(),
         };
         for kind in BranchKind::ALL {
@@ -107,9 +162,15 @@ impl Actor for Root {
                     let _ = reply.send(branch.clone());
                 }
             }
-            RootMsg::Restart(kind) => {
-                tracing::info!(branch = %kind, "restarting branch");
-                Root::spawn_branch(&myself, state, kind).await?;
+            RootMsg::Every(task, reply) => {
+                if !state.tasks.contains_key(task.name) {
+                    Root::spawn_task(&myself, state, task).await?;
+                }
+                let _ = reply.send(());
+            }
+            RootMsg::Restart(child) => {
+                tracing::info!(%child, "restarting");
+                Root::spawn(&myself, state, child).await?;
             }
         }
         Ok(())
@@ -128,18 +189,20 @@ impl Actor for Root {
             SupervisionEvent::ActorFailed(cell, err) => (cell, format!("failed: {err}")),
             _ => return Ok(()),
         };
-        let Some(kind) = Root::kind_of(state, cell) else {
+        let Some(child) = Root::child_of(state, cell) else {
             return Ok(());
         };
-        state.branches.remove(&kind);
-        tracing::error!(branch = %kind, %reason, "branch stopped unexpectedly");
+        if let Child::Branch(kind) = child {
+            state.branches.remove(&kind);
+        }
+        tracing::error!(%child, %reason, "stopped unexpectedly");
 
         let now = Instant::now();
-        let recent = state.restarts.entry(kind).or_default();
+        let recent = state.restarts.entry(child).or_default();
         recent.retain(|at| now.duration_since(*at) < RESTART_WINDOW);
         if recent.len() >= MAX_RESTARTS {
             return Err(format!(
-                "branch {kind} stopped {} times within {:?}; giving up",
+                "{child} stopped {} times within {:?}; giving up",
                 recent.len() + 1,
                 RESTART_WINDOW
             )
@@ -147,7 +210,7 @@ impl Actor for Root {
         }
         let backoff = FIRST_BACKOFF * 2u32.pow(recent.len() as u32);
         recent.push(now);
-        myself.send_after(backoff, move || RootMsg::Restart(kind));
+        myself.send_after(backoff, move || RootMsg::Restart(child));
         Ok(())
     }
 
