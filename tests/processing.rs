@@ -253,6 +253,74 @@ async fn a_killed_ffmpeg_is_restarted_and_the_asset_completes() {
     server.stop().await;
 }
 
+/// The pid of a running rung ffmpeg of `asset` other than `not`: it reads
+/// the stored original (its path names the asset) or the growing source
+/// (its URL names the upload), and forces keyframes.
+fn rung_ffmpeg(asset: &str, upload_id: &str, not: Option<&str>) -> Option<String> {
+    let pids = std::process::Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("ffmpeg -hide_banner.*({asset}|{upload_id}).*-force_key_frames"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&pids.stdout)
+        .split_whitespace()
+        .find(|pid| Some(*pid) != not)
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_rung_that_fails_a_fourth_time_fails_the_asset_with_the_reason() {
+    let server = TestServer::start_with(|c| {
+        c.transcode.ladder = vec![streamforge_actors::transcode::LadderRung {
+            height: 240,
+            video_kbps: 300,
+            audio_kbps: 64,
+        }];
+    })
+    .await;
+    let source =
+        clip("-f lavfi -i testsrc2=size=640x360:rate=30 -t 30 -c:v libx264 -preset ultrafast")
+            .await;
+    let asset = upload(&server, "fails.mp4", source).await;
+    let view: Value = reqwest::get(server.url(&format!("/api/assets/{asset}")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let upload_id = view["upload_id"].as_str().unwrap().to_owned();
+    // Three restarts (after 1, 2 and 4 s), then the fourth failure.
+    let mut last: Option<String> = None;
+    for failure in 1..=4 {
+        let mut pid = None;
+        for _ in 0..400 {
+            pid = rung_ffmpeg(&asset, &upload_id, last.as_deref());
+            if pid.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let pid = pid.unwrap_or_else(|| panic!("no rung ffmpeg to fail a {failure}. time"));
+        std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap();
+        last = Some(pid);
+    }
+    let view = common::wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
+    assert_eq!(view["status"], "failed", "{view}");
+    let error = view["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("rung 240p gave up after 3 restarts"),
+        "{view}"
+    );
+    // The reason names no internal path or URL.
+    assert!(!error.contains('/'), "{error}");
+    server.stop().await;
+}
+
 /// A throttled tus upload (one long PATCH, about 150 KB/s) of a faststart
 /// clip: the asset exists with the first durable bytes, and a preview
 /// ffprobe can read is playable before a quarter of the bytes are in.

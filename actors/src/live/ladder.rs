@@ -24,12 +24,14 @@
 //! run continues the rung after a discontinuity. A rung that fails closes
 //! what it made; the ladder starts it again, after 1, 2 and 4 s, at the
 //! source segment after its last one (still in the packager's store), and
-//! gives it up after that. Stopping a rung aborts its task, which drops the
+//! gives it up after a fourth failure within ten minutes. Stopping a rung aborts its task, which drops the
 //! ffmpeg child: its process group is killed and reaped.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::supervision::Backoff;
 
 use bytes::Bytes;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -46,8 +48,11 @@ use crate::process::{Processes, piped, stderr_tail};
 pub const SOURCE_RENDITION: &str = "v1";
 /// Most rungs on one stream.
 pub const MAX_RUNGS: usize = 8;
-/// Restarts of a failed rung before it is given up.
-const MAX_RESTARTS: u32 = 3;
+/// Restarts of a failed rung within [`RESTART_WINDOW`] before it is given
+/// up (after 1, 2 and 4 s); a rung that fails now and then over a long
+/// stream is always restarted.
+const MAX_RESTARTS: usize = 3;
+const RESTART_WINDOW: Duration = Duration::from_secs(600);
 /// Bytes read from ffmpeg's stdout per read.
 const READ_CHUNK: usize = 64 * 1024;
 /// Lines of ffmpeg's stderr kept for the failure reason.
@@ -121,7 +126,7 @@ pub struct LadderArgs {
 pub struct LadderState {
     args: LadderArgs,
     running: HashMap<ActorId, usize>,
-    restarts: HashMap<usize, u32>,
+    restarts: HashMap<usize, Backoff>,
     /// Restarts scheduled but not done yet.
     pending: usize,
 }
@@ -215,17 +220,29 @@ impl Actor for Ladder {
                     return Ok(());
                 };
                 let name = state.args.rungs[index].0.clone();
-                let attempts = state.restarts.entry(index).or_insert(0);
-                *attempts += 1;
                 let stream = &state.args.stream;
-                if *attempts <= MAX_RESTARTS && stream.presentation_is(state.args.presentation) {
-                    let delay = Duration::from_secs(1 << (*attempts - 1));
+                let delay = state
+                    .restarts
+                    .entry(index)
+                    .or_insert_with(|| {
+                        Backoff::new(Duration::from_secs(1), Duration::from_secs(8))
+                            .with_limit(MAX_RESTARTS, RESTART_WINDOW)
+                    })
+                    .next_delay()
+                    .filter(|_| stream.presentation_is(state.args.presentation));
+                if let Some(delay) = delay {
                     tracing::warn!(stream = %stream.name(), rung = %name, %err, ?delay, "live rung failed; restarting");
                     state.pending += 1;
                     myself.send_after(delay, move || LadderMsg::Start(index));
                 } else {
                     tracing::error!(stream = %stream.name(), rung = %name, %err, "live rung failed; giving it up");
-                    stream.set_ladder_error(format!("rung {name}: {err}"));
+                    // Packaging errors name the rung already.
+                    let err = err.to_string();
+                    stream.set_ladder_error(if err.starts_with(&format!("rung {name}")) {
+                        err
+                    } else {
+                        format!("rung {name}: {err}")
+                    });
                     Self::stop_when_idle(&myself, state);
                 }
             }
@@ -285,14 +302,20 @@ impl Actor for LiveRungActor {
         &self,
         myself: ActorRef<RungMsg>,
         message: RungMsg,
-        _state: &mut RungState,
+        state: &mut RungState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
             RungMsg::Finished(Ok(())) => {
                 myself.stop(Some("the stream ended".into()));
                 Ok(())
             }
-            RungMsg::Finished(Err(reason)) => Err(reason.into()),
+            RungMsg::Finished(Err(reason)) => {
+                // A failing actor gets no `post_stop`: close the segment its
+                // ffmpeg left open here, so that the restart continues at
+                // the next one.
+                state.close();
+                Err(reason.into())
+            }
         }
     }
 
@@ -303,11 +326,18 @@ impl Actor for LiveRungActor {
     ) -> Result<(), ActorProcessingErr> {
         // Kills ffmpeg (dropped with the task), then closes what it made.
         state.work.abort();
-        state.stream.with_packager_mut(state.presentation, |p| {
-            // A rung that never produced a track has nothing to close.
-            let _ = p.finish_rung(&state.name);
-        });
+        state.close();
         Ok(())
+    }
+}
+
+impl RungState {
+    /// Closes the rung's open segment, if it has one.
+    fn close(&self) {
+        self.stream.with_packager_mut(self.presentation, |p| {
+            // A rung that never produced a track has nothing to close.
+            let _ = p.finish_rung(&self.name);
+        });
     }
 }
 

@@ -29,6 +29,7 @@ use streamforge_protocols::media::{Sample, Track};
 use streamforge_protocols::rtp::reorder::{DecodeTimes, MAX_REORDER_DEPTH};
 
 use super::{IngestProtocol, Live, PublishError, Publisher};
+use crate::supervision::Backoff;
 use crate::supervision::BranchKind;
 
 /// Longest wait between reconnection attempts.
@@ -118,7 +119,7 @@ impl Actor for RtspPull {
         args: RtspPullArgs,
     ) -> Result<RtspPullState, ActorProcessingErr> {
         let task = tokio::spawn(async move {
-            let mut backoff = Duration::from_secs(1);
+            let mut backoff = Backoff::new(Duration::from_secs(1), MAX_BACKOFF);
             loop {
                 let started = tokio::time::Instant::now();
                 match pull_once(&args.source, &args.live).await {
@@ -131,10 +132,9 @@ impl Actor for RtspPull {
                 }
                 // A session that ran a while resets the backoff.
                 if started.elapsed() > MAX_BACKOFF {
-                    backoff = Duration::from_secs(1);
+                    backoff.reset();
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(backoff.next_delay().unwrap_or(MAX_BACKOFF)).await;
             }
         });
         Ok(RtspPullState { task })

@@ -18,6 +18,7 @@
 //! tree from the leaves up and then kills whatever child processes remain;
 //! [`Supervision::stopped`] resolves when the root has stopped.
 
+mod backoff;
 mod branch;
 mod periodic;
 mod root;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
 
+pub use backoff::Backoff;
 pub use branch::{Branch, BranchMsg};
 pub use periodic::{Periodic, PeriodicJob, PeriodicMsg, PeriodicTask};
 pub use root::{Child, MAX_RESTARTS, RESTART_WINDOW, Root, RootArgs, RootMsg};

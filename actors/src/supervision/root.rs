@@ -9,10 +9,11 @@
 //! stops its children first, then kills and reaps any child process left.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
+use super::backoff::Backoff;
 use super::branch::{Branch, BranchArgs, BranchMsg};
 use super::periodic::{Periodic, PeriodicMsg, PeriodicTask};
 use super::{ActorCounts, BranchKind};
@@ -21,6 +22,7 @@ use crate::process::Processes;
 pub const MAX_RESTARTS: usize = 5;
 pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Root;
@@ -35,8 +37,8 @@ pub struct RootState {
     processes: Processes,
     branches: HashMap<BranchKind, ActorRef<BranchMsg>>,
     tasks: HashMap<&'static str, (ActorRef<PeriodicMsg>, PeriodicTask)>,
-    /// Recent restart times per child, for the restart limit.
-    restarts: HashMap<Child, Vec<Instant>>,
+    /// Each child's restarts, for the backoff and the limit.
+    restarts: HashMap<Child, Backoff>,
 }
 
 /// A child of the root.
@@ -197,19 +199,16 @@ impl Actor for Root {
         }
         tracing::error!(%child, %reason, "stopped unexpectedly");
 
-        let now = Instant::now();
-        let recent = state.restarts.entry(child).or_default();
-        recent.retain(|at| now.duration_since(*at) < RESTART_WINDOW);
-        if recent.len() >= MAX_RESTARTS {
+        let backoff = state.restarts.entry(child).or_insert_with(|| {
+            Backoff::new(FIRST_BACKOFF, MAX_BACKOFF).with_limit(MAX_RESTARTS, RESTART_WINDOW)
+        });
+        let Some(backoff) = backoff.next_delay() else {
             return Err(format!(
-                "{child} stopped {} times within {:?}; giving up",
-                recent.len() + 1,
-                RESTART_WINDOW
+                "{child} stopped {} times within {RESTART_WINDOW:?}; giving up",
+                MAX_RESTARTS + 1
             )
             .into());
-        }
-        let backoff = FIRST_BACKOFF * 2u32.pow(recent.len() as u32);
-        recent.push(now);
+        };
         myself.send_after(backoff, move || RootMsg::Restart(child));
         Ok(())
     }

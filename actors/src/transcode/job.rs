@@ -31,8 +31,11 @@ use super::{LadderRung, Transcoder};
 use crate::assets::{AssetStatus, keys};
 use crate::events::Event;
 use crate::process::piped;
+use crate::supervision::Backoff;
 
-pub const MAX_RUNG_RESTARTS: u32 = 3;
+/// A rung's ffmpeg is restarted at most this many times (after 1, 2 and
+/// 4 s); its next failure fails the asset with the reason.
+pub const MAX_RUNG_RESTARTS: usize = 3;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 /// ffprobe on an upload still arriving waits for the bytes it needs (the
 /// header, or the index at the end of a non-faststart MP4).
@@ -47,7 +50,7 @@ pub struct JobArgs {
 
 struct RungPlan {
     spec: RungSpec,
-    restarts: u32,
+    restarts: Backoff,
     actor: Option<ActorId>,
     done: Option<Vec<FinishedRendition>>,
 }
@@ -478,7 +481,8 @@ impl Actor for Job {
                         name.clone(),
                         RungPlan {
                             spec,
-                            restarts: 0,
+                            restarts: Backoff::new(Duration::from_secs(1), Duration::MAX)
+                                .with_limit(MAX_RUNG_RESTARTS, Duration::MAX),
                             actor: None,
                             done: None,
                         },
@@ -588,21 +592,19 @@ impl Actor for Job {
         else {
             return Ok(());
         };
-        if plan.restarts >= MAX_RUNG_RESTARTS {
-            let reason = format!(
-                "rung {name} gave up after {} restarts: {err}",
-                plan.restarts
-            );
-            let name = name.clone();
-            state.rung(&name, "failed").await;
-            state.fail(&myself, &reason).await;
-        } else {
-            let backoff = Duration::from_secs(1 << plan.restarts);
-            plan.restarts += 1;
+        if let Some(backoff) = plan.restarts.next_delay() {
             tracing::warn!(asset = %state.asset, rung = %name, %err, ?backoff, "rung failed; restarting");
             let name = name.clone();
             state.rung(&name, "restarting").await;
             myself.send_after(backoff, move || JobMsg::StartRung(name));
+        } else {
+            let reason = format!(
+                "rung {name} gave up after {} restarts: {err}",
+                plan.restarts.restarts()
+            );
+            let name = name.clone();
+            state.rung(&name, "failed").await;
+            state.fail(&myself, &reason).await;
         }
         Ok(())
     }

@@ -131,6 +131,8 @@ pub enum LiveError {
     },
     #[error("rung {name}: its codec changed within one publish ({0})", .codec)]
     RungChanged { name: String, codec: String },
+    #[error("rung {name}: segment {msn} is still open (finish the rung before it continues)")]
+    RungOpen { name: String, msn: u64 },
     #[error("no rung {0:?}")]
     NoRung(String),
 }
@@ -1061,7 +1063,13 @@ impl LivePackager {
                     return Err(LiveError::RenditionTaken(name.to_owned()));
                 }
                 let expected = r.playlist.playlist().next_msn();
-                if from_msn != expected || r.open_ticks > 0 {
+                if r.open_ticks > 0 {
+                    return Err(LiveError::RungOpen {
+                        name: name.to_owned(),
+                        msn: expected,
+                    });
+                }
+                if from_msn != expected {
                     return Err(LiveError::RungGap {
                         name: name.to_owned(),
                         from: from_msn,
