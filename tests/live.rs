@@ -1100,6 +1100,18 @@ m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:streamid=0\r\n";
     let (closed, seen) = closed_by_server(&mut wrong_pt).await;
     assert!(closed, "RTP with a wrong payload type was taken");
     assert_eq!(seen.matches("RTSP/1.0 200 OK").count(), 3, "{seen}");
+    // Its stream says why the publish ended, as an RTMP one does.
+    wait_until("the broken publish to end", async || {
+        stream_status(&server, "broken").await["live"] == false
+    })
+    .await;
+    let broken = stream_status(&server, "broken").await;
+    assert!(
+        broken["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("payload type")),
+        "{broken}"
+    );
 
     // A sender that disconnects mid-message.
     let mut cut = tokio::net::TcpStream::connect(&addr).await.unwrap();

@@ -97,3 +97,30 @@ impl Track {
         self.codec.channels()
     }
 }
+
+/// How an ingest session (RTMP, RTSP) ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The peer ended it: it closed the connection or sent TEARDOWN.
+    ByPeer(String),
+    /// It failed: malformed input, a protocol violation, a refused publish.
+    Failed(String),
+}
+
+impl SessionEnd {
+    /// The failure, if the session failed.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            SessionEnd::ByPeer(_) => None,
+            SessionEnd::Failed(reason) => Some(reason),
+        }
+    }
+}
+
+impl std::fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionEnd::ByPeer(reason) | SessionEnd::Failed(reason) => f.write_str(reason),
+        }
+    }
+}

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use rtmp_support::{Client, Policy, drive, drive_with, server_messages};
 use streamforge_protocols::codec::CodecConfig;
+use streamforge_protocols::media::SessionEnd;
 use streamforge_protocols::rtmp::amf0::Amf0Value;
 use streamforge_protocols::rtmp::message::{Command, Message, UserControl};
 use streamforge_protocols::rtmp::{
@@ -217,7 +218,7 @@ fn scripted_publish_produces_the_expected_events() {
         [
             &SessionEvent::Unpublished,
             &SessionEvent::Closed {
-                reason: "the client closed the connection".into()
+                reason: SessionEnd::ByPeer("the client closed the connection".into())
             }
         ]
     );
@@ -335,7 +336,7 @@ fn rejected_publish_sends_the_reason_and_closes() {
             .any(|e| matches!(e, SessionEvent::Sample(_) | SessionEvent::Tracks(_)))
     );
     assert!(
-        matches!(events.last(), Some(SessionEvent::Closed { reason }) if reason.contains("unknown stream key"))
+        matches!(events.last(), Some(SessionEvent::Closed { reason: SessionEnd::Failed(reason) }) if reason.contains("unknown stream key"))
     );
     let replies = server_messages(&out);
     let status = replies.iter().rev().find_map(|(sid, m)| match m {
@@ -485,11 +486,35 @@ fn disconnect_mid_chunk_reports_only_complete_messages() {
         .chain([
             SessionEvent::Unpublished,
             SessionEvent::Closed {
-                reason: "the client closed the connection".into(),
+                reason: SessionEnd::ByPeer("the client closed the connection".into()),
             },
         ])
         .collect();
     assert_eq!(events, complete);
+}
+
+#[test]
+fn a_publish_that_fails_ends_with_the_failure_not_unpublished() {
+    // A publish under way, then a chunk size of 0: a protocol violation.
+    let mut script = publish_script_with("key", 0, false);
+    let publish = script.len();
+    let mut c = Client::after_handshake(&[]);
+    c.raw_message(2, 0, 1, &0u32.to_be_bytes());
+    script.extend(c.into_bytes());
+    let (events, _) = drive(&script, &[publish, script.len() - publish]);
+    assert!(events.iter().any(|e| matches!(e, SessionEvent::Sample(_))));
+    assert!(
+        !events.contains(&SessionEvent::Unpublished),
+        "a failed publish is not a clean unpublish: {:?}",
+        events.last()
+    );
+    let Some(SessionEvent::Closed {
+        reason: SessionEnd::Failed(reason),
+    }) = events.last()
+    else {
+        panic!("the session ends with its failure: {:?}", events.last());
+    };
+    assert!(reason.contains("set chunk size"), "{reason}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! What the push listeners (RTMP, RTSP) share: the accept loop with its
-//! connection limit, the reader task with one read in flight, and writing a
-//! session's output with a deadline.
+//! connection limit, the reader task with one read in flight, writing a
+//! session's output with a deadline, and the publish a session feeds
+//! ([`IngestPublish`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +16,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::Live;
+use streamforge_protocols::media::{Sample, SessionEnd, Track};
+
+use super::{Live, Publisher};
 use crate::supervision::BranchKind;
 
 /// Accepts connections until `shutdown`; each becomes an actor made by
@@ -150,4 +153,84 @@ pub(super) fn spawn_reader<M: ReaderMsg>(
             return;
         }
     })
+}
+
+/// The publish of one push connection, whatever its protocol: hands the
+/// session's tracks and samples to the stream, and ends the publish the way
+/// the session ended (a failure becomes the stream's `last_error`).
+pub(super) struct IngestPublish {
+    protocol: &'static str,
+    remote: SocketAddr,
+    publisher: Option<Publisher>,
+}
+
+impl IngestPublish {
+    pub(super) fn new(protocol: &'static str, remote: SocketAddr) -> Self {
+        IngestPublish {
+            protocol,
+            remote,
+            publisher: None,
+        }
+    }
+
+    pub(super) fn start(&mut self, publisher: Publisher) {
+        tracing::info!(remote = %self.remote, stream = %publisher.stream().name(), "{}: publishing", self.protocol);
+        if let Some(old) = self.publisher.replace(publisher) {
+            old.finish(None);
+        }
+    }
+
+    /// Hands the tracks to the stream; `false` when the publish cannot go on
+    /// (it ended with the reason): close the session.
+    pub(super) fn tracks(&mut self, tracks: Vec<Track>) -> bool {
+        let Some(p) = &self.publisher else {
+            return true;
+        };
+        let result = p.take_tracks(tracks);
+        self.ended_by(result)
+    }
+
+    /// Hands a sample to the stream; `false` as for [`tracks`](Self::tracks).
+    pub(super) fn sample(&mut self, sample: Sample) -> bool {
+        let Some(p) = &self.publisher else {
+            return true;
+        };
+        let result = p.take_sample(sample);
+        self.ended_by(result)
+    }
+
+    fn ended_by(&mut self, result: Result<(), super::stream::PublishEnded>) -> bool {
+        let Err(err) = result else {
+            return true;
+        };
+        let reason = err.to_string();
+        tracing::warn!(remote = %self.remote, %reason, "{}: publish ended", self.protocol);
+        if let Some(p) = self.publisher.take() {
+            p.finish(Some(reason));
+        }
+        false
+    }
+
+    /// The session says the publish ended cleanly.
+    pub(super) fn unpublished(&mut self) {
+        if let Some(p) = self.publisher.take() {
+            p.finish(None);
+        }
+    }
+
+    /// The session ended: how it ended is logged, and a failure is recorded
+    /// as the stream's last error.
+    pub(super) fn closed(&mut self, end: &SessionEnd) {
+        match end.error() {
+            Some(error) => {
+                tracing::warn!(remote = %self.remote, %error, "{}: session failed", self.protocol);
+            }
+            None => {
+                tracing::info!(remote = %self.remote, reason = %end, "{}: session closed", self.protocol)
+            }
+        }
+        if let Some(p) = self.publisher.take() {
+            p.finish(end.error().map(str::to_owned));
+        }
+    }
 }

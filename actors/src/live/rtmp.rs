@@ -20,7 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{IngestProtocol, Live, PublishError, Publisher};
+use super::ingest::IngestPublish;
+use super::{IngestProtocol, Live, PublishError};
 
 /// Accepts RTMP connections until `shutdown`; each becomes an `RtmpIngest`
 /// actor under the live branch.
@@ -69,7 +70,7 @@ pub struct RtmpIngestState {
     remote: SocketAddr,
     live: Live,
     reader: JoinHandle<()>,
-    publisher: Option<Publisher>,
+    publish: IngestPublish,
 }
 
 fn random_seed() -> [u8; 32] {
@@ -102,7 +103,7 @@ impl Actor for RtmpIngest {
             remote: args.remote,
             live: args.live,
             reader,
-            publisher: None,
+            publish: IngestPublish::new("rtmp", args.remote),
         })
     }
 
@@ -141,9 +142,7 @@ impl Actor for RtmpIngest {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.reader.abort();
-        if let Some(publisher) = state.publisher.take() {
-            publisher.finish(None);
-        }
+        state.publish.unpublished();
         let _ = state.writer.shutdown().await;
         Ok(())
     }
@@ -174,17 +173,13 @@ impl RtmpIngestState {
                     ..
                 } => self.decide(request_id, &app, &stream_key).await,
                 SessionEvent::Tracks(tracks) => {
-                    if let Some(p) = &self.publisher
-                        && let Err(err) = p.take_tracks(tracks)
-                    {
-                        self.end_publish(err.to_string());
+                    if !self.publish.tracks(tracks) {
+                        self.session.handle_eof();
                     }
                 }
                 SessionEvent::Sample(sample) => {
-                    if let Some(p) = &self.publisher
-                        && let Err(err) = p.take_sample(sample)
-                    {
-                        self.end_publish(err.to_string());
+                    if !self.publish.sample(sample) {
+                        self.session.handle_eof();
                     }
                 }
                 SessionEvent::Metadata(meta) => {
@@ -193,27 +188,10 @@ impl RtmpIngestState {
                 SessionEvent::Unsupported { codec } => {
                     tracing::warn!(remote = %self.remote, %codec, "rtmp: codec not supported; its media is dropped");
                 }
-                SessionEvent::Unpublished => {
-                    if let Some(p) = self.publisher.take() {
-                        p.finish(None);
-                    }
-                }
-                SessionEvent::Closed { reason } => {
-                    tracing::debug!(remote = %self.remote, %reason, "rtmp: session closed");
-                    if let Some(p) = self.publisher.take() {
-                        p.finish(Some(reason));
-                    }
-                }
+                SessionEvent::Unpublished => self.publish.unpublished(),
+                SessionEvent::Closed { reason } => self.publish.closed(&reason),
             }
         }
-    }
-
-    fn end_publish(&mut self, reason: String) {
-        tracing::warn!(remote = %self.remote, %reason, "rtmp: publish ended");
-        if let Some(p) = self.publisher.take() {
-            p.finish(Some(reason.clone()));
-        }
-        self.session.handle_eof();
     }
 
     async fn decide(&mut self, request_id: u64, app: &str, name: &str) {
@@ -227,8 +205,7 @@ impl RtmpIngestState {
         };
         let result = match decision {
             Ok(publisher) => {
-                tracing::info!(remote = %self.remote, stream = %publisher.stream().name(), "rtmp: publishing");
-                self.publisher = Some(publisher);
+                self.publish.start(publisher);
                 self.session.accept_publish(request_id)
             }
             Err(PublishError::Rejected(reason, code)) => {

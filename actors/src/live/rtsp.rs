@@ -33,7 +33,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{IngestProtocol, Live, PublishError, Publisher};
+use super::ingest::IngestPublish;
+use super::{IngestProtocol, Live, PublishError};
 
 /// Datagrams queued per session before new ones are dropped.
 const UDP_QUEUE: usize = 1024;
@@ -193,7 +194,7 @@ pub struct RtspIngestState {
     remote: SocketAddr,
     live: Live,
     reader: JoinHandle<()>,
-    publisher: Option<Publisher>,
+    publish: IngestPublish,
     udp: Option<UdpPorts>,
     /// Source addresses registered with the UDP ports.
     routed: Vec<SocketAddr>,
@@ -228,7 +229,7 @@ impl Actor for RtspIngest {
             remote: args.remote,
             live: args.live,
             reader,
-            publisher: None,
+            publish: IngestPublish::new("rtsp", args.remote),
             udp: args.udp,
             routed: Vec::new(),
             datagrams: None,
@@ -293,9 +294,7 @@ impl Actor for RtspIngest {
                 routes.remove(addr);
             }
         }
-        if let Some(publisher) = state.publisher.take() {
-            publisher.finish(None);
-        }
+        state.publish.unpublished();
         let _ = state.writer.shutdown().await;
         Ok(())
     }
@@ -336,44 +335,29 @@ impl RtspIngestState {
                     tracing::info!(remote = %self.remote, %transport, "rtsp: recording");
                 }
                 SessionEvent::Tracks(tracks) => {
-                    if let Some(p) = &self.publisher
-                        && let Err(err) = p.take_tracks(tracks)
-                    {
-                        self.end_publish(err.to_string());
+                    if !self.publish.tracks(tracks) {
+                        self.session.handle_eof();
                     }
                 }
                 SessionEvent::Sample(sample) => {
-                    if let Some(p) = &self.publisher
-                        && let Err(err) = p.take_sample(sample)
-                    {
-                        self.end_publish(err.to_string());
+                    if !self.publish.sample(sample) {
+                        self.session.handle_eof();
                     }
                 }
                 SessionEvent::Warning(message) => {
                     tracing::warn!(remote = %self.remote, %message, "rtsp");
                 }
                 SessionEvent::Closed { reason } => {
-                    tracing::info!(
+                    tracing::debug!(
                         remote = %self.remote,
-                        %reason,
                         lost = self.session.lost(),
                         reordered = self.session.reordered(),
-                        "rtsp: session closed"
+                        "rtsp: RTP packets lost and reordered"
                     );
-                    if let Some(p) = self.publisher.take() {
-                        p.finish(None);
-                    }
+                    self.publish.closed(&reason);
                 }
             }
         }
-    }
-
-    fn end_publish(&mut self, reason: String) {
-        tracing::warn!(remote = %self.remote, %reason, "rtsp: publish ended");
-        if let Some(p) = self.publisher.take() {
-            p.finish(Some(reason));
-        }
-        self.session.handle_eof();
     }
 
     fn route_udp(
@@ -437,8 +421,7 @@ impl RtspIngestState {
         };
         match decision {
             Ok(publisher) => {
-                tracing::info!(remote = %self.remote, stream = %publisher.stream().name(), "rtsp: publishing");
-                self.publisher = Some(publisher);
+                self.publish.start(publisher);
                 if let Err(err) = self.session.accept_announce(request_id) {
                     tracing::info!(remote = %self.remote, %err, "rtsp: protocol error; closing");
                 }

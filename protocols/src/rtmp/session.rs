@@ -42,7 +42,7 @@ use super::error::RtmpError;
 use super::flv::{self, FlvDemuxer};
 use super::handshake::{HandshakeKind, PACKET_LEN, ServerHandshake};
 use super::message::{BandwidthLimit, Command, Message, UserControl, type_id};
-use crate::media::{Sample, Track};
+use crate::media::{Sample, SessionEnd, Track};
 
 /// Chunk stream for protocol control messages (RTMP 1.0 §5.4: "chunk stream ID 2").
 const CSID_CONTROL: u32 = 2;
@@ -155,12 +155,14 @@ pub enum SessionEvent {
     Unsupported {
         codec: String,
     },
-    /// The published stream ended (`FCUnpublish`, `deleteStream`,
-    /// `closeStream`, or the connection closed while publishing).
+    /// The published stream ended cleanly (`FCUnpublish`, `deleteStream`,
+    /// `closeStream`, or the client closed the connection while
+    /// publishing). A session that fails while publishing ends with
+    /// `Closed` alone, whose reason is the failure.
     Unpublished,
     /// The session is over; always the last event.
     Closed {
-        reason: String,
+        reason: SessionEnd,
     },
 }
 
@@ -249,7 +251,7 @@ impl ServerSession {
             Ok(()) => self.acknowledge(),
             Err(e) => {
                 tracing::debug!(error = %e, "rtmp: closing on invalid input");
-                self.close(e.to_string());
+                self.close(SessionEnd::Failed(e.to_string()));
             }
         }
         result
@@ -257,7 +259,9 @@ impl ServerSession {
 
     /// The client closed its side. Whatever was not a complete message is dropped.
     pub fn handle_eof(&mut self) {
-        self.close("the client closed the connection".to_owned());
+        self.close(SessionEnd::ByPeer(
+            "the client closed the connection".to_owned(),
+        ));
     }
 
     /// Bytes to write to the client, if any. Call after every `handle_*`,
@@ -335,10 +339,10 @@ impl ServerSession {
         self.on_status(publish.stream_id, "error", code, reason);
         self.held.clear();
         self.held_bytes = 0;
-        self.close(format!(
+        self.close(SessionEnd::Failed(format!(
             "publish of {:?} rejected: {reason}",
             publish.stream_key
-        ));
+        )));
         Ok(())
     }
 
@@ -352,12 +356,12 @@ impl ServerSession {
         }
     }
 
-    fn close(&mut self, reason: String) {
+    fn close(&mut self, reason: SessionEnd) {
         if self.phase == Phase::Closed {
             return;
         }
         self.phase = Phase::Closed;
-        if self.publishing.take().is_some() {
+        if self.publishing.take().is_some() && reason.error().is_none() {
             self.events.push_back(SessionEvent::Unpublished);
         }
         self.pending = None;

@@ -37,7 +37,7 @@ use rtsp_types::{Message, Method, Request, Response, StatusCode, Version};
 use super::sdp::{self, MediaDescription, MediaFormat};
 use super::timeline::Timeline;
 use crate::codec::{AvcConfig, CodecConfig, HevcConfig};
-use crate::media::{Sample, Track};
+use crate::media::{Sample, SessionEnd, Track};
 use crate::rtp::reorder::{DecodeTimes, MAX_REORDER_DEPTH};
 use crate::rtp::{self, Depacketizer, Frame};
 
@@ -116,7 +116,7 @@ pub enum SessionEvent {
     Warning(String),
     /// The session is over (TEARDOWN, a protocol error or end of input).
     Closed {
-        reason: String,
+        reason: SessionEnd,
     },
 }
 
@@ -307,7 +307,7 @@ impl ServerSession {
 
     /// The connection ended.
     pub fn handle_eof(&mut self) {
-        self.close("the connection closed".to_owned());
+        self.close(SessionEnd::ByPeer("the connection closed".to_owned()));
     }
 
     /// Bytes read from the connection. An error closes the session (a
@@ -337,12 +337,12 @@ impl ServerSession {
 
     fn fail_on(&mut self, result: Result<(), RtspError>) -> Result<(), RtspError> {
         if let Err(err) = &result {
-            self.close(err.to_string());
+            self.close(SessionEnd::Failed(err.to_string()));
         }
         result
     }
 
-    fn close(&mut self, reason: String) {
+    fn close(&mut self, reason: SessionEnd) {
         if self.state != State::Closed {
             self.state = State::Closed;
             // Frames waiting for followers to fix their decode times.
@@ -491,7 +491,7 @@ impl ServerSession {
             Method::Record => self.record(version, &cseq),
             Method::Teardown => {
                 self.respond(version, &cseq, StatusCode::Ok, Vec::new(), None);
-                self.close("the sender sent TEARDOWN".to_owned());
+                self.close(SessionEnd::ByPeer("the sender sent TEARDOWN".to_owned()));
             }
             Method::GetParameter | Method::SetParameter => {
                 let session = self.session_header();
@@ -667,7 +667,7 @@ impl ServerSession {
                     Refusal::Unavailable => StatusCode::ServiceUnavailable,
                 };
                 self.respond_error(p.version, &p.cseq, status, reason);
-                self.close(format!("publish refused: {reason}"));
+                self.close(SessionEnd::Failed(format!("publish refused: {reason}")));
             }
             other => self.pending = other,
         }
@@ -875,7 +875,7 @@ impl ServerSession {
             }
         }
         self.drain_timeline()
-            .unwrap_or_else(|err| self.close(err.to_string()));
+            .unwrap_or_else(|err| self.close(SessionEnd::Failed(err.to_string())));
     }
 
     fn rtp(&mut self, index: usize, data: &[u8]) -> Result<(), RtspError> {
