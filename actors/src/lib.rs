@@ -8,6 +8,7 @@ pub mod assets;
 pub mod clock;
 pub mod db;
 pub mod events;
+pub mod ffmpeg;
 pub mod live;
 pub mod process;
 pub mod storage;

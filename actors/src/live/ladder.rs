@@ -39,10 +39,11 @@ use serde::{Deserialize, Serialize};
 use streamforge_protocols::live::Follow;
 use streamforge_protocols::media::{Sample, Track};
 use streamforge_protocols::mp4::{FragmentedReader, ReaderEvent};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::LiveStream;
-use crate::process::{Processes, piped, stderr_tail};
+use crate::ffmpeg::Fmp4Child;
+use crate::process::Processes;
 
 /// The published video every rung is made from.
 pub const SOURCE_RENDITION: &str = "v1";
@@ -53,10 +54,6 @@ pub const MAX_RUNGS: usize = 8;
 /// stream is always restarted.
 const MAX_RESTARTS: usize = 3;
 const RESTART_WINDOW: Duration = Duration::from_secs(600);
-/// Bytes read from ffmpeg's stdout per read.
-const READ_CHUNK: usize = 64 * 1024;
-/// Lines of ffmpeg's stderr kept for the failure reason.
-const STDERR_TAIL: usize = 8;
 /// How often a rung waiting for media checks that its stream still exists.
 const RECHECK: Duration = Duration::from_secs(1);
 
@@ -496,25 +493,16 @@ async fn run_ffmpeg(args: &RungArgs, from: u64, epoch: u32) -> Result<RunEnd, St
         return Ok(RunEnd::Ended);
     };
     let (init, timescale) = init;
-    let mut command = piped("ffmpeg");
-    command
-        .stdin(std::process::Stdio::piped())
-        .args(ffmpeg_args(args.rung, timescale));
-    let mut child = args
-        .processes
-        .spawn(
-            &format!("ffmpeg live {} {}", stream.name(), args.name),
-            command,
-        )
-        .map_err(|e| format!("cannot start ffmpeg: {e}"))?;
-    let stdin = child
+    let mut ffmpeg = Fmp4Child::spawn(
+        &args.processes,
+        &format!("ffmpeg live {} {}", stream.name(), args.name),
+        ffmpeg_args(args.rung, timescale),
+        true,
+    )
+    .map_err(|e| e.to_string())?;
+    let stdin = ffmpeg
         .take_stdin()
         .ok_or_else(|| "ffmpeg has no stdin".to_owned())?;
-    let mut stdout = child
-        .take_stdout()
-        .ok_or_else(|| "ffmpeg has no stdout".to_owned())?;
-    let stderr = child.take_stderr();
-    let tail = stderr_tail(stderr, STDERR_TAIL);
     let times = Arc::new(Mutex::new(FedTimes::default()));
     let feeder = tokio::spawn(feed(
         FeedArgs {
@@ -530,64 +518,45 @@ async fn run_ffmpeg(args: &RungArgs, from: u64, epoch: u32) -> Result<RunEnd, St
     // The feeder is aborted (and stdin closed) whatever way this ends.
     let feeder = AbortOnDrop(feeder);
 
-    let mut reader = FragmentedReader::new();
-    let mut buffer = vec![0u8; READ_CHUNK];
     let mut offset: Option<i64> = None;
     let mut last_dts: Option<i64> = None;
     let mut added = false;
-    loop {
-        let n = stdout
-            .read(&mut buffer)
-            .await
-            .map_err(|e| format!("reading ffmpeg's output: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        reader.feed(&buffer[..n]);
-        while let Some(event) = reader.poll().map_err(|e| format!("ffmpeg's output: {e}"))? {
-            match event {
-                ReaderEvent::Tracks(tracks) => {
-                    let track: Track = tracks
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| "ffmpeg's output has no track".to_owned())?;
-                    let added_now = stream.with_packager_mut(args.presentation, |p| {
-                        p.add_rung(&args.name, SOURCE_RENDITION, track, from)
-                    });
-                    match added_now {
-                        Some(result) => result.map_err(|e| e.to_string())?,
-                        None => return Ok(RunEnd::Ended),
-                    }
-                    added = true;
+    while let Some(event) = ffmpeg.next().await.map_err(|e| e.to_string())? {
+        match event {
+            ReaderEvent::Tracks(tracks) => {
+                let track: Track = tracks
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| "ffmpeg's output has no track".to_owned())?;
+                let added_now = stream.with_packager_mut(args.presentation, |p| {
+                    p.add_rung(&args.name, SOURCE_RENDITION, track, from)
+                });
+                match added_now {
+                    Some(result) => result.map_err(|e| e.to_string())?,
+                    None => return Ok(RunEnd::Ended),
                 }
-                ReaderEvent::Sample(sample) => {
-                    if !added {
-                        return Err("ffmpeg sent samples before its track".to_owned());
+                added = true;
+            }
+            ReaderEvent::Sample(sample) => {
+                if !added {
+                    return Err("ffmpeg sent samples before its track".to_owned());
+                }
+                let Some(sample) = retime(sample, &times, &mut offset, &mut last_dts) else {
+                    continue;
+                };
+                match stream
+                    .with_packager_mut(args.presentation, |p| p.push_rung(&args.name, sample))
+                {
+                    Some(Ok(())) => {}
+                    Some(Err(streamforge_protocols::live::LiveError::Ended)) | None => {
+                        return Ok(RunEnd::Ended);
                     }
-                    let Some(sample) = retime(sample, &times, &mut offset, &mut last_dts) else {
-                        continue;
-                    };
-                    match stream
-                        .with_packager_mut(args.presentation, |p| p.push_rung(&args.name, sample))
-                    {
-                        Some(Ok(())) => {}
-                        Some(Err(streamforge_protocols::live::LiveError::Ended)) | None => {
-                            return Ok(RunEnd::Ended);
-                        }
-                        Some(Err(e)) => return Err(e.to_string()),
-                    }
+                    Some(Err(e)) => return Err(e.to_string()),
                 }
             }
         }
     }
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| format!("waiting for ffmpeg: {e}"))?;
-    let stderr = tail.await.unwrap_or_default();
-    if !status.success() {
-        return Err(format!("ffmpeg failed ({status}): {stderr}"));
-    }
+    let stderr = ffmpeg.finish().await.map_err(|e| e.to_string())?;
     let fed = feeder.join().await?;
     tracing::debug!(stream = %stream.name(), rung = %args.name, ended = matches!(fed, RunEnd::Ended), %stderr, "rung encoder run done");
     stream.with_packager_mut(args.presentation, |p| p.finish_rung(&args.name));

@@ -17,21 +17,16 @@
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use streamforge_protocols::media::{MediaKind, Sample, Track};
-use streamforge_protocols::mp4::{FragmentedReader, ReaderEvent};
+use streamforge_protocols::mp4::ReaderEvent;
 use streamforge_protocols::package::{
     FinishedRendition, MPD, MULTIVARIANT, Packager, PackagerConfig,
 };
-use tokio::io::AsyncReadExt;
 
 use super::job::JobMsg;
 use crate::assets::keys;
-use crate::process::{Processes, piped, stderr_tail};
+use crate::ffmpeg::Fmp4Child;
+use crate::process::{Processes, piped};
 use crate::storage::Storage;
-
-/// Bytes read from ffmpeg's stdout per read.
-const READ_CHUNK: usize = 256 * 1024;
-/// Lines of ffmpeg's stderr kept for the failure reason.
-const STDERR_TAIL: usize = 8;
 
 /// What one rung produces: a video rendition or the audio rendition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,58 +241,38 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
         thumbnails(args, tile_width, tile_height, interval_ms, duration_ms).await?;
         return Ok(Vec::new());
     }
-    let mut command = piped("ffmpeg");
-    command.args(ffmpeg_args(args));
-    let mut child = args
-        .processes
-        .spawn(
-            &format!("ffmpeg {} {}", args.asset, args.spec.name()),
-            command,
-        )
-        .map_err(|e| format!("cannot start ffmpeg: {e}"))?;
-    let mut stdout = child
-        .take_stdout()
-        .ok_or_else(|| "ffmpeg has no stdout".to_owned())?;
-    let stderr = child.take_stderr();
-    let tail = stderr_tail(stderr, STDERR_TAIL);
-
-    let mut reader = FragmentedReader::new();
+    let mut ffmpeg = Fmp4Child::spawn(
+        &args.processes,
+        &format!("ffmpeg {} {}", args.asset, args.spec.name()),
+        ffmpeg_args(args),
+        false,
+    )
+    .map_err(|e| e.to_string())?;
     let mut tracks: Option<Vec<Track>> = None;
     let mut packager: Option<Packager> = None;
-    let mut buffer = vec![0u8; READ_CHUNK];
     let config = rung_packaging(&args.asset, &args.spec);
     let mut segments_seen = 0;
     let mut reported = false;
-    loop {
-        let n = stdout
-            .read(&mut buffer)
-            .await
-            .map_err(|e| format!("reading ffmpeg's output: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        reader.feed(&buffer[..n]);
-        while let Some(event) = reader.poll().map_err(|e| format!("ffmpeg's output: {e}"))? {
-            match event {
-                ReaderEvent::Tracks(found) => tracks = Some(found),
-                ReaderEvent::Sample(sample) => {
-                    if packager.is_none() {
-                        let mut tracks = tracks
-                            .take()
-                            .ok_or_else(|| "ffmpeg sent samples before its tracks".to_owned())?;
-                        for track in &mut tracks {
-                            track.presentation_offset = encoder_delay(track, &sample);
-                        }
-                        packager = Some(
-                            Packager::new(config.clone(), &tracks)
-                                .map_err(|e| format!("packaging: {e}"))?,
-                        );
+    while let Some(event) = ffmpeg.next().await.map_err(|e| e.to_string())? {
+        match event {
+            ReaderEvent::Tracks(found) => tracks = Some(found),
+            ReaderEvent::Sample(sample) => {
+                if packager.is_none() {
+                    let mut tracks = tracks
+                        .take()
+                        .ok_or_else(|| "ffmpeg sent samples before its tracks".to_owned())?;
+                    for track in &mut tracks {
+                        track.presentation_offset = encoder_delay(track, &sample);
                     }
-                    if let Some(packager) = packager.as_mut() {
-                        packager
-                            .push(sample)
-                            .map_err(|e| format!("packaging: {e}"))?;
-                    }
+                    packager = Some(
+                        Packager::new(config.clone(), &tracks)
+                            .map_err(|e| format!("packaging: {e}"))?,
+                    );
+                }
+                if let Some(packager) = packager.as_mut() {
+                    packager
+                        .push(sample)
+                        .map_err(|e| format!("packaging: {e}"))?;
                 }
             }
         }
@@ -318,14 +293,7 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
             }
         }
     }
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| format!("waiting for ffmpeg: {e}"))?;
-    let stderr = tail.await.unwrap_or_default();
-    if !status.success() {
-        return Err(format!("ffmpeg failed ({status}): {stderr}"));
-    }
+    let stderr = ffmpeg.finish().await.map_err(|e| e.to_string())?;
     let mut packager = packager.ok_or_else(|| format!("ffmpeg produced no media: {stderr}"))?;
     packager
         .finish(crate::clock::now())
