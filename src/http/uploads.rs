@@ -2,33 +2,29 @@
 //! creation-with-upload, creation-defer-length, termination, checksum,
 //! expiration, concatenation) and a one-shot `POST /api/uploads` for curl.
 //!
-//! The protocol rules come from `streamforge_protocols::tus`; the bytes go
-//! to the upload's `UploadSession` actor in chunks of at most [`CHUNK`], one
-//! at a time, so an upload holds at most about one chunk in memory however
-//! large the file. An offset is acknowledged only after the session has
+//! The protocol rules come from `streamforge_protocols::tus`; the bytes of
+//! every kind of request take the one write path of the actors' uploads
+//! ([`Uploads::write`](streamforge_actors::uploads::Uploads::write): one
+//! chunk in memory at a time, checkpointed as it goes, verified, committed
+//! or rolled back). An offset is acknowledged only after the session has
 //! made it durable.
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
 use streamforge_actors::uploads::{
-    CALL_TIMEOUT, ConcatKind, NewUpload, UploadError, UploadSessionMsg, UploadStatus,
+    ConcatKind, NewUpload, UploadError, UploadStatus, Write, WriteError,
 };
 use streamforge_protocols::tus::{
-    self, Checksum, ChecksumVerifier, Concat, CreationRequest, PatchRequest, TusError, UploadState,
+    self, Checksum, Concat, CreationRequest, PatchRequest, TusError, UploadState,
 };
 
 use super::AppState;
 use super::error::ApiError;
-
-/// Bytes handed to the session per call.
-const CHUNK: usize = 1024 * 1024;
 
 const TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
 const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
@@ -49,6 +45,18 @@ impl From<TusError> for TusReply {
 impl From<UploadError> for TusReply {
     fn from(err: UploadError) -> Self {
         TusReply(upload_error(err))
+    }
+}
+
+impl From<WriteError> for TusReply {
+    fn from(err: WriteError) -> Self {
+        match err {
+            WriteError::Upload(err) => err.into(),
+            WriteError::Tus(err) => err.into(),
+            err @ (WriteError::Unverified | WriteError::Incomplete) => {
+                TusReply(ApiError::bad_request(err.to_string()))
+            }
+        }
     }
 }
 
@@ -148,142 +156,6 @@ pub async fn options(State(state): State<AppState>) -> Response {
     (StatusCode::NO_CONTENT, headers).into_response()
 }
 
-async fn call<T: Send + 'static>(
-    session: &ActorRef<UploadSessionMsg>,
-    message: impl FnOnce(ractor::RpcReplyPort<T>) -> UploadSessionMsg,
-) -> Result<T, UploadError> {
-    session
-        .call(message, Some(CALL_TIMEOUT))
-        .await
-        .map_err(|e| UploadError::Unreachable(e.to_string()))?
-        .success_or(UploadError::Unreachable("no answer in time".into()))
-}
-
-/// A body without a checksum is made durable every this many bytes…
-const CHECKPOINT_BYTES: u64 = 4 << 20;
-/// …or this often, whichever comes first.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// How a body ended.
-enum BodyEnd {
-    Complete,
-    /// The client went away mid-body; what arrived is kept unless a checksum
-    /// must cover the whole body.
-    Interrupted,
-}
-
-/// Streams `body` into the session's open PATCH, at most `limit` bytes;
-/// returns how it ended and how many bytes it carried.
-async fn write_body<E: std::fmt::Display>(
-    session: &ActorRef<UploadSessionMsg>,
-    body: impl futures::Stream<Item = Result<Bytes, E>>,
-    limit: u64,
-    mut verifier: Option<&mut ChecksumVerifier>,
-) -> Result<(BodyEnd, u64), TusReply> {
-    let mut stream = std::pin::pin!(body);
-    let mut buffer = BytesMut::new();
-    let mut received = 0u64;
-    let mut end = BodyEnd::Complete;
-    // Without a checksum to verify first, a long body is made durable as it
-    // goes: processing reads the upload while it arrives, and a crash loses
-    // at most the bytes since the last checkpoint.
-    let checkpoints = verifier.is_none();
-    let mut unsynced = 0u64;
-    let mut last_checkpoint = tokio::time::Instant::now();
-    loop {
-        let frame = match stream.next().await {
-            Some(Ok(frame)) => Some(frame),
-            Some(Err(err)) => {
-                tracing::debug!(%err, "upload body ended early");
-                end = BodyEnd::Interrupted;
-                None
-            }
-            None => None,
-        };
-        if let Some(frame) = &frame {
-            received += frame.len() as u64;
-            if received > limit {
-                return Err(TusError::LengthExceeded {
-                    offset: 0,
-                    body: received,
-                    limit,
-                }
-                .into());
-            }
-            if let Some(verifier) = verifier.as_deref_mut() {
-                verifier.update(frame);
-            }
-            buffer.extend_from_slice(frame);
-        }
-        let slow = checkpoints && last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL;
-        if buffer.len() >= CHUNK || ((frame.is_none() || slow) && !buffer.is_empty()) {
-            let chunk: Bytes = buffer.split().freeze();
-            unsynced += chunk.len() as u64;
-            call(session, |reply| UploadSessionMsg::Append {
-                bytes: chunk,
-                reply,
-            })
-            .await?
-            .map_err(TusReply::from)?;
-            let due = unsynced >= CHECKPOINT_BYTES
-                || (last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL && unsynced > 0);
-            if checkpoints && frame.is_some() && due {
-                call(session, UploadSessionMsg::Checkpoint)
-                    .await?
-                    .map_err(TusReply::from)?;
-                unsynced = 0;
-                last_checkpoint = tokio::time::Instant::now();
-            }
-        }
-        if frame.is_none() {
-            return Ok((end, received));
-        }
-    }
-}
-
-/// Runs one PATCH-shaped write: begin at `offset`, stream the body, verify,
-/// commit (or roll back on any refusal).
-async fn patch_session(
-    session: &ActorRef<UploadSessionMsg>,
-    offset: u64,
-    declared_length: Option<u64>,
-    checksum: Option<Checksum>,
-    body: Body,
-    limit: u64,
-) -> Result<UploadStatus, TusReply> {
-    call(session, |reply| UploadSessionMsg::Begin { offset, reply })
-        .await?
-        .map_err(TusReply::from)?;
-    let mut verifier = checksum.as_ref().map(Checksum::verifier);
-    let written = write_body(session, body.into_data_stream(), limit, verifier.as_mut()).await;
-    let verdict = match written {
-        Ok((BodyEnd::Interrupted, _)) if verifier.is_some() => {
-            Err(TusReply(ApiError::bad_request(
-                "the body ended before its checksum could be verified; nothing of it was kept",
-            )))
-        }
-        Ok(_) => match verifier {
-            Some(verifier) => verifier.finish().map_err(TusReply::from),
-            None => Ok(()),
-        },
-        Err(err) => Err(err),
-    };
-    match verdict {
-        Ok(()) => Ok(call(session, |reply| UploadSessionMsg::Commit {
-            length: declared_length,
-            reply,
-        })
-        .await?
-        .map_err(TusReply::from)?),
-        Err(err) => {
-            call(session, UploadSessionMsg::Rollback)
-                .await?
-                .map_err(TusReply::from)?;
-            Err(err)
-        }
-    }
-}
-
 fn progress_headers(state: &AppState, status: &UploadStatus, created_at_ms: i64) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(TUS_RESUMABLE, HeaderValue::from_static(tus::TUS_VERSION));
@@ -377,9 +249,17 @@ pub async fn create(
         let checksum = lookup(&headers)("upload-checksum")
             .map(Checksum::parse)
             .transpose()?;
-        let limit = record.length.unwrap_or(max_size(&state));
-        let session = state.uploads.session(&record.id).await?;
-        let status = patch_session(&session, 0, None, checksum, body, limit).await?;
+        let write = Write {
+            offset: 0,
+            limit: record.length.unwrap_or(max_size(&state)),
+            checksum,
+            length: None,
+            whole: false,
+        };
+        let status = state
+            .uploads
+            .write(&record.id, write, body.into_data_stream())
+            .await?;
         response_headers.extend(progress_headers(&state, &status, record.created_at_ms));
     } else {
         // An empty upload is complete at creation: its session stores it on start.
@@ -441,24 +321,24 @@ pub async fn patch(
 ) -> Result<Response, TusReply> {
     tus::check_resumable(lookup(&headers)("tus-resumable"))?;
     let record = state.uploads.record(&id).await?;
-    let session = state.uploads.session(&id).await?;
-    let status = call(&session, UploadSessionMsg::Status).await?;
+    let status = state.uploads.status(&id).await?;
     let upload = UploadState {
         offset: status.offset,
         length: status.length,
         is_final_concat: record.concat == Some(ConcatKind::Final),
     };
     let request = PatchRequest::from_headers(lookup(&headers), &upload, max_size(&state))?;
-    let limit = request.max_body(&upload, max_size(&state));
-    let status = patch_session(
-        &session,
-        request.offset,
-        request.declared_length,
-        request.checksum,
-        body,
-        limit,
-    )
-    .await?;
+    let write = Write {
+        offset: request.offset,
+        limit: request.max_body(&upload, max_size(&state)),
+        checksum: request.checksum,
+        length: request.declared_length,
+        whole: false,
+    };
+    let status = state
+        .uploads
+        .write(&id, write, body.into_data_stream())
+        .await?;
     let out = progress_headers(&state, &status, record.created_at_ms);
     Ok((StatusCode::NO_CONTENT, out).into_response())
 }
@@ -567,38 +447,18 @@ async fn store_one_shot<E: std::fmt::Display>(
         })
         .await
         .map_err(upload_error)?;
-    let session = state
+    let write = Write {
+        offset: 0,
+        limit: length.unwrap_or(max),
+        checksum: None,
+        length,
+        whole: true,
+    };
+    let result = state
         .uploads
-        .session(&record.id)
+        .write(&record.id, write, body)
         .await
-        .map_err(upload_error)?;
-    let limit = length.unwrap_or(max);
-    let result = async {
-        call(&session, |reply| UploadSessionMsg::Begin {
-            offset: 0,
-            reply,
-        })
-        .await?
-        .map_err(TusReply::from)?;
-        let written = write_body(&session, body, limit, None).await;
-        match written {
-            Ok((BodyEnd::Complete, received)) => {
-                // Without a declared length, the length is what the body carried.
-                let declared = Some(length.unwrap_or(received));
-                Ok(call(&session, |reply| UploadSessionMsg::Commit {
-                    length: declared,
-                    reply,
-                })
-                .await?
-                .map_err(TusReply::from)?)
-            }
-            Ok((BodyEnd::Interrupted, _)) => Err(TusReply(ApiError::bad_request(
-                "the body ended early; send the file again, or use tus at /files/ to resume",
-            ))),
-            Err(err) => Err(err),
-        }
-    }
-    .await;
+        .map_err(TusReply::from);
     match result {
         Ok(status) if status.asset_id.is_some() => Ok((
             StatusCode::CREATED,

@@ -10,6 +10,7 @@
 
 mod records;
 mod session;
+mod write;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub use records::{ConcatKind, UploadRecord};
 
 use crate::assets::{AssetRecord, AssetStatus, keys};
 pub use session::{UploadSession, UploadSessionMsg, UploadStatus};
+pub use write::{CHUNK, Write, WriteError};
 
 use crate::clock;
 use crate::db::{Database, DbError};
