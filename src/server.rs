@@ -470,10 +470,9 @@ async fn run(
     let Core {
         db,
         run_id,
-        storage,
         supervision,
         metrics,
-        events,
+        ..
     } = core;
     let Services {
         app,
@@ -531,7 +530,7 @@ async fn run(
     };
     let growing = async {
         if let Some((listener, source)) = listeners.growing {
-            http::source::serve(listener, source, uploads, storage, events, token.clone()).await;
+            http::source::serve(listener, source, uploads, token.clone()).await;
         }
     };
     let rtmp = async {

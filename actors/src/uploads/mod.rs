@@ -8,6 +8,7 @@
 //! A finished upload streams into `assets/<asset>/original` in storage, byte
 //! for byte, and its append file is removed.
 
+mod growing;
 mod records;
 mod session;
 mod write;
@@ -25,6 +26,7 @@ use tokio::sync::Mutex;
 pub use records::{ConcatKind, UploadRecord};
 
 use crate::assets::{AssetRecord, AssetStatus, keys};
+pub use growing::GrowingUpload;
 pub use session::{UploadSession, UploadSessionMsg, UploadStatus};
 pub use write::{CHUNK, Write, WriteError};
 

@@ -1,0 +1,272 @@
+//! Reading an upload while it arrives (the growing source): the bytes of
+//! a range as they become durable, waiting for each commit of the upload's
+//! session (or of its partial uploads, for a final concatenation) and
+//! reading its append file, then its stored original once it is complete.
+//! `src/http/source.rs` serves this to ffmpeg and ffprobe over loopback
+//! HTTP, so processing starts with the first bytes.
+
+use std::io::SeekFrom;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::Stream;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::broadcast;
+
+use super::{UploadError, Uploads};
+use crate::assets::keys;
+use crate::events::Event;
+
+/// Bytes per read.
+const CHUNK: usize = 256 * 1024;
+/// How long a read waits for the upload to move before checking again.
+const RECHECK: Duration = Duration::from_secs(15);
+/// A read held this long without a new byte fails: the upload stalled.
+const STALLED: Duration = Duration::from_secs(3600);
+
+/// An upload opened for reading as it grows.
+pub struct GrowingUpload {
+    uploads: Uploads,
+    id: String,
+    events: broadcast::Receiver<Event>,
+    /// The upload's length.
+    pub length: Option<u64>,
+}
+
+impl Uploads {
+    /// Opens upload `id` for reading while it arrives. Its length may not
+    /// be known yet (a deferred length).
+    pub async fn open_growing(&self, id: &str) -> Result<GrowingUpload, UploadError> {
+        // Subscribed before the first look, so no commit goes unnoticed.
+        let events = self.events.subscribe();
+        let status = self.status(id).await?;
+        Ok(GrowingUpload {
+            uploads: self.clone(),
+            id: id.to_owned(),
+            events,
+            length: status.length,
+        })
+    }
+}
+
+impl GrowingUpload {
+    /// Bytes `range` of the upload, each chunk as soon as it is durable. An
+    /// upload that stalls for an hour, or goes away, ends the stream with
+    /// an error.
+    pub fn read(self, range: Range<u64>) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
+        let reader = Growing {
+            uploads: self.uploads,
+            id: self.id,
+            events: self.events,
+            file: None,
+            parts: None,
+            known: None,
+            pos: range.start,
+            end: range.end,
+        };
+        futures::stream::unfold(reader, Growing::next)
+    }
+}
+
+/// One response body following an upload as it grows.
+struct Growing {
+    uploads: Uploads,
+    id: String,
+    events: broadcast::Receiver<Event>,
+    /// The open file, which file it is, and the position it is read at.
+    file: Option<(PathBuf, tokio::fs::File, u64)>,
+    /// A final concatenation still arriving: its partials, in order, with
+    /// their lengths (loaded on first use).
+    parts: Option<Vec<(String, u64)>>,
+    /// The durable span last found: bytes `[from, to)` of the upload are at
+    /// `file_at…` of `path`. Reads inside it need no new status lookup.
+    known: Option<Known>,
+    pos: u64,
+    end: u64,
+}
+
+struct Known {
+    path: PathBuf,
+    from: u64,
+    to: u64,
+    file_at: u64,
+}
+
+/// Where the next bytes come from.
+enum Place {
+    /// Read `path` at `at`, at most `max` bytes.
+    Read { path: PathBuf, at: u64, max: u64 },
+    /// Not durable yet.
+    Wait,
+}
+
+impl Growing {
+    async fn next(mut self) -> Option<(std::io::Result<Bytes>, Self)> {
+        if self.pos >= self.end {
+            return None;
+        }
+        match self.chunk().await {
+            Ok(bytes) => {
+                self.pos += bytes.len() as u64;
+                Some((Ok(bytes), self))
+            }
+            Err(err) => {
+                tracing::info!(upload = %self.id, %err, "growing source read ended");
+                // The error ends the body; the next poll ends the stream.
+                self.end = self.pos;
+                Some((Err(err), self))
+            }
+        }
+    }
+
+    /// The next bytes at `pos`, waiting until they are durable.
+    async fn chunk(&mut self) -> std::io::Result<Bytes> {
+        let waited_since = tokio::time::Instant::now();
+        loop {
+            let place = match &self.known {
+                Some(k) if (k.from..k.to).contains(&self.pos) => Place::Read {
+                    path: k.path.clone(),
+                    at: k.file_at + (self.pos - k.from),
+                    max: k.to - self.pos,
+                },
+                _ => self.place().await?,
+            };
+            if let Place::Read { path, at, max } = place {
+                self.known = Some(Known {
+                    path: path.clone(),
+                    from: self.pos,
+                    to: self.pos + max,
+                    file_at: at,
+                });
+                let want = max.min(self.end - self.pos).min(CHUNK as u64) as usize;
+                return self.read_at(path, at, want).await;
+            }
+            if waited_since.elapsed() > STALLED {
+                return Err(std::io::Error::other("the upload stalled"));
+            }
+            // Wait for this upload (or one of its partials) to commit more.
+            let watched: Vec<String> = std::iter::once(self.id.clone())
+                .chain(self.parts.iter().flatten().map(|(p, _)| p.clone()))
+                .collect();
+            let _ = tokio::time::timeout(RECHECK, async {
+                loop {
+                    match self.events.recv().await {
+                        Ok(event) if watched.iter().any(|id| event.concerns(id)) => return,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Where the byte at `pos` is, if it is durable.
+    async fn place(&mut self) -> std::io::Result<Place> {
+        let gone = |e: UploadError| std::io::Error::other(format!("the upload is gone: {e}"));
+        let status = self.uploads.status(&self.id).await.map_err(gone)?;
+        let length = status.length.unwrap_or(0);
+        if status.offset == length && length > 0 {
+            // Complete: the stored original (or the append file, if the
+            // rename has not happened yet).
+            let path = self.own_path(status.asset_id.as_deref()).await?;
+            return Ok(Place::Read {
+                path,
+                at: self.pos,
+                max: length - self.pos,
+            });
+        }
+        if self.parts.is_none() {
+            let record = self.uploads.record(&self.id).await.map_err(gone)?;
+            let mut parts = Vec::with_capacity(record.parts.len());
+            for part in &record.parts {
+                let partial = self.uploads.record(part).await.map_err(gone)?;
+                parts.push((part.clone(), partial.length.unwrap_or(0)));
+            }
+            self.parts = Some(parts);
+        }
+        let parts = self.parts.as_deref().unwrap_or(&[]);
+        if parts.is_empty() {
+            if self.pos < status.offset {
+                let path = self.own_path(None).await?;
+                return Ok(Place::Read {
+                    path,
+                    at: self.pos,
+                    max: status.offset - self.pos,
+                });
+            }
+            return Ok(Place::Wait);
+        }
+        // A final concatenation: the partial holding `pos`.
+        let mut start = 0u64;
+        for (part, part_length) in parts {
+            if self.pos < start + part_length {
+                let inner = self.pos - start;
+                let durable = self.uploads.status(part).await.map_err(gone)?.offset;
+                if inner < durable {
+                    return Ok(Place::Read {
+                        path: self.uploads.file_path(part),
+                        at: inner,
+                        max: durable - inner,
+                    });
+                }
+                return Ok(Place::Wait);
+            }
+            start += part_length;
+        }
+        Err(std::io::Error::other("read past the partial uploads"))
+    }
+
+    async fn read_at(&mut self, path: PathBuf, at: u64, want: usize) -> std::io::Result<Bytes> {
+        let reuse = matches!(&self.file, Some((p, _, pos)) if *p == path && *pos == at);
+        if !reuse {
+            let mut file = tokio::fs::File::open(&path).await?;
+            file.seek(SeekFrom::Start(at)).await?;
+            self.file = Some((path, file, at));
+        }
+        let Some((_, file, pos)) = self.file.as_mut() else {
+            return Err(std::io::Error::other("no file"));
+        };
+        let mut buffer = BytesMut::zeroed(want);
+        let n = file.read(&mut buffer).await?;
+        if n == 0 {
+            return Err(std::io::Error::other(
+                "the upload's file is shorter than its offset",
+            ));
+        }
+        buffer.truncate(n);
+        *pos += n as u64;
+        Ok(buffer.freeze())
+    }
+
+    /// The upload's append file, or its stored original once it was moved.
+    async fn own_path(&self, asset: Option<&str>) -> std::io::Result<PathBuf> {
+        let append = self.uploads.file_path(&self.id);
+        if tokio::fs::try_exists(&append).await.unwrap_or(false)
+            && tokio::fs::metadata(&append)
+                .await
+                .map(|m| m.len() > 0)
+                .unwrap_or(false)
+        {
+            return Ok(append);
+        }
+        let asset = match asset {
+            Some(asset) => Some(asset.to_owned()),
+            None => self
+                .uploads
+                .status(&self.id)
+                .await
+                .ok()
+                .and_then(|s| s.asset_id),
+        };
+        asset
+            .and_then(|asset| keys::original(&asset).ok())
+            .and_then(|key| self.uploads.storage.local_path(&key))
+            .ok_or_else(|| std::io::Error::other("the upload's bytes are not on local storage"))
+    }
+}
