@@ -102,43 +102,27 @@ pub(super) trait ReaderMsg: ractor::Message + Sized {
     fn input(bytes: Bytes, reply: RpcReplyPort<()>) -> Self;
     /// The peer closed the connection, reading failed or it idled out.
     fn closed(reason: String) -> Self;
-    /// Asked when the socket was quiet for the idle timeout: the actor
-    /// answers whether the session is alive by other means (RTSP over UDP).
-    /// `None`: quiet means gone.
-    fn quiet(_reply: RpcReplyPort<bool>) -> Option<Self> {
-        None
-    }
 }
 
 /// Reads the connection for `actor` until it closes, fails, idles out
-/// (`idle` with no bytes, unless the actor says otherwise) or the actor
-/// stops answering.
+/// (`idle` with no bytes, when there is one: a session with liveness of
+/// its own has none) or the actor stops answering.
 pub(super) fn spawn_reader<M: ReaderMsg>(
     mut read: OwnedReadHalf,
-    idle: Duration,
+    idle: Option<Duration>,
     actor: ActorRef<M>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut buf = BytesMut::with_capacity(READ_SIZE);
         loop {
             buf.reserve(READ_SIZE);
-            let reason = match tokio::time::timeout(idle, read.read_buf(&mut buf)).await {
-                Err(_) => {
-                    let (tx, rx) = ractor::concurrency::oneshot();
-                    let alive = match M::quiet(tx.into()) {
-                        Some(ask) => {
-                            if actor.send_message(ask).is_err() {
-                                return;
-                            }
-                            rx.await.unwrap_or(false)
-                        }
-                        None => false,
-                    };
-                    if alive {
-                        continue;
-                    }
-                    format!("no data for {} s", idle.as_secs())
-                }
+            let read = read.read_buf(&mut buf);
+            let result = match idle {
+                Some(idle) => tokio::time::timeout(idle, read).await,
+                None => Ok(read.await),
+            };
+            let reason = match result {
+                Err(_) => format!("no data for {} s", idle.unwrap_or_default().as_secs()),
                 Ok(Ok(0)) => "the peer closed the connection".to_owned(),
                 Ok(Err(err)) => format!("read failed: {err}"),
                 Ok(Ok(_)) => {

@@ -5,7 +5,7 @@
 //! never a queue), it feeds them to the sans-IO
 //! [`ServerSession`](streamforge_protocols::rtmp::ServerSession), writes the
 //! session's replies, decides publish requests against the stream keys and
-//! pushes samples into its stream through a [`Publisher`]. Any protocol
+//! pushes samples into its stream through an `IngestPublish` (its `Publisher`). Any protocol
 //! error, idle timeout or refused publish ends the connection with a logged
 //! reason; nothing else is touched.
 
@@ -91,8 +91,11 @@ impl Actor for RtmpIngest {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let (read, writer) = args.socket.into_split();
-        let reader =
-            super::ingest::spawn_reader(read, args.live.options().idle_timeout, myself.clone());
+        let reader = super::ingest::spawn_reader(
+            read,
+            Some(args.live.options().idle_timeout),
+            myself.clone(),
+        );
         tracing::debug!(remote = %args.remote, "rtmp: connection");
         Ok(RtmpIngestState {
             session: ServerSession::new(ServerConfig {

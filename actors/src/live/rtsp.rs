@@ -6,14 +6,16 @@
 //! the sender through TCP), it feeds them to the sans-IO
 //! [`ServerSession`](streamforge_protocols::rtsp::ServerSession), writes
 //! the replies, decides ANNOUNCE against the stream keys and pushes samples
-//! into its stream through a [`Publisher`].
+//! into its stream through an `IngestPublish`.
 //!
 //! UDP transport: the server has one RTP and one RTCP socket
 //! ([`UdpPorts`]) shared by every session; a datagram goes to the session
 //! whose SETUP named its source address, through a bounded queue that
 //! drops (and counts) when the session falls behind — UDP has no
-//! backpressure to give. A session with no bytes on TCP and no datagrams
-//! for `live.idle_timeout` is closed.
+//! backpressure to give. Liveness is the session's own timer
+//! (`poll_timeout`/`handle_timeout`): the actor wakes it when it is due,
+//! and a session with no bytes on TCP and no datagrams for
+//! `live.idle_timeout` closes, its publish ending with that reason.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::time::Instant;
 use streamforge_protocols::rtmp::PublishRejection;
 use streamforge_protocols::rtsp::session::Refusal;
 use streamforge_protocols::rtsp::{ServerConfig, ServerSession, SessionEvent};
@@ -30,7 +33,6 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::ingest::IngestPublish;
@@ -167,9 +169,8 @@ pub enum RtspIngestMsg {
     Input(Bytes, RpcReplyPort<()>),
     /// A datagram for this session; answered once processed.
     Datagram(usize, bool, Bytes, RpcReplyPort<()>),
-    /// No TCP bytes for a while: answers whether datagrams kept the
-    /// session alive.
-    Quiet(RpcReplyPort<bool>),
+    /// The session's timer: wake it ([`ServerSession::handle_timeout`]).
+    Timeout,
     /// The sender closed the connection, or reading failed.
     Closed(String),
 }
@@ -181,10 +182,6 @@ impl super::ingest::ReaderMsg for RtspIngestMsg {
 
     fn closed(reason: String) -> Self {
         Self::Closed(reason)
-    }
-
-    fn quiet(reply: RpcReplyPort<bool>) -> Option<Self> {
-        Some(Self::Quiet(reply))
     }
 }
 
@@ -200,7 +197,6 @@ pub struct RtspIngestState {
     routed: Vec<SocketAddr>,
     datagrams: Option<mpsc::Sender<Datagram>>,
     forwarder: Option<JoinHandle<()>>,
-    last_datagram: Option<Instant>,
 }
 
 impl Actor for RtspIngest {
@@ -215,16 +211,23 @@ impl Actor for RtspIngest {
     ) -> Result<Self::State, ActorProcessingErr> {
         let (read, writer) = args.socket.into_split();
         let idle = args.live.options().idle_timeout;
-        let reader = super::ingest::spawn_reader(read, idle, myself.clone());
+        // Liveness is the session's (TCP or UDP input keeps it alive): the
+        // reader has no timeout of its own.
+        let reader = super::ingest::spawn_reader(read, None, myself.clone());
         let udp_ports = args.udp.as_ref().and_then(|u| u.ports().ok());
         let session_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
         tracing::debug!(remote = %args.remote, "rtsp: connection");
-        Ok(RtspIngestState {
-            session: ServerSession::new(ServerConfig {
+        let session = ServerSession::new(
+            ServerConfig {
                 session_id,
                 timeout_secs: idle.as_secs().max(1),
                 udp_ports,
-            }),
+            },
+            Instant::now(),
+        );
+        arm_timer(&myself, &session);
+        Ok(RtspIngestState {
+            session,
             writer,
             remote: args.remote,
             live: args.live,
@@ -234,7 +237,6 @@ impl Actor for RtspIngest {
             routed: Vec::new(),
             datagrams: None,
             forwarder: None,
-            last_datagram: None,
         })
     }
 
@@ -246,7 +248,7 @@ impl Actor for RtspIngest {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             RtspIngestMsg::Input(bytes, reply) => {
-                if let Err(err) = state.session.handle_input(&bytes) {
+                if let Err(err) = state.session.handle_input(&bytes, Instant::now()) {
                     tracing::info!(remote = %state.remote, %err, "rtsp: protocol error; closing");
                 }
                 state.after_input(&myself).await;
@@ -255,8 +257,7 @@ impl Actor for RtspIngest {
                 }
             }
             RtspIngestMsg::Datagram(track, rtcp, data, reply) => {
-                state.last_datagram = Some(Instant::now());
-                if let Err(err) = state.session.handle_udp(track, rtcp, &data) {
+                if let Err(err) = state.session.handle_udp(track, rtcp, &data, Instant::now()) {
                     tracing::info!(remote = %state.remote, %err, "rtsp: protocol error; closing");
                 }
                 state.after_input(&myself).await;
@@ -264,10 +265,10 @@ impl Actor for RtspIngest {
                     let _ = reply.send(());
                 }
             }
-            RtspIngestMsg::Quiet(reply) => {
-                let idle = state.live.options().idle_timeout;
-                let alive = state.last_datagram.is_some_and(|t| t.elapsed() < idle);
-                let _ = reply.send(alive);
+            RtspIngestMsg::Timeout => {
+                state.session.handle_timeout(Instant::now());
+                state.after_input(&myself).await;
+                arm_timer(&myself, &state.session);
             }
             RtspIngestMsg::Closed(reason) => {
                 tracing::info!(remote = %state.remote, %reason, "rtsp: connection closed");
@@ -297,6 +298,15 @@ impl Actor for RtspIngest {
         state.publish.unpublished();
         let _ = state.writer.shutdown().await;
         Ok(())
+    }
+}
+
+/// Wakes the actor when the session's timer is due (one timer at a time:
+/// each wake-up sets the next).
+fn arm_timer(myself: &ActorRef<RtspIngestMsg>, session: &ServerSession) {
+    if let Some(due) = session.poll_timeout() {
+        let wait = due.saturating_duration_since(Instant::now());
+        myself.send_after(wait, || RtspIngestMsg::Timeout);
     }
 }
 

@@ -6,7 +6,8 @@
 //! 1. [`handle_input`](ServerSession::handle_input) with the bytes read
 //!    from the connection; [`handle_udp`](ServerSession::handle_udp) with
 //!    datagrams that arrived on the server's UDP ports from an address a
-//!    [`SessionEvent::UdpSetup`] named.
+//!    [`SessionEvent::UdpSetup`] named; [`handle_timeout`](ServerSession::handle_timeout)
+//!    when [`poll_timeout`](ServerSession::poll_timeout) says.
 //! 2. Write everything [`poll_transmit`](ServerSession::poll_transmit)
 //!    yields, in order.
 //! 3. Act on every [`poll_event`](ServerSession::poll_event):
@@ -15,9 +16,13 @@
 //!    it wait in the input buffer until then), `Tracks` then `Sample`s feed
 //!    a packager, `Closed` ends the connection.
 //!
-//! Timeouts are the caller's: close the connection after a while with no
-//! bytes from the sender (TCP or UDP); [`ServerConfig::timeout_secs`] is
-//! what the `Session` header tells the sender.
+//! Liveness is the session's, with time passed in (as quinn-proto does):
+//! every input says when it arrived, [`poll_timeout`](ServerSession::poll_timeout)
+//! tells when the session must next be woken, and
+//! [`handle_timeout`](ServerSession::handle_timeout) closes it (`Closed`
+//! with a failure) once [`ServerConfig::timeout_secs`] passed without a
+//! byte from the sender, over TCP or UDP. The same timeout is what the
+//! `Session` header tells the sender.
 //!
 //! RTP carries presentation times only. Video samples get decode times from
 //! [`DecodeTimes`] (the k-th frame takes the k-th smallest presentation
@@ -37,6 +42,8 @@ use rtsp_types::{Message, Method, Request, Response, StatusCode, Version};
 use super::sdp::{self, MediaDescription, MediaFormat};
 use super::timeline::Timeline;
 use crate::codec::{AvcConfig, CodecConfig, HevcConfig};
+use std::time::{Duration, Instant};
+
 use crate::media::{Sample, SessionEnd, Track};
 use crate::rtp::reorder::{DecodeTimes, MAX_REORDER_DEPTH};
 use crate::rtp::{self, Depacketizer, Frame};
@@ -54,7 +61,7 @@ const PUBLIC: &str = "OPTIONS, ANNOUNCE, SETUP, RECORD, TEARDOWN, GET_PARAMETER,
 pub struct ServerConfig {
     /// The `Session` identifier handed out at SETUP (random, from the caller).
     pub session_id: String,
-    /// Seconds of silence before the caller closes the session.
+    /// Seconds without a byte from the sender before the session closes.
     pub timeout_secs: u64,
     /// The server's RTP and RTCP UDP ports, when UDP transport is offered.
     pub udp_ports: Option<(u16, u16)>,
@@ -249,6 +256,8 @@ pub struct ServerSession {
     challenges: u32,
     transmit: VecDeque<Bytes>,
     events: VecDeque<SessionEvent>,
+    /// When the sender was last heard from (TCP or UDP).
+    last_heard: Instant,
 }
 
 fn header_str<B>(req: &Request<B>, name: &headers::HeaderName) -> Option<String> {
@@ -256,7 +265,8 @@ fn header_str<B>(req: &Request<B>, name: &headers::HeaderName) -> Option<String>
 }
 
 impl ServerSession {
-    pub fn new(config: ServerConfig) -> Self {
+    /// A session whose connection was accepted at `now`.
+    pub fn new(config: ServerConfig, now: Instant) -> Self {
         Self {
             config,
             input: Vec::new(),
@@ -271,7 +281,29 @@ impl ServerSession {
             challenges: 0,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            last_heard: now,
         }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called;
+    /// `None` once the session is closed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (self.state != State::Closed).then(|| self.last_heard + self.timeout())
+    }
+
+    /// Wakes the session at `now`: past the timeout without a byte from
+    /// the sender, it closes (`Closed` with the reason).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state != State::Closed && now >= self.last_heard + self.timeout() {
+            self.close(SessionEnd::Failed(format!(
+                "no data from the sender for {} s",
+                self.config.timeout_secs
+            )));
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.config.timeout_secs.max(1))
     }
 
     pub fn is_closed(&self) -> bool {
@@ -313,19 +345,27 @@ impl ServerSession {
     /// Bytes read from the connection. An error closes the session (a
     /// `Closed` event says why); the caller writes what is left to
     /// transmit and closes the connection.
-    pub fn handle_input(&mut self, data: &[u8]) -> Result<(), RtspError> {
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) -> Result<(), RtspError> {
         if self.state == State::Closed {
             return Ok(());
         }
+        self.last_heard = self.last_heard.max(now);
         self.input.extend_from_slice(data);
         self.process()
     }
 
     /// A datagram from the sender's RTP or RTCP port of `track`.
-    pub fn handle_udp(&mut self, track: usize, rtcp: bool, data: &[u8]) -> Result<(), RtspError> {
+    pub fn handle_udp(
+        &mut self,
+        track: usize,
+        rtcp: bool,
+        data: &[u8],
+        now: Instant,
+    ) -> Result<(), RtspError> {
         if self.state != State::Recording || self.transport != Some(Transport::Udp) {
             return Ok(());
         }
+        self.last_heard = self.last_heard.max(now);
         let result = if rtcp {
             self.rtcp(track, data);
             Ok(())

@@ -17,11 +17,19 @@ a=control:streamid=1\r\n";
 const URL: &str = "rtsp://127.0.0.1:8554/live/cam?key=k1";
 
 fn session() -> ServerSession {
-    ServerSession::new(ServerConfig {
-        session_id: "abc".into(),
-        timeout_secs: 10,
-        udp_ports: Some((6000, 6001)),
-    })
+    ServerSession::new(
+        ServerConfig {
+            session_id: "abc".into(),
+            timeout_secs: 10,
+            udp_ports: Some((6000, 6001)),
+        },
+        now(),
+    )
+}
+
+/// The time of an input in tests that are not about time.
+fn now() -> Instant {
+    Instant::now()
 }
 
 fn request(method: &str, url: &str, cseq: u32, extra: &str, body: &str) -> Vec<u8> {
@@ -138,7 +146,7 @@ fn accept(s: &mut ServerSession) -> Vec<SessionEvent> {
 #[test]
 fn a_publish_over_tcp() {
     let mut s = session();
-    s.handle_input(&publish_bytes()).unwrap();
+    s.handle_input(&publish_bytes(), now()).unwrap();
     let events = accept(&mut s);
     let replies = responses(&mut s);
     assert_eq!(replies.len(), 5, "{replies:?}");
@@ -197,13 +205,13 @@ fn a_publish_over_tcp() {
 fn every_split_gives_the_same_events() {
     let bytes = publish_bytes();
     let mut whole = session();
-    whole.handle_input(&bytes).unwrap();
+    whole.handle_input(&bytes, now()).unwrap();
     let expected = accept(&mut whole);
     for split in (0..bytes.len()).step_by(7) {
         let mut s = session();
-        s.handle_input(&bytes[..split]).unwrap();
+        s.handle_input(&bytes[..split], now()).unwrap();
         let mut got = accept(&mut s);
-        s.handle_input(&bytes[split..]).unwrap();
+        s.handle_input(&bytes[split..], now()).unwrap();
         got.extend(accept(&mut s));
         assert_eq!(got, expected, "split at {split}");
     }
@@ -212,7 +220,7 @@ fn every_split_gives_the_same_events() {
 #[test]
 fn a_refused_announce_gets_its_status_and_closes() {
     let mut s = session();
-    s.handle_input(&request("ANNOUNCE", URL, 1, "", SDP))
+    s.handle_input(&request("ANNOUNCE", URL, 1, "", SDP), now())
         .unwrap();
     let Some(SessionEvent::AnnounceRequested { request_id, .. }) = s.poll_event() else {
         panic!()
@@ -235,16 +243,19 @@ fn a_refused_announce_gets_its_status_and_closes() {
 #[test]
 fn udp_setup_names_the_ports() {
     let mut s = session();
-    s.handle_input(&request("ANNOUNCE", URL, 1, "", SDP))
+    s.handle_input(&request("ANNOUNCE", URL, 1, "", SDP), now())
         .unwrap();
     accept(&mut s);
-    s.handle_input(&request(
-        "SETUP",
-        &format!("{URL}/streamid=1"),
-        2,
-        "Transport: RTP/AVP;unicast;client_port=5000-5001;mode=record\r\n",
-        "",
-    ))
+    s.handle_input(
+        &request(
+            "SETUP",
+            &format!("{URL}/streamid=1"),
+            2,
+            "Transport: RTP/AVP;unicast;client_port=5000-5001;mode=record\r\n",
+            "",
+        ),
+        now(),
+    )
     .unwrap();
     let replies = responses(&mut s);
     assert!(replies[1].contains("server_port=6000-6001"), "{replies:?}");
@@ -256,10 +267,10 @@ fn udp_setup_names_the_ports() {
             rtcp_port: 5001
         }]
     );
-    s.handle_input(&request("RECORD", URL, 3, "Session: abc\r\n", ""))
+    s.handle_input(&request("RECORD", URL, 3, "Session: abc\r\n", ""), now())
         .unwrap();
-    s.handle_udp(1, false, &aac(0)).unwrap();
-    s.handle_udp(1, false, &aac(1024)).unwrap();
+    s.handle_udp(1, false, &aac(0), now()).unwrap();
+    s.handle_udp(1, false, &aac(1024), now()).unwrap();
     let got = events(&mut s);
     assert!(
         got.iter()
@@ -281,7 +292,7 @@ fn wrong_payload_type_ends_the_session() {
     ));
     bytes.extend(request("RECORD", URL, 3, "", ""));
     bytes.extend(interleaved(0, &rtp(33, 1, 0, true, &[0x65, 1])));
-    s.handle_input(&bytes).unwrap();
+    s.handle_input(&bytes, now()).unwrap();
     let Some(SessionEvent::AnnounceRequested { request_id, .. }) = s.poll_event() else {
         panic!()
     };
@@ -301,7 +312,7 @@ fn wrong_payload_type_ends_the_session() {
 fn bad_requests_get_precise_statuses() {
     let status = |bytes: Vec<u8>| {
         let mut s = session();
-        let _ = s.handle_input(&bytes);
+        let _ = s.handle_input(&bytes, now());
         responses(&mut s)
             .first()
             .map(|r| r.lines().next().unwrap_or_default().to_owned())
@@ -339,7 +350,7 @@ fn an_endless_header_is_refused() {
     let mut s = session();
     let mut bytes = b"OPTIONS rtsp://h/ RTSP/1.0\r\nX: ".to_vec();
     bytes.extend(std::iter::repeat_n(b'a', MAX_MESSAGE + 10));
-    assert_eq!(s.handle_input(&bytes), Err(RtspError::TooLarge));
+    assert_eq!(s.handle_input(&bytes, now()), Err(RtspError::TooLarge));
     assert!(s.is_closed());
 }
 
@@ -354,7 +365,7 @@ fn fuzz_regressions() {
         let (&split, rest) = input.split_first().unwrap();
         let mut s = session();
         for chunk in rest.chunks(usize::from(split).max(1)) {
-            if s.handle_input(chunk).is_err() {
+            if s.handle_input(chunk, now()).is_err() {
                 break;
             }
             accept(&mut s);
@@ -366,20 +377,23 @@ fn fuzz_regressions() {
 fn setup_urls_with_the_query_after_the_control_name_the_track() {
     // GStreamer's rtspclientsink: `{base path}/{control}?{query}`.
     let mut s = session();
-    s.handle_input(&request("ANNOUNCE", URL, 1, "", SDP))
+    s.handle_input(&request("ANNOUNCE", URL, 1, "", SDP), now())
         .unwrap();
     accept(&mut s);
     for (cseq, (control, channels)) in [("streamid=0", "0-1"), ("streamid=1", "2-3")]
         .into_iter()
         .enumerate()
     {
-        s.handle_input(&request(
-            "SETUP",
-            &format!("rtsp://127.0.0.1:8554/live/cam/{control}?key=k1"),
-            2 + cseq as u32,
-            &format!("Transport: RTP/AVP/TCP;unicast;interleaved={channels};mode=record\r\n"),
-            "",
-        ))
+        s.handle_input(
+            &request(
+                "SETUP",
+                &format!("rtsp://127.0.0.1:8554/live/cam/{control}?key=k1"),
+                2 + cseq as u32,
+                &format!("Transport: RTP/AVP/TCP;unicast;interleaved={channels};mode=record\r\n"),
+                "",
+            ),
+            now(),
+        )
         .unwrap();
     }
     let replies = responses(&mut s);
@@ -396,7 +410,7 @@ fn setup_urls_with_the_query_after_the_control_name_the_track() {
 fn a_key_sent_as_credentials_after_a_challenge_publishes() {
     let mut s = session();
     let bare = "rtsp://127.0.0.1:8554/live/cam";
-    s.handle_input(&request("ANNOUNCE", bare, 1, "", SDP))
+    s.handle_input(&request("ANNOUNCE", bare, 1, "", SDP), now())
         .unwrap();
     let Some(SessionEvent::AnnounceRequested { request_id, path }) = s.poll_event() else {
         panic!()
@@ -419,13 +433,16 @@ fn a_key_sent_as_credentials_after_a_challenge_publishes() {
     assert!(!s.is_closed());
     // ffmpeg and GStreamer answer with the URL's user:password
     // (`rtsp://publisher:k1@…`): "publisher:k1" in base64.
-    s.handle_input(&request(
-        "ANNOUNCE",
-        bare,
-        2,
-        "Authorization: Basic cHVibGlzaGVyOmsx\r\n",
-        SDP,
-    ))
+    s.handle_input(
+        &request(
+            "ANNOUNCE",
+            bare,
+            2,
+            "Authorization: Basic cHVibGlzaGVyOmsx\r\n",
+            SDP,
+        ),
+        now(),
+    )
     .unwrap();
     let Some(SessionEvent::AnnounceRequested { request_id, path }) = s.poll_event() else {
         panic!()
@@ -439,7 +456,7 @@ fn a_key_sent_as_credentials_after_a_challenge_publishes() {
     // sending none after two challenges.
     let mut s = session();
     for cseq in 1..=3 {
-        s.handle_input(&request("ANNOUNCE", bare, cseq, "", SDP))
+        s.handle_input(&request("ANNOUNCE", bare, cseq, "", SDP), now())
             .unwrap();
         let Some(SessionEvent::AnnounceRequested { request_id, .. }) = s.poll_event() else {
             panic!()
@@ -506,7 +523,7 @@ fn new_in_band_parameter_sets_announce_the_tracks_again_before_their_keyframe() 
         bytes.extend(interleaved(2, &aac(500 + i * 1764)));
     }
     let mut s = session();
-    s.handle_input(&bytes).unwrap();
+    s.handle_input(&bytes, now()).unwrap();
     let events = accept(&mut s);
     let announced: Vec<(usize, u32)> = events
         .iter()
@@ -535,5 +552,42 @@ fn new_in_band_parameter_sets_announce_the_tracks_again_before_their_keyframe() 
             .data
             .windows(SPS_720P_HIGH.len())
             .any(|w| w == SPS_720P_HIGH)
+    );
+}
+
+#[test]
+fn a_silent_sender_times_out_on_the_session_clock() {
+    let t0 = Instant::now();
+    let second = Duration::from_secs(1);
+    let mut s = ServerSession::new(
+        ServerConfig {
+            session_id: "abc".into(),
+            timeout_secs: 10,
+            udp_ports: None,
+        },
+        t0,
+    );
+    assert_eq!(s.poll_timeout(), Some(t0 + 10 * second));
+    s.handle_timeout(t0 + 9 * second);
+    assert!(!s.is_closed());
+    // A keep-alive at 5 s moves the deadline.
+    s.handle_input(&request("OPTIONS", URL, 1, "", ""), t0 + 5 * second)
+        .unwrap();
+    assert_eq!(s.poll_timeout(), Some(t0 + 15 * second));
+    // Input that says it arrived earlier does not move it back.
+    s.handle_input(&request("OPTIONS", URL, 2, "", ""), t0 + 2 * second)
+        .unwrap();
+    assert_eq!(s.poll_timeout(), Some(t0 + 15 * second));
+    s.handle_timeout(t0 + 14 * second);
+    assert!(!s.is_closed());
+    s.handle_timeout(t0 + 15 * second);
+    assert!(s.is_closed());
+    assert_eq!(s.poll_timeout(), None);
+    let closed = events(&mut s).pop();
+    assert_eq!(
+        closed,
+        Some(SessionEvent::Closed {
+            reason: SessionEnd::Failed("no data from the sender for 10 s".into())
+        })
     );
 }
