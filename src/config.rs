@@ -14,9 +14,9 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
-use streamforge_actors::live::ladder::LiveRung;
+use streamforge_actors::live::ladder::LiveLadderRung;
 use streamforge_actors::live::rtsp_pull::PullSource;
-use streamforge_actors::transcode::{DEFAULT_LADDER, LadderRung, check_ladder};
+use streamforge_actors::transcode::{DEFAULT_LADDER, LadderRung, check_vod_ladder};
 
 /// Sections of the configuration; an environment variable whose name (after
 /// the prefix) starts with one of these followed by `_` sets a key in it.
@@ -232,7 +232,7 @@ pub struct LiveStreamConfig {
     pub name: String,
     /// The live ladder; rungs not below the published video are skipped.
     #[serde(default)]
-    pub ladder: Vec<LiveRung>,
+    pub ladder: Vec<LiveLadderRung>,
 }
 
 impl Default for LiveConfig {
@@ -540,12 +540,12 @@ impl Config {
             if live.streams[..i].iter().any(|s| s.name == stream.name) {
                 return invalid("live.streams", "two entries have the same name");
             }
-            streamforge_actors::live::ladder::check_ladder(&stream.ladder).map_err(|problem| {
-                ConfigError::Invalid {
+            streamforge_actors::live::ladder::check_live_ladder(&stream.ladder).map_err(
+                |problem| ConfigError::Invalid {
                     key: "live.streams.ladder",
                     problem,
-                }
-            })?;
+                },
+            )?;
         }
         let http = &self.http;
         if !(1024..=1024 * 1024).contains(&http.max_header_bytes) {
@@ -603,7 +603,7 @@ impl Config {
         if self.uploads.expire_after < Duration::from_secs(60) {
             return invalid("uploads.expire_after", "must be at least 1m");
         }
-        check_ladder(&self.transcode.ladder).map_err(|problem| ConfigError::Invalid {
+        check_vod_ladder(&self.transcode.ladder).map_err(|problem| ConfigError::Invalid {
             key: "transcode.ladder",
             problem,
         })?;

@@ -566,7 +566,7 @@ fn live_options(config: &Config) -> LiveOptions {
         |d: Duration| TargetDuration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let live = &config.live;
     LiveOptions {
-        packaging: streamforge_protocols::live::LiveSettings {
+        packaging: streamforge_protocols::live::LivePackaging {
             segment: millis(live.segment_duration),
             part: millis(live.part_duration),
             window_segments: (!live.dvr).then_some(live.window_segments),

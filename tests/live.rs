@@ -1176,19 +1176,19 @@ fn extinfs(playlist: &str) -> Vec<(u64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_ladder_adds_keyframe_aligned_rungs() {
     use streamforge::config::LiveStreamConfig;
-    use streamforge_actors::live::ladder::LiveRung;
+    use streamforge_actors::live::ladder::LiveLadderRung;
     let server = TestServer::start_with(|c| {
         c.live.open_publish = true;
         c.live.reconnect_grace = Duration::from_secs(3);
         c.live.streams = vec![LiveStreamConfig {
             name: "tiers".into(),
             ladder: vec![
-                LiveRung {
+                LiveLadderRung {
                     height: 120,
                     video_kbps: 150,
                 },
                 // As tall as the source: skipped.
-                LiveRung {
+                LiveLadderRung {
                     height: 240,
                     video_kbps: 400,
                 },

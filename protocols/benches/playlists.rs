@@ -11,8 +11,8 @@ use streamforge_protocols::dash::{
     ServiceDescription, TimelineSegment, UtcScheme, UtcTiming, render_mpd,
 };
 use streamforge_protocols::hls::{
-    ByteRange, LiveConfig, LivePlaylist, Map, MediaDuration, NewPart, NewSegment, PreloadHint,
-    RenderOptions, RenditionReport, SkipRequest, UnixMillis, Window,
+    ByteRange, LivePlaylist, LivePlaylistConfig, Map, MediaDuration, NewPart, NewSegment,
+    PreloadHint, RenderOptions, RenditionReport, SkipRequest, UnixMillis, Window,
 };
 use streamforge_protocols::media::MediaKind;
 
@@ -22,7 +22,7 @@ const SEGMENTS: u64 = 1800;
 const START: i64 = 1_793_698_867_250;
 
 fn hour_of_ll_hls() -> Option<LivePlaylist> {
-    let config = LiveConfig::new(Window::Event, 2, TS)
+    let config = LivePlaylistConfig::new(Window::Event, 2, TS)
         .with_parts(PART)
         .with_delta_updates();
     let map = Map {

@@ -13,10 +13,10 @@ use streamforge_protocols::dash::{
     SegmentTemplate, ServiceDescription, TimelineSegment, UtcScheme, UtcTiming,
 };
 use streamforge_protocols::hls::{
-    self, AudioRendition, ByteRange, FrameRate, IFrameVariant, Keyframe, LiveConfig, LivePlaylist,
-    Map, MediaDuration, MediaPlaylist, MultivariantPlaylist, NewPart, NewSegment, PlaylistType,
-    PreloadHint, RenderOptions, RenditionReport, Resolution, Segment, SkipRequest, UnixMillis,
-    Variant, Window,
+    self, AudioRendition, ByteRange, FrameRate, IFrameVariant, Keyframe, LivePlaylist,
+    LivePlaylistConfig, Map, MediaDuration, MediaPlaylist, MultivariantPlaylist, NewPart,
+    NewSegment, PlaylistType, PreloadHint, RenderOptions, RenditionReport, Resolution, Segment,
+    SkipRequest, UnixMillis, Variant, Window,
 };
 use streamforge_protocols::media::MediaKind;
 
@@ -97,7 +97,7 @@ fn hls_vod() {
 }
 
 fn plain_live(window: Window) -> LivePlaylist {
-    let config = LiveConfig::new(window, 4, TS);
+    let config = LivePlaylistConfig::new(window, 4, TS);
     let map = Map {
         uri: "init0.mp4".into(),
         byte_range: None,
@@ -186,7 +186,7 @@ fn hls_live_sliding_window() {
 const PART: u64 = 30_000;
 
 fn ll_playlist() -> LivePlaylist {
-    let config = LiveConfig::new(Window::Sliding { segments: 8 }, 2, TS)
+    let config = LivePlaylistConfig::new(Window::Sliding { segments: 8 }, 2, TS)
         .with_parts(PART)
         .with_delta_updates();
     let map = Map {

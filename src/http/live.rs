@@ -296,7 +296,7 @@ pub async fn rendition_file(
     }
     // In progress: what exists now, then each part as it completes.
     let growing = stream::unfold(
-        Growing {
+        GrowingSegment {
             first: Some(first),
             live: stream.clone(),
             rendition,
@@ -305,7 +305,7 @@ pub async fn rendition_file(
             done: false,
             viewer: session.clone(),
         },
-        Growing::next,
+        GrowingSegment::next,
     );
     let mut response = media(Bytes::new(), false);
     *response.body_mut() = Body::from_stream(futures::StreamExt::flatten(growing));
@@ -315,7 +315,7 @@ pub async fn rendition_file(
 type Chunks = stream::Iter<std::vec::IntoIter<Result<Bytes, std::io::Error>>>;
 
 /// A segment response that follows the segment as it is written.
-struct Growing {
+struct GrowingSegment {
     first: Option<Vec<Bytes>>,
     live: Arc<LiveStream>,
     rendition: String,
@@ -326,7 +326,7 @@ struct Growing {
     viewer: Option<ViewerSession>,
 }
 
-impl Growing {
+impl GrowingSegment {
     fn chunk(&mut self, parts: Vec<Bytes>) -> Chunks {
         self.sent += parts.len();
         stream::iter(parts.into_iter().map(Ok).collect::<Vec<_>>())

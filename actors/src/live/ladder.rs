@@ -4,7 +4,7 @@
 //! ```text
 //! live branch
 //! └── Ladder{stream, presentation}      restarts a failed rung with backoff
-//!     └── LiveRung{v2}, LiveRung{v3}…   one ffmpeg child each
+//!     └── LiveLadderRung{v2}, LiveLadderRung{v3}…   one ffmpeg child each
 //! ```
 //!
 //! A rung reads the source rendition (`v1`) the way a player would, from
@@ -61,7 +61,7 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// video_kbps = 800 }]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LiveRung {
+pub struct LiveLadderRung {
     /// Output height in pixels (even); rungs not below the source's height
     /// are skipped.
     pub height: u32,
@@ -70,7 +70,7 @@ pub struct LiveRung {
 
 /// Checks a ladder as configured: at most [`MAX_RUNGS`] rungs, even heights
 /// from 64 to 4320, distinct, and sane bit rates.
-pub fn check_ladder(ladder: &[LiveRung]) -> Result<(), String> {
+pub fn check_live_ladder(ladder: &[LiveLadderRung]) -> Result<(), String> {
     if ladder.len() > MAX_RUNGS {
         return Err(format!("at most {MAX_RUNGS} rungs"));
     }
@@ -96,8 +96,8 @@ pub fn check_ladder(ladder: &[LiveRung]) -> Result<(), String> {
 
 /// The rendition names of a ladder's rungs below `source_height`, tallest
 /// first: `v2`, `v3`, …
-pub fn rung_names(ladder: &[LiveRung], source_height: u32) -> Vec<(String, LiveRung)> {
-    let mut rungs: Vec<LiveRung> = ladder
+pub fn rung_names(ladder: &[LiveLadderRung], source_height: u32) -> Vec<(String, LiveLadderRung)> {
+    let mut rungs: Vec<LiveLadderRung> = ladder
         .iter()
         .filter(|r| r.height < source_height)
         .copied()
@@ -116,7 +116,7 @@ pub struct Ladder;
 pub struct LadderArgs {
     pub stream: Arc<LiveStream>,
     pub presentation: u64,
-    pub rungs: Vec<(String, LiveRung)>,
+    pub rungs: Vec<(String, LiveLadderRung)>,
     pub processes: Processes,
 }
 
@@ -141,14 +141,14 @@ impl Ladder {
         let Some((name, rung)) = state.args.rungs.get(index).cloned() else {
             return Ok(());
         };
-        let args = RungArgs {
+        let args = LiveRungArgs {
             stream: state.args.stream.clone(),
             presentation: state.args.presentation,
             name,
             rung,
             processes: state.args.processes.clone(),
         };
-        let (actor, _) = Actor::spawn_linked(None, LiveRungActor, args, myself.get_cell()).await?;
+        let (actor, _) = Actor::spawn_linked(None, LiveRung, args, myself.get_cell()).await?;
         state.running.insert(actor.get_id(), index);
         Ok(())
     }
@@ -249,45 +249,45 @@ impl Actor for Ladder {
     }
 }
 
-struct RungArgs {
+struct LiveRungArgs {
     stream: Arc<LiveStream>,
     presentation: u64,
     name: String,
-    rung: LiveRung,
+    rung: LiveLadderRung,
     processes: Processes,
 }
 
-struct LiveRungActor;
+struct LiveRung;
 
-struct RungState {
+struct LiveRungState {
     work: tokio::task::JoinHandle<()>,
     stream: Arc<LiveStream>,
     presentation: u64,
     name: String,
 }
 
-enum RungMsg {
+enum LiveRungMsg {
     Finished(Result<(), String>),
 }
 
-impl Actor for LiveRungActor {
-    type Msg = RungMsg;
-    type State = RungState;
-    type Arguments = RungArgs;
+impl Actor for LiveRung {
+    type Msg = LiveRungMsg;
+    type State = LiveRungState;
+    type Arguments = LiveRungArgs;
 
     async fn pre_start(
         &self,
-        myself: ActorRef<RungMsg>,
-        args: RungArgs,
-    ) -> Result<RungState, ActorProcessingErr> {
+        myself: ActorRef<LiveRungMsg>,
+        args: LiveRungArgs,
+    ) -> Result<LiveRungState, ActorProcessingErr> {
         let stream = args.stream.clone();
         let presentation = args.presentation;
         let name = args.name.clone();
         let work = tokio::spawn(async move {
             let result = run(&args).await;
-            let _ = myself.cast(RungMsg::Finished(result));
+            let _ = myself.cast(LiveRungMsg::Finished(result));
         });
-        Ok(RungState {
+        Ok(LiveRungState {
             work,
             stream,
             presentation,
@@ -297,16 +297,16 @@ impl Actor for LiveRungActor {
 
     async fn handle(
         &self,
-        myself: ActorRef<RungMsg>,
-        message: RungMsg,
-        state: &mut RungState,
+        myself: ActorRef<LiveRungMsg>,
+        message: LiveRungMsg,
+        state: &mut LiveRungState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            RungMsg::Finished(Ok(())) => {
+            LiveRungMsg::Finished(Ok(())) => {
                 myself.stop(Some("the stream ended".into()));
                 Ok(())
             }
-            RungMsg::Finished(Err(reason)) => {
+            LiveRungMsg::Finished(Err(reason)) => {
                 // A failing actor gets no `post_stop`: close the segment its
                 // ffmpeg left open here, so that the restart continues at
                 // the next one.
@@ -318,8 +318,8 @@ impl Actor for LiveRungActor {
 
     async fn post_stop(
         &self,
-        _myself: ActorRef<RungMsg>,
-        state: &mut RungState,
+        _myself: ActorRef<LiveRungMsg>,
+        state: &mut LiveRungState,
     ) -> Result<(), ActorProcessingErr> {
         // Kills ffmpeg (dropped with the task), then closes what it made.
         state.work.abort();
@@ -328,7 +328,7 @@ impl Actor for LiveRungActor {
     }
 }
 
-impl RungState {
+impl LiveRungState {
     /// Closes the rung's open segment, if it has one.
     fn close(&self) {
         self.stream.with_packager_mut(self.presentation, |p| {
@@ -349,7 +349,7 @@ enum RunEnd {
 
 /// A rung's whole life: one ffmpeg run per publisher run, until the stream
 /// ends.
-async fn run(args: &RungArgs) -> Result<(), String> {
+async fn run(args: &LiveRungArgs) -> Result<(), String> {
     loop {
         let Some(from) = wait_for(args, |p| p.rung_start(&args.name, SOURCE_RENDITION)).await?
         else {
@@ -381,7 +381,7 @@ async fn run(args: &RungArgs) -> Result<(), String> {
 /// Waits until `ask` answers `Some`, re-asking after every change of the
 /// stream; `None` when the presentation is gone.
 async fn wait_for<T>(
-    args: &RungArgs,
+    args: &LiveRungArgs,
     mut ask: impl FnMut(&streamforge_protocols::live::LivePackager) -> Option<T>,
 ) -> Result<Option<T>, String> {
     let mut changes = args.stream.subscribe();
@@ -406,7 +406,7 @@ struct FedTimes {
     min_pts: Option<i64>,
 }
 
-fn ffmpeg_args(rung: LiveRung, timescale: u32) -> Vec<String> {
+fn ffmpeg_args(rung: LiveLadderRung, timescale: u32) -> Vec<String> {
     let mut out: Vec<String> = [
         "-hide_banner",
         "-nostdin",
@@ -478,7 +478,7 @@ fn ffmpeg_args(rung: LiveRung, timescale: u32) -> Vec<String> {
 
 /// One ffmpeg run: feeds the source from segment `from` (of epoch `epoch`)
 /// until the publisher leaves or the epoch changes, and packages the output.
-async fn run_ffmpeg(args: &RungArgs, from: u64, epoch: u32) -> Result<RunEnd, String> {
+async fn run_ffmpeg(args: &LiveRungArgs, from: u64, epoch: u32) -> Result<RunEnd, String> {
     let stream = &args.stream;
     let Some(init) = stream
         .with_presentation(args.presentation, |p| {
@@ -691,15 +691,15 @@ mod tests {
     #[test]
     fn rungs_below_the_source_are_named_tallest_first() {
         let ladder = [
-            LiveRung {
+            LiveLadderRung {
                 height: 240,
                 video_kbps: 300,
             },
-            LiveRung {
+            LiveLadderRung {
                 height: 720,
                 video_kbps: 2500,
             },
-            LiveRung {
+            LiveLadderRung {
                 height: 480,
                 video_kbps: 1200,
             },
@@ -709,14 +709,14 @@ mod tests {
             .map(|(n, r)| (n, r.height))
             .collect();
         assert_eq!(names, [("v2".into(), 480), ("v3".into(), 240)]);
-        assert!(check_ladder(&ladder).is_ok());
-        let odd = [LiveRung {
+        assert!(check_live_ladder(&ladder).is_ok());
+        let odd = [LiveLadderRung {
             height: 241,
             video_kbps: 300,
         }];
-        assert!(check_ladder(&odd).unwrap_err().contains("even"));
+        assert!(check_live_ladder(&odd).unwrap_err().contains("even"));
         let twice = [ladder[0], ladder[0]];
-        assert!(check_ladder(&twice).unwrap_err().contains("two rungs"));
+        assert!(check_live_ladder(&twice).unwrap_err().contains("two rungs"));
     }
 
     #[test]

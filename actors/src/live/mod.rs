@@ -29,11 +29,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use streamforge_protocols::live::LiveSettings;
+use streamforge_protocols::live::LivePackaging;
 use streamforge_protocols::rtmp::PublishRejection;
 
 pub use keys::{MAX_STREAM_NAME, StreamKeyInfo, valid_stream_name};
-pub use stream::{LiveStream, PartLatency, Publisher, RenditionSummary, StreamSummary};
+pub use stream::{LiveRenditionSummary, LiveStream, PartLatency, Publisher, StreamSummary};
 
 use crate::db::{Database, DbError};
 use crate::supervision::Supervision;
@@ -41,7 +41,7 @@ use crate::supervision::Supervision;
 /// How live streams are accepted and packaged.
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
-    pub packaging: LiveSettings,
+    pub packaging: LivePackaging,
     /// Any stream name may publish without a key (a lab setting; keys are
     /// checked whenever the stream has one).
     pub open_publish: bool,
@@ -60,13 +60,13 @@ pub struct LiveOptions {
     /// Each publish is also recorded as a VOD asset.
     pub record: bool,
     /// Live ladders by stream name.
-    pub ladders: HashMap<String, Vec<ladder::LiveRung>>,
+    pub ladders: HashMap<String, Vec<ladder::LiveLadderRung>>,
 }
 
 impl Default for LiveOptions {
     fn default() -> Self {
         Self {
-            packaging: LiveSettings::default(),
+            packaging: LivePackaging::default(),
             open_publish: false,
             replace_publisher: false,
             idle_timeout: Duration::from_secs(10),

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use streamforge_protocols::codec::CodecConfig;
 use streamforge_protocols::hls::UnixMillis;
-use streamforge_protocols::live::{LiveError, LiveOutput, LivePackager, LiveSettings};
+use streamforge_protocols::live::{LiveError, LiveOutput, LivePackager, LivePackaging};
 use streamforge_protocols::media::{Sample, Track};
 use streamforge_protocols::rtmp::PublishRejection;
 use tokio::sync::watch;
 
-use super::ladder::{Ladder, LadderArgs, LiveRung, rung_names};
+use super::ladder::{Ladder, LadderArgs, LiveLadderRung, rung_names};
 use super::{IngestProtocol, PublishError};
 use crate::supervision::Supervision;
 
@@ -70,7 +70,7 @@ impl PartLatency {
 /// A live stream; see the module documentation of [`super`].
 pub struct LiveStream {
     name: String,
-    settings: LiveSettings,
+    settings: LivePackaging,
     /// When a publisher leaves, the stream waits this long (playlists
     /// open, viewers waiting) for it to come back and continue after a
     /// discontinuity; then the playlists end.
@@ -79,7 +79,7 @@ pub struct LiveStream {
     version: watch::Sender<u64>,
     /// Rungs re-encoded from the published video, and where their
     /// supervisors and ffmpeg children go.
-    ladder: Vec<LiveRung>,
+    ladder: Vec<LiveLadderRung>,
     ladder_home: Option<Supervision>,
 }
 
@@ -106,7 +106,7 @@ pub struct StreamSummary {
     pub last_error: Option<String>,
     /// The renditions packaged: the published tracks, then the ladder's
     /// rungs.
-    pub renditions: Vec<RenditionSummary>,
+    pub renditions: Vec<LiveRenditionSummary>,
     /// Why the ladder gave a rung up.
     pub ladder_error: Option<String>,
     /// Delay from a part's last sample arriving to the part being listed.
@@ -151,7 +151,7 @@ impl StreamSummary {
 
 /// One rendition of a live stream.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct RenditionSummary {
+pub struct LiveRenditionSummary {
     pub name: String,
     /// The rendition a ladder rung is made from.
     pub source: Option<String>,
@@ -166,9 +166,9 @@ pub struct RenditionSummary {
 impl LiveStream {
     pub(super) fn new(
         name: String,
-        settings: LiveSettings,
+        settings: LivePackaging,
         reconnect_grace: Duration,
-        ladder: Vec<LiveRung>,
+        ladder: Vec<LiveLadderRung>,
         ladder_home: Option<Supervision>,
     ) -> Self {
         Self {
@@ -316,7 +316,7 @@ impl LiveStream {
         if let Some(p) = &state.packager {
             s.renditions = p
                 .renditions()
-                .map(|r| RenditionSummary {
+                .map(|r| LiveRenditionSummary {
                     name: r.name.to_owned(),
                     source: r.source.map(str::to_owned),
                     codec: r.track.codec.codec_string(),

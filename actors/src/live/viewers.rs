@@ -223,7 +223,7 @@ impl Viewers {
             remote: remote.to_owned(),
             user_agent: user_agent.map(str::to_owned),
         };
-        let (actor, _) = Actor::spawn_linked(None, ViewerActor, args, branch.get_cell())
+        let (actor, _) = Actor::spawn_linked(None, ViewerSessionActor, args, branch.get_cell())
             .await
             .ok()?;
         let entry = Arc::new(Entry {
@@ -316,7 +316,7 @@ pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-struct ViewerActor;
+struct ViewerSessionActor;
 
 struct ViewerArgs {
     viewers: Viewers,
@@ -349,7 +349,7 @@ enum ViewerMsg {
     Summary(RpcReplyPort<ViewerSummary>),
 }
 
-impl Actor for ViewerActor {
+impl Actor for ViewerSessionActor {
     type Msg = ViewerMsg;
     type State = ViewerState;
     type Arguments = ViewerArgs;

@@ -86,7 +86,7 @@ pub const DEFAULT_LADDER: [LadderRung; 5] = [
 ];
 
 /// Why a ladder is unusable.
-pub fn check_ladder(ladder: &[LadderRung]) -> Result<(), String> {
+pub fn check_vod_ladder(ladder: &[LadderRung]) -> Result<(), String> {
     if ladder.is_empty() {
         return Err("needs at least one rung".into());
     }
@@ -117,7 +117,7 @@ impl std::fmt::Debug for Transcoder {
 }
 
 impl Transcoder {
-    /// `ladder` must pass [`check_ladder`].
+    /// `ladder` must pass [`check_vod_ladder`].
     pub fn new(
         db: Database,
         storage: Storage,

@@ -56,7 +56,7 @@ impl GrowingUpload {
     /// upload that stalls for an hour, or goes away, ends the stream with
     /// an error.
     pub fn read(self, range: Range<u64>) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
-        let reader = Growing {
+        let reader = GrowingRead {
             uploads: self.uploads,
             id: self.id,
             events: self.events,
@@ -66,12 +66,12 @@ impl GrowingUpload {
             pos: range.start,
             end: range.end,
         };
-        futures::stream::unfold(reader, Growing::next)
+        futures::stream::unfold(reader, GrowingRead::next)
     }
 }
 
 /// One response body following an upload as it grows.
-struct Growing {
+struct GrowingRead {
     uploads: Uploads,
     id: String,
     events: broadcast::Receiver<Event>,
@@ -102,7 +102,7 @@ enum Place {
     Wait,
 }
 
-impl Growing {
+impl GrowingRead {
     async fn next(mut self) -> Option<(std::io::Result<Bytes>, Self)> {
         if self.pos >= self.end {
             return None;

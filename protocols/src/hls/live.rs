@@ -1,7 +1,7 @@
 //! The live media playlist a packager drives, one per (stream, rendition).
 //!
 //! Call order:
-//! 1. [`LivePlaylist::new`] with a [`LiveConfig`] (and, in low-latency mode,
+//! 1. [`LivePlaylist::new`] with a [`LivePlaylistConfig`] (and, in low-latency mode,
 //!    the preload hint of the first part).
 //! 2. For every CMAF chunk written: [`push_part`](LivePlaylist::push_part)
 //!    (low-latency only), naming the part that will be written next.
@@ -45,7 +45,7 @@ pub enum Window {
 
 /// Settings fixed for the life of a live playlist.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LiveConfig {
+pub struct LivePlaylistConfig {
     pub window: Window,
     /// `EXT-X-TARGETDURATION`, whole seconds.
     pub target_duration: u32,
@@ -66,7 +66,7 @@ pub struct LiveConfig {
     pub first_discontinuity_sequence: u64,
 }
 
-impl LiveConfig {
+impl LivePlaylistConfig {
     /// A plain live playlist: no parts, no delta updates.
     pub fn new(window: Window, target_duration: u32, timescale: u32) -> Self {
         Self {
@@ -189,7 +189,7 @@ impl LivePlaylist {
     /// `map` is the initialization section of the first segments;
     /// `first_hint` the part that will be written first (required with parts).
     pub fn new(
-        config: LiveConfig,
+        config: LivePlaylistConfig,
         map: Option<Map>,
         first_hint: Option<PreloadHint>,
     ) -> Result<Self, HlsError> {
@@ -724,7 +724,7 @@ mod tests {
     }
 
     fn ll(window: Window) -> LivePlaylist {
-        let config = LiveConfig::new(window, 2, TS)
+        let config = LivePlaylistConfig::new(window, 2, TS)
             .with_parts(PART)
             .with_delta_updates();
         let map = Map {
@@ -822,7 +822,7 @@ mod tests {
 
     #[test]
     fn window_never_shorter_than_three_target_durations() {
-        let config = LiveConfig::new(Window::Sliding { segments: 2 }, 2, TS);
+        let config = LivePlaylistConfig::new(Window::Sliding { segments: 2 }, 2, TS);
         let Ok(mut pl) = LivePlaylist::new(config, None, None) else {
             panic!("config rejected");
         };
@@ -969,8 +969,8 @@ mod tests {
 
     #[test]
     fn config_minimums() {
-        let base = LiveConfig::new(Window::Event, 2, TS).with_parts(PART);
-        let short_hold_back = LiveConfig {
+        let base = LivePlaylistConfig::new(Window::Event, 2, TS).with_parts(PART);
+        let short_hold_back = LivePlaylistConfig {
             hold_back: Some(MediaDuration::from_secs(5)),
             ..base.clone()
         };
@@ -981,7 +981,7 @@ mod tests {
                 ..
             })
         ));
-        let short_skip = LiveConfig {
+        let short_skip = LivePlaylistConfig {
             can_skip_until: Some(MediaDuration::from_secs(11)),
             ..base.clone()
         };
@@ -1001,7 +1001,7 @@ mod tests {
             LivePlaylist::new(long_part, None, Some(hint(0, 0))),
             Err(HlsError::InvalidPartTarget)
         ));
-        let no_window = LiveConfig::new(Window::Sliding { segments: 0 }, 2, TS);
+        let no_window = LivePlaylistConfig::new(Window::Sliding { segments: 0 }, 2, TS);
         assert!(matches!(
             LivePlaylist::new(no_window, None, None),
             Err(HlsError::ZeroWindow)

@@ -30,7 +30,8 @@ pub mod uri_query;
 pub use error::HlsError;
 pub use iframe::{Keyframe, i_frame_playlist};
 pub use live::{
-    Availability, LiveConfig, LivePlaylist, NewPart, NewSegment, Position, SegmentClosed, Window,
+    Availability, LivePlaylist, LivePlaylistConfig, NewPart, NewSegment, Position, SegmentClosed,
+    Window,
 };
 pub use model::{
     ByteRange, LowLatency, Map, MediaPlaylist, OpenSegment, Part, PlaylistType, PreloadHint,

@@ -44,7 +44,7 @@ use crate::dash::{
     SegmentTemplate, ServiceDescription, TimelineSegment, UtcScheme, UtcTiming, render_mpd,
 };
 use crate::hls::{
-    AudioRendition, Availability, HlsError, LiveConfig, LivePlaylist, Map, MediaDuration,
+    AudioRendition, Availability, HlsError, LivePlaylist, LivePlaylistConfig, Map, MediaDuration,
     MultivariantPlaylist, NewPart, NewSegment, PlaylistQuery, PreloadHint, RenderOptions,
     RenditionReport, Resolution, UnixMillis, Variant, Window, render_multivariant,
 };
@@ -59,7 +59,7 @@ const RUNG_TRACK_BASE: TrackId = 1 << 20;
 
 /// How a live stream is cut and how much of it stays listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LiveSettings {
+pub struct LivePackaging {
     /// Segments are cut at the first keyframe at least this long after the
     /// segment start (2 s: Apple's LL-HLS guidance of 1–4 s, and the GOP
     /// most encoders are configured with for live).
@@ -79,7 +79,7 @@ pub struct LiveSettings {
     pub time_url: String,
 }
 
-impl Default for LiveSettings {
+impl Default for LivePackaging {
     fn default() -> Self {
         Self {
             segment: TargetDuration::from_secs(2),
@@ -309,7 +309,7 @@ fn floor_ms(ticks: i64, timescale: i64) -> i64 {
 
 /// The live packager of one stream; see the module documentation.
 pub struct LivePackager {
-    settings: LiveSettings,
+    settings: LivePackaging,
     fragmenter: Fragmenter,
     renditions: Vec<Rendition>,
     by_track: HashMap<TrackId, usize>,
@@ -339,7 +339,7 @@ impl LivePackager {
     /// `start` is the wall-clock time of media time zero: the arrival of the
     /// first sample.
     pub fn new(
-        settings: LiveSettings,
+        settings: LivePackaging,
         tracks: &[Track],
         start: UnixMillis,
     ) -> Result<Self, LiveError> {
@@ -1623,7 +1623,7 @@ impl LivePackager {
 
 /// A rendition's live playlist, its first segment `first_msn`.
 fn live_playlist(
-    settings: &LiveSettings,
+    settings: &LivePackaging,
     track: &Track,
     first_msn: u64,
     init: String,
@@ -1635,7 +1635,7 @@ fn live_playlist(
         Some(segments) => Window::Sliding { segments },
         None => Window::Event,
     };
-    let mut config = LiveConfig::new(window, target_secs, track.timescale)
+    let mut config = LivePlaylistConfig::new(window, target_secs, track.timescale)
         .with_parts(settings.part.ticks(track.timescale))
         .with_delta_updates();
     config.first_media_sequence = first_msn;

@@ -45,7 +45,7 @@ fn samples(seconds: i64, offset: i64, gop: i64) -> Vec<Sample> {
 }
 
 fn run(seconds: i64, gop: i64) -> (LivePackager, Vec<LiveOutput>) {
-    let mut p = LivePackager::new(LiveSettings::default(), &tracks(), START).unwrap();
+    let mut p = LivePackager::new(LivePackaging::default(), &tracks(), START).unwrap();
     let mut out = Vec::new();
     for s in samples(seconds, 5_000, gop) {
         p.push(s).unwrap();
@@ -275,7 +275,7 @@ fn long_keyframe_interval_raises_the_target_duration() {
 
 #[test]
 fn leading_non_keyframes_and_reordered_samples_are_dropped() {
-    let mut p = LivePackager::new(LiveSettings::default(), &tracks(), START).unwrap();
+    let mut p = LivePackager::new(LivePackaging::default(), &tracks(), START).unwrap();
     let mut all = samples(5, 0, 50);
     // The encoder's first video frames are not keyframes.
     all.retain(|s| !(s.track == VIDEO && s.dts < 200));
@@ -369,7 +369,7 @@ fn a_resumed_stream_continues_with_a_discontinuity_and_a_new_period() {
 
 #[test]
 fn a_mid_stream_configuration_change_starts_an_epoch_on_the_same_clock() {
-    let mut p = LivePackager::new(LiveSettings::default(), &tracks(), START).unwrap();
+    let mut p = LivePackager::new(LivePackaging::default(), &tracks(), START).unwrap();
     for s in samples(5, 5_000, 50) {
         p.push(s).unwrap();
     }
@@ -414,7 +414,7 @@ fn a_mid_stream_configuration_change_starts_an_epoch_on_the_same_clock() {
 /// must not cut a segment.
 #[test]
 fn a_ladder_rung_follows_the_source_segments_and_joins_the_manifests() {
-    let mut p = LivePackager::new(LiveSettings::default(), &tracks(), START).unwrap();
+    let mut p = LivePackager::new(LivePackaging::default(), &tracks(), START).unwrap();
     let rung_track = tracks().remove(0);
     const LAG: usize = 5;
     let mut fed: Vec<Sample> = Vec::new();
@@ -488,7 +488,7 @@ fn a_ladder_rung_follows_the_source_segments_and_joins_the_manifests() {
 
 #[test]
 fn a_restarted_rung_continues_at_its_next_segment_or_is_refused() {
-    let mut p = LivePackager::new(LiveSettings::default(), &tracks(), START).unwrap();
+    let mut p = LivePackager::new(LivePackaging::default(), &tracks(), START).unwrap();
     let rung_track = tracks().remove(0);
     let all = samples(7, 0, 50);
     let mut fed = Vec::new();
@@ -565,7 +565,7 @@ fn periods(mpd: &str) -> (Vec<(String, String)>, String) {
 
 #[test]
 fn a_period_keeps_its_start_while_the_window_slides() {
-    let mut p = LivePackager::new(LiveSettings::default(), &tracks(), START).unwrap();
+    let mut p = LivePackager::new(LivePackaging::default(), &tracks(), START).unwrap();
     let mut seen = Vec::new();
     for (i, s) in samples(40, 5_000, 50).into_iter().enumerate() {
         p.push(s).unwrap();
@@ -588,7 +588,7 @@ fn video_decoding_ahead_of_the_first_audio_frame_is_kept() {
     // RTSP with B-frames: video decodes two frames before its first
     // picture, which is shown with the first audio frame; audio arrives
     // first (video waits for its reorder window).
-    let mut p = LivePackager::new(LiveSettings::default(), &tracks(), START).unwrap();
+    let mut p = LivePackager::new(LivePackaging::default(), &tracks(), START).unwrap();
     let mut all = samples(5, 1_000, 50);
     for s in all.iter_mut().filter(|s| s.track == VIDEO) {
         s.dts -= 80;
