@@ -534,7 +534,7 @@ async fn an_rtsp_camera_is_pulled_with_retina_and_reconnected() {
             url: format!("rtsp://127.0.0.1:{port}/cam"),
             username: None,
             password: None,
-            transport: "tcp".to_owned(),
+            transport: streamforge_actors::live::rtsp_pull::PullTransport::Tcp,
         }];
     })
     .await;

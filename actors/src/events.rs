@@ -20,12 +20,12 @@ pub enum Event {
         offset: u64,
         length: Option<u64>,
     },
-    /// An asset entered a stage: `uploaded`, `probing`, `transcoding`,
-    /// `ready` or `failed` (with the reason).
+    /// An asset entered a stage (`uploading`, `uploaded`, `probing`,
+    /// `transcoding`, `previewing`, `ready`, or `failed` with the reason).
     Stage {
         asset_id: String,
         upload_id: Option<String>,
-        stage: String,
+        stage: crate::assets::Stage,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
@@ -118,7 +118,7 @@ mod tests {
         let event = Event::Stage {
             asset_id: "a".into(),
             upload_id: Some("u".into()),
-            stage: "ready".into(),
+            stage: crate::assets::Stage::Ready,
             error: None,
         };
         assert_eq!(

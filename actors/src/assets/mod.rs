@@ -54,6 +54,83 @@ impl std::fmt::Display for AssetStatus {
     }
 }
 
+/// Where an asset's processing stands: the `stage` column, the API's
+/// `stage` field and the `stage` event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Processing started while the upload still arrives.
+    Uploading,
+    /// The upload is complete and stored as the original.
+    Uploaded,
+    Probing,
+    Transcoding,
+    /// A preview (the first packaged rung) is playable.
+    Previewing,
+    Ready,
+    Failed,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 7] = [
+        Stage::Uploading,
+        Stage::Uploaded,
+        Stage::Probing,
+        Stage::Transcoding,
+        Stage::Previewing,
+        Stage::Ready,
+        Stage::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Uploading => "uploading",
+            Stage::Uploaded => "uploaded",
+            Stage::Probing => "probing",
+            Stage::Transcoding => "transcoding",
+            Stage::Previewing => "previewing",
+            Stage::Ready => "ready",
+            Stage::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where one rung of an asset's ladder stands (the `rungs` column, a JSON
+/// object of rung name to state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RungState {
+    Encoding,
+    /// Its first segments are packaged: the preview may list it.
+    Previewable,
+    Done,
+    /// Its ffmpeg failed; it starts again after a backoff.
+    Restarting,
+    Failed,
+}
+
+impl RungState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RungState::Encoding => "encoding",
+            RungState::Previewable => "previewable",
+            RungState::Done => "done",
+            RungState::Restarting => "restarting",
+            RungState::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct AssetRecord {
     pub id: String,
@@ -71,7 +148,7 @@ pub struct AssetRecord {
     /// The poster is stored.
     pub poster: bool,
     /// The processing stage, once processing started.
-    pub stage: Option<String>,
+    pub stage: Option<Stage>,
     /// Each rung's state while and after processing.
     pub rungs: Option<serde_json::Value>,
 }
@@ -96,7 +173,12 @@ fn asset_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AssetRecord, sqlx::Er
             .and_then(|json| serde_json::from_str(&json).ok()),
         preview: row.try_get::<i64, _>("preview")? != 0,
         poster: row.try_get::<i64, _>("poster")? != 0,
-        stage: row.try_get("stage")?,
+        stage: match row.try_get::<Option<String>, _>("stage")? {
+            Some(stage) => Some(Stage::parse(&stage).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown processing stage {stage:?}").into())
+            })?),
+            None => None,
+        },
         rungs: row
             .try_get::<Option<String>, _>("rungs")?
             .and_then(|json| serde_json::from_str(&json).ok()),
@@ -211,9 +293,9 @@ impl Database {
     }
 
     /// Records the asset's processing stage.
-    pub async fn set_asset_stage(&self, id: &str, stage: &str) -> Result<(), DbError> {
+    pub async fn set_asset_stage(&self, id: &str, stage: Stage) -> Result<(), DbError> {
         sqlx::query("UPDATE assets SET stage = ?, updated_at = ? WHERE id = ?")
-            .bind(stage)
+            .bind(stage.as_str())
             .bind(clock::now_ms())
             .bind(id)
             .execute(self.pool())
@@ -222,12 +304,17 @@ impl Database {
     }
 
     /// Records the state of one rung of the asset's ladder.
-    pub async fn set_asset_rung(&self, id: &str, rung: &str, state: &str) -> Result<(), DbError> {
+    pub async fn set_asset_rung(
+        &self,
+        id: &str,
+        rung: &str,
+        state: RungState,
+    ) -> Result<(), DbError> {
         sqlx::query(
             "UPDATE assets SET rungs = json_set(COALESCE(rungs, '{}'), '$.\"' || ? || '\"', ?), updated_at = ? WHERE id = ?",
         )
         .bind(rung)
-        .bind(state)
+        .bind(state.as_str())
         .bind(clock::now_ms())
         .bind(id)
         .execute(self.pool())

@@ -20,7 +20,7 @@ use streamforge_protocols::media::MediaKind;
 use tokio::sync::mpsc;
 
 use crate::assets::keys;
-use crate::assets::{AssetRecord, AssetStatus};
+use crate::assets::{AssetRecord, AssetStatus, Stage};
 use crate::db::Database;
 use crate::events::{Event, EventBus};
 use crate::storage::Storage;
@@ -179,7 +179,10 @@ impl Recording {
         self.events.publish(Event::Stage {
             asset_id: asset,
             upload_id: None,
-            stage: status.to_string(),
+            stage: match status {
+                AssetStatus::Ready => Stage::Ready,
+                _ => Stage::Failed,
+            },
             error: error.map(str::to_owned),
         });
     }

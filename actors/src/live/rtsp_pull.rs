@@ -48,12 +48,18 @@ pub struct PullSource {
     #[serde(default)]
     pub password: Option<String>,
     /// `tcp` (interleaved, the default) or `udp`.
-    #[serde(default = "default_transport")]
-    pub transport: String,
+    #[serde(default)]
+    pub transport: PullTransport,
 }
 
-fn default_transport() -> String {
-    "tcp".to_owned()
+/// How a pulled source's RTP travels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullTransport {
+    /// Interleaved in the RTSP connection.
+    #[default]
+    Tcp,
+    Udp,
 }
 
 /// Checks a source from the configuration.
@@ -67,12 +73,6 @@ pub fn check_source(source: &PullSource) -> Result<(), String> {
     let url = url::Url::parse(&source.url).map_err(|e| format!("{}: {e}", source.url))?;
     if url.scheme() != "rtsp" {
         return Err(format!("{}: only rtsp:// URLs can be pulled", source.url));
-    }
-    if !matches!(source.transport.as_str(), "tcp" | "udp") {
-        return Err(format!(
-            "{}: transport {:?}: expected tcp or udp",
-            source.name, source.transport
-        ));
     }
     Ok(())
 }
@@ -203,10 +203,10 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
     .await
     .map_err(|_| format!("DESCRIBE got no answer within {idle:?}"))?
     .map_err(|e| format!("DESCRIBE: {e}"))?;
-    let transport: Transport = source
-        .transport
-        .parse()
-        .map_err(|e: retina::Error| e.to_string())?;
+    let transport = match source.transport {
+        PullTransport::Tcp => Transport::Tcp(Default::default()),
+        PullTransport::Udp => Transport::Udp(Default::default()),
+    };
 
     // The first H.264/H.265 video and the first AAC audio stream.
     let mut picked: Vec<usize> = Vec::new();

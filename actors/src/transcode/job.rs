@@ -28,7 +28,7 @@ use streamforge_protocols::package::{
 
 use super::rung::{Rung, RungArgs, RungSpec};
 use super::{LadderRung, Transcoder};
-use crate::assets::{AssetStatus, keys};
+use crate::assets::{AssetStatus, RungState, Stage, keys};
 use crate::events::Event;
 use crate::process::piped;
 use crate::supervision::Backoff;
@@ -88,19 +88,19 @@ pub enum JobMsg {
 }
 
 impl JobState {
-    async fn stage(&self, stage: &str, error: Option<&str>) {
+    async fn stage(&self, stage: Stage, error: Option<&str>) {
         if let Err(err) = self.transcoder.db.set_asset_stage(&self.asset, stage).await {
             tracing::warn!(asset = %self.asset, %err, "cannot record the stage");
         }
         self.transcoder.events.publish(Event::Stage {
             asset_id: self.asset.clone(),
             upload_id: self.upload.clone(),
-            stage: stage.to_owned(),
+            stage,
             error: error.map(str::to_owned),
         });
     }
 
-    async fn rung(&self, rung: &str, state: &str) {
+    async fn rung(&self, rung: &str, state: RungState) {
         if let Err(err) = self
             .transcoder
             .db
@@ -119,7 +119,7 @@ impl JobState {
         tracing::warn!(asset = %self.asset, reason, "processing failed");
         let public = public_reason(reason);
         let reason = public.as_str();
-        self.stage("failed", Some(reason)).await;
+        self.stage(Stage::Failed, Some(reason)).await;
         if let Err(err) = self
             .transcoder
             .db
@@ -429,7 +429,7 @@ impl Actor for Job {
                 db.set_asset_status(&state.asset, AssetStatus::Processing, None)
                     .await?;
                 state.upload = db.asset(&state.asset).await?.and_then(|a| a.upload_id);
-                state.stage("probing", None).await;
+                state.stage(Stage::Probing, None).await;
                 let source =
                     source_input(&state.transcoder, &state.asset, state.upload.as_deref()).await;
                 let (source, growing) = match source {
@@ -455,7 +455,7 @@ impl Actor for Job {
                 if probed["kind"] == "image" {
                     let width = probed["streams"][0]["width"].as_u64().unwrap_or(0);
                     let width = u32::try_from(width).unwrap_or(u32::MAX);
-                    state.stage("transcoding", None).await;
+                    state.stage(Stage::Transcoding, None).await;
                     match super::image::process(&state.transcoder, &state.asset, &source, width)
                         .await
                     {
@@ -465,14 +465,14 @@ impl Actor for Job {
                             db.set_asset_status(&state.asset, AssetStatus::Ready, None)
                                 .await?;
                             tracing::info!(asset = %state.asset, "image ready");
-                            state.stage("ready", None).await;
+                            state.stage(Stage::Ready, None).await;
                             myself.stop(Some("ready".into()));
                         }
                         Err(reason) => state.fail(&myself, &reason).await,
                     }
                     return Ok(());
                 }
-                state.stage("transcoding", None).await;
+                state.stage(Stage::Transcoding, None).await;
                 state.source = Some(source);
                 state.growing = growing;
                 for spec in rungs_for(&probed, &state.transcoder.ladder) {
@@ -513,7 +513,7 @@ impl Actor for Job {
                 )
                 .await?;
                 plan.actor = Some(rung.get_id());
-                state.rung(&name, "encoding").await;
+                state.rung(&name, RungState::Encoding).await;
             }
             JobMsg::PosterReady => {
                 state.transcoder.db.set_asset_poster(&state.asset).await?;
@@ -527,14 +527,14 @@ impl Actor for Job {
                 if state.finished {
                     return Ok(());
                 }
-                state.rung(&rung, "previewable").await;
+                state.rung(&rung, RungState::Previewable).await;
                 state.progress.insert(rung, renditions);
                 match state.publish_preview().await {
                     Ok(true) if !state.previewing => {
                         state.previewing = true;
                         state.transcoder.db.set_asset_preview(&state.asset).await?;
                         tracing::info!(asset = %state.asset, "preview playable");
-                        state.stage("previewing", None).await;
+                        state.stage(Stage::Previewing, None).await;
                     }
                     Ok(_) => {}
                     Err(reason) => {
@@ -543,7 +543,7 @@ impl Actor for Job {
                 }
             }
             JobMsg::RungDone { rung, renditions } => {
-                state.rung(&rung, "done").await;
+                state.rung(&rung, RungState::Done).await;
                 state.progress.remove(&rung);
                 if let Some(plan) = state.rungs.get_mut(&rung) {
                     plan.done = Some(renditions);
@@ -562,7 +562,7 @@ impl Actor for Job {
                                 .set_asset_status(&state.asset, AssetStatus::Ready, None)
                                 .await?;
                             tracing::info!(asset = %state.asset, rungs = state.rungs.len(), "asset ready");
-                            state.stage("ready", None).await;
+                            state.stage(Stage::Ready, None).await;
                             myself.stop(Some("ready".into()));
                         }
                         Err(reason) => state.fail(&myself, &reason).await,
@@ -595,7 +595,7 @@ impl Actor for Job {
         if let Some(backoff) = plan.restarts.next_delay() {
             tracing::warn!(asset = %state.asset, rung = %name, %err, ?backoff, "rung failed; restarting");
             let name = name.clone();
-            state.rung(&name, "restarting").await;
+            state.rung(&name, RungState::Restarting).await;
             myself.send_after(backoff, move || JobMsg::StartRung(name));
         } else {
             let reason = format!(
@@ -603,7 +603,7 @@ impl Actor for Job {
                 plan.restarts.restarts()
             );
             let name = name.clone();
-            state.rung(&name, "failed").await;
+            state.rung(&name, RungState::Failed).await;
             state.fail(&myself, &reason).await;
         }
         Ok(())

@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 
 pub use records::{ConcatKind, UploadRecord};
 
-use crate::assets::{AssetRecord, AssetStatus, keys};
+use crate::assets::{AssetRecord, AssetStatus, Stage, keys};
 pub use growing::GrowingUpload;
 pub use session::{UploadSession, UploadSessionMsg, UploadStatus};
 pub use write::{CHUNK, Write, WriteError};
@@ -341,7 +341,7 @@ impl Uploads {
             self.events.publish(Event::Stage {
                 asset_id: asset_id.clone(),
                 upload_id: Some(record.id.clone()),
-                stage: "uploading".into(),
+                stage: Stage::Uploading,
                 error: None,
             });
             transcoder.start(&asset_id).await;
@@ -458,7 +458,7 @@ impl Uploads {
         self.events.publish(Event::Stage {
             asset_id: asset_id.clone(),
             upload_id: Some(record.id.clone()),
-            stage: "uploaded".into(),
+            stage: Stage::Uploaded,
             error: None,
         });
         if early.is_none()
@@ -496,7 +496,7 @@ impl Uploads {
         self.events.publish(Event::Stage {
             asset_id: asset_id.clone(),
             upload_id: Some(record.id.clone()),
-            stage: "uploading".into(),
+            stage: Stage::Uploading,
             error: None,
         });
         transcoder.start(&asset_id).await;
