@@ -3,10 +3,12 @@
 //!
 //! ```text
 //! live branch
-//! └── RtmpIngest{connection}  ServerSession (sans-IO) → Publisher
-//!                                                   ↓ samples
-//!      Live ── LiveStream{name}: LivePackager (parts, segments, playlists)
-//!                                                   ↑ requests (HTTP)
+//! ├── RtmpIngest / RtspIngest{connection}, RtspPull{camera}
+//! │     ServerSession (sans-IO) → IngestPublish → Publisher ─┐ samples
+//! ├── LiveStreamActor{name}  publish, unpublish, grace, kick,│ (under the lock)
+//! │     recording, ladder (lifecycle.rs)                     ▼
+//! │                     Live ── LiveStream{name}: LivePackager (parts, segments, playlists)
+//! └── Ladder{name} → LiveRung per rung                        ↑ requests (HTTP, no mailbox)
 //! ```
 //!
 //! A [`LiveStream`] outlives its publishers: when one stops, the playlists
@@ -18,6 +20,7 @@
 mod ingest;
 mod keys;
 pub mod ladder;
+mod lifecycle;
 pub mod record;
 pub mod rtmp;
 pub mod rtsp;
@@ -36,7 +39,12 @@ pub use keys::{MAX_STREAM_NAME, StreamKeyInfo, valid_stream_name};
 pub use stream::{LiveRenditionSummary, LiveStream, PartLatency, Publisher, StreamSummary};
 
 use crate::db::{Database, DbError};
-use crate::supervision::Supervision;
+use crate::supervision::{BranchKind, Supervision};
+use lifecycle::LiveStreamMsg;
+use ractor::ActorRef;
+
+/// How long a publish waits for its stream's actor to decide.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How live streams are accepted and packaged.
 #[derive(Clone, Debug)]
@@ -86,6 +94,9 @@ pub enum PublishError {
     Rejected(String, PublishRejection),
     #[error("state database: {0}")]
     Db(#[from] DbError),
+    /// The stream's actor could not take the publish.
+    #[error("the stream cannot take a publish now: {0}")]
+    Unavailable(String),
 }
 
 /// The ingest protocols a stream can arrive by.
@@ -115,13 +126,22 @@ impl std::fmt::Debug for Live {
     }
 }
 
+/// A stream and its actor (started on its first publish, and again if it
+/// ever stopped).
+struct StreamEntry {
+    stream: Arc<LiveStream>,
+    actor: Option<ActorRef<lifecycle::LiveStreamMsg>>,
+}
+
 struct Inner {
     db: Database,
     options: LiveOptions,
     supervision: Supervision,
-    streams: Mutex<HashMap<String, Arc<LiveStream>>>,
+    streams: Mutex<HashMap<String, StreamEntry>>,
     recording: Option<record::Recording>,
     viewers: viewers::Viewers,
+    /// One stream actor started at a time.
+    spawning: tokio::sync::Mutex<()>,
 }
 
 impl Live {
@@ -140,6 +160,7 @@ impl Live {
                 viewers: viewers::Viewers::new(supervision.clone()),
                 supervision,
                 streams: Mutex::new(HashMap::new()),
+                spawning: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -172,13 +193,14 @@ impl Live {
 
     /// The stream `name`, if it was ever published since start-up.
     pub fn stream(&self, name: &str) -> Option<Arc<LiveStream>> {
-        self.lock().get(name).cloned()
+        self.lock().get(name).map(|e| e.stream.clone())
     }
 
     /// Every stream with a key or published since start-up.
     pub async fn list(&self) -> Result<Vec<StreamSummary>, DbError> {
         let keyed = self.inner.db.stream_keys().await?;
-        let streams: Vec<Arc<LiveStream>> = self.lock().values().cloned().collect();
+        let streams: Vec<Arc<LiveStream>> =
+            self.lock().values().map(|e| e.stream.clone()).collect();
         let mut out: Vec<StreamSummary> = streams.iter().map(|s| self.summary_of(s)).collect();
         for key in keyed {
             if !out.iter().any(|s| s.name == key.stream) {
@@ -250,86 +272,147 @@ impl Live {
         ))
     }
 
-    /// Starts publishing `stream`. Refused while another publisher is live,
-    /// unless `replace_publisher` is set. With recording on, the publish is
-    /// recorded as a VOD asset too.
+    /// Starts publishing `stream`: its actor decides (refused while
+    /// another publisher is live, unless `replace_publisher` is set) and,
+    /// with recording on, starts the publish's recording.
     pub async fn start_publish(
         &self,
         stream: &str,
         protocol: IngestProtocol,
         remote: String,
     ) -> Result<Publisher, PublishError> {
-        let mut publisher = self.claim(stream, protocol, remote)?;
-        if let Some(recording) = &self.inner.recording {
-            publisher.set_recorder(recording.start(stream).await);
+        self.check_client_limit(stream, protocol, &remote)?;
+        let actor = self.stream_actor(stream).await?;
+        let replace = self.inner.options.replace_publisher;
+        match actor
+            .call(
+                |reply| LiveStreamMsg::Publish {
+                    protocol,
+                    remote,
+                    replace,
+                    reply,
+                },
+                Some(PUBLISH_TIMEOUT),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(answer)) => answer,
+            Ok(_) => Err(PublishError::Unavailable("no answer in time".to_owned())),
+            Err(err) => Err(PublishError::Unavailable(err.to_string())),
         }
-        Ok(publisher)
     }
 
-    fn claim(
+    /// Refuses a publisher's address past `limits.streams_per_client`.
+    fn check_client_limit(
         &self,
         stream: &str,
         protocol: IngestProtocol,
-        remote: String,
-    ) -> Result<Publisher, PublishError> {
+        remote: &str,
+    ) -> Result<(), PublishError> {
         let limit = self.inner.options.streams_per_client;
-        if limit > 0 && protocol != IngestProtocol::RtspPull {
-            let host = |remote: &str| {
-                remote
-                    .rsplit_once(':')
-                    .map_or(remote, |(h, _)| h)
-                    .to_owned()
-            };
-            let from = host(&remote);
-            let streams: Vec<Arc<LiveStream>> = self.lock().values().cloned().collect();
-            let publishing = streams
-                .iter()
-                .filter(|s| s.name() != stream)
-                .filter(|s| s.publisher_remote().is_some_and(|r| host(&r) == from))
-                .count();
-            if publishing >= limit {
-                return Err(PublishError::Rejected(
-                    format!(
-                        "{from} already publishes {publishing} streams, the most one address may"
-                    ),
-                    PublishRejection::Denied,
-                ));
-            }
+        if limit == 0 || protocol == IngestProtocol::RtspPull {
+            return Ok(());
         }
-        let live_stream = {
+        let host = |remote: &str| {
+            remote
+                .rsplit_once(':')
+                .map_or(remote, |(h, _)| h)
+                .to_owned()
+        };
+        let from = host(remote);
+        let streams: Vec<Arc<LiveStream>> =
+            self.lock().values().map(|e| e.stream.clone()).collect();
+        let publishing = streams
+            .iter()
+            .filter(|s| s.name() != stream)
+            .filter(|s| s.publisher_remote().is_some_and(|r| host(&r) == from))
+            .count();
+        if publishing >= limit {
+            return Err(PublishError::Rejected(
+                format!("{from} already publishes {publishing} streams, the most one address may"),
+                PublishRejection::Denied,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The actor of stream `name`, made (with the stream) on its first
+    /// publish, and again if it ever stopped.
+    async fn stream_actor(&self, name: &str) -> Result<ActorRef<LiveStreamMsg>, PublishError> {
+        let stream = {
             let mut streams = self.lock();
-            streams
-                .entry(stream.to_owned())
-                .or_insert_with(|| {
-                    let ladder = self
-                        .inner
-                        .options
-                        .ladders
-                        .get(stream)
-                        .cloned()
-                        .unwrap_or_default();
-                    let home = (!ladder.is_empty()).then(|| self.inner.supervision.clone());
-                    Arc::new(LiveStream::new(
-                        stream.to_owned(),
+            let entry = streams.entry(name.to_owned()).or_insert_with(|| {
+                let ladder = self
+                    .inner
+                    .options
+                    .ladders
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_default();
+                let home = (!ladder.is_empty()).then(|| self.inner.supervision.clone());
+                StreamEntry {
+                    stream: Arc::new(LiveStream::new(
+                        name.to_owned(),
                         self.inner.options.packaging.clone(),
-                        self.inner.options.reconnect_grace,
                         ladder,
                         home,
-                    ))
-                })
-                .clone()
+                    )),
+                    actor: None,
+                }
+            });
+            if let Some(actor) = entry
+                .actor
+                .as_ref()
+                .filter(|a| ractor::ACTIVE_STATES.contains(&a.get_status()))
+            {
+                return Ok(actor.clone());
+            }
+            entry.stream.clone()
         };
-        live_stream.begin(protocol, remote, self.inner.options.replace_publisher)
+        let _one = self.inner.spawning.lock().await;
+        // Another publish may have started it meanwhile.
+        if let Some(actor) = self
+            .lock()
+            .get(name)
+            .and_then(|e| e.actor.clone())
+            .filter(|a| ractor::ACTIVE_STATES.contains(&a.get_status()))
+        {
+            return Ok(actor);
+        }
+        let unavailable = |e: &dyn std::fmt::Display| PublishError::Unavailable(e.to_string());
+        let branch = self
+            .inner
+            .supervision
+            .branch(BranchKind::Live)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let (actor, _) = ractor::Actor::spawn_linked(
+            None,
+            lifecycle::LiveStreamActor,
+            lifecycle::LiveStreamArgs {
+                stream,
+                recording: self.inner.recording.clone(),
+                reconnect_grace: self.inner.options.reconnect_grace,
+            },
+            branch.get_cell(),
+        )
+        .await
+        .map_err(|e| unavailable(&e))?;
+        if let Some(entry) = self.lock().get_mut(name) {
+            entry.actor = Some(actor.clone());
+        }
+        Ok(actor)
     }
 
     /// Ends the live stream of a revoked key at once.
     pub fn kick(&self, stream: &str) {
-        if let Some(s) = self.stream(stream) {
-            s.kick();
+        let actor = self.lock().get(stream).and_then(|e| e.actor.clone());
+        if let Some(actor) = actor {
+            let _ = actor.cast(LiveStreamMsg::Kick);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LiveStream>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, StreamEntry>> {
         self.inner
             .streams
             .lock()

@@ -215,10 +215,10 @@ impl RtmpIngestState {
                 tracing::info!(remote = %self.remote, %reason, "rtmp: publish refused");
                 self.session.reject_publish_with(request_id, code, &reason)
             }
-            Err(PublishError::Db(err)) => {
-                tracing::error!(remote = %self.remote, %err, "rtmp: cannot check the stream key");
+            Err(err @ (PublishError::Db(_) | PublishError::Unavailable(_))) => {
+                tracing::error!(remote = %self.remote, %err, "rtmp: cannot decide on the publish");
                 self.session
-                    .reject_publish(request_id, "the server cannot check stream keys right now")
+                    .reject_publish(request_id, "the server cannot take the publish right now")
             }
         };
         if let Err(err) = result {

@@ -445,12 +445,12 @@ impl RtspIngestState {
                 };
                 self.session.reject_announce(request_id, refusal, &reason);
             }
-            Err(PublishError::Db(err)) => {
-                tracing::error!(remote = %self.remote, %err, "rtsp: cannot check the stream key");
+            Err(err @ (PublishError::Db(_) | PublishError::Unavailable(_))) => {
+                tracing::error!(remote = %self.remote, %err, "rtsp: cannot decide on the publish");
                 self.session.reject_announce(
                     request_id,
                     Refusal::Unavailable,
-                    "the server cannot check stream keys right now",
+                    "the server cannot take the publish right now",
                 );
             }
         }

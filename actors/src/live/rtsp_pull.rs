@@ -257,7 +257,9 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
     {
         Ok(publisher) => publisher,
         Err(PublishError::Rejected(reason, _)) => return Err(reason),
-        Err(PublishError::Db(err)) => return Err(err.to_string()),
+        Err(err @ (PublishError::Db(_) | PublishError::Unavailable(_))) => {
+            return Err(err.to_string());
+        }
     };
     let mut tracks: HashMap<usize, Track> = HashMap::new();
     let mut published = false;

@@ -12,8 +12,10 @@ use streamforge_protocols::rtmp::PublishRejection;
 use tokio::sync::watch;
 
 use super::ladder::{Ladder, LadderArgs, LiveLadderRung, rung_names};
+use super::lifecycle::LiveStreamMsg;
 use super::{IngestProtocol, PublishError};
 use crate::supervision::Supervision;
+use ractor::ActorRef;
 
 struct PublisherSlot {
     generation: u64,
@@ -71,10 +73,6 @@ impl PartLatency {
 pub struct LiveStream {
     name: String,
     settings: LivePackaging,
-    /// When a publisher leaves, the stream waits this long (playlists
-    /// open, viewers waiting) for it to come back and continue after a
-    /// discontinuity; then the playlists end.
-    reconnect_grace: Duration,
     state: Mutex<State>,
     version: watch::Sender<u64>,
     /// Rungs re-encoded from the published video, and where their
@@ -167,14 +165,12 @@ impl LiveStream {
     pub(super) fn new(
         name: String,
         settings: LivePackaging,
-        reconnect_grace: Duration,
         ladder: Vec<LiveLadderRung>,
         ladder_home: Option<Supervision>,
     ) -> Self {
         Self {
             name,
             settings,
-            reconnect_grace,
             ladder,
             ladder_home,
             state: Mutex::new(State {
@@ -334,8 +330,10 @@ impl LiveStream {
         s
     }
 
+    /// Starts a publish (the stream's actor decides it).
     pub(super) fn begin(
         self: &std::sync::Arc<Self>,
+        actor: &ActorRef<LiveStreamMsg>,
         protocol: IngestProtocol,
         remote: String,
         replace: bool,
@@ -381,14 +379,46 @@ impl LiveStream {
         tracing::info!(stream = %self.name, %remote, ?protocol, "publish started");
         Ok(Publisher {
             stream: self.clone(),
+            actor: actor.clone(),
             generation,
             recorder: None,
         })
     }
 
+    /// Publisher `generation` left: the open segments close and the
+    /// playlists stay open for it to come back. `true` when the stream
+    /// waits for it (the actor ends it after the grace); a stream that
+    /// cannot pause ends now.
+    pub(super) fn unpublish(&self, generation: u64) -> bool {
+        let mut state = self.lock();
+        let mut waits = false;
+        if state
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.generation == generation)
+        {
+            state.publisher = None;
+            state.ended_at = Some(Instant::now());
+            match state.packager.as_mut().map(LivePackager::pause) {
+                Some(Ok(())) => {
+                    tracing::info!(stream = %self.name, "publisher gone; waiting for it to come back");
+                    waits = true;
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(stream = %self.name, %err, "cannot pause the stream; ending it");
+                    end_packager(&mut state, &self.name);
+                }
+                None => {}
+            }
+        }
+        drop(state);
+        self.bump();
+        waits
+    }
+
     /// Ends the playlists of a stream nobody published again since
     /// `generation` left.
-    fn end_unless_republished(&self, generation: u64) {
+    pub(super) fn end_unless_republished(&self, generation: u64) {
         let mut state = self.lock();
         if state.generation == generation && state.publisher.is_none() {
             end_packager(&mut state, &self.name);
@@ -412,18 +442,24 @@ impl LiveStream {
 }
 
 impl LiveStream {
-    /// Starts the ladder of a new presentation: the rungs below the
-    /// published video's height.
-    fn start_ladder(self: &std::sync::Arc<Self>, state: &State) {
+    /// Starts the ladder of presentation `presentation`, if it is still
+    /// the current one: the rungs below the published video's height.
+    pub(super) async fn start_ladder(self: &std::sync::Arc<Self>, presentation: u64) {
         let Some(home) = self.ladder_home.clone() else {
             return;
         };
-        let Some(height) = state
-            .tracks
-            .iter()
-            .find(|t| t.kind() == streamforge_protocols::media::MediaKind::Video)
-            .and_then(Track::height)
-        else {
+        let height = {
+            let state = self.lock();
+            if state.presentation != presentation {
+                return;
+            }
+            state
+                .tracks
+                .iter()
+                .find(|t| t.kind() == streamforge_protocols::media::MediaKind::Video)
+                .and_then(Track::height)
+        };
+        let Some(height) = height else {
             tracing::info!(stream = %self.name, "no video to make a ladder from");
             return;
         };
@@ -432,30 +468,22 @@ impl LiveStream {
             tracing::info!(stream = %self.name, height, "every ladder rung is as tall as the source; none made");
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let args = LadderArgs {
             stream: self.clone(),
-            presentation: state.presentation,
+            presentation,
             rungs,
             processes: home.processes().clone(),
         };
-        let name = self.name.clone();
-        runtime.spawn(async move {
-            let branch = match home.branch(crate::supervision::BranchKind::Live).await {
-                Ok(branch) => branch,
-                Err(err) => {
-                    tracing::error!(stream = %name, %err, "no live branch for the ladder");
-                    return;
-                }
-            };
-            if let Err(err) =
-                ractor::Actor::spawn_linked(None, Ladder, args, branch.get_cell()).await
-            {
-                tracing::error!(stream = %name, %err, "cannot start the live ladder");
+        let branch = match home.branch(crate::supervision::BranchKind::Live).await {
+            Ok(branch) => branch,
+            Err(err) => {
+                tracing::error!(stream = %self.name, %err, "no live branch for the ladder");
+                return;
             }
-        });
+        };
+        if let Err(err) = ractor::Actor::spawn_linked(None, Ladder, args, branch.get_cell()).await {
+            tracing::error!(stream = %self.name, %err, "cannot start the live ladder");
+        }
     }
 }
 
@@ -481,9 +509,11 @@ pub enum PublishEnded {
 }
 
 /// The right to publish one stream, held by an ingest actor. Dropping it
-/// ends the stream.
+/// tells the stream's actor that the publisher left.
 pub struct Publisher {
     stream: std::sync::Arc<LiveStream>,
+    /// The stream's actor, told when this publisher leaves.
+    actor: ActorRef<LiveStreamMsg>,
     generation: u64,
     /// The recording of this publish, when recording is on.
     recorder: Option<super::record::RecorderFeed>,
@@ -625,7 +655,9 @@ impl Publisher {
             state.packager = Some(packager);
             state.presentation += 1;
             state.ladder_error = None;
-            self.stream.start_ladder(&state);
+            let _ = self.actor.cast(LiveStreamMsg::StartLadder {
+                presentation: state.presentation,
+            });
         }
         let track = sample.track;
         let mut guard = state;
@@ -686,45 +718,16 @@ impl Publisher {
             state.last_error = error;
         }
         drop(state);
-        // Drop does the rest.
+        // Dropping tells the stream's actor.
     }
 }
 
 impl Drop for Publisher {
+    /// Tells the stream's actor that this publisher left; the actor does
+    /// the rest (pause, reconnect grace, end).
     fn drop(&mut self) {
-        let mut state = self.stream.lock();
-        if state
-            .publisher
-            .as_ref()
-            .is_some_and(|p| p.generation == self.generation)
-        {
-            state.publisher = None;
-            state.ended_at = Some(Instant::now());
-            // Open playlists for a while: the encoder may be back.
-            let paused = state.packager.as_mut().map(LivePackager::pause);
-            match paused {
-                Some(Ok(())) => {
-                    tracing::info!(stream = %self.stream.name, "publisher gone; waiting for it to come back");
-                    let stream = self.stream.clone();
-                    let generation = state.generation;
-                    let grace = self.stream.reconnect_grace;
-                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                        runtime.spawn(async move {
-                            tokio::time::sleep(grace).await;
-                            stream.end_unless_republished(generation);
-                        });
-                    } else {
-                        end_packager(&mut state, &self.stream.name);
-                    }
-                }
-                Some(Err(err)) => {
-                    tracing::warn!(stream = %self.stream.name, %err, "cannot pause the stream; ending it");
-                    end_packager(&mut state, &self.stream.name);
-                }
-                None => {}
-            }
-        }
-        drop(state);
-        self.stream.bump();
+        let _ = self.actor.cast(LiveStreamMsg::Unpublished {
+            generation: self.generation,
+        });
     }
 }

@@ -6,7 +6,8 @@
 //! ├── uploads     UploadSession, one per tus upload
 //! ├── transcodes  Job{asset} → Rung, one per ladder rung (ffmpeg)
 //! ├── live        RtmpIngest / RtspIngest per connection, RtspPull per
-//! │               camera, Ladder per live stream → LiveRung per rung
+//! │               camera, LiveStreamActor per stream, Ladder per live
+//! │               stream → LiveRung per rung
 //! ├── viewers     ViewerSessionActor, one per viewer session
 //! └── Periodic    upload expiry, rate-limit pruning (Supervision::every)
 //! ```

@@ -1,0 +1,111 @@
+//! The life of a live stream, in one actor per stream (`LiveStreamActor`,
+//! under the live branch): publish, unpublish, the reconnect grace, a
+//! kick, and what a publish brings along (its recording, a new
+//! presentation's ladder).
+//!
+//! ```text
+//! ingest ──Publish──▶ LiveStreamActor ──▶ LiveStream { Mutex<State> }  ◀── viewers read
+//!   │                    │  Unpublished → pause, GraceOver after live.reconnect_grace
+//!   │ samples            │  GraceOver   → end (unless published again)
+//!   └────────────────────┼─▶ Publisher::push (packager, under the lock)
+//!                        │  Kick        → end now (a revoked key)
+//!                        └  StartLadder → a Ladder for the new presentation
+//! ```
+//!
+//! The data path stays off the mailbox: a publisher packages its samples
+//! under the stream's lock and viewers read the packager's shared `Bytes`.
+//! The actor owns every transition and every timer (a `send_after` dies
+//! with it); a [`Publisher`] only tells it that it left.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::record::Recording;
+use super::stream::{LiveStream, Publisher};
+use super::{IngestProtocol, PublishError};
+
+/// What a stream's actor is told.
+pub enum LiveStreamMsg {
+    /// A publisher asks to publish; answered with its [`Publisher`].
+    Publish {
+        protocol: IngestProtocol,
+        remote: String,
+        /// Replace a live publisher instead of refusing.
+        replace: bool,
+        reply: RpcReplyPort<Result<Publisher, PublishError>>,
+    },
+    /// Publisher `generation` left (it finished, or was dropped).
+    Unpublished { generation: u64 },
+    /// The reconnect grace of publisher `generation` is over.
+    GraceOver { generation: u64 },
+    /// End the publish now (its key was revoked).
+    Kick,
+    /// Presentation `presentation` began: start its ladder, if any.
+    StartLadder { presentation: u64 },
+}
+
+pub struct LiveStreamActor;
+
+pub struct LiveStreamArgs {
+    pub stream: Arc<LiveStream>,
+    pub recording: Option<Recording>,
+    pub reconnect_grace: Duration,
+}
+
+impl Actor for LiveStreamActor {
+    type Msg = LiveStreamMsg;
+    type State = LiveStreamArgs;
+    type Arguments = LiveStreamArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<LiveStreamMsg>,
+        args: LiveStreamArgs,
+    ) -> Result<LiveStreamArgs, ActorProcessingErr> {
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<LiveStreamMsg>,
+        message: LiveStreamMsg,
+        state: &mut LiveStreamArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        let stream = &state.stream;
+        match message {
+            LiveStreamMsg::Publish {
+                protocol,
+                remote,
+                replace,
+                reply,
+            } => {
+                let begun = stream.begin(&myself, protocol, remote, replace);
+                let answer = match (begun, &state.recording) {
+                    (Ok(mut publisher), Some(recording)) => {
+                        publisher.set_recorder(recording.start(stream.name()).await);
+                        Ok(publisher)
+                    }
+                    (begun, _) => begun,
+                };
+                // A publisher nobody waits for any more is dropped, which
+                // tells this actor it left.
+                let _ = reply.send(answer);
+            }
+            LiveStreamMsg::Unpublished { generation } => {
+                if stream.unpublish(generation) {
+                    myself.send_after(state.reconnect_grace, move || LiveStreamMsg::GraceOver {
+                        generation,
+                    });
+                }
+            }
+            LiveStreamMsg::GraceOver { generation } => stream.end_unless_republished(generation),
+            LiveStreamMsg::Kick => stream.kick(),
+            LiveStreamMsg::StartLadder { presentation } => {
+                stream.start_ladder(presentation).await;
+            }
+        }
+        Ok(())
+    }
+}
