@@ -610,7 +610,7 @@ fn check_xml(text: &str, expect_type: &str) {
         Some("urn:mpeg:dash:schema:mpd:2011")
     );
     assert_eq!(root.attribute("type"), Some(expect_type));
-    // PITFALLS: every MPD has @id and publishTime; dynamic ones also
+    // Every MPD has @id and publishTime; dynamic ones also
     // availabilityStartTime and UTCTiming.
     assert!(root.attribute("id").is_some());
     assert!(root.attribute("publishTime").is_some());

@@ -1,11 +1,16 @@
 //! Processing of uploaded assets: one [`Job`] per asset under the
 //! `transcodes` branch, probing the original with ffprobe and making its
-//! ladder with supervised [`Rung`]s (each an ffmpeg child whose fragmented
-//! MP4 output is packaged as CMAF as it is produced), then one multivariant
-//! playlist and one MPD over every rung.
+//! ladder with supervised [`Rung`]s (each an ffmpeg child, an
+//! [`Fmp4Child`](crate::ffmpeg::Fmp4Child), whose fragmented MP4 output is
+//! packaged as CMAF as it is produced), then one multivariant playlist and
+//! one MPD over every rung.
 //!
-//! Not built yet: the preview while an upload is still arriving (the
-//! growing source), image uploads.
+//! An upload still arriving is processed from the growing source
+//! ([`GrowingSource`]: ffmpeg reads it over loopback HTTP while the bytes
+//! arrive), and the first packaged rung is published as a preview before
+//! the ladder is done. Still images get WebP and AVIF renditions
+//! ([`image`]) instead of a ladder. A rung that fails is restarted after 1,
+//! 2 and 4 s; its fourth failure fails the asset ([`MAX_RUNG_RESTARTS`]).
 
 pub mod image;
 mod job;

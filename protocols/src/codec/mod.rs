@@ -8,7 +8,7 @@
 //! read from input are capped before anything is allocated for them.
 //!
 //! The codec is recognised from the bitstream itself, never only from a
-//! container tag (PITFALLS: OBS < 29.1 sent HEVC labelled as H.264).
+//! container tag (OBS before 29.1 sent HEVC labelled as H.264: SRS issue #3464).
 
 pub mod aac;
 pub(crate) mod bits;

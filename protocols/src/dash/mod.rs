@@ -7,7 +7,7 @@
 //!
 //! Availability is the caller's contract: a `SegmentTimeline` lists only
 //! segments already written, and with `availabilityTimeOffset` only segments
-//! whose chunked transfer is already open (PITFALLS: SRS #1864). Times and
+//! whose chunked transfer is already open (SRS issue #1864). Times and
 //! durations are formatted by integer arithmetic ([`xs`]).
 
 pub mod model;

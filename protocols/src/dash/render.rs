@@ -44,7 +44,7 @@ pub fn render_mpd(mpd: &Mpd) -> Result<String, DashError> {
 }
 
 fn validate(mpd: &Mpd) -> Result<(), DashError> {
-    // PITFALLS (nginx-rtmp #804): DASH-IF validators reject an MPD without
+    // nginx-rtmp issue #804: DASH-IF validators reject an MPD without
     // @id or, for dynamic, without availabilityStartTime and UTCTiming.
     if mpd.id.is_empty() {
         return Err(DashError::Missing("MPD@id"));

@@ -16,7 +16,7 @@
 //! Viewers' requests are answered from the same value:
 //! [`is_available`](LivePlaylist::is_available) for blocking reloads and
 //! [`render`](LivePlaylist::render) for the playlist body. Apple players
-//! want a few segments before they start (PITFALLS): the server should
+//! want a few segments before they start: the server should
 //! answer 404 until `playlist().segments.len()` reaches its minimum. Everything is
 //! counted in one timescale, so the window arithmetic is exact for any
 //! stream length.
@@ -162,7 +162,7 @@ pub struct SegmentClosed {
 /// of the Playlist."
 const PART_RETENTION_TARGET_DURATIONS: u64 = 3;
 
-/// PITFALLS / §4.4.3.7: every part but a segment's last should last at least
+/// RFC 8216bis §4.4.3.7: every part but a segment's last should last at least
 /// 85 % of PART-TARGET; Apple players fall back to regular HLS otherwise.
 const MIN_PART_PERCENT: u128 = 85;
 

@@ -209,7 +209,7 @@ impl MediaPlaylist {
             validate_parts(self.next_msn(), &ll.open.parts, part_target)?;
             match &ll.preload_hint {
                 Some(hint) => validate_uri("EXT-X-PRELOAD-HINT", &hint.uri)?,
-                // PITFALLS: hls.js reloads in a loop without a preload hint.
+                // hls.js reloads in a loop without a preload hint.
                 None if !self.ended => return Err(HlsError::MissingPreloadHint),
                 None => {}
             }

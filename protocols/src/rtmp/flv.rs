@@ -33,7 +33,7 @@
 //!
 //! # Codec detection
 //!
-//! PITFALLS (OBS < 29.1, SRS #3464): the codec is taken from the sequence
+//! OBS before 29.1 (SRS issue #3464): the codec is taken from the sequence
 //! header's bitstream, not only from the tag. A record labelled AVC that
 //! parses as `hvcC` (and the reverse) is used as what it is, with a warning.
 //! Keyframes are decided by the bitstream too (IDR / IRAP NAL units), with
@@ -399,7 +399,7 @@ pub fn split_aggregate(
 
 /// Extends 32-bit wrapping millisecond timestamps to `i64`.
 ///
-/// PITFALLS (Timestamps): RTMP timestamps wrap after 49.7 days. Each
+/// RTMP timestamps are 32-bit milliseconds: they wrap after 49.7 days. Each
 /// timestamp is read as a signed step of at most ±2³¹ ms from the previous
 /// one, so a wrap continues the timeline and audio slightly behind video
 /// steps back a little, as it should.

@@ -67,7 +67,7 @@ pub struct ServerConfig {
     pub max_chunk_streams: usize,
     /// Most bytes held in partially received messages.
     pub max_pending_bytes: usize,
-    /// Longest `app`, `tcUrl` and stream key accepted (PITFALLS: 1024 for RTMP).
+    /// Longest `app`, `tcUrl` and stream key accepted: 1024 bytes.
     pub max_url_len: usize,
     /// Most `createStream` calls answered on one connection.
     pub max_streams: u32,
@@ -721,8 +721,8 @@ impl ServerSession {
             .and_then(Amf0Value::as_str)
             .unwrap_or_default();
         let publish_type = PublishType::parse(command.args.get(1).and_then(Amf0Value::as_str));
-        // PITFALLS (xiu #90): users paste `rtmp://host/live/KEY` as the server
-        // URL and leave the key empty.
+        // Users paste `rtmp://host/live/KEY` as the server
+        // URL and leave the key empty (xiu issue #90).
         let (app, stream_key) = match (name.is_empty(), connected_app.rsplit_once('/')) {
             (true, Some((app, key))) => (app.to_owned(), key.to_owned()),
             _ => (connected_app, name.to_owned()),
