@@ -236,22 +236,20 @@ async fn signed_playback_urls_for_assets_and_live_streams() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut live = serde_json::Value::Null;
-    for _ in 0..200 {
-        live = http
-            .get(server.url("/api/live/signed"))
+    let status = async || -> serde_json::Value {
+        http.get(server.url("/api/live/signed"))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        if live["playable"] == true {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(live["playable"], true, "{live}");
+            .unwrap()
+    };
+    common::wait_until("the signed stream to be playable", async || {
+        status().await["playable"] == true
+    })
+    .await;
+    let live = status().await;
     let live_hls = live["hls"].as_str().unwrap();
     assert!(live_hls.contains("&sig="));
     let media = http

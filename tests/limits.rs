@@ -180,21 +180,16 @@ async fn live_streams_per_client_are_limited() {
             .unwrap()
     };
     let mut first = push("one", "30");
-    let mut live = false;
-    for _ in 0..100 {
+    common::wait_until("the first stream to be live", async || {
         let status: serde_json::Value = reqwest::get(server.url("/api/live/one"))
             .await
             .unwrap()
             .json()
             .await
             .unwrap_or_default();
-        if status["live"] == true {
-            live = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(live, "the first stream is live");
+        status["live"] == true
+    })
+    .await;
     let second = push("two", "2").wait().await.unwrap();
     assert!(
         !second.success(),

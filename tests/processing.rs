@@ -295,14 +295,15 @@ async fn a_rung_that_fails_a_fourth_time_fails_the_asset_with_the_reason() {
     let mut last: Option<String> = None;
     for failure in 1..=4 {
         let mut pid = None;
-        for _ in 0..400 {
-            pid = rung_ffmpeg(&asset, &upload_id, last.as_deref());
-            if pid.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let pid = pid.unwrap_or_else(|| panic!("no rung ffmpeg to fail a {failure}. time"));
+        common::wait_until(
+            &format!("a rung ffmpeg to fail a {failure}. time"),
+            async || {
+                pid = rung_ffmpeg(&asset, &upload_id, last.as_deref());
+                pid.is_some()
+            },
+        )
+        .await;
+        let pid = pid.unwrap_or_default();
         std::process::Command::new("kill")
             .args(["-9", &pid])
             .status()

@@ -339,3 +339,21 @@ pub async fn ffprobe(url: &str) -> serde_json::Value {
     );
     serde_json::from_slice(&output.stdout).unwrap()
 }
+
+/// Polls `check` every 100 ms until it holds; panics naming `what` after
+/// 30 s.
+pub async fn wait_until(what: &str, check: impl AsyncFnMut() -> bool) {
+    wait_until_within(what, Duration::from_secs(30), check).await;
+}
+
+/// [`wait_until`] with another time limit.
+pub async fn wait_until_within(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
