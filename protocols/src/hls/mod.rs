@@ -38,8 +38,8 @@ pub use model::{
     RenditionReport, Segment, ServerControl,
 };
 pub use multivariant::{
-    AudioRendition, FrameRate, IFrameVariant, MultivariantPlaylist, Resolution, Variant,
-    render_multivariant,
+    AUDIO_GROUP, AudioRendition, FrameRate, IFrameVariant, Listed, MultivariantPlaylist,
+    Resolution, Variant, ladder_playlist, render_multivariant,
 };
 pub use query::{PlaylistQuery, QueryError, SkipRequest};
 pub use render::{RenderOptions, render_media, skipped_segments};

@@ -1,13 +1,132 @@
 //! The multivariant (master) playlist: variant streams, audio renditions and
 //! I-frame variants (RFC 8216bis §4.4.6).
 //!
-//! Build a [`MultivariantPlaylist`] from the asset's renditions and call
-//! [`render_multivariant`]; it validates while rendering.
+//! [`ladder_playlist`] builds the [`MultivariantPlaylist`] of a set of
+//! renditions (VOD and live alike); [`render_multivariant`] validates while
+//! rendering.
 
 use std::fmt::{self, Write as _};
 
 use super::error::HlsError;
 use super::model::validate_uri;
+use crate::media::{MediaKind, Track};
+
+/// The `GROUP-ID` of every audio rendition.
+pub const AUDIO_GROUP: &str = "audio";
+
+/// One rendition as a multivariant playlist lists it: its media playlist
+/// is `{name}/{media_playlist}`.
+#[derive(Clone, Copy, Debug)]
+pub struct Listed<'a> {
+    pub name: &'a str,
+    pub track: &'a Track,
+    /// RFC 8216bis §4.4.6.2 peak and average segment bit rates.
+    pub peak_bps: u64,
+    pub average_bps: u64,
+    pub frame_rate: Option<FrameRate>,
+    /// The rendition's I-frame playlist `{name}/{playlist}`, with its peak
+    /// and average bit rates, when it has one.
+    pub i_frames: Option<(&'a str, u64, u64)>,
+}
+
+/// The multivariant playlist of `renditions`: a variant per video
+/// rendition, all sharing one group of the audio renditions (or, with no
+/// video, a variant per audio rendition).
+///
+/// Audio `NAME`s are unique in their group (§4.4.6.1.1): a language names
+/// its rendition unless two renditions share it, then the rendition names
+/// do. With renditions, `BANDWIDTH` and `AVERAGE-BANDWIDTH` are the largest
+/// sums over a playable combination (§4.4.6.2): the video plus the most
+/// demanding audio.
+pub fn ladder_playlist(renditions: &[Listed<'_>], media_playlist: &str) -> MultivariantPlaylist {
+    let uri = |r: &Listed<'_>| format!("{}/{media_playlist}", r.name);
+    let videos: Vec<&Listed<'_>> = renditions
+        .iter()
+        .filter(|r| r.track.kind() == MediaKind::Video)
+        .collect();
+    let audios: Vec<&Listed<'_>> = renditions
+        .iter()
+        .filter(|r| r.track.kind() == MediaKind::Audio)
+        .collect();
+    let mut pl = MultivariantPlaylist {
+        independent_segments: true,
+        ..Default::default()
+    };
+    if videos.is_empty() {
+        pl.variants = audios
+            .iter()
+            .map(|r| Variant {
+                uri: uri(r),
+                bandwidth: r.peak_bps.max(1),
+                average_bandwidth: Some(r.average_bps.max(1)),
+                codecs: r.track.codec.codec_string(),
+                resolution: None,
+                frame_rate: None,
+                audio_group: None,
+            })
+            .collect();
+        return pl;
+    }
+    let mut audio_codecs: Vec<String> = Vec::new();
+    for (i, r) in audios.iter().enumerate() {
+        let codec = r.track.codec.codec_string();
+        if !audio_codecs.contains(&codec) {
+            audio_codecs.push(codec);
+        }
+        let language = (r.track.language != "und").then(|| r.track.language.clone());
+        let shared = audios
+            .iter()
+            .filter(|o| o.track.language == r.track.language)
+            .count()
+            > 1;
+        let name = match &language {
+            Some(language) if !shared => language.clone(),
+            _ => r.name.to_owned(),
+        };
+        pl.audio.push(AudioRendition {
+            group_id: AUDIO_GROUP.to_owned(),
+            name,
+            language,
+            default: i == 0,
+            autoselect: true,
+            channels: r.track.channels().map(u32::from),
+            uri: Some(uri(r)),
+        });
+    }
+    let audio_peak = audios.iter().map(|a| a.peak_bps).max().unwrap_or(0);
+    let audio_average = audios.iter().map(|a| a.average_bps).max().unwrap_or(0);
+    for r in &videos {
+        let mut codecs = r.track.codec.codec_string();
+        for codec in &audio_codecs {
+            codecs.push(',');
+            codecs.push_str(codec);
+        }
+        let resolution = r
+            .track
+            .width()
+            .zip(r.track.height())
+            .map(|(width, height)| Resolution { width, height });
+        pl.variants.push(Variant {
+            uri: uri(r),
+            bandwidth: r.peak_bps.saturating_add(audio_peak).max(1),
+            average_bandwidth: Some(r.average_bps.saturating_add(audio_average).max(1)),
+            codecs,
+            resolution,
+            frame_rate: r.frame_rate,
+            audio_group: (!audios.is_empty()).then(|| AUDIO_GROUP.to_owned()),
+        });
+        if let Some((playlist, peak, average)) = r.i_frames {
+            pl.i_frame_variants.push(IFrameVariant {
+                uri: format!("{}/{playlist}", r.name),
+                bandwidth: peak,
+                average_bandwidth: Some(average),
+                codecs: r.track.codec.codec_string(),
+                resolution,
+            });
+        }
+    }
+    pl
+}
 
 /// A frame rate as the exact rational the encoder uses (`30/1`,
 /// `30000/1001`).
@@ -308,5 +427,67 @@ mod tests {
             render_multivariant(&pl),
             Err(HlsError::InvalidAttribute { what: "NAME", .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod ladder_tests {
+    use super::*;
+    use crate::codec::h264::tests::{PPS_720P_HIGH, SPS_720P_HIGH};
+    use crate::codec::{AudioSpecificConfig, AvcConfig, CodecConfig};
+
+    fn listed<'a>(name: &'a str, track: &'a Track, peak: u64) -> Listed<'a> {
+        Listed {
+            name,
+            track,
+            peak_bps: peak,
+            average_bps: peak / 2,
+            frame_rate: None,
+            i_frames: None,
+        }
+    }
+
+    fn audio(id: u32, language: &str) -> Track {
+        let asc = AudioSpecificConfig::new(2, 48_000, 2).unwrap();
+        let mut track = Track::new(id, 48_000, CodecConfig::Aac(asc));
+        track.language = language.to_owned();
+        track
+    }
+
+    #[test]
+    fn audio_names_are_unique_and_bandwidth_counts_the_most_demanding_audio() {
+        let avc = AvcConfig::from_parameter_sets(&[SPS_720P_HIGH], &[PPS_720P_HIGH]).unwrap();
+        let video = Track::new(1, 90_000, CodecConfig::H264(avc));
+        let (eng, fra, eng2) = (audio(2, "eng"), audio(3, "fra"), audio(4, "eng"));
+        let pl = ladder_playlist(
+            &[
+                listed("v1", &video, 1_000_000),
+                listed("a1", &eng, 128_000),
+                listed("a2", &fra, 96_000),
+            ],
+            "media.m3u8",
+        );
+        let names: Vec<&str> = pl.audio.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["eng", "fra"]);
+        assert_eq!(pl.variants.len(), 1);
+        assert_eq!(pl.variants[0].bandwidth, 1_128_000);
+        assert_eq!(pl.variants[0].codecs, "avc1.64001f,mp4a.40.2");
+        assert_eq!(pl.variants[0].uri, "v1/media.m3u8");
+        // A language two renditions share names neither: the rendition names do.
+        let pl = ladder_playlist(
+            &[
+                listed("v1", &video, 1_000_000),
+                listed("a1", &eng, 128_000),
+                listed("a2", &eng2, 96_000),
+            ],
+            "media.m3u8",
+        );
+        let names: Vec<&str> = pl.audio.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["a1", "a2"]);
+        render_multivariant(&pl).unwrap();
+        // Audio alone: one variant per rendition, no group.
+        let pl = ladder_playlist(&[listed("a1", &eng, 128_000)], "media.m3u8");
+        assert!(pl.audio.is_empty());
+        assert_eq!(pl.variants[0].audio_group, None);
     }
 }

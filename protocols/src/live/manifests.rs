@@ -118,71 +118,21 @@ impl LivePackager {
                 Reply::Wait
             });
         }
-        let playlist_uri = |r: &Rendition| format!("{}/{}", r.name, crate::package::MEDIA_PLAYLIST);
-        let videos: Vec<&Rendition> = self
+        // A rung is listed once it has a complete segment.
+        let listed: Vec<Listed<'_>> = self
             .renditions
             .iter()
-            .filter(|r| r.track.kind() == MediaKind::Video && (!r.is_rung() || r.is_listed()))
+            .filter(|r| r.track.kind() == MediaKind::Audio || !r.is_rung() || r.is_listed())
+            .map(|r| Listed {
+                name: &r.name,
+                track: &r.track,
+                peak_bps: r.peak_bps,
+                average_bps: r.average_bps(),
+                frame_rate: r.frame_rate(),
+                i_frames: None,
+            })
             .collect();
-        let audios: Vec<&Rendition> = self
-            .renditions
-            .iter()
-            .filter(|r| r.track.kind() == MediaKind::Audio)
-            .collect();
-        let mut pl = MultivariantPlaylist {
-            independent_segments: true,
-            ..Default::default()
-        };
-        let audio_peak = audios.iter().map(|r| r.peak_bps).max().unwrap_or(0);
-        let audio_average = audios.iter().map(|r| r.average_bps()).max().unwrap_or(0);
-        for (i, a) in audios.iter().enumerate() {
-            pl.audio.push(AudioRendition {
-                group_id: AUDIO_GROUP.to_owned(),
-                name: a.name.clone(),
-                language: (a.track.language != "und").then(|| a.track.language.clone()),
-                default: i == 0,
-                autoselect: true,
-                channels: a.track.channels().map(u32::from),
-                uri: Some(playlist_uri(a)),
-            });
-        }
-        if videos.is_empty() {
-            for a in &audios {
-                pl.variants.push(Variant {
-                    uri: playlist_uri(a),
-                    bandwidth: a.peak_bps.max(1),
-                    average_bandwidth: Some(a.average_bps().max(1)),
-                    codecs: a.track.codec.codec_string(),
-                    resolution: None,
-                    frame_rate: None,
-                    audio_group: None,
-                });
-            }
-            pl.audio.clear();
-        }
-        for v in &videos {
-            let mut codecs = v.track.codec.codec_string();
-            for a in &audios {
-                let c = a.track.codec.codec_string();
-                if !codecs.split(',').any(|x| x == c) {
-                    codecs.push(',');
-                    codecs.push_str(&c);
-                }
-            }
-            pl.variants.push(Variant {
-                uri: playlist_uri(v),
-                bandwidth: v.peak_bps.saturating_add(audio_peak).max(1),
-                average_bandwidth: Some(v.average_bps().saturating_add(audio_average).max(1)),
-                codecs,
-                resolution: v
-                    .track
-                    .width()
-                    .zip(v.track.height())
-                    .map(|(width, height)| Resolution { width, height }),
-                frame_rate: v.frame_rate(),
-                audio_group: (!audios.is_empty()).then(|| AUDIO_GROUP.to_owned()),
-            });
-        }
+        let pl = ladder_playlist(&listed, crate::package::MEDIA_PLAYLIST);
         Ok(Reply::Ready(render_multivariant(&pl)?))
     }
 

@@ -51,14 +51,13 @@ use crate::dash::{
     SegmentTemplate, ServiceDescription, TimelineSegment, UtcScheme, UtcTiming, render_mpd,
 };
 use crate::hls::{
-    AudioRendition, Availability, HlsError, LivePlaylist, LivePlaylistConfig, Map, MediaDuration,
-    MultivariantPlaylist, NewPart, NewSegment, PlaylistQuery, PreloadHint, RenderOptions,
-    RenditionReport, Resolution, UnixMillis, Variant, Window, render_multivariant,
+    Availability, HlsError, Listed, LivePlaylist, LivePlaylistConfig, Map, MediaDuration, NewPart,
+    NewSegment, PlaylistQuery, PreloadHint, RenderOptions, RenditionReport, UnixMillis, Window,
+    ladder_playlist, render_multivariant,
 };
 use crate::media::{MediaKind, Sample, Track, TrackId};
 
 /// HLS `GROUP-ID` of the audio renditions.
-const AUDIO_GROUP: &str = "audio";
 /// Segment numbers start here, in HLS and DASH alike.
 const FIRST_MSN: u64 = 1;
 /// Track ids of ladder rungs start here, above any publisher's.

@@ -11,9 +11,9 @@ use crate::dash::{
     TimelineSegment, render_mpd,
 };
 use crate::hls::{
-    AudioRendition, IFrameVariant, Keyframe, Map, MediaDuration, MediaPlaylist,
-    MultivariantPlaylist, PlaylistType, RenderOptions, Resolution, Segment, UnixMillis, Variant,
-    i_frame_playlist, render_media, render_multivariant,
+    Keyframe, Listed, Map, MediaDuration, MediaPlaylist, MultivariantPlaylist, PlaylistType,
+    RenderOptions, Segment, UnixMillis, i_frame_playlist, ladder_playlist, render_media,
+    render_multivariant,
 };
 use crate::media::MediaKind;
 
@@ -22,8 +22,6 @@ use super::packager::Rendition;
 use super::{
     I_FRAME_PLAYLIST, INIT, MEDIA_PLAYLIST, MPD, MULTIVARIANT, Output, PackageError, PackagerConfig,
 };
-
-const AUDIO_GROUP: &str = "audio";
 
 pub(super) struct Built {
     pub outputs: Vec<Output>,
@@ -250,102 +248,21 @@ fn i_frames(
 }
 
 fn multivariant(renditions: &[&Rendition], rates: &[Rates]) -> MultivariantPlaylist {
-    let videos: Vec<(&Rendition, &Rates)> = renditions
+    let listed: Vec<Listed<'_>> = renditions
         .iter()
-        .copied()
         .zip(rates)
-        .filter(|(r, _)| r.kind() == MediaKind::Video)
-        .collect();
-    let audios: Vec<(&Rendition, &Rates)> = renditions
-        .iter()
-        .copied()
-        .zip(rates)
-        .filter(|(r, _)| r.kind() == MediaKind::Audio)
-        .collect();
-    let playlist_uri = |r: &Rendition| format!("{}/{MEDIA_PLAYLIST}", r.name);
-    let mut pl = MultivariantPlaylist {
-        independent_segments: true,
-        ..Default::default()
-    };
-    if videos.is_empty() {
-        pl.variants = audios
-            .iter()
-            .map(|(r, rate)| Variant {
-                uri: playlist_uri(r),
-                bandwidth: rate.peak,
-                average_bandwidth: Some(rate.average),
-                codecs: r.track.codec.codec_string(),
-                resolution: None,
-                frame_rate: None,
-                audio_group: None,
-            })
-            .collect();
-        return pl;
-    }
-
-    let mut audio_codecs: Vec<String> = Vec::new();
-    for (i, (r, _)) in audios.iter().enumerate() {
-        let codec = r.track.codec.codec_string();
-        if !audio_codecs.contains(&codec) {
-            audio_codecs.push(codec);
-        }
-        let language = (r.track.language != "und").then(|| r.track.language.clone());
-        // §4.4.6.1.1: NAMEs are unique within a group; a language shared by
-        // two renditions falls back to the rendition names.
-        let shared = audios
-            .iter()
-            .filter(|(o, _)| o.track.language == r.track.language)
-            .count()
-            > 1;
-        let name = match &language {
-            Some(lang) if !shared => lang.clone(),
-            _ => r.name.clone(),
-        };
-        pl.audio.push(AudioRendition {
-            group_id: AUDIO_GROUP.to_owned(),
-            name,
-            language,
-            default: i == 0,
-            autoselect: true,
-            channels: r.track.channels().map(u32::from),
-            uri: Some(playlist_uri(r)),
-        });
-    }
-    // §4.4.6.2: with renditions, BANDWIDTH and AVERAGE-BANDWIDTH are the
-    // largest sums over any playable combination: the video plus the most
-    // demanding audio.
-    let audio_peak = audios.iter().map(|(_, a)| a.peak).max().unwrap_or(0);
-    let audio_average = audios.iter().map(|(_, a)| a.average).max().unwrap_or(0);
-    for (r, rate) in &videos {
-        let mut codecs = r.track.codec.codec_string();
-        for codec in &audio_codecs {
-            codecs.push(',');
-            codecs.push_str(codec);
-        }
-        let resolution = match (r.track.width(), r.track.height()) {
-            (Some(width), Some(height)) => Some(Resolution { width, height }),
-            _ => None,
-        };
-        pl.variants.push(Variant {
-            uri: playlist_uri(r),
-            bandwidth: rate.peak.saturating_add(audio_peak),
-            average_bandwidth: Some(rate.average.saturating_add(audio_average)),
-            codecs,
-            resolution,
+        .map(|(r, rate)| Listed {
+            name: &r.name,
+            track: &r.track,
+            peak_bps: rate.peak,
+            average_bps: rate.average,
             frame_rate: r.durations.frame_rate(r.track.timescale),
-            audio_group: (!audios.is_empty()).then(|| AUDIO_GROUP.to_owned()),
-        });
-        if let Some((peak, average)) = rate.i_frames {
-            pl.i_frame_variants.push(IFrameVariant {
-                uri: format!("{}/{I_FRAME_PLAYLIST}", r.name),
-                bandwidth: peak,
-                average_bandwidth: Some(average),
-                codecs: r.track.codec.codec_string(),
-                resolution,
-            });
-        }
-    }
-    pl
+            i_frames: rate
+                .i_frames
+                .map(|(peak, average)| (I_FRAME_PLAYLIST, peak, average)),
+        })
+        .collect();
+    ladder_playlist(&listed, MEDIA_PLAYLIST)
 }
 
 /// ISO/IEC 23009-1 §5.3.9.6: `S@t` is the segment's earliest presentation
