@@ -443,6 +443,14 @@ fn describe(error: &figment::Error) -> String {
         .join("\n")
 }
 
+/// A configuration error for `key`.
+fn invalid(key: &'static str, problem: &str) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid {
+        key,
+        problem: problem.to_owned(),
+    })
+}
+
 impl Config {
     /// Loads the layered configuration from the process environment, `file`
     /// (`--config`) and `overrides`: the command-line flags that were given,
@@ -465,12 +473,6 @@ impl Config {
 
     /// Checks what the types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, problem: &str| {
-            Err(ConfigError::Invalid {
-                key,
-                problem: problem.to_owned(),
-            })
-        };
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");
         }
@@ -488,6 +490,36 @@ impl Config {
                 "only sqlite: URLs are supported by this build (e.g. sqlite://./data/streamforge.db)",
             );
         }
+        self.validate_live()?;
+        self.validate_http()?;
+        self.validate_tls()?;
+        if self.uploads.max_size == 0 {
+            return invalid("uploads.max_size", "must be greater than 0");
+        }
+        if self.uploads.expire_after < Duration::from_secs(60) {
+            return invalid("uploads.expire_after", "must be at least 1m");
+        }
+        check_vod_ladder(&self.transcode.ladder).map_err(|problem| ConfigError::Invalid {
+            key: "transcode.ladder",
+            problem,
+        })?;
+        if self.limits.api_per_second > 0 && self.limits.api_burst == 0 {
+            return invalid(
+                "limits.api_burst",
+                "must be at least 1 when limits.api_per_second is set",
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
+            return invalid(
+                "log.filter",
+                "not a tracing filter (examples: `info`, `streamforge=debug,info`)",
+            );
+        }
+        Ok(())
+    }
+
+    /// The `[live]` section: packaging targets, ports, pulls and ladders.
+    fn validate_live(&self) -> Result<(), ConfigError> {
         let live = &self.live;
         if !(Duration::from_millis(500)..=Duration::from_secs(10)).contains(&live.segment_duration)
         {
@@ -547,6 +579,11 @@ impl Config {
                 },
             )?;
         }
+        Ok(())
+    }
+
+    /// The `[http]` section's limits.
+    fn validate_http(&self) -> Result<(), ConfigError> {
         let http = &self.http;
         if !(1024..=1024 * 1024).contains(&http.max_header_bytes) {
             return invalid("http.max_header_bytes", "must be between 1024 and 1048576");
@@ -569,6 +606,11 @@ impl Config {
                 "must be greater than 0 (set http.cache_bytes = 0 to turn caching off)",
             );
         }
+        Ok(())
+    }
+
+    /// The `[tls]` section: certificate files and the listener.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
         if self.tls.mode == TlsMode::Files {
             for (key, path) in [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
                 match path {
@@ -595,28 +637,6 @@ impl Config {
             return invalid(
                 "tls.listen",
                 "must differ from http.listen (TCP cannot serve plain and TLS on one port)",
-            );
-        }
-        if self.uploads.max_size == 0 {
-            return invalid("uploads.max_size", "must be greater than 0");
-        }
-        if self.uploads.expire_after < Duration::from_secs(60) {
-            return invalid("uploads.expire_after", "must be at least 1m");
-        }
-        check_vod_ladder(&self.transcode.ladder).map_err(|problem| ConfigError::Invalid {
-            key: "transcode.ladder",
-            problem,
-        })?;
-        if self.limits.api_per_second > 0 && self.limits.api_burst == 0 {
-            return invalid(
-                "limits.api_burst",
-                "must be at least 1 when limits.api_per_second is set",
-            );
-        }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
-            return invalid(
-                "log.filter",
-                "not a tracing filter (examples: `info`, `streamforge=debug,info`)",
             );
         }
         Ok(())

@@ -183,14 +183,17 @@ fn track_for(
     Ok(Track::new(id, clock_rate, codec))
 }
 
-async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
-    let url = url::Url::parse(&source.url).map_err(|e| e.to_string())?;
-    let shown = redacted(&url);
+/// DESCRIBE, SETUP of the first H.264/H.265 video and the first AAC audio
+/// stream, and PLAY: the demuxed session and how many streams it plays.
+async fn connect(
+    source: &PullSource,
+    url: url::Url,
+    idle: Duration,
+) -> Result<(retina::client::Demuxed, usize), String> {
     let creds = source.username.clone().map(|username| Credentials {
         username,
         password: source.password.clone().unwrap_or_default(),
     });
-    let idle = live.options().idle_timeout;
     let mut session = tokio::time::timeout(
         idle,
         retina::client::Session::describe(
@@ -244,13 +247,20 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
     if picked.is_empty() {
         return Err("the source offers no H.264, H.265 or AAC stream".to_owned());
     }
-    let mut playing = session
+    let playing = session
         .play(PlayOptions::default())
         .await
         .map_err(|e| format!("PLAY: {e}"))?
         .demuxed()
         .map_err(|e| format!("PLAY: {e}"))?;
+    Ok((playing, picked.len()))
+}
 
+async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
+    let url = url::Url::parse(&source.url).map_err(|e| e.to_string())?;
+    let shown = redacted(&url);
+    let idle = live.options().idle_timeout;
+    let (playing, streams) = connect(source, url, idle).await?;
     let publisher = match live
         .start_publish(&source.name, IngestProtocol::RtspPull, shown)
         .await
@@ -261,6 +271,20 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
             return Err(err.to_string());
         }
     };
+    let result = relay(source, &publisher, playing, streams, idle).await;
+    publisher.finish(result.as_ref().err().cloned());
+    result
+}
+
+/// Hands the session's frames to the publish, with decode times, until the
+/// source ends, fails or sends no media for `idle`.
+async fn relay(
+    source: &PullSource,
+    publisher: &Publisher,
+    mut playing: retina::client::Demuxed,
+    streams: usize,
+    idle: Duration,
+) -> Result<(), String> {
     let mut tracks: HashMap<usize, Track> = HashMap::new();
     let mut published = false;
     let mut last_dts: HashMap<usize, i64> = HashMap::new();
@@ -310,7 +334,7 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
                 }
                 Err(reason) => break Err(reason),
             }
-            if published || tracks.len() == picked.len() {
+            if published || tracks.len() == streams {
                 let mut all: Vec<Track> = tracks.values().cloned().collect();
                 all.sort_by_key(|t| t.id);
                 if let Err(err) = publisher.take_tracks(all) {
@@ -338,7 +362,7 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
         }
         let mut failed = None;
         while let Some(timed) = order.pull() {
-            if let Err(err) = send(&publisher, track, &mut last_dts, stream, timed).await {
+            if let Err(err) = send(publisher, track, &mut last_dts, stream, timed).await {
                 failed = Some(err);
                 break;
             }
@@ -354,7 +378,7 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
             continue;
         };
         while let Some(timed) = order.flush() {
-            if send(&publisher, track, &mut last_dts, *stream, timed)
+            if send(publisher, track, &mut last_dts, *stream, timed)
                 .await
                 .is_err()
             {
@@ -362,7 +386,6 @@ async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
             }
         }
     }
-    publisher.finish(result.as_ref().err().cloned());
     result
 }
 

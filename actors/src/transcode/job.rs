@@ -393,6 +393,179 @@ fn thumbnails_for(probe: &Value, video: Option<&Value>) -> Option<RungSpec> {
     })
 }
 
+impl JobState {
+    /// Probes the source, then makes an image's renditions or starts one
+    /// rung per ladder step.
+    async fn run(&mut self, myself: &ActorRef<JobMsg>) -> Result<(), ActorProcessingErr> {
+        let db = self.transcoder.db.clone();
+        db.set_asset_status(&self.asset, AssetStatus::Processing, None)
+            .await?;
+        self.upload = db.asset(&self.asset).await?.and_then(|a| a.upload_id);
+        self.stage(Stage::Probing, None).await;
+        let source = source_input(&self.transcoder, &self.asset, self.upload.as_deref()).await;
+        let (source, growing) = match source {
+            Ok(source) => source,
+            Err(reason) => {
+                self.fail(myself, &reason).await;
+                return Ok(());
+            }
+        };
+        let timeout = if growing {
+            GROWING_PROBE_TIMEOUT
+        } else {
+            PROBE_TIMEOUT
+        };
+        let probed = match probe(&self.transcoder, &source, growing, timeout).await {
+            Ok(probed) => probed,
+            Err(reason) => {
+                self.fail(myself, &reason).await;
+                return Ok(());
+            }
+        };
+        db.set_asset_probe(&self.asset, &probed).await?;
+        self.stage(Stage::Transcoding, None).await;
+        if probed["kind"] == "image" {
+            return self.image(myself, &source, &probed).await;
+        }
+        self.source = Some(source);
+        self.growing = growing;
+        for spec in rungs_for(&probed, &self.transcoder.ladder) {
+            let name = spec.name();
+            self.rungs.insert(
+                name.clone(),
+                RungPlan {
+                    spec,
+                    restarts: Backoff::new(Duration::from_secs(1), Duration::MAX)
+                        .with_limit(MAX_RUNG_RESTARTS, Duration::MAX),
+                    actor: None,
+                    done: None,
+                },
+            );
+            myself.cast(JobMsg::StartRung(name))?;
+        }
+        Ok(())
+    }
+
+    /// A still image: its WebP and AVIF renditions, and it is ready.
+    async fn image(
+        &mut self,
+        myself: &ActorRef<JobMsg>,
+        source: &str,
+        probed: &Value,
+    ) -> Result<(), ActorProcessingErr> {
+        let width = probed["streams"][0]["width"].as_u64().unwrap_or(0);
+        let width = u32::try_from(width).unwrap_or(u32::MAX);
+        match super::image::process(&self.transcoder, &self.asset, source, width).await {
+            Ok(_) => {
+                self.finished = true;
+                let db = &self.transcoder.db;
+                db.set_asset_poster(&self.asset).await?;
+                db.set_asset_status(&self.asset, AssetStatus::Ready, None)
+                    .await?;
+                tracing::info!(asset = %self.asset, "image ready");
+                self.stage(Stage::Ready, None).await;
+                myself.stop(Some("ready".into()));
+            }
+            Err(reason) => self.fail(myself, &reason).await,
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts) rung `name` as a child of the job.
+    async fn start_rung(
+        &mut self,
+        myself: &ActorRef<JobMsg>,
+        name: String,
+    ) -> Result<(), ActorProcessingErr> {
+        let (Some(plan), Some(source)) = (self.rungs.get_mut(&name), &self.source) else {
+            return Ok(());
+        };
+        if self.finished || plan.done.is_some() {
+            return Ok(());
+        }
+        let (rung, _) = Actor::spawn_linked(
+            None,
+            Rung,
+            RungArgs {
+                asset: self.asset.clone(),
+                spec: plan.spec.clone(),
+                source: source.clone(),
+                growing: self.growing,
+                storage: self.transcoder.storage.clone(),
+                processes: self.transcoder.processes.clone(),
+                job: myself.clone(),
+            },
+            myself.get_cell(),
+        )
+        .await?;
+        plan.actor = Some(rung.get_id());
+        self.rung(&name, RungState::Encoding).await;
+        Ok(())
+    }
+
+    /// A rung's first segments are packaged: the preview may list it.
+    async fn rung_progress(
+        &mut self,
+        rung: String,
+        renditions: Vec<FinishedRendition>,
+    ) -> Result<(), ActorProcessingErr> {
+        if self.finished {
+            return Ok(());
+        }
+        self.rung(&rung, RungState::Previewable).await;
+        self.progress.insert(rung, renditions);
+        match self.publish_preview().await {
+            Ok(true) if !self.previewing => {
+                self.previewing = true;
+                self.transcoder.db.set_asset_preview(&self.asset).await?;
+                tracing::info!(asset = %self.asset, "preview playable");
+                self.stage(Stage::Previewing, None).await;
+            }
+            Ok(_) => {}
+            Err(reason) => {
+                tracing::warn!(asset = %self.asset, %reason, "cannot write the preview playlist");
+            }
+        }
+        Ok(())
+    }
+
+    /// A rung is done; with the last one, the manifests are written and
+    /// the asset is ready.
+    async fn rung_done(
+        &mut self,
+        myself: &ActorRef<JobMsg>,
+        rung: String,
+        renditions: Vec<FinishedRendition>,
+    ) -> Result<(), ActorProcessingErr> {
+        self.rung(&rung, RungState::Done).await;
+        self.progress.remove(&rung);
+        if let Some(plan) = self.rungs.get_mut(&rung) {
+            plan.done = Some(renditions);
+        }
+        self.transcoder.events.publish(Event::RenditionReady {
+            asset_id: self.asset.clone(),
+            rung,
+        });
+        if self.finished || !self.rungs.values().all(|plan| plan.done.is_some()) {
+            return Ok(());
+        }
+        self.finished = true;
+        match self.publish().await {
+            Ok(()) => {
+                self.transcoder
+                    .db
+                    .set_asset_status(&self.asset, AssetStatus::Ready, None)
+                    .await?;
+                tracing::info!(asset = %self.asset, rungs = self.rungs.len(), "asset ready");
+                self.stage(Stage::Ready, None).await;
+                myself.stop(Some("ready".into()));
+            }
+            Err(reason) => self.fail(myself, &reason).await,
+        }
+        Ok(())
+    }
+}
+
 impl Actor for Job {
     type Msg = JobMsg;
     type State = JobState;
@@ -424,97 +597,8 @@ impl Actor for Job {
         state: &mut JobState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            JobMsg::Run => {
-                let db = state.transcoder.db.clone();
-                db.set_asset_status(&state.asset, AssetStatus::Processing, None)
-                    .await?;
-                state.upload = db.asset(&state.asset).await?.and_then(|a| a.upload_id);
-                state.stage(Stage::Probing, None).await;
-                let source =
-                    source_input(&state.transcoder, &state.asset, state.upload.as_deref()).await;
-                let (source, growing) = match source {
-                    Ok(source) => source,
-                    Err(reason) => {
-                        state.fail(&myself, &reason).await;
-                        return Ok(());
-                    }
-                };
-                let timeout = if growing {
-                    GROWING_PROBE_TIMEOUT
-                } else {
-                    PROBE_TIMEOUT
-                };
-                let probed = match probe(&state.transcoder, &source, growing, timeout).await {
-                    Ok(probed) => probed,
-                    Err(reason) => {
-                        state.fail(&myself, &reason).await;
-                        return Ok(());
-                    }
-                };
-                db.set_asset_probe(&state.asset, &probed).await?;
-                if probed["kind"] == "image" {
-                    let width = probed["streams"][0]["width"].as_u64().unwrap_or(0);
-                    let width = u32::try_from(width).unwrap_or(u32::MAX);
-                    state.stage(Stage::Transcoding, None).await;
-                    match super::image::process(&state.transcoder, &state.asset, &source, width)
-                        .await
-                    {
-                        Ok(_) => {
-                            state.finished = true;
-                            db.set_asset_poster(&state.asset).await?;
-                            db.set_asset_status(&state.asset, AssetStatus::Ready, None)
-                                .await?;
-                            tracing::info!(asset = %state.asset, "image ready");
-                            state.stage(Stage::Ready, None).await;
-                            myself.stop(Some("ready".into()));
-                        }
-                        Err(reason) => state.fail(&myself, &reason).await,
-                    }
-                    return Ok(());
-                }
-                state.stage(Stage::Transcoding, None).await;
-                state.source = Some(source);
-                state.growing = growing;
-                for spec in rungs_for(&probed, &state.transcoder.ladder) {
-                    let name = spec.name();
-                    state.rungs.insert(
-                        name.clone(),
-                        RungPlan {
-                            spec,
-                            restarts: Backoff::new(Duration::from_secs(1), Duration::MAX)
-                                .with_limit(MAX_RUNG_RESTARTS, Duration::MAX),
-                            actor: None,
-                            done: None,
-                        },
-                    );
-                    myself.cast(JobMsg::StartRung(name))?;
-                }
-            }
-            JobMsg::StartRung(name) => {
-                let (Some(plan), Some(source)) = (state.rungs.get_mut(&name), &state.source) else {
-                    return Ok(());
-                };
-                if state.finished || plan.done.is_some() {
-                    return Ok(());
-                }
-                let (rung, _) = Actor::spawn_linked(
-                    None,
-                    Rung,
-                    RungArgs {
-                        asset: state.asset.clone(),
-                        spec: plan.spec.clone(),
-                        source: source.clone(),
-                        growing: state.growing,
-                        storage: state.transcoder.storage.clone(),
-                        processes: state.transcoder.processes.clone(),
-                        job: myself.clone(),
-                    },
-                    myself.get_cell(),
-                )
-                .await?;
-                plan.actor = Some(rung.get_id());
-                state.rung(&name, RungState::Encoding).await;
-            }
+            JobMsg::Run => state.run(&myself).await,
+            JobMsg::StartRung(name) => state.start_rung(&myself, name).await,
             JobMsg::PosterReady => {
                 state.transcoder.db.set_asset_poster(&state.asset).await?;
                 state.transcoder.events.publish(Event::PosterReady {
@@ -522,55 +606,15 @@ impl Actor for Job {
                     upload_id: state.upload.clone(),
                     poster_url: format!("/vod/{}/poster.webp", state.asset),
                 });
+                Ok(())
             }
             JobMsg::RungProgress { rung, renditions } => {
-                if state.finished {
-                    return Ok(());
-                }
-                state.rung(&rung, RungState::Previewable).await;
-                state.progress.insert(rung, renditions);
-                match state.publish_preview().await {
-                    Ok(true) if !state.previewing => {
-                        state.previewing = true;
-                        state.transcoder.db.set_asset_preview(&state.asset).await?;
-                        tracing::info!(asset = %state.asset, "preview playable");
-                        state.stage(Stage::Previewing, None).await;
-                    }
-                    Ok(_) => {}
-                    Err(reason) => {
-                        tracing::warn!(asset = %state.asset, %reason, "cannot write the preview playlist");
-                    }
-                }
+                state.rung_progress(rung, renditions).await
             }
             JobMsg::RungDone { rung, renditions } => {
-                state.rung(&rung, RungState::Done).await;
-                state.progress.remove(&rung);
-                if let Some(plan) = state.rungs.get_mut(&rung) {
-                    plan.done = Some(renditions);
-                }
-                state.transcoder.events.publish(Event::RenditionReady {
-                    asset_id: state.asset.clone(),
-                    rung,
-                });
-                if !state.finished && state.rungs.values().all(|plan| plan.done.is_some()) {
-                    state.finished = true;
-                    match state.publish().await {
-                        Ok(()) => {
-                            state
-                                .transcoder
-                                .db
-                                .set_asset_status(&state.asset, AssetStatus::Ready, None)
-                                .await?;
-                            tracing::info!(asset = %state.asset, rungs = state.rungs.len(), "asset ready");
-                            state.stage(Stage::Ready, None).await;
-                            myself.stop(Some("ready".into()));
-                        }
-                        Err(reason) => state.fail(&myself, &reason).await,
-                    }
-                }
+                state.rung_done(&myself, rung, renditions).await
             }
         }
-        Ok(())
     }
 
     async fn handle_supervisor_evt(

@@ -190,88 +190,17 @@ impl LivePackager {
             .collect();
         epochs.sort_unstable();
         epochs.dedup();
-        let mut periods = Vec::new();
-        for epoch in epochs {
-            // The period starts where its epoch's media does, and stays
-            // there while the window slides: dash.js stalls when a Period
-            // keeps its @id but moves its @start (ISO/IEC 23009-1 §5.3.2.1:
-            // a Period's start is fixed for its id in a dynamic MPD).
-            let start_ms = self.epoch_start_ms(epoch);
-            let mut sets: Vec<AdaptationSet> = Vec::new();
-            // Every video rendition (the source and its ladder rungs) in one
-            // set, so that players switch between them.
-            let mut video_set = None;
-            for (i, r) in self.renditions.iter().enumerate() {
-                let timescale = r.track.timescale;
-                let segments: Vec<&StoredSegment> =
-                    r.listed_segments().filter(|s| s.epoch == epoch).collect();
-                let Some(first) = segments.first() else {
-                    continue;
-                };
-                if let Some(last) = segments.last() {
-                    let end = (last.start + last.duration) * 1000 / u64::from(timescale);
-                    longest_ms = longest_ms.max(end);
-                }
-                let timeline = self.dash_timeline(r, &segments, epoch);
-                let track = r.epoch_track(epoch);
-                let template = SegmentTemplate {
-                    timescale,
-                    initialization: format!("$RepresentationID$/{}", init_name(epoch)),
-                    media: "$RepresentationID$/$Number$.m4s".to_owned(),
-                    start_number: first.msn,
-                    // Media time at the period start.
-                    presentation_time_offset: start_ms * u64::from(timescale) / 1000,
-                    addressing: Addressing::Timeline(timeline),
-                    // A segment may be requested one part after it starts;
-                    // its bytes then arrive chunk by chunk.
-                    availability_time_offset: live.then(|| {
-                        MediaDuration::new(
-                            segment.as_nanos().saturating_sub(part.as_nanos()) as u64 / 1_000_000,
-                            1000,
-                        )
-                        .unwrap_or(part)
-                    }),
-                    availability_time_complete: live.then_some(false),
-                };
-                let mut representation = Representation {
-                    id: r.name.clone(),
-                    codecs: track.codec.codec_string(),
-                    bandwidth: r.peak_bps.max(r.average_bps()).max(1),
-                    width: track.width(),
-                    height: track.height(),
-                    frame_rate: r.frame_rate(),
-                    audio_sampling_rate: track.sample_rate(),
-                    audio_channels: track.channels().map(u32::from),
-                    segment_template: None,
-                };
-                if track.kind() == MediaKind::Video
-                    && let Some(set) = video_set.and_then(|v: usize| sets.get_mut(v))
-                {
-                    // A rung that started later than its source, or after
-                    // a restart, has a timeline of its own.
-                    if set.segment_template != template {
-                        representation.segment_template = Some(template);
-                    }
-                    set.representations.push(representation);
-                    continue;
-                }
-                if track.kind() == MediaKind::Video {
-                    video_set = Some(sets.len());
-                }
-                sets.push(AdaptationSet {
-                    id: u32::try_from(i).unwrap_or(u32::MAX),
-                    kind: track.kind(),
-                    lang: (track.language != "und").then(|| track.language.clone()),
-                    segment_template: template,
-                    representations: vec![representation],
-                });
-            }
-            periods.push(Period {
-                id: epoch.to_string(),
-                start: MediaDuration::from_millis(start_ms),
-                adaptation_sets: sets,
-            });
-        }
+        let availability_offset = live.then(|| {
+            MediaDuration::new(
+                segment.as_nanos().saturating_sub(part.as_nanos()) as u64 / 1_000_000,
+                1000,
+            )
+            .unwrap_or(part)
+        });
+        let periods: Vec<Period> = epochs
+            .into_iter()
+            .map(|epoch| self.period(epoch, availability_offset, &mut longest_ms))
+            .collect();
         // The time-shift buffer: from the earliest listed segment on.
         if let Some(first_ms) = self
             .renditions
@@ -324,5 +253,88 @@ impl LivePackager {
             mpd.end(MediaDuration::from_millis(longest_ms), now);
         }
         Ok(Reply::Ready(render_mpd(&mpd)?))
+    }
+
+    /// The DASH period of `epoch` (one per publisher run still in the
+    /// window: a resumed stream has new init sections, and its timeline
+    /// restarts). `availability_offset` while live: a segment may be
+    /// requested one part after it starts, its bytes then arrive chunk by
+    /// chunk. Raises `longest_ms` to the end of the period's media.
+    fn period(
+        &self,
+        epoch: u32,
+        availability_offset: Option<MediaDuration>,
+        longest_ms: &mut u64,
+    ) -> Period {
+        let live = availability_offset.is_some();
+        // The period starts where its epoch's media does, and stays there
+        // while the window slides: dash.js stalls when a Period keeps its
+        // @id but moves its @start (ISO/IEC 23009-1 §5.3.2.1: a Period's
+        // start is fixed for its id in a dynamic MPD).
+        let start_ms = self.epoch_start_ms(epoch);
+        let mut sets: Vec<AdaptationSet> = Vec::new();
+        // Every video rendition (the source and its ladder rungs) in one
+        // set, so that players switch between them.
+        let mut video_set = None;
+        for (i, r) in self.renditions.iter().enumerate() {
+            let timescale = r.track.timescale;
+            let segments: Vec<&StoredSegment> =
+                r.listed_segments().filter(|s| s.epoch == epoch).collect();
+            let (Some(first), Some(last)) = (segments.first(), segments.last()) else {
+                continue;
+            };
+            let end = (last.start + last.duration) * 1000 / u64::from(timescale);
+            *longest_ms = (*longest_ms).max(end);
+            let timeline = self.dash_timeline(r, &segments, epoch);
+            let track = r.epoch_track(epoch);
+            let template = SegmentTemplate {
+                timescale,
+                initialization: format!("$RepresentationID$/{}", init_name(epoch)),
+                media: "$RepresentationID$/$Number$.m4s".to_owned(),
+                start_number: first.msn,
+                // Media time at the period start.
+                presentation_time_offset: start_ms * u64::from(timescale) / 1000,
+                addressing: Addressing::Timeline(timeline),
+                availability_time_offset: availability_offset,
+                availability_time_complete: live.then_some(false),
+            };
+            let mut representation = Representation {
+                id: r.name.clone(),
+                codecs: track.codec.codec_string(),
+                bandwidth: r.peak_bps.max(r.average_bps()).max(1),
+                width: track.width(),
+                height: track.height(),
+                frame_rate: r.frame_rate(),
+                audio_sampling_rate: track.sample_rate(),
+                audio_channels: track.channels().map(u32::from),
+                segment_template: None,
+            };
+            if track.kind() == MediaKind::Video
+                && let Some(set) = video_set.and_then(|v: usize| sets.get_mut(v))
+            {
+                // A rung that started later than its source, or after a
+                // restart, has a timeline of its own.
+                if set.segment_template != template {
+                    representation.segment_template = Some(template);
+                }
+                set.representations.push(representation);
+                continue;
+            }
+            if track.kind() == MediaKind::Video {
+                video_set = Some(sets.len());
+            }
+            sets.push(AdaptationSet {
+                id: u32::try_from(i).unwrap_or(u32::MAX),
+                kind: track.kind(),
+                lang: (track.language != "und").then(|| track.language.clone()),
+                segment_template: template,
+                representations: vec![representation],
+            });
+        }
+        Period {
+            id: epoch.to_string(),
+            start: MediaDuration::from_millis(start_ms),
+            adaptation_sets: sets,
+        }
     }
 }
