@@ -41,78 +41,9 @@ impl LivePackager {
                 source_timescale,
             });
         }
-        let epoch = self.epoch;
         let index = match self.renditions.iter().position(|r| r.name == name) {
-            Some(index) => {
-                let r = &mut self.renditions[index];
-                if r.follows != Some(source_index) {
-                    return Err(LiveError::RenditionTaken(name.to_owned()));
-                }
-                let expected = r.playlist.playlist().next_msn();
-                if r.open_ticks > 0 {
-                    return Err(LiveError::RungOpen {
-                        name: name.to_owned(),
-                        msn: expected,
-                    });
-                }
-                if from_msn != expected {
-                    return Err(LiveError::RungGap {
-                        name: name.to_owned(),
-                        from: from_msn,
-                        expected,
-                    });
-                }
-                track.id = r.track.id;
-                if r.epoch != epoch {
-                    let init = init_segment(&track).map_err(|source| LiveError::Cmaf {
-                        track: track.id,
-                        source,
-                    })?;
-                    r.playlist.resume(
-                        Map {
-                            uri: init_name(epoch),
-                            byte_range: None,
-                        },
-                        Some(hint(from_msn, 0)),
-                    )?;
-                    r.inits.push((epoch, init));
-                    r.epoch_tracks.push((epoch, track.clone()));
-                    r.epoch = epoch;
-                } else if r.track.codec != track.codec {
-                    return Err(LiveError::RungChanged {
-                        name: name.to_owned(),
-                        codec: track.codec.codec_string(),
-                    });
-                }
-                r.track = track.clone();
-                index
-            }
-            None => {
-                track.id = RUNG_TRACK_BASE + TrackId::try_from(self.renditions.len()).unwrap_or(0);
-                let init = init_segment(&track).map_err(|source| LiveError::Cmaf {
-                    track: track.id,
-                    source,
-                })?;
-                let playlist = live_playlist(&self.settings, &track, from_msn, init_name(epoch))?;
-                self.renditions.push(Rendition {
-                    name: name.to_owned(),
-                    track: track.clone(),
-                    inits: vec![(epoch, init)],
-                    epoch_tracks: vec![(epoch, track.clone())],
-                    epoch,
-                    follows: Some(source_index),
-                    playlist,
-                    open_ticks: 0,
-                    segments: VecDeque::new(),
-                    window_start: from_msn,
-                    peak_bps: 0,
-                    total_bytes: 0,
-                    total_ticks: 0,
-                    frames: 0,
-                    open_frames: 0,
-                });
-                self.renditions.len() - 1
-            }
+            Some(index) => self.continue_rung(index, source_index, &mut track, from_msn)?,
+            None => self.new_rung(name, source_index, &mut track, from_msn)?,
         };
         let id = track.id;
         if self.fragmenter.has_track(id) {
@@ -138,6 +69,96 @@ impl LivePackager {
                 .map_err(|source| LiveError::Cmaf { track: id, source })?;
         }
         Ok(())
+    }
+
+    /// Rung `index` goes on at `from_msn` with `track` (its encoder
+    /// restarted, or the stream resumed in a new epoch).
+    fn continue_rung(
+        &mut self,
+        index: usize,
+        source_index: usize,
+        track: &mut Track,
+        from_msn: u64,
+    ) -> Result<usize, LiveError> {
+        let epoch = self.epoch;
+        let r = &mut self.renditions[index];
+        let name = || r.name.clone();
+        if r.follows != Some(source_index) {
+            return Err(LiveError::RenditionTaken(name()));
+        }
+        let expected = r.playlist.playlist().next_msn();
+        if r.open_ticks > 0 {
+            return Err(LiveError::RungOpen {
+                name: name(),
+                msn: expected,
+            });
+        }
+        if from_msn != expected {
+            return Err(LiveError::RungGap {
+                name: name(),
+                from: from_msn,
+                expected,
+            });
+        }
+        track.id = r.track.id;
+        if r.epoch != epoch {
+            let init = init_segment(track).map_err(|source| LiveError::Cmaf {
+                track: track.id,
+                source,
+            })?;
+            r.playlist.resume(
+                Map {
+                    uri: init_name(epoch),
+                    byte_range: None,
+                },
+                Some(hint(from_msn, 0)),
+            )?;
+            r.inits.push((epoch, init));
+            r.epoch_tracks.push((epoch, track.clone()));
+            r.epoch = epoch;
+        } else if r.track.codec != track.codec {
+            return Err(LiveError::RungChanged {
+                name: name(),
+                codec: track.codec.codec_string(),
+            });
+        }
+        r.track = track.clone();
+        Ok(index)
+    }
+
+    /// A new rendition for rung `name`, starting at `from_msn`.
+    fn new_rung(
+        &mut self,
+        name: &str,
+        source_index: usize,
+        track: &mut Track,
+        from_msn: u64,
+    ) -> Result<usize, LiveError> {
+        let epoch = self.epoch;
+        track.id = RUNG_TRACK_BASE + TrackId::try_from(self.renditions.len()).unwrap_or(0);
+        let init = init_segment(track).map_err(|source| LiveError::Cmaf {
+            track: track.id,
+            source,
+        })?;
+        let playlist = live_playlist(&self.settings, track, from_msn, init_name(epoch))?;
+        self.renditions.push(Rendition {
+            name: name.to_owned(),
+            track: track.clone(),
+            inits: vec![(epoch, init)],
+            epoch_tracks: vec![(epoch, track.clone())],
+            epoch,
+            follows: Some(source_index),
+            playlist,
+            open_ticks: 0,
+            segments: VecDeque::new(),
+            window_start: from_msn,
+            peak_bps: 0,
+            total_bytes: 0,
+            total_ticks: 0,
+            frames: 0,
+            open_frames: 0,
+        });
+        Ok(self.renditions.len() - 1)
     }
 
     /// Adds the next sample of rung `name`, timed on the source's timeline
