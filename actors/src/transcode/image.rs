@@ -92,7 +92,8 @@ pub async fn process(
             &format!("ffmpeg {asset} webp {w}"),
             &webp_args,
         )
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
         if w <= POSTER_WIDTH {
             poster = Some(webp.clone());
         }

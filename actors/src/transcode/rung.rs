@@ -19,14 +19,79 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use streamforge_protocols::media::{MediaKind, Sample, Track};
 use streamforge_protocols::mp4::ReaderEvent;
 use streamforge_protocols::package::{
-    FinishedRendition, MPD, MULTIVARIANT, Packager, PackagerConfig,
+    FinishedRendition, MPD, MULTIVARIANT, PackageError, Packager, PackagerConfig,
 };
 
 use super::job::JobMsg;
 use crate::assets::keys;
-use crate::ffmpeg::Fmp4Child;
+use crate::ffmpeg::{FfmpegError, Fmp4Child};
 use crate::process::{Processes, piped};
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
+
+/// Why a rung failed; it names the asset and the rung, and displays the
+/// cause alone (the job says which rung gave up).
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}")]
+pub struct RungError {
+    pub asset: String,
+    pub rung: String,
+    pub kind: RungErrorKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RungErrorKind {
+    #[error(transparent)]
+    Ffmpeg(#[from] FfmpegError),
+    #[error("ffmpeg sent samples before its tracks")]
+    SamplesBeforeTracks,
+    #[error("ffmpeg produced no media: {stderr}")]
+    NoMedia { stderr: String },
+    #[error("ffmpeg made no image ({status}): {stderr}")]
+    NoImage {
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("packaging: {0}")]
+    Packaging(#[from] PackageError),
+    #[error("storing {key}: {source}")]
+    Store {
+        key: String,
+        #[source]
+        source: StorageError,
+    },
+    /// An output name that makes no storage key.
+    #[error("packager output name: {0}")]
+    Key(#[source] StorageError),
+    #[error("the job is gone: {0}")]
+    JobGone(String),
+}
+
+impl RungErrorKind {
+    fn of(self, args: &RungArgs) -> RungError {
+        RungError {
+            asset: args.asset.clone(),
+            rung: args.spec.name(),
+            kind: self,
+        }
+    }
+}
+
+/// Stores `data` at `asset`'s media `path`.
+async fn store_media(
+    storage: &Storage,
+    asset: &str,
+    path: &str,
+    data: impl Into<streamforge_protocols::rope::Rope>,
+) -> Result<(), RungErrorKind> {
+    let key = keys::media(asset, path).map_err(RungErrorKind::Key)?;
+    storage
+        .put_rope(&key, data.into())
+        .await
+        .map_err(|source| RungErrorKind::Store {
+            key: key.to_string(),
+            source,
+        })
+}
 
 /// What one rung produces: a video rendition or the audio rendition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +148,7 @@ pub struct RungState {
 }
 
 pub enum RungMsg {
-    Finished(Result<(), String>),
+    Finished(Result<(), RungError>),
 }
 
 impl Actor for Rung {
@@ -104,8 +169,8 @@ impl Actor for Rung {
                         rung: args.spec.name(),
                         renditions,
                     })
-                    .map_err(|e| format!("the job is gone: {e}")),
-                Err(reason) => Err(reason),
+                    .map_err(|e| RungErrorKind::JobGone(e.to_string()).of(&args)),
+                Err(kind) => Err(kind.of(&args)),
             };
             let _ = myself.cast(RungMsg::Finished(result));
         });
@@ -230,7 +295,7 @@ fn ffmpeg_args(args: &RungArgs) -> Vec<String> {
     out
 }
 
-async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
+async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, RungErrorKind> {
     if let RungSpec::Thumbnails {
         tile_width,
         tile_height,
@@ -246,33 +311,25 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
         &format!("ffmpeg {} {}", args.asset, args.spec.name()),
         ffmpeg_args(args),
         false,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let mut tracks: Option<Vec<Track>> = None;
     let mut packager: Option<Packager> = None;
     let config = rung_packaging(&args.asset, &args.spec);
     let mut segments_seen = 0;
     let mut reported = false;
-    while let Some(event) = ffmpeg.next().await.map_err(|e| e.to_string())? {
+    while let Some(event) = ffmpeg.next().await? {
         match event {
             ReaderEvent::Tracks(found) => tracks = Some(found),
             ReaderEvent::Sample(sample) => {
                 if packager.is_none() {
-                    let mut tracks = tracks
-                        .take()
-                        .ok_or_else(|| "ffmpeg sent samples before its tracks".to_owned())?;
+                    let mut tracks = tracks.take().ok_or(RungErrorKind::SamplesBeforeTracks)?;
                     for track in &mut tracks {
                         track.presentation_offset = encoder_delay(track, &sample);
                     }
-                    packager = Some(
-                        Packager::new(config.clone(), &tracks)
-                            .map_err(|e| format!("packaging: {e}"))?,
-                    );
+                    packager = Some(Packager::new(config.clone(), &tracks)?);
                 }
                 if let Some(packager) = packager.as_mut() {
-                    packager
-                        .push(sample)
-                        .map_err(|e| format!("packaging: {e}"))?;
+                    packager.push(sample)?;
                 }
             }
         }
@@ -293,11 +350,9 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, String> {
             }
         }
     }
-    let stderr = ffmpeg.finish().await.map_err(|e| e.to_string())?;
-    let mut packager = packager.ok_or_else(|| format!("ffmpeg produced no media: {stderr}"))?;
-    packager
-        .finish(crate::clock::now())
-        .map_err(|e| format!("packaging: {e}"))?;
+    let stderr = ffmpeg.finish().await?;
+    let mut packager = packager.ok_or(RungErrorKind::NoMedia { stderr })?;
+    packager.finish(crate::clock::now())?;
     store_outputs(&args.storage, &args.asset, &mut packager).await?;
     Ok(packager.into_renditions())
 }
@@ -335,17 +390,13 @@ pub fn rung_packaging(asset: &str, spec: &RungSpec) -> PackagerConfig {
 
 /// Stores each rendition's `EVENT` playlist so far: the rung is playable
 /// while it is still being made (a preview of an upload still arriving).
-async fn store_progress(storage: &Storage, asset: &str, packager: &Packager) -> Result<(), String> {
-    let playlists = packager
-        .progress_playlists()
-        .map_err(|e| format!("packaging: {e}"))?;
-    for output in playlists {
-        let key =
-            keys::media(asset, &output.path).map_err(|e| format!("packager output name: {e}"))?;
-        storage
-            .put_rope(&key, output.data)
-            .await
-            .map_err(|e| format!("storing {key}: {e}"))?;
+async fn store_progress(
+    storage: &Storage,
+    asset: &str,
+    packager: &Packager,
+) -> Result<(), RungErrorKind> {
+    for output in packager.progress_playlists()? {
+        store_media(storage, asset, &output.path, output.data).await?;
     }
     Ok(())
 }
@@ -356,17 +407,12 @@ async fn store_outputs(
     storage: &Storage,
     asset: &str,
     packager: &mut Packager,
-) -> Result<(), String> {
+) -> Result<(), RungErrorKind> {
     while let Some(output) = packager.poll_output() {
         if output.path == MULTIVARIANT || output.path == MPD {
             continue;
         }
-        let key =
-            keys::media(asset, &output.path).map_err(|e| format!("packager output name: {e}"))?;
-        storage
-            .put_rope(&key, output.data)
-            .await
-            .map_err(|e| format!("storing {key}: {e}"))?;
+        store_media(storage, asset, &output.path, output.data).await?;
     }
     Ok(())
 }
@@ -379,22 +425,17 @@ pub(super) async fn ffmpeg_image(
     processes: &Processes,
     name: &str,
     args: &[String],
-) -> Result<Bytes, String> {
+) -> Result<Bytes, RungErrorKind> {
     let mut command = piped("ffmpeg");
     command.args(args);
-    let child = processes
-        .spawn(name, command)
-        .map_err(|e| format!("cannot start ffmpeg: {e}"))?;
-    let output = child
-        .output()
-        .await
-        .map_err(|e| format!("running ffmpeg: {e}"))?;
+    let child = processes.spawn(name, command).map_err(FfmpegError::Start)?;
+    let output = child.output().await.map_err(FfmpegError::Wait)?;
     let (status, image, errors) = (output.status, output.stdout, output.stderr);
     if !status.success() || image.is_empty() {
-        return Err(format!(
-            "ffmpeg made no image ({status}): {}",
-            String::from_utf8_lossy(&errors).trim()
-        ));
+        return Err(RungErrorKind::NoImage {
+            status,
+            stderr: String::from_utf8_lossy(&errors).trim().to_owned(),
+        });
     }
     Ok(Bytes::from(image))
 }
@@ -443,7 +484,7 @@ async fn thumbnails(
     tile_height: u32,
     interval_ms: u64,
     duration_ms: u64,
-) -> Result<(), String> {
+) -> Result<(), RungErrorKind> {
     let source = args.source.clone();
     let poster_at = (duration_ms / 2).min(1000);
     let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -493,11 +534,7 @@ async fn thumbnails(
     };
     // The poster first, on its own: it is there seconds into an upload,
     // long before the storyboard (which needs the whole source).
-    let key = keys::media(&args.asset, "poster.webp").map_err(|e| e.to_string())?;
-    args.storage
-        .put(&key, poster)
-        .await
-        .map_err(|e| format!("storing {key}: {e}"))?;
+    store_media(&args.storage, &args.asset, "poster.webp", poster).await?;
     let _ = args.job.cast(JobMsg::PosterReady);
 
     let tiles = duration_ms.div_ceil(interval_ms.max(1)).max(1);
@@ -531,11 +568,7 @@ async fn thumbnails(
         ("storyboard.webp", sprite),
         ("storyboard.vtt", Bytes::from(vtt)),
     ] {
-        let key = keys::media(&args.asset, name).map_err(|e| e.to_string())?;
-        args.storage
-            .put(&key, bytes)
-            .await
-            .map_err(|e| format!("storing {key}: {e}"))?;
+        store_media(&args.storage, &args.asset, name, bytes).await?;
     }
     Ok(())
 }
