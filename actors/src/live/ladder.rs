@@ -42,7 +42,7 @@ use streamforge_protocols::mp4::{FragmentedReader, ReaderEvent};
 use tokio::io::AsyncWriteExt;
 
 use super::LiveStream;
-use crate::ffmpeg::Fmp4Child;
+use crate::ffmpeg::{FfmpegError, Fmp4Child};
 use crate::process::Processes;
 
 /// The published video every rung is made from.
@@ -267,7 +267,7 @@ struct LiveRungState {
 }
 
 enum LiveRungMsg {
-    Finished(Result<(), String>),
+    Finished(Result<(), LiveRungError>),
 }
 
 impl Actor for LiveRung {
@@ -338,6 +338,28 @@ impl LiveRungState {
     }
 }
 
+/// Why a live rung's run failed (the ladder restarts it, or gives it up
+/// and says why in the stream's `ladder_error`).
+#[derive(Debug, thiserror::Error)]
+pub enum LiveRungError {
+    #[error(transparent)]
+    Ffmpeg(#[from] FfmpegError),
+    /// ffmpeg's output was not what a rung needs.
+    #[error("{0}")]
+    Output(&'static str),
+    /// The rung's media could not be packaged (the error names the rung).
+    #[error(transparent)]
+    Packaging(#[from] streamforge_protocols::live::LiveError),
+    #[error("the source's segment {msn} left the store before the rung read it")]
+    SourceGone { msn: u64 },
+    #[error("the source: {0}")]
+    Source(#[source] streamforge_protocols::mp4::Mp4Error),
+    #[error("writing to ffmpeg: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("the feeder task: {0}")]
+    Feeder(#[source] tokio::task::JoinError),
+}
+
 /// Why a run of ffmpeg ended without an error.
 enum RunEnd {
     /// The stream ended (or another presentation replaced it).
@@ -349,7 +371,7 @@ enum RunEnd {
 
 /// A rung's whole life: one ffmpeg run per publisher run, until the stream
 /// ends.
-async fn run(args: &LiveRungArgs) -> Result<(), String> {
+async fn run(args: &LiveRungArgs) -> Result<(), LiveRungError> {
     loop {
         let Some(from) = wait_for(args, |p| p.rung_start(&args.name, SOURCE_RENDITION)).await?
         else {
@@ -367,9 +389,7 @@ async fn run(args: &LiveRungArgs) -> Result<(), String> {
             return Ok(());
         };
         if epoch == u32::MAX {
-            return Err(format!(
-                "the source's segment {from} left the store before the rung could start at it"
-            ));
+            return Err(LiveRungError::SourceGone { msn: from });
         }
         match run_ffmpeg(args, from, epoch).await? {
             RunEnd::Ended => return Ok(()),
@@ -383,7 +403,7 @@ async fn run(args: &LiveRungArgs) -> Result<(), String> {
 async fn wait_for<T>(
     args: &LiveRungArgs,
     mut ask: impl FnMut(&streamforge_protocols::live::LivePackager) -> Option<T>,
-) -> Result<Option<T>, String> {
+) -> Result<Option<T>, LiveRungError> {
     let mut changes = args.stream.subscribe();
     loop {
         changes.borrow_and_update();
@@ -478,7 +498,7 @@ fn ffmpeg_args(rung: LiveLadderRung, timescale: u32) -> Vec<String> {
 
 /// One ffmpeg run: feeds the source from segment `from` (of epoch `epoch`)
 /// until the publisher leaves or the epoch changes, and packages the output.
-async fn run_ffmpeg(args: &LiveRungArgs, from: u64, epoch: u32) -> Result<RunEnd, String> {
+async fn run_ffmpeg(args: &LiveRungArgs, from: u64, epoch: u32) -> Result<RunEnd, LiveRungError> {
     let stream = &args.stream;
     let Some(init) = stream
         .with_presentation(args.presentation, |p| {
@@ -498,11 +518,10 @@ async fn run_ffmpeg(args: &LiveRungArgs, from: u64, epoch: u32) -> Result<RunEnd
         &format!("ffmpeg live {} {}", stream.name(), args.name),
         ffmpeg_args(args.rung, timescale),
         true,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let stdin = ffmpeg
         .take_stdin()
-        .ok_or_else(|| "ffmpeg has no stdin".to_owned())?;
+        .ok_or(LiveRungError::Output("ffmpeg has no stdin"))?;
     let times = Arc::new(Mutex::new(FedTimes::default()));
     let feeder = tokio::spawn(feed(
         FeedArgs {
@@ -521,25 +540,27 @@ async fn run_ffmpeg(args: &LiveRungArgs, from: u64, epoch: u32) -> Result<RunEnd
     let mut offset: Option<i64> = None;
     let mut last_dts: Option<i64> = None;
     let mut added = false;
-    while let Some(event) = ffmpeg.next().await.map_err(|e| e.to_string())? {
+    while let Some(event) = ffmpeg.next().await? {
         match event {
             ReaderEvent::Tracks(tracks) => {
                 let track: Track = tracks
                     .into_iter()
                     .next()
-                    .ok_or_else(|| "ffmpeg's output has no track".to_owned())?;
+                    .ok_or(LiveRungError::Output("ffmpeg's output has no track"))?;
                 let added_now = stream.with_packager_mut(args.presentation, |p| {
                     p.add_rung(&args.name, SOURCE_RENDITION, track, from)
                 });
                 match added_now {
-                    Some(result) => result.map_err(|e| e.to_string())?,
+                    Some(result) => result?,
                     None => return Ok(RunEnd::Ended),
                 }
                 added = true;
             }
             ReaderEvent::Sample(sample) => {
                 if !added {
-                    return Err("ffmpeg sent samples before its track".to_owned());
+                    return Err(LiveRungError::Output(
+                        "ffmpeg sent samples before its track",
+                    ));
                 }
                 let Some(sample) = retime(sample, &times, &mut offset, &mut last_dts) else {
                     continue;
@@ -551,12 +572,12 @@ async fn run_ffmpeg(args: &LiveRungArgs, from: u64, epoch: u32) -> Result<RunEnd
                     Some(Err(streamforge_protocols::live::LiveError::Ended)) | None => {
                         return Ok(RunEnd::Ended);
                     }
-                    Some(Err(e)) => return Err(e.to_string()),
+                    Some(Err(e)) => return Err(e.into()),
                 }
             }
         }
     }
-    let stderr = ffmpeg.finish().await.map_err(|e| e.to_string())?;
+    let stderr = ffmpeg.finish().await?;
     let fed = feeder.join().await?;
     tracing::debug!(stream = %stream.name(), rung = %args.name, ended = matches!(fed, RunEnd::Ended), %stderr, "rung encoder run done");
     stream.with_packager_mut(args.presentation, |p| p.finish_rung(&args.name));
@@ -605,11 +626,11 @@ async fn feed(
     args: FeedArgs,
     mut stdin: tokio::process::ChildStdin,
     times: Arc<Mutex<FedTimes>>,
-) -> Result<RunEnd, String> {
+) -> Result<RunEnd, LiveRungError> {
     let mut parser = FragmentedReader::new();
-    let note = |parser: &mut FragmentedReader, data: &[u8]| -> Result<(), String> {
+    let note = |parser: &mut FragmentedReader, data: &[u8]| -> Result<(), LiveRungError> {
         parser.feed(data);
-        while let Some(event) = parser.poll().map_err(|e| format!("the source: {e}"))? {
+        while let Some(event) = parser.poll().map_err(LiveRungError::Source)? {
             if let ReaderEvent::Sample(s) = event {
                 let mut fed = times
                     .lock()
@@ -625,7 +646,7 @@ async fn feed(
     stdin
         .write_all(&args.init)
         .await
-        .map_err(|e| format!("writing to ffmpeg: {e}"))?;
+        .map_err(LiveRungError::Write)?;
     let mut changes = args.stream.subscribe();
     let (mut msn, mut part) = (args.from, 0usize);
     let end = loop {
@@ -640,9 +661,7 @@ async fn feed(
             Follow::Part { epoch, .. } if epoch != args.epoch => break RunEnd::Again,
             Follow::Part { data, .. } => {
                 note(&mut parser, &data)?;
-                if let Err(e) = stdin.write_all(&data).await {
-                    return Err(format!("writing to ffmpeg: {e}"));
-                }
+                stdin.write_all(&data).await.map_err(LiveRungError::Write)?;
                 part += 1;
                 continue;
             }
@@ -653,11 +672,7 @@ async fn feed(
             }
             Follow::Paused => break RunEnd::Again,
             Follow::Ended => break RunEnd::Ended,
-            Follow::Gone => {
-                return Err(format!(
-                    "the source's segment {msn} left the store before the rung read it"
-                ));
-            }
+            Follow::Gone => return Err(LiveRungError::SourceGone { msn }),
             Follow::Wait => {}
         }
         let _ = tokio::time::timeout(RECHECK, changes.changed()).await;
@@ -670,11 +685,9 @@ async fn feed(
 /// A task aborted when its handle is dropped.
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-impl<T> AbortOnDrop<Result<T, String>> {
-    async fn join(mut self) -> Result<T, String> {
-        (&mut self.0)
-            .await
-            .map_err(|e| format!("the feeder task: {e}"))?
+impl<T> AbortOnDrop<Result<T, LiveRungError>> {
+    async fn join(mut self) -> Result<T, LiveRungError> {
+        (&mut self.0).await.map_err(LiveRungError::Feeder)?
     }
 }
 
