@@ -24,7 +24,9 @@ use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use retina::client::{Credentials, PlayOptions, SessionOptions, SetupOptions, Transport};
 use retina::codec::{CodecItem, FrameFormat, ParametersRef};
-use streamforge_protocols::codec::{AudioSpecificConfig, AvcConfig, CodecConfig, HevcConfig};
+use streamforge_protocols::codec::{
+    AudioSpecificConfig, AvcConfig, CodecConfig, CodecError, HevcConfig,
+};
 use streamforge_protocols::media::{Sample, Track};
 use streamforge_protocols::rtp::reorder::{DecodeTimes, MAX_REORDER_DEPTH};
 
@@ -60,6 +62,43 @@ pub enum PullTransport {
     #[default]
     Tcp,
     Udp,
+}
+
+/// Why a pull of a camera ended (it is tried again after a backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("the source URL: {0}")]
+    Url(#[from] url::ParseError),
+    #[error("DESCRIBE got no answer within {0:?}")]
+    DescribeTimeout(Duration),
+    #[error("{step}: {source}")]
+    Rtsp {
+        step: &'static str,
+        #[source]
+        source: retina::Error,
+    },
+    #[error("the source offers no H.264, H.265 or AAC stream")]
+    NoUsableStream,
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("no media for {0:?}")]
+    NoMedia(Duration),
+    #[error("the source: {0}")]
+    Source(#[source] retina::Error),
+    #[error("{what}: {source}")]
+    Codec {
+        what: &'static str,
+        #[source]
+        source: CodecError,
+    },
+    #[error("too many streams")]
+    TooManyStreams,
+    #[error("not audio or video")]
+    NotMedia,
+    #[error("composition offset out of range")]
+    CompositionOffset,
+    #[error(transparent)]
+    Ended(#[from] super::stream::PublishEnded),
 }
 
 /// Checks a source from the configuration.
@@ -163,22 +202,23 @@ fn track_for(
     stream_index: usize,
     params: ParametersRef<'_>,
     clock_rate: u32,
-) -> Result<Track, String> {
-    let id = u32::try_from(stream_index + 1).map_err(|_| "too many streams".to_owned())?;
+) -> Result<Track, PullError> {
+    let id = u32::try_from(stream_index + 1).map_err(|_| PullError::TooManyStreams)?;
+    let codec_error = |what| move |source| PullError::Codec { what, source };
     let codec = match params {
         ParametersRef::Video(video) => {
             let record = video.extra_data();
             if video.rfc6381_codec().starts_with("avc1") {
-                CodecConfig::H264(AvcConfig::parse(record).map_err(|e| format!("avcC: {e}"))?)
+                CodecConfig::H264(AvcConfig::parse(record).map_err(codec_error("avcC"))?)
             } else {
-                CodecConfig::H265(HevcConfig::parse(record).map_err(|e| format!("hvcC: {e}"))?)
+                CodecConfig::H265(HevcConfig::parse(record).map_err(codec_error("hvcC"))?)
             }
         }
         ParametersRef::Audio(audio) => CodecConfig::Aac(
             AudioSpecificConfig::parse(audio.extra_data())
-                .map_err(|e| format!("AudioSpecificConfig: {e}"))?,
+                .map_err(codec_error("AudioSpecificConfig"))?,
         ),
-        ParametersRef::Message(_) => return Err("not audio or video".to_owned()),
+        ParametersRef::Message(_) => return Err(PullError::NotMedia),
     };
     Ok(Track::new(id, clock_rate, codec))
 }
@@ -189,7 +229,7 @@ async fn connect(
     source: &PullSource,
     url: url::Url,
     idle: Duration,
-) -> Result<(retina::client::Demuxed, usize), String> {
+) -> Result<(retina::client::Demuxed, usize), PullError> {
     let creds = source.username.clone().map(|username| Credentials {
         username,
         password: source.password.clone().unwrap_or_default(),
@@ -204,8 +244,11 @@ async fn connect(
         ),
     )
     .await
-    .map_err(|_| format!("DESCRIBE got no answer within {idle:?}"))?
-    .map_err(|e| format!("DESCRIBE: {e}"))?;
+    .map_err(|_| PullError::DescribeTimeout(idle))?
+    .map_err(|source| PullError::Rtsp {
+        step: "DESCRIBE",
+        source,
+    })?;
     let transport = match source.transport {
         PullTransport::Tcp => Transport::Tcp(Default::default()),
         PullTransport::Udp => Transport::Udp(Default::default()),
@@ -236,7 +279,10 @@ async fn connect(
                     .frame_format(FrameFormat::MP4),
             )
             .await
-            .map_err(|e| format!("SETUP: {e}"))?;
+            .map_err(|source| PullError::Rtsp {
+                step: "SETUP",
+                source,
+            })?;
         picked.push(i);
         if is_video {
             video = true;
@@ -245,34 +291,29 @@ async fn connect(
         }
     }
     if picked.is_empty() {
-        return Err("the source offers no H.264, H.265 or AAC stream".to_owned());
+        return Err(PullError::NoUsableStream);
     }
     let playing = session
         .play(PlayOptions::default())
         .await
-        .map_err(|e| format!("PLAY: {e}"))?
-        .demuxed()
-        .map_err(|e| format!("PLAY: {e}"))?;
+        .and_then(|playing| playing.demuxed())
+        .map_err(|source| PullError::Rtsp {
+            step: "PLAY",
+            source,
+        })?;
     Ok((playing, picked.len()))
 }
 
-async fn pull_once(source: &PullSource, live: &Live) -> Result<(), String> {
-    let url = url::Url::parse(&source.url).map_err(|e| e.to_string())?;
+async fn pull_once(source: &PullSource, live: &Live) -> Result<(), PullError> {
+    let url = url::Url::parse(&source.url)?;
     let shown = redacted(&url);
     let idle = live.options().idle_timeout;
     let (playing, streams) = connect(source, url, idle).await?;
-    let publisher = match live
+    let publisher = live
         .start_publish(&source.name, IngestProtocol::RtspPull, shown)
-        .await
-    {
-        Ok(publisher) => publisher,
-        Err(PublishError::Rejected(reason, _)) => return Err(reason),
-        Err(err @ (PublishError::Db(_) | PublishError::Unavailable(_))) => {
-            return Err(err.to_string());
-        }
-    };
+        .await?;
     let result = relay(source, &publisher, playing, streams, idle).await;
-    publisher.finish(result.as_ref().err().cloned());
+    publisher.finish(result.as_ref().err().map(PullError::to_string));
     result
 }
 
@@ -284,7 +325,7 @@ async fn relay(
     mut playing: retina::client::Demuxed,
     streams: usize,
     idle: Duration,
-) -> Result<(), String> {
+) -> Result<(), PullError> {
     let mut tracks: HashMap<usize, Track> = HashMap::new();
     let mut published = false;
     let mut last_dts: HashMap<usize, i64> = HashMap::new();
@@ -294,9 +335,9 @@ async fn relay(
     let mut media_deadline = tokio::time::Instant::now() + idle;
     let result = loop {
         let item = match tokio::time::timeout_at(media_deadline, playing.next()).await {
-            Err(_) => break Err(format!("no media for {idle:?}")),
+            Err(_) => break Err(PullError::NoMedia(idle)),
             Ok(None) => break Ok(()),
-            Ok(Some(Err(err))) => break Err(err.to_string()),
+            Ok(Some(Err(err))) => break Err(PullError::Source(err)),
             Ok(Some(Ok(item))) => item,
         };
         let (stream, pts, keyframe, data, duration) = match item {
@@ -338,7 +379,7 @@ async fn relay(
                 let mut all: Vec<Track> = tracks.values().cloned().collect();
                 all.sort_by_key(|t| t.id);
                 if let Err(err) = publisher.take_tracks(all) {
-                    break Err(err.to_string());
+                    break Err(err.into());
                 }
                 published = true;
             }
@@ -416,7 +457,7 @@ async fn send(
     last_dts: &mut HashMap<usize, i64>,
     stream: usize,
     (dts, pts, frame): (i64, i64, Frame),
-) -> Result<(), String> {
+) -> Result<(), PullError> {
     // The stated duration only matters for the last sample before an
     // end; the packager times each sample by the next one's start.
     let duration = frame.duration.unwrap_or_else(|| {
@@ -430,10 +471,10 @@ async fn send(
     let sample = Sample {
         track: track.id,
         dts,
-        cts_offset: i32::try_from(pts - dts).map_err(|_| "composition offset out of range")?,
+        cts_offset: i32::try_from(pts - dts).map_err(|_| PullError::CompositionOffset)?,
         duration: NonZeroU32::new(duration).map_or(1, NonZeroU32::get),
         keyframe: frame.keyframe,
         data: frame.data.into(),
     };
-    publisher.take_sample(sample).map_err(|e| e.to_string())
+    Ok(publisher.take_sample(sample)?)
 }
