@@ -23,10 +23,10 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde_json::{Value, json};
 use streamforge_protocols::hls::UnixMillis;
 use streamforge_protocols::package::{
-    FinishedRendition, MULTIVARIANT, PackagerConfig, combined_manifests,
+    FinishedRendition, MULTIVARIANT, PackageError, PackagerConfig, combined_manifests,
 };
 
-use super::rung::{Rung, RungArgs, RungSpec};
+use super::rung::{Rung, RungArgs, RungErrorKind, RungSpec, store_media};
 use super::{LadderRung, Transcoder};
 use crate::assets::{AssetStatus, RungState, Stage, keys};
 use crate::events::Event;
@@ -40,6 +40,40 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 /// ffprobe on an upload still arriving waits for the bytes it needs (the
 /// header, or the index at the end of a non-faststart MP4).
 const GROWING_PROBE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Why processing an asset failed (recorded on the asset, without the
+/// internal URLs and paths ffmpeg quotes).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Rung(#[from] RungErrorKind),
+    #[error("writing {what}: {source}")]
+    Manifests {
+        what: &'static str,
+        #[source]
+        source: PackageError,
+    },
+    #[error("reading the upload: {0}")]
+    Upload(#[from] crate::db::DbError),
+    #[error("the upload is not complete and this server has no growing source")]
+    NoGrowingSource,
+    #[error(
+        "processing needs a local storage backend in this build (remote originals are not fetched yet)"
+    )]
+    RemoteOriginal,
+    #[error("cannot start ffprobe: {0}")]
+    ProbeStart(#[source] std::io::Error),
+    #[error("ffprobe gave no answer within {0:?}")]
+    ProbeTimeout(Duration),
+    #[error("running ffprobe: {0}")]
+    ProbeRun(#[source] std::io::Error),
+    #[error("not a media file ffmpeg can read: {0}")]
+    NotMedia(String),
+    #[error("ffprobe printed no JSON: {0}")]
+    ProbeJson(#[source] serde_json::Error),
+    #[error("the file has no audio or video stream")]
+    NoStreams,
+}
 
 pub struct Job;
 
@@ -134,7 +168,7 @@ impl JobState {
     /// While rungs still work: a multivariant playlist over the renditions
     /// that have segments (their media playlists are `EVENT` playlists that
     /// grow). Written once video is there; false until then.
-    async fn publish_preview(&self) -> Result<bool, String> {
+    async fn publish_preview(&self) -> Result<bool, JobError> {
         let mut names: Vec<&String> = self.progress.keys().collect();
         names.sort_by_key(|name| {
             self.rungs
@@ -164,20 +198,24 @@ impl JobState {
             ..PackagerConfig::default()
         };
         let outputs = combined_manifests(&config, renditions, UnixMillis(crate::clock::now_ms()))
-            .map_err(|e| format!("writing the preview manifests: {e}"))?;
+            .map_err(|source| JobError::Manifests {
+            what: "the preview manifests",
+            source,
+        })?;
         for output in outputs.into_iter().filter(|o| o.path == MULTIVARIANT) {
-            let key = keys::media(&self.asset, &output.path).map_err(|e| e.to_string())?;
-            self.transcoder
-                .storage
-                .put_rope(&key, output.data)
-                .await
-                .map_err(|e| format!("storing {key}: {e}"))?;
+            store_media(
+                &self.transcoder.storage,
+                &self.asset,
+                &output.path,
+                output.data,
+            )
+            .await?;
         }
         Ok(true)
     }
 
     /// Writes the multivariant playlist and the MPD over every rung.
-    async fn publish(&self) -> Result<(), String> {
+    async fn publish(&self) -> Result<(), JobError> {
         // Video rungs from the smallest up, then audio: the playlist order.
         let mut rungs: Vec<&RungPlan> = self.rungs.values().collect();
         rungs.sort_by_key(|plan| match plan.spec {
@@ -193,14 +231,18 @@ impl JobState {
             ..PackagerConfig::default()
         };
         let outputs = combined_manifests(&config, renditions, UnixMillis(crate::clock::now_ms()))
-            .map_err(|e| format!("writing the manifests: {e}"))?;
+            .map_err(|source| JobError::Manifests {
+            what: "the manifests",
+            source,
+        })?;
         for output in outputs {
-            let key = keys::media(&self.asset, &output.path).map_err(|e| e.to_string())?;
-            self.transcoder
-                .storage
-                .put_rope(&key, output.data)
-                .await
-                .map_err(|e| format!("storing {key}: {e}"))?;
+            store_media(
+                &self.transcoder.storage,
+                &self.asset,
+                &output.path,
+                output.data,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -212,27 +254,23 @@ async fn source_input(
     transcoder: &Transcoder,
     asset: &str,
     upload: Option<&str>,
-) -> Result<(String, bool), String> {
+) -> Result<(String, bool), JobError> {
     if let Some(upload) = upload {
-        let record = transcoder
-            .db
-            .upload(upload)
-            .await
-            .map_err(|e| format!("reading the upload: {e}"))?;
+        let record = transcoder.db.upload(upload).await?;
         if let Some(record) = record
             && record.completed_at_ms.is_none()
         {
-            let url = transcoder.growing_url(upload).ok_or_else(|| {
-                "the upload is not complete and this server has no growing source".to_owned()
-            })?;
+            let url = transcoder
+                .growing_url(upload)
+                .ok_or(JobError::NoGrowingSource)?;
             return Ok((url, true));
         }
     }
-    let key = keys::original(asset).map_err(|e| e.to_string())?;
-    let path = transcoder.storage.local_path(&key).ok_or_else(|| {
-        "processing needs a local storage backend in this build (remote originals are not fetched yet)"
-            .to_owned()
-    })?;
+    let key = keys::original(asset).map_err(RungErrorKind::Key)?;
+    let path = transcoder
+        .storage
+        .local_path(&key)
+        .ok_or(JobError::RemoteOriginal)?;
     Ok((path.display().to_string(), false))
 }
 
@@ -242,7 +280,7 @@ async fn probe(
     input: &str,
     growing: bool,
     timeout: Duration,
-) -> Result<Value, String> {
+) -> Result<Value, JobError> {
     let mut command = piped("ffprobe");
     if growing {
         command.args(super::rung::GROWING_INPUT);
@@ -260,20 +298,16 @@ async fn probe(
     let child = transcoder
         .processes
         .spawn("ffprobe", command)
-        .map_err(|e| format!("cannot start ffprobe: {e}"))?;
+        .map_err(JobError::ProbeStart)?;
     let output = tokio::time::timeout(timeout, child.output())
         .await
-        .map_err(|_| format!("ffprobe gave no answer within {timeout:?}"))?
-        .map_err(|e| format!("running ffprobe: {e}"))?;
+        .map_err(|_| JobError::ProbeTimeout(timeout))?
+        .map_err(JobError::ProbeRun)?;
     if !output.status.success() {
         let reason = String::from_utf8_lossy(&output.stderr);
-        return Err(format!(
-            "not a media file ffmpeg can read: {}",
-            reason.trim()
-        ));
+        return Err(JobError::NotMedia(reason.trim().to_owned()));
     }
-    let raw: Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("ffprobe printed no JSON: {e}"))?;
+    let raw: Value = serde_json::from_slice(&output.stdout).map_err(JobError::ProbeJson)?;
     let streams: Vec<Value> = raw["streams"]
         .as_array()
         .map(|streams| {
@@ -301,7 +335,7 @@ async fn probe(
         })
         .unwrap_or_default();
     if streams.is_empty() {
-        return Err("the file has no audio or video stream".into());
+        return Err(JobError::NoStreams);
     }
     let duration = raw["format"]["duration"]
         .as_str()
@@ -405,8 +439,8 @@ impl JobState {
         let source = source_input(&self.transcoder, &self.asset, self.upload.as_deref()).await;
         let (source, growing) = match source {
             Ok(source) => source,
-            Err(reason) => {
-                self.fail(myself, &reason).await;
+            Err(err) => {
+                self.fail(myself, &err.to_string()).await;
                 return Ok(());
             }
         };
@@ -417,8 +451,8 @@ impl JobState {
         };
         let probed = match probe(&self.transcoder, &source, growing, timeout).await {
             Ok(probed) => probed,
-            Err(reason) => {
-                self.fail(myself, &reason).await;
+            Err(err) => {
+                self.fail(myself, &err.to_string()).await;
                 return Ok(());
             }
         };
@@ -560,7 +594,7 @@ impl JobState {
                 self.stage(Stage::Ready, None).await;
                 myself.stop(Some("ready".into()));
             }
-            Err(reason) => self.fail(myself, &reason).await,
+            Err(err) => self.fail(myself, &err.to_string()).await,
         }
         Ok(())
     }

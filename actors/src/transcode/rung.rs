@@ -77,7 +77,7 @@ impl RungErrorKind {
 }
 
 /// Stores `data` at `asset`'s media `path`.
-async fn store_media(
+pub(super) async fn store_media(
     storage: &Storage,
     asset: &str,
     path: &str,
