@@ -75,18 +75,27 @@ pub(super) async fn accept<A, F>(
     }
 }
 
-/// Writes every chunk `next` yields, each within `timeout`; the reason
-/// when the peer is gone or stopped reading.
+/// Why a session's output could not be written.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum WriteError {
+    #[error("write failed: {0}")]
+    Failed(#[source] std::io::Error),
+    #[error("the peer stopped reading")]
+    Stalled,
+}
+
+/// Writes every chunk `next` yields, each within `timeout`; why not when
+/// the peer is gone or stopped reading.
 pub(super) async fn write_out(
     writer: &mut OwnedWriteHalf,
     timeout: Duration,
     mut next: impl FnMut() -> Option<Bytes>,
-) -> Result<(), String> {
+) -> Result<(), WriteError> {
     while let Some(out) = next() {
         match tokio::time::timeout(timeout, writer.write_all(&out)).await {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => return Err(format!("write failed: {err}")),
-            Err(_) => return Err("the peer stopped reading".to_owned()),
+            Ok(Err(err)) => return Err(WriteError::Failed(err)),
+            Err(_) => return Err(WriteError::Stalled),
         }
     }
     Ok(())

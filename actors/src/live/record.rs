@@ -34,6 +34,23 @@ enum RecorderMsg {
     Sample(Sample),
 }
 
+/// Why a recording failed (its asset's `error`).
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error("the stream ended before any media")]
+    NoMedia,
+    #[error("packaging: {0}")]
+    Packaging(#[from] streamforge_protocols::package::PackageError),
+    #[error("a recording output has no storage key: {0}")]
+    Key(#[from] crate::storage::StorageError),
+    #[error("storing {key}: {source}")]
+    Store {
+        key: String,
+        #[source]
+        source: crate::storage::StorageError,
+    },
+}
+
 /// What a recording needs from the server.
 #[derive(Clone)]
 pub struct Recording {
@@ -113,7 +130,7 @@ impl Recording {
         let mut packager: Option<Packager> = None;
         let mut recorded: Vec<Track> = Vec::new();
         let mut in_band = InBandSets::default();
-        let mut failure: Option<String> = None;
+        let mut failure: Option<RecordError> = None;
         while let Some(msg) = rx.recv().await {
             if failure.is_some() {
                 continue;
@@ -123,7 +140,7 @@ impl Recording {
                     recorded.clone_from(&tracks);
                     Packager::new(config.clone(), &tracks)
                         .map(|p| packager = Some(p))
-                        .map_err(|e| e.to_string())
+                        .map_err(RecordError::from)
                 }
                 // A new codec configuration mid-stream (the live stream
                 // continues in a new epoch): the recording keeps its sample
@@ -155,15 +172,16 @@ impl Recording {
         // The publish ended: finish the presentation.
         let outcome = match (packager, failure) {
             (_, Some(err)) => Err(err),
-            (None, None) => Err("the stream ended before any media".to_owned()),
+            (None, None) => Err(RecordError::NoMedia),
             (Some(mut p), None) => match p.finish(UnixMillis(crate::clock::now_ms())) {
                 Ok(_) => self.store(&asset, &mut p).await,
-                Err(err) => Err(err.to_string()),
+                Err(err) => Err(err.into()),
             },
         };
-        let (status, error) = match &outcome {
-            Ok(()) => (AssetStatus::Ready, None),
-            Err(err) => (AssetStatus::Failed, Some(err.as_str())),
+        let reason = outcome.as_ref().err().map(RecordError::to_string);
+        let (status, error) = match &reason {
+            None => (AssetStatus::Ready, None),
+            Some(reason) => (AssetStatus::Failed, Some(reason.as_str())),
         };
         if let Err(err) = self.db.set_asset_status(&asset, status, error).await {
             tracing::error!(%asset, %err, "cannot record the recording's end");
@@ -187,13 +205,16 @@ impl Recording {
         });
     }
 
-    async fn store(&self, asset: &str, packager: &mut Packager) -> Result<(), String> {
+    async fn store(&self, asset: &str, packager: &mut Packager) -> Result<(), RecordError> {
         while let Some(output) = packager.poll_output() {
-            let key = keys::media(asset, &output.path).map_err(|e| e.to_string())?;
+            let key = keys::media(asset, &output.path)?;
             self.storage
                 .put_rope(&key, output.data)
                 .await
-                .map_err(|e| format!("storing {key}: {e}"))?;
+                .map_err(|source| RecordError::Store {
+                    key: key.to_string(),
+                    source,
+                })?;
         }
         Ok(())
     }

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::Transcoder;
-use super::rung::ffmpeg_image;
-use crate::assets::keys;
+use super::rung::{RungErrorKind, ffmpeg_image, store_media};
+use crate::ffmpeg::FfmpegError;
 
 /// Widths made when the image is at least that wide.
 const WIDTHS: [u32; 4] = [320, 640, 1280, 1920];
@@ -60,7 +60,7 @@ pub async fn process(
     asset: &str,
     source: &str,
     width: u32,
-) -> Result<Value, String> {
+) -> Result<Value, RungErrorKind> {
     let mut made = Vec::new();
     let mut poster: Option<Bytes> = None;
     for w in widths_for(width) {
@@ -92,8 +92,7 @@ pub async fn process(
             &format!("ffmpeg {asset} webp {w}"),
             &webp_args,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         if w <= POSTER_WIDTH {
             poster = Some(webp.clone());
         }
@@ -119,7 +118,7 @@ async fn avif(
     asset: &str,
     source: &str,
     width: u32,
-) -> Result<Bytes, String> {
+) -> Result<Bytes, RungErrorKind> {
     let path = std::env::temp_dir().join(format!("streamforge-{asset}-{width}.avif"));
     let scale = format!("scale={width}:-2");
     let mut command = crate::process::piped("ffmpeg");
@@ -149,22 +148,17 @@ async fn avif(
     let child = transcoder
         .processes
         .spawn(&format!("ffmpeg {asset} avif {width}"), command)
-        .map_err(|e| format!("cannot start ffmpeg: {e}"))?;
-    let output = child
-        .output()
-        .await
-        .map_err(|e| format!("running ffmpeg: {e}"))?;
+        .map_err(FfmpegError::Start)?;
+    let output = child.output().await.map_err(FfmpegError::Wait)?;
     let read = tokio::fs::read(&path).await;
     let _ = tokio::fs::remove_file(&path).await;
     if !output.status.success() {
-        return Err(format!(
-            "ffmpeg made no AVIF ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
+        return Err(RungErrorKind::NoImage {
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
     }
-    read.map(Bytes::from)
-        .map_err(|e| format!("reading the AVIF: {e}"))
+    read.map(Bytes::from).map_err(RungErrorKind::ReadBack)
 }
 
 async fn store(
@@ -172,13 +166,8 @@ async fn store(
     asset: &str,
     name: &str,
     bytes: Bytes,
-) -> Result<(), String> {
-    let key = keys::media(asset, name).map_err(|e| e.to_string())?;
-    transcoder
-        .storage
-        .put(&key, bytes)
-        .await
-        .map_err(|e| format!("storing {key}: {e}"))
+) -> Result<(), RungErrorKind> {
+    store_media(&transcoder.storage, asset, name, bytes).await
 }
 
 #[cfg(test)]

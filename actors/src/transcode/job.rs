@@ -500,7 +500,7 @@ impl JobState {
                 self.stage(Stage::Ready, None).await;
                 myself.stop(Some("ready".into()));
             }
-            Err(reason) => self.fail(myself, &reason).await,
+            Err(err) => self.fail(myself, &err.to_string()).await,
         }
         Ok(())
     }

@@ -64,6 +64,9 @@ pub enum RungErrorKind {
     Key(#[source] StorageError),
     #[error("the job is gone: {0}")]
     JobGone(String),
+    /// A picture ffmpeg wrote to a file could not be read back.
+    #[error("reading ffmpeg's picture back: {0}")]
+    ReadBack(#[source] std::io::Error),
 }
 
 impl RungErrorKind {
