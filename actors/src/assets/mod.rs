@@ -258,13 +258,23 @@ impl Database {
         status: AssetStatus,
         error: Option<&str>,
     ) -> Result<(), DbError> {
-        sqlx::query("UPDATE assets SET status = ?, error = ?, updated_at = ? WHERE id = ?")
-            .bind(status.as_str())
-            .bind(error)
-            .bind(clock::now_ms())
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        // A ready or failed asset's stage says so in the same write, so no
+        // reader sees `ready` with a stage still in progress.
+        let stage = match status {
+            AssetStatus::Ready => Some(Stage::Ready),
+            AssetStatus::Failed => Some(Stage::Failed),
+            _ => None,
+        };
+        sqlx::query(
+            "UPDATE assets SET status = ?, error = ?, stage = COALESCE(?, stage), updated_at = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(error)
+        .bind(stage.map(Stage::as_str))
+        .bind(clock::now_ms())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 
