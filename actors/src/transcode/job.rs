@@ -193,24 +193,8 @@ impl JobState {
         if renditions.is_empty() || (has_video && !video_ready) {
             return Ok(false);
         }
-        let config = PackagerConfig {
-            presentation_id: self.asset.clone(),
-            ..PackagerConfig::default()
-        };
-        let outputs = combined_manifests(&config, renditions, UnixMillis(crate::clock::now_ms()))
-            .map_err(|source| JobError::Manifests {
-            what: "the preview manifests",
-            source,
-        })?;
-        for output in outputs.into_iter().filter(|o| o.path == MULTIVARIANT) {
-            store_media(
-                &self.transcoder.storage,
-                &self.asset,
-                &output.path,
-                output.data,
-            )
+        self.write_manifests(renditions, "the preview manifests", true)
             .await?;
-        }
         Ok(true)
     }
 
@@ -226,23 +210,30 @@ impl JobState {
         let renditions = rungs
             .into_iter()
             .flat_map(|plan| plan.done.iter().flatten());
+        self.write_manifests(renditions, "the manifests", false)
+            .await
+    }
+
+    /// Writes the multivariant playlist (and, unless `preview_only`, the
+    /// MPD) over `renditions`.
+    async fn write_manifests<'a>(
+        &self,
+        renditions: impl IntoIterator<Item = &'a FinishedRendition>,
+        what: &'static str,
+        preview_only: bool,
+    ) -> Result<(), JobError> {
         let config = PackagerConfig {
             presentation_id: self.asset.clone(),
             ..PackagerConfig::default()
         };
         let outputs = combined_manifests(&config, renditions, UnixMillis(crate::clock::now_ms()))
-            .map_err(|source| JobError::Manifests {
-            what: "the manifests",
-            source,
-        })?;
+            .map_err(|source| JobError::Manifests { what, source })?;
         for output in outputs {
-            store_media(
-                &self.transcoder.storage,
-                &self.asset,
-                &output.path,
-                output.data,
-            )
-            .await?;
+            if preview_only && output.path != MULTIVARIANT {
+                continue;
+            }
+            let storage = &self.transcoder.storage;
+            store_media(storage, &self.asset, &output.path, output.data).await?;
         }
         Ok(())
     }
