@@ -129,12 +129,19 @@ pub enum SessionEvent {
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RtspError {
-    #[error("malformed RTSP message: {0}")]
-    Malformed(String),
-    #[error("message larger than {MAX_MESSAGE} bytes")]
-    TooLarge,
-    #[error("track {track}: RTP payload type {got}, announced as {expected}")]
-    PayloadType { track: usize, expected: u8, got: u8 },
+    /// Bytes that are no RTSP message; `offset` counts from the start of
+    /// the connection, `near` shows what was there.
+    #[error("malformed RTSP message at byte {offset}, near {near:?}")]
+    Malformed { offset: u64, near: String },
+    #[error("the message at byte {offset} is larger than {MAX_MESSAGE} bytes")]
+    TooLarge { offset: u64 },
+    #[error("track {track}: RTP packet {sequence}: payload type {got}, announced as {expected}")]
+    PayloadType {
+        track: usize,
+        sequence: u16,
+        expected: u8,
+        got: u8,
+    },
     #[error("track {track}: no parameter sets after {MAX_HELD} frames")]
     NoParameterSets { track: usize },
 }
@@ -258,6 +265,9 @@ pub struct ServerSession {
     events: VecDeque<SessionEvent>,
     /// When the sender was last heard from (TCP or UDP).
     last_heard: Instant,
+    /// Bytes of the connection consumed so far: where the input buffer
+    /// starts, for the offsets errors report.
+    consumed: u64,
 }
 
 fn header_str<B>(req: &Request<B>, name: &headers::HeaderName) -> Option<String> {
@@ -282,6 +292,7 @@ impl ServerSession {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             last_heard: now,
+            consumed: 0,
         }
     }
 
@@ -423,7 +434,9 @@ impl ServerSession {
                 }
                 Err(rtsp_types::ParseError::Incomplete(_)) => {
                     if self.input.len() - pos > MAX_MESSAGE {
-                        break Err(RtspError::TooLarge);
+                        break Err(RtspError::TooLarge {
+                            offset: self.consumed + pos as u64,
+                        });
                     }
                     break Ok(());
                 }
@@ -437,11 +450,15 @@ impl ServerSession {
                         StatusCode::BadRequest,
                         "malformed request",
                     );
-                    break Err(RtspError::Malformed(format!("at {shown:?}")));
+                    break Err(RtspError::Malformed {
+                        offset: self.consumed + pos as u64,
+                        near: shown,
+                    });
                 }
             }
         };
         self.input.drain(..pos);
+        self.consumed += pos as u64;
         self.fail_on(result)
     }
 
@@ -932,6 +949,7 @@ impl ServerSession {
         if info.payload_type != m.desc.payload_type {
             return Err(RtspError::PayloadType {
                 track: index,
+                sequence: info.sequence,
                 expected: m.desc.payload_type,
                 got: info.payload_type,
             });

@@ -301,6 +301,7 @@ fn wrong_payload_type_ends_the_session() {
         err,
         RtspError::PayloadType {
             track: 0,
+            sequence: 1,
             expected: 96,
             got: 33
         }
@@ -348,10 +349,36 @@ fn bad_requests_get_precise_statuses() {
 #[test]
 fn an_endless_header_is_refused() {
     let mut s = session();
+    // A whole request first: the endless one starts after it.
+    let first = request("OPTIONS", URL, 1, "", "");
+    s.handle_input(&first, now()).unwrap();
     let mut bytes = b"OPTIONS rtsp://h/ RTSP/1.0\r\nX: ".to_vec();
     bytes.extend(std::iter::repeat_n(b'a', MAX_MESSAGE + 10));
-    assert_eq!(s.handle_input(&bytes, now()), Err(RtspError::TooLarge));
+    assert_eq!(
+        s.handle_input(&bytes, now()),
+        Err(RtspError::TooLarge {
+            offset: first.len() as u64
+        })
+    );
     assert!(s.is_closed());
+}
+
+#[test]
+fn garbage_is_reported_at_its_byte_offset() {
+    let mut s = session();
+    let first = request("OPTIONS", URL, 1, "", "");
+    let mut bytes = first.clone();
+    bytes.extend_from_slice(b"\x16\x03\x01 garbage\r\n\r\n");
+    let err = s.handle_input(&bytes, now()).unwrap_err();
+    let RtspError::Malformed { offset, near } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(*offset, first.len() as u64, "{err}");
+    assert!(near.contains("garbage"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("at byte {}", first.len()))
+    );
 }
 
 /// Inputs the `rtsp_session` fuzz target found: an SDP that tripped an
