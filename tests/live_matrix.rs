@@ -368,18 +368,21 @@ async fn run_case(server: &TestServer, dir: &Path, index: usize, case: Case) {
             video.len()
         );
         // GStreamer's flvmux clamps the negative decode times of its first
-        // B-frame GOP to 0, so the publisher's own first frames are
-        // irregular; from the third frame on its timing is steady.
-        let settled = if copy.is_some() || case.b_frames == 0 {
-            0
-        } else {
-            3
-        };
+        // B-frame GOP to 0, and its live source on a loaded machine may
+        // stamp its first frames irregularly even without B-frames (seen
+        // twice in a full suite run: frames at 64 and 67 ms at 25 fps), so
+        // the publisher's own first frames are irregular and there is no
+        // copy of what it sent to compare with; from the third frame on its
+        // timing is steady. ffmpeg's copy shows it is steady from the first.
+        let settled = if copy.is_some() { 0 } else { 3 };
+        // Without a copy, GStreamer's own jitter under load counts too
+        // (seen: a 26 ms step at 60 fps); with one, half a frame.
+        let slack = if copy.is_some() { 0.5 } else { 0.75 };
         assert_steady(
             &format!("{what} video"),
             &video[settled..],
             frame,
-            frame * 0.5,
+            frame * slack,
         );
         // GStreamer's live audio source on a loaded machine may stamp its
         // first buffers irregularly (seen once: 0, 21, 43, 82 ms), and
