@@ -501,7 +501,7 @@ impl Config {
         }
         check_vod_ladder(&self.transcode.ladder).map_err(|problem| ConfigError::Invalid {
             key: "transcode.ladder",
-            problem,
+            problem: problem.to_string(),
         })?;
         if self.limits.api_per_second > 0 && self.limits.api_burst == 0 {
             return invalid(
@@ -575,7 +575,7 @@ impl Config {
             streamforge_actors::live::ladder::check_live_ladder(&stream.ladder).map_err(
                 |problem| ConfigError::Invalid {
                     key: "live.streams.ladder",
-                    problem,
+                    problem: problem.to_string(),
                 },
             )?;
         }

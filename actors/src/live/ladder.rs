@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::supervision::Backoff;
+use crate::transcode::{LadderError, check_rung};
 
 use bytes::Bytes;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -70,25 +71,21 @@ pub struct LiveLadderRung {
 
 /// Checks a ladder as configured: at most [`MAX_RUNGS`] rungs, even heights
 /// from 64 to 4320, distinct, and sane bit rates.
-pub fn check_live_ladder(ladder: &[LiveLadderRung]) -> Result<(), String> {
+pub fn check_live_ladder(ladder: &[LiveLadderRung]) -> Result<(), LadderError> {
     if ladder.len() > MAX_RUNGS {
-        return Err(format!("at most {MAX_RUNGS} rungs"));
+        return Err(LadderError::TooMany { max: MAX_RUNGS });
     }
     for (i, rung) in ladder.iter().enumerate() {
-        if !(64..=4320).contains(&rung.height) || rung.height % 2 != 0 {
-            return Err(format!(
-                "height {} must be even and between 64 and 4320",
-                rung.height
-            ));
-        }
-        if !(50..=100_000).contains(&rung.video_kbps) {
-            return Err(format!(
-                "video_kbps {} must be between 50 and 100000",
-                rung.video_kbps
-            ));
-        }
+        check_rung(
+            i + 1,
+            rung.height,
+            (64, 4320),
+            &[("video_kbps", rung.video_kbps, 50, 100_000)],
+        )?;
         if ladder[..i].iter().any(|r| r.height == rung.height) {
-            return Err(format!("two rungs of height {}", rung.height));
+            return Err(LadderError::SameHeight {
+                height: rung.height,
+            });
         }
     }
     Ok(())
@@ -727,9 +724,19 @@ mod tests {
             height: 241,
             video_kbps: 300,
         }];
-        assert!(check_live_ladder(&odd).unwrap_err().contains("even"));
+        assert!(
+            check_live_ladder(&odd)
+                .unwrap_err()
+                .to_string()
+                .contains("even")
+        );
         let twice = [ladder[0], ladder[0]];
-        assert!(check_live_ladder(&twice).unwrap_err().contains("two rungs"));
+        assert!(
+            check_live_ladder(&twice)
+                .unwrap_err()
+                .to_string()
+                .contains("two rungs")
+        );
     }
 
     #[test]

@@ -90,26 +90,81 @@ pub const DEFAULT_LADDER: [LadderRung; 5] = [
     },
 ];
 
-/// Why a ladder is unusable.
-pub fn check_vod_ladder(ladder: &[LadderRung]) -> Result<(), String> {
+/// Why a configured ladder (VOD or live) is unusable; rungs count from 1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LadderError {
+    #[error("needs at least one rung")]
+    Empty,
+    #[error("at most {max} rungs")]
+    TooMany { max: usize },
+    #[error("rung {rung}: height {height} must be even, between {min} and {max}")]
+    Height {
+        rung: usize,
+        height: u32,
+        min: u32,
+        max: u32,
+    },
+    #[error("rung {rung}: {what} {value} must be between {min} and {max}")]
+    Rate {
+        rung: usize,
+        what: &'static str,
+        value: u32,
+        min: u32,
+        max: u32,
+    },
+    #[error("rung {rung}: heights must increase")]
+    NotIncreasing { rung: usize },
+    #[error("two rungs of height {height}")]
+    SameHeight { height: u32 },
+}
+
+/// Checks a rung's height and one of its rates against their ranges.
+pub(crate) fn check_rung(
+    rung: usize,
+    height: u32,
+    (min_height, max_height): (u32, u32),
+    rates: &[(&'static str, u32, u32, u32)],
+) -> Result<(), LadderError> {
+    if !(min_height..=max_height).contains(&height) || !height.is_multiple_of(2) {
+        return Err(LadderError::Height {
+            rung,
+            height,
+            min: min_height,
+            max: max_height,
+        });
+    }
+    for &(what, value, min, max) in rates {
+        if !(min..=max).contains(&value) {
+            return Err(LadderError::Rate {
+                rung,
+                what,
+                value,
+                min,
+                max,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks the VOD ladder as configured: at least one rung, even heights
+/// from 2 to 4320 in increasing order, sane bit rates.
+pub fn check_vod_ladder(ladder: &[LadderRung]) -> Result<(), LadderError> {
     if ladder.is_empty() {
-        return Err("needs at least one rung".into());
+        return Err(LadderError::Empty);
     }
     for (i, rung) in ladder.iter().enumerate() {
-        if rung.height < 2 || rung.height > 4320 || rung.height % 2 != 0 {
-            return Err(format!(
-                "rung {}: height must be even, between 2 and 4320",
-                i + 1
-            ));
-        }
-        if !(16..=200_000).contains(&rung.video_kbps) || !(16..=1024).contains(&rung.audio_kbps) {
-            return Err(format!(
-                "rung {}: video_kbps must be 16..=200000 and audio_kbps 16..=1024",
-                i + 1
-            ));
-        }
+        check_rung(
+            i + 1,
+            rung.height,
+            (2, 4320),
+            &[
+                ("video_kbps", rung.video_kbps, 16, 200_000),
+                ("audio_kbps", rung.audio_kbps, 16, 1024),
+            ],
+        )?;
         if i > 0 && ladder[i - 1].height >= rung.height {
-            return Err(format!("rung {}: heights must increase", i + 1));
+            return Err(LadderError::NotIncreasing { rung: i + 1 });
         }
     }
     Ok(())

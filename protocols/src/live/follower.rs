@@ -102,20 +102,7 @@ impl LivePackager {
         }
         track.id = r.track.id;
         if r.epoch != epoch {
-            let init = init_segment(track).map_err(|source| LiveError::Cmaf {
-                track: track.id,
-                source,
-            })?;
-            r.playlist.resume(
-                Map {
-                    uri: init_name(epoch),
-                    byte_range: None,
-                },
-                Some(hint(from_msn, 0)),
-            )?;
-            r.inits.push((epoch, init));
-            r.epoch_tracks.push((epoch, track.clone()));
-            r.epoch = epoch;
+            r.start_epoch(epoch, track, from_msn)?;
         } else if r.track.codec != track.codec {
             return Err(LiveError::RungChanged {
                 name: name(),

@@ -245,6 +245,26 @@ struct Rendition {
 }
 
 impl Rendition {
+    /// Goes on in `epoch` with `track` from segment `next_msn`: a new init
+    /// section and a discontinuity in the playlist.
+    fn start_epoch(&mut self, epoch: u32, track: &Track, next_msn: u64) -> Result<(), LiveError> {
+        let init = init_segment(track).map_err(|source| LiveError::Cmaf {
+            track: track.id,
+            source,
+        })?;
+        self.playlist.resume(
+            Map {
+                uri: init_name(epoch),
+                byte_range: None,
+            },
+            Some(hint(next_msn, 0)),
+        )?;
+        self.inits.push((epoch, init));
+        self.epoch_tracks.push((epoch, track.clone()));
+        self.epoch = epoch;
+        Ok(())
+    }
+
     fn stored(&self, msn: u64) -> Option<&StoredSegment> {
         let first = self.segments.front()?.msn;
         let seg = self
@@ -935,24 +955,11 @@ impl LivePackager {
                     track: track.id,
                     source,
                 })?;
-            let init = init_segment(track).map_err(|source| LiveError::Cmaf {
-                track: track.id,
-                source,
-            })?;
-            r.playlist.resume(
-                Map {
-                    uri: init_name(epoch),
-                    byte_range: None,
-                },
-                Some(hint(next_msn, 0)),
-            )?;
             if let Some(last) = r.segments.back() {
                 let end = (last.start + last.duration) * 1000 / u64::from(r.track.timescale);
                 end_ms = end_ms.max(i64::try_from(end).unwrap_or(i64::MAX));
             }
-            r.inits.push((epoch, init));
-            r.epoch_tracks.push((epoch, track.clone()));
-            r.epoch = epoch;
+            r.start_epoch(epoch, track, next_msn)?;
             r.track = track.clone();
             r.open_ticks = 0;
             r.open_frames = 0;
