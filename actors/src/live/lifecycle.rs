@@ -5,9 +5,12 @@
 //!
 //! ```text
 //! ingest ──Publish──▶ LiveStreamActor ──▶ LiveStream { Mutex<State> }  ◀── viewers read
-//!   │                    │  Unpublished → pause, GraceOver after live.reconnect_grace
-//!   │ samples            │  GraceOver   → end (unless published again)
-//!   └────────────────────┼─▶ Publisher::push (packager, under the lock)
+//!   │                    │  Publish     → a Recorder (linked child) when recording
+//!   │                    │  Unpublished → end its recording; pause, GraceOver after
+//!   │ samples            │                live.reconnect_grace
+//!   ├────────────────────┼─▶ Publisher::push (packager, under the lock)
+//!   └─▶ RecorderFeed ────┼─▶ Recorder (bounded by the feed: drops and counts)
+//!                        │  GraceOver   → end (unless published again)
 //!                        │  Kick        → end now (a revoked key)
 //!                        └  StartLadder → a Ladder for the new presentation
 //! ```
@@ -17,12 +20,13 @@
 //! The actor owns every transition and every timer (a `send_after` dies
 //! with it); a [`Publisher`] only tells it that it left.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
-use super::record::Recording;
+use super::record::{RecorderMsg, Recording};
 use super::stream::{LiveStream, Publisher};
 use super::{IngestProtocol, PublishError};
 
@@ -54,26 +58,35 @@ pub struct LiveStreamArgs {
     pub reconnect_grace: Duration,
 }
 
+pub struct LiveStreamState {
+    args: LiveStreamArgs,
+    /// The recorder of each publish being recorded, by its generation.
+    recorders: HashMap<u64, ActorRef<RecorderMsg>>,
+}
+
 impl Actor for LiveStreamActor {
     type Msg = LiveStreamMsg;
-    type State = LiveStreamArgs;
+    type State = LiveStreamState;
     type Arguments = LiveStreamArgs;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<LiveStreamMsg>,
         args: LiveStreamArgs,
-    ) -> Result<LiveStreamArgs, ActorProcessingErr> {
-        Ok(args)
+    ) -> Result<LiveStreamState, ActorProcessingErr> {
+        Ok(LiveStreamState {
+            args,
+            recorders: HashMap::new(),
+        })
     }
 
     async fn handle(
         &self,
         myself: ActorRef<LiveStreamMsg>,
         message: LiveStreamMsg,
-        state: &mut LiveStreamArgs,
+        state: &mut LiveStreamState,
     ) -> Result<(), ActorProcessingErr> {
-        let stream = &state.stream;
+        let stream = &state.args.stream;
         match message {
             LiveStreamMsg::Publish {
                 protocol,
@@ -82,9 +95,13 @@ impl Actor for LiveStreamActor {
                 reply,
             } => {
                 let begun = stream.begin(&myself, protocol, remote, replace);
-                let answer = match (begun, &state.recording) {
+                let answer = match (begun, &state.args.recording) {
                     (Ok(mut publisher), Some(recording)) => {
-                        publisher.set_recorder(recording.start(stream.name()).await);
+                        let started = recording.start(stream.name(), myself.get_cell()).await;
+                        if let Some((feed, recorder)) = started {
+                            state.recorders.insert(publisher.generation(), recorder);
+                            publisher.set_recorder(feed);
+                        }
                         Ok(publisher)
                     }
                     (begun, _) => begun,
@@ -94,8 +111,12 @@ impl Actor for LiveStreamActor {
                 let _ = reply.send(answer);
             }
             LiveStreamMsg::Unpublished { generation } => {
+                // The publisher's samples were all sent before it left.
+                if let Some(recorder) = state.recorders.remove(&generation) {
+                    let _ = recorder.cast(RecorderMsg::End);
+                }
                 if stream.unpublish(generation) {
-                    myself.send_after(state.reconnect_grace, move || LiveStreamMsg::GraceOver {
+                    myself.send_after(state.args.reconnect_grace, move || LiveStreamMsg::GraceOver {
                         generation,
                     });
                 }
@@ -105,6 +126,27 @@ impl Actor for LiveStreamActor {
             LiveStreamMsg::StartLadder { presentation } => {
                 stream.start_ladder(presentation).await;
             }
+        }
+        Ok(())
+    }
+
+    /// Its children are the recorders; one stopping leaves the stream be.
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<LiveStreamMsg>,
+        event: SupervisionEvent,
+        state: &mut LiveStreamState,
+    ) -> Result<(), ActorProcessingErr> {
+        let stream = state.args.stream.name();
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                state.recorders.retain(|_, r| r.get_id() != cell.get_id());
+            }
+            SupervisionEvent::ActorFailed(cell, err) => {
+                state.recorders.retain(|_, r| r.get_id() != cell.get_id());
+                tracing::error!(%stream, %err, "recorder failed");
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! Recording (`live.record = true`): each publish of a stream becomes a VOD
-//! asset. A recorder task per publish owns a VOD [`Packager`]; the
-//! publisher hands it every sample through a bounded queue without ever
-//! waiting: when the store falls behind and the queue is full, samples are
+//! asset. A [`Recorder`] actor per publish, linked to the stream's actor,
+//! owns a VOD [`Packager`]; the publisher hands it every sample through
+//! its mailbox, bounded by the [`RecorderFeed`], without ever waiting:
+//! when the store falls behind and the mailbox is full, samples are
 //! dropped from the recording (video goes on at its next keyframe) and
 //! counted, so a slow store never stalls the encoder or the live viewers.
 //! Segments are stored as they are cut under `assets/{asset}/media/`, and
@@ -11,13 +12,13 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use streamforge_protocols::hls::UnixMillis;
 use streamforge_protocols::media::{Sample, Track};
 use streamforge_protocols::package::{Packager, PackagerConfig};
 
 use streamforge_protocols::media::MediaKind;
-use tokio::sync::mpsc;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::assets::keys;
 use crate::assets::{AssetRecord, AssetStatus, Stage};
@@ -28,11 +29,6 @@ use crate::storage::Storage;
 /// Samples queued for a recorder; past this, samples are dropped from the
 /// recording (and counted) rather than the publisher waiting.
 const QUEUE: usize = 256;
-
-enum RecorderMsg {
-    Tracks(Vec<Track>),
-    Sample(Sample),
-}
 
 /// Why a recording failed (its asset's `error`).
 #[derive(Debug, thiserror::Error)]
@@ -83,10 +79,14 @@ impl Recording {
         self.lost.load(Ordering::Relaxed)
     }
 
-    /// Creates the asset of a publish of `stream` and starts its recorder;
-    /// the feed hands it the publish, and dropping the feed ends the
-    /// recording.
-    pub(super) async fn start(&self, stream: &str) -> Option<RecorderFeed> {
+    /// Creates the asset of a publish of `stream` and starts its
+    /// [`Recorder`] linked to `supervisor` (the stream's actor); the feed
+    /// hands it the publish, and [`RecorderMsg::End`] finishes it.
+    pub(super) async fn start(
+        &self,
+        stream: &str,
+        supervisor: ractor::ActorCell,
+    ) -> Option<(RecorderFeed, ActorRef<RecorderMsg>)> {
         let asset = uuid::Uuid::new_v4().simple().to_string();
         let record = AssetRecord {
             id: asset.clone(),
@@ -107,86 +107,44 @@ impl Recording {
             tracing::error!(%stream, %err, "cannot record the stream: no asset");
             return None;
         }
-        tracing::info!(%stream, %asset, "recording");
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let feed = RecorderFeed {
-            tx,
+        let lost = Arc::new(AtomicU64::new(0));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let args = RecorderArgs {
+            recording: self.clone(),
             asset: asset.clone(),
+            lost: lost.clone(),
+            queued: queued.clone(),
+        };
+        let actor = match Actor::spawn_linked(None, Recorder, args, supervisor).await {
+            Ok((actor, _)) => actor,
+            Err(err) => {
+                tracing::error!(%stream, %asset, %err, "cannot start the recorder");
+                let reason = format!("the recorder could not start: {err}");
+                self.finish(&asset, Err(reason), 0).await;
+                return None;
+            }
+        };
+        tracing::info!(%stream, %asset, "recording");
+        let feed = RecorderFeed {
+            actor: actor.clone(),
+            queued,
+            asset,
             state: std::sync::Mutex::default(),
-            lost: Arc::default(),
+            lost,
             lost_total: self.lost.clone(),
         };
-        let lost = feed.lost.clone();
-        let recording = self.clone();
-        tokio::spawn(async move { recording.run(asset, rx, lost).await });
-        Some(feed)
+        Some((feed, actor))
     }
 
-    async fn run(self, asset: String, mut rx: mpsc::Receiver<RecorderMsg>, lost: Arc<AtomicU64>) {
-        let config = PackagerConfig {
-            presentation_id: asset.clone(),
-            ..PackagerConfig::default()
+    /// Records how a recording ended: its asset's status and the event.
+    async fn finish(&self, asset: &str, outcome: Result<(), String>, lost: u64) {
+        let (status, error) = match &outcome {
+            Ok(()) => (AssetStatus::Ready, None),
+            Err(reason) => (AssetStatus::Failed, Some(reason.as_str())),
         };
-        let mut packager: Option<Packager> = None;
-        let mut recorded: Vec<Track> = Vec::new();
-        let mut in_band = InBandSets::default();
-        let mut failure: Option<RecordError> = None;
-        while let Some(msg) = rx.recv().await {
-            if failure.is_some() {
-                continue;
-            }
-            let result = match msg {
-                RecorderMsg::Tracks(tracks) if packager.is_none() => {
-                    recorded.clone_from(&tracks);
-                    Packager::new(config.clone(), &tracks)
-                        .map(|p| packager = Some(p))
-                        .map_err(RecordError::from)
-                }
-                // A new codec configuration mid-stream (the live stream
-                // continues in a new epoch): the recording keeps its sample
-                // descriptions and carries the new parameter sets in band.
-                RecorderMsg::Tracks(tracks) => {
-                    in_band.update(&recorded, &tracks);
-                    Ok(())
-                }
-                RecorderMsg::Sample(sample) => match packager.as_mut() {
-                    // Samples the VOD packager refuses (before a keyframe,
-                    // out of order) are skipped, as the live packager does.
-                    Some(p) => {
-                        let _ = p.push(in_band.apply(sample));
-                        Ok(())
-                    }
-                    None => Ok(()),
-                },
-            };
-            if let Err(err) = result {
-                failure = Some(err);
-                continue;
-            }
-            if let Some(p) = packager.as_mut()
-                && let Err(err) = self.store(&asset, p).await
-            {
-                failure = Some(err);
-            }
-        }
-        // The publish ended: finish the presentation.
-        let outcome = match (packager, failure) {
-            (_, Some(err)) => Err(err),
-            (None, None) => Err(RecordError::NoMedia),
-            (Some(mut p), None) => match p.finish(UnixMillis(crate::clock::now_ms())) {
-                Ok(_) => self.store(&asset, &mut p).await,
-                Err(err) => Err(err.into()),
-            },
-        };
-        let reason = outcome.as_ref().err().map(RecordError::to_string);
-        let (status, error) = match &reason {
-            None => (AssetStatus::Ready, None),
-            Some(reason) => (AssetStatus::Failed, Some(reason.as_str())),
-        };
-        if let Err(err) = self.db.set_asset_status(&asset, status, error).await {
+        if let Err(err) = self.db.set_asset_status(asset, status, error).await {
             tracing::error!(%asset, %err, "cannot record the recording's end");
         }
-        let lost = lost.load(Ordering::Relaxed);
         match &outcome {
             Ok(()) if lost > 0 => {
                 tracing::warn!(%asset, lost, "recording ready, without the samples the store was too slow for");
@@ -195,7 +153,7 @@ impl Recording {
             Err(reason) => tracing::warn!(%asset, %reason, "recording failed"),
         }
         self.events.publish(Event::Stage {
-            asset_id: asset,
+            asset_id: asset.to_owned(),
             upload_id: None,
             stage: match status {
                 AssetStatus::Ready => Stage::Ready,
@@ -220,15 +178,161 @@ impl Recording {
     }
 }
 
+/// What a [`Recorder`] is told.
+pub(super) enum RecorderMsg {
+    Tracks(Vec<Track>),
+    Sample(Sample),
+    /// The publish ended: write the VOD playlists and stop.
+    End,
+}
+
+/// The recording of one publish: owns its VOD [`Packager`] and stores its
+/// segments as they are cut. Linked to the stream's actor; a recorder
+/// stopped before [`RecorderMsg::End`] (the server shutting down) marks
+/// its asset failed rather than leaving it `recording`.
+pub(super) struct Recorder;
+
+pub(super) struct RecorderArgs {
+    recording: Recording,
+    asset: String,
+    lost: Arc<AtomicU64>,
+    /// Messages sent and not handled yet, shared with the feed.
+    queued: Arc<AtomicUsize>,
+}
+
+pub(super) struct RecorderState {
+    args: RecorderArgs,
+    packager: Option<Packager>,
+    /// The tracks the recording was started with.
+    recorded: Vec<Track>,
+    in_band: InBandSets,
+    failure: Option<RecordError>,
+    finished: bool,
+}
+
+impl Actor for Recorder {
+    type Msg = RecorderMsg;
+    type State = RecorderState;
+    type Arguments = RecorderArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<RecorderMsg>,
+        args: RecorderArgs,
+    ) -> Result<RecorderState, ActorProcessingErr> {
+        Ok(RecorderState {
+            args,
+            packager: None,
+            recorded: Vec::new(),
+            in_band: InBandSets::default(),
+            failure: None,
+            finished: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RecorderMsg>,
+        message: RecorderMsg,
+        state: &mut RecorderState,
+    ) -> Result<(), ActorProcessingErr> {
+        if matches!(message, RecorderMsg::End) {
+            let outcome = state.end().await.map_err(|e| e.to_string());
+            let args = &state.args;
+            let lost = args.lost.load(Ordering::Relaxed);
+            args.recording.finish(&args.asset, outcome, lost).await;
+            state.finished = true;
+            myself.stop(None);
+            return Ok(());
+        }
+        state.args.queued.fetch_sub(1, Ordering::Relaxed);
+        if state.failure.is_none()
+            && let Err(err) = state.take(message).await
+        {
+            state.failure = Some(err);
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RecorderMsg>,
+        state: &mut RecorderState,
+    ) -> Result<(), ActorProcessingErr> {
+        if !state.finished {
+            let args = &state.args;
+            let reason = "the recorder stopped before the publish ended".to_owned();
+            let lost = args.lost.load(Ordering::Relaxed);
+            args.recording.finish(&args.asset, Err(reason), lost).await;
+        }
+        Ok(())
+    }
+}
+
+impl RecorderState {
+    /// Packages one message of the publish and stores what it completed.
+    async fn take(&mut self, message: RecorderMsg) -> Result<(), RecordError> {
+        match message {
+            RecorderMsg::Tracks(tracks) if self.packager.is_none() => {
+                let config = PackagerConfig {
+                    presentation_id: self.args.asset.clone(),
+                    ..PackagerConfig::default()
+                };
+                self.packager = Some(Packager::new(config, &tracks)?);
+                self.recorded = tracks;
+            }
+            // A new codec configuration mid-stream (the live stream
+            // continues in a new epoch): the recording keeps its sample
+            // descriptions and carries the new parameter sets in band.
+            RecorderMsg::Tracks(tracks) => self.in_band.update(&self.recorded, &tracks),
+            // Samples the VOD packager refuses (before a keyframe, out of
+            // order) are skipped, as the live packager does.
+            RecorderMsg::Sample(sample) => {
+                if let Some(p) = self.packager.as_mut() {
+                    let _ = p.push(self.in_band.apply(sample));
+                }
+            }
+            RecorderMsg::End => {}
+        }
+        match self.packager.as_mut() {
+            Some(p) => self.args.recording.store(&self.args.asset, p).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The publish ended: finishes the presentation.
+    async fn end(&mut self) -> Result<(), RecordError> {
+        if let Some(err) = self.failure.take() {
+            return Err(err);
+        }
+        let Some(p) = self.packager.as_mut() else {
+            return Err(RecordError::NoMedia);
+        };
+        p.finish(UnixMillis(crate::clock::now_ms()))?;
+        self.args.recording.store(&self.args.asset, p).await
+    }
+}
+
 /// The publisher's end of a recording: hands it the tracks and samples
-/// without waiting. Dropping it ends the recording.
+/// without waiting. The stream's actor ends the recording when the
+/// publisher leaves.
 pub(super) struct RecorderFeed {
-    tx: mpsc::Sender<RecorderMsg>,
+    actor: ActorRef<RecorderMsg>,
+    /// Messages sent to the recorder and not handled yet: its mailbox is
+    /// unbounded, so the feed bounds it.
+    queued: Arc<AtomicUsize>,
     asset: String,
     state: std::sync::Mutex<FeedState>,
     /// Samples this recording lost, and every recording.
     lost: Arc<AtomicU64>,
     lost_total: Arc<AtomicU64>,
+}
+
+/// Why the feed could not hand a message over.
+enum Full {
+    /// [`QUEUE`] messages wait: the message comes back.
+    Yes(RecorderMsg),
+    Stopped,
 }
 
 #[derive(Default)]
@@ -266,13 +370,13 @@ impl RecorderFeed {
             self.lose(&mut state, track);
             return;
         }
-        match self.tx.try_send(RecorderMsg::Sample(sample)) {
+        match self.send(RecorderMsg::Sample(sample)) {
             Ok(()) => {
                 state.broken.remove(&track);
             }
-            Err(mpsc::error::TrySendError::Full(_)) => self.lose(&mut state, track),
-            // The recorder stopped on an error it reported.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(Full::Yes(_)) => self.lose(&mut state, track),
+            // The recorder stopped; it recorded why.
+            Err(Full::Stopped) => {}
         }
     }
 
@@ -281,14 +385,23 @@ impl RecorderFeed {
         let Some(tracks) = state.pending_tracks.take() else {
             return true;
         };
-        match self.tx.try_send(RecorderMsg::Tracks(tracks)) {
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => true,
-            Err(mpsc::error::TrySendError::Full(RecorderMsg::Tracks(tracks))) => {
+        match self.send(RecorderMsg::Tracks(tracks)) {
+            Ok(()) | Err(Full::Stopped) => true,
+            Err(Full::Yes(RecorderMsg::Tracks(tracks))) => {
                 state.pending_tracks = Some(tracks);
                 false
             }
-            Err(mpsc::error::TrySendError::Full(RecorderMsg::Sample(_))) => false,
+            Err(Full::Yes(_)) => false,
         }
+    }
+
+    /// Sends unless [`QUEUE`] messages wait already.
+    fn send(&self, message: RecorderMsg) -> Result<(), Full> {
+        if self.queued.load(Ordering::Relaxed) >= QUEUE {
+            return Err(Full::Yes(message));
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.actor.cast(message).map_err(|_| Full::Stopped)
     }
 
     fn lose(&self, state: &mut FeedState, track: u32) {

@@ -36,19 +36,34 @@ struct State {
     /// Arrival of each track's newest sample: a part is complete when the
     /// sample after it arrives, so its latency is measured from here.
     arrivals: HashMap<u32, Instant>,
-    latency: PartLatency,
-    first_playable: Option<Duration>,
     /// When the last publish ended.
     ended_at: Option<Instant>,
     /// The current publish continues the ended presentation.
     resuming: bool,
     /// Counts the packagers made: a ladder works for one presentation.
     presentation: u64,
-    /// Why the live ladder lost a rung, for the API.
+}
+
+/// What the API shows of how a presentation goes, kept apart from the
+/// packager's lock: reading it never holds up packaging. Taken after
+/// [`State`]'s lock when both are needed, never before.
+#[derive(Default)]
+struct Telemetry {
+    latency: PartLatency,
+    first_playable: Option<Duration>,
+    /// Why the live ladder lost a rung.
     ladder_error: Option<String>,
     /// Samples the recording of the current (or last) publish lost to a
     /// store that fell behind.
     recording_lost: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl Telemetry {
+    /// A new presentation starts measuring afresh.
+    fn new_presentation(&mut self) {
+        self.latency = PartLatency::default();
+        self.first_playable = None;
+    }
 }
 
 /// How long after its last sample arrived each part became fetchable.
@@ -74,6 +89,7 @@ pub struct LiveStream {
     name: String,
     settings: LivePackaging,
     state: Mutex<State>,
+    telemetry: Mutex<Telemetry>,
     version: watch::Sender<u64>,
     /// Rungs re-encoded from the published video, and where their
     /// supervisors and ffmpeg children go.
@@ -181,14 +197,11 @@ impl LiveStream {
                 last_protocol: None,
                 last_error: None,
                 arrivals: HashMap::new(),
-                latency: PartLatency::default(),
-                first_playable: None,
                 ended_at: None,
                 resuming: false,
                 presentation: 0,
-                ladder_error: None,
-                recording_lost: None,
             }),
+            telemetry: Mutex::default(),
             version: watch::channel(0).0,
         }
     }
@@ -199,6 +212,12 @@ impl LiveStream {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn telemetry(&self) -> std::sync::MutexGuard<'_, Telemetry> {
+        self.telemetry
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -258,7 +277,7 @@ impl LiveStream {
     }
 
     pub(super) fn set_ladder_error(&self, error: String) {
-        self.lock().ladder_error = Some(error);
+        self.telemetry().ladder_error = Some(error);
     }
 
     /// A receiver that changes after every new part, segment or end.
@@ -277,14 +296,22 @@ impl LiveStream {
     }
 
     pub fn summary(&self) -> StreamSummary {
-        let state = self.lock();
         let mut s = StreamSummary::idle(self.name.clone());
+        {
+            let telemetry = self.telemetry();
+            s.part_latency = telemetry.latency;
+            s.first_playable_ms = telemetry
+                .first_playable
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            s.ladder_error.clone_from(&telemetry.ladder_error);
+            s.recording_lost_samples = telemetry
+                .recording_lost
+                .as_ref()
+                .map(|lost| lost.load(std::sync::atomic::Ordering::Relaxed));
+        }
+        let state = self.lock();
         s.live = state.publisher.is_some();
         s.last_error.clone_from(&state.last_error);
-        s.part_latency = state.latency;
-        s.first_playable_ms = state
-            .first_playable
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         s.protocol = state
             .publisher
             .as_ref()
@@ -304,11 +331,6 @@ impl LiveStream {
             s.width = video.width();
             s.height = video.height();
         }
-        s.ladder_error.clone_from(&state.ladder_error);
-        s.recording_lost_samples = state
-            .recording_lost
-            .as_ref()
-            .map(|lost| lost.load(std::sync::atomic::Ordering::Relaxed));
         if let Some(p) = &state.packager {
             s.renditions = p
                 .renditions()
@@ -369,8 +391,7 @@ impl LiveStream {
         state.resuming = state.packager.as_ref().is_some_and(LivePackager::is_paused);
         if !state.resuming {
             state.packager = None;
-            state.latency = PartLatency::default();
-            state.first_playable = None;
+            self.telemetry().new_presentation();
         }
         state.tracks.clear();
         state.arrivals.clear();
@@ -520,9 +541,13 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub(super) fn set_recorder(&mut self, recorder: Option<super::record::RecorderFeed>) {
-        self.stream.lock().recording_lost = recorder.as_ref().map(|r| r.lost());
-        self.recorder = recorder;
+    pub(super) fn set_recorder(&mut self, recorder: super::record::RecorderFeed) {
+        self.stream.telemetry().recording_lost = Some(recorder.lost());
+        self.recorder = Some(recorder);
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// [`set_tracks`](Self::set_tracks), then hands them to the recording.
@@ -610,8 +635,7 @@ impl Publisher {
                 // not the ones it sends): start over with the new tracks.
                 tracing::debug!(stream = %self.stream.name, codecs = %what, "codec configuration replaced before the stream was playable");
                 state.packager = None;
-                state.latency = PartLatency::default();
-                state.first_playable = None;
+                self.stream.telemetry().new_presentation();
             }
         }
         state.tracks = tracks;
@@ -636,8 +660,7 @@ impl Publisher {
                     Err(err) => {
                         tracing::info!(stream = %self.stream.name, %err, "publisher back with other tracks: a new presentation");
                         state.packager = None;
-                        state.latency = PartLatency::default();
-                        state.first_playable = None;
+                        self.stream.telemetry().new_presentation();
                     }
                 }
             }
@@ -654,7 +677,7 @@ impl Publisher {
             )?;
             state.packager = Some(packager);
             state.presentation += 1;
-            state.ladder_error = None;
+            self.stream.telemetry().ladder_error = None;
             let _ = self.actor.cast(LiveStreamMsg::StartLadder {
                 presentation: state.presentation,
             });
@@ -668,6 +691,8 @@ impl Publisher {
         packager.push(sample)?;
         let now = Instant::now();
         let mut produced = false;
+        // Part latencies, recorded once the packager's lock is released.
+        let mut latencies = Vec::new();
         while let Some(output) = packager.poll_output() {
             produced = true;
             match output {
@@ -676,9 +701,7 @@ impl Publisher {
                     // its track (this one told its duration).
                     let part_track = packager.tracks().nth(rendition).map(|t| t.id);
                     if let Some(arrived) = part_track.and_then(|t| state.arrivals.get(&t)) {
-                        state
-                            .latency
-                            .record((now - *arrived).as_secs_f64() * 1000.0);
+                        latencies.push((now - *arrived).as_secs_f64() * 1000.0);
                     }
                 }
                 LiveOutput::Segment { rendition, msn } => {
@@ -686,15 +709,22 @@ impl Publisher {
                 }
             }
         }
-        if state.first_playable.is_none()
-            && packager.is_playable()
-            && let Some(p) = &state.publisher
-        {
-            state.first_playable = Some(p.since.elapsed());
-        }
+        let since = state.publisher.as_ref().map(|p| p.since);
+        let playable = packager.is_playable();
         state.arrivals.insert(track, now);
         drop(guard);
         if produced {
+            let mut telemetry = self.stream.telemetry();
+            for ms in latencies {
+                telemetry.latency.record(ms);
+            }
+            if telemetry.first_playable.is_none()
+                && playable
+                && let Some(since) = since
+            {
+                telemetry.first_playable = Some(since.elapsed());
+            }
+            drop(telemetry);
             self.stream.bump();
         }
         Ok(())
