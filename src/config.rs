@@ -555,7 +555,7 @@ impl Config {
             streamforge_actors::live::rtsp_pull::check_source(source).map_err(|problem| {
                 ConfigError::Invalid {
                     key: "live.pull",
-                    problem,
+                    problem: problem.to_string(),
                 }
             })?;
             if live.pull[..i].iter().any(|s| s.name == source.name) {

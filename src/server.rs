@@ -630,8 +630,11 @@ async fn bind_secure(config: &Config) -> Result<Option<Secure>, StartError> {
         source,
     })?;
     // HTTP/3 on the same port number, over UDP.
-    let quic_config = http::h3::endpoint_config(&identity, &config.http)
-        .map_err(|reason| StartError::Http3 { addr, reason })?;
+    let quic_config =
+        http::h3::endpoint_config(&identity, &config.http).map_err(|e| StartError::Http3 {
+            addr,
+            reason: e.to_string(),
+        })?;
     let quic = http::h3::bind(addr, quic_config).map_err(|e| StartError::Http3 {
         addr,
         reason: e.to_string(),

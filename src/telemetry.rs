@@ -6,15 +6,33 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
+/// Why logging cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("invalid {origin} {directives:?}: {source}")]
+    Filter {
+        /// `RUST_LOG` or `log.filter`.
+        origin: &'static str,
+        directives: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    #[error("a logger is installed already: {0}")]
+    Installed(String),
+}
+
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the
 /// configured filter. Returns an error if a subscriber is already installed.
-pub fn init(log: &LogConfig) -> Result<(), String> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.is_empty() => EnvFilter::try_new(&directives)
-            .map_err(|e| format!("invalid RUST_LOG {directives:?}: {e}"))?,
-        _ => EnvFilter::try_new(&log.filter)
-            .map_err(|e| format!("invalid log.filter {:?}: {e}", log.filter))?,
+pub fn init(log: &LogConfig) -> Result<(), LogError> {
+    let (origin, directives) = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.is_empty() => ("RUST_LOG", directives),
+        _ => ("log.filter", log.filter.clone()),
     };
+    let filter = EnvFilter::try_new(&directives).map_err(|source| LogError::Filter {
+        origin,
+        directives,
+        source,
+    })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -23,5 +41,5 @@ pub fn init(log: &LogConfig) -> Result<(), String> {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    result.map_err(|e| e.to_string())
+    result.map_err(|e| LogError::Installed(e.to_string()))
 }

@@ -22,22 +22,29 @@ use tower::ServiceExt;
 use crate::config::HttpConfig;
 use crate::metrics::Metrics;
 
+/// Why the QUIC endpoint cannot be configured.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
+    #[error("TLS configuration unusable for QUIC: {0}")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    #[error("http.idle_timeout too large for QUIC: {0}")]
+    IdleTimeout(#[from] quinn::VarIntBoundsExceeded),
+}
+
 /// The QUIC endpoint configuration: TLS with ALPN `h3`, our idle timeout and
 /// stream limits.
 pub fn endpoint_config(
     tls: &super::tls::Identity,
     http: &HttpConfig,
-) -> Result<quinn::ServerConfig, String> {
-    let rustls = super::tls::server_config(tls, &[b"h3"]).map_err(|e| e.to_string())?;
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(rustls)
-        .map_err(|e| format!("TLS configuration unusable for QUIC: {e}"))?;
+) -> Result<quinn::ServerConfig, EndpointError> {
+    let rustls = super::tls::server_config(tls, &[b"h3"])?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(rustls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport
-        .max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(http.idle_timeout)
-                .map_err(|e| format!("http.idle_timeout too large for QUIC: {e}"))?,
-        ))
+        .max_idle_timeout(Some(quinn::IdleTimeout::try_from(http.idle_timeout)?))
         .max_concurrent_bidi_streams(256u32.into())
         // Only the peer's control and QPACK streams are unidirectional.
         .max_concurrent_uni_streams(8u32.into());

@@ -116,8 +116,8 @@ impl Actor for LiveStreamActor {
                     let _ = recorder.cast(RecorderMsg::End);
                 }
                 if stream.unpublish(generation) {
-                    myself.send_after(state.args.reconnect_grace, move || LiveStreamMsg::GraceOver {
-                        generation,
+                    myself.send_after(state.args.reconnect_grace, move || {
+                        LiveStreamMsg::GraceOver { generation }
                     });
                 }
             }

@@ -17,8 +17,8 @@ use streamforge_protocols::hls::UnixMillis;
 use streamforge_protocols::media::{Sample, Track};
 use streamforge_protocols::package::{Packager, PackagerConfig};
 
-use streamforge_protocols::media::MediaKind;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use streamforge_protocols::media::MediaKind;
 
 use crate::assets::keys;
 use crate::assets::{AssetRecord, AssetStatus, Stage};
@@ -39,6 +39,10 @@ enum RecordError {
     Packaging(#[from] streamforge_protocols::package::PackageError),
     #[error("a recording output has no storage key: {0}")]
     Key(#[from] crate::storage::StorageError),
+    #[error("the recorder could not start: {0}")]
+    Start(#[from] ractor::SpawnErr),
+    #[error("the recorder stopped before the publish ended")]
+    Stopped,
     #[error("storing {key}: {source}")]
     Store {
         key: String,
@@ -119,8 +123,8 @@ impl Recording {
             Ok((actor, _)) => actor,
             Err(err) => {
                 tracing::error!(%stream, %asset, %err, "cannot start the recorder");
-                let reason = format!("the recorder could not start: {err}");
-                self.finish(&asset, Err(reason), 0).await;
+                let err: RecordError = err.into();
+                self.finish(&asset, Err(err), 0).await;
                 return None;
             }
         };
@@ -137,10 +141,11 @@ impl Recording {
     }
 
     /// Records how a recording ended: its asset's status and the event.
-    async fn finish(&self, asset: &str, outcome: Result<(), String>, lost: u64) {
-        let (status, error) = match &outcome {
-            Ok(()) => (AssetStatus::Ready, None),
-            Err(reason) => (AssetStatus::Failed, Some(reason.as_str())),
+    async fn finish(&self, asset: &str, outcome: Result<(), RecordError>, lost: u64) {
+        let reason = outcome.as_ref().err().map(RecordError::to_string);
+        let (status, error) = match &reason {
+            None => (AssetStatus::Ready, None),
+            Some(reason) => (AssetStatus::Failed, Some(reason.as_str())),
         };
         if let Err(err) = self.db.set_asset_status(asset, status, error).await {
             tracing::error!(%asset, %err, "cannot record the recording's end");
@@ -237,7 +242,7 @@ impl Actor for Recorder {
         state: &mut RecorderState,
     ) -> Result<(), ActorProcessingErr> {
         if matches!(message, RecorderMsg::End) {
-            let outcome = state.end().await.map_err(|e| e.to_string());
+            let outcome = state.end().await;
             let args = &state.args;
             let lost = args.lost.load(Ordering::Relaxed);
             args.recording.finish(&args.asset, outcome, lost).await;
@@ -261,9 +266,9 @@ impl Actor for Recorder {
     ) -> Result<(), ActorProcessingErr> {
         if !state.finished {
             let args = &state.args;
-            let reason = "the recorder stopped before the publish ended".to_owned();
             let lost = args.lost.load(Ordering::Relaxed);
-            args.recording.finish(&args.asset, Err(reason), lost).await;
+            let stopped = Err(RecordError::Stopped);
+            args.recording.finish(&args.asset, stopped, lost).await;
         }
         Ok(())
     }

@@ -101,17 +101,32 @@ pub enum PullError {
     Ended(#[from] super::stream::PublishEnded),
 }
 
+/// What is wrong with a pull source of the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{0:?}: a stream name is 1 to 64 characters of [A-Za-z0-9_-]")]
+    Name(String),
+    #[error("{url}: {source}")]
+    Url {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("{0}: only rtsp:// URLs can be pulled")]
+    Scheme(String),
+}
+
 /// Checks a source from the configuration.
-pub fn check_source(source: &PullSource) -> Result<(), String> {
+pub fn check_source(source: &PullSource) -> Result<(), SourceError> {
     if !super::valid_stream_name(&source.name) {
-        return Err(format!(
-            "{:?}: a stream name is 1 to 64 characters of [A-Za-z0-9_-]",
-            source.name
-        ));
+        return Err(SourceError::Name(source.name.clone()));
     }
-    let url = url::Url::parse(&source.url).map_err(|e| format!("{}: {e}", source.url))?;
+    let url = url::Url::parse(&source.url).map_err(|e| SourceError::Url {
+        url: source.url.clone(),
+        source: e,
+    })?;
     if url.scheme() != "rtsp" {
-        return Err(format!("{}: only rtsp:// URLs can be pulled", source.url));
+        return Err(SourceError::Scheme(source.url.clone()));
     }
     Ok(())
 }

@@ -51,6 +51,16 @@ pub enum RtpError {
         context: &'static str,
         reason: String,
     },
+    /// What [`Depacketizer::push`] returns: the payload error and the
+    /// packet it is in.
+    #[error("packet {sequence} (RTP time {timestamp}, {len} payload bytes): {source}")]
+    InPacket {
+        sequence: u16,
+        timestamp: u32,
+        len: usize,
+        #[source]
+        source: Box<RtpError>,
+    },
 }
 
 impl RtpError {
@@ -332,6 +342,8 @@ pub enum Depacketizer {
 }
 
 impl Depacketizer {
+    /// Takes one packet; an error names the packet (its sequence number,
+    /// RTP time and payload size) and what in its payload is wrong.
     pub fn push(&mut self, info: &PacketInfo, payload: &[u8]) -> Result<(), RtpError> {
         match self {
             Self::H264(d) => d.push(info, payload),
@@ -340,6 +352,12 @@ impl Depacketizer {
             Self::Latm(d) => d.push(info, payload),
             Self::Opus(d) => d.push(info, payload),
         }
+        .map_err(|source| RtpError::InPacket {
+            sequence: info.sequence,
+            timestamp: info.timestamp,
+            len: payload.len(),
+            source: Box::new(source),
+        })
     }
 
     pub fn pull(&mut self) -> Option<Frame> {
@@ -407,6 +425,30 @@ mod tests {
         assert_eq!(info.timestamp, 0x0102_0304);
         assert_eq!(info.ssrc, 9);
         assert_eq!(payload, b"abc");
+    }
+
+    #[test]
+    fn a_payload_error_names_its_packet() {
+        let mut d = Depacketizer::H264(h264::H264Depacketizer::new());
+        let info = testutil::info(4242, 9000, true);
+        // NAL type 25 (STAP-B) is not taken.
+        let err = d.push(&info, &[0x19, 0, 1, 0x65]).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                RtpError::InPacket {
+                    sequence: 4242,
+                    timestamp: 9000,
+                    len: 4,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("packet 4242 (RTP time 9000, 4 payload bytes): ")
+        );
     }
 
     #[test]

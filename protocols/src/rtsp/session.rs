@@ -942,7 +942,11 @@ impl ServerSession {
         let (info, payload) = match rtp::parse_packet(data) {
             Ok(parsed) => parsed,
             Err(err) => {
-                self.warn_once(index, format!("track {index}: {err}; packet dropped"));
+                let len = data.len();
+                self.warn_once(
+                    index,
+                    format!("track {index}: {err} ({len}-byte packet); packet dropped"),
+                );
                 return Ok(());
             }
         };
