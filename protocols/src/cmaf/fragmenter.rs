@@ -317,101 +317,20 @@ impl Fragmenter {
             .tracks
             .get_mut(&track)
             .ok_or(CmafError::UnknownTrack { track })?;
-        let dts = sample.dts;
-        if sample.duration == 0 {
-            return Err(CmafError::ZeroDuration { track, dts });
-        }
-        if sample.data.len() > MAX_SAMPLE_SIZE {
-            return Err(CmafError::SampleTooLarge {
-                track,
-                dts,
-                size: sample.data.len(),
-                max: MAX_SAMPLE_SIZE,
-            });
-        }
-        let Ok(udts) = u64::try_from(dts) else {
-            return Err(CmafError::NegativeDts { track, dts });
-        };
-        if let Some(previous) = state.last_dts
-            && dts <= previous
-        {
-            return Err(CmafError::NonMonotonicDts {
-                track,
-                previous,
-                dts,
-            });
-        }
-        let keyframe = sample.keyframe || state.kind == MediaKind::Audio;
-        if state.segment.is_none() && !keyframe {
-            return Err(CmafError::NotKeyframe { track, dts });
-        }
+        let (udts, keyframe) = state.check(&sample)?;
         if !state.pending.is_empty() {
-            // The last pending sample's output duration is the gap to this one.
-            let last_dts =
-                state.pending_end - u64::from(state.pending.last().map_or(0, |s| s.duration));
-            let gap = udts - last_dts;
-            let Ok(duration) = u32::try_from(gap) else {
-                return Err(CmafError::GapTooLarge {
-                    track,
-                    dts,
-                    gap: i64::try_from(gap).unwrap_or(i64::MAX),
-                });
-            };
-            if let Some(last) = state.pending.last_mut() {
-                last.duration = duration;
-            }
-            state.pending_end = udts;
-            // A gap longer than a part is a pause in the input (a resumed
-            // publisher, a dropped run of frames), not the spacing of the
-            // frames to come.
-            if state
-                .part_limit
-                .is_none_or(|limit| u64::from(duration) <= limit)
-            {
-                state.gap_at = (state.gap_at + 1) % RECENT_GAPS;
-                state.recent_gaps[state.gap_at] = duration;
-            }
-            // The last pending sample lasted longer than planned: the part
-            // would exceed its limit, so it ends before that sample.
-            if state.pending.len() > 1
-                && state
-                    .part_limit
-                    .is_some_and(|limit| udts - state.pending_start > limit)
-            {
-                state.close_part_but_last(track, &mut self.events)?;
-            }
+            state.time_last_pending(track, udts, &mut self.events)?;
         }
-
-        // A follower's segment starts where the followed track's does: the
-        // number of the last start at or before this keyframe.
-        let mut follow_seq = None;
-        if keyframe && let Some(starts) = state.follow.as_mut() {
-            while let Some(&(seq, start)) = starts.front() {
-                if start > udts {
-                    break;
-                }
-                if follow_seq.is_some() && state.segment.is_some() {
-                    // Two starts passed at once: the follower lost a whole
-                    // segment, and its numbering would leave the other's.
-                    return Err(CmafError::FollowerSkipped { track, seq });
-                }
-                follow_seq = Some(seq);
-                starts.pop_front();
-            }
-        }
+        let follow_seq = if keyframe {
+            state.followed_start(track, udts)?
+        } else {
+            None
+        };
         let segment_due = match (&state.segment, &state.follow) {
             (Some(_), Some(_)) => follow_seq.is_some(),
             (Some(seg), None) => udts - seg.start_dts >= state.segment_ticks,
             (None, _) => false,
         };
-        if let Some(seq) = follow_seq {
-            if state.segment.is_some() && seq != state.next_segment_seq {
-                return Err(CmafError::FollowerSkipped { track, seq });
-            }
-            if state.segment.is_none() {
-                state.next_segment_seq = seq;
-            }
-        }
         if keyframe && segment_due {
             state.close_part(track, &mut self.events)?;
             state.close_segment(track, &mut self.events);
@@ -450,7 +369,7 @@ impl Fragmenter {
             keyframe,
             data: sample.data,
         });
-        state.last_dts = Some(dts);
+        state.last_dts = Some(sample.dts);
         Ok(())
     }
 
@@ -475,6 +394,114 @@ impl Fragmenter {
 }
 
 impl TrackState {
+    /// Validates the next sample of this track: its decode time as
+    /// unsigned, and whether it starts a fragment (audio always may).
+    fn check(&self, sample: &Sample) -> Result<(u64, bool), CmafError> {
+        let (track, dts) = (sample.track, sample.dts);
+        if sample.duration == 0 {
+            return Err(CmafError::ZeroDuration { track, dts });
+        }
+        if sample.data.len() > MAX_SAMPLE_SIZE {
+            return Err(CmafError::SampleTooLarge {
+                track,
+                dts,
+                size: sample.data.len(),
+                max: MAX_SAMPLE_SIZE,
+            });
+        }
+        let Ok(udts) = u64::try_from(dts) else {
+            return Err(CmafError::NegativeDts { track, dts });
+        };
+        if let Some(previous) = self.last_dts
+            && dts <= previous
+        {
+            return Err(CmafError::NonMonotonicDts {
+                track,
+                previous,
+                dts,
+            });
+        }
+        let keyframe = sample.keyframe || self.kind == MediaKind::Audio;
+        if self.segment.is_none() && !keyframe {
+            return Err(CmafError::NotKeyframe { track, dts });
+        }
+        Ok((udts, keyframe))
+    }
+
+    /// A sample arrived at `udts`: the last pending sample lasts until
+    /// then, which may end the part before it.
+    fn time_last_pending(
+        &mut self,
+        track: TrackId,
+        udts: u64,
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), CmafError> {
+        let last_dts = self.pending_end - u64::from(self.pending.last().map_or(0, |s| s.duration));
+        let gap = udts - last_dts;
+        let Ok(duration) = u32::try_from(gap) else {
+            return Err(CmafError::GapTooLarge {
+                track,
+                dts: i64::try_from(udts).unwrap_or(i64::MAX),
+                gap: i64::try_from(gap).unwrap_or(i64::MAX),
+            });
+        };
+        if let Some(last) = self.pending.last_mut() {
+            last.duration = duration;
+        }
+        self.pending_end = udts;
+        // A gap longer than a part is a pause in the input (a resumed
+        // publisher, a dropped run of frames), not the spacing of the
+        // frames to come.
+        if self
+            .part_limit
+            .is_none_or(|limit| u64::from(duration) <= limit)
+        {
+            self.gap_at = (self.gap_at + 1) % RECENT_GAPS;
+            self.recent_gaps[self.gap_at] = duration;
+        }
+        // The last pending sample lasted longer than planned: the part
+        // would exceed its limit, so it ends before that sample.
+        if self.pending.len() > 1
+            && self
+                .part_limit
+                .is_some_and(|limit| udts - self.pending_start > limit)
+        {
+            self.close_part_but_last(track, events)?;
+        }
+        Ok(())
+    }
+
+    /// A follower's segment starts where the followed track's does: the
+    /// number of the last start at or before the keyframe at `udts`, if
+    /// one passed.
+    fn followed_start(&mut self, track: TrackId, udts: u64) -> Result<Option<u64>, CmafError> {
+        let Some(starts) = self.follow.as_mut() else {
+            return Ok(None);
+        };
+        let mut follow_seq = None;
+        while let Some(&(seq, start)) = starts.front() {
+            if start > udts {
+                break;
+            }
+            if follow_seq.is_some() && self.segment.is_some() {
+                // Two starts passed at once: the follower lost a whole
+                // segment, and its numbering would leave the other's.
+                return Err(CmafError::FollowerSkipped { track, seq });
+            }
+            follow_seq = Some(seq);
+            starts.pop_front();
+        }
+        if let Some(seq) = follow_seq {
+            if self.segment.is_some() && seq != self.next_segment_seq {
+                return Err(CmafError::FollowerSkipped { track, seq });
+            }
+            if self.segment.is_none() {
+                self.next_segment_seq = seq;
+            }
+        }
+        Ok(follow_seq)
+    }
+
     /// Closes the pending part without its last sample, which stays
     /// pending as the first of the next part.
     fn close_part_but_last(

@@ -212,57 +212,11 @@ impl ChunkDecoder {
     /// Parses the next chunk's header without consuming anything; `None`
     /// when the whole chunk has not arrived yet.
     fn peek(&self, buf: &[u8]) -> Result<Option<Chunk>, RtmpError> {
-        let at = self.offset;
-        let Some(&b0) = buf.first() else {
+        let Some((fmt, csid, mut pos)) = basic_header(buf) else {
             return Ok(None);
         };
-        let fmt = b0 >> 6;
-        // RTMP 1.0 §5.3.1.1: ids 0 and 1 in the first byte select the 2- and
-        // 3-byte forms, which count from 64.
-        let (csid, mut pos) = match b0 & 0x3f {
-            0 => match buf.get(1) {
-                Some(&b1) => (64 + u32::from(b1), 2),
-                None => return Ok(None),
-            },
-            1 => match (buf.get(1), buf.get(2)) {
-                (Some(&b1), Some(&b2)) => (64 + u32::from(b1) + 256 * u32::from(b2), 3),
-                _ => return Ok(None),
-            },
-            n => (u32::from(n), 1),
-        };
         let state = self.streams.get(&csid);
-        if state.is_none() {
-            if fmt != 0 {
-                return Err(RtmpError::invalid(
-                    at,
-                    "chunk header > message header",
-                    format!(
-                        "type {fmt} header on chunk stream {csid}, which has no previous type 0 header"
-                    ),
-                ));
-            }
-            if self.streams.len() >= self.limits.max_chunk_streams {
-                return Err(RtmpError::limit(
-                    at,
-                    "chunk header > basic header",
-                    "chunk stream count",
-                    self.streams.len() as u64 + 1,
-                    self.limits.max_chunk_streams as u64,
-                ));
-            }
-        }
-        let in_progress = state.is_some_and(|s| s.in_progress);
-        if let Some(s) = state.filter(|s| fmt < 3 && s.in_progress) {
-            return Err(RtmpError::invalid(
-                at,
-                "chunk header > message header",
-                format!(
-                    "type {fmt} header on chunk stream {csid} while its message of {} bytes has only {} bytes",
-                    s.length,
-                    s.payload.len()
-                ),
-            ));
-        }
+        self.check_header_type(fmt, csid, state)?;
         let header_len = [11, 7, 3, 0][usize::from(fmt)];
         let Some(header) = buf.get(pos..pos + header_len) else {
             return Ok(None);
@@ -282,7 +236,7 @@ impl ChunkDecoder {
                 return Ok(None);
             };
             let ext = u32::from_be_bytes([e0, e1, e2, e3]);
-            if fmt == 3 && in_progress {
+            if fmt == 3 && state.is_some_and(|s| s.in_progress) {
                 // RTMP 1.0 §5.3.1.3 repeats the extended timestamp on type 3
                 // chunks. Policy: some encoders (older Wowza and librtmp
                 // builds) omit it on continuation chunks; as SRS does, the
@@ -296,38 +250,73 @@ impl ChunkDecoder {
                 ts_field = ext;
             }
         }
-        let start = match (fmt, state) {
-            (3, Some(s)) if s.in_progress => None,
-            (0, _) => Some(MessageStart {
-                timestamp: ts_field,
-                ts_field,
-                extended,
-                length: u24(header.get(3..6)),
-                type_id: header.get(6).copied().unwrap_or(0),
-                stream_id: header
-                    .get(7..11)
-                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                    .map_or(0, u32::from_le_bytes),
-            }),
-            (1, Some(s)) => Some(MessageStart {
-                timestamp: s.timestamp.wrapping_add(ts_field),
-                ts_field,
-                extended,
-                length: u24(header.get(3..6)),
-                type_id: header.get(6).copied().unwrap_or(0),
-                stream_id: s.stream_id,
-            }),
-            (_, Some(s)) => Some(MessageStart {
-                timestamp: s.timestamp.wrapping_add(ts_field),
-                ts_field,
-                extended,
-                length: s.length,
-                type_id: s.type_id,
-                stream_id: s.stream_id,
-            }),
-            (_, None) => None,
+        let start = message_start(fmt, header, ts_field, extended, state);
+        let payload_len = self.payload_len(start.as_ref(), state)?;
+        if buf.len() < pos + payload_len {
+            return Ok(None);
+        }
+        Ok(Some(Chunk {
+            csid,
+            header_len: pos,
+            payload_len,
+            start,
+        }))
+    }
+
+    /// Refuses a header type the chunk stream's state does not allow (a
+    /// compressed header with nothing to compress against, a new message
+    /// while one is unfinished) and chunk streams past the limit.
+    fn check_header_type(
+        &self,
+        fmt: u8,
+        csid: u32,
+        state: Option<&InStream>,
+    ) -> Result<(), RtmpError> {
+        let at = self.offset;
+        let Some(s) = state else {
+            if fmt != 0 {
+                return Err(RtmpError::invalid(
+                    at,
+                    "chunk header > message header",
+                    format!(
+                        "type {fmt} header on chunk stream {csid}, which has no previous type 0 header"
+                    ),
+                ));
+            }
+            if self.streams.len() >= self.limits.max_chunk_streams {
+                return Err(RtmpError::limit(
+                    at,
+                    "chunk header > basic header",
+                    "chunk stream count",
+                    self.streams.len() as u64 + 1,
+                    self.limits.max_chunk_streams as u64,
+                ));
+            }
+            return Ok(());
         };
-        let (length, have) = match (&start, state) {
+        if fmt < 3 && s.in_progress {
+            return Err(RtmpError::invalid(
+                at,
+                "chunk header > message header",
+                format!(
+                    "type {fmt} header on chunk stream {csid} while its message of {} bytes has only {} bytes",
+                    s.length,
+                    s.payload.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The payload bytes this chunk carries, within the message length and
+    /// pending-bytes limits.
+    fn payload_len(
+        &self,
+        start: Option<&MessageStart>,
+        state: Option<&InStream>,
+    ) -> Result<usize, RtmpError> {
+        let at = self.offset;
+        let (length, have) = match (start, state) {
             (Some(m), _) => {
                 if m.length > self.limits.max_message_len {
                     return Err(RtmpError::limit(
@@ -353,15 +342,68 @@ impl ChunkDecoder {
                 self.limits.max_pending_bytes as u64,
             ));
         }
-        if buf.len() < pos + payload_len {
-            return Ok(None);
-        }
-        Ok(Some(Chunk {
-            csid,
-            header_len: pos,
-            payload_len,
-            start,
-        }))
+        Ok(payload_len)
+    }
+}
+
+/// The chunk basic header (RTMP 1.0 §5.3.1.1): format, chunk stream id and
+/// its length; `None` until it has arrived. Ids 0 and 1 in the first byte
+/// select the 2- and 3-byte forms, which count from 64.
+fn basic_header(buf: &[u8]) -> Option<(u8, u32, usize)> {
+    let b0 = *buf.first()?;
+    let fmt = b0 >> 6;
+    let (csid, len) = match b0 & 0x3f {
+        0 => (64 + u32::from(*buf.get(1)?), 2),
+        1 => (
+            64 + u32::from(*buf.get(1)?) + 256 * u32::from(*buf.get(2)?),
+            3,
+        ),
+        n => (u32::from(n), 1),
+    };
+    Some((fmt, csid, len))
+}
+
+/// The message a chunk starts, from its message header and the chunk
+/// stream's previous one (RTMP 1.0 §5.3.1.2); `None` for a continuation.
+fn message_start(
+    fmt: u8,
+    header: &[u8],
+    ts_field: u32,
+    extended: bool,
+    state: Option<&InStream>,
+) -> Option<MessageStart> {
+    let length = || u24(header.get(3..6));
+    let type_id = || header.get(6).copied().unwrap_or(0);
+    match (fmt, state) {
+        (3, Some(s)) if s.in_progress => None,
+        (0, _) => Some(MessageStart {
+            timestamp: ts_field,
+            ts_field,
+            extended,
+            length: length(),
+            type_id: type_id(),
+            stream_id: header
+                .get(7..11)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map_or(0, u32::from_le_bytes),
+        }),
+        (1, Some(s)) => Some(MessageStart {
+            timestamp: s.timestamp.wrapping_add(ts_field),
+            ts_field,
+            extended,
+            length: length(),
+            type_id: type_id(),
+            stream_id: s.stream_id,
+        }),
+        (_, Some(s)) => Some(MessageStart {
+            timestamp: s.timestamp.wrapping_add(ts_field),
+            ts_field,
+            extended,
+            length: s.length,
+            type_id: s.type_id,
+            stream_id: s.stream_id,
+        }),
+        (_, None) => None,
     }
 }
 
