@@ -82,6 +82,112 @@ pub struct Sps {
     pub max_num_reorder_frames: Option<u32>,
 }
 
+/// The chroma format and bit depths of an SPS (H.264 §7.3.2.1.1, present
+/// for the high profiles; 4:2:0 at 8 bits otherwise).
+struct Chroma {
+    format_idc: u32,
+    separate_colour_plane: bool,
+    bit_depth_luma: u8,
+    bit_depth_chroma: u8,
+}
+
+impl Default for Chroma {
+    fn default() -> Self {
+        Self {
+            format_idc: 1,
+            separate_colour_plane: false,
+            bit_depth_luma: 8,
+            bit_depth_chroma: 8,
+        }
+    }
+}
+
+impl Chroma {
+    /// Reads the chroma fields and skips the scaling lists after them.
+    fn read(r: &mut BitReader<'_>) -> Result<Self, CodecError> {
+        let format_idc = r.read_ue_max(3, "chroma_format_idc > 3")?;
+        let separate_colour_plane = format_idc == 3 && r.read_flag()?;
+        let bit_depth_luma = 8 + r.read_ue_max(6, "bit_depth_luma_minus8 > 6")? as u8;
+        let bit_depth_chroma = 8 + r.read_ue_max(6, "bit_depth_chroma_minus8 > 6")? as u8;
+        let _qpprime_y_zero_transform_bypass = r.read_flag()?;
+        if r.read_flag()? {
+            r.set_context("h264 sps > scaling lists");
+            let lists = if format_idc == 3 { 12 } else { 8 };
+            for i in 0..lists {
+                if r.read_flag()? {
+                    skip_scaling_list(r, if i < 6 { 16 } else { 64 })?;
+                }
+            }
+            r.set_context("h264 sps");
+        }
+        Ok(Self {
+            format_idc,
+            separate_colour_plane,
+            bit_depth_luma,
+            bit_depth_chroma,
+        })
+    }
+
+    /// The displayed size: the coded size less the frame cropping, if
+    /// any, read next. H.264 §7.4.2.1.1, frame_crop_*_offset semantics
+    /// (Table 6-1 for SubWidthC/SubHeightC).
+    fn cropped(
+        &self,
+        r: &mut BitReader<'_>,
+        (coded_width, coded_height): (u32, u32),
+        field_factor: u32,
+    ) -> Result<(u32, u32), CodecError> {
+        let chroma_array_type = if self.separate_colour_plane {
+            0
+        } else {
+            self.format_idc
+        };
+        let (sub_width, sub_height) = match chroma_array_type {
+            1 => (2, 2),
+            2 => (2, 1),
+            _ => (1, 1),
+        };
+        if !r.read_flag()? {
+            return Ok((coded_width, coded_height));
+        }
+        let mut crop = [0u32; 4];
+        for c in &mut crop {
+            *c = r.read_ue_max(coded_width.max(coded_height), "frame crop offset too large")?;
+        }
+        let [left, right, top, bottom] = crop;
+        let crop_x = (left + right)
+            .checked_mul(sub_width)
+            .filter(|&c| c < coded_width);
+        let crop_y = (top + bottom)
+            .checked_mul(sub_height * field_factor)
+            .filter(|&c| c < coded_height);
+        match (crop_x, crop_y) {
+            (Some(x), Some(y)) => Ok((coded_width - x, coded_height - y)),
+            _ => Err(r.invalid("frame cropping removes the whole picture")),
+        }
+    }
+}
+
+/// Skips the picture order count fields of an SPS (H.264 §7.3.2.1.1).
+fn skip_pic_order_cnt(r: &mut BitReader<'_>) -> Result<(), CodecError> {
+    match r.read_ue_max(2, "pic_order_cnt_type > 2")? {
+        0 => {
+            r.read_ue_max(12, "log2_max_pic_order_cnt_lsb_minus4 > 12")?;
+        }
+        1 => {
+            let _delta_pic_order_always_zero = r.read_flag()?;
+            r.read_se()?;
+            r.read_se()?;
+            let cycle = r.read_ue_max(255, "num_ref_frames_in_pic_order_cnt_cycle > 255")?;
+            for _ in 0..cycle {
+                r.read_se()?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 impl Sps {
     /// Parses an SPS NAL unit, header byte included.
     pub fn parse(nal: &[u8]) -> Result<Self, CodecError> {
@@ -105,46 +211,13 @@ impl Sps {
         let level_idc = r.read_u8(8)?;
         let seq_parameter_set_id = r.read_ue_max(31, "seq_parameter_set_id > 31")?;
 
-        let mut chroma_format_idc = 1;
-        let mut separate_colour_plane = false;
-        let mut bit_depth_luma = 8;
-        let mut bit_depth_chroma = 8;
-        if has_chroma_info(profile_idc) {
-            chroma_format_idc = r.read_ue_max(3, "chroma_format_idc > 3")?;
-            if chroma_format_idc == 3 {
-                separate_colour_plane = r.read_flag()?;
-            }
-            bit_depth_luma = 8 + r.read_ue_max(6, "bit_depth_luma_minus8 > 6")? as u8;
-            bit_depth_chroma = 8 + r.read_ue_max(6, "bit_depth_chroma_minus8 > 6")? as u8;
-            let _qpprime_y_zero_transform_bypass = r.read_flag()?;
-            if r.read_flag()? {
-                r.set_context("h264 sps > scaling lists");
-                let lists = if chroma_format_idc == 3 { 12 } else { 8 };
-                for i in 0..lists {
-                    if r.read_flag()? {
-                        skip_scaling_list(&mut r, if i < 6 { 16 } else { 64 })?;
-                    }
-                }
-                r.set_context("h264 sps");
-            }
-        }
-
+        let chroma = if has_chroma_info(profile_idc) {
+            Chroma::read(&mut r)?
+        } else {
+            Chroma::default()
+        };
         r.read_ue_max(12, "log2_max_frame_num_minus4 > 12")?;
-        match r.read_ue_max(2, "pic_order_cnt_type > 2")? {
-            0 => {
-                r.read_ue_max(12, "log2_max_pic_order_cnt_lsb_minus4 > 12")?;
-            }
-            1 => {
-                let _delta_pic_order_always_zero = r.read_flag()?;
-                r.read_se()?;
-                r.read_se()?;
-                let cycle = r.read_ue_max(255, "num_ref_frames_in_pic_order_cnt_cycle > 255")?;
-                for _ in 0..cycle {
-                    r.read_se()?;
-                }
-            }
-            _ => {}
-        }
+        skip_pic_order_cnt(&mut r)?;
         let _max_num_ref_frames = r.read_ue()?;
         let _gaps_in_frame_num_allowed = r.read_flag()?;
         let width_mbs = 1 + r.read_ue_max(MAX_MBS_PER_SIDE - 1, "picture too wide")?;
@@ -155,43 +228,9 @@ impl Sps {
         }
         let _direct_8x8_inference = r.read_flag()?;
 
-        // H.264 §7.4.2.1.1, frame_crop_*_offset semantics (Table 6-1 for SubWidthC/SubHeightC).
-        let chroma_array_type = if separate_colour_plane {
-            0
-        } else {
-            chroma_format_idc
-        };
-        let (sub_width, sub_height) = match chroma_array_type {
-            1 => (2, 2),
-            2 => (2, 1),
-            _ => (1, 1),
-        };
         let field_factor = if frame_mbs_only { 1 } else { 2 };
-        let crop_unit_x = sub_width;
-        let crop_unit_y = sub_height * field_factor;
-        let coded_width = width_mbs * 16;
-        let coded_height = field_factor * height_map_units * 16;
-        let (mut width, mut height) = (coded_width, coded_height);
-        if r.read_flag()? {
-            let mut crop = [0u32; 4];
-            for c in &mut crop {
-                *c = r.read_ue_max(coded_width.max(coded_height), "frame crop offset too large")?;
-            }
-            let [left, right, top, bottom] = crop;
-            let crop_x = (left + right)
-                .checked_mul(crop_unit_x)
-                .filter(|&c| c < coded_width);
-            let crop_y = (top + bottom)
-                .checked_mul(crop_unit_y)
-                .filter(|&c| c < coded_height);
-            match (crop_x, crop_y) {
-                (Some(x), Some(y)) => {
-                    width -= x;
-                    height -= y;
-                }
-                _ => return Err(r.invalid("frame cropping removes the whole picture")),
-            }
-        }
+        let coded = (width_mbs * 16, field_factor * height_map_units * 16);
+        let (width, height) = chroma.cropped(&mut r, coded, field_factor)?;
 
         let mut sample_aspect_ratio = None;
         let mut timing = None;
@@ -207,9 +246,9 @@ impl Sps {
             constraint_flags,
             level_idc,
             seq_parameter_set_id,
-            chroma_format_idc,
-            bit_depth_luma,
-            bit_depth_chroma,
+            chroma_format_idc: chroma.format_idc,
+            bit_depth_luma: chroma.bit_depth_luma,
+            bit_depth_chroma: chroma.bit_depth_chroma,
             frame_mbs_only,
             width,
             height,
