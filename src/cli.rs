@@ -197,129 +197,129 @@ impl Overrides {
     /// The flags that were given, as a partial configuration table.
     pub fn to_table(&self) -> toml::Table {
         use toml::Value;
-        let mut root = toml::Table::new();
-        let mut http = toml::Table::new();
-        let mut log = toml::Table::new();
-        let mut tls = toml::Table::new();
-        let mut uploads = toml::Table::new();
-        let duration = |d: &Duration| Value::String(humantime::format_duration(*d).to_string());
+        let text = |v: &dyn std::fmt::Display| Value::String(v.to_string());
+        let path = |v: &PathBuf| Value::String(v.display().to_string());
+        let duration = |d: &Duration| text(&humantime::format_duration(*d));
         let size = |n: &usize| Value::Integer(i64::try_from(*n).unwrap_or(i64::MAX));
-        if let Some(v) = &self.data_dir {
-            root.insert("data_dir".into(), Value::String(v.display().to_string()));
-        }
-        if let Some(v) = &self.storage {
-            root.insert("storage".into(), Value::String(v.clone()));
-        }
-        if let Some(v) = &self.database {
-            root.insert("database".into(), Value::String(v.clone()));
-        }
-        if let Some(v) = &self.listen {
-            http.insert("listen".into(), Value::String(v.to_string()));
-        }
-        let mut live = toml::Table::new();
-        if let Some(v) = &self.rtmp_listen {
-            live.insert("rtmp_listen".into(), Value::String(v.to_string()));
-        }
-        if let Some(v) = &self.rtsp_listen {
-            live.insert("rtsp_listen".into(), Value::String(v.to_string()));
-        }
+        let bytes = |n: &u64| Value::Integer(i64::try_from(*n).unwrap_or(i64::MAX));
+        let mut t = Partial::default();
+        t.set("data_dir", self.data_dir.as_ref().map(path));
+        t.set("storage", self.storage.as_ref().map(|v| text(v)));
+        t.set("database", self.database.as_ref().map(|v| text(v)));
+        t.set("http.listen", self.listen.as_ref().map(|v| text(v)));
+        t.set(
+            "http.max_header_bytes",
+            self.max_header_bytes.as_ref().map(size),
+        );
+        t.set("http.max_headers", self.max_headers.as_ref().map(size));
+        t.set(
+            "http.max_body_bytes",
+            self.max_body_bytes.as_ref().map(size),
+        );
+        t.set(
+            "http.idle_timeout",
+            self.idle_timeout.as_ref().map(duration),
+        );
+        t.set(
+            "http.header_timeout",
+            self.header_timeout.as_ref().map(duration),
+        );
+        t.set(
+            "http.shutdown_grace",
+            self.shutdown_grace.as_ref().map(duration),
+        );
+        t.set("http.cache_bytes", self.cache_bytes.as_ref().map(bytes));
+        t.set(
+            "live.rtmp_listen",
+            self.rtmp_listen.as_ref().map(|v| text(v)),
+        );
+        t.set(
+            "live.rtsp_listen",
+            self.rtsp_listen.as_ref().map(|v| text(v)),
+        );
         match &self.rtsp_udp_ports {
-            Some(UdpPorts::Off) => {
-                live.insert("rtsp_udp".into(), Value::Boolean(false));
-            }
+            Some(UdpPorts::Off) => t.set("live.rtsp_udp", Some(Value::Boolean(false))),
             Some(UdpPorts::Ports(rtp, rtcp)) => {
-                live.insert("rtsp_udp".into(), Value::Boolean(true));
-                live.insert(
-                    "rtsp_udp_ports".into(),
-                    Value::Array(vec![
-                        Value::Integer(i64::from(*rtp)),
-                        Value::Integer(i64::from(*rtcp)),
-                    ]),
-                );
+                t.set("live.rtsp_udp", Some(Value::Boolean(true)));
+                let ports = [rtp, rtcp].map(|p| Value::Integer(i64::from(*p)));
+                t.set("live.rtsp_udp_ports", Some(Value::Array(ports.to_vec())));
             }
             None => {}
         }
-        if !live.is_empty() {
-            root.insert("live".into(), Value::Table(live));
+        t.set("tls.mode", self.tls.and_then(serde_name));
+        t.set("tls.listen", self.tls_listen.as_ref().map(|v| text(v)));
+        t.set("tls.cert", self.tls_cert.as_ref().map(path));
+        t.set("tls.key", self.tls_key.as_ref().map(path));
+        t.set("auth.mode", self.auth.and_then(serde_name));
+        t.set("uploads.max_size", self.upload_max_size.as_ref().map(bytes));
+        t.set("log.filter", self.log_filter.as_ref().map(|v| text(v)));
+        t.set("log.format", self.log_format.and_then(serde_name));
+        t.0
+    }
+}
+
+/// A configuration enum's value as the configuration file spells it.
+fn serde_name(value: impl serde::Serialize) -> Option<toml::Value> {
+    toml::Value::try_from(value).ok()
+}
+
+/// A partial configuration table, filled key by key.
+#[derive(Default)]
+struct Partial(toml::Table);
+
+impl Partial {
+    /// Sets `key` (`section.name` or `name`) when a value was given.
+    fn set(&mut self, key: &str, value: Option<toml::Value>) {
+        let Some(value) = value else {
+            return;
+        };
+        match key.split_once('.') {
+            Some((section, name)) => {
+                let table = self
+                    .0
+                    .entry(section)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let toml::Value::Table(table) = table {
+                    table.insert(name.to_owned(), value);
+                }
+            }
+            None => {
+                self.0.insert(key.to_owned(), value);
+            }
         }
-        if let Some(v) = &self.max_header_bytes {
-            http.insert("max_header_bytes".into(), size(v));
-        }
-        if let Some(v) = &self.max_headers {
-            http.insert("max_headers".into(), size(v));
-        }
-        if let Some(v) = &self.max_body_bytes {
-            http.insert("max_body_bytes".into(), size(v));
-        }
-        if let Some(v) = &self.idle_timeout {
-            http.insert("idle_timeout".into(), duration(v));
-        }
-        if let Some(v) = &self.header_timeout {
-            http.insert("header_timeout".into(), duration(v));
-        }
-        if let Some(v) = &self.shutdown_grace {
-            http.insert("shutdown_grace".into(), duration(v));
-        }
-        if let Some(v) = &self.cache_bytes {
-            http.insert(
-                "cache_bytes".into(),
-                Value::Integer(i64::try_from(*v).unwrap_or(i64::MAX)),
-            );
-        }
-        if let Some(v) = &self.tls {
-            let name = match v {
-                TlsMode::Off => "off",
-                TlsMode::SelfSigned => "self-signed",
-                TlsMode::Files => "files",
-            };
-            tls.insert("mode".into(), Value::String(name.into()));
-        }
-        if let Some(v) = &self.tls_listen {
-            tls.insert("listen".into(), Value::String(v.to_string()));
-        }
-        if let Some(v) = &self.tls_cert {
-            tls.insert("cert".into(), Value::String(v.display().to_string()));
-        }
-        if let Some(v) = &self.tls_key {
-            tls.insert("key".into(), Value::String(v.display().to_string()));
-        }
-        if let Some(v) = &self.auth {
-            let mode = match v {
-                AuthMode::None => "none",
-                AuthMode::Token => "token",
-            };
-            let mut auth = toml::Table::new();
-            auth.insert("mode".into(), Value::String(mode.into()));
-            root.insert("auth".into(), Value::Table(auth));
-        }
-        if let Some(v) = &self.upload_max_size {
-            uploads.insert(
-                "max_size".into(),
-                Value::Integer(i64::try_from(*v).unwrap_or(i64::MAX)),
-            );
-        }
-        if let Some(v) = &self.log_filter {
-            log.insert("filter".into(), Value::String(v.clone()));
-        }
-        if let Some(v) = &self.log_format {
-            let name = match v {
-                LogFormat::Text => "text",
-                LogFormat::Json => "json",
-            };
-            log.insert("format".into(), Value::String(name.into()));
-        }
-        if !http.is_empty() {
-            root.insert("http".into(), Value::Table(http));
-        }
-        if !tls.is_empty() {
-            root.insert("tls".into(), Value::Table(tls));
-        }
-        if !uploads.is_empty() {
-            root.insert("uploads".into(), Value::Table(uploads));
-        }
-        if !log.is_empty() {
-            root.insert("log".into(), Value::Table(log));
-        }
-        root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_become_the_keys_they_name() {
+        let overrides = Overrides {
+            data_dir: Some(PathBuf::from("/srv/media")),
+            listen: Some("127.0.0.1:9000".parse().unwrap()),
+            idle_timeout: Some(Duration::from_secs(7)),
+            rtsp_udp_ports: Some(UdpPorts::Ports(7000, 7001)),
+            tls: Some(TlsMode::SelfSigned),
+            auth: Some(AuthMode::Token),
+            log_format: Some(LogFormat::Json),
+            upload_max_size: Some(1 << 20),
+            ..Overrides::default()
+        };
+        let expected: toml::Table = toml::from_str(
+            r#"
+            data_dir = "/srv/media"
+            http = { listen = "127.0.0.1:9000", idle_timeout = "7s" }
+            live = { rtsp_udp = true, rtsp_udp_ports = [7000, 7001] }
+            tls = { mode = "self-signed" }
+            auth = { mode = "token" }
+            uploads = { max_size = 1048576 }
+            log = { format = "json" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(overrides.to_table(), expected);
+        assert!(Overrides::default().to_table().is_empty());
     }
 }
