@@ -558,30 +558,7 @@ impl FlvDemuxer {
     ) -> Result<Option<Sample>, RtmpError> {
         match parse_video(body).map_err(|e| e.within("video"))? {
             VideoTag::SequenceStart { codec, record } => {
-                // ffmpeg sends an empty AVC sequence header when its encoder
-                // keeps SPS/PPS in band (no global header: `-f tee`, some
-                // hardware encoders); the parameter sets then come with the
-                // first keyframe.
-                if record.is_empty() && codec == VideoCodec::Avc {
-                    self.avc_in_band = true;
-                    self.awaiting_video = self.video.track.is_none();
-                    if !self.warned_empty_header {
-                        self.warned_empty_header = true;
-                        tracing::info!(
-                            "rtmp: empty AVC sequence header; taking SPS/PPS from the first keyframe"
-                        );
-                    }
-                    return Ok(None);
-                }
-                let config = match codec {
-                    VideoCodec::Avc | VideoCodec::Hevc => video_config(codec, &record)?,
-                    other => {
-                        self.report(other.to_string());
-                        return Ok(None);
-                    }
-                };
-                self.avc_in_band = false;
-                Self::set_track(&mut self.video, &mut self.changed, VIDEO_TRACK_ID, config);
+                self.video_sequence_start(codec, &record)?;
                 Ok(None)
             }
             VideoTag::Frame {
@@ -589,93 +566,136 @@ impl FlvDemuxer {
                 keyframe,
                 cts,
                 data,
-            } => {
-                let dts = self.clock.extend(timestamp);
-                // Without a sequence header ffmpeg's FLV muxer passes the
-                // encoder's Annex B output through as it is. Only then (or
-                // with no sequence header at all): a length-prefixed frame
-                // whose first NAL unit is 256 to 511 bytes long starts with
-                // 00 00 01 too.
-                let data = if codec == VideoCodec::Avc
-                    && (self.avc_in_band || self.video.track.is_none())
-                    && (data.starts_with(&[0, 0, 1]) || data.starts_with(&[0, 0, 0, 1]))
-                    && !codec::nal::split_length_prefixed(&data, 4).all(|nal| nal.is_ok())
-                {
-                    match codec::nal::annex_b_to_length_prefixed(&data) {
-                        Ok(converted) => Bytes::from(converted),
-                        Err(_) => return Ok(None),
-                    }
-                } else {
-                    data
-                };
-                // The parameter sets of a keyframe that brings its own: the
-                // first ones after an empty sequence header, or new ones
-                // (GStreamer's flvmux keeps the sequence header of its
-                // first caps while x264enc, renegotiated, sends others in
-                // band): the track changes before this frame.
-                if codec == VideoCodec::Avc
-                    && (self.video.track.is_none() || keyframe)
-                    && let Ok(Some(avc)) = AvcConfig::from_length_prefixed(&data)
-                    && self.video.track.as_ref().is_none_or(|t| {
-                        !t.codec.same_parameter_sets(&CodecConfig::H264(avc.clone()))
-                    })
-                {
-                    Self::set_track(
-                        &mut self.video,
-                        &mut self.changed,
-                        VIDEO_TRACK_ID,
-                        CodecConfig::H264(avc),
-                    );
-                    self.awaiting_video = false;
-                }
-                let Some(track) = &self.video.track else {
-                    if !matches!(codec, VideoCodec::Avc | VideoCodec::Hevc) {
-                        self.report(codec.to_string());
-                    }
-                    return Ok(None);
-                };
-                if data.is_empty() {
-                    return Ok(None);
-                }
-                let from_bitstream = match &track.codec {
-                    CodecConfig::H264(c) => codec::h264::is_idr(&data, c.length_size),
-                    CodecConfig::H265(c) => codec::h265::is_irap(&data, c.length_size),
-                    _ => Ok(keyframe),
-                };
-                // GStreamer's flvmux with B-frames from a live source (1.22,
-                // x264enc bframes=2) sends a decode time again every few
-                // frames: its nanosecond times collapse onto one
-                // millisecond. Dropping the frame would break every frame
-                // that references it until the next keyframe, so it moves
-                // one tick later and keeps its presentation time.
-                let (dts, cts) = match self.video.last_dts {
-                    Some(last) if dts <= last && last - dts < 100 => {
-                        self.nudged += 1;
-                        if self.nudged == 1 {
-                            tracing::info!(
-                                dts,
-                                previous = last,
-                                "rtmp: a video frame's decode time does not rise (GStreamer flvmux with \
-                                 B-frames); moving it one millisecond later (logged once per stream)"
-                            );
-                        }
-                        let moved = last + 1;
-                        let shift = i32::try_from(moved - dts).unwrap_or(i32::MAX);
-                        (moved, cts.saturating_sub(shift))
-                    }
-                    _ => (dts, cts),
-                };
-                let duration = self.video.duration(dts, 1);
-                Ok(Some(Sample {
-                    track: VIDEO_TRACK_ID,
-                    dts,
-                    cts_offset: cts,
-                    duration,
-                    keyframe: from_bitstream.unwrap_or(keyframe),
-                    data,
-                }))
-            }
+            } => Ok(self.video_frame(timestamp, codec, keyframe, cts, data)),
             VideoTag::SequenceEnd { .. } | VideoTag::Ignored { .. } => Ok(None),
+        }
+    }
+
+    fn video_sequence_start(&mut self, codec: VideoCodec, record: &[u8]) -> Result<(), RtmpError> {
+        // ffmpeg sends an empty AVC sequence header when its encoder keeps
+        // SPS/PPS in band (no global header: `-f tee`, some hardware
+        // encoders); the parameter sets then come with the first keyframe.
+        if record.is_empty() && codec == VideoCodec::Avc {
+            self.avc_in_band = true;
+            self.awaiting_video = self.video.track.is_none();
+            if !self.warned_empty_header {
+                self.warned_empty_header = true;
+                tracing::info!(
+                    "rtmp: empty AVC sequence header; taking SPS/PPS from the first keyframe"
+                );
+            }
+            return Ok(());
+        }
+        let config = match codec {
+            VideoCodec::Avc | VideoCodec::Hevc => video_config(codec, record)?,
+            other => {
+                self.report(other.to_string());
+                return Ok(());
+            }
+        };
+        self.avc_in_band = false;
+        Self::set_track(&mut self.video, &mut self.changed, VIDEO_TRACK_ID, config);
+        Ok(())
+    }
+
+    fn video_frame(
+        &mut self,
+        timestamp: u32,
+        codec: VideoCodec,
+        keyframe: bool,
+        cts: i32,
+        data: Bytes,
+    ) -> Option<Sample> {
+        let dts = self.clock.extend(timestamp);
+        let data = self.length_prefixed(codec, data)?;
+        // The parameter sets of a keyframe that brings its own: the first
+        // ones after an empty sequence header, or new ones (GStreamer's
+        // flvmux keeps the sequence header of its first caps while x264enc,
+        // renegotiated, sends others in band): the track changes before
+        // this frame.
+        if codec == VideoCodec::Avc
+            && (self.video.track.is_none() || keyframe)
+            && let Ok(Some(avc)) = AvcConfig::from_length_prefixed(&data)
+            && self
+                .video
+                .track
+                .as_ref()
+                .is_none_or(|t| !t.codec.same_parameter_sets(&CodecConfig::H264(avc.clone())))
+        {
+            Self::set_track(
+                &mut self.video,
+                &mut self.changed,
+                VIDEO_TRACK_ID,
+                CodecConfig::H264(avc),
+            );
+            self.awaiting_video = false;
+        }
+        let Some(track) = &self.video.track else {
+            if !matches!(codec, VideoCodec::Avc | VideoCodec::Hevc) {
+                self.report(codec.to_string());
+            }
+            return None;
+        };
+        if data.is_empty() {
+            return None;
+        }
+        let from_bitstream = match &track.codec {
+            CodecConfig::H264(c) => codec::h264::is_idr(&data, c.length_size),
+            CodecConfig::H265(c) => codec::h265::is_irap(&data, c.length_size),
+            _ => Ok(keyframe),
+        };
+        let (dts, cts) = self.rising_video_dts(dts, cts);
+        let duration = self.video.duration(dts, 1);
+        Some(Sample {
+            track: VIDEO_TRACK_ID,
+            dts,
+            cts_offset: cts,
+            duration,
+            keyframe: from_bitstream.unwrap_or(keyframe),
+            data,
+        })
+    }
+
+    /// A frame's NAL units, length-prefixed. Without a sequence header
+    /// ffmpeg's FLV muxer passes the encoder's Annex B output through as
+    /// it is. Only then (or with no sequence header at all): a
+    /// length-prefixed frame whose first NAL unit is 256 to 511 bytes long
+    /// starts with 00 00 01 too. `None` for Annex B that does not convert.
+    fn length_prefixed(&self, codec: VideoCodec, data: Bytes) -> Option<Bytes> {
+        if codec == VideoCodec::Avc
+            && (self.avc_in_band || self.video.track.is_none())
+            && (data.starts_with(&[0, 0, 1]) || data.starts_with(&[0, 0, 0, 1]))
+            && !codec::nal::split_length_prefixed(&data, 4).all(|nal| nal.is_ok())
+        {
+            return codec::nal::annex_b_to_length_prefixed(&data)
+                .ok()
+                .map(Bytes::from);
+        }
+        Some(data)
+    }
+
+    /// GStreamer's flvmux with B-frames from a live source (1.22, x264enc
+    /// bframes=2) sends a decode time again every few frames: its
+    /// nanosecond times collapse onto one millisecond. Dropping the frame
+    /// would break every frame that references it until the next keyframe,
+    /// so it moves one tick later and keeps its presentation time.
+    fn rising_video_dts(&mut self, dts: i64, cts: i32) -> (i64, i32) {
+        match self.video.last_dts {
+            Some(last) if dts <= last && last - dts < 100 => {
+                self.nudged += 1;
+                if self.nudged == 1 {
+                    tracing::info!(
+                        dts,
+                        previous = last,
+                        "rtmp: a video frame's decode time does not rise (GStreamer flvmux with \
+                         B-frames); moving it one millisecond later (logged once per stream)"
+                    );
+                }
+                let moved = last + 1;
+                let shift = i32::try_from(moved - dts).unwrap_or(i32::MAX);
+                (moved, cts.saturating_sub(shift))
+            }
+            _ => (dts, cts),
         }
     }
 
