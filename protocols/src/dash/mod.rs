@@ -12,6 +12,7 @@
 
 pub mod model;
 pub mod render;
+pub mod sets;
 pub mod xs;
 
 pub use model::{
@@ -19,6 +20,7 @@ pub use model::{
     ServiceDescription, TimelineSegment, UtcScheme, UtcTiming,
 };
 pub use render::render_mpd;
+pub use sets::{AdaptationSets, Grouping};
 pub use xs::XsDuration;
 
 /// Why an MPD model was refused.

@@ -272,10 +272,9 @@ impl LivePackager {
         // @id but moves its @start (ISO/IEC 23009-1 §5.3.2.1: a Period's
         // start is fixed for its id in a dynamic MPD).
         let start_ms = self.epoch_start_ms(epoch);
-        let mut sets: Vec<AdaptationSet> = Vec::new();
         // Every video rendition (the source and its ladder rungs) in one
         // set, so that players switch between them.
-        let mut video_set = None;
+        let mut sets = AdaptationSets::new(Grouping::OneVideoSet);
         for (i, r) in self.renditions.iter().enumerate() {
             let timescale = r.track.timescale;
             let segments: Vec<&StoredSegment> =
@@ -298,43 +297,19 @@ impl LivePackager {
                 availability_time_offset: availability_offset,
                 availability_time_complete: live.then_some(false),
             };
-            let mut representation = Representation {
-                id: r.name.clone(),
-                codecs: track.codec.codec_string(),
-                bandwidth: r.peak_bps.max(r.average_bps()).max(1),
-                width: track.width(),
-                height: track.height(),
-                frame_rate: r.frame_rate(),
-                audio_sampling_rate: track.sample_rate(),
-                audio_channels: track.channels().map(u32::from),
-                segment_template: None,
-            };
-            if track.kind() == MediaKind::Video
-                && let Some(set) = video_set.and_then(|v: usize| sets.get_mut(v))
-            {
-                // A rung that started later than its source, or after a
-                // restart, has a timeline of its own.
-                if set.segment_template != template {
-                    representation.segment_template = Some(template);
-                }
-                set.representations.push(representation);
-                continue;
-            }
-            if track.kind() == MediaKind::Video {
-                video_set = Some(sets.len());
-            }
-            sets.push(AdaptationSet {
-                id: u32::try_from(i).unwrap_or(u32::MAX),
-                kind: track.kind(),
-                lang: (track.language != "und").then(|| track.language.clone()),
-                segment_template: template,
-                representations: vec![representation],
-            });
+            let bandwidth = r.peak_bps.max(r.average_bps());
+            let representation =
+                Representation::of_track(&r.name, track, bandwidth, r.frame_rate());
+            // A set's id is its first rendition's index: stable from one
+            // update of the MPD to the next.
+            let id = u32::try_from(i).unwrap_or(u32::MAX);
+            let lang = (track.language != "und").then(|| track.language.clone());
+            sets.add(id, track.kind(), lang, template, representation);
         }
         Period {
             id: epoch.to_string(),
             start: MediaDuration::from_millis(start_ms),
-            adaptation_sets: sets,
+            adaptation_sets: sets.finish(),
         }
     }
 }

@@ -47,8 +47,9 @@ use crate::cmaf::{
     init_segment,
 };
 use crate::dash::{
-    AdaptationSet, Addressing, DashError, Dynamic, Mpd, Period, Presentation, Representation,
-    SegmentTemplate, ServiceDescription, TimelineSegment, UtcScheme, UtcTiming, render_mpd,
+    AdaptationSets, Addressing, DashError, Dynamic, Grouping, Mpd, Period, Presentation,
+    Representation, SegmentTemplate, ServiceDescription, TimelineSegment, UtcScheme, UtcTiming,
+    render_mpd,
 };
 use crate::hls::{
     Availability, HlsError, Listed, LivePlaylist, LivePlaylistConfig, Map, MediaDuration, NewPart,

@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::dash::{
-    AdaptationSet, Addressing, Mpd, Period, Presentation, Representation, SegmentTemplate,
-    TimelineSegment, render_mpd,
+    AdaptationSets, Addressing, Grouping, Mpd, Period, Presentation, Representation,
+    SegmentTemplate, TimelineSegment, render_mpd,
 };
 use crate::hls::{
     Keyframe, Listed, Map, MediaDuration, MediaPlaylist, MultivariantPlaylist, PlaylistType,
@@ -322,53 +322,30 @@ fn mpd(
     publish_time: UnixMillis,
 ) -> Mpd {
     // One AdaptationSet per media type; a rendition whose timeline differs
-    // from its type's set (another timescale, other cuts) gets its own, since
-    // a set shares one SegmentTemplate and §5.3.3.2 segmentAlignment.
-    let mut sets: Vec<(AdaptationSet, Vec<TimelineSegment>)> = Vec::new();
+    // from its type's set (another timescale, other cuts) gets its own.
+    let mut sets = AdaptationSets::new(Grouping::SameTemplate);
     for (r, rate) in renditions.iter().zip(rates) {
         let timescale = r.track.timescale;
-        let timeline = timeline(r);
-        let representation = Representation {
-            id: r.name.clone(),
-            codecs: r.track.codec.codec_string(),
-            bandwidth: rate.dash,
-            width: r.track.width(),
-            height: r.track.height(),
-            frame_rate: match r.kind() {
-                MediaKind::Video => r.durations.frame_rate(timescale),
-                MediaKind::Audio => None,
-            },
-            audio_sampling_rate: r.track.sample_rate(),
-            audio_channels: r.track.channels().map(u32::from),
-            segment_template: None,
+        let frame_rate = match r.kind() {
+            MediaKind::Video => r.durations.frame_rate(timescale),
+            MediaKind::Audio => None,
         };
-        let joinable = sets.iter_mut().find(|(set, t)| {
-            set.kind == r.kind() && set.segment_template.timescale == timescale && *t == timeline
-        });
-        if let Some((set, _)) = joinable {
-            set.representations.push(representation);
-            continue;
-        }
+        let representation = Representation::of_track(&r.name, &r.track, rate.dash, frame_rate);
         let lang = (r.kind() == MediaKind::Audio && r.track.language != "und")
             .then(|| r.track.language.clone());
-        let set = AdaptationSet {
-            id: u32::try_from(sets.len()).unwrap_or(u32::MAX),
-            kind: r.kind(),
-            lang,
-            segment_template: SegmentTemplate {
-                timescale,
-                initialization: format!("$RepresentationID$/{INIT}"),
-                media: config.naming.dash_media_template(),
-                start_number: r.segments.first().map_or(1, |s| s.number),
-                // Segment times are after the header's edit list already.
-                presentation_time_offset: 0,
-                addressing: Addressing::Timeline(timeline.clone()),
-                availability_time_offset: None,
-                availability_time_complete: None,
-            },
-            representations: vec![representation],
+        let template = SegmentTemplate {
+            timescale,
+            initialization: format!("$RepresentationID$/{INIT}"),
+            media: config.naming.dash_media_template(),
+            start_number: r.segments.first().map_or(1, |s| s.number),
+            // Segment times are after the header's edit list already.
+            presentation_time_offset: 0,
+            addressing: Addressing::Timeline(timeline(r)),
+            availability_time_offset: None,
+            availability_time_complete: None,
         };
-        sets.push((set, timeline));
+        let id = u32::try_from(sets.len()).unwrap_or(u32::MAX);
+        sets.add(id, r.kind(), lang, template, representation);
     }
     Mpd {
         id: config.presentation_id.clone(),
@@ -385,7 +362,7 @@ fn mpd(
         periods: vec![Period {
             id: "0".to_owned(),
             start: MediaDuration::from_secs(0),
-            adaptation_sets: sets.into_iter().map(|(set, _)| set).collect(),
+            adaptation_sets: sets.finish(),
         }],
     }
 }
