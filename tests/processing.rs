@@ -552,7 +552,9 @@ async fn an_index_at_the_end_sent_first_previews_at_once() {
         .map(bytes::Bytes::copy_from_slice)
         .collect();
     let body = futures::stream::iter(chunks).then(|chunk| async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // 80 KB/s: slow enough that the bytes arriving while ffmpeg starts
+        // (seconds on a loaded machine) stay a small part of the file.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         Ok::<_, std::io::Error>(chunk)
     });
     let patch = tokio::spawn({

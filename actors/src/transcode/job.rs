@@ -153,7 +153,8 @@ impl JobState {
         tracing::warn!(asset = %self.asset, reason, "processing failed");
         let public = public_reason(reason);
         let reason = public.as_str();
-        self.stage(Stage::Failed, Some(reason)).await;
+        // The status first: a client told of the failed stage finds the
+        // asset failed when it asks.
         if let Err(err) = self
             .transcoder
             .db
@@ -162,6 +163,7 @@ impl JobState {
         {
             tracing::error!(asset = %self.asset, %err, "cannot record the failure");
         }
+        self.stage(Stage::Failed, Some(reason)).await;
         myself.stop(Some("failed".into()));
     }
 
