@@ -107,7 +107,8 @@ pub struct Overrides {
     #[arg(long, value_name = "URL")]
     pub storage: Option<String>,
 
-    /// Database URL [key: database; default: sqlite://<data_dir>/streamforge.db].
+    /// Database URL: sqlite:… or postgres://… [key: database; default:
+    /// sqlite://<data_dir>/streamforge.db].
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
 

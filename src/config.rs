@@ -41,7 +41,9 @@ pub struct Config {
     /// Where media bytes are stored: empty for `<data_dir>/media`, or a URL
     /// (`file:///abs/path`, `s3://bucket/prefix?endpoint=…&region=…`).
     pub storage: String,
-    /// Database URL: empty for `sqlite://<data_dir>/streamforge.db`.
+    /// Database URL: empty for `sqlite://<data_dir>/streamforge.db`, or
+    /// `postgres://user:password@host/database` for state shared by
+    /// several nodes.
     pub database: String,
     pub http: HttpConfig,
     pub tls: TlsConfig,
@@ -484,10 +486,13 @@ impl Config {
                 }
             })?;
         }
-        if !self.database.is_empty() && !self.database.starts_with("sqlite:") {
+        if !self.database.is_empty()
+            && streamforge_actors::db::Dialect::of_url(&self.database).is_none()
+        {
             return invalid(
                 "database",
-                "only sqlite: URLs are supported by this build (e.g. sqlite://./data/streamforge.db)",
+                "a database URL starts with sqlite: (e.g. sqlite://./data/streamforge.db) or \
+                 postgres:// (e.g. postgres://streamforge@db.internal/streamforge)",
             );
         }
         self.validate_live()?;

@@ -4,6 +4,8 @@
 //! tus status and leave accepted bytes intact.
 
 mod common;
+#[path = "support/postgres.rs"]
+mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -476,5 +478,78 @@ async fn curl_posts_a_multipart_form() {
         .unwrap();
     assert_eq!(no_file.status(), 400);
     assert_eq!(error_of(no_file).await.0, "bad_request");
+    server.stop().await;
+}
+
+/// The server's state in PostgreSQL instead of SQLite: a tus upload
+/// interrupted, the server restarted on the same database, the upload
+/// resumed; the asset is processed, listed, searchable and plays.
+#[tokio::test]
+async fn state_in_postgresql_survives_a_restart() {
+    let cluster = postgres::Postgres::start();
+    let database = cluster.database("streamforge");
+    let on_postgres = |c: &mut streamforge::config::Config| c.database = database.clone();
+    let server = TestServer::start_with(on_postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let clip = common::clip(
+        "-f lavfi -i testsrc2=size=160x120:rate=30 -t 2 -c:v libx264 -preset ultrafast -pix_fmt yuv420p",
+    )
+    .await;
+    let file = dir.path().join("pg-restart.mp4");
+    std::fs::write(&file, &clip).unwrap();
+    let file = file.to_str().unwrap();
+    let first = peer(
+        "python3",
+        &[
+            "tuspy_upload.py",
+            &server.url("/files/"),
+            file,
+            "--stop-after-chunks",
+            "1",
+            "--chunk-size",
+            "8192",
+        ],
+    )
+    .await;
+    assert_eq!(first["done"], false);
+    let path = reqwest::Url::parse(first["url"].as_str().unwrap())
+        .unwrap()
+        .path()
+        .to_owned();
+
+    let data = server.stop_keeping_data().await;
+    let server = TestServer::start_in(data, on_postgres).await;
+    let head = reqwest::Client::new()
+        .head(server.url(&path))
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.headers()["upload-offset"], "8192");
+    let resumed = peer(
+        "python3",
+        &[
+            "tuspy_upload.py",
+            &server.url("/files/"),
+            file,
+            "--resume-url",
+            &server.url(&path),
+        ],
+    )
+    .await;
+    assert_eq!(resumed["done"], true);
+    let (asset, original) = original_of(&server, &path).await;
+    assert!(original == clip, "the original differs after a restart");
+    common::wait_for_asset(&server.url(""), &asset, &["ready"]).await;
+    let listed: serde_json::Value = reqwest::get(server.url("/api/assets?q=PG-RESTART"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["assets"][0]["id"], asset.as_str());
+    let probed = common::ffprobe(&server.url(&format!("/vod/{asset}/master.m3u8"))).await;
+    assert_eq!(probed["streams"][0]["codec_type"], "video", "{probed}");
     server.stop().await;
 }

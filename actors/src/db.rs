@@ -1,18 +1,24 @@
-//! Server state in an embedded SQLite database (sqlx), migrated at start-up.
+//! Server state in SQL (sqlx), migrated at start-up: an embedded SQLite
+//! file by default, or a PostgreSQL server that several nodes share.
 //!
-//! Migrations live in `actors/migrations/` and are compiled into the binary;
-//! each runs once, in order, and sqlx records which have run. Queries stay in
-//! portable SQL so that a PostgreSQL pool can take SQLite's place when several
-//! nodes share state.
+//! Migrations live in `actors/migrations/{sqlite,postgres}/` and are
+//! compiled into the binary: one numbered file per change in each dialect,
+//! the same schema in both (PostgreSQL's integers are `BIGINT`, SQLite's
+//! `INTEGER` is 64-bit already). Each runs once, in order, and sqlx records
+//! which have run. Queries go through sqlx's `Any` driver and are written
+//! once, in SQL both dialects take (`$1` parameters, `CAST(… AS TEXT)` for
+//! a parameter PostgreSQL could not type); the few that differ branch on
+//! [`Dialect`].
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::AnyPool;
+use sqlx::Executor;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static SQLITE: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES: Migrator = sqlx::migrate!("./migrations/postgres");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -38,49 +44,89 @@ pub struct UncleanRun {
     pub started_at_ms: i64,
 }
 
+/// Which SQL engine a [`Database`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The dialect of a database URL: `sqlite:` or `postgres://`
+    /// (`postgresql://`).
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Database {
-    pool: SqlitePool,
+    pool: AnyPool,
+    dialect: Dialect,
 }
 
 impl Database {
-    /// Opens (creating if needed) the database at `url` and applies pending migrations.
-    ///
-    /// Only `sqlite:` URLs are built in today.
+    /// Opens the database at `url` (creating an SQLite file if needed) and
+    /// applies pending migrations.
     pub async fn open(url: &str) -> Result<Self, DbError> {
-        if !url.starts_with("sqlite:") {
-            return Err(DbError::InvalidUrl {
-                url: url.to_owned(),
-                reason: "only sqlite: URLs are supported by this build".into(),
-            });
-        }
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| DbError::InvalidUrl {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?
-            .create_if_missing(true)
-            // WAL lets readers (API requests) proceed while a writer commits;
-            // NORMAL sync under WAL is durable across process crashes, which is
-            // the failure the upload offsets must survive.
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
+        let invalid = |reason: &str| DbError::InvalidUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let dialect = Dialect::of_url(url)
+            .ok_or_else(|| invalid("a database URL starts with sqlite: or postgres://"))?;
+        sqlx::any::install_default_drivers();
+        let mut options = AnyPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .acquire_timeout(Duration::from_secs(5));
+        let connect_url = match dialect {
+            Dialect::Sqlite => {
+                // Check the URL with SQLite's own parser, for its message.
+                url.parse::<sqlx::sqlite::SqliteConnectOptions>()
+                    .map_err(|e| invalid(&e.to_string()))?;
+                options = options.after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // WAL lets readers (API requests) proceed while a
+                        // writer commits; NORMAL sync under WAL is durable
+                        // across process crashes, which is the failure the
+                        // upload offsets must survive.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                });
+                sqlite_creating(url)
+            }
+            Dialect::Postgres => url.to_owned(),
+        };
+        let pool = options
+            .connect(&connect_url)
             .await
             .map_err(|source| DbError::Open {
                 url: url.to_owned(),
                 source,
             })?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Database { pool })
+        match dialect {
+            Dialect::Sqlite => SQLITE.run(&pool).await?,
+            Dialect::Postgres => POSTGRES.run(&pool).await?,
+        }
+        Ok(Database { pool, dialect })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -99,7 +145,7 @@ impl Database {
             .execute(&mut *tx)
             .await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO server_runs (version, started_at) VALUES (?, ?) RETURNING id",
+            "INSERT INTO server_runs (version, started_at) VALUES ($1, $2) RETURNING id",
         )
         .bind(version)
         .bind(crate::clock::now_ms())
@@ -119,7 +165,7 @@ impl Database {
 
     /// Records a clean stop of run `id`.
     pub async fn end_run(&self, id: i64) -> Result<(), DbError> {
-        sqlx::query("UPDATE server_runs SET stopped_at = ? WHERE id = ?")
+        sqlx::query("UPDATE server_runs SET stopped_at = $1 WHERE id = $2")
             .bind(crate::clock::now_ms())
             .bind(id)
             .execute(&self.pool)
@@ -133,10 +179,21 @@ impl Database {
         Ok(())
     }
 
-    /// Closes every connection; SQLite checkpoints the WAL as the last one closes.
+    /// Closes every connection; SQLite checkpoints the WAL as the last one
+    /// closes.
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// An SQLite URL that creates its file when missing (`mode=rwc`), unless
+/// it names a mode of its own.
+fn sqlite_creating(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}mode=rwc")
 }
 
 pub(crate) fn to_u64(value: i64) -> u64 {
@@ -181,7 +238,23 @@ mod tests {
 
     #[tokio::test]
     async fn other_databases_are_refused_with_a_reason() {
-        let err = Database::open("postgres://localhost/x").await.unwrap_err();
-        assert!(err.to_string().contains("only sqlite"), "{err}");
+        let err = Database::open("mysql://localhost/x").await.unwrap_err();
+        assert!(err.to_string().contains("sqlite: or postgres://"), "{err}");
+    }
+
+    #[test]
+    fn sqlite_urls_create_their_file_unless_told_otherwise() {
+        assert_eq!(
+            sqlite_creating("sqlite:///d/s.db"),
+            "sqlite:///d/s.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_creating("sqlite:///d/s.db?cache=shared"),
+            "sqlite:///d/s.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(
+            sqlite_creating("sqlite:///d/s.db?mode=ro"),
+            "sqlite:///d/s.db?mode=ro"
+        );
     }
 }

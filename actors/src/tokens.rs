@@ -41,7 +41,7 @@ impl Database {
     pub async fn create_token(&self, name: &str) -> Result<(String, String), DbError> {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let token = secret();
-        sqlx::query("INSERT INTO api_tokens (id, name, hash, created_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO api_tokens (id, name, hash, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&id)
             .bind(name)
             .bind(digest(&token))
@@ -54,7 +54,7 @@ impl Database {
     /// Whether `token` is a live (not revoked) token.
     pub async fn token_is_valid(&self, token: &str) -> Result<bool, DbError> {
         let found: Option<String> =
-            sqlx::query_scalar("SELECT id FROM api_tokens WHERE hash = ? AND revoked_at IS NULL")
+            sqlx::query_scalar("SELECT id FROM api_tokens WHERE hash = $1 AND revoked_at IS NULL")
                 .bind(digest(token))
                 .fetch_optional(self.pool())
                 .await?;
@@ -80,12 +80,13 @@ impl Database {
 
     /// Revokes token `id`; false when there is no such live token.
     pub async fn revoke_token(&self, id: &str) -> Result<bool, DbError> {
-        let done =
-            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(clock::now_ms())
-                .bind(id)
-                .execute(self.pool())
-                .await?;
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(clock::now_ms())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 }

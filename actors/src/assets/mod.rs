@@ -7,7 +7,7 @@ pub mod keys;
 use sqlx::Row;
 
 use crate::clock;
-use crate::db::{Database, DbError, to_i64, to_u64};
+use crate::db::{Database, DbError, Dialect, to_i64, to_u64};
 
 /// Where an asset is in its life; stored and answered as the lower-case name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -153,7 +153,7 @@ pub struct AssetRecord {
     pub rungs: Option<serde_json::Value>,
 }
 
-fn asset_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AssetRecord, sqlx::Error> {
+fn asset_from_row(row: &sqlx::any::AnyRow) -> Result<AssetRecord, sqlx::Error> {
     Ok(AssetRecord {
         id: row.try_get("id")?,
         upload_id: row.try_get("upload_id")?,
@@ -189,7 +189,7 @@ impl Database {
     pub async fn insert_asset(&self, asset: &AssetRecord) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO assets (id, upload_id, filename, filetype, size, status, error, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&asset.id)
         .bind(&asset.upload_id)
@@ -205,7 +205,7 @@ impl Database {
     }
 
     pub async fn asset(&self, id: &str) -> Result<Option<AssetRecord>, DbError> {
-        let row = sqlx::query("SELECT * FROM assets WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM assets WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
@@ -230,8 +230,9 @@ impl Database {
         });
         let rows = sqlx::query(
             "SELECT * FROM assets
-             WHERE (?1 IS NULL OR filename LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR status = ?2)
-             ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4",
+             WHERE (CAST($1 AS TEXT) IS NULL OR LOWER(filename) LIKE LOWER($1) ESCAPE '\\')
+               AND (CAST($2 AS TEXT) IS NULL OR status = $2)
+             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
         )
         .bind(&pattern)
         .bind(status.map(AssetStatus::as_str))
@@ -241,7 +242,8 @@ impl Database {
         .await?;
         let total: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM assets
-             WHERE (?1 IS NULL OR filename LIKE ?1 ESCAPE '\\') AND (?2 IS NULL OR status = ?2)",
+             WHERE (CAST($1 AS TEXT) IS NULL OR LOWER(filename) LIKE LOWER($1) ESCAPE '\\')
+               AND (CAST($2 AS TEXT) IS NULL OR status = $2)",
         )
         .bind(&pattern)
         .bind(status.map(AssetStatus::as_str))
@@ -266,7 +268,7 @@ impl Database {
             _ => None,
         };
         sqlx::query(
-            "UPDATE assets SET status = ?, error = ?, stage = COALESCE(?, stage), updated_at = ? WHERE id = ?",
+            "UPDATE assets SET status = $1, error = $2, stage = COALESCE($3, stage), updated_at = $4 WHERE id = $5",
         )
         .bind(status.as_str())
         .bind(error)
@@ -283,7 +285,7 @@ impl Database {
         id: &str,
         probe: &serde_json::Value,
     ) -> Result<(), DbError> {
-        sqlx::query("UPDATE assets SET probe = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE assets SET probe = $1, updated_at = $2 WHERE id = $3")
             .bind(probe.to_string())
             .bind(clock::now_ms())
             .bind(id)
@@ -294,7 +296,7 @@ impl Database {
 
     /// Marks that the asset's preview is playable.
     pub async fn set_asset_preview(&self, id: &str) -> Result<(), DbError> {
-        sqlx::query("UPDATE assets SET preview = 1, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE assets SET preview = 1, updated_at = $1 WHERE id = $2")
             .bind(clock::now_ms())
             .bind(id)
             .execute(self.pool())
@@ -304,7 +306,7 @@ impl Database {
 
     /// Records the asset's processing stage.
     pub async fn set_asset_stage(&self, id: &str, stage: Stage) -> Result<(), DbError> {
-        sqlx::query("UPDATE assets SET stage = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE assets SET stage = $1, updated_at = $2 WHERE id = $3")
             .bind(stage.as_str())
             .bind(clock::now_ms())
             .bind(id)
@@ -320,21 +322,31 @@ impl Database {
         rung: &str,
         state: RungState,
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "UPDATE assets SET rungs = json_set(COALESCE(rungs, '{}'), '$.\"' || ? || '\"', ?), updated_at = ? WHERE id = ?",
-        )
-        .bind(rung)
-        .bind(state.as_str())
-        .bind(clock::now_ms())
-        .bind(id)
-        .execute(self.pool())
-        .await?;
+        // One key of the JSON object set in place: concurrent rungs of one
+        // asset never overwrite each other's state.
+        let sql = match self.dialect() {
+            Dialect::Sqlite => {
+                "UPDATE assets SET rungs = json_set(COALESCE(rungs, '{}'), '$.\"' || $1 || '\"', $2), \
+                 updated_at = $3 WHERE id = $4"
+            }
+            Dialect::Postgres => {
+                "UPDATE assets SET rungs = (COALESCE(rungs, '{}')::jsonb || jsonb_build_object(CAST($1 AS TEXT), CAST($2 AS TEXT)))::text, \
+                 updated_at = $3 WHERE id = $4"
+            }
+        };
+        sqlx::query(sql)
+            .bind(rung)
+            .bind(state.as_str())
+            .bind(clock::now_ms())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
     /// Marks that the asset's poster is stored.
     pub async fn set_asset_poster(&self, id: &str) -> Result<(), DbError> {
-        sqlx::query("UPDATE assets SET poster = 1, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE assets SET poster = 1, updated_at = $1 WHERE id = $2")
             .bind(clock::now_ms())
             .bind(id)
             .execute(self.pool())
@@ -346,7 +358,7 @@ impl Database {
     /// the server stopped and no manifest was written; they are failed.
     pub async fn fail_stale_recordings(&self) -> Result<u64, DbError> {
         let done = sqlx::query(
-            "UPDATE assets SET status = 'failed', error = 'the server stopped during the recording', updated_at = ? WHERE status = 'recording'",
+            "UPDATE assets SET status = 'failed', error = 'the server stopped during the recording', updated_at = $1 WHERE status = 'recording'",
         )
         .bind(clock::now_ms())
         .execute(self.pool())
@@ -364,7 +376,7 @@ impl Database {
     }
 
     pub async fn delete_asset(&self, id: &str) -> Result<bool, DbError> {
-        let done = sqlx::query("DELETE FROM assets WHERE id = ?")
+        let done = sqlx::query("DELETE FROM assets WHERE id = $1")
             .bind(id)
             .execute(self.pool())
             .await?;

@@ -42,7 +42,7 @@ impl Database {
     pub async fn create_stream_key(&self, stream: &str) -> Result<String, DbError> {
         let key = format!("sk_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(
-            "INSERT INTO stream_keys (stream, hash, created_at) VALUES (?, ?, ?) \
+            "INSERT INTO stream_keys (stream, hash, created_at) VALUES ($1, $2, $3) \
              ON CONFLICT (stream) DO UPDATE SET hash = excluded.hash, created_at = excluded.created_at",
         )
         .bind(stream)
@@ -56,7 +56,7 @@ impl Database {
     /// The stream `key` publishes, if it is a current key.
     pub async fn stream_for_key(&self, key: &str) -> Result<Option<String>, DbError> {
         Ok(
-            sqlx::query_scalar("SELECT stream FROM stream_keys WHERE hash = ?")
+            sqlx::query_scalar("SELECT stream FROM stream_keys WHERE hash = $1")
                 .bind(digest(key))
                 .fetch_optional(self.pool())
                 .await?,
@@ -66,7 +66,7 @@ impl Database {
     /// Whether `stream` has a key at all.
     pub async fn stream_has_key(&self, stream: &str) -> Result<bool, DbError> {
         let found: Option<String> =
-            sqlx::query_scalar("SELECT stream FROM stream_keys WHERE stream = ?")
+            sqlx::query_scalar("SELECT stream FROM stream_keys WHERE stream = $1")
                 .bind(stream)
                 .fetch_optional(self.pool())
                 .await?;
@@ -89,7 +89,7 @@ impl Database {
 
     /// Revokes the key of `stream`; false when it had none.
     pub async fn revoke_stream_key(&self, stream: &str) -> Result<bool, DbError> {
-        let done = sqlx::query("DELETE FROM stream_keys WHERE stream = ?")
+        let done = sqlx::query("DELETE FROM stream_keys WHERE stream = $1")
             .bind(stream)
             .execute(self.pool())
             .await?;

@@ -48,7 +48,7 @@ impl ConcatKind {
     }
 }
 
-fn upload_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadRecord, sqlx::Error> {
+fn upload_from_row(row: &sqlx::any::AnyRow) -> Result<UploadRecord, sqlx::Error> {
     let parts: Option<String> = row.try_get("parts")?;
     let concat: Option<String> = row.try_get("concat")?;
     Ok(UploadRecord {
@@ -78,7 +78,7 @@ impl Database {
     pub async fn insert_upload(&self, upload: &UploadRecord) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO uploads (id, length, upload_offset, metadata, filename, filetype, concat, parts, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&upload.id)
         .bind(upload.length.map(to_i64))
@@ -96,7 +96,7 @@ impl Database {
     }
 
     pub async fn upload(&self, id: &str) -> Result<Option<UploadRecord>, DbError> {
-        let row = sqlx::query("SELECT * FROM uploads WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM uploads WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
@@ -111,7 +111,7 @@ impl Database {
         length: Option<u64>,
     ) -> Result<(), DbError> {
         sqlx::query(
-            "UPDATE uploads SET upload_offset = ?, length = COALESCE(?, length) WHERE id = ?",
+            "UPDATE uploads SET upload_offset = $1, length = COALESCE($2, length) WHERE id = $3",
         )
         .bind(to_i64(offset))
         .bind(length.map(to_i64))
@@ -122,7 +122,7 @@ impl Database {
     }
 
     pub async fn complete_upload(&self, id: &str, asset_id: Option<&str>) -> Result<(), DbError> {
-        sqlx::query("UPDATE uploads SET completed_at = ?, asset_id = ? WHERE id = ?")
+        sqlx::query("UPDATE uploads SET completed_at = $1, asset_id = $2 WHERE id = $3")
             .bind(clock::now_ms())
             .bind(asset_id)
             .bind(id)
@@ -132,7 +132,7 @@ impl Database {
     }
 
     pub async fn delete_upload(&self, id: &str) -> Result<bool, DbError> {
-        let done = sqlx::query("DELETE FROM uploads WHERE id = ?")
+        let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(id)
             .execute(self.pool())
             .await?;
@@ -156,7 +156,7 @@ impl Database {
     /// Unfinished uploads whose expiry has passed.
     pub async fn expired_uploads(&self, now_ms: i64) -> Result<Vec<String>, DbError> {
         Ok(sqlx::query_scalar(
-            "SELECT id FROM uploads WHERE completed_at IS NULL AND expires_at < ?",
+            "SELECT id FROM uploads WHERE completed_at IS NULL AND expires_at < $1",
         )
         .bind(now_ms)
         .fetch_all(self.pool())
@@ -165,7 +165,7 @@ impl Database {
 
     /// Links an upload still in progress to the asset made from it.
     pub async fn set_upload_asset(&self, upload: &str, asset: &str) -> Result<(), DbError> {
-        sqlx::query("UPDATE uploads SET asset_id = ? WHERE id = ?")
+        sqlx::query("UPDATE uploads SET asset_id = $1 WHERE id = $2")
             .bind(asset)
             .bind(upload)
             .execute(self.pool())

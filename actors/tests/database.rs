@@ -1,0 +1,212 @@
+//! Every query of the state database, run against both engines: the
+//! embedded SQLite file and a real PostgreSQL server (a throwaway cluster
+//! this test starts). The same calls must give the same answers.
+
+#[path = "../../tests/support/postgres.rs"]
+mod postgres;
+
+use streamforge_actors::assets::{AssetRecord, AssetStatus, RungState, Stage};
+use streamforge_actors::db::{Database, Dialect};
+use streamforge_actors::uploads::{ConcatKind, UploadRecord};
+
+fn upload(id: &str, expires_at_ms: i64) -> UploadRecord {
+    UploadRecord {
+        id: id.to_owned(),
+        length: None,
+        offset: 0,
+        metadata: "filename Y2xpcC5tcDQ=".to_owned(),
+        filename: "clip.mp4".to_owned(),
+        filetype: "video/mp4".to_owned(),
+        concat: None,
+        parts: Vec::new(),
+        created_at_ms: 1_000,
+        expires_at_ms,
+        completed_at_ms: None,
+        asset_id: None,
+    }
+}
+
+fn asset(id: &str, filename: &str, created_at_ms: i64, status: AssetStatus) -> AssetRecord {
+    AssetRecord {
+        id: id.to_owned(),
+        upload_id: None,
+        filename: filename.to_owned(),
+        filetype: "video/mp4".to_owned(),
+        size: 5_000_000_000,
+        status,
+        error: None,
+        created_at_ms,
+        probe: None,
+        preview: false,
+        poster: false,
+        stage: None,
+        rungs: None,
+    }
+}
+
+/// The whole query surface, as the server uses it.
+async fn exercise(db: &Database) {
+    // Runs: a run without a clean stop is reported once.
+    let (first, unclean) = db.begin_run("1.0.0").await.unwrap();
+    assert!(unclean.is_empty());
+    let (second, unclean) = db.begin_run("1.0.1").await.unwrap();
+    assert_eq!(unclean.len(), 1);
+    assert_eq!(
+        (unclean[0].id, unclean[0].version.as_str()),
+        (first, "1.0.0")
+    );
+    db.end_run(second).await.unwrap();
+    assert!(db.begin_run("1.0.2").await.unwrap().1.is_empty());
+    db.ping().await.unwrap();
+
+    // Uploads: offsets past 4 GiB, a length declared late, completion,
+    // expiry and final concatenations waiting for a part.
+    db.insert_upload(&upload("u1", 10_000)).await.unwrap();
+    db.set_upload_progress("u1", 5_000_000_000, Some(6_000_000_000))
+        .await
+        .unwrap();
+    db.set_upload_progress("u1", 5_500_000_000, None)
+        .await
+        .unwrap();
+    let u1 = db.upload("u1").await.unwrap().unwrap();
+    assert_eq!((u1.offset, u1.length), (5_500_000_000, Some(6_000_000_000)));
+    assert_eq!(u1.metadata, "filename Y2xpcC5tcDQ=");
+    let mut fin = upload("u2", 20_000);
+    fin.concat = Some(ConcatKind::Final);
+    fin.parts = vec!["p1".to_owned(), "p2".to_owned()];
+    db.insert_upload(&fin).await.unwrap();
+    assert_eq!(db.unfinished_finals_with("p2").await.unwrap(), ["u2"]);
+    assert!(db.unfinished_finals_with("p3").await.unwrap().is_empty());
+    assert_eq!(db.expired_uploads(15_000).await.unwrap(), ["u1"]);
+    db.complete_upload("u1", Some("a1")).await.unwrap();
+    let u1 = db.upload("u1").await.unwrap().unwrap();
+    assert!(u1.completed_at_ms.is_some());
+    assert_eq!(u1.asset_id.as_deref(), Some("a1"));
+    assert!(db.expired_uploads(15_000).await.unwrap().is_empty());
+    db.set_upload_asset("u2", "a9").await.unwrap();
+    assert_eq!(db.upload("u2").await.unwrap().unwrap().parts, ["p1", "p2"]);
+    assert!(db.delete_upload("u2").await.unwrap());
+    assert!(!db.delete_upload("u2").await.unwrap());
+    assert!(db.upload("u2").await.unwrap().is_none());
+
+    // Assets: listing, search (with LIKE's wildcards taken literally),
+    // status filter, paging and the processing columns.
+    db.insert_asset(&asset(
+        "a1",
+        "Holiday_50%.mp4",
+        3_000,
+        AssetStatus::Uploaded,
+    ))
+    .await
+    .unwrap();
+    db.insert_asset(&asset("a2", "holidayX50.mov", 2_000, AssetStatus::Ready))
+        .await
+        .unwrap();
+    db.insert_asset(&asset("a3", "talk.mp4", 1_000, AssetStatus::Recording))
+        .await
+        .unwrap();
+    let (all, total) = db.assets(None, None, 2, 0).await.unwrap();
+    assert_eq!(total, 3);
+    assert_eq!(
+        all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["a1", "a2"]
+    );
+    let (page, _) = db.assets(None, None, 2, 2).await.unwrap();
+    assert_eq!(page[0].id, "a3");
+    let (found, total) = db.assets(Some("_50%"), None, 10, 0).await.unwrap();
+    assert_eq!((found.len(), total), (1, 1));
+    assert_eq!(found[0].id, "a1");
+    let (found, _) = db.assets(Some("HOLIDAY"), None, 10, 0).await.unwrap();
+    assert_eq!(found.len(), 2, "search ignores case");
+    let (ready, total) = db
+        .assets(None, Some(AssetStatus::Ready), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!((ready[0].id.as_str(), total), ("a2", 1));
+    let a1 = db.asset("a1").await.unwrap().unwrap();
+    assert_eq!(a1.size, 5_000_000_000);
+
+    db.set_asset_probe("a1", &serde_json::json!({"duration": 4.5}))
+        .await
+        .unwrap();
+    db.set_asset_stage("a1", Stage::Transcoding).await.unwrap();
+    db.set_asset_rung("a1", "360p", RungState::Encoding)
+        .await
+        .unwrap();
+    db.set_asset_rung("a1", "720p", RungState::Previewable)
+        .await
+        .unwrap();
+    db.set_asset_rung("a1", "360p", RungState::Done)
+        .await
+        .unwrap();
+    db.set_asset_preview("a1").await.unwrap();
+    db.set_asset_poster("a1").await.unwrap();
+    let a1 = db.asset("a1").await.unwrap().unwrap();
+    assert_eq!(a1.probe, Some(serde_json::json!({"duration": 4.5})));
+    assert_eq!(a1.stage, Some(Stage::Transcoding));
+    assert_eq!(
+        a1.rungs,
+        Some(serde_json::json!({"360p": "done", "720p": "previewable"}))
+    );
+    assert!(a1.preview && a1.poster);
+    assert_eq!(db.unfinished_assets().await.unwrap(), ["a1"]);
+    db.set_asset_status("a1", AssetStatus::Failed, Some("rung 720p: gone"))
+        .await
+        .unwrap();
+    let a1 = db.asset("a1").await.unwrap().unwrap();
+    assert_eq!(a1.status, AssetStatus::Failed);
+    assert_eq!(a1.stage, Some(Stage::Failed));
+    assert_eq!(a1.error.as_deref(), Some("rung 720p: gone"));
+    assert_eq!(db.fail_stale_recordings().await.unwrap(), 1);
+    assert_eq!(
+        db.asset("a3").await.unwrap().unwrap().status,
+        AssetStatus::Failed
+    );
+    assert!(db.delete_asset("a2").await.unwrap());
+    assert!(db.asset("a2").await.unwrap().is_none());
+
+    // API tokens and stream keys: only digests are stored.
+    let (id, token) = db.create_token("ci").await.unwrap();
+    assert!(db.token_is_valid(&token).await.unwrap());
+    assert!(!db.token_is_valid("sf_wrong").await.unwrap());
+    assert_eq!(db.tokens().await.unwrap()[0].name, "ci");
+    assert!(db.revoke_token(&id).await.unwrap());
+    assert!(!db.revoke_token(&id).await.unwrap());
+    assert!(!db.token_is_valid(&token).await.unwrap());
+
+    let key = db.create_stream_key("cam1").await.unwrap();
+    assert_eq!(
+        db.stream_for_key(&key).await.unwrap().as_deref(),
+        Some("cam1")
+    );
+    let replaced = db.create_stream_key("cam1").await.unwrap();
+    assert!(db.stream_for_key(&key).await.unwrap().is_none());
+    assert!(db.stream_for_key(&replaced).await.unwrap().is_some());
+    assert!(db.stream_has_key("cam1").await.unwrap());
+    assert_eq!(db.stream_keys().await.unwrap().len(), 1);
+    assert!(db.revoke_stream_key("cam1").await.unwrap());
+    assert!(!db.stream_has_key("cam1").await.unwrap());
+}
+
+#[tokio::test]
+async fn every_query_answers_alike_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    let db = Database::open(&url).await.unwrap();
+    assert_eq!(db.dialect(), Dialect::Sqlite);
+    exercise(&db).await;
+    db.close().await;
+    // Reopening applies no migration twice.
+    Database::open(&url).await.unwrap().close().await;
+}
+
+#[tokio::test]
+async fn every_query_answers_alike_on_postgresql() {
+    let cluster = postgres::Postgres::start();
+    let url = cluster.database("streamforge");
+    let db = Database::open(&url).await.unwrap();
+    assert_eq!(db.dialect(), Dialect::Postgres);
+    exercise(&db).await;
+    db.close().await;
+    Database::open(&url).await.unwrap().close().await;
+}
