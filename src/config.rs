@@ -29,6 +29,7 @@ const SECTIONS: &[&str] = &[
     "limits",
     "live",
     "log",
+    "node",
 ];
 const ENV_PREFIX: &str = "STREAMFORGE_";
 
@@ -53,6 +54,20 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub live: LiveConfig,
     pub log: LogConfig,
+    pub node: NodeConfig,
+}
+
+/// The `[node]` section: who this server is to the other nodes sharing
+/// its database.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// This node's name among the nodes of one database: empty for an id
+    /// generated at the first start and kept in `<data_dir>/node-id`.
+    pub id: String,
+    /// The URL other nodes reach this node's HTTP listener on: empty for
+    /// `http://` and the address `http.listen` bound.
+    pub advertise: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -358,6 +373,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             live: LiveConfig::default(),
             log: LogConfig::default(),
+            node: NodeConfig::default(),
         }
     }
 }
@@ -496,6 +512,7 @@ impl Config {
             );
         }
         self.validate_live()?;
+        self.validate_node()?;
         self.validate_http()?;
         self.validate_tls()?;
         if self.uploads.max_size == 0 {
@@ -585,6 +602,48 @@ impl Config {
             )?;
         }
         Ok(())
+    }
+
+    /// The `[node]` section: a usable id and an absolute http(s) URL.
+    fn validate_node(&self) -> Result<(), ConfigError> {
+        let node = &self.node;
+        if !node.id.is_empty() && !valid_node_id(&node.id) {
+            return invalid("node.id", "1 to 64 characters of [A-Za-z0-9_.-]");
+        }
+        if !node.advertise.is_empty() {
+            let url: http::Uri = node.advertise.parse().map_err(|e: http::uri::InvalidUri| {
+                ConfigError::Invalid {
+                    key: "node.advertise",
+                    problem: e.to_string(),
+                }
+            })?;
+            if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+                return invalid("node.advertise", "an http:// or https:// URL with a host");
+            }
+        }
+        Ok(())
+    }
+
+    /// This node's id: `node.id`, or the one generated at the first start
+    /// and kept in `<data_dir>/node-id`.
+    pub fn node_id(&self) -> std::io::Result<String> {
+        if !self.node.id.is_empty() {
+            return Ok(self.node.id.clone());
+        }
+        let path = self.data_dir.join("node-id");
+        match std::fs::read_to_string(&path) {
+            Ok(id) if valid_node_id(id.trim()) => Ok(id.trim().to_owned()),
+            Ok(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} does not hold a node id", path.display()),
+            )),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let id = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+                std::fs::write(&path, format!("{id}\n"))?;
+                Ok(id)
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// The `[http]` section's limits.
@@ -679,6 +738,13 @@ impl Config {
 pub enum StorageLocation {
     Local(PathBuf),
     Url(String),
+}
+
+fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// `STREAMFORGE_HTTP_LISTEN` → `http.listen`; `STREAMFORGE_DATA_DIR` → `data_dir`.

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use streamforge_actors::db::{Database, DbError};
+use streamforge_actors::cluster::{self, NodeIdentity};
+use streamforge_actors::db::{Database, DbError, Dialect};
 use streamforge_actors::events::EventBus;
 use streamforge_actors::live::{Live, LiveOptions};
 use streamforge_actors::process::Processes;
@@ -41,7 +42,7 @@ const ACTOR_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create or read in the data directory ({path}): {source}")]
     DataDir {
         path: std::path::PathBuf,
         #[source]
@@ -49,6 +50,10 @@ pub enum StartError {
     },
     #[error(transparent)]
     Database(#[from] DbError),
+    #[error(transparent)]
+    Join(#[from] cluster::nodes::JoinError),
+    #[error(transparent)]
+    Relay(#[from] cluster::relay::RelayError),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -136,8 +141,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })?;
     let core = Core::open(&config).await?;
     let listeners = Listeners::bind(&config).await?;
+    let node = join_cluster(&config, &core, listeners.http_addr).await?;
     let shutdown = CancellationToken::new();
-    let services = Services::build(&config, &core, &listeners, &shutdown).await?;
+    let services = Services::build(&config, &core, &listeners, &node, &shutdown).await?;
     if config.auth.mode == AuthMode::None && !listeners.http_addr.ip().is_loopback() {
         tracing::warn!(
             http = %listeners.http_addr,
@@ -169,6 +175,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             core,
             listeners,
             services,
+            node,
             shutdown,
         )),
     };
@@ -315,6 +322,7 @@ impl Services {
         config: &Config,
         core: &Core,
         listeners: &Listeners,
+        node: &NodeIdentity,
         shutdown: &CancellationToken,
     ) -> Result<Self, StartError> {
         let Core {
@@ -402,6 +410,7 @@ impl Services {
             auth: config.auth.mode,
             rate_limiter,
             started: Instant::now(),
+            node: node.clone(),
             draining: draining.clone(),
             shutdown: shutdown.clone(),
         });
@@ -412,6 +421,47 @@ impl Services {
             draining,
         })
     }
+}
+
+/// Registers this node in the database's node registry (refusing an id a
+/// live node holds) and starts its heartbeat; on PostgreSQL, also the
+/// relay that shares its events with the other nodes.
+async fn join_cluster(
+    config: &Config,
+    core: &Core,
+    http_addr: SocketAddr,
+) -> Result<NodeIdentity, StartError> {
+    let id = config.node_id().map_err(|source| StartError::DataDir {
+        path: config.data_dir.join("node-id"),
+        source,
+    })?;
+    let advertise = match config.node.advertise.as_str() {
+        "" => format!("http://{http_addr}"),
+        url => url.to_owned(),
+    };
+    let node = NodeIdentity {
+        id,
+        advertise,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at_ms: streamforge_actors::clock::now_ms(),
+    };
+    core.db
+        .join(&node, &cluster::nodes::load_of(&core.supervision))
+        .await?;
+    core.supervision
+        .every(cluster::nodes::heartbeat_task(
+            core.db.clone(),
+            node.clone(),
+            core.supervision.clone(),
+        ))
+        .await?;
+    if core.db.dialect() == Dialect::Postgres {
+        let relay =
+            cluster::relay::relay_task(&config.database_url(), &node.id, &core.events).await?;
+        core.supervision.every(relay).await?;
+    }
+    tracing::info!(node = %node.id, advertise = %node.advertise, "joined the node registry");
+    Ok(node)
 }
 
 /// The server's housekeeping, as periodic tasks of the actor tree:
@@ -465,6 +515,7 @@ async fn run(
     core: Core,
     listeners: Listeners,
     services: Services,
+    node: NodeIdentity,
     token: CancellationToken,
 ) {
     let Core {
@@ -553,6 +604,9 @@ async fn run(
         growing
     );
     supervision.shutdown(ACTOR_STOP_TIMEOUT).await;
+    if let Err(err) = db.leave(&node.id).await {
+        tracing::error!(%err, "cannot record the node's stop");
+    }
     if let Err(err) = db.end_run(run_id).await {
         tracing::error!(%err, "cannot record the clean stop");
     }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestServer;
+use common::{SseReader, TestServer};
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 
@@ -14,54 +14,6 @@ fn noise(len: usize) -> Vec<u8> {
     (0..len as u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect()
-}
-
-/// Reads SSE events (name, JSON data) from a streaming response.
-struct SseReader {
-    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buffer: String,
-}
-
-impl SseReader {
-    async fn next(&mut self) -> (String, Value) {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut name = String::from("message");
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("event:") {
-                        name = value.trim().to_owned();
-                    } else if let Some(value) = line.strip_prefix("data:") {
-                        data.push_str(value.trim());
-                    }
-                }
-                if data.is_empty() {
-                    continue; // a keep-alive comment
-                }
-                return (
-                    name,
-                    serde_json::from_str(&data).unwrap_or(Value::String(data)),
-                );
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(60), self.body.next())
-                .await
-                .expect("an event within a minute")
-                .expect("the stream stays open")
-                .unwrap();
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
-
-    /// The next status event of `type`, skipping others.
-    async fn until(&mut self, kind: &str) -> Value {
-        loop {
-            let (name, data) = self.next().await;
-            if name == "status" && data["type"] == kind {
-                return data;
-            }
-        }
-    }
 }
 
 #[tokio::test]

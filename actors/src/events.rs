@@ -4,14 +4,22 @@
 //! A `tokio::sync::broadcast` channel of bounded capacity: publishing never
 //! waits, and a subscriber that falls behind loses the oldest events (it is
 //! told how many) rather than slowing anyone down.
+//!
+//! With several nodes, the events this node publishes also go out to the
+//! others ([`crate::cluster::relay`], through a bounded queue that drops
+//! and counts rather than wait), and theirs come in with
+//! [`EventBus::deliver`], so that a subscriber on any node sees them all.
 
-use serde::Serialize;
-use tokio::sync::broadcast;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
 
 /// Events kept for slow subscribers before the oldest are dropped.
 const CAPACITY: usize = 1024;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// Bytes of an upload became durable.
@@ -62,20 +70,54 @@ impl Event {
 #[derive(Clone, Debug)]
 pub struct EventBus {
     sender: broadcast::Sender<Event>,
+    /// This node's events on their way to the other nodes, once a relay
+    /// takes them.
+    outbound: Arc<OnceLock<mpsc::Sender<Event>>>,
+    /// Events the other nodes never got because the queue was full.
+    unrelayed: Arc<AtomicU64>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         EventBus {
             sender: broadcast::channel(CAPACITY).0,
+            outbound: Arc::default(),
+            unrelayed: Arc::default(),
         }
     }
 }
 
 impl EventBus {
+    /// Publishes an event of this node: to its subscribers, and to the
+    /// other nodes when a relay runs.
     pub fn publish(&self, event: Event) {
+        if let Some(outbound) = self.outbound.get()
+            && outbound.try_send(event.clone()).is_err()
+            && self.unrelayed.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            tracing::warn!("events: the relay to the other nodes is behind; events are left out");
+        }
         // No subscriber is not an error: nobody is watching.
         let _ = self.sender.send(event);
+    }
+
+    /// Delivers an event another node published, to this node's
+    /// subscribers only.
+    pub fn deliver(&self, event: Event) {
+        let _ = self.sender.send(event);
+    }
+
+    /// Takes this node's events for the other nodes, from now on; `None`
+    /// when a relay took them already.
+    pub fn relay(&self) -> Option<mpsc::Receiver<Event>> {
+        let (tx, rx) = mpsc::channel(CAPACITY);
+        self.outbound.set(tx).ok()?;
+        Some(rx)
+    }
+
+    /// Events the other nodes missed because the relay fell behind.
+    pub fn unrelayed(&self) -> u64 {
+        self.unrelayed.load(Ordering::Relaxed)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

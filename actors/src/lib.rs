@@ -6,6 +6,7 @@
 
 pub mod assets;
 pub mod clock;
+pub mod cluster;
 pub mod db;
 pub mod events;
 pub mod ffmpeg;

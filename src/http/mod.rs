@@ -99,6 +99,8 @@ pub struct Services {
     /// Per-address limit on the API and upload creation; `None` when off.
     pub rate_limiter: Option<Arc<middleware::RateLimiter>>,
     pub started: Instant,
+    /// This node, as the node registry knows it.
+    pub node: streamforge_actors::cluster::NodeIdentity,
     /// Set once shutdown begins: `/readyz` turns 503 so load balancers drain us.
     pub draining: Arc<AtomicBool>,
     /// Cancelled when shutdown begins: long-lived responses (event streams) end.

@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/server", get(server_info))
+        .route("/api/nodes", get(nodes))
         .route("/vod/{asset}/{*path}", get(vod_file))
         .route("/files/", post(uploads::create).options(uploads::options))
         .route(
@@ -128,6 +129,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
 struct ServerInfo {
     name: &'static str,
     version: &'static str,
+    /// This node's id in the node registry (`GET /api/nodes`).
+    node: String,
     uptime_seconds: u64,
     storage: String,
     actors: Vec<BranchCount>,
@@ -140,11 +143,28 @@ struct BranchCount {
     actors: i64,
 }
 
+/// `GET /api/nodes`: every node of the database's registry (this one
+/// alone on SQLite), with its state (`up`, `stopped`, `lost`), load and
+/// last heartbeat.
+async fn nodes(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let nodes = state
+        .db
+        .nodes()
+        .await
+        .map_err(|e| ApiError::database("listing the nodes", &e))?;
+    Ok(Json(serde_json::json!({
+        "node": state.node.id,
+        "nodes": nodes,
+    }))
+    .into_response())
+}
+
 /// What this server is and what it is doing, for operators and the web UI.
 async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
     Json(ServerInfo {
         name: env!("CARGO_PKG_NAME"),
         version: env!("CARGO_PKG_VERSION"),
+        node: state.node.id.clone(),
         uptime_seconds: state.started.elapsed().as_secs(),
         storage: state.storage.backend().to_string(),
         actors: BranchKind::ALL

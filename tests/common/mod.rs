@@ -357,3 +357,54 @@ pub async fn wait_until_within(what: &str, within: Duration, mut check: impl Asy
     }
     panic!("timed out waiting for {what}");
 }
+
+/// Reads SSE events (name, JSON data) from a streaming response.
+pub struct SseReader {
+    pub body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    pub buffer: String,
+}
+
+impl SseReader {
+    pub async fn next(&mut self) -> (String, serde_json::Value) {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim().to_owned();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return (
+                    name,
+                    serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
+                );
+            }
+            let chunk = tokio::time::timeout(
+                Duration::from_secs(60),
+                futures::StreamExt::next(&mut self.body),
+            )
+            .await
+            .expect("an event within a minute")
+            .expect("the stream stays open")
+            .unwrap();
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next status event of `type`, skipping others.
+    pub async fn until(&mut self, kind: &str) -> serde_json::Value {
+        loop {
+            let (name, data) = self.next().await;
+            if name == "status" && data["type"] == kind {
+                return data;
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The node registry: one row per node in the `nodes` table, upserted at
+//! every [`HEARTBEAT`] with the node's load, stamped `stopped_at` on a
+//! clean shutdown. A node whose heartbeat is older than
+//! [`LOST_AFTER`] without a stop is lost (killed, or cut off).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::clock;
+use crate::db::{Database, DbError};
+use crate::supervision::{BranchKind, PeriodicTask, Supervision};
+
+/// How often a node renews its row.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// A node that missed three heartbeats is lost.
+pub const LOST_AFTER: Duration = Duration::from_secs(15);
+
+/// Who this node is to the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeIdentity {
+    pub id: String,
+    /// The URL other nodes reach this node's HTTP listener on.
+    pub advertise: String,
+    pub version: String,
+    pub started_at_ms: i64,
+}
+
+/// Where a node stands, from its row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Its heartbeat is recent.
+    Up,
+    /// It shut down cleanly.
+    Stopped,
+    /// It missed its heartbeats without shutting down.
+    Lost,
+}
+
+/// A node as `GET /api/nodes` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeRecord {
+    pub id: String,
+    pub advertise: String,
+    pub version: String,
+    pub state: NodeState,
+    pub started_at_ms: i64,
+    pub heartbeat_at_ms: i64,
+    pub stopped_at_ms: Option<i64>,
+    /// Work actors per branch and child processes, at its last heartbeat.
+    pub load: serde_json::Value,
+}
+
+/// Why a node may not join.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error(
+        "node id {id:?} is in use by the node at {advertise} (its last heartbeat was {age_ms} ms ago); give this node another node.id"
+    )]
+    InUse {
+        id: String,
+        advertise: String,
+        age_ms: i64,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl Database {
+    /// Registers `node`, refusing an id that another live node holds (a
+    /// row with the same id, another address and a recent heartbeat).
+    pub async fn join(
+        &self,
+        node: &NodeIdentity,
+        load: &serde_json::Value,
+    ) -> Result<(), JoinError> {
+        let now = clock::now_ms();
+        if let Some(held) = self.nodes().await?.into_iter().find(|n| n.id == node.id)
+            && held.state == NodeState::Up
+            && held.advertise != node.advertise
+        {
+            return Err(JoinError::InUse {
+                id: held.id,
+                advertise: held.advertise,
+                age_ms: now - held.heartbeat_at_ms,
+            });
+        }
+        self.heartbeat(node, load).await?;
+        Ok(())
+    }
+
+    /// Renews `node`'s row with its current load.
+    pub async fn heartbeat(
+        &self,
+        node: &NodeIdentity,
+        load: &serde_json::Value,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO nodes (id, advertise, version, started_at, heartbeat_at, stopped_at, load)
+             VALUES ($1, $2, $3, $4, $5, NULL, $6)
+             ON CONFLICT (id) DO UPDATE SET advertise = excluded.advertise,
+                 version = excluded.version, started_at = excluded.started_at,
+                 heartbeat_at = excluded.heartbeat_at, stopped_at = NULL, load = excluded.load",
+        )
+        .bind(&node.id)
+        .bind(&node.advertise)
+        .bind(&node.version)
+        .bind(node.started_at_ms)
+        .bind(clock::now_ms())
+        .bind(load.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Records a clean stop of node `id`.
+    pub async fn leave(&self, id: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE nodes SET stopped_at = $1 WHERE id = $2")
+            .bind(clock::now_ms())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Every node that ever joined, by id.
+    pub async fn nodes(&self) -> Result<Vec<NodeRecord>, DbError> {
+        let now = clock::now_ms();
+        let lost_after = i64::try_from(LOST_AFTER.as_millis()).unwrap_or(i64::MAX);
+        let rows = sqlx::query("SELECT * FROM nodes ORDER BY id")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let heartbeat_at_ms: i64 = row.try_get("heartbeat_at")?;
+                let stopped_at_ms: Option<i64> = row.try_get("stopped_at")?;
+                let load: String = row.try_get("load")?;
+                Ok(NodeRecord {
+                    id: row.try_get("id")?,
+                    advertise: row.try_get("advertise")?,
+                    version: row.try_get("version")?,
+                    state: match stopped_at_ms {
+                        Some(_) => NodeState::Stopped,
+                        None if now - heartbeat_at_ms > lost_after => NodeState::Lost,
+                        None => NodeState::Up,
+                    },
+                    started_at_ms: row.try_get("started_at")?,
+                    heartbeat_at_ms,
+                    stopped_at_ms,
+                    load: serde_json::from_str(&load).unwrap_or_default(),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(DbError::from)
+    }
+}
+
+/// This node's load: work actors per branch, and child processes.
+pub fn load_of(supervision: &Supervision) -> serde_json::Value {
+    let mut load = serde_json::Map::new();
+    for kind in BranchKind::ALL {
+        load.insert(
+            kind.as_str().to_owned(),
+            supervision.counts().get(kind).into(),
+        );
+    }
+    load.insert(
+        "child_processes".to_owned(),
+        supervision.processes().len().into(),
+    );
+    serde_json::Value::Object(load)
+}
+
+/// The periodic task that renews this node's row every [`HEARTBEAT`].
+pub fn heartbeat_task(db: Database, node: NodeIdentity, supervision: Supervision) -> PeriodicTask {
+    let node = Arc::new(node);
+    PeriodicTask {
+        name: "node-heartbeat",
+        every: HEARTBEAT,
+        job: Arc::new(move || {
+            let (db, node, supervision) = (db.clone(), node.clone(), supervision.clone());
+            Box::pin(async move {
+                if let Err(err) = db.heartbeat(&node, &load_of(&supervision)).await {
+                    tracing::warn!(node = %node.id, %err, "heartbeat not recorded");
+                }
+            })
+        }),
+    }
+}

@@ -1,0 +1,168 @@
+//! Several nodes on one PostgreSQL database (each its own ports and data
+//! directory): the node registry lists them with their state, an SSE
+//! client on one node sees the events another node produced, and a node id
+//! another live node holds is refused.
+
+mod common;
+#[path = "support/postgres.rs"]
+mod postgres;
+
+use common::{SseReader, TestServer};
+use futures::StreamExt;
+use serde_json::Value;
+
+async fn nodes_of(server: &TestServer) -> Value {
+    reqwest::get(server.url("/api/nodes"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn node<'a>(nodes: &'a Value, id: &str) -> &'a Value {
+    nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+        .unwrap_or_else(|| panic!("node {id} in {nodes}"))
+}
+
+#[tokio::test]
+async fn nodes_on_one_database_share_their_registry_and_events() {
+    let cluster = postgres::Postgres::start();
+    let database = cluster.database("streamforge");
+    let on = |id: &'static str| {
+        let database = database.clone();
+        move |c: &mut streamforge::config::Config| {
+            c.database = database;
+            c.node.id = id.to_owned();
+        }
+    };
+    let a = TestServer::start_with(on("node-a")).await;
+    let b = TestServer::start_with(on("node-b")).await;
+
+    let nodes = nodes_of(&a).await;
+    assert_eq!(nodes["node"], "node-a");
+    for (id, server) in [("node-a", &a), ("node-b", &b)] {
+        let n = node(&nodes, id);
+        assert_eq!(n["state"], "up", "{n}");
+        assert_eq!(n["advertise"], server.url(""), "{n}");
+        assert!(n["load"]["uploads"].is_i64(), "{n}");
+    }
+
+    // The upload goes to B; an SSE client for it and a WebSocket for
+    // every event are on A.
+    let clip = common::clip(
+        "-f lavfi -i testsrc2=size=160x120:rate=30 -t 1 -c:v libx264 -preset ultrafast -pix_fmt yuv420p",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let created = http
+        .post(b.url("/files/"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", clip.len().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let upload = location.rsplit('/').next().unwrap().to_owned();
+    let response = http
+        .get(a.url(&format!("/api/assets/{upload}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut sse = SseReader {
+        body: Box::pin(response.bytes_stream()),
+        buffer: String::new(),
+    };
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/events", a.addr))
+        .await
+        .unwrap();
+    let patched = http
+        .patch(b.url(&location))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(clip.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 204);
+    let asset = loop {
+        let stage = sse.until("stage").await;
+        assert_ne!(stage["stage"], "failed", "{stage}");
+        if stage["stage"] == "ready" {
+            assert_eq!(stage["upload_id"], upload.as_str());
+            break stage["asset_id"].as_str().unwrap().to_owned();
+        }
+    };
+    let mut seen = Vec::new();
+    while !seen.contains(&"ready".to_owned()) {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(30), socket.next())
+            .await
+            .expect("B's events reach A's WebSocket")
+            .expect("the socket stays open")
+            .unwrap();
+        let event: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+        if event["type"] == "upload_progress" {
+            assert_eq!(event["upload_id"], upload.as_str());
+            seen.push("upload_progress".to_owned());
+        } else if event["type"] == "stage" && event["asset_id"] == asset.as_str() {
+            seen.push(event["stage"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(seen.contains(&"upload_progress".to_owned()), "{seen:?}");
+    socket.close(None).await.unwrap();
+    // A knows the asset too: the state is shared.
+    let view: Value = reqwest::get(a.url(&format!("/api/assets/{asset}")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["status"], "ready", "{view}");
+
+    // A third server may not take a live node's id.
+    let taken = streamforge::server::start({
+        let mut config = streamforge::config::Config {
+            data_dir: tempfile::tempdir().unwrap().keep(),
+            ..streamforge::config::Config::default()
+        };
+        config.http.listen = "127.0.0.1:0".parse().unwrap();
+        config.live.rtmp_listen = "127.0.0.1:0".parse().unwrap();
+        config.live.rtsp_listen = "127.0.0.1:0".parse().unwrap();
+        config.live.rtsp_udp_ports = [0, 0];
+        on("node-b")(&mut config);
+        config
+    })
+    .await;
+    match taken {
+        Ok(_) => panic!("a second node-b started"),
+        Err(err) => assert!(err.to_string().contains("in use"), "{err}"),
+    }
+
+    // B stops cleanly: A sees it stopped.
+    b.stop().await;
+    let nodes = nodes_of(&a).await;
+    assert_eq!(node(&nodes, "node-b")["state"], "stopped");
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_single_node_lists_itself_under_a_kept_id() {
+    let server = TestServer::start().await;
+    let nodes = nodes_of(&server).await;
+    let id = nodes["node"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("node-"), "{nodes}");
+    assert_eq!(nodes["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(node(&nodes, &id)["state"], "up");
+    // A restart keeps the id.
+    let data = server.stop_keeping_data().await;
+    let server = TestServer::start_in(data, |_| {}).await;
+    assert_eq!(nodes_of(&server).await["node"], id.as_str());
+    server.stop().await;
+}
