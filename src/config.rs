@@ -630,20 +630,18 @@ impl Config {
         if !self.node.id.is_empty() {
             return Ok(self.node.id.clone());
         }
-        let path = self.data_dir.join("node-id");
-        match std::fs::read_to_string(&path) {
-            Ok(id) if valid_node_id(id.trim()) => Ok(id.trim().to_owned()),
-            Ok(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{} does not hold a node id", path.display()),
-            )),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                let id = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-                std::fs::write(&path, format!("{id}\n"))?;
-                Ok(id)
-            }
-            Err(err) => Err(err),
-        }
+        kept_token(&self.data_dir.join("node-id"), || {
+            format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+        })
+    }
+
+    /// The token that tells this node's data directory from another's
+    /// (`<data_dir>/node-instance`): a node restarting after a crash keeps
+    /// its registry row, another node given the same id is refused.
+    pub fn node_instance(&self) -> std::io::Result<String> {
+        kept_token(&self.data_dir.join("node-instance"), || {
+            uuid::Uuid::new_v4().simple().to_string()
+        })
     }
 
     /// The `[http]` section's limits.
@@ -738,6 +736,23 @@ impl Config {
 pub enum StorageLocation {
     Local(PathBuf),
     Url(String),
+}
+
+/// The token in `path`, made by `make` and written there the first time.
+fn kept_token(path: &std::path::Path, make: impl FnOnce() -> String) -> std::io::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(token) if valid_node_id(token.trim()) => Ok(token.trim().to_owned()),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} does not hold a node token", path.display()),
+        )),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let token = make();
+            std::fs::write(path, format!("{token}\n"))?;
+            Ok(token)
+        }
+        Err(err) => Err(err),
+    }
 }
 
 fn valid_node_id(id: &str) -> bool {

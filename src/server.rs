@@ -439,9 +439,16 @@ async fn join_cluster(
         "" => format!("http://{http_addr}"),
         url => url.to_owned(),
     };
+    let instance = config
+        .node_instance()
+        .map_err(|source| StartError::DataDir {
+            path: config.data_dir.join("node-instance"),
+            source,
+        })?;
     let node = NodeIdentity {
         id,
         advertise,
+        instance,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at_ms: streamforge_actors::clock::now_ms(),
     };

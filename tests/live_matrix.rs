@@ -331,13 +331,14 @@ async fn run_case(server: &TestServer, dir: &Path, index: usize, case: Case) {
     assert!(!last_error.contains("packag"), "{what}: {status}");
     // Samples the packager could not place: none from ffmpeg over RTMP;
     // an RTSP publisher's first audio frame may precede the stream's start
-    // on the RTCP-aligned timeline, and GStreamer's live sources may send
-    // one or two before the first keyframe.
+    // on the RTCP-aligned timeline, and GStreamer's live sources send a few
+    // audio frames before the first keyframe reaches us (three seen on a
+    // loaded machine).
     let dropped = status["dropped_samples"].as_u64().unwrap_or(u64::MAX);
     let allowed_drops = if case.publisher == Publisher::FfmpegRtmp {
         0
     } else {
-        2
+        4
     };
     assert!(dropped <= allowed_drops, "{what}: {status}");
     let frame = f64::from(case.rate.1) / f64::from(case.rate.0);

@@ -25,6 +25,9 @@ pub struct NodeIdentity {
     pub id: String,
     /// The URL other nodes reach this node's HTTP listener on.
     pub advertise: String,
+    /// A token kept in the node's data directory: the same after a
+    /// restart, another for another node given the same id.
+    pub instance: String,
     pub version: String,
     pub started_at_ms: i64,
 }
@@ -59,7 +62,7 @@ pub struct NodeRecord {
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
     #[error(
-        "node id {id:?} is in use by the node at {advertise} (its last heartbeat was {age_ms} ms ago); give this node another node.id"
+        "node id {id:?} is in use by another node, at {advertise} (its last heartbeat was {age_ms} ms ago); give this node another node.id"
     )]
     InUse {
         id: String,
@@ -72,16 +75,23 @@ pub enum JoinError {
 
 impl Database {
     /// Registers `node`, refusing an id that another live node holds (a
-    /// row with the same id, another address and a recent heartbeat).
+    /// row with the same id, another instance and a recent heartbeat). The
+    /// same node restarting after a crash takes its row back.
     pub async fn join(
         &self,
         node: &NodeIdentity,
         load: &serde_json::Value,
     ) -> Result<(), JoinError> {
         let now = clock::now_ms();
+        let instance: Option<String> =
+            sqlx::query_scalar("SELECT instance FROM nodes WHERE id = $1")
+                .bind(&node.id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(DbError::from)?;
         if let Some(held) = self.nodes().await?.into_iter().find(|n| n.id == node.id)
             && held.state == NodeState::Up
-            && held.advertise != node.advertise
+            && instance.as_deref() != Some(node.instance.as_str())
         {
             return Err(JoinError::InUse {
                 id: held.id,
@@ -100,14 +110,15 @@ impl Database {
         load: &serde_json::Value,
     ) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO nodes (id, advertise, version, started_at, heartbeat_at, stopped_at, load)
-             VALUES ($1, $2, $3, $4, $5, NULL, $6)
-             ON CONFLICT (id) DO UPDATE SET advertise = excluded.advertise,
+            "INSERT INTO nodes (id, advertise, instance, version, started_at, heartbeat_at, stopped_at, load)
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)
+             ON CONFLICT (id) DO UPDATE SET advertise = excluded.advertise, instance = excluded.instance,
                  version = excluded.version, started_at = excluded.started_at,
                  heartbeat_at = excluded.heartbeat_at, stopped_at = NULL, load = excluded.load",
         )
         .bind(&node.id)
         .bind(&node.advertise)
+        .bind(&node.instance)
         .bind(&node.version)
         .bind(node.started_at_ms)
         .bind(clock::now_ms())
