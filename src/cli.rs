@@ -102,8 +102,9 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
 
     /// Media storage URL: file:///abs/path or s3://bucket/prefix?endpoint=URL&region=R;
-    /// S3 credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY [key: storage;
-    /// default: <data_dir>/media].
+    /// S3 credentials from the URL (access_key_id, secret_access_key) or
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY [key: storage; default:
+    /// <data_dir>/media].
     #[arg(long, value_name = "URL")]
     pub storage: Option<String>,
 

@@ -216,8 +216,10 @@ impl Storage {
         })
     }
 
-    /// Storage from a URL: `file:///abs/path`, `s3://bucket[/prefix][?endpoint=URL&region=R]`.
-    /// S3 credentials and defaults come from the `AWS_*` environment variables.
+    /// Storage from a URL: `file:///abs/path`,
+    /// `s3://bucket[/prefix][?endpoint=URL&region=R&access_key_id=K&secret_access_key=S]`.
+    /// S3 credentials and defaults not in the URL come from the `AWS_*`
+    /// environment variables.
     pub fn from_url(url: &str) -> Result<Self, StorageError> {
         match parse_url(url)? {
             Target::Local(path) => Storage::local(&path),
@@ -470,9 +472,14 @@ fn parse_url(url: &str) -> Result<Target, StorageError> {
                             |_| invalid("virtual_hosted_style must be true or false".into()),
                         )?)
                     }
+                    // Credentials for this store alone (the `AWS_*`
+                    // environment variables are the default).
+                    "access_key_id" => builder.with_access_key_id(value.as_ref()),
+                    "secret_access_key" => builder.with_secret_access_key(value.as_ref()),
                     other => {
                         return Err(invalid(format!(
-                            "unknown parameter {other:?} (known: endpoint, region, virtual_hosted_style)"
+                            "unknown parameter {other:?} (known: endpoint, region, \
+                             virtual_hosted_style, access_key_id, secret_access_key)"
                         )));
                     }
                 };

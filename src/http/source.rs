@@ -6,6 +6,10 @@
 //! The body is sent as far as the bytes are durable and then held: each
 //! time the upload's session commits more, the response goes on, until the
 //! range is complete ([`Uploads::open_growing`], in the actors' uploads).
+//! `GET /originals/{asset}?secret=…` serves a stored original the same
+//! way, from any storage backend: ffmpeg reads originals in a remote store
+//! (S3) through it.
+//!
 //! The listener is bound to 127.0.0.1 only and every request needs the
 //! per-process secret, so other local users cannot read uploads.
 
@@ -15,8 +19,11 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::TryStreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde::Deserialize;
+use streamforge_actors::assets::keys;
+use streamforge_actors::storage::Storage;
 use streamforge_actors::transcode::GrowingSource;
 use streamforge_actors::uploads::{UploadError, Uploads};
 use tokio::net::TcpListener;
@@ -25,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone)]
 struct SourceState {
     uploads: Uploads,
+    storage: Storage,
     secret: String,
 }
 
@@ -49,7 +57,9 @@ pub async fn serve(
 ) {
     let app = Router::new()
         .route("/uploads/{id}", get(read))
+        .route("/originals/{asset}", get(original))
         .with_state(SourceState {
+            storage: uploads.storage().clone(),
             uploads,
             secret: source.secret,
         });
@@ -96,14 +106,70 @@ async fn read(
     let range = match headers.get(header::RANGE).map(|r| byte_range(r, length)) {
         None | Some(RangeAnswer::Full) => None,
         Some(RangeAnswer::Partial(range)) => Some((range.start, range.end)),
-        Some(RangeAnswer::Unsatisfiable) => {
-            let mut response = plain(StatusCode::RANGE_NOT_SATISFIABLE, "bad range");
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{length}")) {
-                response.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            return response;
-        }
+        Some(RangeAnswer::Unsatisfiable) => return unsatisfiable(length),
     };
+    let body = |start, end| upload.read(start..end);
+    ranged(&method, length, range, body)
+}
+
+/// The stored original of `asset`, by range.
+async fn original(
+    State(state): State<SourceState>,
+    Path(asset): Path<String>,
+    Query(secret): Query<Secret>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    if secret.secret != state.secret {
+        return plain(StatusCode::FORBIDDEN, "wrong secret");
+    }
+    let Ok(key) = keys::original(&asset) else {
+        return plain(StatusCode::NOT_FOUND, "no such asset");
+    };
+    let object = match state.storage.open(&key).await {
+        Ok(Some(object)) => object,
+        Ok(None) => return plain(StatusCode::NOT_FOUND, "no such original"),
+        Err(err) => return plain(StatusCode::BAD_GATEWAY, err.to_string()),
+    };
+    let length = object.info.size;
+    let range = match headers.get(header::RANGE).map(|r| byte_range(r, length)) {
+        None | Some(RangeAnswer::Full) => None,
+        Some(RangeAnswer::Partial(range)) => Some((range.start, range.end)),
+        Some(RangeAnswer::Unsatisfiable) => return unsatisfiable(length),
+    };
+    if method == Method::HEAD || length == 0 {
+        return ranged(&method, length, range, |_, _| futures::stream::empty());
+    }
+    let (start, end) = range.unwrap_or((0, length));
+    tracing::debug!(%asset, start, end, "source: reading a stored original");
+    match object.read(Some(start..end)).await {
+        Ok(read) => {
+            let body = read.body.map_err(std::io::Error::other);
+            ranged(&method, length, range, move |_, _| body)
+        }
+        Err(err) => plain(StatusCode::BAD_GATEWAY, err.to_string()),
+    }
+}
+
+fn unsatisfiable(length: u64) -> Response {
+    let mut response = plain(StatusCode::RANGE_NOT_SATISFIABLE, "bad range");
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{length}")) {
+        response.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    response
+}
+
+/// A `200` or `206` answer of `length` bytes whose body `body(start, end)`
+/// streams (none for `HEAD`).
+fn ranged<S>(
+    method: &Method,
+    length: u64,
+    range: Option<(u64, u64)>,
+    body: impl FnOnce(u64, u64) -> S,
+) -> Response
+where
+    S: futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+{
     let (start, end) = range.unwrap_or((0, length));
     let mut builder = Response::builder()
         .header(header::ACCEPT_RANGES, "bytes")
@@ -118,7 +184,7 @@ async fn read(
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        Body::from_stream(upload.read(start..end))
+        Body::from_stream(body(start, end))
     };
     builder
         .body(body)

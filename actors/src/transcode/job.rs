@@ -57,9 +57,7 @@ pub enum JobError {
     Upload(#[from] crate::db::DbError),
     #[error("the upload is not complete and this server has no growing source")]
     NoGrowingSource,
-    #[error(
-        "processing needs a local storage backend in this build (remote originals are not fetched yet)"
-    )]
+    #[error("the original is in remote storage and no source server runs to read it from")]
     RemoteOriginal,
     #[error("cannot start ffprobe: {0}")]
     ProbeStart(#[source] std::io::Error),
@@ -260,11 +258,15 @@ async fn source_input(
         }
     }
     let key = keys::original(asset).map_err(RungErrorKind::Key)?;
-    let path = transcoder
-        .storage
-        .local_path(&key)
-        .ok_or(JobError::RemoteOriginal)?;
-    Ok((path.display().to_string(), false))
+    match transcoder.storage.local_path(&key) {
+        Some(path) => Ok((path.display().to_string(), false)),
+        // A remote store: ffmpeg reads the original through the source
+        // server, by range.
+        None => transcoder
+            .original_url(asset)
+            .map(|url| (url, false))
+            .ok_or(JobError::RemoteOriginal),
+    }
 }
 
 /// ffprobe's view of `input`, reduced to what the asset shows.

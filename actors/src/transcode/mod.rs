@@ -208,6 +208,14 @@ impl Transcoder {
         self.growing.is_some()
     }
 
+    /// The stored original of `asset` on the source server, for programs
+    /// that read by URL when the store is remote.
+    pub fn original_url(&self, asset: &str) -> Option<String> {
+        self.growing
+            .as_ref()
+            .map(|g| format!("{}/originals/{asset}?secret={}", g.base_url, g.secret))
+    }
+
     /// The growing source of `upload`, for ffmpeg.
     pub fn growing_url(&self, upload: &str) -> Option<String> {
         self.growing

@@ -11,13 +11,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::broadcast;
 
 use super::{UploadError, Uploads};
 use crate::assets::keys;
 use crate::events::Event;
+use crate::storage::ObjectKey;
 
 /// Bytes per read.
 const CHUNK: usize = 256 * 1024;
@@ -88,16 +89,25 @@ struct GrowingRead {
 }
 
 struct Known {
-    path: PathBuf,
+    path: Origin,
     from: u64,
     to: u64,
     file_at: u64,
 }
 
+/// Where an upload's bytes are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Origin {
+    /// An append file, or an original in local storage.
+    File(PathBuf),
+    /// The original in a remote store.
+    Stored(ObjectKey),
+}
+
 /// Where the next bytes come from.
 enum Place {
     /// Read `path` at `at`, at most `max` bytes.
-    Read { path: PathBuf, at: u64, max: u64 },
+    Read { path: Origin, at: u64, max: u64 },
     /// Not durable yet.
     Wait,
 }
@@ -210,7 +220,7 @@ impl GrowingRead {
                 let durable = self.uploads.status(part).await.map_err(gone)?.offset;
                 if inner < durable {
                     return Ok(Place::Read {
-                        path: self.uploads.file_path(part),
+                        path: Origin::File(self.uploads.file_path(part)),
                         at: inner,
                         max: durable - inner,
                     });
@@ -222,7 +232,11 @@ impl GrowingRead {
         Err(std::io::Error::other("read past the partial uploads"))
     }
 
-    async fn read_at(&mut self, path: PathBuf, at: u64, want: usize) -> std::io::Result<Bytes> {
+    async fn read_at(&mut self, path: Origin, at: u64, want: usize) -> std::io::Result<Bytes> {
+        let path = match path {
+            Origin::File(path) => path,
+            Origin::Stored(key) => return self.read_stored(&key, at, want).await,
+        };
         let reuse = matches!(&self.file, Some((p, _, pos)) if *p == path && *pos == at);
         if !reuse {
             let mut file = tokio::fs::File::open(&path).await?;
@@ -244,8 +258,30 @@ impl GrowingRead {
         Ok(buffer.freeze())
     }
 
-    /// The upload's append file, or its stored original once it was moved.
-    async fn own_path(&self, asset: Option<&str>) -> std::io::Result<PathBuf> {
+    /// `want` bytes at `at` of a stored object (one ranged `GET`).
+    async fn read_stored(&self, key: &ObjectKey, at: u64, want: usize) -> std::io::Result<Bytes> {
+        let read = self
+            .uploads
+            .storage
+            .read(key, Some(at..at + want as u64))
+            .await
+            .map_err(std::io::Error::other)?;
+        let mut buffer = BytesMut::with_capacity(want);
+        let mut body = read.body;
+        while let Some(chunk) = body.next().await {
+            buffer.extend_from_slice(&chunk.map_err(std::io::Error::other)?);
+        }
+        if buffer.is_empty() {
+            return Err(std::io::Error::other(
+                "the stored original is shorter than the upload",
+            ));
+        }
+        Ok(buffer.freeze())
+    }
+
+    /// The upload's append file, or its stored original once it was moved
+    /// (a local file, or an object in a remote store).
+    async fn own_path(&self, asset: Option<&str>) -> std::io::Result<Origin> {
         let append = self.uploads.file_path(&self.id);
         if tokio::fs::try_exists(&append).await.unwrap_or(false)
             && tokio::fs::metadata(&append)
@@ -253,7 +289,7 @@ impl GrowingRead {
                 .map(|m| m.len() > 0)
                 .unwrap_or(false)
         {
-            return Ok(append);
+            return Ok(Origin::File(append));
         }
         let asset = match asset {
             Some(asset) => Some(asset.to_owned()),
@@ -264,9 +300,12 @@ impl GrowingRead {
                 .ok()
                 .and_then(|s| s.asset_id),
         };
-        asset
+        let key = asset
             .and_then(|asset| keys::original(&asset).ok())
-            .and_then(|key| self.uploads.storage.local_path(&key))
-            .ok_or_else(|| std::io::Error::other("the upload's bytes are not on local storage"))
+            .ok_or_else(|| std::io::Error::other("the upload has no stored original"))?;
+        Ok(match self.uploads.storage.local_path(&key) {
+            Some(path) => Origin::File(path),
+            None => Origin::Stored(key),
+        })
     }
 }

@@ -155,6 +155,11 @@ impl Uploads {
     }
 
     /// Where an upload in progress keeps its bytes.
+    /// Where completed uploads' originals are stored.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
     pub fn file_path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.bin"))
     }
