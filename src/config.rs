@@ -59,7 +59,7 @@ pub struct Config {
 
 /// The `[node]` section: who this server is to the other nodes sharing
 /// its database.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// This node's name among the nodes of one database: empty for an id
@@ -68,6 +68,20 @@ pub struct NodeConfig {
     /// The URL other nodes reach this node's HTTP listener on: empty for
     /// `http://` and the address `http.listen` bound.
     pub advertise: String,
+    /// What this node does: `api` (the API, tus, `/vod/`, `/live/`),
+    /// `ingest` (RTMP, RTSP, camera pulls), `worker` (claims processing
+    /// jobs). All three by default.
+    pub roles: Vec<streamforge_actors::cluster::Role>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            advertise: String::new(),
+            roles: streamforge_actors::cluster::Role::ALL.to_vec(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -609,6 +623,9 @@ impl Config {
         let node = &self.node;
         if !node.id.is_empty() && !valid_node_id(&node.id) {
             return invalid("node.id", "1 to 64 characters of [A-Za-z0-9_.-]");
+        }
+        if node.roles.is_empty() {
+            return invalid("node.roles", "at least one of api, ingest, worker");
         }
         if !node.advertise.is_empty() {
             let url: http::Uri = node.advertise.parse().map_err(|e: http::uri::InvalidUri| {

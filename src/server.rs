@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use streamforge_actors::cluster::{self, NodeIdentity};
+use streamforge_actors::cluster::{self, NodeIdentity, Role};
 use streamforge_actors::db::{Database, DbError, Dialect};
 use streamforge_actors::events::EventBus;
 use streamforge_actors::live::{Live, LiveOptions};
@@ -239,11 +239,12 @@ struct Listeners {
 impl Listeners {
     async fn bind(config: &Config) -> Result<Self, StartError> {
         let (http, http_addr) = bind_tcp(config.http.listen, "HTTP, --listen").await?;
-        let rtmp = match config.live.rtmp {
+        let ingest = config.node.roles.contains(&Role::Ingest);
+        let rtmp = match config.live.rtmp && ingest {
             true => Some(bind_tcp(config.live.rtmp_listen, "RTMP, --rtmp-listen").await?),
             false => None,
         };
-        let rtsp = match config.live.rtsp {
+        let rtsp = match config.live.rtsp && ingest {
             true => {
                 let listen = config.live.rtsp_listen;
                 let (listener, addr) = bind_tcp(listen, "RTSP, --rtsp-listen").await?;
@@ -338,11 +339,16 @@ impl Services {
             supervision.clone(),
             events.clone(),
             &config.transcode.ladder,
+            &node.id,
+            node.has(Role::Worker),
         );
         if let Some((_, source)) = &listeners.growing {
             transcoder = transcoder.with_growing_source(source.clone());
         }
         transcoder.resume_unfinished().await;
+        if node.has(Role::Worker) {
+            supervision.every(transcoder.claims_task()).await?;
+        }
         match db.fail_stale_recordings().await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
@@ -384,7 +390,9 @@ impl Services {
                 events.clone(),
             )),
         );
-        streamforge_actors::live::rtsp_pull::start_pulls(&live, &config.live.pull).await;
+        if node.has(Role::Ingest) {
+            streamforge_actors::live::rtsp_pull::start_pulls(&live, &config.live.pull).await;
+        }
         let rate_limiter = http::middleware::rate_limiter(&config.limits);
         start_periodic_tasks(supervision, &uploads, rate_limiter.clone()).await?;
         let draining = Arc::new(AtomicBool::new(false));
@@ -449,6 +457,7 @@ async fn join_cluster(
         id,
         advertise,
         instance,
+        roles: config.node.roles.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at_ms: streamforge_actors::clock::now_ms(),
     };

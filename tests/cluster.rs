@@ -1,9 +1,12 @@
 //! Several nodes on one PostgreSQL database (each its own ports and data
 //! directory): the node registry lists them with their state, an SSE
-//! client on one node sees the events another node produced, and a node id
-//! another live node holds is refused.
+//! client on one node sees the events another node produced, a node id
+//! another live node holds is refused, and with a shared bucket an upload
+//! taken by an API node is processed by a worker node.
 
 mod common;
+#[path = "support/garage.rs"]
+mod garage;
 #[path = "support/postgres.rs"]
 mod postgres;
 
@@ -165,4 +168,67 @@ async fn a_single_node_lists_itself_under_a_kept_id() {
     let server = TestServer::start_in(data, |_| {}).await;
     assert_eq!(nodes_of(&server).await["node"], id.as_str());
     server.stop().await;
+}
+
+#[tokio::test]
+async fn an_api_node_queues_and_a_worker_node_processes_from_the_bucket() {
+    use streamforge_actors::cluster::Role;
+    let cluster = postgres::Postgres::start();
+    let database = cluster.database("streamforge");
+    let garage = garage::Garage::start();
+    let storage = garage.storage_url("media");
+    let on = |id: &'static str, roles: &'static [Role]| {
+        let (database, storage) = (database.clone(), storage.clone());
+        move |c: &mut streamforge::config::Config| {
+            c.database = database;
+            c.storage = storage;
+            c.node.id = id.to_owned();
+            c.node.roles = roles.to_vec();
+        }
+    };
+    let api = TestServer::start_with(on("api", &[Role::Api])).await;
+    assert!(
+        api.running.as_ref().unwrap().rtmp_addr().is_none(),
+        "no ingest role, no RTMP"
+    );
+    let clip = common::clip(
+        "-f lavfi -i testsrc2=size=160x120:rate=30 -f lavfi -i sine -t 2 -c:v libx264 \
+         -preset ultrafast -pix_fmt yuv420p -c:a aac -movflags +faststart",
+    )
+    .await;
+    let asset = common::upload(&api, "queued.mp4", clip.clone()).await;
+    // No worker yet: the job waits in the queue.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let view: Value = reqwest::get(api.url(&format!("/api/assets/{asset}")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["status"], "uploaded", "{view}");
+
+    let worker = TestServer::start_with(on("worker", &[Role::Worker])).await;
+    let refused = reqwest::get(worker.url("/api/assets")).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    let (code, _) = common::error_of(refused).await;
+    assert_eq!(code, "not_served");
+    let view = common::wait_for_asset(&api.url(""), &asset, &["ready", "failed"]).await;
+    assert_eq!(view["status"], "ready", "{view}");
+    let probed = common::ffprobe(&api.url(&format!("/vod/{asset}/master.m3u8"))).await;
+    assert_eq!(probed["streams"].as_array().unwrap().len(), 2, "{probed}");
+    let original = reqwest::get(api.url(&format!("/api/assets/{asset}/original")))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(original == clip, "the original differs");
+    let nodes = nodes_of(&api).await;
+    assert_eq!(
+        node(&nodes, "worker")["roles"],
+        serde_json::json!(["worker"])
+    );
+    assert_eq!(node(&nodes, "api")["roles"], serde_json::json!(["api"]));
+    worker.stop().await;
+    api.stop().await;
 }

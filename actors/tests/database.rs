@@ -165,6 +165,51 @@ async fn exercise(db: &Database) {
     assert!(db.delete_asset("a2").await.unwrap());
     assert!(db.asset("a2").await.unwrap().is_none());
 
+    // The processing queue: a pinned job goes to its node only, a claim
+    // is never taken twice, an expired lease is claimed again, a released
+    // job is done, and a restarting node's jobs go back to the queue.
+    db.enqueue_job("j1", None).await.unwrap();
+    db.enqueue_job("j2", Some("node-a")).await.unwrap();
+    db.enqueue_job("j1", None).await.unwrap();
+    assert_eq!(db.claim_jobs("node-b", 10).await.unwrap(), ["j1"]);
+    assert!(db.claim_jobs("node-b", 10).await.unwrap().is_empty());
+    assert_eq!(db.claim_jobs("node-a", 10).await.unwrap(), ["j2"]);
+    assert_eq!(db.job_owner("j1").await.unwrap().as_deref(), Some("node-b"));
+    assert_eq!(db.renew_jobs("node-b").await.unwrap(), 1);
+    sqlx::query("UPDATE jobs SET lease_until = 0 WHERE asset = 'j1'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        db.claim_jobs("node-c", 10).await.unwrap(),
+        ["j1"],
+        "node-b's lease ran out"
+    );
+    db.release_job("j1", "node-b", true).await.unwrap();
+    assert_eq!(
+        db.job_owner("j1").await.unwrap().as_deref(),
+        Some("node-c"),
+        "not node-b's any more"
+    );
+    db.release_job("j1", "node-c", true).await.unwrap();
+    assert_eq!(db.job_owner("j1").await.unwrap(), None);
+    assert!(
+        db.claim_jobs("node-c", 10).await.unwrap().is_empty(),
+        "done"
+    );
+    db.recover_jobs("node-a").await.unwrap();
+    assert_eq!(
+        db.claim_jobs("node-a", 10).await.unwrap(),
+        ["j2"],
+        "node-a restarted"
+    );
+    db.release_job("j2", "node-a", false).await.unwrap();
+    assert!(
+        db.claim_jobs("node-c", 10).await.unwrap().is_empty(),
+        "still pinned to node-a"
+    );
+    assert_eq!(db.claim_jobs("node-a", 10).await.unwrap(), ["j2"]);
+
     // API tokens and stream keys: only digests are stored.
     let (id, token) = db.create_token("ci").await.unwrap();
     assert!(db.token_is_valid(&token).await.unwrap());

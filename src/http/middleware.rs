@@ -20,6 +20,28 @@ use crate::metrics::RequestLabels;
 /// namespace: dot segments (plain or percent-encoded), encoded slashes and
 /// backslashes, NUL, and empty segments. Every later route parameter can
 /// then be used as an identifier without re-checking for traversal.
+/// On a node without the `api` role (`node.roles`), everything but the
+/// operational endpoints answers `503`: a load balancer sends API, upload
+/// and playback requests to the nodes that have it.
+pub async fn api_role(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let operational = matches!(
+        request.uri().path(),
+        "/healthz" | "/readyz" | "/metrics" | "/api/server" | "/api/nodes"
+    );
+    if operational || state.node.has(streamforge_actors::cluster::Role::Api) {
+        return next.run(request).await;
+    }
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_served",
+        format!(
+            "node {} does not have the api role (node.roles); ask a node that has it",
+            state.node.id
+        ),
+    )
+    .into_response()
+}
+
 pub async fn reject_unsafe_paths(request: Request, next: Next) -> Response {
     if let Some(reason) = unsafe_path(request.uri().path()) {
         return ApiError::new(StatusCode::BAD_REQUEST, "bad_path", reason).into_response();

@@ -133,6 +133,10 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
             state.clone(),
             middleware::rate_limit,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::api_role,
+        ))
         .layer(axum::middleware::from_fn(middleware::reject_unsafe_paths))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

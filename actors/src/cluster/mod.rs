@@ -8,4 +8,4 @@
 pub mod nodes;
 pub mod relay;
 
-pub use nodes::{HEARTBEAT, NodeIdentity, NodeRecord, NodeState};
+pub use nodes::{HEARTBEAT, NodeIdentity, NodeRecord, NodeState, Role};

@@ -19,6 +19,30 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// A node that missed three heartbeats is lost.
 pub const LOST_AFTER: Duration = Duration::from_secs(15);
 
+/// What a node does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Answers the API, tus uploads, `/vod/` and `/live/` requests.
+    Api,
+    /// Takes live ingest (RTMP, RTSP, camera pulls).
+    Ingest,
+    /// Claims processing jobs from the queue.
+    Worker,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Api, Role::Ingest, Role::Worker];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Api => "api",
+            Role::Ingest => "ingest",
+            Role::Worker => "worker",
+        }
+    }
+}
+
 /// Who this node is to the others.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeIdentity {
@@ -28,8 +52,15 @@ pub struct NodeIdentity {
     /// A token kept in the node's data directory: the same after a
     /// restart, another for another node given the same id.
     pub instance: String,
+    pub roles: Vec<Role>,
     pub version: String,
     pub started_at_ms: i64,
+}
+
+impl NodeIdentity {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
 }
 
 /// Where a node stands, from its row.
@@ -49,6 +80,7 @@ pub enum NodeState {
 pub struct NodeRecord {
     pub id: String,
     pub advertise: String,
+    pub roles: Vec<Role>,
     pub version: String,
     pub state: NodeState,
     pub started_at_ms: i64,
@@ -110,9 +142,10 @@ impl Database {
         load: &serde_json::Value,
     ) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO nodes (id, advertise, instance, version, started_at, heartbeat_at, stopped_at, load)
-             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)
+            "INSERT INTO nodes (id, advertise, instance, version, started_at, heartbeat_at, stopped_at, load, roles)
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8)
              ON CONFLICT (id) DO UPDATE SET advertise = excluded.advertise, instance = excluded.instance,
+                 roles = excluded.roles,
                  version = excluded.version, started_at = excluded.started_at,
                  heartbeat_at = excluded.heartbeat_at, stopped_at = NULL, load = excluded.load",
         )
@@ -123,6 +156,13 @@ impl Database {
         .bind(node.started_at_ms)
         .bind(clock::now_ms())
         .bind(load.to_string())
+        .bind(
+            node.roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
         .execute(self.pool())
         .await?;
         Ok(())
@@ -150,9 +190,14 @@ impl Database {
                 let heartbeat_at_ms: i64 = row.try_get("heartbeat_at")?;
                 let stopped_at_ms: Option<i64> = row.try_get("stopped_at")?;
                 let load: String = row.try_get("load")?;
+                let roles: String = row.try_get("roles")?;
                 Ok(NodeRecord {
                     id: row.try_get("id")?,
                     advertise: row.try_get("advertise")?,
+                    roles: Role::ALL
+                        .into_iter()
+                        .filter(|r| roles.split(',').any(|n| n == r.as_str()))
+                        .collect(),
                     version: row.try_get("version")?,
                     state: match stopped_at_ms {
                         Some(_) => NodeState::Stopped,

@@ -646,6 +646,18 @@ impl Actor for Job {
         }
     }
 
+    /// The job's claim ends with it: done once the asset is ready or
+    /// failed, back in the queue when it stopped before (the node shuts
+    /// down), for this node's next start or another worker.
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<JobMsg>,
+        state: &mut JobState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.transcoder.release(&state.asset, state.finished).await;
+        Ok(())
+    }
+
     async fn handle_supervisor_evt(
         &self,
         myself: ActorRef<JobMsg>,

@@ -14,6 +14,7 @@
 
 pub mod image;
 mod job;
+pub mod queue;
 mod rung;
 
 use std::sync::Arc;
@@ -38,6 +39,10 @@ pub struct Transcoder {
     supervision: Supervision,
     ladder: Arc<[LadderRung]>,
     growing: Option<GrowingSource>,
+    /// This node's id: its claims on the queue carry it.
+    node: Arc<str>,
+    /// This node claims jobs (the `worker` role).
+    worker: bool,
 }
 
 /// Where ffmpeg reads an upload that is still arriving: an HTTP resource on
@@ -177,13 +182,16 @@ impl std::fmt::Debug for Transcoder {
 }
 
 impl Transcoder {
-    /// `ladder` must pass [`check_vod_ladder`].
+    /// `ladder` must pass [`check_vod_ladder`]. Jobs go through the queue
+    /// in `db`; node `node` claims them when it is a `worker`.
     pub fn new(
         db: Database,
         storage: Storage,
         supervision: Supervision,
         events: EventBus,
         ladder: &[LadderRung],
+        node: &str,
+        worker: bool,
     ) -> Self {
         let processes = supervision.processes().clone();
         Transcoder {
@@ -194,6 +202,8 @@ impl Transcoder {
             processes,
             supervision,
             growing: None,
+            node: node.into(),
+            worker,
         }
     }
 
@@ -203,9 +213,10 @@ impl Transcoder {
         self
     }
 
-    /// Whether processing can start before an upload is complete.
+    /// Whether processing can start before an upload is complete: on a
+    /// worker, which reads the upload where it arrives.
     pub fn reads_growing_sources(&self) -> bool {
-        self.growing.is_some()
+        self.growing.is_some() && self.worker
     }
 
     /// The stored original of `asset` on the source server, for programs
@@ -223,14 +234,43 @@ impl Transcoder {
             .map(|g| format!("{}/uploads/{upload}?secret={}", g.base_url, g.secret))
     }
 
-    /// Starts processing `asset`; its status moves to `processing`, then
-    /// `ready` or `failed`.
-    pub async fn start(&self, asset: &str) {
+    /// Queues processing of `asset`; its status moves to `processing`,
+    /// then `ready` or `failed`. `arriving`: its upload is still arriving
+    /// here, so only this node can read it and the job is pinned to it.
+    /// A worker claims at once.
+    pub async fn start(&self, asset: &str, arriving: bool) {
+        let pinned = arriving.then_some(&*self.node);
+        if let Err(err) = self.db.enqueue_job(asset, pinned).await {
+            tracing::error!(asset, %err, "cannot queue processing");
+            return;
+        }
+        if self.worker {
+            self.claim().await;
+        }
+    }
+
+    /// Claims the jobs this node may run and starts them.
+    pub async fn claim(&self) {
+        let claimed = match self.db.claim_jobs(&self.node, 64).await {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                tracing::warn!(%err, "cannot claim processing jobs");
+                return;
+            }
+        };
+        for asset in claimed {
+            tracing::info!(%asset, node = %self.node, "processing claimed");
+            self.run(&asset).await;
+        }
+    }
+
+    /// Runs `asset`'s claimed job in a `Job` actor.
+    async fn run(&self, asset: &str) {
         let branch = match self.supervision.branch(BranchKind::Transcodes).await {
             Ok(branch) => branch,
             Err(err) => {
                 tracing::error!(asset, %err, "cannot start processing");
-                return;
+                return self.release(asset, false).await;
             }
         };
         let args = job::JobArgs {
@@ -239,19 +279,44 @@ impl Transcoder {
         };
         if let Err(err) = Actor::spawn_linked(None, Job, args, branch.get_cell()).await {
             tracing::error!(asset, %err, "cannot start processing");
+            self.release(asset, false).await;
         }
     }
 
-    /// Restarts processing of assets a previous run left unfinished.
+    /// Ends this node's claim on `asset`: done, or back in the queue.
+    pub(crate) async fn release(&self, asset: &str, done: bool) {
+        if let Err(err) = self.db.release_job(asset, &self.node, done).await {
+            tracing::warn!(asset, %err, "cannot release a processing job; its lease will run out");
+        }
+    }
+
+    /// At start-up: the jobs a previous run of this node held go back to
+    /// the queue, then a worker claims what it may run.
     pub async fn resume_unfinished(&self) {
-        match self.db.unfinished_assets().await {
-            Ok(assets) => {
-                for asset in assets {
-                    tracing::info!(%asset, "resuming processing");
-                    self.start(&asset).await;
-                }
-            }
-            Err(err) => tracing::error!(%err, "cannot list unfinished assets"),
+        if let Err(err) = self.db.recover_jobs(&self.node).await {
+            tracing::error!(%err, "cannot recover unfinished processing");
+        }
+        if self.worker {
+            self.claim().await;
+        }
+    }
+
+    /// The periodic task of a worker: renew the leases of its jobs, and
+    /// claim queued jobs (another node's upload completed, or a node died).
+    pub fn claims_task(&self) -> crate::supervision::PeriodicTask {
+        let transcoder = self.clone();
+        crate::supervision::PeriodicTask {
+            name: "job-claims",
+            every: queue::CLAIM_EVERY,
+            job: Arc::new(move || {
+                let transcoder = transcoder.clone();
+                Box::pin(async move {
+                    if let Err(err) = transcoder.db.renew_jobs(&transcoder.node).await {
+                        tracing::warn!(%err, "cannot renew processing leases");
+                    }
+                    transcoder.claim().await;
+                })
+            }),
         }
     }
 }

@@ -349,7 +349,7 @@ impl Uploads {
                 stage: Stage::Uploading,
                 error: None,
             });
-            transcoder.start(&asset_id).await;
+            transcoder.start(&asset_id, true).await;
         }
         Ok(None)
     }
@@ -469,7 +469,7 @@ impl Uploads {
         if early.is_none()
             && let Some(transcoder) = &self.transcoder
         {
-            transcoder.start(&asset_id).await;
+            transcoder.start(&asset_id, false).await;
         }
         Ok(asset_id)
     }
@@ -504,7 +504,7 @@ impl Uploads {
             stage: Stage::Uploading,
             error: None,
         });
-        transcoder.start(&asset_id).await;
+        transcoder.start(&asset_id, true).await;
         Ok(())
     }
 
