@@ -232,3 +232,70 @@ async fn an_api_node_queues_and_a_worker_node_processes_from_the_bucket() {
     worker.stop().await;
     api.stop().await;
 }
+
+/// kill -9 of the worker node in the middle of a transcode: its lease runs
+/// out, another worker claims the job and the asset becomes ready and
+/// decodes; the killed node shows `lost`.
+#[tokio::test]
+async fn a_killed_workers_job_is_claimed_by_another_worker() {
+    use streamforge_actors::cluster::Role;
+    let cluster = postgres::Postgres::start();
+    let database = cluster.database("streamforge");
+    let garage = garage::Garage::start();
+    let storage = garage.storage_url("media");
+    let api = TestServer::start_with(|c| {
+        c.database = database.clone();
+        c.storage = storage.clone();
+        c.node.id = "api".to_owned();
+        c.node.roles = vec![Role::Api];
+    })
+    .await;
+    // Long enough that the first worker is still encoding when killed.
+    let clip = common::clip(
+        "-f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i sine -t 20 -c:v libx264 \
+         -preset ultrafast -pix_fmt yuv420p -c:a aac -movflags +faststart",
+    )
+    .await;
+    let asset = common::upload(&api, "failover.mp4", clip).await;
+
+    let data = tempfile::tempdir().unwrap();
+    let (mut first, _) = common::spawn_server(
+        data.path(),
+        &[
+            ("STREAMFORGE_DATABASE", database.as_str()),
+            ("STREAMFORGE_STORAGE", storage.as_str()),
+            ("STREAMFORGE_NODE_ID", "worker-1"),
+            ("STREAMFORGE_NODE_ROLES", "[\"worker\"]"),
+        ],
+    )
+    .await;
+    let base = api.url("");
+    common::wait_until("worker-1 transcodes", async || {
+        let view = common::wait_for_asset(&base, &asset, &["processing", "ready", "failed"]).await;
+        view["stage"] == "transcoding" || view["stage"] == "previewing"
+    })
+    .await;
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+
+    let second = TestServer::start_with(|c| {
+        c.database = database.clone();
+        c.storage = storage.clone();
+        c.node.id = "worker-2".to_owned();
+        c.node.roles = vec![Role::Worker];
+    })
+    .await;
+    let view = common::wait_for_asset(&base, &asset, &["ready", "failed"]).await;
+    assert_eq!(view["status"], "ready", "{view}");
+    let probed = common::ffprobe(&api.url(&format!("/vod/{asset}/master.m3u8"))).await;
+    let duration: f64 = probed["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((duration - 20.0).abs() < 0.5, "{probed}");
+    let nodes = nodes_of(&api).await;
+    assert_eq!(node(&nodes, "worker-1")["state"], "lost", "{nodes}");
+    second.stop().await;
+    api.stop().await;
+}

@@ -11,55 +11,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::Value;
-use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
 /// Starts the real binary on `data`; returns it and its base URL.
 async fn start(data: &std::path::Path) -> (Child, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_streamforge"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("STREAMFORGE_") || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
-    let mut child = command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rtmp-listen",
-            "127.0.0.1:0",
-            "--rtsp-listen",
-            "127.0.0.1:0",
-        ])
-        .env("STREAMFORGE_LIVE_RTSP_UDP_PORTS", "[0, 0]")
-        .args(["--log-format", "json"])
-        .arg("--data-dir")
-        .arg(data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the server starts")
-            .unwrap()
-            .expect("the server logs its address");
-        let Ok(event) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if event["message"] == "streamforge listening" {
-            break event["http"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, format!("http://{addr}"))
+    common::spawn_server(data, &[]).await
 }
 
 fn ffmpeg_children_of(pid: u32) -> Vec<u32> {
