@@ -195,16 +195,31 @@ async fn tuspy_resumes_with_checksums_across_a_restart() {
         .to_owned();
 
     // A restart: everything acknowledged is still there.
+    let server = restart_and_resume(server, &path, file, 2 * 262_144, |_| {}).await;
+    let (_, original) = original_of(&server, &path).await;
+    assert!(original == bytes, "the original differs after a restart");
+    server.stop().await;
+}
+
+/// Restarts `server` on its data directory (configured by `adjust`),
+/// checks that tus HEAD reports the `durable` offset of upload `path`, and
+/// has tuspy finish uploading `file` from there.
+async fn restart_and_resume(
+    server: TestServer,
+    path: &str,
+    file: &str,
+    durable: u64,
+    adjust: impl FnOnce(&mut streamforge::config::Config),
+) -> TestServer {
     let data = server.stop_keeping_data().await;
-    let server = TestServer::start_in(data, |_| {}).await;
+    let server = TestServer::start_in(data, adjust).await;
     let head = reqwest::Client::new()
-        .head(server.url(&path))
+        .head(server.url(path))
         .header("tus-resumable", "1.0.0")
         .send()
         .await
         .unwrap();
-    assert_eq!(head.headers()["upload-offset"], (2 * 262_144).to_string());
-
+    assert_eq!(head.headers()["upload-offset"], durable.to_string());
     let resumed = peer(
         "python3",
         &[
@@ -212,14 +227,12 @@ async fn tuspy_resumes_with_checksums_across_a_restart() {
             &server.url("/files/"),
             file,
             "--resume-url",
-            &server.url(&path),
+            &server.url(path),
         ],
     )
     .await;
     assert_eq!(resumed["done"], true);
-    let (_, original) = original_of(&server, &path).await;
-    assert!(original == bytes, "the original differs after a restart");
-    server.stop().await;
+    server
 }
 
 async fn create(http: &reqwest::Client, server: &TestServer, length: u64) -> String {
@@ -517,27 +530,7 @@ async fn state_in_postgresql_survives_a_restart() {
         .path()
         .to_owned();
 
-    let data = server.stop_keeping_data().await;
-    let server = TestServer::start_in(data, on_postgres).await;
-    let head = reqwest::Client::new()
-        .head(server.url(&path))
-        .header("tus-resumable", "1.0.0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(head.headers()["upload-offset"], "8192");
-    let resumed = peer(
-        "python3",
-        &[
-            "tuspy_upload.py",
-            &server.url("/files/"),
-            file,
-            "--resume-url",
-            &server.url(&path),
-        ],
-    )
-    .await;
-    assert_eq!(resumed["done"], true);
+    let server = restart_and_resume(server, &path, file, 8192, on_postgres).await;
     let (asset, original) = original_of(&server, &path).await;
     assert!(original == clip, "the original differs after a restart");
     common::wait_for_asset(&server.url(""), &asset, &["ready"]).await;

@@ -103,10 +103,9 @@ async fn read(
     let Some(length) = upload.length else {
         return plain(StatusCode::CONFLICT, "the upload's length is not known yet");
     };
-    let range = match headers.get(header::RANGE).map(|r| byte_range(r, length)) {
-        None | Some(RangeAnswer::Full) => None,
-        Some(RangeAnswer::Partial(range)) => Some((range.start, range.end)),
-        Some(RangeAnswer::Unsatisfiable) => return unsatisfiable(length),
+    let range = match requested_range(&headers, length) {
+        Ok(range) => range,
+        Err(refused) => return refused,
     };
     let body = |start, end| upload.read(start..end);
     ranged(&method, length, range, body)
@@ -132,10 +131,9 @@ async fn original(
         Err(err) => return plain(StatusCode::BAD_GATEWAY, err.to_string()),
     };
     let length = object.info.size;
-    let range = match headers.get(header::RANGE).map(|r| byte_range(r, length)) {
-        None | Some(RangeAnswer::Full) => None,
-        Some(RangeAnswer::Partial(range)) => Some((range.start, range.end)),
-        Some(RangeAnswer::Unsatisfiable) => return unsatisfiable(length),
+    let range = match requested_range(&headers, length) {
+        Ok(range) => range,
+        Err(refused) => return refused,
     };
     if method == Method::HEAD || length == 0 {
         return ranged(&method, length, range, |_, _| futures::stream::empty());
@@ -151,12 +149,20 @@ async fn original(
     }
 }
 
-fn unsatisfiable(length: u64) -> Response {
-    let mut response = plain(StatusCode::RANGE_NOT_SATISFIABLE, "bad range");
-    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{length}")) {
-        response.headers_mut().insert(header::CONTENT_RANGE, v);
+/// The byte range a request asks of `length` bytes: `None` for all of
+/// them, or the `416` answer.
+fn requested_range(headers: &HeaderMap, length: u64) -> Result<Option<(u64, u64)>, Response> {
+    match headers.get(header::RANGE).map(|r| byte_range(r, length)) {
+        None | Some(RangeAnswer::Full) => Ok(None),
+        Some(RangeAnswer::Partial(range)) => Ok(Some((range.start, range.end))),
+        Some(RangeAnswer::Unsatisfiable) => {
+            let mut response = plain(StatusCode::RANGE_NOT_SATISFIABLE, "bad range");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{length}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            Err(response)
+        }
     }
-    response
 }
 
 /// A `200` or `206` answer of `length` bytes whose body `body(start, end)`
