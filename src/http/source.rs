@@ -105,7 +105,7 @@ async fn read(
     };
     let range = match requested_range(&headers, length) {
         Ok(range) => range,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let body = |start, end| upload.read(start..end);
     ranged(&method, length, range, body)
@@ -133,7 +133,7 @@ async fn original(
     let length = object.info.size;
     let range = match requested_range(&headers, length) {
         Ok(range) => range,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     if method == Method::HEAD || length == 0 {
         return ranged(&method, length, range, |_, _| futures::stream::empty());
@@ -150,18 +150,25 @@ async fn original(
 }
 
 /// The byte range a request asks of `length` bytes: `None` for all of
-/// them, or the `416` answer.
-fn requested_range(headers: &HeaderMap, length: u64) -> Result<Option<(u64, u64)>, Response> {
+/// them.
+fn requested_range(headers: &HeaderMap, length: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
     match headers.get(header::RANGE).map(|r| byte_range(r, length)) {
         None | Some(RangeAnswer::Full) => Ok(None),
         Some(RangeAnswer::Partial(range)) => Ok(Some((range.start, range.end))),
-        Some(RangeAnswer::Unsatisfiable) => {
-            let mut response = plain(StatusCode::RANGE_NOT_SATISFIABLE, "bad range");
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{length}")) {
-                response.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            Err(response)
+        Some(RangeAnswer::Unsatisfiable) => Err(Unsatisfiable(length)),
+    }
+}
+
+/// A range outside the resource: `416`, with the resource's length.
+struct Unsatisfiable(u64);
+
+impl IntoResponse for Unsatisfiable {
+    fn into_response(self) -> Response {
+        let mut response = plain(StatusCode::RANGE_NOT_SATISFIABLE, "bad range");
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", self.0)) {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
         }
+        response
     }
 }
 
