@@ -365,7 +365,8 @@ impl Services {
             config.uploads.expire_after,
             Some(transcoder),
             events.clone(),
-        )?;
+        )?
+        .with_node(&node.id);
         let signer = match config.auth.playback {
             crate::config::PlaybackMode::Public => None,
             crate::config::PlaybackMode::Signed => Some(Arc::new(
@@ -419,6 +420,7 @@ impl Services {
             rate_limiter,
             started: Instant::now(),
             node: node.clone(),
+            forwarder: http::forward::Forwarder::new(&node.id),
             draining: draining.clone(),
             shutdown: shutdown.clone(),
         });

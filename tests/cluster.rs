@@ -299,3 +299,103 @@ async fn a_killed_workers_job_is_claimed_by_another_worker() {
     second.stop().await;
     api.stop().await;
 }
+
+/// A tus upload whose PATCHes alternate between two nodes: the node that
+/// does not hold the bytes forwards them to the one that does, offsets
+/// agree on both, a wrong offset gets its 409 through the forward, and the
+/// original is byte-identical; with the holder stopped the other node
+/// answers 503 and accepts nothing.
+#[tokio::test]
+async fn patches_alternating_between_nodes_make_one_upload() {
+    let cluster = postgres::Postgres::start();
+    let database = cluster.database("streamforge");
+    let garage = garage::Garage::start();
+    let storage = garage.storage_url("media");
+    let on = |id: &'static str| {
+        let (database, storage) = (database.clone(), storage.clone());
+        move |c: &mut streamforge::config::Config| {
+            c.database = database;
+            c.storage = storage;
+            c.node.id = id.to_owned();
+        }
+    };
+    let a = TestServer::start_with(on("node-a")).await;
+    let b = TestServer::start_with(on("node-b")).await;
+    let clip = common::clip(
+        "-f lavfi -i testsrc2=size=160x120:rate=30 -f lavfi -i sine -t 2 -c:v libx264 \
+         -preset ultrafast -pix_fmt yuv420p -c:a aac -movflags +faststart",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let created = http
+        .post(a.url("/files/"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", clip.len().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let patch = |server: &TestServer, offset: usize, bytes: &[u8]| {
+        http.patch(server.url(&location))
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", offset.to_string())
+            .header("content-type", "application/offset+octet-stream")
+            .body(bytes.to_vec())
+            .send()
+    };
+    let head = |server: &TestServer| {
+        http.head(server.url(&location))
+            .header("tus-resumable", "1.0.0")
+            .send()
+    };
+    let piece = clip.len() / 4 + 1;
+    let pieces: Vec<(usize, &[u8])> = clip
+        .chunks(piece)
+        .enumerate()
+        .map(|(i, c)| (i * piece, c))
+        .collect();
+    // B, A, B: the first piece is forwarded.
+    for (i, (offset, bytes)) in pieces[..3].iter().enumerate() {
+        let server = if i % 2 == 0 { &b } else { &a };
+        let answer = patch(server, *offset, bytes).await.unwrap();
+        assert_eq!(answer.status(), 204, "piece {i}");
+        let end = (offset + bytes.len()).to_string();
+        assert_eq!(answer.headers()["upload-offset"], end.as_str());
+        for server in [&a, &b] {
+            let seen = head(server).await.unwrap();
+            assert_eq!(seen.headers()["upload-offset"], end.as_str());
+        }
+    }
+    // A wrong offset through B: A's 409 comes back, nothing is written.
+    let (offset, bytes) = pieces[3];
+    let wrong = patch(&b, offset - 1, bytes).await.unwrap();
+    assert_eq!(wrong.status(), 409);
+    // The holder stops: B refuses the write instead of taking it.
+    let data_a = a.stop_keeping_data().await;
+    let refused = patch(&b, offset, bytes).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    let (code, _) = common::error_of(refused).await;
+    assert_eq!(code, "upload_elsewhere");
+    // Back up: the last piece through B completes the upload.
+    let a = TestServer::start_in(data_a, on("node-a")).await;
+    let done = patch(&b, offset, bytes).await.unwrap();
+    assert_eq!(done.status(), 204);
+    let asset = head(&b).await.unwrap().headers()["x-asset-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let original = http
+        .get(b.url(&format!("/api/assets/{asset}/original")))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(original == clip, "the original differs");
+    let view = common::wait_for_asset(&b.url(""), &asset, &["ready", "failed"]).await;
+    assert_eq!(view["status"], "ready", "{view}");
+    b.stop().await;
+    a.stop().await;
+}

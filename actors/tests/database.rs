@@ -23,6 +23,7 @@ fn upload(id: &str, expires_at_ms: i64) -> UploadRecord {
         expires_at_ms,
         completed_at_ms: None,
         asset_id: None,
+        node: Some("node-a".to_owned()),
     }
 }
 
@@ -77,12 +78,28 @@ async fn exercise(db: &Database) {
     db.insert_upload(&fin).await.unwrap();
     assert_eq!(db.unfinished_finals_with("p2").await.unwrap(), ["u2"]);
     assert!(db.unfinished_finals_with("p3").await.unwrap().is_empty());
-    assert_eq!(db.expired_uploads(15_000).await.unwrap(), ["u1"]);
+    assert_eq!(db.expired_uploads(15_000, "node-a").await.unwrap(), ["u1"]);
+    assert!(
+        db.expired_uploads(15_000, "node-b")
+            .await
+            .unwrap()
+            .is_empty(),
+        "node-a's bytes"
+    );
     db.complete_upload("u1", Some("a1")).await.unwrap();
     let u1 = db.upload("u1").await.unwrap().unwrap();
     assert!(u1.completed_at_ms.is_some());
     assert_eq!(u1.asset_id.as_deref(), Some("a1"));
-    assert!(db.expired_uploads(15_000).await.unwrap().is_empty());
+    assert!(
+        db.expired_uploads(15_000, "node-a")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        db.upload("u1").await.unwrap().unwrap().node.as_deref(),
+        Some("node-a")
+    );
     db.set_upload_asset("u2", "a9").await.unwrap();
     assert_eq!(db.upload("u2").await.unwrap().unwrap().parts, ["p1", "p2"]);
     assert!(db.delete_upload("u2").await.unwrap());

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod delivery;
 mod error;
 mod events;
+pub mod forward;
 pub mod h3;
 mod idle;
 mod live;
@@ -101,6 +102,8 @@ pub struct Services {
     pub started: Instant,
     /// This node, as the node registry knows it.
     pub node: streamforge_actors::cluster::NodeIdentity,
+    /// Sends writes of uploads other nodes hold to them.
+    pub forwarder: forward::Forwarder,
     /// Set once shutdown begins: `/readyz` turns 503 so load balancers drain us.
     pub draining: Arc<AtomicBool>,
     /// Cancelled when shutdown begins: long-lived responses (event streams) end.

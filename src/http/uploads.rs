@@ -14,10 +14,10 @@ use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use serde::{Deserialize, Serialize};
 use streamforge_actors::uploads::{
-    ConcatKind, NewUpload, UploadError, UploadStatus, Write, WriteError,
+    ConcatKind, Holder, NewUpload, UploadError, UploadRecord, UploadStatus, Write, WriteError,
 };
 use streamforge_protocols::tus::{
     self, Checksum, Concat, CreationRequest, PatchRequest, TusError, UploadState,
@@ -92,6 +92,7 @@ pub fn upload_error(err: UploadError) -> ApiError {
         UploadError::OffsetMismatch { .. } => {
             ApiError::new(StatusCode::CONFLICT, "offset_mismatch", err.to_string())
         }
+        UploadError::HeldElsewhere(_) => ApiError::unavailable("upload_elsewhere", err.to_string()),
         UploadError::PartialIncomplete(_) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "partial_incomplete",
@@ -316,11 +317,16 @@ pub async fn head(
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, TusReply> {
     tus::check_resumable(lookup(&headers)("tus-resumable"))?;
     let record = state.uploads.record(&id).await?;
+    let body = match held_here(&state, &record, Method::PATCH, &uri, &headers, body).await? {
+        Ok(body) => body,
+        Err(forwarded) => return Ok(forwarded),
+    };
     let status = state.uploads.status(&id).await?;
     let upload = UploadState {
         offset: status.offset,
@@ -343,13 +349,52 @@ pub async fn patch(
     Ok((StatusCode::NO_CONTENT, out).into_response())
 }
 
+/// A write of `record` goes on here when this node holds its bytes
+/// (`Ok(body)` hands the body back), or is forwarded to the node that
+/// does (`Err(its answer)`).
+async fn held_here(
+    state: &AppState,
+    record: &UploadRecord,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Result<Body, Response>, TusReply> {
+    match state.uploads.holder(record).await? {
+        Holder::Here => Ok(Ok(body)),
+        Holder::Elsewhere { node, advertise } => {
+            tracing::debug!(upload = %record.id, %node, "forwarding a write to the node holding the upload");
+            let answer = state
+                .forwarder
+                .forward(&advertise, method, uri, headers, body)
+                .await?;
+            Ok(Err(answer))
+        }
+        Holder::Away { node } => Err(UploadError::HeldElsewhere(node).into()),
+    }
+}
+
 /// `DELETE /files/{id}`: tus termination.
 pub async fn terminate(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, TusReply> {
     tus::check_resumable(lookup(&headers)("tus-resumable"))?;
+    let record = state.uploads.record(&id).await?;
+    if let Err(forwarded) = held_here(
+        &state,
+        &record,
+        Method::DELETE,
+        &uri,
+        &headers,
+        Body::empty(),
+    )
+    .await?
+    {
+        return Ok(forwarded);
+    }
     state.uploads.terminate(&id).await?;
     Ok((
         StatusCode::NO_CONTENT,

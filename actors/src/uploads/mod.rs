@@ -72,6 +72,8 @@ pub enum UploadError {
     Storage(#[from] StorageError),
     #[error("the upload session did not answer: {0}")]
     Unreachable(String),
+    #[error("the upload's bytes are on node {0}, which is not up; resume when it is back")]
+    HeldElsewhere(String),
 }
 
 impl UploadError {
@@ -105,6 +107,19 @@ pub struct Uploads {
     /// Where stored originals go next.
     transcoder: Option<Transcoder>,
     events: EventBus,
+    /// This node's id: new uploads' bytes are held here.
+    node: Option<Arc<str>>,
+}
+
+/// Where an upload's bytes are while it arrives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// On this node: it writes them.
+    Here,
+    /// On another node, up at `advertise`: requests that write go there.
+    Elsewhere { node: String, advertise: String },
+    /// On another node that is not up (stopped, or lost).
+    Away { node: String },
 }
 
 impl std::fmt::Debug for Uploads {
@@ -147,6 +162,7 @@ impl Uploads {
             sessions: Arc::default(),
             transcoder,
             events,
+            node: None,
         })
     }
 
@@ -155,6 +171,40 @@ impl Uploads {
     }
 
     /// Where an upload in progress keeps its bytes.
+    /// New uploads are held by node `node` (this one): the others forward
+    /// their writes here.
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
+    /// The other node holding `record`'s bytes, if it is not this one.
+    fn held_elsewhere<'a>(&self, record: &'a UploadRecord) -> Option<&'a str> {
+        match (record.node.as_deref(), self.node.as_deref()) {
+            (Some(holder), Some(me)) if holder != me && record.completed_at_ms.is_none() => {
+                Some(holder)
+            }
+            _ => None,
+        }
+    }
+
+    /// Where `record`'s bytes are while it arrives.
+    pub async fn holder(&self, record: &UploadRecord) -> Result<Holder, UploadError> {
+        let Some(node) = self.held_elsewhere(record) else {
+            return Ok(Holder::Here);
+        };
+        let nodes = self.db.nodes().await?;
+        Ok(match nodes.into_iter().find(|n| n.id == node) {
+            Some(n) if n.state == crate::cluster::NodeState::Up => Holder::Elsewhere {
+                node: n.id,
+                advertise: n.advertise,
+            },
+            _ => Holder::Away {
+                node: node.to_owned(),
+            },
+        })
+    }
+
     /// Where completed uploads' originals are stored.
     pub fn storage(&self) -> &Storage {
         &self.storage
@@ -181,6 +231,7 @@ impl Uploads {
                 .saturating_add(i64::try_from(self.expire_after.as_millis()).unwrap_or(i64::MAX)),
             completed_at_ms: None,
             asset_id: None,
+            node: self.node.as_deref().map(str::to_owned),
         };
         let path = self.file_path(&record.id);
         tokio::fs::File::create(&path)
@@ -213,6 +264,10 @@ impl Uploads {
             return Ok(session.clone());
         }
         let record = self.record(id).await?;
+        // Only the node holding the bytes may write them.
+        if let Some(node) = self.held_elsewhere(&record) {
+            return Err(UploadError::HeldElsewhere(node.to_owned()));
+        }
         let branch = self
             .supervision
             .branch(BranchKind::Uploads)
@@ -244,7 +299,9 @@ impl Uploads {
     /// runs, else from the database (a finished upload has no session).
     pub async fn status(&self, id: &str) -> Result<UploadStatus, UploadError> {
         let record = self.record(id).await?;
-        if record.completed_at_ms.is_some() {
+        // Complete, or held by another node: the durable offset is the
+        // record's.
+        if record.completed_at_ms.is_some() || self.held_elsewhere(&record).is_some() {
             return Ok(UploadStatus {
                 offset: record.offset,
                 length: record.length,
@@ -532,7 +589,8 @@ impl Uploads {
 
     /// Removes unfinished uploads past their expiry; returns how many.
     pub async fn sweep_expired(&self) -> Result<usize, UploadError> {
-        let expired = self.db.expired_uploads(clock::now_ms()).await?;
+        let node = self.node.as_deref().unwrap_or_default();
+        let expired = self.db.expired_uploads(clock::now_ms(), node).await?;
         for id in &expired {
             let session = self.sessions.lock().await.remove(id);
             if let Some(session) = session {

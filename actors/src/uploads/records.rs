@@ -23,6 +23,9 @@ pub struct UploadRecord {
     pub expires_at_ms: i64,
     pub completed_at_ms: Option<i64>,
     pub asset_id: Option<String>,
+    /// The node whose disk holds the bytes while they arrive; `None`: this
+    /// node (an upload from before several nodes).
+    pub node: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,14 +74,15 @@ fn upload_from_row(row: &sqlx::any::AnyRow) -> Result<UploadRecord, sqlx::Error>
         expires_at_ms: row.try_get("expires_at")?,
         completed_at_ms: row.try_get("completed_at")?,
         asset_id: row.try_get("asset_id")?,
+        node: row.try_get("node")?,
     })
 }
 
 impl Database {
     pub async fn insert_upload(&self, upload: &UploadRecord) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO uploads (id, length, upload_offset, metadata, filename, filetype, concat, parts, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO uploads (id, length, upload_offset, metadata, filename, filetype, concat, parts, created_at, expires_at, node)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&upload.id)
         .bind(upload.length.map(to_i64))
@@ -90,6 +94,7 @@ impl Database {
         .bind((!upload.parts.is_empty()).then(|| upload.parts.join(" ")))
         .bind(upload.created_at_ms)
         .bind(upload.expires_at_ms)
+        .bind(upload.node.as_deref())
         .execute(self.pool())
         .await?;
         Ok(())
@@ -154,11 +159,15 @@ impl Database {
     }
 
     /// Unfinished uploads whose expiry has passed.
-    pub async fn expired_uploads(&self, now_ms: i64) -> Result<Vec<String>, DbError> {
+    /// Unfinished uploads past their expiry whose bytes are on `node`
+    /// (or on no node in particular).
+    pub async fn expired_uploads(&self, now_ms: i64, node: &str) -> Result<Vec<String>, DbError> {
         Ok(sqlx::query_scalar(
-            "SELECT id FROM uploads WHERE completed_at IS NULL AND expires_at < $1",
+            "SELECT id FROM uploads WHERE completed_at IS NULL AND expires_at < $1
+               AND (node IS NULL OR node = $2)",
         )
         .bind(now_ms)
+        .bind(node)
         .fetch_all(self.pool())
         .await?)
     }
