@@ -229,6 +229,12 @@ async fn an_api_node_queues_and_a_worker_node_processes_from_the_bucket() {
         serde_json::json!(["worker"])
     );
     assert_eq!(node(&nodes, "api")["roles"], serde_json::json!(["api"]));
+    // A node that never touched the asset serves it to real players.
+    let viewer = TestServer::start_with(on("viewer", &[Role::Api])).await;
+    let probed = common::ffprobe(&viewer.url(&format!("/vod/{asset}/master.m3u8"))).await;
+    assert_eq!(probed["streams"].as_array().unwrap().len(), 2, "{probed}");
+    common::vod_players(&viewer.url(""), &asset, 1).await;
+    viewer.stop().await;
     worker.stop().await;
     api.stop().await;
 }

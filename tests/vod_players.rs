@@ -7,13 +7,7 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use common::{TestServer, clip, upload, wait_for_asset};
-use serde_json::Value;
-use tokio::process::Command;
-
-const PLAYERS: [&str; 3] = ["dashjs", "shaka-dash", "hlsjs"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dash_js_shaka_and_hls_js_play_vod_from_time_zero() {
@@ -29,34 +23,9 @@ async fn dash_js_shaka_and_hls_js_play_vod_from_time_zero() {
     let view = wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
 
-    let output = Command::new("node")
-        .arg("tests/peers/vod_players.mjs")
-        .args([server.url(""), asset.clone(), "2".to_owned()])
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node is installed (scripts/setup --test)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "vod_players.mjs: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
-    for player in PLAYERS {
+    let report = common::vod_players(&server.url(""), &asset, 2).await;
+    for player in common::VOD_PLAYERS {
         let r = &report[player];
-        eprintln!("{player}: {r}");
-        assert_eq!(r["errors"], serde_json::json!([]), "{player}: errors");
-        assert_eq!(
-            r["failed"],
-            serde_json::json!([]),
-            "{player}: failed requests"
-        );
-        assert!(
-            r["played"].as_f64().unwrap() >= 2.0 || r["ended"] == true,
-            "{player}: {r}"
-        );
         let buffers = r["buffers"].as_array().unwrap();
         let start = |kind: &str| -> f64 {
             let (_, ranges) = buffers

@@ -462,3 +462,42 @@ pub async fn spawn_server(
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, format!("http://{addr}"))
 }
+
+/// The players `tests/peers/vod_players.mjs` drives.
+pub const VOD_PLAYERS: [&str; 3] = ["dashjs", "shaka-dash", "hlsjs"];
+
+/// Plays `asset` from `base` for `seconds` in dash.js, Shaka Player and
+/// hls.js in headless Chromium; checks that each played without an error
+/// or a failed request and returns their report (see the script).
+pub async fn vod_players(base: &str, asset: &str, seconds: u32) -> serde_json::Value {
+    let output = tokio::process::Command::new("node")
+        .arg("tests/peers/vod_players.mjs")
+        .args([base, asset, &seconds.to_string()])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node is installed (scripts/setup --test)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "vod_players.mjs: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    for player in VOD_PLAYERS {
+        let r = &report[player];
+        eprintln!("{player}: {r}");
+        assert_eq!(r["errors"], serde_json::json!([]), "{player}: errors");
+        assert_eq!(
+            r["failed"],
+            serde_json::json!([]),
+            "{player}: failed requests"
+        );
+        assert!(
+            r["played"].as_f64().unwrap() >= f64::from(seconds) || r["ended"] == true,
+            "{player}: {r}"
+        );
+    }
+    report
+}
