@@ -55,14 +55,7 @@ pub async fn serve(
     uploads: Uploads,
     shutdown: CancellationToken,
 ) {
-    let app = Router::new()
-        .route("/uploads/{id}", get(read))
-        .route("/originals/{asset}", get(original))
-        .with_state(SourceState {
-            storage: uploads.storage().clone(),
-            uploads,
-            secret: source.secret,
-        });
+    let app = app(uploads, source.secret);
     // At shutdown the reads in flight are dropped, not awaited: they wait
     // for bytes that will not come, and their readers (ffmpeg children)
     // are killed right after.
@@ -76,6 +69,23 @@ pub async fn serve(
     }
 }
 
+/// The source server's routes, each behind the secret.
+fn app(uploads: Uploads, secret: String) -> Router {
+    let state = SourceState {
+        storage: uploads.storage().clone(),
+        uploads,
+        secret,
+    };
+    Router::new()
+        .route("/uploads/{id}", get(read))
+        .route("/originals/{asset}", get(original))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_secret,
+        ))
+        .with_state(state)
+}
+
 #[derive(Deserialize)]
 struct Secret {
     secret: String,
@@ -85,16 +95,24 @@ fn plain(status: StatusCode, message: impl Into<String>) -> Response {
     (status, message.into()).into_response()
 }
 
+/// Every request carries the per-process secret.
+async fn require_secret(
+    State(state): State<SourceState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match Query::<Secret>::try_from_uri(request.uri()) {
+        Ok(Query(secret)) if secret.secret == state.secret => next.run(request).await,
+        _ => plain(StatusCode::FORBIDDEN, "wrong secret"),
+    }
+}
+
 async fn read(
     State(state): State<SourceState>,
     Path(id): Path<String>,
-    Query(secret): Query<Secret>,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    if secret.secret != state.secret {
-        return plain(StatusCode::FORBIDDEN, "wrong secret");
-    }
     let upload = match state.uploads.open_growing(&id).await {
         Ok(upload) => upload,
         Err(UploadError::NotFound(_)) => return plain(StatusCode::NOT_FOUND, "no such upload"),
@@ -115,13 +133,9 @@ async fn read(
 async fn original(
     State(state): State<SourceState>,
     Path(asset): Path<String>,
-    Query(secret): Query<Secret>,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    if secret.secret != state.secret {
-        return plain(StatusCode::FORBIDDEN, "wrong secret");
-    }
     let Ok(key) = keys::original(&asset) else {
         return plain(StatusCode::NOT_FOUND, "no such asset");
     };
@@ -202,4 +216,69 @@ where
     builder
         .body(body)
         .unwrap_or_else(|e| plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use streamforge_actors::db::Database;
+    use streamforge_actors::events::EventBus;
+    use streamforge_actors::process::Processes;
+    use streamforge_actors::supervision::Supervision;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn originals_are_read_by_range_with_the_secret_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(&format!("sqlite://{}", dir.path().join("db").display()))
+            .await
+            .unwrap();
+        let storage = Storage::local(&dir.path().join("media")).unwrap();
+        let key = keys::original("a1").unwrap();
+        storage
+            .put(&key, bytes::Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        let tree = Supervision::start(Processes::new()).await.unwrap();
+        let uploads = Uploads::new(
+            db,
+            storage,
+            tree.clone(),
+            dir.path().join("uploads"),
+            Duration::from_secs(60),
+            None,
+            EventBus::default(),
+        )
+        .unwrap();
+        let app = app(uploads, "s3cret".to_owned());
+        let get = |uri: &str, range: Option<&str>| {
+            let mut request = http::Request::get(uri);
+            if let Some(range) = range {
+                request = request.header(header::RANGE, range);
+            }
+            app.clone().oneshot(request.body(Body::empty()).unwrap())
+        };
+        for uri in ["/originals/a1", "/originals/a1?secret=wrong", "/uploads/u1"] {
+            let answer = get(uri, None).await.unwrap();
+            assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{uri}");
+        }
+        let answer = get("/originals/a1?secret=s3cret", Some("bytes=2-5"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(answer.headers()[header::CONTENT_RANGE], "bytes 2-5/10");
+        let body = axum::body::to_bytes(answer.into_body(), 100).await.unwrap();
+        assert_eq!(&body[..], b"2345");
+        let answer = get("/originals/a1?secret=s3cret", Some("bytes=20-"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(answer.headers()[header::CONTENT_RANGE], "bytes */10");
+        let answer = get("/originals/a2?secret=s3cret", None).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+        tree.shutdown(Duration::from_secs(5)).await;
+    }
 }
