@@ -349,7 +349,7 @@ impl Services {
         if node.has(Role::Worker) {
             supervision.every(transcoder.claims_task()).await?;
         }
-        match db.fail_stale_recordings().await {
+        match db.fail_stale_recordings(&node.id).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
                 recordings = n,
@@ -385,11 +385,14 @@ impl Services {
             db.clone(),
             supervision.clone(),
             live_options(config),
-            Some(streamforge_actors::live::record::Recording::new(
-                db.clone(),
-                storage.clone(),
-                events.clone(),
-            )),
+            Some(
+                streamforge_actors::live::record::Recording::new(
+                    db.clone(),
+                    storage.clone(),
+                    events.clone(),
+                )
+                .with_node(&node.id),
+            ),
         );
         if node.has(Role::Ingest) {
             streamforge_actors::live::rtsp_pull::start_pulls(&live, &config.live.pull).await;

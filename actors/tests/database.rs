@@ -42,6 +42,7 @@ fn asset(id: &str, filename: &str, created_at_ms: i64, status: AssetStatus) -> A
         poster: false,
         stage: None,
         rungs: None,
+        node: (status == AssetStatus::Recording).then(|| "node-a".to_owned()),
     }
 }
 
@@ -174,7 +175,12 @@ async fn exercise(db: &Database) {
     assert_eq!(a1.status, AssetStatus::Failed);
     assert_eq!(a1.stage, Some(Stage::Failed));
     assert_eq!(a1.error.as_deref(), Some("rung 720p: gone"));
-    assert_eq!(db.fail_stale_recordings().await.unwrap(), 1);
+    assert_eq!(
+        db.fail_stale_recordings("node-b").await.unwrap(),
+        0,
+        "node-a's recording"
+    );
+    assert_eq!(db.fail_stale_recordings("node-a").await.unwrap(), 1);
     assert_eq!(
         db.asset("a3").await.unwrap().unwrap().status,
         AssetStatus::Failed

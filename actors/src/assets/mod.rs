@@ -151,6 +151,9 @@ pub struct AssetRecord {
     pub stage: Option<Stage>,
     /// Each rung's state while and after processing.
     pub rungs: Option<serde_json::Value>,
+    /// The node recording it (a live recording); `None` for uploads.
+    #[serde(skip)]
+    pub node: Option<String>,
 }
 
 fn asset_from_row(row: &sqlx::any::AnyRow) -> Result<AssetRecord, sqlx::Error> {
@@ -182,14 +185,15 @@ fn asset_from_row(row: &sqlx::any::AnyRow) -> Result<AssetRecord, sqlx::Error> {
         rungs: row
             .try_get::<Option<String>, _>("rungs")?
             .and_then(|json| serde_json::from_str(&json).ok()),
+        node: row.try_get("node")?,
     })
 }
 
 impl Database {
     pub async fn insert_asset(&self, asset: &AssetRecord) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO assets (id, upload_id, filename, filetype, size, status, error, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO assets (id, upload_id, filename, filetype, size, status, error, created_at, node)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&asset.id)
         .bind(&asset.upload_id)
@@ -199,6 +203,7 @@ impl Database {
         .bind(asset.status.as_str())
         .bind(&asset.error)
         .bind(asset.created_at_ms)
+        .bind(asset.node.as_deref())
         .execute(self.pool())
         .await?;
         Ok(())
@@ -354,13 +359,16 @@ impl Database {
         Ok(())
     }
 
-    /// Recordings a previous run left unfinished: their media ends where
-    /// the server stopped and no manifest was written; they are failed.
-    pub async fn fail_stale_recordings(&self) -> Result<u64, DbError> {
+    /// Recordings a previous run of `node` left unfinished: their media
+    /// ends where the server stopped and no manifest was written; they are
+    /// failed. Other nodes' recordings go on.
+    pub async fn fail_stale_recordings(&self, node: &str) -> Result<u64, DbError> {
         let done = sqlx::query(
-            "UPDATE assets SET status = 'failed', error = 'the server stopped during the recording', updated_at = $1 WHERE status = 'recording'",
+            "UPDATE assets SET status = 'failed', error = 'the server stopped during the recording', updated_at = $1
+             WHERE status = 'recording' AND (node IS NULL OR node = $2)",
         )
         .bind(clock::now_ms())
+        .bind(node)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected())

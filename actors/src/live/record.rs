@@ -59,6 +59,9 @@ pub struct Recording {
     events: EventBus,
     /// Samples every recording lost to a store that fell behind.
     lost: Arc<AtomicU64>,
+    /// The node recording: its restart fails its own unfinished
+    /// recordings only.
+    node: Option<String>,
 }
 
 impl std::fmt::Debug for Recording {
@@ -74,7 +77,14 @@ impl Recording {
             storage,
             events,
             lost: Arc::default(),
+            node: None,
         }
+    }
+
+    /// Recordings are made by node `node` (this one).
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = Some(node.to_owned());
+        self
     }
 
     /// Samples every recording since start-up lost to a store that fell
@@ -106,6 +116,7 @@ impl Recording {
             poster: false,
             stage: None,
             rungs: None,
+            node: self.node.clone(),
         };
         if let Err(err) = self.db.insert_asset(&record).await {
             tracing::error!(%stream, %err, "cannot record the stream: no asset");

@@ -632,6 +632,7 @@ fn new_asset(record: &UploadRecord, asset_id: &str, status: AssetStatus) -> Asse
         poster: false,
         stage: None,
         rungs: None,
+        node: None,
     }
 }
 
