@@ -427,8 +427,10 @@ impl Services {
             draining: draining.clone(),
             shutdown: shutdown.clone(),
         });
+        // Workers on other nodes read the uploads arriving here.
+        let internal = http::source::app(uploads.clone(), db.internal_secret().await?);
         Ok(Services {
-            app: http::router(state, &config.http),
+            app: http::router(state, &config.http).nest_service("/internal", internal),
             uploads,
             live,
             draining,

@@ -405,3 +405,99 @@ async fn patches_alternating_between_nodes_make_one_upload() {
     b.stop().await;
     a.stop().await;
 }
+
+/// Processing while the upload arrives, on another node: an `api`-only
+/// node takes a slow tus upload, a `worker`-only node reads it as it
+/// arrives (the holder's `/internal/uploads/…`, behind the nodes' shared
+/// secret) and the preview plays before the upload is complete.
+#[tokio::test]
+async fn a_worker_elsewhere_processes_an_upload_while_it_arrives() {
+    use streamforge_actors::cluster::Role;
+    let cluster = postgres::Postgres::start();
+    let database = cluster.database("streamforge");
+    let garage = garage::Garage::start();
+    let storage = garage.storage_url("media");
+    let on = |id: &'static str, roles: &'static [Role]| {
+        let (database, storage) = (database.clone(), storage.clone());
+        move |c: &mut streamforge::config::Config| {
+            c.database = database;
+            c.storage = storage;
+            c.node.id = id.to_owned();
+            c.node.roles = roles.to_vec();
+        }
+    };
+    let api = TestServer::start_with(on("api", &[Role::Api])).await;
+    let worker = TestServer::start_with(on("worker", &[Role::Worker])).await;
+    let clip = common::clip(
+        "-f lavfi -i testsrc2=size=160x120:rate=30 -f lavfi -i sine -t 8 -c:v libx264 \
+         -preset ultrafast -pix_fmt yuv420p -c:a aac -movflags +faststart",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let created = http
+        .post(api.url("/files/"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", clip.len().to_string())
+        .send()
+        .await
+        .unwrap();
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    // 8 KiB every 100 ms, in one PATCH.
+    let chunks: Vec<bytes::Bytes> = clip
+        .chunks(8 * 1024)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    let body = futures::stream::iter(chunks).then(|chunk| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let patch = tokio::spawn(
+        http.patch(api.url(&location))
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", "0")
+            .header("content-type", "application/offset+octet-stream")
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    let mut previewed_at = None;
+    for _ in 0..600 {
+        let head = http
+            .head(api.url(&location))
+            .header("tus-resumable", "1.0.0")
+            .send()
+            .await
+            .unwrap();
+        let offset: usize = head.headers()["upload-offset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        if let Some(asset) = head.headers().get("x-asset-id") {
+            let asset = asset.to_str().unwrap();
+            let master = http
+                .get(api.url(&format!("/vod/{asset}/master.m3u8")))
+                .send()
+                .await
+                .unwrap();
+            if master.status() == 200 && offset < clip.len() {
+                previewed_at = Some((asset.to_owned(), offset));
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (asset, offset) = previewed_at.expect("a preview before the upload was complete");
+    eprintln!("preview with {offset} of {} bytes", clip.len());
+    assert_eq!(patch.await.unwrap().unwrap().status(), 204);
+    let view = common::wait_for_asset(&api.url(""), &asset, &["ready", "failed"]).await;
+    assert_eq!(view["status"], "ready", "{view}");
+    let probed = common::ffprobe(&api.url(&format!("/vod/{asset}/master.m3u8"))).await;
+    let duration: f64 = probed["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((duration - 8.0).abs() < 0.2, "{probed}");
+    worker.stop().await;
+    api.stop().await;
+}

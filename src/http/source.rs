@@ -11,7 +11,9 @@
 //! (S3) through it.
 //!
 //! The listener is bound to 127.0.0.1 only and every request needs the
-//! per-process secret, so other local users cannot read uploads.
+//! per-process secret, so other local users cannot read uploads. The same
+//! routes are served under `/internal/` of the public listener to the
+//! other nodes, behind the secret they share (`Database::internal_secret`).
 
 use crate::http::delivery::{RangeAnswer, byte_range};
 use axum::Router;
@@ -69,8 +71,11 @@ pub async fn serve(
     }
 }
 
-/// The source server's routes, each behind the secret.
-fn app(uploads: Uploads, secret: String) -> Router {
+/// The source server's routes, each behind `secret`: on the loopback
+/// listener with this process's secret, and under `/internal/` of the
+/// public listener with the secret the nodes share, for a worker on
+/// another node reading an upload that arrives here.
+pub fn app(uploads: Uploads, secret: String) -> Router {
     let state = SourceState {
         storage: uploads.storage().clone(),
         uploads,

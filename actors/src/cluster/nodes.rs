@@ -215,6 +215,35 @@ impl Database {
     }
 }
 
+impl Database {
+    /// The secret nodes present to read each other's uploads in progress:
+    /// made by the first node that asks, the same for every node after.
+    pub async fn internal_secret(&self) -> Result<String, DbError> {
+        sqlx::query(
+            "INSERT INTO cluster_settings (key, value) VALUES ('internal_secret', $1)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(uuid::Uuid::new_v4().simple().to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM cluster_settings WHERE key = 'internal_secret'")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// The URL of node `id`'s HTTP listener, while it is up.
+    pub async fn node_advertise(&self, id: &str) -> Result<Option<String>, DbError> {
+        Ok(self
+            .nodes()
+            .await?
+            .into_iter()
+            .find(|n| n.id == id && n.state == NodeState::Up)
+            .map(|n| n.advertise))
+    }
+}
+
 /// This node's load: work actors per branch, and child processes.
 pub fn load_of(supervision: &Supervision) -> serde_json::Value {
     let mut load = serde_json::Map::new();

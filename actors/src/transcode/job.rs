@@ -55,7 +55,9 @@ pub enum JobError {
     },
     #[error("reading the upload: {0}")]
     Upload(#[from] crate::db::DbError),
-    #[error("the upload is not complete and this server has no growing source")]
+    #[error(
+        "the upload is not complete, and no source of its bytes is up (this server has no growing source, or the node holding the upload is down)"
+    )]
     NoGrowingSource,
     #[error("the original is in remote storage and no source server runs to read it from")]
     RemoteOriginal,
@@ -251,10 +253,14 @@ async fn source_input(
         if let Some(record) = record
             && record.completed_at_ms.is_none()
         {
-            let url = transcoder
-                .growing_url(upload)
-                .ok_or(JobError::NoGrowingSource)?;
-            return Ok((url, true));
+            // Read where the bytes arrive: this node's source server, or
+            // the holder's over the network.
+            let holder = record.node.as_deref().filter(|n| *n != transcoder.node());
+            let url = match holder {
+                None => transcoder.growing_url(upload),
+                Some(node) => transcoder.remote_growing_url(node, upload).await?,
+            };
+            return Ok((url.ok_or(JobError::NoGrowingSource)?, true));
         }
     }
     let key = keys::original(asset).map_err(RungErrorKind::Key)?;

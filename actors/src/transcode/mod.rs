@@ -213,10 +213,10 @@ impl Transcoder {
         self
     }
 
-    /// Whether processing can start before an upload is complete: on a
-    /// worker, which reads the upload where it arrives.
+    /// Whether processing can start before an upload is complete (any
+    /// worker reads it where it arrives).
     pub fn reads_growing_sources(&self) -> bool {
-        self.growing.is_some() && self.worker
+        self.growing.is_some()
     }
 
     /// The stored original of `asset` on the source server, for programs
@@ -227,6 +227,29 @@ impl Transcoder {
             .map(|g| format!("{}/originals/{asset}?secret={}", g.base_url, g.secret))
     }
 
+    /// This node's id.
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The growing source of `upload` held by node `node`: its public
+    /// listener's `/internal/uploads/…`, behind the secret every node
+    /// shares; `None` while that node is not up.
+    pub(crate) async fn remote_growing_url(
+        &self,
+        node: &str,
+        upload: &str,
+    ) -> Result<Option<String>, crate::db::DbError> {
+        let Some(advertise) = self.db.node_advertise(node).await? else {
+            return Ok(None);
+        };
+        let secret = self.db.internal_secret().await?;
+        Ok(Some(format!(
+            "{}/internal/uploads/{upload}?secret={secret}",
+            advertise.trim_end_matches('/')
+        )))
+    }
+
     /// The growing source of `upload`, for ffmpeg.
     pub fn growing_url(&self, upload: &str) -> Option<String> {
         self.growing
@@ -235,12 +258,10 @@ impl Transcoder {
     }
 
     /// Queues processing of `asset`; its status moves to `processing`,
-    /// then `ready` or `failed`. `arriving`: its upload is still arriving
-    /// here, so only this node can read it and the job is pinned to it.
-    /// A worker claims at once.
-    pub async fn start(&self, asset: &str, arriving: bool) {
-        let pinned = arriving.then_some(&*self.node);
-        if let Err(err) = self.db.enqueue_job(asset, pinned).await {
+    /// then `ready` or `failed`. A worker claims at once; while the upload
+    /// still arrives, a worker elsewhere reads it from this node.
+    pub async fn start(&self, asset: &str) {
+        if let Err(err) = self.db.enqueue_job(asset, None).await {
             tracing::error!(asset, %err, "cannot queue processing");
             return;
         }

@@ -406,7 +406,7 @@ impl Uploads {
                 stage: Stage::Uploading,
                 error: None,
             });
-            transcoder.start(&asset_id, true).await;
+            transcoder.start(&asset_id).await;
         }
         Ok(None)
     }
@@ -526,7 +526,7 @@ impl Uploads {
         if early.is_none()
             && let Some(transcoder) = &self.transcoder
         {
-            transcoder.start(&asset_id, false).await;
+            transcoder.start(&asset_id).await;
         }
         Ok(asset_id)
     }
@@ -561,7 +561,7 @@ impl Uploads {
             stage: Stage::Uploading,
             error: None,
         });
-        transcoder.start(&asset_id, true).await;
+        transcoder.start(&asset_id).await;
         Ok(())
     }
 
