@@ -13,6 +13,7 @@ mod postgres;
 use common::{SseReader, TestServer};
 use futures::StreamExt;
 use serde_json::Value;
+use streamforge_actors::cluster::Role;
 
 async fn nodes_of(server: &TestServer) -> Value {
     reqwest::get(server.url("/api/nodes"))
@@ -30,6 +31,46 @@ fn node<'a>(nodes: &'a Value, id: &str) -> &'a Value {
         .iter()
         .find(|n| n["id"] == id)
         .unwrap_or_else(|| panic!("node {id} in {nodes}"))
+}
+
+/// One PostgreSQL database and one Garage bucket, shared by the nodes of
+/// a test; each node gets its own data directory and ports.
+struct Shared {
+    _postgres: postgres::Postgres,
+    _garage: garage::Garage,
+    database: String,
+    storage: String,
+}
+
+impl Shared {
+    fn start() -> Self {
+        let postgres = postgres::Postgres::start();
+        let database = postgres.database("streamforge");
+        let garage = garage::Garage::start();
+        let storage = garage.storage_url("media");
+        Shared {
+            _postgres: postgres,
+            _garage: garage,
+            database,
+            storage,
+        }
+    }
+
+    /// The configuration of node `id` with `roles`, on the shared state.
+    fn node(
+        &self,
+        id: &'static str,
+        roles: &[Role],
+    ) -> impl FnOnce(&mut streamforge::config::Config) + use<> {
+        let (database, storage, roles) =
+            (self.database.clone(), self.storage.clone(), roles.to_vec());
+        move |c| {
+            c.database = database;
+            c.storage = storage;
+            c.node.id = id.to_owned();
+            c.node.roles = roles;
+        }
+    }
 }
 
 #[tokio::test]
@@ -172,20 +213,8 @@ async fn a_single_node_lists_itself_under_a_kept_id() {
 
 #[tokio::test]
 async fn an_api_node_queues_and_a_worker_node_processes_from_the_bucket() {
-    use streamforge_actors::cluster::Role;
-    let cluster = postgres::Postgres::start();
-    let database = cluster.database("streamforge");
-    let garage = garage::Garage::start();
-    let storage = garage.storage_url("media");
-    let on = |id: &'static str, roles: &'static [Role]| {
-        let (database, storage) = (database.clone(), storage.clone());
-        move |c: &mut streamforge::config::Config| {
-            c.database = database;
-            c.storage = storage;
-            c.node.id = id.to_owned();
-            c.node.roles = roles.to_vec();
-        }
-    };
+    let shared = Shared::start();
+    let on = |id, roles| shared.node(id, roles);
     let api = TestServer::start_with(on("api", &[Role::Api])).await;
     assert!(
         api.running.as_ref().unwrap().rtmp_addr().is_none(),
@@ -244,18 +273,9 @@ async fn an_api_node_queues_and_a_worker_node_processes_from_the_bucket() {
 /// decodes; the killed node shows `lost`.
 #[tokio::test]
 async fn a_killed_workers_job_is_claimed_by_another_worker() {
-    use streamforge_actors::cluster::Role;
-    let cluster = postgres::Postgres::start();
-    let database = cluster.database("streamforge");
-    let garage = garage::Garage::start();
-    let storage = garage.storage_url("media");
-    let api = TestServer::start_with(|c| {
-        c.database = database.clone();
-        c.storage = storage.clone();
-        c.node.id = "api".to_owned();
-        c.node.roles = vec![Role::Api];
-    })
-    .await;
+    let shared = Shared::start();
+    let (database, storage) = (&shared.database, &shared.storage);
+    let api = TestServer::start_with(shared.node("api", &[Role::Api])).await;
     // Long enough that the first worker is still encoding when killed.
     let clip = common::clip(
         "-f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i sine -t 20 -c:v libx264 \
@@ -284,13 +304,7 @@ async fn a_killed_workers_job_is_claimed_by_another_worker() {
     first.start_kill().unwrap();
     first.wait().await.unwrap();
 
-    let second = TestServer::start_with(|c| {
-        c.database = database.clone();
-        c.storage = storage.clone();
-        c.node.id = "worker-2".to_owned();
-        c.node.roles = vec![Role::Worker];
-    })
-    .await;
+    let second = TestServer::start_with(shared.node("worker-2", &[Role::Worker])).await;
     let view = common::wait_for_asset(&base, &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
     let probed = common::ffprobe(&api.url(&format!("/vod/{asset}/master.m3u8"))).await;
@@ -313,18 +327,8 @@ async fn a_killed_workers_job_is_claimed_by_another_worker() {
 /// answers 503 and accepts nothing.
 #[tokio::test]
 async fn patches_alternating_between_nodes_make_one_upload() {
-    let cluster = postgres::Postgres::start();
-    let database = cluster.database("streamforge");
-    let garage = garage::Garage::start();
-    let storage = garage.storage_url("media");
-    let on = |id: &'static str| {
-        let (database, storage) = (database.clone(), storage.clone());
-        move |c: &mut streamforge::config::Config| {
-            c.database = database;
-            c.storage = storage;
-            c.node.id = id.to_owned();
-        }
-    };
+    let shared = Shared::start();
+    let on = |id| shared.node(id, &Role::ALL);
     let a = TestServer::start_with(on("node-a")).await;
     let b = TestServer::start_with(on("node-b")).await;
     let clip = common::clip(
@@ -412,20 +416,8 @@ async fn patches_alternating_between_nodes_make_one_upload() {
 /// secret) and the preview plays before the upload is complete.
 #[tokio::test]
 async fn a_worker_elsewhere_processes_an_upload_while_it_arrives() {
-    use streamforge_actors::cluster::Role;
-    let cluster = postgres::Postgres::start();
-    let database = cluster.database("streamforge");
-    let garage = garage::Garage::start();
-    let storage = garage.storage_url("media");
-    let on = |id: &'static str, roles: &'static [Role]| {
-        let (database, storage) = (database.clone(), storage.clone());
-        move |c: &mut streamforge::config::Config| {
-            c.database = database;
-            c.storage = storage;
-            c.node.id = id.to_owned();
-            c.node.roles = roles.to_vec();
-        }
-    };
+    let shared = Shared::start();
+    let on = |id, roles| shared.node(id, roles);
     let api = TestServer::start_with(on("api", &[Role::Api])).await;
     let worker = TestServer::start_with(on("worker", &[Role::Worker])).await;
     let clip = common::clip(
@@ -443,20 +435,13 @@ async fn a_worker_elsewhere_processes_an_upload_while_it_arrives() {
         .unwrap();
     let location = created.headers()["location"].to_str().unwrap().to_owned();
     // 8 KiB every 100 ms, in one PATCH.
-    let chunks: Vec<bytes::Bytes> = clip
-        .chunks(8 * 1024)
-        .map(bytes::Bytes::copy_from_slice)
-        .collect();
-    let body = futures::stream::iter(chunks).then(|chunk| async move {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        Ok::<_, std::io::Error>(chunk)
-    });
+    let body = common::trickle(&clip, 8 * 1024, std::time::Duration::from_millis(100));
     let patch = tokio::spawn(
         http.patch(api.url(&location))
             .header("tus-resumable", "1.0.0")
             .header("upload-offset", "0")
             .header("content-type", "application/offset+octet-stream")
-            .body(reqwest::Body::wrap_stream(body))
+            .body(body)
             .send(),
     );
     let mut previewed_at = None;

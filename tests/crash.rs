@@ -10,7 +10,6 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use tokio::process::{Child, Command};
 
 /// Starts the real binary on `data`; returns it and its base URL.
@@ -86,14 +85,7 @@ async fn kill_9_mid_upload_and_mid_transcode_loses_nothing() {
     let path = created.headers()["location"].to_str().unwrap().to_owned();
 
     // One PATCH trickling the file in; the server dies partway.
-    let chunks: Vec<bytes::Bytes> = source
-        .chunks(16 * 1024)
-        .map(bytes::Bytes::copy_from_slice)
-        .collect();
-    let body = futures::stream::iter(chunks).then(|chunk| async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        Ok::<_, std::io::Error>(chunk)
-    });
+    let body = common::trickle(&source, 16 * 1024, std::time::Duration::from_millis(50));
     let patch = tokio::spawn({
         let http = http.clone();
         let url = format!("{base}{path}");
@@ -103,7 +95,7 @@ async fn kill_9_mid_upload_and_mid_transcode_loses_nothing() {
                 .header("tus-resumable", "1.0.0")
                 .header("upload-offset", "0")
                 .header("content-type", "application/offset+octet-stream")
-                .body(reqwest::Body::wrap_stream(body))
+                .body(body)
                 .send()
                 .await;
         }
@@ -269,14 +261,7 @@ async fn graceful_shutdown_under_load_leaves_nothing_half_done() {
         .await
         .unwrap();
     let upload = tus.headers()["location"].to_str().unwrap().to_owned();
-    let chunks: Vec<bytes::Bytes> = source
-        .chunks(8 * 1024)
-        .map(bytes::Bytes::copy_from_slice)
-        .collect();
-    let body = futures::stream::iter(chunks).then(|chunk| async move {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        Ok::<_, std::io::Error>(chunk)
-    });
+    let body = common::trickle(&source, 8 * 1024, std::time::Duration::from_millis(30));
     let trickle = tokio::spawn({
         let http = http.clone();
         let url = server.url(&upload);
@@ -286,7 +271,7 @@ async fn graceful_shutdown_under_load_leaves_nothing_half_done() {
                 .header("tus-resumable", "1.0.0")
                 .header("upload-offset", "0")
                 .header("content-type", "application/offset+octet-stream")
-                .body(reqwest::Body::wrap_stream(body))
+                .body(body)
                 .send()
                 .await;
         }

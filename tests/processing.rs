@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::{TestServer, clip, ffprobe, upload};
-use futures::StreamExt;
 use serde_json::Value;
 
 #[tokio::test]
@@ -347,14 +346,7 @@ async fn a_preview_plays_while_the_upload_is_still_arriving() {
     let location = server.url(created.headers()["location"].to_str().unwrap());
 
     // One PATCH whose body trickles in: 16 KiB every 100 ms.
-    let chunks: Vec<bytes::Bytes> = source
-        .chunks(16 * 1024)
-        .map(bytes::Bytes::copy_from_slice)
-        .collect();
-    let body = futures::stream::iter(chunks).then(|chunk| async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        Ok::<_, std::io::Error>(chunk)
-    });
+    let body = common::trickle(&source, 16 * 1024, std::time::Duration::from_millis(100));
     let patch = tokio::spawn({
         let http = http.clone();
         let location = location.clone();
@@ -363,7 +355,7 @@ async fn a_preview_plays_while_the_upload_is_still_arriving() {
                 .header("tus-resumable", "1.0.0")
                 .header("upload-offset", "0")
                 .header("content-type", "application/offset+octet-stream")
-                .body(reqwest::Body::wrap_stream(body))
+                .body(body)
                 .send()
                 .await
                 .unwrap()
@@ -547,16 +539,9 @@ async fn an_index_at_the_end_sent_first_previews_at_once() {
             .contains("concatenation-unfinished")
     );
 
-    let chunks: Vec<bytes::Bytes> = head
-        .chunks(16 * 1024)
-        .map(bytes::Bytes::copy_from_slice)
-        .collect();
-    let body = futures::stream::iter(chunks).then(|chunk| async move {
-        // 80 KB/s: slow enough that the bytes arriving while ffmpeg starts
-        // (seconds on a loaded machine) stay a small part of the file.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        Ok::<_, std::io::Error>(chunk)
-    });
+    // 80 KB/s: slow enough that the bytes arriving while ffmpeg starts
+    // (seconds on a loaded machine) stay a small part of the file.
+    let body = common::trickle(head, 16 * 1024, std::time::Duration::from_millis(200));
     let patch = tokio::spawn({
         let http = http.clone();
         let url = server.url(&head_url);
@@ -565,7 +550,7 @@ async fn an_index_at_the_end_sent_first_previews_at_once() {
                 .header("tus-resumable", "1.0.0")
                 .header("upload-offset", "0")
                 .header("content-type", "application/offset+octet-stream")
-                .body(reqwest::Body::wrap_stream(body))
+                .body(body)
                 .send()
                 .await
                 .unwrap()

@@ -501,3 +501,17 @@ pub async fn vod_players(base: &str, asset: &str, seconds: u32) -> serde_json::V
     }
     report
 }
+
+/// `bytes` as a request body that trickles in: `chunk` bytes every
+/// `every`, the first after one `every`.
+pub fn trickle(bytes: &[u8], chunk: usize, every: Duration) -> reqwest::Body {
+    let chunks: Vec<bytes::Bytes> = bytes
+        .chunks(chunk)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    let stream = futures::StreamExt::then(futures::stream::iter(chunks), move |chunk| async move {
+        tokio::time::sleep(every).await;
+        Ok::<_, std::io::Error>(chunk)
+    });
+    reqwest::Body::wrap_stream(stream)
+}
