@@ -251,10 +251,17 @@ fn av_shift(source_video: &[f64], source_audio: &[f64], video: &[f64], audio: &[
         .unwrap_or(f64::MAX)
 }
 
-/// Every step between consecutive times lies within `step` ± `slack` seconds.
-fn assert_steady(what: &str, times: &[f64], step: f64, slack: f64) {
+/// Every step between consecutive times lies within `step` ± `slack`
+/// seconds, except at most `skips` steps of a whole number of `step`s (a
+/// frame the publisher never sent: its encoder dropped it).
+fn assert_steady(what: &str, times: &[f64], step: f64, slack: f64, mut skips: usize) {
     for pair in times.windows(2) {
         let gap = pair[1] - pair[0];
+        let frames = (gap / step).round();
+        if frames >= 2.0 && (gap - frames * step).abs() <= slack && skips > 0 {
+            skips -= 1;
+            continue;
+        }
         assert!(
             (gap - step).abs() <= slack,
             "{what}: a step of {:.1} ms from {:.4} to {:.4} (expected {:.1} ms)",
@@ -379,11 +386,21 @@ async fn run_case(server: &TestServer, dir: &Path, index: usize, case: Case) {
         // Without a copy, GStreamer's own jitter under load counts too
         // (seen: a 26 ms step at 60 fps); with one, half a frame.
         let slack = if copy.is_some() { 0.5 } else { 0.75 };
+        // GStreamer's x264enc on a live source drops a frame now and then
+        // when the two cores are busy (seen at 30 and 60 fps, with the
+        // server reporting no dropped sample): without a copy of what it
+        // sent, up to two such holes are its own. ffmpeg's copy shows every
+        // frame arrives.
+        let skips = if copy.is_some() { 0 } else { 2 };
         assert_steady(
-            &format!("{what} video"),
+            &format!(
+                "{what} video ({} samples dropped by the server)",
+                status["dropped_samples"]
+            ),
             &video[settled..],
             frame,
             frame * slack,
+            skips,
         );
         // GStreamer's live audio source on a loaded machine may stamp its
         // first buffers irregularly (seen once: 0, 21, 43, 82 ms), and
@@ -396,6 +413,7 @@ async fn run_case(server: &TestServer, dir: &Path, index: usize, case: Case) {
             &audio[settled_audio.min(audio.len())..],
             aac_frame,
             0.0015,
+            0,
         );
         // The stream starts at 0, B-frames or not: video states its
         // reorder delay as an edit list instead of starting late.
