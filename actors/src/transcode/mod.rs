@@ -43,6 +43,8 @@ pub struct Transcoder {
     node: Arc<str>,
     /// This node claims jobs (the `worker` role).
     worker: bool,
+    /// The nodes' shared secret, read once when first needed.
+    internal_secret: Arc<tokio::sync::OnceCell<String>>,
 }
 
 /// Where ffmpeg reads an upload that is still arriving: an HTTP resource on
@@ -204,6 +206,7 @@ impl Transcoder {
             growing: None,
             node: node.into(),
             worker,
+            internal_secret: Arc::default(),
         }
     }
 
@@ -243,7 +246,10 @@ impl Transcoder {
         let Some(advertise) = self.db.node_advertise(node).await? else {
             return Ok(None);
         };
-        let secret = self.db.internal_secret().await?;
+        let secret = self
+            .internal_secret
+            .get_or_try_init(|| self.db.internal_secret())
+            .await?;
         Ok(Some(format!(
             "{}/internal/uploads/{upload}?secret={secret}",
             advertise.trim_end_matches('/')
