@@ -321,10 +321,10 @@ async fn a_killed_workers_job_is_claimed_by_another_worker() {
 }
 
 /// A tus upload whose PATCHes alternate between two nodes: the node that
-/// does not hold the bytes forwards them to the one that does, offsets
+/// does not hold the upload forwards them to the one that does, offsets
 /// agree on both, a wrong offset gets its 409 through the forward, and the
-/// original is byte-identical; with the holder stopped the other node
-/// answers 503 and accepts nothing.
+/// original is byte-identical; with the holder stopped the other node takes
+/// the upload over from its pieces in the bucket.
 #[tokio::test]
 async fn patches_alternating_between_nodes_make_one_upload() {
     let shared = Shared::start();
@@ -381,16 +381,20 @@ async fn patches_alternating_between_nodes_make_one_upload() {
     let (offset, bytes) = pieces[3];
     let wrong = patch(&b, offset - 1, bytes).await.unwrap();
     assert_eq!(wrong.status(), 409);
-    // The holder stops: B refuses the write instead of taking it.
+    // The holder stops: its bytes are in the bucket, so B takes the upload
+    // over (reading A's tail back) and the last piece completes it.
     let data_a = a.stop_keeping_data().await;
-    let refused = patch(&b, offset, bytes).await.unwrap();
-    assert_eq!(refused.status(), 503);
-    let (code, _) = common::error_of(refused).await;
-    assert_eq!(code, "upload_elsewhere");
-    // Back up: the last piece through B completes the upload.
-    let a = TestServer::start_in(data_a, on("node-a")).await;
     let done = patch(&b, offset, bytes).await.unwrap();
     assert_eq!(done.status(), 204);
+    // A, back, agrees: the piece again is at a stale offset.
+    let a = TestServer::start_in(data_a, on("node-a")).await;
+    let again = patch(&a, offset, bytes).await.unwrap();
+    assert_eq!(again.status(), 409);
+    let seen = head(&a).await.unwrap();
+    assert_eq!(
+        seen.headers()["upload-offset"],
+        clip.len().to_string().as_str()
+    );
     let asset = head(&b).await.unwrap().headers()["x-asset-id"]
         .to_str()
         .unwrap()
@@ -412,8 +416,8 @@ async fn patches_alternating_between_nodes_make_one_upload() {
 
 /// Processing while the upload arrives, on another node: an `api`-only
 /// node takes a slow tus upload, a `worker`-only node reads it as it
-/// arrives (the holder's `/internal/uploads/…`, behind the nodes' shared
-/// secret) and the preview plays before the upload is complete.
+/// arrives (its pieces in the bucket) and the preview plays before the
+/// upload is complete.
 #[tokio::test]
 async fn a_worker_elsewhere_processes_an_upload_while_it_arrives() {
     let shared = Shared::start();

@@ -286,6 +286,20 @@ impl Storage {
             .await
     }
 
+    /// Stores `chunks`, in order, as one object, without joining them.
+    pub async fn put_chunks(
+        &self,
+        key: &ObjectKey,
+        chunks: Vec<Bytes>,
+    ) -> Result<(), StorageError> {
+        self.put_payload(key, chunks.into_iter().collect()).await
+    }
+
+    /// Whether objects are files on this machine (else a remote store).
+    pub fn is_local(&self) -> bool {
+        matches!(self.backend, Backend::Local { .. })
+    }
+
     async fn put_payload(&self, key: &ObjectKey, payload: PutPayload) -> Result<(), StorageError> {
         self.store
             .put(&key.store_path(), payload)

@@ -7,7 +7,7 @@ mod postgres;
 
 use streamforge_actors::assets::{AssetRecord, AssetStatus, RungState, Stage};
 use streamforge_actors::db::{Database, Dialect};
-use streamforge_actors::uploads::{ConcatKind, UploadRecord};
+use streamforge_actors::uploads::{ConcatKind, Pieces, UploadRecord};
 
 fn upload(id: &str, expires_at_ms: i64) -> UploadRecord {
     UploadRecord {
@@ -24,6 +24,7 @@ fn upload(id: &str, expires_at_ms: i64) -> UploadRecord {
         completed_at_ms: None,
         asset_id: None,
         node: Some("node-a".to_owned()),
+        pieces: None,
     }
 }
 
@@ -101,6 +102,50 @@ async fn exercise(db: &Database) {
         db.upload("u1").await.unwrap().unwrap().node.as_deref(),
         Some("node-a")
     );
+    // An upload in the store: a commit takes only from its holder and at
+    // the offset it started from, with its pieces; a takeover only from
+    // the holder it names.
+    let mut stored = upload("u3", 30_000);
+    stored.pieces = Some(Pieces::default());
+    db.insert_upload(&stored).await.unwrap();
+    let pieces = Pieces::parse("0.w1 6291456.w1").unwrap();
+    let commit = |holder, from, to| db.commit_upload("u3", holder, from, to, None, Some(&pieces));
+    assert!(commit(Some("node-a"), 0, 7_000_000).await.unwrap());
+    assert!(
+        !commit(Some("node-a"), 0, 8_000_000).await.unwrap(),
+        "stale offset"
+    );
+    assert!(
+        !commit(Some("node-b"), 7_000_000, 8_000_000).await.unwrap(),
+        "not the holder"
+    );
+    assert!(
+        db.take_upload("u3", Some("node-a"), "node-b")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.take_upload("u3", Some("node-a"), "node-c")
+            .await
+            .unwrap(),
+        "taken already"
+    );
+    assert!(
+        !commit(Some("node-a"), 7_000_000, 8_000_000).await.unwrap(),
+        "taken over"
+    );
+    assert!(commit(Some("node-b"), 7_000_000, 8_000_000).await.unwrap());
+    let u3 = db.upload("u3").await.unwrap().unwrap();
+    assert_eq!((u3.offset, u3.node.as_deref()), (8_000_000, Some("node-b")));
+    assert_eq!(u3.pieces, Some(pieces.clone()));
+    // Any node clears an expired upload whose bytes are in the store.
+    assert!(
+        db.expired_uploads(35_000, "node-c")
+            .await
+            .unwrap()
+            .contains(&"u3".to_owned())
+    );
+    db.delete_upload("u3").await.unwrap();
     db.set_upload_asset("u2", "a9").await.unwrap();
     assert_eq!(db.upload("u2").await.unwrap().unwrap().parts, ["p1", "p2"]);
     assert!(db.delete_upload("u2").await.unwrap());

@@ -93,6 +93,9 @@ pub fn upload_error(err: UploadError) -> ApiError {
             ApiError::new(StatusCode::CONFLICT, "offset_mismatch", err.to_string())
         }
         UploadError::HeldElsewhere(_) => ApiError::unavailable("upload_elsewhere", err.to_string()),
+        UploadError::TakenOver(_) => {
+            ApiError::new(StatusCode::CONFLICT, "upload_taken_over", err.to_string())
+        }
         UploadError::PartialIncomplete(_) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "partial_incomplete",
@@ -370,6 +373,8 @@ async fn held_here(
                 .await?;
             Ok(Err(answer))
         }
+        // Its bytes are in the store: this node takes the upload over.
+        Holder::Away { .. } if state.uploads.in_store() => Ok(Ok(body)),
         Holder::Away { node } => Err(UploadError::HeldElsewhere(node).into()),
     }
 }

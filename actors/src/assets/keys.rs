@@ -5,9 +5,12 @@
 //! assets/{asset}/media/              what processing made: manifests, posters,
 //!   master.m3u8, manifest.mpd        storyboards, and one directory per rendition
 //!   {rendition}/init.mp4, seg-…      (`360p-v1/`, `audio-a1/`, …)
+//! uploads/{upload}/{start}.{writer}  an upload arriving into a remote store:
+//!                                    its pieces, until it is stored as an original
 //! ```
 //!
-//! Deleting an asset deletes everything under [`asset`].
+//! Deleting an asset deletes everything under [`asset`]; storing or deleting
+//! an upload, everything under [`upload`].
 
 use crate::storage::{ObjectKey, StorageError};
 
@@ -33,6 +36,19 @@ pub fn media(asset: &str, path: &str) -> Result<ObjectKey, StorageError> {
     media_dir(asset)?.join(path)
 }
 
+/// Everything an upload in progress keeps in a remote store.
+pub fn upload(upload: &str) -> Result<ObjectKey, StorageError> {
+    ObjectKey::new(format!("uploads/{upload}"))
+}
+
+/// One piece of an upload in progress: its bytes from `start`, written by
+/// the session `writer` (each session writes its own objects, so a session
+/// that lost the upload to another node cannot overwrite what that node
+/// wrote).
+pub fn upload_piece(upload: &str, start: u64, writer: &str) -> Result<ObjectKey, StorageError> {
+    self::upload(upload)?.join(&format!("{start:020}.{writer}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +62,9 @@ mod tests {
         );
         assert!(media("a1", "../a2/original").is_err());
         assert!(original("a/../b").is_err());
+        assert_eq!(
+            upload_piece("u1", 5 << 20, "w1").unwrap().as_str(),
+            "uploads/u1/00000000000005242880.w1"
+        );
     }
 }

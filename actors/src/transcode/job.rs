@@ -253,9 +253,13 @@ async fn source_input(
         if let Some(record) = record
             && record.completed_at_ms.is_none()
         {
-            // Read where the bytes arrive: this node's source server, or
-            // the holder's over the network.
-            let holder = record.node.as_deref().filter(|n| *n != transcoder.node());
+            // Read where the bytes arrive: this node's source server (which
+            // reads the pieces of an upload arriving into the store, or this
+            // node's own append file), or the holder's over the network.
+            let holder = record
+                .node
+                .as_deref()
+                .filter(|n| *n != transcoder.node() && record.pieces.is_none());
             let url = match holder {
                 None => transcoder.growing_url(upload),
                 Some(node) => transcoder.remote_growing_url(node, upload).await?,

@@ -1,7 +1,8 @@
 //! Reading an upload while it arrives (the growing source): the bytes of
 //! a range as they become durable, waiting for each commit of the upload's
 //! session (or of its partial uploads, for a final concatenation) and
-//! reading its append file, then its stored original once it is complete.
+//! reading its append file or its pieces in the store, then its stored
+//! original once it is complete.
 //! `src/http/source.rs` serves this to ffmpeg and ffprobe over loopback
 //! HTTP, so processing starts with the first bytes.
 
@@ -15,7 +16,7 @@ use futures::{Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::broadcast;
 
-use super::{UploadError, Uploads};
+use super::{UploadError, UploadRecord, Uploads};
 use crate::assets::keys;
 use crate::events::Event;
 use crate::storage::ObjectKey;
@@ -104,6 +105,31 @@ enum Origin {
     Stored(ObjectKey),
 }
 
+/// Where byte `pos` of upload `record`, still arriving, is: in its
+/// append file or in one of its pieces in the store, if it is durable.
+fn durable_place(uploads: &Uploads, record: &UploadRecord, pos: u64) -> std::io::Result<Place> {
+    if pos >= record.offset {
+        return Ok(Place::Wait);
+    }
+    let Some(pieces) = &record.pieces else {
+        return Ok(Place::Read {
+            path: Origin::File(uploads.file_path(&record.id)),
+            at: pos,
+            max: record.offset - pos,
+        });
+    };
+    let (piece, span) = pieces
+        .locate(pos, record.offset)
+        .ok_or_else(|| std::io::Error::other("the upload's pieces do not cover its offset"))?;
+    let key = keys::upload_piece(&record.id, piece.start, &piece.writer)
+        .map_err(std::io::Error::other)?;
+    Ok(Place::Read {
+        path: Origin::Stored(key),
+        at: pos - span.start,
+        max: span.end - pos,
+    })
+}
+
 /// Where the next bytes come from.
 enum Place {
     /// Read `path` at `at`, at most `max` bytes.
@@ -134,6 +160,7 @@ impl GrowingRead {
     /// The next bytes at `pos`, waiting until they are durable.
     async fn chunk(&mut self) -> std::io::Result<Bytes> {
         let waited_since = tokio::time::Instant::now();
+        let mut retries = 0;
         loop {
             let place = match &self.known {
                 Some(k) if (k.from..k.to).contains(&self.pos) => Place::Read {
@@ -151,7 +178,18 @@ impl GrowingRead {
                     file_at: at,
                 });
                 let want = max.min(self.end - self.pos).min(CHUNK as u64) as usize;
-                return self.read_at(path, at, want).await;
+                match self.read_at(path.clone(), at, want).await {
+                    Ok(bytes) => return Ok(bytes),
+                    // A piece removed once the upload was stored: the
+                    // original has the bytes now.
+                    Err(err) if matches!(path, Origin::Stored(_)) && retries < 2 => {
+                        tracing::debug!(upload = %self.id, %err, "reading the upload again from where it is now");
+                        self.known = None;
+                        retries += 1;
+                        continue;
+                    }
+                    Err(err) => return Err(err),
+                }
             }
             if waited_since.elapsed() > STALLED {
                 return Err(std::io::Error::other("the upload stalled"));
@@ -179,20 +217,21 @@ impl GrowingRead {
     /// Where the byte at `pos` is, if it is durable.
     async fn place(&mut self) -> std::io::Result<Place> {
         let gone = |e: UploadError| std::io::Error::other(format!("the upload is gone: {e}"));
-        let status = self.uploads.status(&self.id).await.map_err(gone)?;
-        let length = status.length.unwrap_or(0);
-        if status.offset == length && length > 0 {
+        let record = self.uploads.record(&self.id).await.map_err(gone)?;
+        let length = record.length.unwrap_or(0);
+        let stored = record.completed_at_ms.is_some() && record.asset_id.is_some();
+        let appended = record.pieces.is_none() && record.offset == length && length > 0;
+        if stored || appended {
             // Complete: the stored original (or the append file, if the
             // rename has not happened yet).
-            let path = self.own_path(status.asset_id.as_deref()).await?;
+            let path = self.own_path(record.asset_id.as_deref()).await?;
             return Ok(Place::Read {
                 path,
                 at: self.pos,
-                max: length - self.pos,
+                max: length.saturating_sub(self.pos),
             });
         }
         if self.parts.is_none() {
-            let record = self.uploads.record(&self.id).await.map_err(gone)?;
             let mut parts = Vec::with_capacity(record.parts.len());
             for part in &record.parts {
                 let partial = self.uploads.record(part).await.map_err(gone)?;
@@ -202,30 +241,14 @@ impl GrowingRead {
         }
         let parts = self.parts.as_deref().unwrap_or(&[]);
         if parts.is_empty() {
-            if self.pos < status.offset {
-                let path = self.own_path(None).await?;
-                return Ok(Place::Read {
-                    path,
-                    at: self.pos,
-                    max: status.offset - self.pos,
-                });
-            }
-            return Ok(Place::Wait);
+            return durable_place(&self.uploads, &record, self.pos);
         }
         // A final concatenation: the partial holding `pos`.
         let mut start = 0u64;
         for (part, part_length) in parts {
             if self.pos < start + part_length {
-                let inner = self.pos - start;
-                let durable = self.uploads.status(part).await.map_err(gone)?.offset;
-                if inner < durable {
-                    return Ok(Place::Read {
-                        path: Origin::File(self.uploads.file_path(part)),
-                        at: inner,
-                        max: durable - inner,
-                    });
-                }
-                return Ok(Place::Wait);
+                let partial = self.uploads.record(part).await.map_err(gone)?;
+                return durable_place(&self.uploads, &partial, self.pos - start);
             }
             start += part_length;
         }

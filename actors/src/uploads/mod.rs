@@ -2,15 +2,19 @@
 //! spawned on demand under the `uploads` branch, and the move of a finished
 //! upload's bytes into storage as an asset's original.
 //!
-//! Bytes in progress live in append files under `<data_dir>/uploads/`, on
-//! local disk whatever the storage backend: an append file can be fsynced
-//! and resumed after a crash, which an object-store multipart upload cannot.
-//! A finished upload streams into `assets/<asset>/original` in storage, byte
-//! for byte, and its append file is removed.
+//! Where bytes in progress live follows the storage ([`spool`]): with local
+//! storage, in append files under `<data_dir>/uploads/`, fsynced at each
+//! commit and moved into place when complete; with a remote store, in
+//! pieces under `uploads/<upload>/` in it, so any node can read them and
+//! take the upload over when its holder is gone. A finished upload becomes
+//! `assets/<asset>/original`, byte for byte, and its bytes in progress are
+//! removed.
 
 mod growing;
+mod pieces;
 mod records;
 mod session;
+mod spool;
 mod write;
 
 use std::collections::HashMap;
@@ -23,6 +27,7 @@ use ractor::{Actor, ActorId, ActorRef};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 
+pub use pieces::{PIECE_MIN, Piece, Pieces};
 pub use records::{ConcatKind, UploadRecord};
 
 use crate::assets::{AssetRecord, AssetStatus, Stage, keys};
@@ -74,6 +79,8 @@ pub enum UploadError {
     Unreachable(String),
     #[error("the upload's bytes are on node {0}, which is not up; resume when it is back")]
     HeldElsewhere(String),
+    #[error("upload {0} is now written by another node; ask for its offset again (HEAD)")]
+    TakenOver(String),
 }
 
 impl UploadError {
@@ -214,6 +221,12 @@ impl Uploads {
         self.dir.join(format!("{id}.bin"))
     }
 
+    /// Whether uploads in progress are kept in the (remote) object store,
+    /// where every node reaches them, rather than in append files.
+    pub fn in_store(&self) -> bool {
+        !self.storage.is_local()
+    }
+
     /// Records a new upload and creates its (empty) append file.
     pub async fn create(&self, new: NewUpload) -> Result<UploadRecord, UploadError> {
         let now = clock::now_ms();
@@ -232,11 +245,14 @@ impl Uploads {
             completed_at_ms: None,
             asset_id: None,
             node: self.node.as_deref().map(str::to_owned),
+            pieces: self.in_store().then(Pieces::default),
         };
-        let path = self.file_path(&record.id);
-        tokio::fs::File::create(&path)
-            .await
-            .map_err(|e| UploadError::io(&path, e))?;
+        if !self.in_store() {
+            let path = self.file_path(&record.id);
+            tokio::fs::File::create(&path)
+                .await
+                .map_err(|e| UploadError::io(&path, e))?;
+        }
         self.db.insert_upload(&record).await?;
         Ok(record)
     }
@@ -263,10 +279,10 @@ impl Uploads {
         {
             return Ok(session.clone());
         }
-        let record = self.record(id).await?;
+        let mut record = self.record(id).await?;
         // Only the node holding the bytes may write them.
-        if let Some(node) = self.held_elsewhere(&record) {
-            return Err(UploadError::HeldElsewhere(node.to_owned()));
+        if self.held_elsewhere(&record).is_some() {
+            self.take_over(&mut record).await?;
         }
         let branch = self
             .supervision
@@ -286,6 +302,32 @@ impl Uploads {
         .map_err(|e| UploadError::Unreachable(e.to_string()))?;
         sessions.insert(id.to_owned(), session.clone());
         Ok(session)
+    }
+
+    /// Makes this node the writer of `record`, whose holder is another
+    /// node: only when the bytes are in the store and that node is not up.
+    /// The commits of a session left on the old holder are refused from
+    /// now on ([`UploadError::TakenOver`]).
+    async fn take_over(&self, record: &mut UploadRecord) -> Result<(), UploadError> {
+        let old = record.node.clone().unwrap_or_default();
+        let away = matches!(self.holder(record).await?, Holder::Away { .. });
+        let Some(me) = self
+            .node
+            .as_deref()
+            .filter(|_| away && record.pieces.is_some())
+        else {
+            return Err(UploadError::HeldElsewhere(old));
+        };
+        if !self
+            .db
+            .take_upload(&record.id, record.node.as_deref(), me)
+            .await?
+        {
+            return Err(UploadError::TakenOver(record.id.clone()));
+        }
+        tracing::info!(upload = %record.id, from = %old, "upload taken over from a node that is gone");
+        record.node = Some(me.to_owned());
+        Ok(())
     }
 
     async fn forget(&self, id: &str, actor: ActorId) {
@@ -348,14 +390,24 @@ impl Uploads {
                 .stop_and_wait(Some("terminated".into()), Some(CALL_TIMEOUT))
                 .await;
         }
-        let path = self.file_path(id);
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(UploadError::io(&path, e)),
-        }
+        self.remove_bytes(id).await?;
         self.db.delete_upload(id).await?;
         Ok(())
+    }
+
+    /// Removes the bytes in progress of upload `id`: its append file, or
+    /// its pieces in the store.
+    async fn remove_bytes(&self, id: &str) -> Result<(), UploadError> {
+        if self.in_store() {
+            self.storage.delete_prefix(&keys::upload(id)?).await?;
+            return Ok(());
+        }
+        let path = self.file_path(id);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(UploadError::io(&path, e)),
+        }
     }
 
     /// Creates a final concatenation (tus `concatenation-unfinished`): if
@@ -445,7 +497,7 @@ impl Uploads {
     /// A final concatenation: its partial uploads, all complete, are stored
     /// one after the other as a new asset's original. Returns the asset id.
     pub async fn concatenate(&self, record: &UploadRecord) -> Result<String, UploadError> {
-        let mut files = Vec::with_capacity(record.parts.len());
+        let mut partials = Vec::with_capacity(record.parts.len());
         let mut length = 0u64;
         for part in &record.parts {
             let partial = self.record(part).await?;
@@ -456,23 +508,21 @@ impl Uploads {
                 return Err(UploadError::PartialIncomplete(part.clone()));
             }
             length += partial.offset;
-            files.push(self.file_path(part));
+            partials.push(partial);
         }
         let mut record = record.clone();
         record.length = Some(length);
         record.offset = length;
-        let asset = self.store_original(&record, &files).await?;
+        let asset = self.store_original(&record, &partials).await?;
         self.db
             .set_upload_progress(&record.id, length, Some(length))
             .await?;
-        // The parts live on in the asset's original; their files and records
+        // The parts live on in the asset's original; their bytes and records
         // are not needed again (tus concatenation: the server may delete them),
         // nor is the final upload's own (empty) file.
-        let _ = tokio::fs::remove_file(self.file_path(&record.id)).await;
-        for (part, file) in record.parts.iter().zip(&files) {
-            if let Err(err) = tokio::fs::remove_file(file).await
-                && err.kind() != std::io::ErrorKind::NotFound
-            {
+        let _ = self.remove_bytes(&record.id).await;
+        for part in &record.parts {
+            if let Err(err) = self.remove_bytes(part).await {
                 tracing::warn!(upload = %part, %err, "cannot remove a concatenated part");
             }
             self.db.delete_upload(part).await?;
@@ -480,29 +530,32 @@ impl Uploads {
         Ok(asset)
     }
 
-    /// Streams `files`, in order, into a new asset's original and records
-    /// the asset and the upload's completion.
+    /// Streams the bytes of `parts` (the upload itself, or the partials of
+    /// a final concatenation), in order, into a new asset's original and
+    /// records the asset and the upload's completion.
     async fn store_original(
         &self,
         record: &UploadRecord,
-        files: &[PathBuf],
+        parts: &[UploadRecord],
     ) -> Result<String, UploadError> {
         // Processing may have started while the bytes arrived: the asset
         // exists already and its job reads the growing source.
         let early = record.asset_id.clone();
         let asset_id = early.clone().unwrap_or_else(new_id);
         let key = keys::original(&asset_id)?;
-        let size = match (files, self.storage.local_path(&key)) {
+        let size = match (parts, self.storage.local_path(&key)) {
             // Local storage: move the append file into place, atomically and
             // without copying a byte (a 4 GB upload is stored at once).
-            ([file], Some(target)) => match move_file(file, &target).await {
-                Ok(size) => size,
-                Err(err) => {
-                    tracing::debug!(%err, "cannot move the upload into place; copying");
-                    self.copy_into(&key, files).await?
+            ([part], Some(target)) if part.pieces.is_none() => {
+                match move_file(&self.file_path(&part.id), &target).await {
+                    Ok(size) => size,
+                    Err(err) => {
+                        tracing::debug!(%err, "cannot move the upload into place; copying");
+                        self.copy_into(&key, parts).await?
+                    }
                 }
-            },
-            _ => self.copy_into(&key, files).await?,
+            }
+            _ => self.copy_into(&key, parts).await?,
         };
         if Some(size) != record.length {
             return Err(UploadError::Corrupt {
@@ -517,6 +570,13 @@ impl Uploads {
         }
         self.db.complete_upload(&record.id, Some(&asset_id)).await?;
         tracing::info!(upload = %record.id, asset = %asset_id, size, "upload stored");
+        if parts.len() == 1 && self.in_store() {
+            // Readers of the pieces move on to the original once they see
+            // the upload complete.
+            if let Err(err) = self.remove_bytes(&record.id).await {
+                tracing::warn!(upload = %record.id, %err, "cannot remove a stored upload's pieces");
+            }
+        }
         self.events.publish(Event::Stage {
             asset_id: asset_id.clone(),
             upload_id: Some(record.id.clone()),
@@ -565,11 +625,27 @@ impl Uploads {
         Ok(())
     }
 
-    /// Streams `files`, in order, into one object at `key`; returns its size.
-    async fn copy_into(&self, key: &ObjectKey, files: &[PathBuf]) -> Result<u64, UploadError> {
+    /// Streams the bytes of `parts`, in order, into one object at `key`;
+    /// returns its size.
+    async fn copy_into(&self, key: &ObjectKey, parts: &[UploadRecord]) -> Result<u64, UploadError> {
         let mut writer = self.storage.writer(key).await?;
         let mut buffer = vec![0u8; COPY_CHUNK];
-        for path in files {
+        for part in parts {
+            if let Some(pieces) = &part.pieces {
+                for (piece, span) in pieces.spans(part.offset).filter(|(_, s)| !s.is_empty()) {
+                    let piece_key = keys::upload_piece(&part.id, piece.start, &piece.writer)?;
+                    let read = self
+                        .storage
+                        .read(&piece_key, Some(0..span.end - span.start))
+                        .await?;
+                    let mut body = read.body;
+                    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+                        writer.write(chunk?).await?;
+                    }
+                }
+                continue;
+            }
+            let path = &self.file_path(&part.id);
             let mut file = tokio::fs::File::open(path)
                 .await
                 .map_err(|e| UploadError::io(path, e))?;
@@ -596,7 +672,9 @@ impl Uploads {
             if let Some(session) = session {
                 session.stop(Some("expired".into()));
             }
-            let _ = tokio::fs::remove_file(self.file_path(id)).await;
+            if let Err(err) = self.remove_bytes(id).await {
+                tracing::warn!(upload = %id, %err, "cannot remove an expired upload's bytes");
+            }
             self.db.delete_upload(id).await?;
         }
         Ok(expired.len())

@@ -2,6 +2,7 @@
 
 use sqlx::Row;
 
+use super::pieces::Pieces;
 use crate::clock;
 use crate::db::{Database, DbError, to_i64, to_u64};
 
@@ -23,9 +24,12 @@ pub struct UploadRecord {
     pub expires_at_ms: i64,
     pub completed_at_ms: Option<i64>,
     pub asset_id: Option<String>,
-    /// The node whose disk holds the bytes while they arrive; `None`: this
-    /// node (an upload from before several nodes).
+    /// The node that writes the bytes while they arrive (the only one);
+    /// `None`: this node (an upload from before several nodes).
     pub node: Option<String>,
+    /// Bytes arriving into a remote store: its pieces there. `None`: an
+    /// append file on the holder's disk.
+    pub pieces: Option<Pieces>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,14 +79,20 @@ fn upload_from_row(row: &sqlx::any::AnyRow) -> Result<UploadRecord, sqlx::Error>
         completed_at_ms: row.try_get("completed_at")?,
         asset_id: row.try_get("asset_id")?,
         node: row.try_get("node")?,
+        pieces: match row.try_get::<Option<String>, _>("pieces")? {
+            None => None,
+            Some(text) => Some(Pieces::parse(&text).ok_or_else(|| {
+                sqlx::Error::Decode(format!("malformed pieces of upload: {text:?}").into())
+            })?),
+        },
     })
 }
 
 impl Database {
     pub async fn insert_upload(&self, upload: &UploadRecord) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO uploads (id, length, upload_offset, metadata, filename, filetype, concat, parts, created_at, expires_at, node)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO uploads (id, length, upload_offset, metadata, filename, filetype, concat, parts, created_at, expires_at, node, pieces)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&upload.id)
         .bind(upload.length.map(to_i64))
@@ -95,6 +105,7 @@ impl Database {
         .bind(upload.created_at_ms)
         .bind(upload.expires_at_ms)
         .bind(upload.node.as_deref())
+        .bind(upload.pieces.as_ref().map(Pieces::to_string))
         .execute(self.pool())
         .await?;
         Ok(())
@@ -124,6 +135,57 @@ impl Database {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// Makes a session's commit durable: the offset moves from `from` to
+    /// `to` (with the pieces that now hold the bytes, and the length when
+    /// the client has just declared it), only if the upload is still at
+    /// `from` and still written by `holder`. `false`: it is not, another
+    /// node took it over, and the commit is refused.
+    pub async fn commit_upload(
+        &self,
+        id: &str,
+        holder: Option<&str>,
+        from: u64,
+        to: u64,
+        length: Option<u64>,
+        pieces: Option<&Pieces>,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET upload_offset = $1, length = COALESCE($2, length),
+                    pieces = COALESCE($3, pieces)
+              WHERE id = $4 AND upload_offset = $5 AND COALESCE(node, '') = $6
+                AND completed_at IS NULL",
+        )
+        .bind(to_i64(to))
+        .bind(length.map(to_i64))
+        .bind(pieces.map(Pieces::to_string))
+        .bind(id)
+        .bind(to_i64(from))
+        .bind(holder.unwrap_or_default())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Moves an unfinished upload from holder `from` to `to`, if `from`
+    /// still holds it; `false` if another node was quicker.
+    pub async fn take_upload(
+        &self,
+        id: &str,
+        from: Option<&str>,
+        to: &str,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET node = $1
+              WHERE id = $2 AND COALESCE(node, '') = $3 AND completed_at IS NULL",
+        )
+        .bind(to)
+        .bind(id)
+        .bind(from.unwrap_or_default())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn complete_upload(&self, id: &str, asset_id: Option<&str>) -> Result<(), DbError> {
@@ -158,13 +220,13 @@ impl Database {
             .collect())
     }
 
-    /// Unfinished uploads whose expiry has passed.
     /// Unfinished uploads past their expiry whose bytes are on `node`
-    /// (or on no node in particular).
+    /// (or on no node in particular, or in the object store, which any
+    /// node may clear).
     pub async fn expired_uploads(&self, now_ms: i64, node: &str) -> Result<Vec<String>, DbError> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM uploads WHERE completed_at IS NULL AND expires_at < $1
-               AND (node IS NULL OR node = $2)",
+               AND (node IS NULL OR node = $2 OR pieces IS NOT NULL)",
         )
         .bind(now_ms)
         .bind(node)

@@ -1,13 +1,16 @@
 //! `UploadSession`: the one actor that writes an upload's bytes.
 //!
-//! It owns the upload's append file. A PATCH is `Begin` → `Append`* →
-//! `Commit` or `Rollback`: appended bytes are written at once but become part
-//! of the upload only at `Commit`, which fsyncs the file and then records
-//! the new offset in the database; only then is the offset acknowledged to
-//! the client. `Rollback` (checksum mismatch, body over its limit) cuts the
-//! file back to the last durable offset. At start the file is cut back to
-//! the durable offset too, so bytes of a PATCH interrupted by a crash never
-//! count.
+//! It owns the upload's [`Spool`]: its append file, or its pieces in the
+//! object store. A PATCH is `Begin` → `Append`* → `Commit` or `Rollback`:
+//! appended bytes are written at once but become part of the upload only at
+//! `Commit`, which makes them durable (fsync, or the objects written) and
+//! then records the new offset in the database; only then is the offset
+//! acknowledged to the client. The database takes the offset only from the
+//! upload's holder and at the offset the session started from, so a session
+//! left behind on a node the upload was taken from can never commit.
+//! `Rollback` (checksum mismatch, body over its limit) goes back to the last
+//! durable offset. At start the spool is cut back to the durable offset too,
+//! so bytes of a PATCH interrupted by a crash never count.
 //!
 //! One PATCH at a time: `Begin` while another PATCH is open is refused.
 //! Media bytes ride `Append` calls that the caller awaits one at a time, so
@@ -16,15 +19,13 @@
 //! Policy: the session stops itself after [`IDLE_STOP`] without a PATCH, or
 //! once the upload is complete and stored; the next request spawns it again.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
+use super::records::{ConcatKind, UploadRecord};
+use super::spool::Spool;
+use super::{UploadError, Uploads};
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::io::AsyncWriteExt;
-
-use super::records::{ConcatKind, UploadRecord};
-use super::{UploadError, Uploads};
 
 /// A session with no request for this long stops (its state is all on disk).
 pub const IDLE_STOP: Duration = Duration::from_secs(300);
@@ -39,10 +40,8 @@ pub struct UploadSessionArgs {
 pub struct UploadSessionState {
     record: UploadRecord,
     uploads: Uploads,
-    file: tokio::fs::File,
-    path: PathBuf,
-    /// Bytes written by the open PATCH, not yet durable.
-    pending: u64,
+    /// Where the bytes go: see [`Spool`].
+    spool: Spool,
     patch_open: bool,
     idle_timer: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<UploadSessionMsg>>>>,
 }
@@ -99,43 +98,42 @@ impl UploadSessionState {
     }
 
     async fn truncate_to_durable(&mut self) -> Result<(), UploadError> {
-        self.file
-            .set_len(self.record.offset)
-            .await
-            .map_err(|e| UploadError::io(&self.path, e))?;
-        self.file
-            .sync_data()
-            .await
-            .map_err(|e| UploadError::io(&self.path, e))?;
-        self.pending = 0;
+        self.spool.discard().await?;
         self.patch_open = false;
         Ok(())
     }
 
     async fn commit(&mut self, length: Option<u64>) -> Result<(), UploadError> {
-        self.file
-            .flush()
-            .await
-            .map_err(|e| UploadError::io(&self.path, e))?;
         // Durable first, acknowledged second: a crash between the two loses
         // only bytes the client was never told about.
-        self.file
-            .sync_data()
-            .await
-            .map_err(|e| UploadError::io(&self.path, e))?;
-        let offset = self.record.offset + self.pending;
+        let pieces = self.spool.prepare().await?;
+        let offset = self.record.offset + self.spool.pending();
         let new_length = length.filter(|_| self.record.length.is_none());
-        self.uploads
+        let recorded = self
+            .uploads
             .db
-            .set_upload_progress(&self.record.id, offset, new_length)
+            .commit_upload(
+                &self.record.id,
+                self.record.node.as_deref(),
+                self.record.offset,
+                offset,
+                new_length,
+                pieces.as_ref(),
+            )
             .await?;
+        if !recorded {
+            return Err(UploadError::TakenOver(self.record.id.clone()));
+        }
+        self.spool.settled();
         self.record.offset = offset;
+        if pieces.is_some() {
+            self.record.pieces = pieces;
+        }
         if new_length.is_some() {
             self.record.length = new_length;
         }
         self.uploads
             .progress(&self.record.id, offset, self.record.length);
-        self.pending = 0;
         self.patch_open = false;
         Ok(())
     }
@@ -163,15 +161,17 @@ impl UploadSessionState {
         } else {
             let asset = self
                 .uploads
-                .store_original(&self.record, std::slice::from_ref(&self.path))
+                .store_original(&self.record, std::slice::from_ref(&self.record))
                 .await?;
             self.record.asset_id = Some(asset);
             // Gone already when it was moved into storage.
-            match tokio::fs::remove_file(&self.path).await {
-                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                    tracing::warn!(path = %self.path.display(), %err, "cannot remove a stored upload's file");
+            if let Some(path) = self.spool.file() {
+                match tokio::fs::remove_file(path).await {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                        tracing::warn!(path = %path.display(), %err, "cannot remove a stored upload's file");
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
         self.record.completed_at_ms = Some(crate::clock::now_ms());
@@ -189,47 +189,15 @@ impl Actor for UploadSession {
         myself: ActorRef<UploadSessionMsg>,
         args: UploadSessionArgs,
     ) -> Result<UploadSessionState, ActorProcessingErr> {
-        let path = args.uploads.file_path(&args.record.id);
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .await
-            .map_err(|e| UploadError::io(&path, e))?;
-        let on_disk = file
-            .metadata()
-            .await
-            .map_err(|e| UploadError::io(&path, e))?
-            .len();
+        let spool = Spool::open(&args.uploads, &args.record).await?;
         let mut state = UploadSessionState {
             record: args.record,
             uploads: args.uploads,
-            file,
-            path,
-            pending: 0,
+            spool,
             patch_open: false,
             idle_timer: None,
         };
         if state.record.completed_at_ms.is_none() {
-            if on_disk < state.record.offset {
-                return Err(UploadError::Corrupt {
-                    id: state.record.id.clone(),
-                    reason: format!(
-                        "the file holds {on_disk} bytes but {} were acknowledged",
-                        state.record.offset
-                    ),
-                }
-                .into());
-            }
-            if on_disk > state.record.offset {
-                tracing::info!(
-                    upload = %state.record.id,
-                    durable = state.record.offset,
-                    on_disk,
-                    "dropping bytes of an interrupted PATCH"
-                );
-                state.truncate_to_durable().await?;
-            }
             // Acknowledged in full but stopped before it was stored (a crash).
             state.finish_if_complete().await?;
         }
@@ -268,12 +236,9 @@ impl Actor for UploadSession {
                 let result = if !state.patch_open {
                     Err(UploadError::NoPatch)
                 } else {
-                    match state.file.write_all(&bytes).await {
-                        Ok(()) => {
-                            state.pending += bytes.len() as u64;
-                            Ok(state.pending)
-                        }
-                        Err(e) => Err(UploadError::io(&state.path, e)),
+                    match state.spool.append(bytes).await {
+                        Ok(()) => Ok(state.spool.pending()),
+                        Err(err) => Err(err),
                     }
                 };
                 let _ = reply.send(result);
@@ -300,9 +265,12 @@ impl Actor for UploadSession {
                     }
                 };
                 let done = state.record.completed_at_ms.is_some();
+                let lost = matches!(result, Err(UploadError::TakenOver(_)));
                 let _ = reply.send(result);
                 if done {
                     myself.stop(Some("upload complete".into()));
+                } else if lost {
+                    myself.stop(Some("taken over by another node".into()));
                 }
             }
             UploadSessionMsg::Checkpoint(reply) => {
@@ -325,7 +293,11 @@ impl Actor for UploadSession {
                         }
                     }
                 };
+                let lost = matches!(result, Err(UploadError::TakenOver(_)));
                 let _ = reply.send(result);
+                if lost {
+                    myself.stop(Some("taken over by another node".into()));
+                }
             }
             UploadSessionMsg::Rollback(reply) => {
                 let result = state.truncate_to_durable().await.map(|()| state.status());

@@ -1,0 +1,351 @@
+//! Where an upload session writes the bytes of an upload in progress: an
+//! append file on this node's disk when storage is local, or pieces in the
+//! object store when it is remote, so that any node can take the upload
+//! over and read it while it arrives.
+//!
+//! Both are written the same way by the session: `append` the bytes of the
+//! open PATCH, `prepare` makes them durable in the spool (fsync, or the
+//! objects written), the session records the new offset in the database,
+//! then `settled` makes the spool's durable state the new one — or
+//! `discard` goes back to it (a failed check, a refused commit).
+
+use std::path::PathBuf;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::pieces::{PIECE_MIN, Piece, Pieces};
+use super::{UploadError, UploadRecord, Uploads};
+use crate::assets::keys;
+use crate::storage::Storage;
+
+/// Bytes of an open PATCH kept in memory before they are written to the
+/// store as a sealed piece (they count once the PATCH commits).
+const STAGE_BYTES: u64 = 6 << 20;
+
+pub(super) enum Spool {
+    File(FileSpool),
+    Bucket(BucketSpool),
+}
+
+pub(super) struct FileSpool {
+    file: tokio::fs::File,
+    path: PathBuf,
+    durable: u64,
+    pending: u64,
+}
+
+/// Pieces of the upload in the store; see [`super::pieces`].
+pub(super) struct BucketSpool {
+    storage: Storage,
+    upload: String,
+    /// This session's name in its pieces' keys.
+    writer: String,
+    durable: u64,
+    /// The pieces that hold the durable bytes.
+    pieces: Pieces,
+    /// The durable bytes not in a sealed piece, from `tail_start`.
+    tail_start: u64,
+    tail: Vec<Bytes>,
+    /// The same for the open PATCH: the bytes it will make durable.
+    work_start: u64,
+    work: Vec<Bytes>,
+    work_len: u64,
+    /// Bytes appended by the open PATCH.
+    appended: u64,
+    /// Pieces the open PATCH wrote, and the list they make.
+    staged: Vec<Piece>,
+    prepared: Option<Pieces>,
+}
+
+impl Spool {
+    /// Opens `record`'s spool at its durable offset; bytes of a PATCH
+    /// interrupted before its commit (a crash) are dropped.
+    pub async fn open(uploads: &Uploads, record: &UploadRecord) -> Result<Spool, UploadError> {
+        match &record.pieces {
+            None => FileSpool::open(uploads.file_path(&record.id), record)
+                .await
+                .map(Spool::File),
+            Some(pieces) => BucketSpool::open(uploads.storage.clone(), record, pieces.clone())
+                .await
+                .map(Spool::Bucket),
+        }
+    }
+
+    /// Bytes appended since the last commit.
+    pub fn pending(&self) -> u64 {
+        match self {
+            Spool::File(f) => f.pending,
+            Spool::Bucket(b) => b.appended,
+        }
+    }
+
+    pub async fn append(&mut self, bytes: Bytes) -> Result<(), UploadError> {
+        match self {
+            Spool::File(f) => {
+                f.file
+                    .write_all(&bytes)
+                    .await
+                    .map_err(|e| UploadError::io(&f.path, e))?;
+                f.pending += bytes.len() as u64;
+                Ok(())
+            }
+            Spool::Bucket(b) => b.append(bytes).await,
+        }
+    }
+
+    /// Makes the appended bytes durable where they are kept; answers the
+    /// pieces that will hold them, for the database.
+    pub async fn prepare(&mut self) -> Result<Option<Pieces>, UploadError> {
+        match self {
+            Spool::File(f) => {
+                f.file
+                    .flush()
+                    .await
+                    .map_err(|e| UploadError::io(&f.path, e))?;
+                f.file
+                    .sync_data()
+                    .await
+                    .map_err(|e| UploadError::io(&f.path, e))?;
+                Ok(None)
+            }
+            Spool::Bucket(b) => b.prepare().await.map(Some),
+        }
+    }
+
+    /// The database recorded the commit: the appended bytes are durable.
+    pub fn settled(&mut self) {
+        match self {
+            Spool::File(f) => {
+                f.durable += f.pending;
+                f.pending = 0;
+            }
+            Spool::Bucket(b) => b.settled(),
+        }
+    }
+
+    /// Drops whatever was appended since the last commit.
+    pub async fn discard(&mut self) -> Result<(), UploadError> {
+        match self {
+            Spool::File(f) => f.truncate().await,
+            Spool::Bucket(b) => {
+                b.discard();
+                Ok(())
+            }
+        }
+    }
+
+    /// The append file, which a finished upload leaves behind.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            Spool::File(f) => Some(&f.path),
+            Spool::Bucket(_) => None,
+        }
+    }
+}
+
+impl FileSpool {
+    async fn open(path: PathBuf, record: &UploadRecord) -> Result<FileSpool, UploadError> {
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await
+            .map_err(|e| UploadError::io(&path, e))?;
+        let on_disk = file
+            .metadata()
+            .await
+            .map_err(|e| UploadError::io(&path, e))?
+            .len();
+        let mut spool = FileSpool {
+            file,
+            path,
+            durable: record.offset,
+            pending: 0,
+        };
+        if record.completed_at_ms.is_none() {
+            if on_disk < record.offset {
+                return Err(UploadError::Corrupt {
+                    id: record.id.clone(),
+                    reason: format!(
+                        "the file holds {on_disk} bytes but {} were acknowledged",
+                        record.offset
+                    ),
+                });
+            }
+            if on_disk > record.offset {
+                tracing::info!(upload = %record.id, durable = record.offset, on_disk, "dropping bytes of an interrupted PATCH");
+                spool.truncate().await?;
+            }
+        }
+        Ok(spool)
+    }
+
+    async fn truncate(&mut self) -> Result<(), UploadError> {
+        self.file
+            .set_len(self.durable)
+            .await
+            .map_err(|e| UploadError::io(&self.path, e))?;
+        self.file
+            .sync_data()
+            .await
+            .map_err(|e| UploadError::io(&self.path, e))?;
+        self.pending = 0;
+        Ok(())
+    }
+}
+
+impl BucketSpool {
+    /// Opens the upload's pieces: the tail, if any, is read back into
+    /// memory to be extended (at most [`PIECE_MIN`] bytes).
+    async fn open(
+        storage: Storage,
+        record: &UploadRecord,
+        pieces: Pieces,
+    ) -> Result<BucketSpool, UploadError> {
+        let writer = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let mut tail_start = record.offset;
+        let mut tail = Vec::new();
+        // (A stored upload's pieces are gone: nothing is read.)
+        if let Some((piece, span)) = pieces.spans(record.offset).last()
+            && span.end - span.start < PIECE_MIN
+            && record.completed_at_ms.is_none()
+        {
+            let key = keys::upload_piece(&record.id, piece.start, &piece.writer)?;
+            let want = span.end - span.start;
+            let bytes = read_exactly(&storage, &key, want).await.map_err(|reason| {
+                UploadError::Corrupt {
+                    id: record.id.clone(),
+                    reason: format!("its tail {key}: {reason}"),
+                }
+            })?;
+            tail_start = span.start;
+            tail.push(bytes);
+        }
+        let work_len = record.offset - tail_start;
+        Ok(BucketSpool {
+            storage,
+            upload: record.id.clone(),
+            writer,
+            durable: record.offset,
+            pieces,
+            tail_start,
+            work_start: tail_start,
+            work: tail.clone(),
+            tail,
+            work_len,
+            appended: 0,
+            staged: Vec::new(),
+            prepared: None,
+        })
+    }
+
+    async fn append(&mut self, bytes: Bytes) -> Result<(), UploadError> {
+        self.appended += bytes.len() as u64;
+        self.work_len += bytes.len() as u64;
+        self.work.push(bytes);
+        if self.work_len >= STAGE_BYTES {
+            self.write_work().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the bytes not yet in a sealed piece as this session's piece
+    /// at `work_start`; seals it when it is large enough.
+    async fn write_work(&mut self) -> Result<(), UploadError> {
+        if self.work.is_empty() {
+            return Ok(());
+        }
+        let piece = Piece {
+            start: self.work_start,
+            writer: self.writer.clone(),
+        };
+        let key = keys::upload_piece(&self.upload, piece.start, &piece.writer)?;
+        self.storage.put_chunks(&key, self.work.clone()).await?;
+        if self.staged.last() != Some(&piece) {
+            self.staged.push(piece);
+        }
+        if self.work_len >= PIECE_MIN {
+            self.work_start += self.work_len;
+            self.work.clear();
+            self.work_len = 0;
+        }
+        Ok(())
+    }
+
+    async fn prepare(&mut self) -> Result<Pieces, UploadError> {
+        if self.appended > 0 {
+            self.write_work().await?;
+        }
+        let pieces = match self.staged.first() {
+            Some(first) => self.pieces.replaced_from(first.start, &self.staged),
+            None => self.pieces.clone(),
+        };
+        self.prepared = Some(pieces.clone());
+        Ok(pieces)
+    }
+
+    fn settled(&mut self) {
+        if let Some(pieces) = self.prepared.take() {
+            self.pieces = pieces;
+        }
+        self.durable += self.appended;
+        self.appended = 0;
+        self.tail_start = self.work_start;
+        self.tail = self.work.clone();
+        self.staged.clear();
+    }
+
+    fn discard(&mut self) {
+        self.work_start = self.tail_start;
+        self.work = self.tail.clone();
+        self.work_len = self.durable - self.tail_start;
+        self.appended = 0;
+        self.prepared = None;
+        // Pieces only the dropped bytes were in are not needed; what is
+        // left behind goes with the upload's other objects when it ends.
+        let orphans: Vec<Piece> = self
+            .staged
+            .drain(..)
+            .filter(|p| !self.pieces.contains(p))
+            .collect();
+        if !orphans.is_empty() {
+            let storage = self.storage.clone();
+            let upload = self.upload.clone();
+            tokio::spawn(async move {
+                for piece in orphans {
+                    if let Ok(key) = keys::upload_piece(&upload, piece.start, &piece.writer)
+                        && let Err(err) = storage.delete(&key).await
+                    {
+                        tracing::debug!(%upload, %err, "cannot delete a dropped piece");
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// The first `want` bytes of `key`.
+pub(super) async fn read_exactly(
+    storage: &Storage,
+    key: &crate::storage::ObjectKey,
+    want: u64,
+) -> Result<Bytes, String> {
+    let read = storage
+        .read(key, Some(0..want))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buffer = BytesMut::with_capacity(want as usize);
+    let mut body = read.body;
+    while let Some(chunk) = body.next().await {
+        buffer.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+    }
+    if buffer.len() as u64 != want {
+        return Err(format!(
+            "{} bytes where {want} were acknowledged",
+            buffer.len()
+        ));
+    }
+    Ok(buffer.freeze())
+}
