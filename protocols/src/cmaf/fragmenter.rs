@@ -228,6 +228,18 @@ impl Fragmenter {
         track: &Track,
         first_segment_seq: u64,
     ) -> Result<(), CmafError> {
+        self.add_track_resumed(track, first_segment_seq, 1)
+    }
+
+    /// Registers a track that goes on from an earlier run: its segments
+    /// numbered from `first_segment_seq` and its fragments (`mfhd`) from
+    /// `first_fragment_seq`, as if the run had not stopped.
+    pub fn add_track_resumed(
+        &mut self,
+        track: &Track,
+        first_segment_seq: u64,
+        first_fragment_seq: u32,
+    ) -> Result<(), CmafError> {
         if track.timescale == 0 {
             return Err(CmafError::InvalidTrack {
                 track: track.id,
@@ -246,7 +258,7 @@ impl Fragmenter {
                 recent_gaps: [0; RECENT_GAPS],
                 gap_at: 0,
                 next_segment_seq: first_segment_seq,
-                next_fragment_seq: 1,
+                next_fragment_seq: first_fragment_seq,
                 last_dts: None,
                 segment: None,
                 pending: Vec::new(),

@@ -33,6 +33,7 @@
 //! [`Output`].
 
 mod bandwidth;
+mod checkpoint;
 mod manifest;
 mod packager;
 
@@ -47,6 +48,7 @@ pub use bandwidth::{
     DurationStats, Span, average_bit_rate, bit_rate, dash_bandwidth, peak_segment_bit_rate,
     rational,
 };
+pub use checkpoint::{Checkpoint, CheckpointError};
 pub use packager::{FinishedRendition, Packager};
 
 /// The multivariant playlist and the MPD over renditions packaged
@@ -235,6 +237,8 @@ pub enum PackageError {
     },
     #[error("samples pushed after finish")]
     Finished,
+    #[error("rendition {rendition} is not in the checkpoint, or in another timescale")]
+    NotResumable { rendition: String },
     #[error(transparent)]
     Cmaf(#[from] CmafError),
     #[error("HLS: {0}")]

@@ -10,6 +10,7 @@ use crate::media::{MediaKind, Sample, Track, TrackId};
 use crate::rope::Rope;
 
 use super::bandwidth::DurationStats;
+use super::checkpoint::{Checkpoint, RenditionCheckpoint};
 use super::manifest;
 use super::{INIT, Output, PackageError, PackagerConfig, RenditionSummary, Summary};
 
@@ -60,6 +61,8 @@ pub(super) struct Rendition {
     pub end_pts: i64,
     /// Earliest `pts` of any sample.
     pub start_pts: i64,
+    /// Fragments (`moof`s) in its segments so far.
+    pub fragments: u32,
 }
 
 impl Rendition {
@@ -98,6 +101,59 @@ pub struct Packager {
 impl Packager {
     /// Starts a presentation of `tracks`; their headers are the first outputs.
     pub fn new(config: PackagerConfig, tracks: &[Track]) -> Result<Self, PackageError> {
+        Self::start(config, tracks, None)
+    }
+
+    /// Goes on with a presentation after the segments `checkpoint` lists
+    /// (stored by an earlier run that was interrupted): segments are
+    /// numbered after them, the manifests at `finish` list them all, and
+    /// the headers are not output again (the caller checks that the ones
+    /// `tracks` would make are the stored ones, see [`Packager::headers`]).
+    /// The caller shifts the samples' decode times to go on from
+    /// [`Checkpoint::end_dts`].
+    pub fn resume(
+        config: PackagerConfig,
+        tracks: &[Track],
+        checkpoint: &Checkpoint,
+    ) -> Result<Self, PackageError> {
+        Self::start(config, tracks, Some(checkpoint))
+    }
+
+    /// The header (`init.mp4`) of each rendition `tracks` make under
+    /// `config`: its path and bytes.
+    pub fn headers(config: &PackagerConfig, tracks: &[Track]) -> Result<Vec<Output>, PackageError> {
+        Ok(Self::new(config.clone(), tracks)?
+            .outputs
+            .into_iter()
+            .collect())
+    }
+
+    /// What this packager made so far, to resume from; see [`Checkpoint`].
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            renditions: self
+                .renditions
+                .iter()
+                .map(|r| RenditionCheckpoint {
+                    name: r.name.clone(),
+                    timescale: r.track.timescale,
+                    durations: r.durations,
+                    start_pts: r.start_pts,
+                    end_pts: r.end_pts,
+                    dropped_leading: r.dropped_leading,
+                    fragments: r.fragments,
+                    segments: r.segments.clone(),
+                    keyframes: r.keyframes.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn start(
+        config: PackagerConfig,
+        tracks: &[Track],
+        resumed: Option<&Checkpoint>,
+    ) -> Result<Self, PackageError> {
         config.naming.validate()?;
         if tracks.is_empty() {
             return Err(PackageError::NoTracks);
@@ -113,7 +169,6 @@ impl Packager {
         let mut outputs = VecDeque::new();
         let (mut videos, mut audios) = (0, 0);
         for track in tracks {
-            fragmenter.add_track(track)?;
             let index = match track.kind() {
                 MediaKind::Video => {
                     videos += 1;
@@ -125,12 +180,7 @@ impl Packager {
                 }
             };
             let name = config.naming.rendition(track.kind(), index);
-            outputs.push_back(Output {
-                path: format!("{name}/{INIT}"),
-                data: init_segment(track)?.into(),
-            });
-            by_track.insert(track.id, renditions.len());
-            renditions.push(Rendition {
+            let mut rendition = Rendition {
                 track: track.clone(),
                 name,
                 segments: Vec::new(),
@@ -142,7 +192,42 @@ impl Packager {
                 durations: DurationStats::default(),
                 end_pts: i64::MIN,
                 start_pts: i64::MAX,
-            });
+                fragments: 0,
+            };
+            match resumed {
+                None => {
+                    fragmenter.add_track(track)?;
+                    outputs.push_back(Output {
+                        path: format!("{}/{INIT}", rendition.name),
+                        data: init_segment(track)?.into(),
+                    });
+                }
+                Some(checkpoint) => {
+                    let done = checkpoint
+                        .renditions
+                        .iter()
+                        .find(|r| r.name == rendition.name && r.timescale == track.timescale)
+                        .ok_or(PackageError::NotResumable {
+                            rendition: rendition.name.clone(),
+                        })?;
+                    let next = done.segments.last().map_or(1, |s| s.number + 1);
+                    fragmenter.add_track_resumed(
+                        track,
+                        next,
+                        done.fragments.wrapping_add(1).max(1),
+                    )?;
+                    rendition.segments = done.segments.clone();
+                    rendition.keyframes = done.keyframes.clone();
+                    rendition.durations = done.durations;
+                    rendition.start_pts = done.start_pts;
+                    rendition.end_pts = done.end_pts;
+                    rendition.dropped_leading = done.dropped_leading;
+                    rendition.fragments = done.fragments;
+                    rendition.started = true;
+                }
+            }
+            by_track.insert(track.id, renditions.len());
+            renditions.push(rendition);
         }
         Ok(Self {
             config,
@@ -347,6 +432,9 @@ impl Packager {
                 });
             }
         }
+        r.fragments = r
+            .fragments
+            .wrapping_add(u32::try_from(segment.parts.len()).unwrap_or(u32::MAX));
         r.segments.push(SegmentMeta {
             number: segment.seq,
             start_dts: segment.start_dts,
