@@ -14,6 +14,7 @@ use common::{SseReader, TestServer};
 use futures::StreamExt;
 use serde_json::Value;
 use streamforge_actors::cluster::Role;
+use streamforge_actors::storage::{ObjectKey, Storage};
 
 async fn nodes_of(server: &TestServer) -> Value {
     reqwest::get(server.url("/api/nodes"))
@@ -269,8 +270,9 @@ async fn an_api_node_queues_and_a_worker_node_processes_from_the_bucket() {
 }
 
 /// kill -9 of the worker node in the middle of a transcode: its lease runs
-/// out, another worker claims the job and the asset becomes ready and
-/// decodes; the killed node shows `lost`.
+/// out, another worker claims the job and goes on after the segments the
+/// first one stored (not from zero); the asset becomes ready and every
+/// frame decodes once; the killed node shows `lost`.
 #[tokio::test]
 async fn a_killed_workers_job_is_claimed_by_another_worker() {
     let shared = Shared::start();
@@ -295,14 +297,18 @@ async fn a_killed_workers_job_is_claimed_by_another_worker() {
         ],
     )
     .await;
-    let base = api.url("");
-    common::wait_until("worker-1 transcodes", async || {
-        let view = common::wait_for_asset(&base, &asset, &["processing", "ready", "failed"]).await;
-        view["stage"] == "transcoding" || view["stage"] == "previewing"
+    // Killed once the 360p rung has stored segments and its checkpoint.
+    let bucket = Storage::from_url(storage).unwrap();
+    let media =
+        |path: &str| ObjectKey::new(format!("assets/{asset}/media/360p-v1/{path}")).unwrap();
+    common::wait_until("worker-1 stores 360p segments", async || {
+        bucket.head(&media("checkpoint")).await.unwrap().is_some()
     })
     .await;
     first.start_kill().unwrap();
     first.wait().await.unwrap();
+    let killed = std::time::SystemTime::now();
+    let base = api.url("");
 
     let second = TestServer::start_with(shared.node("worker-2", &[Role::Worker])).await;
     let view = common::wait_for_asset(&base, &asset, &["ready", "failed"]).await;
@@ -314,6 +320,40 @@ async fn a_killed_workers_job_is_claimed_by_another_worker() {
         .parse()
         .unwrap();
     assert!((duration - 20.0).abs() < 0.5, "{probed}");
+    // worker-2 went on after worker-1's segments instead of making them
+    // again, and the seam does not show: every frame decodes.
+    let first_segment = bucket.head(&media("seg-00001.m4s")).await.unwrap().unwrap();
+    let playlist = reqwest::get(api.url(&format!("/vod/{asset}/360p-v1/media.m3u8")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let last = playlist.lines().rfind(|l| l.ends_with(".m4s")).unwrap();
+    let last_segment = bucket.head(&media(last)).await.unwrap().unwrap();
+    assert!(
+        first_segment.last_modified <= killed,
+        "segment 1 was made again"
+    );
+    assert!(last_segment.last_modified > killed);
+    assert!(bucket.head(&media("checkpoint")).await.unwrap().is_none());
+    let decoded = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(api.url(&format!("/vod/{asset}/360p-v1/media.m3u8")))
+        .args(["-f", "framemd5", "-"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&decoded.stderr);
+    assert!(
+        decoded.status.success() && stderr.trim().is_empty(),
+        "{stderr}"
+    );
+    let frames = String::from_utf8_lossy(&decoded.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .count();
+    assert_eq!(frames, 600, "20 s at 30 fps, no frame twice or missing");
     let nodes = nodes_of(&api).await;
     assert_eq!(node(&nodes, "worker-1")["state"], "lost", "{nodes}");
     second.stop().await;

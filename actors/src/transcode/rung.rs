@@ -19,7 +19,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use streamforge_protocols::media::{MediaKind, Sample, Track};
 use streamforge_protocols::mp4::ReaderEvent;
 use streamforge_protocols::package::{
-    FinishedRendition, MPD, MULTIVARIANT, PackageError, Packager, PackagerConfig,
+    Checkpoint, FinishedRendition, MPD, MULTIVARIANT, PackageError, Packager, PackagerConfig,
 };
 
 use super::job::JobMsg;
@@ -67,6 +67,10 @@ pub enum RungErrorKind {
     /// A picture ffmpeg wrote to a file could not be read back.
     #[error("reading ffmpeg's picture back: {0}")]
     ReadBack(#[source] std::io::Error),
+    /// The checkpoint's segments were made with other headers than ffmpeg
+    /// makes now: the rung starts over.
+    #[error("the stored segments do not match this encode's headers; starting over")]
+    CannotResume,
 }
 
 impl RungErrorKind {
@@ -226,13 +230,20 @@ pub const GROWING_INPUT: [&str; 10] = [
 /// The ffmpeg arguments for `spec`: decode anything ffmpeg can, encode
 /// H.264 High + AAC-LC with a keyframe every 2 s exactly (so every rung's
 /// segments line up), fragmented MP4 on stdout.
-fn ffmpeg_args(args: &RungArgs) -> Vec<String> {
+fn ffmpeg_args(args: &RungArgs, seek: Option<f64>) -> Vec<String> {
     let mut out: Vec<String> = ["-hide_banner", "-nostdin", "-v", "error"]
         .iter()
         .map(|s| s.to_string())
         .collect();
     if args.growing {
         out.extend(GROWING_INPUT.map(String::from));
+    }
+    if let Some(seconds) = seek {
+        // Accurate input seeking: decoding starts at the source's keyframe
+        // before and output at `seconds` exactly, which is a keyframe of
+        // the rung (one every 2 s from 0), so segments go on seamlessly.
+        out.push("-ss".into());
+        out.push(format!("{seconds:.6}"));
     }
     out.push("-i".into());
     out.push(args.source.clone());
@@ -309,28 +320,41 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, RungErrorKind> {
         thumbnails(args, tile_width, tile_height, interval_ms, duration_ms).await?;
         return Ok(Vec::new());
     }
+    let config = rung_packaging(&args.asset, &args.spec);
+    let checkpoint = Resumable::load(args, &config).await;
+    let seek = checkpoint
+        .as_ref()
+        .and_then(|c| c.checkpoint.resume_at_seconds());
     let mut ffmpeg = Fmp4Child::spawn(
         &args.processes,
         &format!("ffmpeg {} {}", args.asset, args.spec.name()),
-        ffmpeg_args(args),
+        ffmpeg_args(args, seek),
         false,
     )?;
     let mut tracks: Option<Vec<Track>> = None;
     let mut packager: Option<Packager> = None;
-    let config = rung_packaging(&args.asset, &args.spec);
+    // Decode times go on from the checkpoint's last segment.
+    let mut shift = 0i64;
     let mut segments_seen = 0;
     let mut reported = false;
     while let Some(event) = ffmpeg.next().await? {
         match event {
             ReaderEvent::Tracks(found) => tracks = Some(found),
-            ReaderEvent::Sample(sample) => {
+            ReaderEvent::Sample(mut sample) => {
                 if packager.is_none() {
                     let mut tracks = tracks.take().ok_or(RungErrorKind::SamplesBeforeTracks)?;
                     for track in &mut tracks {
                         track.presentation_offset = encoder_delay(track, &sample);
                     }
-                    packager = Some(Packager::new(config.clone(), &tracks)?);
+                    packager = Some(match &checkpoint {
+                        Some(resumable) => {
+                            shift = resumable.check(args, &config, &tracks).await?;
+                            Packager::resume(config.clone(), &tracks, &resumable.checkpoint)?
+                        }
+                        None => Packager::new(config.clone(), &tracks)?,
+                    });
                 }
+                sample.dts += shift;
                 if let Some(packager) = packager.as_mut() {
                     packager.push(sample)?;
                 }
@@ -342,6 +366,7 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, RungErrorKind> {
             if done > segments_seen {
                 segments_seen = done;
                 store_progress(&args.storage, &args.asset, packager).await?;
+                Resumable::store(args, &config, packager).await?;
                 let renditions = packager.progress_renditions();
                 if !reported && renditions.len() == packager.tracks_len() {
                     reported = true;
@@ -357,8 +382,106 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, RungErrorKind> {
     let mut packager = packager.ok_or(RungErrorKind::NoMedia { stderr })?;
     packager.finish(crate::clock::now())?;
     store_outputs(&args.storage, &args.asset, &mut packager).await?;
+    Resumable::clear(args, &config).await;
     Ok(packager.into_renditions())
 }
+
+/// A video rung's progress in storage (`{rendition}/checkpoint`, written
+/// after each segment), so that a rung run again — a worker killed and
+/// its job claimed elsewhere, or ffmpeg restarted — goes on after the last
+/// stored segment instead of from zero. The audio rung starts over: an AAC
+/// encoder restarted mid-way begins with priming samples, which would
+/// shift the audio after the seam; encoding it again costs little.
+struct Resumable {
+    checkpoint: Checkpoint,
+}
+
+impl Resumable {
+    fn key(args: &RungArgs, config: &PackagerConfig) -> Option<crate::storage::ObjectKey> {
+        let RungSpec::Video { .. } = args.spec else {
+            return None;
+        };
+        let rendition = config.naming.rendition(MediaKind::Video, 1);
+        keys::media(&args.asset, &format!("{rendition}/{CHECKPOINT}")).ok()
+    }
+
+    /// The stored checkpoint, if there is a usable one.
+    async fn load(args: &RungArgs, config: &PackagerConfig) -> Option<Resumable> {
+        let key = Self::key(args, config)?;
+        let text = match args.storage.read_all(&key).await {
+            Ok(text) => text,
+            Err(StorageError::NotFound(_)) => return None,
+            Err(err) => {
+                tracing::warn!(asset = %args.asset, %err, "cannot read a rung's checkpoint; starting over");
+                return None;
+            }
+        };
+        match Checkpoint::parse(&String::from_utf8_lossy(&text)) {
+            Ok(checkpoint) => {
+                tracing::info!(asset = %args.asset, rung = %args.spec.name(), segments = checkpoint.segments(), "resuming after the stored segments");
+                Some(Resumable { checkpoint })
+            }
+            Err(err) => {
+                tracing::warn!(asset = %args.asset, %err, "a rung's checkpoint is damaged; starting over");
+                None
+            }
+        }
+    }
+
+    /// Checks that `tracks` make the headers stored with the segments
+    /// (same codec configuration, timescale and edit list); answers the
+    /// decode time the new samples start at.
+    async fn check(
+        &self,
+        args: &RungArgs,
+        config: &PackagerConfig,
+        tracks: &[Track],
+    ) -> Result<i64, RungErrorKind> {
+        for header in Packager::headers(config, tracks)? {
+            let key = keys::media(&args.asset, &header.path).map_err(RungErrorKind::Key)?;
+            let stored = args.storage.read_all(&key).await.ok();
+            if stored.as_ref() != Some(&header.data.to_bytes()) {
+                Self::clear(args, config).await;
+                return Err(RungErrorKind::CannotResume);
+            }
+        }
+        let rendition = config.naming.rendition(MediaKind::Video, 1);
+        self.checkpoint
+            .end_dts(&rendition)
+            .and_then(|end| i64::try_from(end).ok())
+            .ok_or(RungErrorKind::CannotResume)
+    }
+
+    async fn store(
+        args: &RungArgs,
+        config: &PackagerConfig,
+        packager: &Packager,
+    ) -> Result<(), RungErrorKind> {
+        let Some(key) = Self::key(args, config) else {
+            return Ok(());
+        };
+        let text = Bytes::from(packager.checkpoint().render());
+        args.storage
+            .put(&key, text)
+            .await
+            .map_err(|source| RungErrorKind::Store {
+                key: key.to_string(),
+                source,
+            })
+    }
+
+    /// The rung is done (or cannot resume): its checkpoint goes.
+    async fn clear(args: &RungArgs, config: &PackagerConfig) {
+        if let Some(key) = Self::key(args, config)
+            && let Err(err) = args.storage.delete(&key).await
+        {
+            tracing::warn!(asset = %args.asset, %err, "cannot delete a rung's checkpoint");
+        }
+    }
+}
+
+/// A video rung's checkpoint, beside its segments.
+const CHECKPOINT: &str = "checkpoint";
 
 /// Where the rung's video starts in its media time. ffmpeg's fragmented
 /// MP4 has no edit list, so it moves the track to start at decode time 0
