@@ -22,7 +22,7 @@ use crate::storage::Storage;
 
 /// Bytes of an open PATCH kept in memory before they are written to the
 /// store as a sealed piece (they count once the PATCH commits).
-const STAGE_BYTES: u64 = 6 << 20;
+pub(super) const STAGE_BYTES: u64 = 6 << 20;
 
 pub(super) enum Spool {
     File(FileSpool),

@@ -6,7 +6,8 @@
 //! streams the body to the session in chunks of at most [`CHUNK`], one at a
 //! time (an upload holds about one chunk in memory however large the file),
 //! makes what arrived durable as it goes (`Checkpoint`: every
-//! [`CHECKPOINT_BYTES`] or [`CHECKPOINT_INTERVAL`], so processing reads the
+//! [`CHECKPOINT_BYTES`] (6 MiB, a sealed piece, in a remote store) or
+//! [`CHECKPOINT_INTERVAL`], so processing reads the
 //! upload while it arrives and a crash loses at most the bytes since the
 //! last checkpoint), verifies the body's checksum when it has one, and
 //! commits (`Commit`) or rolls back (`Rollback`) the rest.
@@ -24,6 +25,9 @@ use super::{CALL_TIMEOUT, UploadError, UploadSessionMsg, UploadStatus, Uploads};
 pub const CHUNK: usize = 1024 * 1024;
 /// A body without a checksum is made durable every this many bytes…
 const CHECKPOINT_BYTES: u64 = 4 << 20;
+/// …or, for an upload kept in a remote store, every this many: a piece
+/// sealed at each checkpoint, never a tail written and written again.
+const STORE_CHECKPOINT_BYTES: u64 = super::spool::STAGE_BYTES;
 /// …or this often, whichever comes first.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -85,7 +89,11 @@ impl Uploads {
         })
         .await??;
         let mut verifier = write.checksum.as_ref().map(Checksum::verifier);
-        let written = stream_body(&session, body, write.limit, verifier.as_mut()).await;
+        let every = match self.in_store() {
+            true => STORE_CHECKPOINT_BYTES,
+            false => CHECKPOINT_BYTES,
+        };
+        let written = stream_body(&session, body, write.limit, every, verifier.as_mut()).await;
         let verdict = match written {
             Ok((BodyEnd::Interrupted, _)) if verifier.is_some() => Err(WriteError::Unverified),
             Ok((BodyEnd::Interrupted, _)) if write.whole => Err(WriteError::Incomplete),
@@ -128,6 +136,7 @@ async fn stream_body<E: std::fmt::Display>(
     session: &ActorRef<UploadSessionMsg>,
     body: impl Stream<Item = Result<Bytes, E>>,
     limit: u64,
+    checkpoint_bytes: u64,
     mut verifier: Option<&mut streamforge_protocols::tus::ChecksumVerifier>,
 ) -> Result<(BodyEnd, u64), WriteError> {
     let mut stream = std::pin::pin!(body);
@@ -171,7 +180,7 @@ async fn stream_body<E: std::fmt::Display>(
                 reply,
             })
             .await??;
-            let due = unsynced >= CHECKPOINT_BYTES
+            let due = unsynced >= checkpoint_bytes
                 || (last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL && unsynced > 0);
             if checkpoints && frame.is_some() && due {
                 call(session, UploadSessionMsg::Checkpoint).await??;
