@@ -627,6 +627,15 @@ async fn run(
         growing
     );
     supervision.shutdown(ACTOR_STOP_TIMEOUT).await;
+    // Its jobs' ffmpeg children are gone: the jobs go back to the queue now
+    // rather than when their leases run out.
+    match db.release_jobs_of(&node.id).await {
+        Ok(0) => {}
+        Ok(released) => tracing::info!(released, "processing jobs back in the queue"),
+        Err(err) => {
+            tracing::warn!(%err, "cannot give processing jobs back; their leases will run out")
+        }
+    }
     if let Err(err) = db.leave(&node.id).await {
         tracing::error!(%err, "cannot record the node's stop");
     }

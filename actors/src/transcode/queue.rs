@@ -103,19 +103,27 @@ impl Database {
         Ok(())
     }
 
+    /// The jobs `node` holds go back to the queue, for any worker: at its
+    /// shutdown (the actor tree's stop kills the jobs without their
+    /// `post_stop`), and at its start for what a previous run held.
+    pub async fn release_jobs_of(&self, node: &str) -> Result<u64, DbError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'queued', owner = NULL, lease_until = NULL, updated_at = $1
+             WHERE owner = $2 AND state = 'running'",
+        )
+        .bind(clock::now_ms())
+        .bind(node)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// At start-up: the jobs a previous run of `node` held go back to the
     /// queue, and assets left unfinished without a job (a database from
     /// before the queue) get one.
     pub async fn recover_jobs(&self, node: &str) -> Result<(), DbError> {
         let now = clock::now_ms();
-        sqlx::query(
-            "UPDATE jobs SET state = 'queued', owner = NULL, lease_until = NULL, updated_at = $1
-             WHERE owner = $2 AND state = 'running'",
-        )
-        .bind(now)
-        .bind(node)
-        .execute(self.pool())
-        .await?;
+        self.release_jobs_of(node).await?;
         sqlx::query(
             "INSERT INTO jobs (asset, state, pinned, created_at, updated_at)
              SELECT id, 'queued', NULL, created_at, $1 FROM assets
