@@ -78,6 +78,50 @@ impl Checkpoint {
         self.renditions.iter().map(|r| r.segments.len()).sum()
     }
 
+    /// The checkpoints of consecutive chunks of one presentation, each
+    /// rendition's segments one after the other (they must be contiguous).
+    pub fn concat(chunks: &[Checkpoint]) -> Result<Checkpoint, CheckpointError> {
+        let fail = |reason| CheckpointError { line: 0, reason };
+        let mut joined: Option<Checkpoint> = None;
+        for chunk in chunks {
+            let Some(whole) = joined.as_mut() else {
+                joined = Some(chunk.clone());
+                continue;
+            };
+            if whole.renditions.len() != chunk.renditions.len() {
+                return Err(fail("chunks with other renditions"));
+            }
+            for (r, next) in whole.renditions.iter_mut().zip(&chunk.renditions) {
+                let (Some(last), Some(first)) = (r.segments.last(), next.segments.first()) else {
+                    return Err(fail("a chunk without segments"));
+                };
+                if r.name != next.name
+                    || r.timescale != next.timescale
+                    || last.number + 1 != first.number
+                    || last.start_dts + last.duration != first.start_dts
+                {
+                    return Err(fail("chunks not contiguous"));
+                }
+                r.segments.extend_from_slice(&next.segments);
+                r.keyframes.extend_from_slice(&next.keyframes);
+                let (d, n) = (&mut r.durations, next.durations);
+                if n.count > 0 {
+                    (d.min, d.max) = match d.count {
+                        0 => (n.min, n.max),
+                        _ => (d.min.min(n.min), d.max.max(n.max)),
+                    };
+                    d.count += n.count;
+                    d.total += n.total;
+                }
+                r.start_pts = r.start_pts.min(next.start_pts);
+                r.end_pts = r.end_pts.max(next.end_pts);
+                r.dropped_leading += next.dropped_leading;
+                r.fragments = r.fragments.max(next.fragments);
+            }
+        }
+        joined.ok_or(fail("no chunk"))
+    }
+
     pub fn render(&self) -> String {
         let mut out = format!("{MAGIC}\n");
         for r in &self.renditions {

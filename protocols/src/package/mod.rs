@@ -49,7 +49,7 @@ pub use bandwidth::{
     rational,
 };
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use packager::{FinishedRendition, Packager};
+pub use packager::{FRAGMENT_STRIDE, FinishedRendition, Packager};
 
 /// The multivariant playlist and the MPD over renditions packaged
 /// separately (with distinct [`Naming`] prefixes, so their files do not

@@ -14,6 +14,11 @@ use super::checkpoint::{Checkpoint, RenditionCheckpoint};
 use super::manifest;
 use super::{INIT, Output, PackageError, PackagerConfig, RenditionSummary, Summary};
 
+/// Fragment numbers a chunk packaged apart leaves to each segment before
+/// it ([`Packager::starting_at`]): more than a segment ever has (a
+/// fragment per part or keyframe), so numbers keep increasing.
+pub const FRAGMENT_STRIDE: u64 = 1000;
+
 /// A sample pushed whose segment is not finished yet.
 #[derive(Clone, Copy, Debug)]
 struct OpenSample {
@@ -101,7 +106,22 @@ pub struct Packager {
 impl Packager {
     /// Starts a presentation of `tracks`; their headers are the first outputs.
     pub fn new(config: PackagerConfig, tracks: &[Track]) -> Result<Self, PackageError> {
-        Self::start(config, tracks, None)
+        Self::start(config, tracks, None, 1)
+    }
+
+    /// Packages one chunk of a presentation whose earlier chunks another
+    /// packager makes (segment-parallel encoding): its segments are
+    /// numbered from `first_segment`, and its fragments (`mfhd`) from
+    /// [`FRAGMENT_STRIDE`] per earlier segment, so that they increase
+    /// across chunks whatever each chunk made; the caller shifts decode
+    /// times to the chunk's place. Its [`checkpoint`](Self::checkpoint)
+    /// joins the others' with [`Checkpoint::concat`].
+    pub fn starting_at(
+        config: PackagerConfig,
+        tracks: &[Track],
+        first_segment: u64,
+    ) -> Result<Self, PackageError> {
+        Self::start(config, tracks, None, first_segment.max(1))
     }
 
     /// Goes on with a presentation after the segments `checkpoint` lists
@@ -116,7 +136,7 @@ impl Packager {
         tracks: &[Track],
         checkpoint: &Checkpoint,
     ) -> Result<Self, PackageError> {
-        Self::start(config, tracks, Some(checkpoint))
+        Self::start(config, tracks, Some(checkpoint), 1)
     }
 
     /// The header (`init.mp4`) of each rendition `tracks` make under
@@ -153,6 +173,7 @@ impl Packager {
         config: PackagerConfig,
         tracks: &[Track],
         resumed: Option<&Checkpoint>,
+        first_segment: u64,
     ) -> Result<Self, PackageError> {
         config.naming.validate()?;
         if tracks.is_empty() {
@@ -196,7 +217,12 @@ impl Packager {
             };
             match resumed {
                 None => {
-                    fragmenter.add_track(track)?;
+                    let first_fragment = (first_segment - 1)
+                        .checked_mul(FRAGMENT_STRIDE)
+                        .and_then(|n| u32::try_from(n + 1).ok())
+                        .unwrap_or(u32::MAX);
+                    fragmenter.add_track_resumed(track, first_segment, first_fragment)?;
+                    rendition.fragments = first_fragment - 1;
                     outputs.push_back(Output {
                         path: format!("{}/{INIT}", rendition.name),
                         data: init_segment(track)?.into(),

@@ -519,3 +519,100 @@ fn damaged_checkpoints_are_refused() {
     assert!(Checkpoint::parse(&ok.replace("segment 1 0", "segment x 0")).is_err());
     assert!(Checkpoint::parse(&ok.replace("rendition v1 90000", "rendition v1 0")).is_err());
 }
+
+/// Segment-parallel packaging: two chunks packaged apart (the second
+/// numbered after the first, as two workers would), their checkpoints
+/// joined and finished by a third packager, make the segments and the
+/// manifests of one run, byte for byte.
+#[test]
+fn chunks_packaged_apart_join_into_one_run() {
+    let video_only: Vec<Track> = tracks().into_iter().take(1).collect();
+    let drain = |p: &mut Packager, outputs: &mut Vec<Output>| {
+        while let Some(o) = p.poll_output() {
+            outputs.push(o);
+        }
+    };
+    // A keyframe per segment, as a rung encodes: one fragment each.
+    let video = || {
+        samples(6)
+            .into_iter()
+            .filter(|s| s.track == VIDEO)
+            .map(|mut s| {
+                s.keyframe &= s.dts % (60 * FRAME) == 0;
+                s
+            })
+    };
+    let mut whole = Packager::new(two_second_segments(), &video_only).unwrap();
+    let mut expected = Vec::new();
+    for s in video() {
+        whole.push(s).unwrap();
+        drain(&mut whole, &mut expected);
+    }
+    whole.finish(PUBLISHED).unwrap();
+    drain(&mut whole, &mut expected);
+
+    let cut = 120 * FRAME;
+    let mut segments = Vec::new();
+    let mut checkpoints = Vec::new();
+    for (first_segment, range) in [(1, 0..cut), (3, cut..i64::MAX)] {
+        let mut chunk =
+            Packager::starting_at(two_second_segments(), &video_only, first_segment).unwrap();
+        let mut outputs = Vec::new();
+        for s in video().filter(|s| range.contains(&s.dts)) {
+            chunk.push(s).unwrap();
+            drain(&mut chunk, &mut outputs);
+        }
+        chunk.finish(PUBLISHED).unwrap();
+        drain(&mut chunk, &mut outputs);
+        checkpoints.push(Checkpoint::parse(&chunk.checkpoint().render()).unwrap());
+        segments.extend(outputs.into_iter().filter(|o| o.path.ends_with(".m4s")));
+    }
+    let joined = Checkpoint::concat(&checkpoints).unwrap();
+    assert_eq!(joined.segments(), 3);
+    let mut last = Packager::resume(two_second_segments(), &video_only, &joined).unwrap();
+    last.finish(PUBLISHED).unwrap();
+    let mut manifests = Vec::new();
+    drain(&mut last, &mut manifests);
+
+    // The same bytes but for the fragments' sequence numbers (`mfhd`),
+    // which increase across the chunks.
+    let numbered = |data: &mut Vec<u8>| {
+        let mut numbers = Vec::new();
+        let mut at = 0;
+        while let Some(found) = data[at..].windows(4).position(|w| w == b"mfhd") {
+            let field = at + found + 8;
+            numbers.push(u32::from_be_bytes(
+                data[field..field + 4].try_into().unwrap(),
+            ));
+            data[field..field + 4].fill(0);
+            at = field;
+        }
+        numbers
+    };
+    let expected_segments: Vec<&Output> = expected
+        .iter()
+        .filter(|o| o.path.ends_with(".m4s"))
+        .collect();
+    assert_eq!(segments.len(), expected_segments.len());
+    let mut fragments = Vec::new();
+    for (got, want) in segments.iter().zip(expected_segments) {
+        assert_eq!(got.path, want.path);
+        let (mut g, mut w) = (got.data.to_bytes().to_vec(), want.data.to_bytes().to_vec());
+        fragments.extend(numbered(&mut g));
+        numbered(&mut w);
+        assert!(g == w, "{} differs", got.path);
+    }
+    assert!(fragments.windows(2).all(|w| w[0] < w[1]), "{fragments:?}");
+    for manifest in &manifests {
+        let want = expected.iter().find(|o| o.path == manifest.path).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&manifest.data.to_bytes()),
+            String::from_utf8_lossy(&want.data.to_bytes()),
+            "{}",
+            manifest.path
+        );
+    }
+    assert!(!manifests.is_empty());
+    let gap = Checkpoint::concat(&[checkpoints[1].clone(), checkpoints[0].clone()]);
+    assert!(gap.is_err(), "chunks out of order");
+}
