@@ -298,12 +298,21 @@ pub struct TranscodeConfig {
     /// The ladder (`[[transcode.ladder]]` tables, by increasing height); each
     /// upload gets the rungs no taller than its source.
     pub ladder: Vec<LadderRung>,
+    /// Segment-parallel encoding: each video rung of a complete source at
+    /// least twice this long is cut into chunks of this many seconds, which
+    /// any worker encodes (each at most one per core at a time). A multiple
+    /// of the segment duration (4 s); 0 turns it off.
+    pub chunk_seconds: u64,
+    /// Chunks a worker encodes at once; 0: one per core it may use.
+    pub chunk_slots: usize,
 }
 
 impl Default for TranscodeConfig {
     fn default() -> Self {
         TranscodeConfig {
             ladder: DEFAULT_LADDER.to_vec(),
+            chunk_seconds: 20,
+            chunk_slots: 0,
         }
     }
 }
@@ -539,6 +548,12 @@ impl Config {
             key: "transcode.ladder",
             problem: problem.to_string(),
         })?;
+        if !self.transcode.chunk_seconds.is_multiple_of(4) {
+            return invalid(
+                "transcode.chunk_seconds",
+                "must be a multiple of the segment duration, 4",
+            );
+        }
         if self.limits.api_per_second > 0 && self.limits.api_burst == 0 {
             return invalid(
                 "limits.api_burst",

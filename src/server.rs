@@ -341,6 +341,10 @@ impl Services {
             &config.transcode.ladder,
             &node.id,
             node.has(Role::Worker),
+        )
+        .with_chunks(
+            config.transcode.chunk_seconds * 1000,
+            config.transcode.chunk_slots,
         );
         if let Some((_, source)) = &listeners.growing {
             transcoder = transcoder.with_growing_source(source.clone());

@@ -672,3 +672,78 @@ async fn a_rolling_restart_loses_no_upload_byte_and_no_segment() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Segment-parallel encoding: the 360p rung of a 36 s upload is cut into
+/// three chunks of 12 s that two workers encode (one chunk at a time
+/// each); the rung plays as one: one header, every frame once, timestamps
+/// evenly spaced across the seams.
+#[tokio::test]
+async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
+    let shared = Shared::start();
+    let chunked = |id: &'static str, roles: &'static [Role]| {
+        let node = shared.node(id, roles);
+        move |c: &mut streamforge::config::Config| {
+            node(c);
+            c.transcode.chunk_seconds = 12;
+            c.transcode.chunk_slots = 1;
+        }
+    };
+    let api = TestServer::start_with(chunked("api", &[Role::Api])).await;
+    let clip = common::clip(
+        "-f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i sine -t 36 -c:v libx264 \
+         -preset ultrafast -pix_fmt yuv420p -c:a aac -movflags +faststart",
+    )
+    .await;
+    let asset = common::upload(&api, "long.mp4", clip).await;
+    let db = Database::open(&shared.database).await.unwrap();
+    let chunks = async || db.chunk_tasks_of(&asset, "360p").await.unwrap();
+    // worker-1 claims the job and the first chunk; worker-2, started
+    // while that chunk is encoded, claims the next one.
+    let first = TestServer::start_with(chunked("worker-1", &[Role::Worker])).await;
+    common::wait_until("a chunk is encoded", async || {
+        chunks().await.iter().any(|c| c.state == "running")
+    })
+    .await;
+    let second = TestServer::start_with(chunked("worker-2", &[Role::Worker])).await;
+    let view = common::wait_for_asset(&api.url(""), &asset, &["ready", "failed"]).await;
+    assert_eq!(view["status"], "ready", "{view}");
+
+    let done = chunks().await;
+    assert_eq!(done.len(), 3, "{done:?}");
+    assert!(done.iter().all(|c| c.state == "joined"), "{done:?}");
+    let workers: std::collections::BTreeSet<_> =
+        done.iter().filter_map(|c| c.done_by.as_deref()).collect();
+    assert_eq!(workers.len(), 2, "both workers encoded chunks: {done:?}");
+
+    let playlist_url = api.url(&format!("/vod/{asset}/360p-v1/media.m3u8"));
+    let playlist = reqwest::get(&playlist_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(playlist.matches("#EXT-X-MAP").count(), 1, "{playlist}");
+    assert_eq!(playlist.matches(".m4s").count(), 9, "{playlist}");
+    let decoded = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", &playlist_url, "-f", "framemd5", "-"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&decoded.stderr);
+    assert!(
+        decoded.status.success() && stderr.trim().is_empty(),
+        "{stderr}"
+    );
+    let pts: Vec<i64> = String::from_utf8_lossy(&decoded.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(',').nth(1).unwrap().trim().parse().unwrap())
+        .collect();
+    assert_eq!(pts.len(), 1080, "36 s at 30 fps, no frame twice or missing");
+    let steps: std::collections::BTreeSet<i64> = pts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(steps.len(), 1, "timestamps jump at a seam: steps {steps:?}");
+    common::vod_players(&api.url(""), &asset, 1).await;
+    second.stop().await;
+    first.stop().await;
+    api.stop().await;
+}

@@ -384,6 +384,10 @@ impl Database {
     }
 
     pub async fn delete_asset(&self, id: &str) -> Result<bool, DbError> {
+        sqlx::query("DELETE FROM chunk_tasks WHERE asset = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
         let done = sqlx::query("DELETE FROM assets WHERE id = $1")
             .bind(id)
             .execute(self.pool())

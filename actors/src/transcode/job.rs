@@ -102,6 +102,8 @@ pub struct JobState {
     progress: HashMap<String, Vec<FinishedRendition>>,
     previewing: bool,
     finished: bool,
+    /// The source's duration, from the probe.
+    duration_ms: Option<u64>,
 }
 
 pub enum JobMsg {
@@ -468,6 +470,10 @@ impl JobState {
         }
         self.source = Some(source);
         self.growing = growing;
+        self.duration_ms = probed["duration"]
+            .as_f64()
+            .filter(|d| d.is_finite() && *d > 0.0)
+            .map(|d| (d * 1000.0) as u64);
         for spec in rungs_for(&probed, &self.transcoder.ladder) {
             let name = spec.name();
             self.rungs.insert(
@@ -522,6 +528,13 @@ impl JobState {
         if self.finished || plan.done.is_some() {
             return Ok(());
         }
+        let chunked = match (&plan.spec, self.growing, self.duration_ms) {
+            (RungSpec::Video { .. }, false, Some(duration_ms)) => self
+                .transcoder
+                .chunk_plan(duration_ms)
+                .map(|cuts| (self.transcoder.clone(), cuts)),
+            _ => None,
+        };
         let (rung, _) = Actor::spawn_linked(
             None,
             Rung,
@@ -533,6 +546,7 @@ impl JobState {
                 storage: self.transcoder.storage.clone(),
                 processes: self.transcoder.processes.clone(),
                 job: myself.clone(),
+                chunked,
             },
             myself.get_cell(),
         )
@@ -625,6 +639,7 @@ impl Actor for Job {
             rungs: HashMap::new(),
             progress: HashMap::new(),
             previewing: false,
+            duration_ms: None,
             finished: false,
         })
     }

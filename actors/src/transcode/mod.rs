@@ -12,6 +12,7 @@
 //! ([`image`]) instead of a ladder. A rung that fails is restarted after 1,
 //! 2 and 4 s; its fourth failure fails the asset ([`MAX_RUNG_RESTARTS`]).
 
+pub mod chunks;
 pub mod image;
 mod job;
 pub mod queue;
@@ -45,6 +46,12 @@ pub struct Transcoder {
     worker: bool,
     /// The nodes' shared secret, read once when first needed.
     internal_secret: Arc<tokio::sync::OnceCell<String>>,
+    /// Video rungs of complete sources at least twice this long are
+    /// encoded in chunks of it (whole segments); 0: never.
+    chunk_ms: u64,
+    /// Chunks this node encodes at once.
+    chunk_slots: usize,
+    chunks_running: chunks::Running,
 }
 
 /// Where ffmpeg reads an upload that is still arriving: an HTTP resource on
@@ -207,7 +214,28 @@ impl Transcoder {
             node: node.into(),
             worker,
             internal_secret: Arc::default(),
+            chunk_ms: 0,
+            chunk_slots: 1,
+            chunks_running: chunks::Running::default(),
         }
+    }
+
+    /// Encodes video rungs of complete sources in chunks of `chunk_ms`
+    /// (a whole number of segments) that any worker claims; this node
+    /// encodes `slots` at once (0: one per core it may use: `taskset` or a
+    /// container's CPU set narrow it).
+    pub fn with_chunks(mut self, chunk_ms: u64, slots: usize) -> Self {
+        self.chunk_ms = chunk_ms;
+        self.chunk_slots = match slots {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        self
+    }
+
+    /// How a video rung of a complete source `duration_ms` long is cut.
+    pub(crate) fn chunk_plan(&self, duration_ms: u64) -> Option<Vec<chunks::Cut>> {
+        chunks::plan(duration_ms, self.chunk_ms)
     }
 
     /// Lets processing start while uploads are still arriving.
@@ -325,6 +353,7 @@ impl Transcoder {
         }
         if self.worker {
             self.claim().await;
+            self.claim_chunks().await;
         }
     }
 
@@ -341,7 +370,11 @@ impl Transcoder {
                     if let Err(err) = transcoder.db.renew_jobs(&transcoder.node).await {
                         tracing::warn!(%err, "cannot renew processing leases");
                     }
+                    if let Err(err) = transcoder.db.renew_chunk_tasks(&transcoder.node).await {
+                        tracing::warn!(%err, "cannot renew chunk leases");
+                    }
                     transcoder.claim().await;
+                    transcoder.claim_chunks().await;
                 })
             }),
         }

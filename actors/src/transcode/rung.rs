@@ -67,6 +67,19 @@ pub enum RungErrorKind {
     /// A picture ffmpeg wrote to a file could not be read back.
     #[error("reading ffmpeg's picture back: {0}")]
     ReadBack(#[source] std::io::Error),
+    /// No original to read a chunk from.
+    #[error("the original cannot be read by a chunk's ffmpeg")]
+    NoSource,
+    #[error("the encode made no header")]
+    NoHeader,
+    #[error("chunk {chunk} failed: {error}")]
+    Chunk { chunk: i64, error: String },
+    #[error("the chunks made different headers; encoding them again")]
+    ChunksDiffer,
+    #[error("a chunk's checkpoint: {0}")]
+    Checkpoint(#[from] streamforge_protocols::package::CheckpointError),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
     /// The checkpoint's segments were made with other headers than ffmpeg
     /// makes now: the rung starts over.
     #[error("the stored segments do not match this encode's headers; starting over")]
@@ -148,6 +161,9 @@ pub struct RungArgs {
     pub processes: Processes,
     /// Where the finished renditions go.
     pub job: ActorRef<JobMsg>,
+    /// A video rung of a long, complete source: encoded in chunks by any
+    /// worker (see [`super::chunks`]), cut as the plan says.
+    pub chunked: Option<(super::Transcoder, Vec<super::chunks::Cut>)>,
 }
 
 pub struct RungState {
@@ -230,12 +246,18 @@ pub const GROWING_INPUT: [&str; 10] = [
 /// The ffmpeg arguments for `spec`: decode anything ffmpeg can, encode
 /// H.264 High + AAC-LC with a keyframe every 2 s exactly (so every rung's
 /// segments line up), fragmented MP4 on stdout.
-fn ffmpeg_args(args: &RungArgs, seek: Option<f64>) -> Vec<String> {
+pub(super) fn ffmpeg_args(
+    spec: &RungSpec,
+    source: &str,
+    growing: bool,
+    seek: Option<f64>,
+    length: Option<f64>,
+) -> Vec<String> {
     let mut out: Vec<String> = ["-hide_banner", "-nostdin", "-v", "error"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    if args.growing {
+    if growing {
         out.extend(GROWING_INPUT.map(String::from));
     }
     if let Some(seconds) = seek {
@@ -246,8 +268,14 @@ fn ffmpeg_args(args: &RungArgs, seek: Option<f64>) -> Vec<String> {
         out.push(format!("{seconds:.6}"));
     }
     out.push("-i".into());
-    out.push(args.source.clone());
-    match &args.spec {
+    out.push(source.to_owned());
+    if let Some(seconds) = length {
+        // Frames before `seconds` of output only: a chunk ends where the
+        // next one starts.
+        out.push("-t".into());
+        out.push(format!("{seconds:.6}"));
+    }
+    match spec {
         RungSpec::Video { height, kbps } => {
             out.extend(
                 [
@@ -320,6 +348,9 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, RungErrorKind> {
         thumbnails(args, tile_width, tile_height, interval_ms, duration_ms).await?;
         return Ok(Vec::new());
     }
+    if let Some((transcoder, plan)) = &args.chunked {
+        return super::chunks::run_chunked(args, transcoder, plan).await;
+    }
     let config = rung_packaging(&args.asset, &args.spec);
     let checkpoint = Resumable::load(args, &config).await;
     let seek = checkpoint
@@ -328,7 +359,7 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, RungErrorKind> {
     let mut ffmpeg = Fmp4Child::spawn(
         &args.processes,
         &format!("ffmpeg {} {}", args.asset, args.spec.name()),
-        ffmpeg_args(args, seek),
+        ffmpeg_args(&args.spec, &args.source, args.growing, seek, None),
         false,
     )?;
     let mut tracks: Option<Vec<Track>> = None;
@@ -493,7 +524,7 @@ const CHECKPOINT: &str = "checkpoint";
 /// priming samples stay at time 0 (21 ms at 48 kHz): Chromium does not
 /// shift audio by its edit list, so one there would only disagree between
 /// players.
-fn encoder_delay(track: &Track, first: &Sample) -> u64 {
+pub(super) fn encoder_delay(track: &Track, first: &Sample) -> u64 {
     if track.kind() == MediaKind::Video && first.track == track.id {
         u64::try_from(first.cts_offset).unwrap_or(0)
     } else {
@@ -529,7 +560,7 @@ async fn store_progress(
 
 /// Stores what the packager has ready, except its own multivariant playlist
 /// and MPD: the job writes those over every rung.
-async fn store_outputs(
+pub(super) async fn store_outputs(
     storage: &Storage,
     asset: &str,
     packager: &mut Packager,

@@ -1,0 +1,620 @@
+//! Segment-parallel encoding: a video rung of a long source that is
+//! already complete is cut into chunks of whole segments, each a task in
+//! the state database that any worker claims (`FOR UPDATE SKIP LOCKED`
+//! under a lease, as jobs are). A chunk's ffmpeg seeks to the chunk's start
+//! (a rung keyframe: they fall every 2 s from 0, and a chunk is whole
+//! segments) and stops at its end; its packager numbers segments and
+//! shifts decode times to the chunk's place in the rung
+//! ([`Packager::starting_at`]), stores the segments, and leaves its
+//! checkpoint in the task. The rung's own actor waits for its chunks,
+//! checks that every chunk made the same header, joins their checkpoints
+//! ([`Checkpoint::concat`]) and writes the rung's playlists over all of
+//! them: players see one rung, one `init.mp4`, continuous timestamps.
+//!
+//! The audio rung and the thumbnails are never cut (cheap; an AAC encoder
+//! restarted mid-way would begin with priming samples at each seam).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sha2::{Digest, Sha256};
+use streamforge_protocols::media::{MediaKind, Track};
+use streamforge_protocols::mp4::{FragmentedReader, ReaderEvent};
+use streamforge_protocols::package::{Checkpoint, FinishedRendition, INIT, Packager};
+
+use super::Transcoder;
+use super::rung::{RungArgs, RungErrorKind, RungSpec, rung_packaging, store_media, store_outputs};
+use crate::assets::keys;
+use crate::clock;
+use crate::db::{Database, DbError, Dialect};
+use crate::ffmpeg::Fmp4Child;
+use crate::supervision::BranchKind;
+
+/// Claims of one chunk before it is given up (and its rung with it).
+const MAX_CHUNK_ATTEMPTS: i64 = 3;
+/// How often a rung looks at its chunks.
+const POLL: Duration = Duration::from_millis(500);
+
+/// One chunk's span of the source: its start and (but for the last) end,
+/// in milliseconds.
+pub type Cut = (u64, Option<u64>);
+
+/// A claimed chunk's row: asset, rung, chunk, height, kbps, start, end.
+type ClaimedRow = (String, String, i64, i64, i64, i64, Option<i64>);
+/// A chunk's progress row: chunk, state, result, digest, error, done by.
+type StateRow = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// How a rung is cut: chunks of `chunk_ms` (whole segments), the last one
+/// to the end. `None`: the source is too short to gain from it.
+pub fn plan(duration_ms: u64, chunk_ms: u64) -> Option<Vec<Cut>> {
+    let chunks = duration_ms.checked_div(chunk_ms)?;
+    if chunks < 2 {
+        return None;
+    }
+    Some(
+        (0..chunks)
+            .map(|i| {
+                let end = (i + 1 < chunks).then_some((i + 1) * chunk_ms);
+                (i * chunk_ms, end)
+            })
+            .collect(),
+    )
+}
+
+/// One chunk of one rung, as the queue holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkTask {
+    pub asset: String,
+    pub rung: String,
+    pub chunk: i64,
+    pub height: u32,
+    pub kbps: u32,
+    pub start_ms: u64,
+    pub end_ms: Option<u64>,
+}
+
+/// Where a rung's chunk stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkState {
+    pub chunk: i64,
+    pub state: String,
+    pub result: Option<String>,
+    pub init_digest: Option<String>,
+    pub error: Option<String>,
+    pub done_by: Option<String>,
+}
+
+fn lease_until() -> i64 {
+    clock::now_ms() + i64::try_from(super::queue::LEASE.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Database {
+    /// Queues the chunks of `rung` (cut as `plan` says); chunks queued or
+    /// done before are kept (a rung run again goes on with them), failed
+    /// or joined ones are queued again.
+    pub async fn add_chunk_tasks(
+        &self,
+        asset: &str,
+        rung: &str,
+        (height, kbps): (u32, u32),
+        plan: &[Cut],
+    ) -> Result<(), DbError> {
+        let now = clock::now_ms();
+        for (chunk, (start, end)) in plan.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO chunk_tasks (asset, rung, chunk, height, kbps, start_ms, end_ms, state, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8)
+                 ON CONFLICT (asset, rung, chunk) DO UPDATE SET state = 'queued', attempts = 0,
+                     owner = NULL, lease_until = NULL, error = NULL, updated_at = excluded.updated_at
+                 WHERE chunk_tasks.state IN ('failed', 'joined')",
+            )
+            .bind(asset)
+            .bind(rung)
+            .bind(i64::try_from(chunk).unwrap_or(i64::MAX))
+            .bind(i64::from(height))
+            .bind(i64::from(kbps))
+            .bind(crate::db::to_i64(*start))
+            .bind(end.map(crate::db::to_i64))
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Claims at most `limit` chunks for `node`: queued ones and running
+    /// ones whose lease ran out, the oldest asset's first.
+    pub async fn claim_chunk_tasks(
+        &self,
+        node: &str,
+        limit: usize,
+    ) -> Result<Vec<ChunkTask>, DbError> {
+        let lock = match self.dialect() {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE chunk_tasks SET state = 'running', owner = $1, lease_until = $2,
+                 attempts = attempts + 1, updated_at = $3
+             WHERE (asset, rung, chunk) IN (
+                 SELECT asset, rung, chunk FROM chunk_tasks
+                 WHERE (state = 'queued' OR (state = 'running' AND lease_until < $3))
+                 ORDER BY updated_at, chunk LIMIT $4{lock})
+             RETURNING asset, rung, chunk, height, kbps, start_ms, end_ms"
+        );
+        let rows: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(node)
+            .bind(lease_until())
+            .bind(clock::now_ms())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(asset, rung, chunk, height, kbps, start, end)| ChunkTask {
+                asset,
+                rung,
+                chunk,
+                height: u32::try_from(height).unwrap_or(0),
+                kbps: u32::try_from(kbps).unwrap_or(0),
+                start_ms: crate::db::to_u64(start),
+                end_ms: end.map(crate::db::to_u64),
+            })
+            .collect())
+    }
+
+    /// Renews the leases of the chunks `node` encodes.
+    pub async fn renew_chunk_tasks(&self, node: &str) -> Result<u64, DbError> {
+        let done = sqlx::query(
+            "UPDATE chunk_tasks SET lease_until = $1 WHERE owner = $2 AND state = 'running'",
+        )
+        .bind(lease_until())
+        .bind(node)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Records a chunk `node` encoded: its checkpoint and header digest.
+    pub async fn finish_chunk_task(
+        &self,
+        task: &ChunkTask,
+        node: &str,
+        result: &str,
+        init_digest: &str,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE chunk_tasks SET state = 'done', result = $1, init_digest = $2, done_by = $3,
+                 owner = NULL, lease_until = NULL, updated_at = $4
+             WHERE asset = $5 AND rung = $6 AND chunk = $7 AND owner = $3 AND state = 'running'",
+        )
+        .bind(result)
+        .bind(init_digest)
+        .bind(node)
+        .bind(clock::now_ms())
+        .bind(&task.asset)
+        .bind(&task.rung)
+        .bind(task.chunk)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A chunk `node` could not encode goes back to the queue, or fails
+    /// after its last attempt.
+    pub async fn fail_chunk_task(
+        &self,
+        task: &ChunkTask,
+        node: &str,
+        error: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE chunk_tasks SET state = CASE WHEN attempts >= {MAX_CHUNK_ATTEMPTS} THEN 'failed' ELSE 'queued' END,
+                 error = $1, owner = NULL, lease_until = NULL, updated_at = $2
+             WHERE asset = $3 AND rung = $4 AND chunk = $5 AND owner = $6 AND state = 'running'"
+        )))
+        .bind(error)
+        .bind(clock::now_ms())
+        .bind(&task.asset)
+        .bind(&task.rung)
+        .bind(task.chunk)
+        .bind(node)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The chunks of `rung`, in order.
+    pub async fn chunk_tasks_of(
+        &self,
+        asset: &str,
+        rung: &str,
+    ) -> Result<Vec<ChunkState>, DbError> {
+        let rows: Vec<StateRow> = sqlx::query_as(
+            "SELECT chunk, state, result, init_digest, error, done_by FROM chunk_tasks
+                 WHERE asset = $1 AND rung = $2 ORDER BY chunk",
+        )
+        .bind(asset)
+        .bind(rung)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(chunk, state, result, init_digest, error, done_by)| ChunkState {
+                    chunk,
+                    state,
+                    result,
+                    init_digest,
+                    error,
+                    done_by,
+                },
+            )
+            .collect())
+    }
+
+    /// A rung's chunks could not be joined: their tasks go, and the rung
+    /// run again encodes them all again.
+    pub async fn delete_chunk_tasks(&self, asset: &str, rung: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM chunk_tasks WHERE asset = $1 AND rung = $2")
+            .bind(asset)
+            .bind(rung)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// A rung's chunks are joined: their rows stay as a record of which
+    /// worker made what (they go with the asset); a rung run again
+    /// encodes them again.
+    pub async fn joined_chunk_tasks(&self, asset: &str, rung: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE chunk_tasks SET state = 'joined', result = NULL, updated_at = $1
+             WHERE asset = $2 AND rung = $3",
+        )
+        .bind(clock::now_ms())
+        .bind(asset)
+        .bind(rung)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The chunks `node` encodes go back to the queue (it shuts down).
+    pub async fn release_chunk_tasks_of(&self, node: &str) -> Result<u64, DbError> {
+        let done = sqlx::query(
+            "UPDATE chunk_tasks SET state = 'queued', owner = NULL, lease_until = NULL, updated_at = $1
+             WHERE owner = $2 AND state = 'running'",
+        )
+        .bind(clock::now_ms())
+        .bind(node)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// Chunks running on this node.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Running(Arc<AtomicUsize>);
+
+/// One running chunk's place in [`Running`], given back when dropped.
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Running {
+    fn take(&self) -> Slot {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Slot(self.0.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Transcoder {
+    /// Claims chunks for this node's free slots and runs each in a `Chunk`
+    /// actor under the transcodes branch.
+    pub(super) async fn claim_chunks(&self) {
+        let free = self
+            .chunk_slots
+            .saturating_sub(self.chunks_running.0.load(Ordering::Relaxed));
+        if free == 0 {
+            return;
+        }
+        let claimed = match self.db.claim_chunk_tasks(&self.node, free).await {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                tracing::warn!(%err, "cannot claim chunks");
+                return;
+            }
+        };
+        for task in claimed {
+            tracing::info!(asset = %task.asset, rung = %task.rung, chunk = task.chunk, "chunk claimed");
+            let slot = self.chunks_running.take();
+            let started = match self.supervision.branch(BranchKind::Transcodes).await {
+                Ok(branch) => Actor::spawn_linked(
+                    None,
+                    Chunk,
+                    ChunkArgs {
+                        task: task.clone(),
+                        transcoder: self.clone(),
+                        slot,
+                    },
+                    branch.get_cell(),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+                Err(err) => Err(err.to_string()),
+            };
+            if let Err(err) = started {
+                let _ = self.db.fail_chunk_task(&task, &self.node, &err).await;
+            }
+        }
+    }
+}
+
+/// Encodes one claimed chunk; records its result (or failure) in the queue.
+pub struct Chunk;
+
+pub struct ChunkArgs {
+    task: ChunkTask,
+    transcoder: Transcoder,
+    /// Held while the chunk runs.
+    slot: Slot,
+}
+
+pub struct ChunkRunState {
+    work: tokio::task::JoinHandle<()>,
+}
+
+impl Actor for Chunk {
+    type Msg = ();
+    type State = ChunkRunState;
+    type Arguments = ChunkArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<()>,
+        args: ChunkArgs,
+    ) -> Result<ChunkRunState, ActorProcessingErr> {
+        let work = tokio::spawn(async move {
+            let ChunkArgs {
+                task,
+                transcoder,
+                slot: _slot,
+            } = args;
+            let node = transcoder.node.clone();
+            let recorded = match encode(&transcoder, &task).await {
+                Ok((result, digest)) => transcoder
+                    .db
+                    .finish_chunk_task(&task, &node, &result, &digest)
+                    .await
+                    .map(|_| ()),
+                Err(err) => {
+                    tracing::warn!(asset = %task.asset, rung = %task.rung, chunk = task.chunk, %err, "chunk failed");
+                    let reason = super::job::public_reason(&err.to_string());
+                    transcoder.db.fail_chunk_task(&task, &node, &reason).await
+                }
+            };
+            if let Err(err) = recorded {
+                tracing::warn!(asset = %task.asset, %err, "cannot record a chunk; its lease will run out");
+            }
+            myself.stop(Some("chunk done".into()));
+        });
+        Ok(ChunkRunState { work })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<()>,
+        state: &mut ChunkRunState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.work.abort();
+        Ok(())
+    }
+}
+
+/// Encodes and stores `task`'s segments; answers its checkpoint and the
+/// SHA-256 of the header it made.
+async fn encode(
+    transcoder: &Transcoder,
+    task: &ChunkTask,
+) -> Result<(String, String), RungErrorKind> {
+    let spec = RungSpec::Video {
+        height: task.height,
+        kbps: task.kbps,
+    };
+    let key = keys::original(&task.asset).map_err(RungErrorKind::Key)?;
+    let source = match transcoder.storage.local_path(&key) {
+        Some(path) => path.display().to_string(),
+        None => transcoder
+            .original_url(&task.asset)
+            .ok_or(RungErrorKind::NoSource)?,
+    };
+    let start = task.start_ms as f64 / 1000.0;
+    let length = task
+        .end_ms
+        .map(|end| end.saturating_sub(task.start_ms) as f64 / 1000.0);
+    let args = super::rung::ffmpeg_args(
+        &spec,
+        &source,
+        false,
+        Some(start).filter(|s| *s > 0.0),
+        length,
+    );
+    let mut ffmpeg = Fmp4Child::spawn(
+        &transcoder.processes,
+        &format!("ffmpeg {} {} chunk {}", task.asset, task.rung, task.chunk),
+        args,
+        false,
+    )?;
+    let config = rung_packaging(&task.asset, &spec);
+    let first_segment = task.start_ms / config.segment_duration.ticks(1000) + 1;
+    let mut tracks: Option<Vec<Track>> = None;
+    let mut packaging: Option<(Packager, i64, String)> = None;
+    while let Some(event) = ffmpeg.next().await? {
+        match event {
+            ReaderEvent::Tracks(found) => tracks = Some(found),
+            ReaderEvent::Sample(mut sample) => {
+                if packaging.is_none() {
+                    let mut tracks = tracks.take().ok_or(RungErrorKind::SamplesBeforeTracks)?;
+                    for track in &mut tracks {
+                        track.presentation_offset = super::rung::encoder_delay(track, &sample);
+                    }
+                    let timescale = tracks.first().map_or(1, |t| u64::from(t.timescale));
+                    // The first frame at or after the chunk's start, in
+                    // whole frames as the one-run encode counts them.
+                    let frame = u64::from(sample.duration.max(1));
+                    let shift = (task.start_ms * timescale).div_ceil(1000).div_ceil(frame) * frame;
+                    let mut packager =
+                        Packager::starting_at(config.clone(), &tracks, first_segment)?;
+                    let header = packager.poll_output().ok_or(RungErrorKind::NoHeader)?;
+                    let digest = hex(&Sha256::digest(header.data.to_bytes()));
+                    if task.chunk == 0 {
+                        store_media(&transcoder.storage, &task.asset, &header.path, header.data)
+                            .await?;
+                    }
+                    packaging = Some((packager, i64::try_from(shift).unwrap_or(i64::MAX), digest));
+                }
+                if let Some((packager, shift, _)) = packaging.as_mut() {
+                    sample.dts += *shift;
+                    packager.push(sample)?;
+                    store_segments(transcoder, task, packager).await?;
+                }
+            }
+        }
+    }
+    let stderr = ffmpeg.finish().await?;
+    let (mut packager, _, digest) = packaging.ok_or(RungErrorKind::NoMedia { stderr })?;
+    packager.finish(clock::now())?;
+    store_segments(transcoder, task, &mut packager).await?;
+    Ok((packager.checkpoint().render(), digest))
+}
+
+/// Stores the chunk's segments as they come; its playlists and manifests
+/// (of this chunk alone) are not stored: the rung writes them over all.
+async fn store_segments(
+    transcoder: &Transcoder,
+    task: &ChunkTask,
+    packager: &mut Packager,
+) -> Result<(), RungErrorKind> {
+    while let Some(output) = packager.poll_output() {
+        if output.path.ends_with(".m4s") {
+            store_media(&transcoder.storage, &task.asset, &output.path, output.data).await?;
+        }
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The rung's side: queues its chunks, waits for them, and joins them into
+/// the rung's renditions.
+pub(super) async fn run_chunked(
+    args: &RungArgs,
+    transcoder: &Transcoder,
+    plan: &[Cut],
+) -> Result<Vec<FinishedRendition>, RungErrorKind> {
+    let RungSpec::Video { height, kbps } = args.spec else {
+        return Err(RungErrorKind::NoSource);
+    };
+    let rung = args.spec.name();
+    let db = &transcoder.db;
+    db.add_chunk_tasks(&args.asset, &rung, (height, kbps), plan)
+        .await?;
+    tracing::info!(asset = %args.asset, %rung, chunks = plan.len(), "encoding in chunks");
+    if transcoder.worker {
+        transcoder.claim_chunks().await;
+    }
+    let chunks = loop {
+        let chunks = db.chunk_tasks_of(&args.asset, &rung).await?;
+        if let Some(failed) = chunks.iter().find(|c| c.state == "failed") {
+            return Err(RungErrorKind::Chunk {
+                chunk: failed.chunk,
+                error: failed.error.clone().unwrap_or_default(),
+            });
+        }
+        if chunks.len() == plan.len() && chunks.iter().all(|c| c.state == "done") {
+            break chunks;
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    let digests: Vec<_> = chunks.iter().map(|c| c.init_digest.as_deref()).collect();
+    if digests.windows(2).any(|w| w[0] != w[1]) {
+        db.delete_chunk_tasks(&args.asset, &rung).await?;
+        return Err(RungErrorKind::ChunksDiffer);
+    }
+    let checkpoints = chunks
+        .iter()
+        .map(|c| Checkpoint::parse(c.result.as_deref().unwrap_or_default()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(RungErrorKind::Checkpoint)?;
+    let joined = Checkpoint::concat(&checkpoints).map_err(RungErrorKind::Checkpoint)?;
+    let config = rung_packaging(&args.asset, &args.spec);
+    let rendition = config.naming.rendition(MediaKind::Video, 1);
+    let header = args
+        .storage
+        .read_all(
+            &keys::media(&args.asset, &format!("{rendition}/{INIT}"))
+                .map_err(RungErrorKind::Key)?,
+        )
+        .await
+        .map_err(|source| RungErrorKind::Store {
+            key: format!("{rendition}/{INIT}"),
+            source,
+        })?;
+    let tracks = tracks_of(&header)?;
+    let mut packager = Packager::resume(config, &tracks, &joined)?;
+    packager.finish(clock::now())?;
+    store_outputs(&args.storage, &args.asset, &mut packager).await?;
+    db.joined_chunk_tasks(&args.asset, &rung).await?;
+    let workers: std::collections::BTreeSet<_> =
+        chunks.iter().filter_map(|c| c.done_by.as_deref()).collect();
+    tracing::info!(asset = %args.asset, %rung, chunks = chunks.len(), ?workers, "chunks joined");
+    Ok(packager.into_renditions())
+}
+
+/// The tracks a stored `init.mp4` describes.
+fn tracks_of(header: &Bytes) -> Result<Vec<Track>, RungErrorKind> {
+    let mut reader = FragmentedReader::new();
+    reader.feed(header);
+    match reader.poll() {
+        Ok(Some(ReaderEvent::Tracks(tracks))) => Ok(tracks),
+        _ => Err(RungErrorKind::NoHeader),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan;
+
+    #[test]
+    fn a_rung_is_cut_in_whole_chunks_the_last_to_the_end() {
+        assert_eq!(
+            plan(60_000, 20_000).unwrap(),
+            [(0, Some(20_000)), (20_000, Some(40_000)), (40_000, None)]
+        );
+        assert_eq!(
+            plan(45_500, 20_000).unwrap(),
+            [(0, Some(20_000)), (20_000, None)]
+        );
+        assert!(plan(39_999, 20_000).is_none(), "one chunk gains nothing");
+        assert!(plan(60_000, 0).is_none(), "off");
+    }
+}
