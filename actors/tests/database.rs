@@ -233,6 +233,72 @@ async fn exercise(db: &Database) {
     assert!(db.delete_asset("a2").await.unwrap());
     assert!(db.asset("a2").await.unwrap().is_none());
 
+    // Chunk tasks: claimed once each, a failed one queued again until its
+    // last attempt, a done one kept when the rung runs again, joined ones
+    // queued again, all released by a stopping node.
+    let cuts = [(0, Some(12_000)), (12_000, Some(24_000)), (24_000, None)];
+    db.add_chunk_tasks("c1", "360p", (360, 800), &cuts)
+        .await
+        .unwrap();
+    let first = db.claim_chunk_tasks("node-a", 1).await.unwrap();
+    assert_eq!(
+        (first[0].chunk, first[0].start_ms, first[0].end_ms),
+        (0, 0, Some(12_000))
+    );
+    let rest = db.claim_chunk_tasks("node-b", 5).await.unwrap();
+    assert_eq!(rest.iter().map(|t| t.chunk).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!((rest[1].height, rest[1].end_ms), (360, None));
+    assert!(db.claim_chunk_tasks("node-c", 5).await.unwrap().is_empty());
+    assert_eq!(db.renew_chunk_tasks("node-b").await.unwrap(), 2);
+    assert!(
+        db.finish_chunk_task(&first[0], "node-a", "checkpoint", "d1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.finish_chunk_task(&rest[0], "node-a", "x", "d1")
+            .await
+            .unwrap(),
+        "not node-a's"
+    );
+    for attempt in 1..=3 {
+        db.fail_chunk_task(&rest[1], "node-b", "ffmpeg died")
+            .await
+            .unwrap();
+        if attempt < 3 {
+            let again = db.claim_chunk_tasks("node-b", 1).await.unwrap();
+            assert_eq!(again[0].chunk, 2, "attempt {attempt}");
+        }
+    }
+    db.add_chunk_tasks("c1", "360p", (360, 800), &cuts)
+        .await
+        .unwrap();
+    let states = db.chunk_tasks_of("c1", "360p").await.unwrap();
+    let summary: Vec<_> = states
+        .iter()
+        .map(|c| (c.chunk, c.state.as_str(), c.done_by.as_deref()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (0, "done", Some("node-a")),
+            (1, "running", None),
+            (2, "queued", None)
+        ]
+    );
+    assert_eq!(states[0].result.as_deref(), Some("checkpoint"));
+    assert_eq!(db.release_chunk_tasks_of("node-b").await.unwrap(), 1);
+    db.joined_chunk_tasks("c1", "360p").await.unwrap();
+    assert!(
+        db.chunk_tasks_of("c1", "360p")
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.state == "joined")
+    );
+    db.delete_chunk_tasks("c1", "360p").await.unwrap();
+    assert!(db.chunk_tasks_of("c1", "360p").await.unwrap().is_empty());
+
     // The processing queue: a pinned job goes to its node only, a claim
     // is never taken twice, an expired lease is claimed again, a released
     // job is done, and a restarting node's jobs go back to the queue.
