@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Segment-parallel encoding across worker nodes: one asset's default ladder
+# (1080p, 720p, 360p, audio, thumbnails) from a 1080p source of SECONDS
+# (60 by default), processed by one worker node pinned to one core, then
+# by two worker nodes pinned to a core each (taskset). The nodes share a
+# PostgreSQL and a Garage bucket the script starts; an `api` node (not
+# pinned) takes the upload. Reports the time from the stored upload to
+# `ready` in each case and their ratio.
+#
+#   benches/ladder_workers.sh
+#   SECONDS_LONG=120 CHUNK=20 benches/ladder_workers.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${SECONDS_LONG:-60}
+chunk=${CHUNK:-20}
+for tool in curl ffmpeg taskset; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
+done
+cores=$(nproc)
+[ "$cores" -ge 2 ] || { echo "bench: needs two cores" >&2; exit 1; }
+cargo build --release --quiet --bin streamforge
+work=$(mktemp -d -p "${TMPDIR:-/tmp}")
+pids=()
+GARAGE_PID=
+. scripts/lib/postgres.sh
+. scripts/lib/garage.sh
+cleanup() {
+  for pid in "${pids[@]}" $GARAGE_PID; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  postgres_down "$work/pg"
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+ffmpeg -v error -f lavfi -i "testsrc2=size=1920x1080:rate=30" -f lavfi -i "sine=frequency=440" \
+  -t "$seconds" -c:v libx264 -preset ultrafast -crf 18 -pix_fmt yuv420p -c:a aac \
+  -movflags +faststart "$work/source.mp4"
+postgres_up "$work/pg"
+port=$((20000 + RANDOM % 20000))
+garage_up "$work/garage" $((port + 1)) $((port + 2))
+
+node() { # node ID ROLES PORT [taskset core]
+  local id=$1 roles=$2 listen=$3 core=${4:-}
+  local run=()
+  [ -n "$core" ] && run=(taskset -c "$core")
+  mkdir -p "$work/$id"
+  STREAMFORGE_NODE_ID=$id STREAMFORGE_NODE_ROLES=$roles STREAMFORGE_TRANSCODE_CHUNK_SECONDS=$chunk \
+  STREAMFORGE_LIMITS_API_PER_SECOND=0 STREAMFORGE_UPLOADS_PROCESS_WHILE_UPLOADING=false \
+    "${run[@]}" target/release/streamforge serve --data-dir "$work/$id" \
+    --database "$POSTGRES_URL" --storage "$GARAGE_STORAGE" --listen "127.0.0.1:$listen" \
+    --rtmp-listen 127.0.0.1:0 --rtsp-listen 127.0.0.1:0 --rtsp-udp-ports off \
+    --log-filter warn >"$work/$id.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$listen/healthz" >/dev/null && return; sleep 0.1; done
+  echo "bench: node $id did not start" >&2; cat "$work/$id.log" >&2; exit 1
+}
+api="http://127.0.0.1:$port"
+node api '["api"]' "$port"
+
+# One upload, processed by the workers up; prints seconds from stored to ready.
+process() {
+  local asset t0 status
+  asset=$(curl -fs --data-binary @"$work/source.mp4" "$api/api/uploads?filename=source.mp4" \
+    | sed -n 's/.*"asset_id":"\([^"]*\)".*/\1/p')
+  [ -n "$asset" ] || { echo "bench: upload failed" >&2; exit 1; }
+  t0=$(date +%s.%N)
+  while :; do
+    status=$(curl -fs "$api/api/assets/$asset" | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p')
+    case $status in
+      ready) break ;;
+      failed) echo "bench: processing failed" >&2; curl -fs "$api/api/assets/$asset" >&2; exit 1 ;;
+    esac
+    sleep 0.2
+  done
+  awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { print a - b }' 
+}
+
+node worker-1 '["worker"]' $((port + 10)) 0
+one=$(process)
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
+node worker-1 '["worker"]' $((port + 10)) 0
+node worker-2 '["worker"]' $((port + 11)) 1
+two=$(process)
+
+echo "${seconds} s 1080p source, default ladder, chunks of ${chunk} s, $cores cores"
+printf '  one worker  (1 core):     %6.1f s\n' "$one"
+printf '  two workers (1 core each): %6.1f s\n' "$two"
+awk -v a="$one" -v b="$two" 'BEGIN { printf "  speed-up: %.2fx\n", a / b }' 
