@@ -20,6 +20,7 @@ cores=$(nproc)
 [ "$cores" -ge 2 ] || { echo "bench: needs two cores" >&2; exit 1; }
 cargo build --release --quiet --bin streamforge
 work=$(mktemp -d -p "${TMPDIR:-/tmp}")
+chmod 755 "$work" # PostgreSQL runs as its own user
 pids=()
 GARAGE_PID=
 . scripts/lib/postgres.sh

@@ -232,7 +232,8 @@ struct Listeners {
         SocketAddr,
         Option<streamforge_actors::live::rtsp::UdpPorts>,
     )>,
-    /// Where ffmpeg reads uploads still arriving (loopback, ephemeral).
+    /// Where ffmpeg reads uploads still arriving and originals in a bucket
+    /// (loopback, ephemeral).
     growing: Option<(TcpListener, GrowingSource)>,
 }
 
@@ -268,18 +269,16 @@ impl Listeners {
             false => None,
         };
         let secure = bind_secure(config).await?;
-        let growing = match config.uploads.process_while_uploading {
-            true => Some(
-                http::source::bind()
-                    .await
-                    .map_err(|source| StartError::Listen {
-                        what: "the growing-upload source, an ephemeral port",
-                        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-                        source,
-                    })?,
-            ),
-            false => None,
-        };
+        // Always: it also serves stored originals from a bucket to ffmpeg.
+        let growing = Some(
+            http::source::bind()
+                .await
+                .map_err(|source| StartError::Listen {
+                    what: "the source server, an ephemeral port",
+                    addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    source,
+                })?,
+        );
         Ok(Listeners {
             http,
             http_addr,
@@ -347,7 +346,8 @@ impl Services {
             config.transcode.chunk_slots,
         );
         if let Some((_, source)) = &listeners.growing {
-            transcoder = transcoder.with_growing_source(source.clone());
+            transcoder = transcoder
+                .with_growing_source(source.clone(), config.uploads.process_while_uploading);
         }
         transcoder.resume_unfinished().await;
         if node.has(Role::Worker) {

@@ -40,6 +40,8 @@ pub struct Transcoder {
     supervision: Supervision,
     ladder: Arc<[LadderRung]>,
     growing: Option<GrowingSource>,
+    /// Processing starts while uploads arrive.
+    early: bool,
     /// This node's id: its claims on the queue carry it.
     node: Arc<str>,
     /// This node claims jobs (the `worker` role).
@@ -211,6 +213,7 @@ impl Transcoder {
             processes,
             supervision,
             growing: None,
+            early: false,
             node: node.into(),
             worker,
             internal_secret: Arc::default(),
@@ -238,16 +241,19 @@ impl Transcoder {
         chunks::plan(duration_ms, self.chunk_ms)
     }
 
-    /// Lets processing start while uploads are still arriving.
-    pub fn with_growing_source(mut self, growing: GrowingSource) -> Self {
+    /// The source server ffmpeg reads originals in a bucket from, and, when
+    /// `early`, uploads still arriving: processing starts with their first
+    /// bytes.
+    pub fn with_growing_source(mut self, growing: GrowingSource, early: bool) -> Self {
         self.growing = Some(growing);
+        self.early = early;
         self
     }
 
     /// Whether processing can start before an upload is complete (any
     /// worker reads it where it arrives).
     pub fn reads_growing_sources(&self) -> bool {
-        self.growing.is_some()
+        self.growing.is_some() && self.early
     }
 
     /// The stored original of `asset` on the source server, for programs
