@@ -366,13 +366,16 @@ async fn a_killed_workers_job_is_claimed_by_another_worker() {
 /// does not hold the upload forwards them to the one that does, offsets
 /// agree on both, a wrong offset gets its 409 through the forward, and the
 /// original is byte-identical; with the holder stopped the other node takes
-/// the upload over from its pieces in the bucket.
+/// the upload over from its pieces in the bucket; worker C, the only
+/// worker, makes it ready.
 #[tokio::test]
 async fn patches_alternating_between_nodes_make_one_upload() {
     let shared = Shared::start();
-    let on = |id| shared.node(id, &Role::ALL);
+    let on = |id| shared.node(id, &[Role::Api]);
     let a = TestServer::start_with(on("node-a")).await;
     let b = TestServer::start_with(on("node-b")).await;
+    // The only worker: it makes the asset ready.
+    let c = TestServer::start_with(shared.node("node-c", &[Role::Worker])).await;
     let clip = common::clip(
         "-f lavfi -i testsrc2=size=160x120:rate=30 -f lavfi -i sine -t 2 -c:v libx264 \
          -preset ultrafast -pix_fmt yuv420p -c:a aac -movflags +faststart",
@@ -452,6 +455,7 @@ async fn patches_alternating_between_nodes_make_one_upload() {
     assert!(original == clip, "the original differs");
     let view = common::wait_for_asset(&b.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
+    c.stop().await;
     b.stop().await;
     a.stop().await;
 }

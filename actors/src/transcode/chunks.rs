@@ -133,7 +133,9 @@ impl Database {
     }
 
     /// Claims at most `limit` chunks for `node`: queued ones and running
-    /// ones whose lease ran out, the oldest asset's first.
+    /// ones whose lease ran out, the tallest rung's first (the longest
+    /// chunks first, so that no worker is left alone with a long one at
+    /// the end), then the oldest.
     pub async fn claim_chunk_tasks(
         &self,
         node: &str,
@@ -149,7 +151,7 @@ impl Database {
              WHERE (asset, rung, chunk) IN (
                  SELECT asset, rung, chunk FROM chunk_tasks
                  WHERE (state = 'queued' OR (state = 'running' AND lease_until < $3))
-                 ORDER BY updated_at, chunk LIMIT $4{lock})
+                 ORDER BY height DESC, updated_at, chunk LIMIT $4{lock})
              RETURNING asset, rung, chunk, height, kbps, start_ms, end_ms"
         );
         let rows: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
