@@ -680,7 +680,7 @@ async fn a_rolling_restart_loses_no_upload_byte_and_no_segment() {
 /// Segment-parallel encoding: the 360p rung of a 36 s upload is cut into
 /// three chunks of 12 s that two workers encode (one chunk at a time
 /// each); the rung plays as one: one header, every frame once, timestamps
-/// evenly spaced across the seams.
+/// evenly spaced across the seams. The thumbnails are a task of their own.
 #[tokio::test]
 async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
     let shared = Shared::start();
@@ -718,6 +718,16 @@ async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
     let workers: std::collections::BTreeSet<_> =
         done.iter().filter_map(|c| c.done_by.as_deref()).collect();
     assert_eq!(workers.len(), 2, "both workers encoded chunks: {done:?}");
+    // The thumbnails were a task too; its worker recorded the poster.
+    let thumbnails = db.chunk_tasks_of(&asset, "thumbnails").await.unwrap();
+    assert_eq!(thumbnails.len(), 1, "{thumbnails:?}");
+    assert!(thumbnails[0].done_by.is_some(), "{thumbnails:?}");
+    let poster = view["poster_url"].as_str().expect("a poster");
+    assert_eq!(reqwest::get(api.url(poster)).await.unwrap().status(), 200);
+    let vtt = reqwest::get(api.url(&format!("/vod/{asset}/storyboard.vtt")))
+        .await
+        .unwrap();
+    assert_eq!(vtt.status(), 200);
 
     let playlist_url = api.url(&format!("/vod/{asset}/360p-v1/media.m3u8"));
     let playlist = reqwest::get(&playlist_url)

@@ -7,6 +7,7 @@ mod postgres;
 
 use streamforge_actors::assets::{AssetRecord, AssetStatus, RungState, Stage};
 use streamforge_actors::db::{Database, Dialect};
+use streamforge_actors::transcode::RungSpec;
 use streamforge_actors::uploads::{ConcatKind, Pieces, UploadRecord};
 
 fn upload(id: &str, expires_at_ms: i64) -> UploadRecord {
@@ -237,17 +238,20 @@ async fn exercise(db: &Database) {
     // last attempt, a done one kept when the rung runs again, joined ones
     // queued again, all released by a stopping node.
     let cuts = [(0, Some(12_000)), (12_000, Some(24_000)), (24_000, None)];
-    db.add_chunk_tasks("c1", "360p", (360, 800), &cuts)
-        .await
-        .unwrap();
+    let rung = RungSpec::Video {
+        height: 360,
+        kbps: 800,
+    };
+    db.add_chunk_tasks("c1", &rung, &cuts).await.unwrap();
     let first = db.claim_chunk_tasks("node-a", 1).await.unwrap();
     assert_eq!(
         (first[0].chunk, first[0].start_ms, first[0].end_ms),
         (0, 0, Some(12_000))
     );
-    let rest = db.claim_chunk_tasks("node-b", 5).await.unwrap();
+    let mut rest = db.claim_chunk_tasks("node-b", 5).await.unwrap();
+    rest.sort_by_key(|t| t.chunk); // UPDATE … RETURNING has no order
     assert_eq!(rest.iter().map(|t| t.chunk).collect::<Vec<_>>(), [1, 2]);
-    assert_eq!((rest[1].height, rest[1].end_ms), (360, None));
+    assert_eq!((&rest[1].spec, rest[1].end_ms), (&rung, None));
     assert!(db.claim_chunk_tasks("node-c", 5).await.unwrap().is_empty());
     assert_eq!(db.renew_chunk_tasks("node-b").await.unwrap(), 2);
     assert!(
@@ -270,9 +274,7 @@ async fn exercise(db: &Database) {
             assert_eq!(again[0].chunk, 2, "attempt {attempt}");
         }
     }
-    db.add_chunk_tasks("c1", "360p", (360, 800), &cuts)
-        .await
-        .unwrap();
+    db.add_chunk_tasks("c1", &rung, &cuts).await.unwrap();
     let states = db.chunk_tasks_of("c1", "360p").await.unwrap();
     let summary: Vec<_> = states
         .iter()

@@ -1,14 +1,16 @@
--- Segment-parallel encoding: a video rung of a long, complete source is
--- cut into chunks of whole segments, each a task any worker claims (under
--- a lease, like jobs). `result` is the chunk's packager checkpoint, and
--- `init_digest` the SHA-256 of the header it made (every chunk's must be
--- the same).
+-- Work of one asset's job that any worker may do: the chunks of whole
+-- segments a video rung of a long, complete source is cut into
+-- (segment-parallel encoding), and its thumbnails; each a task claimed
+-- under a lease, like jobs. `spec` is the rung (JSON), `weight` orders
+-- claims (heaviest first), `result` a video chunk's packager checkpoint
+-- and `init_digest` the SHA-256 of the header it made (every chunk's must
+-- be the same).
 CREATE TABLE chunk_tasks (
     asset        TEXT NOT NULL,
     rung         TEXT NOT NULL,
     chunk        INTEGER NOT NULL,
-    height       INTEGER NOT NULL,
-    kbps         INTEGER NOT NULL,
+    spec         TEXT NOT NULL,
+    weight       INTEGER NOT NULL,
     start_ms     BIGINT NOT NULL,
     end_ms       BIGINT,
     state        TEXT NOT NULL,

@@ -11,8 +11,10 @@
 //! ([`Checkpoint::concat`]) and writes the rung's playlists over all of
 //! them: players see one rung, one `init.mp4`, continuous timestamps.
 //!
-//! The audio rung and the thumbnails are never cut (cheap; an AAC encoder
-//! restarted mid-way would begin with priming samples at each seam).
+//! The thumbnails of such a source are one task too (any worker makes the
+//! poster and the storyboard, a decode of the whole source). The audio rung
+//! is never cut (cheap; an AAC encoder restarted mid-way would begin with
+//! priming samples at each seam).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,10 +28,14 @@ use streamforge_protocols::mp4::{FragmentedReader, ReaderEvent};
 use streamforge_protocols::package::{Checkpoint, FinishedRendition, INIT, Packager};
 
 use super::Transcoder;
-use super::rung::{RungArgs, RungErrorKind, RungSpec, rung_packaging, store_media, store_outputs};
+use super::rung::{
+    Pictures, RungArgs, RungErrorKind, RungSpec, rung_packaging, store_media, store_outputs,
+    thumbnails,
+};
 use crate::assets::keys;
 use crate::clock;
 use crate::db::{Database, DbError, Dialect};
+use crate::events::Event;
 use crate::ffmpeg::Fmp4Child;
 use crate::supervision::BranchKind;
 
@@ -42,8 +48,8 @@ const POLL: Duration = Duration::from_millis(500);
 /// in milliseconds.
 pub type Cut = (u64, Option<u64>);
 
-/// A claimed chunk's row: asset, rung, chunk, height, kbps, start, end.
-type ClaimedRow = (String, String, i64, i64, i64, i64, Option<i64>);
+/// A claimed chunk's row: asset, rung, chunk, spec, start, end.
+type ClaimedRow = (String, String, i64, String, i64, Option<i64>);
 /// A chunk's progress row: chunk, state, result, digest, error, done by.
 type StateRow = (
     i64,
@@ -77,8 +83,8 @@ pub struct ChunkTask {
     pub asset: String,
     pub rung: String,
     pub chunk: i64,
-    pub height: u32,
-    pub kbps: u32,
+    /// The rung: a video chunk's, or the thumbnails.
+    pub spec: RungSpec,
     pub start_ms: u64,
     pub end_ms: Option<u64>,
 }
@@ -99,30 +105,39 @@ fn lease_until() -> i64 {
 }
 
 impl Database {
-    /// Queues the chunks of `rung` (cut as `plan` says); chunks queued or
-    /// done before are kept (a rung run again goes on with them), failed
-    /// or joined ones are queued again.
+    /// Queues the chunks of rung `spec` (cut as `plan` says; the
+    /// thumbnails are one task); chunks queued or done before are kept (a
+    /// rung run again goes on with them), failed or joined ones are queued
+    /// again.
     pub async fn add_chunk_tasks(
         &self,
         asset: &str,
-        rung: &str,
-        (height, kbps): (u32, u32),
+        spec: &RungSpec,
         plan: &[Cut],
     ) -> Result<(), DbError> {
         let now = clock::now_ms();
+        let rung = spec.name();
+        let encoded = serde_json::to_string(spec).unwrap_or_default();
+        // Heaviest first: the tallest video rung's chunks, then the
+        // thumbnails (a decode of the whole source), then the others.
+        let weight = match spec {
+            RungSpec::Video { height, .. } => i64::from(*height),
+            RungSpec::Thumbnails { .. } => 480,
+            RungSpec::Audio { .. } => 0,
+        };
         for (chunk, (start, end)) in plan.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO chunk_tasks (asset, rung, chunk, height, kbps, start_ms, end_ms, state, updated_at)
+                "INSERT INTO chunk_tasks (asset, rung, chunk, spec, weight, start_ms, end_ms, state, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8)
                  ON CONFLICT (asset, rung, chunk) DO UPDATE SET state = 'queued', attempts = 0,
                      owner = NULL, lease_until = NULL, error = NULL, updated_at = excluded.updated_at
                  WHERE chunk_tasks.state IN ('failed', 'joined')",
             )
             .bind(asset)
-            .bind(rung)
+            .bind(&rung)
             .bind(i64::try_from(chunk).unwrap_or(i64::MAX))
-            .bind(i64::from(height))
-            .bind(i64::from(kbps))
+            .bind(&encoded)
+            .bind(weight)
             .bind(crate::db::to_i64(*start))
             .bind(end.map(crate::db::to_i64))
             .bind(now)
@@ -151,8 +166,8 @@ impl Database {
              WHERE (asset, rung, chunk) IN (
                  SELECT asset, rung, chunk FROM chunk_tasks
                  WHERE (state = 'queued' OR (state = 'running' AND lease_until < $3))
-                 ORDER BY height DESC, updated_at, chunk LIMIT $4{lock})
-             RETURNING asset, rung, chunk, height, kbps, start_ms, end_ms"
+                 ORDER BY weight DESC, updated_at, chunk LIMIT $4{lock})
+             RETURNING asset, rung, chunk, spec, start_ms, end_ms"
         );
         let rows: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(node)
@@ -161,18 +176,23 @@ impl Database {
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(self.pool())
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(asset, rung, chunk, height, kbps, start, end)| ChunkTask {
+        let mut tasks = Vec::with_capacity(rows.len());
+        for (asset, rung, chunk, spec, start, end) in rows {
+            let spec = serde_json::from_str(&spec).map_err(|e| {
+                DbError::Query(sqlx::Error::Decode(
+                    format!("chunk task spec {spec:?}: {e}").into(),
+                ))
+            })?;
+            tasks.push(ChunkTask {
                 asset,
                 rung,
                 chunk,
-                height: u32::try_from(height).unwrap_or(0),
-                kbps: u32::try_from(kbps).unwrap_or(0),
+                spec,
                 start_ms: crate::db::to_u64(start),
                 end_ms: end.map(crate::db::to_u64),
-            })
-            .collect())
+            });
+        }
+        Ok(tasks)
     }
 
     /// Renews the leases of the chunks `node` encodes.
@@ -314,9 +334,15 @@ pub(super) struct Running(Arc<AtomicUsize>);
 pub struct Slot(Arc<AtomicUsize>);
 
 impl Running {
-    fn take(&self) -> Slot {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Slot(self.0.clone())
+    /// A slot, if fewer than `cap` are taken: taken before claiming, so
+    /// that two claims at once never take more than `cap` between them.
+    fn try_take(&self, cap: usize) -> Option<Slot> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self.0.clone()))
     }
 }
 
@@ -330,13 +356,12 @@ impl Transcoder {
     /// Claims chunks for this node's free slots and runs each in a `Chunk`
     /// actor under the transcodes branch.
     pub(super) async fn claim_chunks(&self) {
-        let free = self
-            .chunk_slots
-            .saturating_sub(self.chunks_running.0.load(Ordering::Relaxed));
-        if free == 0 {
+        let mut slots: Vec<Slot> =
+            std::iter::from_fn(|| self.chunks_running.try_take(self.chunk_slots)).collect();
+        if slots.is_empty() {
             return;
         }
-        let claimed = match self.db.claim_chunk_tasks(&self.node, free).await {
+        let claimed = match self.db.claim_chunk_tasks(&self.node, slots.len()).await {
             Ok(claimed) => claimed,
             Err(err) => {
                 tracing::warn!(%err, "cannot claim chunks");
@@ -345,7 +370,9 @@ impl Transcoder {
         };
         for task in claimed {
             tracing::info!(asset = %task.asset, rung = %task.rung, chunk = task.chunk, "chunk claimed");
-            let slot = self.chunks_running.take();
+            let Some(slot) = slots.pop() else {
+                break;
+            };
             let started = match self.supervision.branch(BranchKind::Transcodes).await {
                 Ok(branch) => Actor::spawn_linked(
                     None,
@@ -436,10 +463,7 @@ async fn encode(
     transcoder: &Transcoder,
     task: &ChunkTask,
 ) -> Result<(String, String), RungErrorKind> {
-    let spec = RungSpec::Video {
-        height: task.height,
-        kbps: task.kbps,
-    };
+    let spec = task.spec.clone();
     let key = keys::original(&task.asset).map_err(RungErrorKind::Key)?;
     let source = match transcoder.storage.local_path(&key) {
         Some(path) => path.display().to_string(),
@@ -447,6 +471,17 @@ async fn encode(
             .original_url(&task.asset)
             .ok_or(RungErrorKind::NoSource)?,
     };
+    if let RungSpec::Thumbnails { .. } = spec {
+        let pictures = Pictures {
+            asset: &task.asset,
+            source: &source,
+            growing: false,
+            processes: &transcoder.processes,
+            storage: &transcoder.storage,
+        };
+        thumbnails(pictures, &spec, || poster_ready(transcoder, &task.asset)).await?;
+        return Ok((String::new(), String::new()));
+    }
     let start = task.start_ms as f64 / 1000.0;
     let length = task
         .end_ms
@@ -522,6 +557,33 @@ async fn store_segments(
     Ok(())
 }
 
+/// The poster of `asset` is stored (by a worker that may not run its
+/// job): the asset shows it, and watchers on every node hear of it.
+fn poster_ready(transcoder: &Transcoder, asset: &str) {
+    let (db, events, asset) = (
+        transcoder.db.clone(),
+        transcoder.events.clone(),
+        asset.to_owned(),
+    );
+    tokio::spawn(async move {
+        if let Err(err) = db.set_asset_poster(&asset).await {
+            tracing::warn!(%asset, %err, "cannot record the poster");
+            return;
+        }
+        let upload_id = db
+            .asset(&asset)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|a| a.upload_id);
+        events.publish(Event::PosterReady {
+            poster_url: format!("/vod/{asset}/poster.webp"),
+            asset_id: asset,
+            upload_id,
+        });
+    });
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -533,14 +595,10 @@ pub(super) async fn run_chunked(
     transcoder: &Transcoder,
     plan: &[Cut],
 ) -> Result<Vec<FinishedRendition>, RungErrorKind> {
-    let RungSpec::Video { height, kbps } = args.spec else {
-        return Err(RungErrorKind::NoSource);
-    };
     let rung = args.spec.name();
     let db = &transcoder.db;
-    db.add_chunk_tasks(&args.asset, &rung, (height, kbps), plan)
-        .await?;
-    tracing::info!(asset = %args.asset, %rung, chunks = plan.len(), "encoding in chunks");
+    db.add_chunk_tasks(&args.asset, &args.spec, plan).await?;
+    tracing::info!(asset = %args.asset, %rung, chunks = plan.len(), "work queued for any worker");
     if transcoder.worker {
         transcoder.claim_chunks().await;
     }
@@ -557,6 +615,10 @@ pub(super) async fn run_chunked(
         }
         tokio::time::sleep(POLL).await;
     };
+    if let RungSpec::Thumbnails { .. } = args.spec {
+        db.joined_chunk_tasks(&args.asset, &rung).await?;
+        return Ok(Vec::new());
+    }
     let digests: Vec<_> = chunks.iter().map(|c| c.init_digest.as_deref()).collect();
     if digests.windows(2).any(|w| w[0] != w[1]) {
         db.delete_chunk_tasks(&args.asset, &rung).await?;

@@ -528,12 +528,18 @@ impl JobState {
         if self.finished || plan.done.is_some() {
             return Ok(());
         }
+        // A long, complete source: its video rungs in chunks and its
+        // thumbnails as one task, for any worker.
         let chunked = match (&plan.spec, self.growing, self.duration_ms) {
-            (RungSpec::Video { .. }, false, Some(duration_ms)) => self
-                .transcoder
-                .chunk_plan(duration_ms)
-                .map(|cuts| (self.transcoder.clone(), cuts)),
-            _ => None,
+            (RungSpec::Audio { .. }, _, _) | (_, true, _) | (_, _, None) => None,
+            (spec, false, Some(duration_ms)) => {
+                self.transcoder
+                    .chunk_plan(duration_ms)
+                    .map(|cuts| match spec {
+                        RungSpec::Thumbnails { .. } => (self.transcoder.clone(), vec![(0, None)]),
+                        _ => (self.transcoder.clone(), cuts),
+                    })
+            }
         };
         let (rung, _) = Actor::spawn_linked(
             None,

@@ -114,7 +114,8 @@ pub(super) async fn store_media(
 }
 
 /// What one rung produces: a video rendition or the audio rendition.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum RungSpec {
     Video {
         /// Output height; never above the source's.
@@ -338,18 +339,22 @@ pub(super) fn ffmpeg_args(
 }
 
 async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, RungErrorKind> {
-    if let RungSpec::Thumbnails {
-        tile_width,
-        tile_height,
-        interval_ms,
-        duration_ms,
-    } = args.spec
-    {
-        thumbnails(args, tile_width, tile_height, interval_ms, duration_ms).await?;
-        return Ok(Vec::new());
-    }
     if let Some((transcoder, plan)) = &args.chunked {
         return super::chunks::run_chunked(args, transcoder, plan).await;
+    }
+    if let RungSpec::Thumbnails { .. } = args.spec {
+        let pictures = Pictures {
+            asset: &args.asset,
+            source: &args.source,
+            growing: args.growing,
+            processes: &args.processes,
+            storage: &args.storage,
+        };
+        thumbnails(pictures, &args.spec, || {
+            let _ = args.job.cast(JobMsg::PosterReady);
+        })
+        .await?;
+        return Ok(Vec::new());
     }
     let config = rung_packaging(&args.asset, &args.spec);
     let checkpoint = Resumable::load(args, &config).await;
@@ -635,14 +640,32 @@ pub fn storyboard_vtt(
 
 /// A poster (WebP, at most 720 lines, from 1 s in or the middle of a short
 /// clip) and the storyboard sprite with its WebVTT track.
-async fn thumbnails(
-    args: &RungArgs,
-    tile_width: u32,
-    tile_height: u32,
-    interval_ms: u64,
-    duration_ms: u64,
+/// What the thumbnails read and where they go.
+pub(super) struct Pictures<'a> {
+    pub asset: &'a str,
+    pub source: &'a str,
+    pub growing: bool,
+    pub processes: &'a Processes,
+    pub storage: &'a Storage,
+}
+
+/// The poster, then the storyboard of `spec` (a `Thumbnails` rung);
+/// `poster_ready` runs once the poster is stored.
+pub(super) async fn thumbnails(
+    args: Pictures<'_>,
+    spec: &RungSpec,
+    poster_ready: impl FnOnce(),
 ) -> Result<(), RungErrorKind> {
-    let source = args.source.clone();
+    let RungSpec::Thumbnails {
+        tile_width,
+        tile_height,
+        interval_ms,
+        duration_ms,
+    } = *spec
+    else {
+        return Ok(());
+    };
+    let source = args.source.to_owned();
     let poster_at = (duration_ms / 2).min(1000);
     let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let input_options: Vec<String> = if args.growing {
@@ -672,7 +695,7 @@ async fn thumbnails(
         "pipe:1",
     ]));
     let name = format!("ffmpeg {} poster", args.asset);
-    let poster = match ffmpeg_image(&args.processes, &name, &poster_args).await {
+    let poster = match ffmpeg_image(args.processes, &name, &poster_args).await {
         Ok(poster) => poster,
         // A seek may land past the last keyframe a short or badly indexed
         // file has (MPEG-TS seeks by guesswork): take the first frame then.
@@ -686,13 +709,13 @@ async fn thumbnails(
                 })
                 .map(|(_, a)| a.clone())
                 .collect();
-            ffmpeg_image(&args.processes, &name, &from_start).await?
+            ffmpeg_image(args.processes, &name, &from_start).await?
         }
     };
     // The poster first, on its own: it is there seconds into an upload,
     // long before the storyboard (which needs the whole source).
-    store_media(&args.storage, &args.asset, "poster.webp", poster).await?;
-    let _ = args.job.cast(JobMsg::PosterReady);
+    store_media(args.storage, args.asset, "poster.webp", poster).await?;
+    poster_ready();
 
     let tiles = duration_ms.div_ceil(interval_ms.max(1)).max(1);
     let rows = tiles.div_ceil(STORYBOARD_COLUMNS);
@@ -712,7 +735,7 @@ async fn thumbnails(
     ]));
     sprite_args.extend(strings(&["-quality", "70", "-f", "image2pipe", "pipe:1"]));
     let name = format!("ffmpeg {} storyboard", args.asset);
-    let sprite = ffmpeg_image(&args.processes, &name, &sprite_args).await?;
+    let sprite = ffmpeg_image(args.processes, &name, &sprite_args).await?;
 
     let vtt = storyboard_vtt(
         "storyboard.webp",
@@ -725,7 +748,7 @@ async fn thumbnails(
         ("storyboard.webp", sprite),
         ("storyboard.vtt", Bytes::from(vtt)),
     ] {
-        store_media(&args.storage, &args.asset, name, bytes).await?;
+        store_media(args.storage, args.asset, name, bytes).await?;
     }
     Ok(())
 }
