@@ -27,6 +27,26 @@ async fn nodes_of(server: &TestServer) -> Value {
         .unwrap()
 }
 
+/// ffmpeg decodes `url` to the end without a word on standard error;
+/// the presentation time of every frame, in order.
+async fn decoded_frames(url: &str) -> Vec<i64> {
+    let decoded = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", url, "-f", "framemd5", "-"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&decoded.stderr);
+    assert!(
+        decoded.status.success() && stderr.trim().is_empty(),
+        "{url}: {stderr}"
+    );
+    String::from_utf8_lossy(&decoded.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(',').nth(1).unwrap().trim().parse().unwrap())
+        .collect()
+}
+
 fn node<'a>(nodes: &'a Value, id: &str) -> &'a Value {
     nodes["nodes"]
         .as_array()
@@ -339,23 +359,12 @@ async fn a_killed_workers_job_is_claimed_by_another_worker() {
     );
     assert!(last_segment.last_modified > killed);
     assert!(bucket.head(&media("checkpoint")).await.unwrap().is_none());
-    let decoded = tokio::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(api.url(&format!("/vod/{asset}/360p-v1/media.m3u8")))
-        .args(["-f", "framemd5", "-"])
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&decoded.stderr);
-    assert!(
-        decoded.status.success() && stderr.trim().is_empty(),
-        "{stderr}"
+    let frames = decoded_frames(&api.url(&format!("/vod/{asset}/360p-v1/media.m3u8"))).await;
+    assert_eq!(
+        frames.len(),
+        600,
+        "20 s at 30 fps, no frame twice or missing"
     );
-    let frames = String::from_utf8_lossy(&decoded.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .count();
-    assert_eq!(frames, 600, "20 s at 30 fps, no frame twice or missing");
     let nodes = nodes_of(&api).await;
     assert_eq!(node(&nodes, "worker-1")["state"], "lost", "{nodes}");
     second.stop().await;
@@ -654,23 +663,12 @@ async fn a_rolling_restart_loses_no_upload_byte_and_no_segment() {
             );
         }
     }
-    let decoded = tokio::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(a.url(&format!("/vod/{asset}/360p-v1/media.m3u8")))
-        .args(["-f", "framemd5", "-"])
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&decoded.stderr);
-    assert!(
-        decoded.status.success() && stderr.trim().is_empty(),
-        "{stderr}"
+    let frames = decoded_frames(&a.url(&format!("/vod/{asset}/360p-v1/media.m3u8"))).await;
+    assert_eq!(
+        frames.len(),
+        600,
+        "20 s at 30 fps, no frame twice or missing"
     );
-    let frames = String::from_utf8_lossy(&decoded.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .count();
-    assert_eq!(frames, 600, "20 s at 30 fps, no frame twice or missing");
     let probed = common::ffprobe(&a.url(&format!("/vod/{asset}/master.m3u8"))).await;
     assert_eq!(probed["streams"].as_array().unwrap().len(), 2, "{probed}");
     a.stop().await;
@@ -738,21 +736,7 @@ async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
         .unwrap();
     assert_eq!(playlist.matches("#EXT-X-MAP").count(), 1, "{playlist}");
     assert_eq!(playlist.matches(".m4s").count(), 9, "{playlist}");
-    let decoded = tokio::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i", &playlist_url, "-f", "framemd5", "-"])
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&decoded.stderr);
-    assert!(
-        decoded.status.success() && stderr.trim().is_empty(),
-        "{stderr}"
-    );
-    let pts: Vec<i64> = String::from_utf8_lossy(&decoded.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.split(',').nth(1).unwrap().trim().parse().unwrap())
-        .collect();
+    let pts = decoded_frames(&playlist_url).await;
     assert_eq!(pts.len(), 1080, "36 s at 30 fps, no frame twice or missing");
     let steps: std::collections::BTreeSet<i64> = pts.windows(2).map(|w| w[1] - w[0]).collect();
     assert_eq!(steps.len(), 1, "timestamps jump at a seam: steps {steps:?}");
