@@ -126,15 +126,7 @@ async fn nodes_on_one_database_share_their_registry_and_events() {
     )
     .await;
     let http = reqwest::Client::new();
-    let created = http
-        .post(b.url("/files/"))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", clip.len().to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let location = common::tus_create(&b, clip.len()).await;
     let upload = location.rsplit('/').next().unwrap().to_owned();
     let response = http
         .get(a.url(&format!("/api/assets/{upload}/events")))
@@ -391,15 +383,7 @@ async fn patches_alternating_between_nodes_make_one_upload() {
     )
     .await;
     let http = reqwest::Client::new();
-    let created = http
-        .post(a.url("/files/"))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", clip.len().to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let location = common::tus_create(&a, clip.len()).await;
     let patch = |server: &TestServer, offset: usize, bytes: &[u8]| {
         http.patch(server.url(&location))
             .header("tus-resumable", "1.0.0")
@@ -453,14 +437,7 @@ async fn patches_alternating_between_nodes_make_one_upload() {
         .to_str()
         .unwrap()
         .to_owned();
-    let original = http
-        .get(b.url(&format!("/api/assets/{asset}/original")))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let original = common::original_of(&b, &asset).await;
     assert!(original == clip, "the original differs");
     let view = common::wait_for_asset(&b.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
@@ -565,15 +542,7 @@ async fn a_rolling_restart_loses_no_upload_byte_and_no_segment() {
     )
     .await;
     let http = reqwest::Client::new();
-    let created = http
-        .post(a.url("/files/"))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", clip.len().to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let location = common::tus_create(&a, clip.len()).await;
     let patch = |server: &TestServer, range: std::ops::Range<usize>| {
         http.patch(server.url(&location))
             .header("tus-resumable", "1.0.0")
@@ -641,14 +610,7 @@ async fn a_rolling_restart_loses_no_upload_byte_and_no_segment() {
 
     let view = common::wait_for_asset(&b.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
-    let original = http
-        .get(b.url(&format!("/api/assets/{asset}/original")))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let original = common::original_of(&b, &asset).await;
     assert!(original == clip, "the original differs");
     for (count, mark) in made_before {
         for number in 1..=count {

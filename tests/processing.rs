@@ -429,14 +429,7 @@ async fn a_preview_plays_while_the_upload_is_still_arriving() {
     assert_eq!(patch.await.unwrap(), 204);
     let view = common::wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
-    let original = http
-        .get(server.url(&format!("/api/assets/{asset}/original")))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let original = common::original_of(&server, &asset).await;
     assert!(original == source, "the original is kept byte for byte");
     let probed = ffprobe(&server.url(view["hls_url"].as_str().unwrap())).await;
     let duration: f64 = probed["format"]["duration"]
@@ -593,14 +586,7 @@ async fn an_index_at_the_end_sent_first_previews_at_once() {
     assert_eq!(patch.await.unwrap(), 204);
     let view = common::wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
-    let original = http
-        .get(server.url(&format!("/api/assets/{asset}/original")))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let original = common::original_of(&server, &asset).await;
     assert!(
         original == source,
         "the original is the file, byte for byte"

@@ -147,15 +147,7 @@ async fn an_upload_in_progress_lives_in_the_bucket() {
         })
         .collect();
     let http = reqwest::Client::new();
-    let created = http
-        .post(server.url("/files/"))
-        .header("tus-resumable", "1.0.0")
-        .header("upload-length", payload.len().to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let location = common::tus_create(&server, payload.len()).await;
     let patch = |server: &TestServer, range: std::ops::Range<usize>, checksum: Option<&str>| {
         let mut request = http
             .patch(server.url(&location))
@@ -214,14 +206,7 @@ async fn an_upload_in_progress_lives_in_the_bucket() {
         .await
         .unwrap();
     let asset = head.headers()["x-asset-id"].to_str().unwrap().to_owned();
-    let original = http
-        .get(server.url(&format!("/api/assets/{asset}/original")))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let original = common::original_of(&server, &asset).await;
     assert!(original == payload, "the original differs");
     let bucket = streamforge_actors::storage::Storage::from_url(&storage).unwrap();
     let prefix = streamforge_actors::storage::ObjectKey::new("uploads").unwrap();

@@ -297,6 +297,31 @@ pub async fn upload(server: &TestServer, name: &str, body: Vec<u8>) -> String {
 
 /// Polls `GET {base}/api/assets/{asset}` until its status is one of
 /// `statuses` (two minutes at most); returns the asset.
+/// Creates a tus upload of `length` bytes on `server`; its location
+/// (`/files/{id}`).
+pub async fn tus_create(server: &TestServer, length: usize) -> String {
+    let created = client()
+        .post(server.url("/files/"))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", length.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    created.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// The stored original of `asset`, downloaded from `server`.
+pub async fn original_of(server: &TestServer, asset: &str) -> bytes::Bytes {
+    let response = client()
+        .get(server.url(&format!("/api/assets/{asset}/original")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap()
+}
+
 pub async fn wait_for_asset(base: &str, asset: &str, statuses: &[&str]) -> serde_json::Value {
     let client = reqwest::Client::new();
     for _ in 0..1200 {
