@@ -285,8 +285,9 @@ async fn an_api_node_queues_and_a_worker_node_processes_from_the_bucket() {
 
 /// kill -9 of the worker node in the middle of a transcode: its lease runs
 /// out, another worker claims the job and goes on after the segments the
-/// first one stored (not from zero); the asset becomes ready and every
-/// frame decodes once; the killed node shows `lost`.
+/// first one stored (not from zero), and a rung finished before the kill
+/// is not made again; the asset becomes ready and every frame decodes
+/// once; the killed node shows `lost`.
 #[tokio::test]
 async fn a_killed_workers_job_is_claimed_by_another_worker() {
     let shared = Shared::start();
@@ -356,6 +357,23 @@ async fn a_killed_workers_job_is_claimed_by_another_worker() {
         frames.len(),
         600,
         "20 s at 30 fps, no frame twice or missing"
+    );
+    // The audio rung too: made before the kill (or resumed after its
+    // stored segments), not made again; its frames follow each other.
+    let audio =
+        |path: &str| ObjectKey::new(format!("assets/{asset}/media/audio-a1/{path}")).unwrap();
+    let first_audio = bucket.head(&audio("seg-00001.m4s")).await.unwrap().unwrap();
+    assert!(
+        first_audio.last_modified <= killed,
+        "audio segment 1 was made again"
+    );
+    let pts = decoded_frames(&api.url(&format!("/vod/{asset}/audio-a1/media.m3u8"))).await;
+    let steps: std::collections::BTreeSet<i64> = pts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(steps.len(), 1, "audio steps {steps:?}");
+    assert!(
+        (936..=940).contains(&pts.len()),
+        "{} AAC frames in 20 s",
+        pts.len()
     );
     let nodes = nodes_of(&api).await;
     assert_eq!(node(&nodes, "worker-1")["state"], "lost", "{nodes}");

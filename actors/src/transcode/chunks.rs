@@ -20,11 +20,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sha2::{Digest, Sha256};
 use streamforge_protocols::media::{MediaKind, Track};
-use streamforge_protocols::mp4::{FragmentedReader, ReaderEvent};
+use streamforge_protocols::mp4::ReaderEvent;
 use streamforge_protocols::package::{Checkpoint, FinishedRendition, INIT, Packager};
 
 use super::Transcoder;
@@ -643,25 +642,16 @@ pub(super) async fn run_chunked(
             key: format!("{rendition}/{INIT}"),
             source,
         })?;
-    let tracks = tracks_of(&header)?;
-    let mut packager = Packager::resume(config, &tracks, &joined)?;
+    let tracks = super::rung::tracks_of(&header)?;
+    let mut packager = Packager::resume(config.clone(), &tracks, &joined)?;
     packager.finish(clock::now())?;
     store_outputs(&args.storage, &args.asset, &mut packager).await?;
+    super::rung::Resumable::store_finished(args, &config, &packager).await?;
     db.joined_chunk_tasks(&args.asset, &rung).await?;
     let workers: std::collections::BTreeSet<_> =
         chunks.iter().filter_map(|c| c.done_by.as_deref()).collect();
     tracing::info!(asset = %args.asset, %rung, chunks = chunks.len(), ?workers, "chunks joined");
     Ok(packager.into_renditions())
-}
-
-/// The tracks a stored `init.mp4` describes.
-fn tracks_of(header: &Bytes) -> Result<Vec<Track>, RungErrorKind> {
-    let mut reader = FragmentedReader::new();
-    reader.feed(header);
-    match reader.poll() {
-        Ok(Some(ReaderEvent::Tracks(tracks))) => Ok(tracks),
-        _ => Err(RungErrorKind::NoHeader),
-    }
 }
 
 #[cfg(test)]

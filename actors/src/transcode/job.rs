@@ -616,6 +616,15 @@ impl JobState {
                     .set_asset_status(&self.asset, AssetStatus::Ready, None)
                     .await?;
                 tracing::info!(asset = %self.asset, rungs = self.rungs.len(), "asset ready");
+                // Nothing is left to resume.
+                for plan in self.rungs.values() {
+                    super::rung::forget_checkpoint(
+                        &self.transcoder.storage,
+                        &self.asset,
+                        &plan.spec,
+                    )
+                    .await;
+                }
                 self.stage(Stage::Ready, None).await;
                 myself.stop(Some("ready".into()));
             }

@@ -339,6 +339,12 @@ pub(super) fn ffmpeg_args(
 }
 
 async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, RungErrorKind> {
+    let config = rung_packaging(&args.asset, &args.spec);
+    let checkpoint = Resumable::load(args, &config).await;
+    if let Some(done) = checkpoint.as_ref().filter(|c| c.checkpoint.is_complete()) {
+        // Made before the job was interrupted: only its renditions again.
+        return done.rebuild(args, &config).await;
+    }
     if let Some((transcoder, plan)) = &args.chunked {
         return super::chunks::run_chunked(args, transcoder, plan).await;
     }
@@ -356,11 +362,8 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, RungErrorKind> {
         .await?;
         return Ok(Vec::new());
     }
-    let config = rung_packaging(&args.asset, &args.spec);
-    let checkpoint = Resumable::load(args, &config).await;
-    let seek = checkpoint
-        .as_ref()
-        .and_then(|c| c.checkpoint.resume_at_seconds());
+    let resume = checkpoint.as_ref().and_then(|c| c.plan(args, &config));
+    let seek = resume.map(|r| r.seek);
     let mut ffmpeg = Fmp4Child::spawn(
         &args.processes,
         &format!("ffmpeg {} {}", args.asset, args.spec.name()),
@@ -370,7 +373,7 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, RungErrorKind> {
     let mut tracks: Option<Vec<Track>> = None;
     let mut packager: Option<Packager> = None;
     // Decode times go on from the checkpoint's last segment.
-    let mut shift = 0i64;
+    let (skip_below, shift) = resume.map_or((0, 0), |r| (r.skip_below, r.shift));
     let mut segments_seen = 0;
     let mut reported = false;
     while let Some(event) = ffmpeg.next().await? {
@@ -382,13 +385,16 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, RungErrorKind> {
                     for track in &mut tracks {
                         track.presentation_offset = encoder_delay(track, &sample);
                     }
-                    packager = Some(match &checkpoint {
-                        Some(resumable) => {
-                            shift = resumable.check(args, &config, &tracks).await?;
+                    packager = Some(match (&checkpoint, resume) {
+                        (Some(resumable), Some(_)) => {
+                            resumable.check(args, &config, &tracks).await?;
                             Packager::resume(config.clone(), &tracks, &resumable.checkpoint)?
                         }
-                        None => Packager::new(config.clone(), &tracks)?,
+                        _ => Packager::new(config.clone(), &tracks)?,
                     });
+                }
+                if sample.dts < skip_below {
+                    continue;
                 }
                 sample.dts += shift;
                 if let Some(packager) = packager.as_mut() {
@@ -418,27 +424,75 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, RungErrorKind> {
     let mut packager = packager.ok_or(RungErrorKind::NoMedia { stderr })?;
     packager.finish(crate::clock::now())?;
     store_outputs(&args.storage, &args.asset, &mut packager).await?;
-    Resumable::clear(args, &config).await;
+    Resumable::store_finished(args, &config, &packager).await?;
     Ok(packager.into_renditions())
 }
 
-/// A video rung's progress in storage (`{rendition}/checkpoint`, written
-/// after each segment), so that a rung run again — a worker killed and
-/// its job claimed elsewhere, or ffmpeg restarted — goes on after the last
-/// stored segment instead of from zero. The audio rung starts over: an AAC
-/// encoder restarted mid-way begins with priming samples, which would
-/// shift the audio after the seam; encoding it again costs little.
-struct Resumable {
+/// A rung's progress in storage (`{rendition}/checkpoint`, written after
+/// each segment), so that a rung run again — a worker killed and its job
+/// claimed elsewhere, or ffmpeg restarted — goes on after the last stored
+/// segment instead of from zero.
+///
+/// Video seeks to the end of that segment, a keyframe of the rung. Audio
+/// cannot start there: a restarted AAC encoder's first frame is priming,
+/// and the frame at the seam must overlap real audio on both sides to sound
+/// the same. So ffmpeg starts [`AUDIO_PRE_ROLL`] frames early, and the frames
+/// before the seam are dropped. The packet made from input `t` then lands
+/// where it did in the first run: one frame later, at `t + 1024`, since the
+/// first run's priming frame is at 0.
+pub(super) struct Resumable {
     checkpoint: Checkpoint,
 }
 
+/// AAC frames an audio rung encodes again before its seam and drops: the
+/// restarted encoder's priming frame, and one whose overlap gives the frame
+/// at the seam real audio on both sides.
+const AUDIO_PRE_ROLL: u64 = 2;
+/// Samples per AAC-LC frame.
+const AAC_FRAME: u64 = 1024;
+
+/// Where a resumed rung's ffmpeg starts and what becomes of its samples:
+/// decode times below `skip_below` are dropped, the others move by `shift`
+/// (in the track's timescale).
+#[derive(Clone, Copy, Debug)]
+struct Resume {
+    seek: f64,
+    skip_below: i64,
+    shift: i64,
+}
+
 impl Resumable {
+    /// The rendition a rung resumes: its video or its audio (thumbnails
+    /// start over).
+    fn rendition(args: &RungArgs, config: &PackagerConfig) -> Option<String> {
+        match args.spec {
+            RungSpec::Video { .. } => Some(config.naming.rendition(MediaKind::Video, 1)),
+            RungSpec::Audio { .. } => Some(config.naming.rendition(MediaKind::Audio, 1)),
+            RungSpec::Thumbnails { .. } => None,
+        }
+    }
+
     fn key(args: &RungArgs, config: &PackagerConfig) -> Option<crate::storage::ObjectKey> {
-        let RungSpec::Video { .. } = args.spec else {
-            return None;
-        };
-        let rendition = config.naming.rendition(MediaKind::Video, 1);
+        let rendition = Self::rendition(args, config)?;
         keys::media(&args.asset, &format!("{rendition}/{CHECKPOINT}")).ok()
+    }
+
+    /// Where ffmpeg starts again, and how its samples are placed.
+    fn plan(&self, args: &RungArgs, config: &PackagerConfig) -> Option<Resume> {
+        let rendition = Self::rendition(args, config)?;
+        let end = self.checkpoint.end_dts(&rendition)?;
+        let timescale = u64::from(self.checkpoint.timescale(&rendition)?.max(1));
+        // Ticks of pre-roll: AAC frames are 1024 samples at the 48 kHz the
+        // rung encodes.
+        let pre_roll = match args.spec {
+            RungSpec::Audio { .. } => (AUDIO_PRE_ROLL * AAC_FRAME * timescale / 48_000).min(end),
+            _ => 0,
+        };
+        Some(Resume {
+            seek: (end - pre_roll) as f64 / timescale as f64,
+            skip_below: i64::try_from(pre_roll).ok()?,
+            shift: i64::try_from(end - pre_roll).ok()?,
+        })
     }
 
     /// The stored checkpoint, if there is a usable one.
@@ -465,14 +519,13 @@ impl Resumable {
     }
 
     /// Checks that `tracks` make the headers stored with the segments
-    /// (same codec configuration, timescale and edit list); answers the
-    /// decode time the new samples start at.
+    /// (same codec configuration, timescale and edit list).
     async fn check(
         &self,
         args: &RungArgs,
         config: &PackagerConfig,
         tracks: &[Track],
-    ) -> Result<i64, RungErrorKind> {
+    ) -> Result<(), RungErrorKind> {
         for header in Packager::headers(config, tracks)? {
             let key = keys::media(&args.asset, &header.path).map_err(RungErrorKind::Key)?;
             let stored = args.storage.read_all(&key).await.ok();
@@ -481,11 +534,7 @@ impl Resumable {
                 return Err(RungErrorKind::CannotResume);
             }
         }
-        let rendition = config.naming.rendition(MediaKind::Video, 1);
-        self.checkpoint
-            .end_dts(&rendition)
-            .and_then(|end| i64::try_from(end).ok())
-            .ok_or(RungErrorKind::CannotResume)
+        Ok(())
     }
 
     async fn store(
@@ -506,7 +555,54 @@ impl Resumable {
             })
     }
 
-    /// The rung is done (or cannot resume): its checkpoint goes.
+    /// The rung finished: its checkpoint says so, and a job run again
+    /// (its node died before the asset was ready) takes the renditions
+    /// from it instead of encoding again. The job deletes it once the
+    /// asset is ready.
+    pub(super) async fn store_finished(
+        args: &RungArgs,
+        config: &PackagerConfig,
+        packager: &Packager,
+    ) -> Result<(), RungErrorKind> {
+        let Some(key) = Self::key(args, config) else {
+            return Ok(());
+        };
+        let text = Bytes::from(packager.checkpoint().completed().render());
+        args.storage
+            .put(&key, text)
+            .await
+            .map_err(|source| RungErrorKind::Store {
+                key: key.to_string(),
+                source,
+            })
+    }
+
+    /// A finished rung's renditions, from its complete checkpoint and the
+    /// stored header; its VOD playlists are written again.
+    async fn rebuild(
+        &self,
+        args: &RungArgs,
+        config: &PackagerConfig,
+    ) -> Result<Vec<FinishedRendition>, RungErrorKind> {
+        let rendition = Self::rendition(args, config).ok_or(RungErrorKind::CannotResume)?;
+        let path = format!("{rendition}/{}", streamforge_protocols::package::INIT);
+        let key = keys::media(&args.asset, &path).map_err(RungErrorKind::Key)?;
+        let header = args
+            .storage
+            .read_all(&key)
+            .await
+            .map_err(|source| RungErrorKind::Store {
+                key: key.to_string(),
+                source,
+            })?;
+        let tracks = tracks_of(&header)?;
+        let mut packager = Packager::resume(config.clone(), &tracks, &self.checkpoint)?;
+        packager.finish(crate::clock::now())?;
+        store_outputs(&args.storage, &args.asset, &mut packager).await?;
+        Ok(packager.into_renditions())
+    }
+
+    /// The rung cannot resume: its checkpoint goes.
     async fn clear(args: &RungArgs, config: &PackagerConfig) {
         if let Some(key) = Self::key(args, config)
             && let Err(err) = args.storage.delete(&key).await
@@ -516,8 +612,33 @@ impl Resumable {
     }
 }
 
-/// A video rung's checkpoint, beside its segments.
+/// A rung's checkpoint, beside its segments.
 const CHECKPOINT: &str = "checkpoint";
+
+/// The tracks a stored `init.mp4` describes.
+pub(super) fn tracks_of(header: &Bytes) -> Result<Vec<Track>, RungErrorKind> {
+    let mut reader = streamforge_protocols::mp4::FragmentedReader::new();
+    reader.feed(header);
+    match reader.poll() {
+        Ok(Some(ReaderEvent::Tracks(tracks))) => Ok(tracks),
+        _ => Err(RungErrorKind::NoHeader),
+    }
+}
+
+/// Deletes the checkpoint of rung `spec` of `asset` (the asset is ready).
+pub(super) async fn forget_checkpoint(storage: &Storage, asset: &str, spec: &RungSpec) {
+    let config = rung_packaging(asset, spec);
+    let rendition = match spec {
+        RungSpec::Video { .. } => config.naming.rendition(MediaKind::Video, 1),
+        RungSpec::Audio { .. } => config.naming.rendition(MediaKind::Audio, 1),
+        RungSpec::Thumbnails { .. } => return,
+    };
+    if let Ok(key) = keys::media(asset, &format!("{rendition}/{CHECKPOINT}"))
+        && let Err(err) = storage.delete(&key).await
+    {
+        tracing::warn!(%asset, %err, "cannot delete a rung's checkpoint");
+    }
+}
 
 /// Where the rung's video starts in its media time. ffmpeg's fragmented
 /// MP4 has no edit list, so it moves the track to start at decode time 0

@@ -14,7 +14,8 @@
 //! `rendition NAME TIMESCALE`; `stats` are the sample durations (count,
 //! total, min, max), the earliest and latest presentation times, the
 //! leading samples dropped and the fragments (`moof`s) written; `segment NUMBER START_DTS DURATION SIZE
-//! EARLIEST_PTS`; `keyframe NUMBER OFFSET LENGTH PTS`.
+//! EARLIEST_PTS`; `keyframe NUMBER OFFSET LENGTH PTS`; a last line
+//! `complete` when packaging had finished.
 
 use std::fmt::Write as _;
 
@@ -28,6 +29,8 @@ const MAGIC: &str = "streamforge-checkpoint 1";
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Checkpoint {
     pub(super) renditions: Vec<RenditionCheckpoint>,
+    /// Written after the last segment: nothing is left to make.
+    pub(super) complete: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +74,25 @@ impl Checkpoint {
     pub fn end_dts(&self, name: &str) -> Option<u64> {
         let r = self.renditions.iter().find(|r| r.name == name)?;
         r.segments.last().map(|s| s.start_dts + s.duration)
+    }
+
+    /// The timescale of rendition `name`'s decode times.
+    pub fn timescale(&self, name: &str) -> Option<u32> {
+        self.renditions
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.timescale)
+    }
+
+    /// Whether it was written once packaging had finished.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// The same, marked finished: a run that reads it makes nothing again.
+    pub fn completed(mut self) -> Checkpoint {
+        self.complete = true;
+        self
     }
 
     /// Segments made so far, over every rendition.
@@ -154,6 +176,9 @@ impl Checkpoint {
                 );
             }
         }
+        if self.complete {
+            out.push_str("complete\n");
+        }
         out
     }
 
@@ -166,6 +191,7 @@ impl Checkpoint {
             });
         }
         let mut renditions: Vec<RenditionCheckpoint> = Vec::new();
+        let mut complete = false;
         for (index, line) in lines {
             let fail = |reason| CheckpointError {
                 line: index + 1,
@@ -174,7 +200,7 @@ impl Checkpoint {
             let mut words = line.split(' ');
             let kind = words.next().unwrap_or_default();
             let numbers: Vec<i64> = match kind {
-                "rendition" => Vec::new(),
+                "rendition" | "complete" => Vec::new(),
                 _ => words
                     .by_ref()
                     .map(str::parse)
@@ -243,6 +269,7 @@ impl Checkpoint {
                         pts,
                     });
                 }
+                ("complete", [], _) => complete = true,
                 ("", [], _) => {}
                 _ => return Err(fail("unexpected line")),
             }
@@ -253,7 +280,10 @@ impl Checkpoint {
                 reason: "a rendition without segments",
             });
         }
-        Ok(Checkpoint { renditions })
+        Ok(Checkpoint {
+            renditions,
+            complete,
+        })
     }
 }
 

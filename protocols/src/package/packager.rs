@@ -166,6 +166,7 @@ impl Packager {
                     keyframes: r.keyframes.clone(),
                 })
                 .collect(),
+            complete: false,
         }
     }
 

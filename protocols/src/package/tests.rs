@@ -508,7 +508,10 @@ fn resumed_packaging_matches_one_run() {
 fn damaged_checkpoints_are_refused() {
     let ok =
         "streamforge-checkpoint 1\nrendition v1 90000\nstats 1 2 2 2 0 2 0 1\nsegment 1 0 2 9 0\n";
-    assert!(Checkpoint::parse(ok).is_ok());
+    assert!(!Checkpoint::parse(ok).unwrap().is_complete());
+    let done = Checkpoint::parse(ok).unwrap().completed().render();
+    assert!(done.ends_with("complete\n"), "{done}");
+    assert!(Checkpoint::parse(&done).unwrap().is_complete());
     let gap = format!("{ok}segment 3 2 2 9 2\n");
     assert_eq!(
         Checkpoint::parse(&gap).unwrap_err().reason,
