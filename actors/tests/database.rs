@@ -253,7 +253,16 @@ async fn exercise(db: &Database) {
     assert_eq!(rest.iter().map(|t| t.chunk).collect::<Vec<_>>(), [1, 2]);
     assert_eq!((&rest[1].spec, rest[1].end_ms), (&rung, None));
     assert!(db.claim_chunk_tasks("node-c", 5).await.unwrap().is_empty());
-    assert_eq!(db.renew_chunk_tasks("node-b").await.unwrap(), 2);
+    let held: Vec<_> = rest
+        .iter()
+        .map(|t| (t.asset.clone(), t.rung.clone(), t.chunk))
+        .collect();
+    assert_eq!(db.renew_chunk_tasks("node-b", &held).await.unwrap(), 2);
+    assert_eq!(
+        db.renew_chunk_tasks("node-a", &held).await.unwrap(),
+        0,
+        "not node-a's"
+    );
     assert!(
         db.finish_chunk_task(&first[0], "node-a", "checkpoint", "d1")
             .await
@@ -290,6 +299,18 @@ async fn exercise(db: &Database) {
     );
     assert_eq!(states[0].result.as_deref(), Some("checkpoint"));
     assert_eq!(db.release_chunk_tasks_of("node-b").await.unwrap(), 1);
+    // Another cut (the configuration changed): chunks past it go, chunks
+    // cut differently are queued again, their old results dropped.
+    let recut = [(0, Some(10_000)), (10_000, None)];
+    db.add_chunk_tasks("c1", &rung, &recut).await.unwrap();
+    let states = db.chunk_tasks_of("c1", "360p").await.unwrap();
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert!(
+        states
+            .iter()
+            .all(|c| c.state == "queued" && c.result.is_none()),
+        "{states:?}"
+    );
     db.joined_chunk_tasks("c1", "360p").await.unwrap();
     assert!(
         db.chunk_tasks_of("c1", "360p")

@@ -105,9 +105,9 @@ fn lease_until() -> i64 {
 
 impl Database {
     /// Queues the chunks of rung `spec` (cut as `plan` says; the
-    /// thumbnails are one task); chunks queued or done before are kept (a
-    /// rung run again goes on with them), failed or joined ones are queued
-    /// again.
+    /// thumbnails are one task); chunks queued or done before with the same
+    /// cut and rung are kept (a rung run again goes on with them); failed,
+    /// joined or differently cut ones are queued again.
     pub async fn add_chunk_tasks(
         &self,
         asset: &str,
@@ -124,13 +124,24 @@ impl Database {
             RungSpec::Thumbnails { .. } => 480,
             RungSpec::Audio { .. } => 0,
         };
+        // Chunks of another cut (the configuration changed) go.
+        sqlx::query("DELETE FROM chunk_tasks WHERE asset = $1 AND rung = $2 AND chunk >= $3")
+            .bind(asset)
+            .bind(&rung)
+            .bind(i64::try_from(plan.len()).unwrap_or(i64::MAX))
+            .execute(self.pool())
+            .await?;
         for (chunk, (start, end)) in plan.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO chunk_tasks (asset, rung, chunk, spec, weight, start_ms, end_ms, state, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8)
                  ON CONFLICT (asset, rung, chunk) DO UPDATE SET state = 'queued', attempts = 0,
-                     owner = NULL, lease_until = NULL, error = NULL, updated_at = excluded.updated_at
-                 WHERE chunk_tasks.state IN ('failed', 'joined')",
+                     owner = NULL, lease_until = NULL, error = NULL, result = NULL,
+                     spec = excluded.spec, weight = excluded.weight, start_ms = excluded.start_ms,
+                     end_ms = excluded.end_ms, updated_at = excluded.updated_at
+                 WHERE chunk_tasks.state IN ('failed', 'joined')
+                    OR chunk_tasks.spec <> excluded.spec OR chunk_tasks.start_ms <> excluded.start_ms
+                    OR COALESCE(chunk_tasks.end_ms, -1) <> COALESCE(excluded.end_ms, -1)",
             )
             .bind(asset)
             .bind(&rung)
@@ -159,6 +170,16 @@ impl Database {
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
             Dialect::Sqlite => "",
         };
+        // A chunk whose workers keep going silent (killed by it, say)
+        // fails, and its rung with it, rather than being claimed forever.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE chunk_tasks SET state = 'failed', owner = NULL, lease_until = NULL,
+                 error = 'its workers stopped answering {MAX_CHUNK_ATTEMPTS} times'
+             WHERE state = 'running' AND lease_until < $1 AND attempts >= {MAX_CHUNK_ATTEMPTS}"
+        )))
+        .bind(clock::now_ms())
+        .execute(self.pool())
+        .await?;
         let sql = format!(
             "UPDATE chunk_tasks SET state = 'running', owner = $1, lease_until = $2,
                  attempts = attempts + 1, updated_at = $3
@@ -194,16 +215,24 @@ impl Database {
         Ok(tasks)
     }
 
-    /// Renews the leases of the chunks `node` encodes.
-    pub async fn renew_chunk_tasks(&self, node: &str) -> Result<u64, DbError> {
-        let done = sqlx::query(
-            "UPDATE chunk_tasks SET lease_until = $1 WHERE owner = $2 AND state = 'running'",
-        )
-        .bind(lease_until())
-        .bind(node)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected())
+    /// Renews the leases of the chunks `node` encodes (`held`).
+    pub async fn renew_chunk_tasks(&self, node: &str, held: &[TaskKey]) -> Result<u64, DbError> {
+        let mut renewed = 0;
+        for (asset, rung, chunk) in held {
+            renewed += sqlx::query(
+                "UPDATE chunk_tasks SET lease_until = $1
+                 WHERE asset = $2 AND rung = $3 AND chunk = $4 AND owner = $5 AND state = 'running'",
+            )
+            .bind(lease_until())
+            .bind(asset)
+            .bind(rung)
+            .bind(chunk)
+            .bind(node)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        }
+        Ok(renewed)
     }
 
     /// Records a chunk `node` encoded: its checkpoint and header digest.
@@ -325,29 +354,63 @@ impl Database {
     }
 }
 
-/// Chunks running on this node.
+/// A chunk task's key: asset, rung, chunk.
+pub type TaskKey = (String, String, i64);
+
+/// Chunks running on this node: how many, and which (only their leases
+/// are renewed, so a chunk whose run ended without a word is claimed again
+/// once its lease runs out).
 #[derive(Clone, Debug, Default)]
-pub(super) struct Running(Arc<AtomicUsize>);
+pub(super) struct Running {
+    count: Arc<AtomicUsize>,
+    held: Arc<std::sync::Mutex<std::collections::HashSet<TaskKey>>>,
+}
 
 /// One running chunk's place in [`Running`], given back when dropped.
-pub struct Slot(Arc<AtomicUsize>);
+pub struct Slot {
+    running: Running,
+    key: Option<TaskKey>,
+}
 
 impl Running {
     /// A slot, if fewer than `cap` are taken: taken before claiming, so
     /// that two claims at once never take more than `cap` between them.
     fn try_take(&self, cap: usize) -> Option<Slot> {
-        self.0
+        self.count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < cap).then_some(n + 1)
             })
             .ok()
-            .map(|_| Slot(self.0.clone()))
+            .map(|_| Slot {
+                running: self.clone(),
+                key: None,
+            })
+    }
+
+    pub(super) fn held(&self) -> Vec<TaskKey> {
+        self.held
+            .lock()
+            .map(|held| held.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Slot {
+    fn hold(&mut self, task: &ChunkTask) {
+        let key = (task.asset.clone(), task.rung.clone(), task.chunk);
+        if let Ok(mut held) = self.running.held.lock() {
+            held.insert(key.clone());
+        }
+        self.key = Some(key);
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.running.count.fetch_sub(1, Ordering::Relaxed);
+        if let (Some(key), Ok(mut held)) = (self.key.take(), self.running.held.lock()) {
+            held.remove(&key);
+        }
     }
 }
 
@@ -369,9 +432,10 @@ impl Transcoder {
         };
         for task in claimed {
             tracing::info!(asset = %task.asset, rung = %task.rung, chunk = task.chunk, "chunk claimed");
-            let Some(slot) = slots.pop() else {
+            let Some(mut slot) = slots.pop() else {
                 break;
             };
+            slot.hold(&task);
             let started = match self.supervision.branch(BranchKind::Transcodes).await {
                 Ok(branch) => Actor::spawn_linked(
                     None,

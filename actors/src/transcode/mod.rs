@@ -376,7 +376,12 @@ impl Transcoder {
                     if let Err(err) = transcoder.db.renew_jobs(&transcoder.node).await {
                         tracing::warn!(%err, "cannot renew processing leases");
                     }
-                    if let Err(err) = transcoder.db.renew_chunk_tasks(&transcoder.node).await {
+                    let held = transcoder.chunks_running.held();
+                    if let Err(err) = transcoder
+                        .db
+                        .renew_chunk_tasks(&transcoder.node, &held)
+                        .await
+                    {
                         tracing::warn!(%err, "cannot renew chunk leases");
                     }
                     transcoder.claim().await;

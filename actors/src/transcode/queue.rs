@@ -103,10 +103,11 @@ impl Database {
         Ok(())
     }
 
-    /// The jobs `node` holds go back to the queue, for any worker: at its
+    /// The jobs and chunks `node` holds go back to the queue, for any worker: at its
     /// shutdown (the actor tree's stop kills the jobs without their
     /// `post_stop`), and at its start for what a previous run held.
     pub async fn release_jobs_of(&self, node: &str) -> Result<u64, DbError> {
+        let chunks = self.release_chunk_tasks_of(node).await?;
         let done = sqlx::query(
             "UPDATE jobs SET state = 'queued', owner = NULL, lease_until = NULL, updated_at = $1
              WHERE owner = $2 AND state = 'running'",
@@ -115,7 +116,7 @@ impl Database {
         .bind(node)
         .execute(self.pool())
         .await?;
-        Ok(done.rows_affected())
+        Ok(done.rows_affected() + chunks)
     }
 
     /// At start-up: the jobs a previous run of `node` held go back to the

@@ -450,6 +450,8 @@ pub(super) struct Resumable {
 const AUDIO_PRE_ROLL: u64 = 2;
 /// Samples per AAC-LC frame.
 const AAC_FRAME: u64 = 1024;
+/// A video rung's keyframe interval (`-force_key_frames`).
+const KEYFRAME_EVERY_S: f64 = 2.0;
 
 /// Where a resumed rung's ffmpeg starts and what becomes of its samples:
 /// decode times below `skip_below` are dropped, the others move by `shift`
@@ -488,8 +490,17 @@ impl Resumable {
             RungSpec::Audio { .. } => (AUDIO_PRE_ROLL * AAC_FRAME * timescale / 48_000).min(end),
             _ => 0,
         };
+        let seek = match args.spec {
+            // The keyframe on the rung's 2 s grid that the last segment
+            // ended on: seeking to its exact time (32.032 s at 29.97 fps)
+            // would move every later forced keyframe by a frame.
+            RungSpec::Video { .. } => {
+                (end as f64 / timescale as f64 / KEYFRAME_EVERY_S).round() * KEYFRAME_EVERY_S
+            }
+            _ => (end - pre_roll) as f64 / timescale as f64,
+        };
         Some(Resume {
-            seek: (end - pre_roll) as f64 / timescale as f64,
+            seek,
             skip_below: i64::try_from(pre_roll).ok()?,
             shift: i64::try_from(end - pre_roll).ok()?,
         })

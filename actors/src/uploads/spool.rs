@@ -48,6 +48,8 @@ pub(super) struct BucketSpool {
     /// The durable bytes not in a sealed piece, from `tail_start`.
     tail_start: u64,
     tail: Vec<Bytes>,
+    /// The tail's object and length, until it is read back.
+    unread_tail: Option<(crate::storage::ObjectKey, u64)>,
     /// The same for the open PATCH: the bytes it will make durable.
     work_start: u64,
     work: Vec<Bytes>,
@@ -198,30 +200,24 @@ impl FileSpool {
 
 impl BucketSpool {
     /// Opens the upload's pieces: the tail, if any, is read back into
-    /// memory to be extended (at most [`PIECE_MIN`] bytes).
+    /// memory to be extended (at most [`PIECE_MIN`] bytes) before the
+    /// first write.
     async fn open(
         storage: Storage,
         record: &UploadRecord,
         pieces: Pieces,
     ) -> Result<BucketSpool, UploadError> {
-        let writer = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let writer = new_writer();
         let mut tail_start = record.offset;
-        let mut tail = Vec::new();
+        let mut unread_tail = None;
         // (A stored upload's pieces are gone: nothing is read.)
         if let Some((piece, span)) = pieces.spans(record.offset).last()
             && span.end - span.start < PIECE_MIN
             && record.completed_at_ms.is_none()
         {
             let key = keys::upload_piece(&record.id, piece.start, &piece.writer)?;
-            let want = span.end - span.start;
-            let bytes = read_exactly(&storage, &key, want).await.map_err(|reason| {
-                UploadError::Corrupt {
-                    id: record.id.clone(),
-                    reason: format!("its tail {key}: {reason}"),
-                }
-            })?;
+            unread_tail = Some((key, span.end - span.start));
             tail_start = span.start;
-            tail.push(bytes);
         }
         let work_len = record.offset - tail_start;
         Ok(BucketSpool {
@@ -232,8 +228,9 @@ impl BucketSpool {
             pieces,
             tail_start,
             work_start: tail_start,
-            work: tail.clone(),
-            tail,
+            work: Vec::new(),
+            tail: Vec::new(),
+            unread_tail,
             work_len,
             appended: 0,
             staged: Vec::new(),
@@ -241,7 +238,25 @@ impl BucketSpool {
         })
     }
 
+    /// Reads the tail back before the first write (not at open: a session
+    /// that only answers `HEAD` holds no bytes).
+    async fn read_tail(&mut self) -> Result<(), UploadError> {
+        let Some((key, want)) = self.unread_tail.take() else {
+            return Ok(());
+        };
+        let bytes = read_exactly(&self.storage, &key, want)
+            .await
+            .map_err(|reason| UploadError::Corrupt {
+                id: self.upload.clone(),
+                reason: format!("its tail {key}: {reason}"),
+            })?;
+        self.tail = vec![bytes];
+        self.work = self.tail.clone();
+        Ok(())
+    }
+
     async fn append(&mut self, bytes: Bytes) -> Result<(), UploadError> {
+        self.read_tail().await?;
         self.appended += bytes.len() as u64;
         self.work_len += bytes.len() as u64;
         self.work.push(bytes);
@@ -275,6 +290,7 @@ impl BucketSpool {
     }
 
     async fn prepare(&mut self) -> Result<Pieces, UploadError> {
+        self.read_tail().await?;
         if self.appended > 0 {
             self.write_work().await?;
         }
@@ -303,27 +319,21 @@ impl BucketSpool {
         self.work_len = self.durable - self.tail_start;
         self.appended = 0;
         self.prepared = None;
-        // Pieces only the dropped bytes were in are not needed; what is
-        // left behind goes with the upload's other objects when it ends.
-        let orphans: Vec<Piece> = self
-            .staged
-            .drain(..)
-            .filter(|p| !self.pieces.contains(p))
-            .collect();
-        if !orphans.is_empty() {
-            let storage = self.storage.clone();
-            let upload = self.upload.clone();
-            tokio::spawn(async move {
-                for piece in orphans {
-                    if let Ok(key) = keys::upload_piece(&upload, piece.start, &piece.writer)
-                        && let Err(err) = storage.delete(&key).await
-                    {
-                        tracing::debug!(%upload, %err, "cannot delete a dropped piece");
-                    }
-                }
-            });
+        // Pieces the dropped bytes were written to are left alone (they go
+        // with the upload's other objects when it ends): a commit that
+        // failed with an error may have been recorded after all, and a
+        // delete sent now could land after a later write of the same key.
+        // Later writes go under a new name instead.
+        if !self.staged.is_empty() {
+            self.staged.clear();
+            self.writer = new_writer();
         }
     }
+}
+
+/// A session's name in its pieces' keys.
+fn new_writer() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
 /// The first `want` bytes of `key`.
