@@ -332,27 +332,7 @@ impl Services {
             events,
             ..
         } = core;
-        let mut transcoder = Transcoder::new(
-            db.clone(),
-            storage.clone(),
-            supervision.clone(),
-            events.clone(),
-            &config.transcode.ladder,
-            &node.id,
-            node.has(Role::Worker),
-        )
-        .with_chunks(
-            config.transcode.chunk_seconds * 1000,
-            config.transcode.chunk_slots,
-        );
-        if let Some((_, source)) = &listeners.growing {
-            transcoder = transcoder
-                .with_growing_source(source.clone(), config.uploads.process_while_uploading);
-        }
-        transcoder.resume_unfinished().await;
-        if node.has(Role::Worker) {
-            supervision.every(transcoder.claims_task()).await?;
-        }
+        let transcoder = start_transcoder(config, core, listeners, node).await?;
         match db.fail_stale_recordings(&node.id).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
@@ -648,6 +628,38 @@ async fn run(
     }
     db.close().await;
     tracing::info!("streamforge stopped");
+}
+
+/// The transcoder of this node: its unfinished jobs resumed and, on a
+/// worker, the periodic claims of queued jobs and chunks.
+async fn start_transcoder(
+    config: &Config,
+    core: &Core,
+    listeners: &Listeners,
+    node: &NodeIdentity,
+) -> Result<Transcoder, StartError> {
+    let mut transcoder = Transcoder::new(
+        core.db.clone(),
+        core.storage.clone(),
+        core.supervision.clone(),
+        core.events.clone(),
+        &config.transcode.ladder,
+        &node.id,
+        node.has(Role::Worker),
+    )
+    .with_chunks(
+        config.transcode.chunk_seconds * 1000,
+        config.transcode.chunk_slots,
+    );
+    if let Some((_, source)) = &listeners.growing {
+        transcoder =
+            transcoder.with_growing_source(source.clone(), config.uploads.process_while_uploading);
+    }
+    transcoder.resume_unfinished().await;
+    if node.has(Role::Worker) {
+        core.supervision.every(transcoder.claims_task()).await?;
+    }
+    Ok(transcoder)
 }
 
 fn live_options(config: &Config) -> LiveOptions {

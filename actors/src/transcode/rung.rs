@@ -467,16 +467,11 @@ impl Resumable {
     /// The rendition a rung resumes: its video or its audio (thumbnails
     /// start over).
     fn rendition(args: &RungArgs, config: &PackagerConfig) -> Option<String> {
-        match args.spec {
-            RungSpec::Video { .. } => Some(config.naming.rendition(MediaKind::Video, 1)),
-            RungSpec::Audio { .. } => Some(config.naming.rendition(MediaKind::Audio, 1)),
-            RungSpec::Thumbnails { .. } => None,
-        }
+        resumable_rendition(&args.spec, config)
     }
 
     fn key(args: &RungArgs, config: &PackagerConfig) -> Option<crate::storage::ObjectKey> {
-        let rendition = Self::rendition(args, config)?;
-        keys::media(&args.asset, &format!("{rendition}/{CHECKPOINT}")).ok()
+        checkpoint_key(&args.asset, &args.spec, config)
     }
 
     /// Where ffmpeg starts again, and how its samples are placed.
@@ -553,17 +548,7 @@ impl Resumable {
         config: &PackagerConfig,
         packager: &Packager,
     ) -> Result<(), RungErrorKind> {
-        let Some(key) = Self::key(args, config) else {
-            return Ok(());
-        };
-        let text = Bytes::from(packager.checkpoint().render());
-        args.storage
-            .put(&key, text)
-            .await
-            .map_err(|source| RungErrorKind::Store {
-                key: key.to_string(),
-                source,
-            })
+        Self::save(args, config, packager.checkpoint()).await
     }
 
     /// The rung finished: its checkpoint says so, and a job run again
@@ -575,12 +560,19 @@ impl Resumable {
         config: &PackagerConfig,
         packager: &Packager,
     ) -> Result<(), RungErrorKind> {
+        Self::save(args, config, packager.checkpoint().completed()).await
+    }
+
+    async fn save(
+        args: &RungArgs,
+        config: &PackagerConfig,
+        checkpoint: Checkpoint,
+    ) -> Result<(), RungErrorKind> {
         let Some(key) = Self::key(args, config) else {
             return Ok(());
         };
-        let text = Bytes::from(packager.checkpoint().completed().render());
         args.storage
-            .put(&key, text)
+            .put(&key, Bytes::from(checkpoint.render()))
             .await
             .map_err(|source| RungErrorKind::Store {
                 key: key.to_string(),
@@ -636,17 +628,31 @@ pub(super) fn tracks_of(header: &Bytes) -> Result<Vec<Track>, RungErrorKind> {
     }
 }
 
+/// The rendition whose progress rung `spec` keeps: its video or its
+/// audio (thumbnails start over).
+fn resumable_rendition(spec: &RungSpec, config: &PackagerConfig) -> Option<String> {
+    match spec {
+        RungSpec::Video { .. } => Some(config.naming.rendition(MediaKind::Video, 1)),
+        RungSpec::Audio { .. } => Some(config.naming.rendition(MediaKind::Audio, 1)),
+        RungSpec::Thumbnails { .. } => None,
+    }
+}
+
+fn checkpoint_key(
+    asset: &str,
+    spec: &RungSpec,
+    config: &PackagerConfig,
+) -> Option<crate::storage::ObjectKey> {
+    let rendition = resumable_rendition(spec, config)?;
+    keys::media(asset, &format!("{rendition}/{CHECKPOINT}")).ok()
+}
+
 /// Deletes the checkpoint of rung `spec` of `asset` (the asset is ready).
 pub(super) async fn forget_checkpoint(storage: &Storage, asset: &str, spec: &RungSpec) {
-    let config = rung_packaging(asset, spec);
-    let rendition = match spec {
-        RungSpec::Video { .. } => config.naming.rendition(MediaKind::Video, 1),
-        RungSpec::Audio { .. } => config.naming.rendition(MediaKind::Audio, 1),
-        RungSpec::Thumbnails { .. } => return,
+    let Some(key) = checkpoint_key(asset, spec, &rung_packaging(asset, spec)) else {
+        return;
     };
-    if let Ok(key) = keys::media(asset, &format!("{rendition}/{CHECKPOINT}"))
-        && let Err(err) = storage.delete(&key).await
-    {
+    if let Err(err) = storage.delete(&key).await {
         tracing::warn!(%asset, %err, "cannot delete a rung's checkpoint");
     }
 }

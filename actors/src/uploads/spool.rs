@@ -336,26 +336,30 @@ fn new_writer() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
+/// Why a piece could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReadBackError {
+    #[error(transparent)]
+    Store(#[from] crate::storage::StorageError),
+    #[error("{got} bytes where {want} were acknowledged")]
+    Short { got: u64, want: u64 },
+}
+
 /// The first `want` bytes of `key`.
 pub(super) async fn read_exactly(
     storage: &Storage,
     key: &crate::storage::ObjectKey,
     want: u64,
-) -> Result<Bytes, String> {
-    let read = storage
-        .read(key, Some(0..want))
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<Bytes, ReadBackError> {
+    let read = storage.read(key, Some(0..want)).await?;
     let mut buffer = BytesMut::with_capacity(want as usize);
     let mut body = read.body;
     while let Some(chunk) = body.next().await {
-        buffer.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+        buffer.extend_from_slice(&chunk?);
     }
-    if buffer.len() as u64 != want {
-        return Err(format!(
-            "{} bytes where {want} were acknowledged",
-            buffer.len()
-        ));
+    let got = buffer.len() as u64;
+    if got != want {
+        return Err(ReadBackError::Short { got, want });
     }
     Ok(buffer.freeze())
 }
