@@ -233,6 +233,27 @@ pub fn stderr_tail(stderr: Option<ChildStderr>, lines: usize) -> tokio::task::Jo
     })
 }
 
+/// Has `command`'s child keep `fds` open under their own numbers (they are
+/// close-on-exec here, so no other child gets them): a program told to
+/// write to `pipe:N` (ffmpeg) writes into our end of that pipe. The caller
+/// drops its copies once the child is spawned, so that the child's exit is
+/// the reader's end of file.
+pub fn inherit_fds(command: &mut Command, fds: &[std::os::fd::OwnedFd]) {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    // SAFETY: runs in the forked child before exec and makes only fcntl
+    // calls (async-signal-safe) on descriptors the parent keeps open until
+    // `spawn` returns.
+    unsafe {
+        command.pre_exec(move || {
+            for fd in &raw {
+                rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(*fd), rustix::io::FdFlags::empty())?;
+            }
+            Ok(())
+        });
+    }
+}
+
 /// A command with every standard stream piped, the usual shape for ffmpeg children.
 pub fn piped(program: &str) -> Command {
     let mut command = Command::new(program);

@@ -541,6 +541,7 @@ async fn encode(
             growing: false,
             processes: &transcoder.processes,
             storage: &transcoder.storage,
+            sprite: None,
         };
         thumbnails(pictures, &spec, || poster_ready(transcoder, &task.asset)).await?;
         return Ok((String::new(), String::new()));

@@ -104,6 +104,10 @@ pub struct JobState {
     finished: bool,
     /// The source's duration, from the probe.
     duration_ms: Option<u64>,
+    /// The one ffmpeg that decodes the source for every rung starting from
+    /// zero, and the outputs of it that no rung has taken yet.
+    shared: Option<super::shared::SharedLadder>,
+    shared_streams: HashMap<String, super::shared::SharedStream>,
 }
 
 pub enum JobMsg {
@@ -474,7 +478,9 @@ impl JobState {
             .as_f64()
             .filter(|d| d.is_finite() && *d > 0.0)
             .map(|d| (d * 1000.0) as u64);
-        for spec in rungs_for(&probed, &self.transcoder.ladder) {
+        let specs = rungs_for(&probed, &self.transcoder.ladder);
+        self.share_decode(&specs).await;
+        for spec in specs {
             let name = spec.name();
             self.rungs.insert(
                 name.clone(),
@@ -516,21 +522,45 @@ impl JobState {
         Ok(())
     }
 
-    /// Starts (or restarts) rung `name` as a child of the job.
-    async fn start_rung(
-        &mut self,
-        myself: &ActorRef<JobMsg>,
-        name: String,
-    ) -> Result<(), ActorProcessingErr> {
-        let (Some(plan), Some(source)) = (self.rungs.get_mut(&name), &self.source) else {
-            return Ok(());
-        };
-        if self.finished || plan.done.is_some() {
-            return Ok(());
+    /// Starts one ffmpeg that decodes the source once for every rung that
+    /// starts from zero (not chunked, nothing stored yet), when there are
+    /// two or more; the others, and any rung restarted later, run their own.
+    async fn share_decode(&mut self, specs: &[RungSpec]) {
+        let Some(source) = &self.source else { return };
+        let mut fresh = Vec::new();
+        for spec in specs {
+            if self.chunked(spec).is_none()
+                && !super::rung::has_checkpoint(&self.transcoder.storage, &self.asset, spec).await
+            {
+                fresh.push(spec.clone());
+            }
         }
-        // A long, complete source: its video rungs in chunks and its
-        // thumbnails as one task, for any worker.
-        let chunked = match (&plan.spec, self.growing, self.duration_ms) {
+        if fresh.len() < 2 {
+            return;
+        }
+        let started = super::shared::start(
+            &self.transcoder.processes,
+            &self.asset,
+            source,
+            self.growing,
+            &fresh,
+        );
+        match started {
+            Ok((ladder, streams)) => {
+                tracing::debug!(asset = %self.asset, rungs = fresh.len(), "one decode for the ladder");
+                self.shared = Some(ladder);
+                self.shared_streams = streams;
+            }
+            Err(err) => {
+                tracing::warn!(asset = %self.asset, %err, "cannot start the shared ffmpeg; each rung decodes on its own");
+            }
+        }
+    }
+
+    /// How rung `spec` is cut into chunks for any worker: the video rungs
+    /// of a long, complete source, and its thumbnails as one task.
+    fn chunked(&self, spec: &RungSpec) -> Option<(Transcoder, Vec<super::chunks::Cut>)> {
+        match (spec, self.growing, self.duration_ms) {
             (RungSpec::Audio { .. }, _, _) | (_, true, _) | (_, _, None) => None,
             (spec, false, Some(duration_ms)) => {
                 self.transcoder
@@ -540,7 +570,27 @@ impl JobState {
                         _ => (self.transcoder.clone(), cuts),
                     })
             }
+        }
+    }
+
+    /// Starts (or restarts) rung `name` as a child of the job.
+    async fn start_rung(
+        &mut self,
+        myself: &ActorRef<JobMsg>,
+        name: String,
+    ) -> Result<(), ActorProcessingErr> {
+        let chunked = match self.rungs.get(&name) {
+            Some(plan) => self.chunked(&plan.spec),
+            None => return Ok(()),
         };
+        // Its share of the job's ffmpeg, on the first start only.
+        let shared = self.shared_streams.remove(&name);
+        let (Some(plan), Some(source)) = (self.rungs.get_mut(&name), &self.source) else {
+            return Ok(());
+        };
+        if self.finished || plan.done.is_some() {
+            return Ok(());
+        }
         let (rung, _) = Actor::spawn_linked(
             None,
             Rung,
@@ -553,6 +603,7 @@ impl JobState {
                 processes: self.transcoder.processes.clone(),
                 job: myself.clone(),
                 chunked,
+                shared,
             },
             myself.get_cell(),
         )
@@ -656,6 +707,8 @@ impl Actor for Job {
             previewing: false,
             duration_ms: None,
             finished: false,
+            shared: None,
+            shared_streams: HashMap::new(),
         })
     }
 

@@ -17,6 +17,7 @@ pub mod image;
 mod job;
 pub mod queue;
 mod rung;
+mod shared;
 
 use std::sync::Arc;
 

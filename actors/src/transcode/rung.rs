@@ -165,6 +165,9 @@ pub struct RungArgs {
     /// A video rung of a long, complete source: encoded in chunks by any
     /// worker (see [`super::chunks`]), cut as the plan says.
     pub chunked: Option<(super::Transcoder, Vec<super::chunks::Cut>)>,
+    /// This rung's output of the job's shared ffmpeg (one decode for the
+    /// whole ladder), on its first start; a restarted rung runs its own.
+    pub(super) shared: Option<super::shared::SharedStream>,
 }
 
 pub struct RungState {
@@ -183,10 +186,11 @@ impl Actor for Rung {
     async fn pre_start(
         &self,
         myself: ActorRef<RungMsg>,
-        args: RungArgs,
+        mut args: RungArgs,
     ) -> Result<RungState, ActorProcessingErr> {
+        let shared = args.shared.take();
         let work = tokio::spawn(async move {
-            let result = match run(&args).await {
+            let result = match run(&args, shared).await {
                 Ok(renditions) => args
                     .job
                     .cast(JobMsg::RungDone {
@@ -254,10 +258,7 @@ pub(super) fn ffmpeg_args(
     seek: Option<f64>,
     length: Option<f64>,
 ) -> Vec<String> {
-    let mut out: Vec<String> = ["-hide_banner", "-nostdin", "-v", "error"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut out = strings(&["-hide_banner", "-nostdin", "-v", "error"]);
     if growing {
         out.extend(GROWING_INPUT.map(String::from));
     }
@@ -277,70 +278,112 @@ pub(super) fn ffmpeg_args(
         out.push(format!("{seconds:.6}"));
     }
     match spec {
-        RungSpec::Video { height, kbps } => {
-            out.extend(
-                [
-                    "-map",
-                    "0:v:0",
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "veryfast",
-                    "-profile:v",
-                    "high",
-                    "-pix_fmt",
-                    "yuv420p",
-                    "-force_key_frames",
-                    "expr:gte(t,n_forced*2)",
-                    "-sc_threshold",
-                    "0",
-                ]
-                .map(String::from),
-            );
-            // `height` is the short side (ffmpeg has already applied any
-            // rotation, so a portrait source arrives portrait). Never
-            // upscale; the other side keeps the aspect ratio, even for 4:2:0.
-            out.push("-vf".into());
-            out.push(format!(
-                "scale=w='if(gte(iw,ih),-2,min({height},iw))':h='if(gte(iw,ih),min({height},ih),-2)'"
-            ));
+        RungSpec::Video { height, .. } => {
+            out.extend(strings(&["-map", "0:v:0", "-vf"]));
+            out.push(scale_filter(*height));
+        }
+        RungSpec::Audio { .. } => out.extend(strings(&["-map", "0:a:0"])),
+        RungSpec::Thumbnails { .. } => {}
+    }
+    out.extend(encode_args(spec));
+    out.extend(strings(&FMP4_OUTPUT));
+    out.push("pipe:1".into());
+    out
+}
+
+pub(super) fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// The scaling of a video rung to `height` on its short side (ffmpeg has
+/// already applied any rotation, so a portrait source arrives portrait).
+/// Never upscale; the other side keeps the aspect ratio, even for 4:2:0.
+pub(super) fn scale_filter(height: u32) -> String {
+    format!("scale=w='if(gte(iw,ih),-2,min({height},iw))':h='if(gte(iw,ih),min({height},ih),-2)'")
+}
+
+/// The encoder options of `spec` (its input mapped and scaled already).
+pub(super) fn encode_args(spec: &RungSpec) -> Vec<String> {
+    match spec {
+        RungSpec::Video { kbps, .. } => {
+            let mut out = strings(&[
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-profile:v",
+                "high",
+                "-pix_fmt",
+                "yuv420p",
+                "-force_key_frames",
+                "expr:gte(t,n_forced*2)",
+                "-sc_threshold",
+                "0",
+            ]);
             out.push("-b:v".into());
             out.push(format!("{kbps}k"));
             out.push("-maxrate".into());
             out.push(format!("{}k", kbps * 107 / 100));
             out.push("-bufsize".into());
             out.push(format!("{}k", kbps * 3 / 2));
+            out
         }
         RungSpec::Audio { kbps } => {
-            out.extend(
-                ["-map", "0:a:0", "-c:a", "aac", "-ac", "2", "-ar", "48000"].map(String::from),
-            );
+            let mut out = strings(&["-c:a", "aac", "-ac", "2", "-ar", "48000"]);
             out.push("-b:a".into());
             out.push(format!("{kbps}k"));
+            out
         }
-        RungSpec::Thumbnails { .. } => {}
+        RungSpec::Thumbnails { .. } => Vec::new(),
     }
-    out.extend(
-        [
-            "-f",
-            "mp4",
-            "-movflags",
-            "frag_keyframe+empty_moov+default_base_moof",
-            // A fragment at least every half second, not only at keyframes:
-            // the packager sees each keyframe (and so closes each segment)
-            // half a second after it is encoded instead of one GOP later.
-            "-frag_duration",
-            "500000",
-            "pipe:1",
-        ]
-        .map(String::from),
-    );
-    out
 }
 
-async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, RungErrorKind> {
+/// Fragmented MP4 that the packager reads as it comes.
+pub(super) const FMP4_OUTPUT: [&str; 6] = [
+    "-f",
+    "mp4",
+    "-movflags",
+    "frag_keyframe+empty_moov+default_base_moof",
+    // A fragment at least every half second, not only at keyframes: the
+    // packager sees each keyframe (and so closes each segment) half a
+    // second after it is encoded instead of one GOP later.
+    "-frag_duration",
+    "500000",
+];
+
+/// Where a rung's fragmented MP4 comes from: an ffmpeg of its own, or its
+/// output of the job's shared ffmpeg.
+enum Encoder {
+    Own(Fmp4Child),
+    Shared(super::shared::SharedStream),
+}
+
+impl Encoder {
+    async fn next(&mut self) -> Result<Option<ReaderEvent>, crate::ffmpeg::FfmpegError> {
+        match self {
+            Encoder::Own(child) => child.next().await,
+            Encoder::Shared(stream) => stream.next().await,
+        }
+    }
+
+    async fn finish(self) -> Result<String, crate::ffmpeg::FfmpegError> {
+        match self {
+            Encoder::Own(child) => child.finish().await,
+            Encoder::Shared(stream) => stream.finish().await,
+        }
+    }
+}
+
+async fn run(
+    args: &RungArgs,
+    shared: Option<super::shared::SharedStream>,
+) -> Result<Vec<FinishedRendition>, RungErrorKind> {
     let config = rung_packaging(&args.asset, &args.spec);
-    let checkpoint = Resumable::load(args, &config).await;
+    // The job shares its ffmpeg only with rungs that start from zero.
+    let checkpoint = match shared {
+        Some(_) => None,
+        None => Resumable::load(args, &config).await,
+    };
     if let Some(done) = checkpoint.as_ref().filter(|c| c.checkpoint.is_complete()) {
         // Made before the job was interrupted: only its renditions again.
         return done.rebuild(args, &config).await;
@@ -355,6 +398,7 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, RungErrorKind> {
             growing: args.growing,
             processes: &args.processes,
             storage: &args.storage,
+            sprite: shared,
         };
         thumbnails(pictures, &args.spec, || {
             let _ = args.job.cast(JobMsg::PosterReady);
@@ -364,12 +408,15 @@ async fn run(args: &RungArgs) -> Result<Vec<FinishedRendition>, RungErrorKind> {
     }
     let resume = checkpoint.as_ref().and_then(|c| c.plan(args, &config));
     let seek = resume.map(|r| r.seek);
-    let mut ffmpeg = Fmp4Child::spawn(
-        &args.processes,
-        &format!("ffmpeg {} {}", args.asset, args.spec.name()),
-        ffmpeg_args(&args.spec, &args.source, args.growing, seek, None),
-        false,
-    )?;
+    let mut ffmpeg = match shared {
+        Some(stream) => Encoder::Shared(stream),
+        None => Encoder::Own(Fmp4Child::spawn(
+            &args.processes,
+            &format!("ffmpeg {} {}", args.asset, args.spec.name()),
+            ffmpeg_args(&args.spec, &args.source, args.growing, seek, None),
+            false,
+        )?),
+    };
     let mut tracks: Option<Vec<Track>> = None;
     let mut packager: Option<Packager> = None;
     // Decode times go on from the checkpoint's last segment.
@@ -647,6 +694,15 @@ fn checkpoint_key(
     keys::media(asset, &format!("{rendition}/{CHECKPOINT}")).ok()
 }
 
+/// Whether rung `spec` of `asset` has stored segments to go on from (or
+/// may have: a checkpoint that cannot be looked up counts as one).
+pub(super) async fn has_checkpoint(storage: &Storage, asset: &str, spec: &RungSpec) -> bool {
+    let Some(key) = checkpoint_key(asset, spec, &rung_packaging(asset, spec)) else {
+        return false;
+    };
+    !matches!(storage.head(&key).await, Ok(None))
+}
+
 /// Deletes the checkpoint of rung `spec` of `asset` (the asset is ready).
 pub(super) async fn forget_checkpoint(storage: &Storage, asset: &str, spec: &RungSpec) {
     let Some(key) = checkpoint_key(asset, spec, &rung_packaging(asset, spec)) else {
@@ -776,6 +832,37 @@ pub fn storyboard_vtt(
     vtt
 }
 
+/// The filter that makes the storyboard of `spec` (a `Thumbnails` rung)
+/// from the video: one tile every interval, all tiles on one sprite.
+pub(super) fn storyboard_filter(spec: &RungSpec) -> Option<String> {
+    let RungSpec::Thumbnails {
+        tile_width,
+        tile_height,
+        interval_ms,
+        duration_ms,
+    } = *spec
+    else {
+        return None;
+    };
+    let tiles = duration_ms.div_ceil(interval_ms.max(1)).max(1);
+    let rows = tiles.div_ceil(STORYBOARD_COLUMNS);
+    Some(format!(
+        "fps=fps=1000/{interval_ms},scale={tile_width}:{tile_height},tile={STORYBOARD_COLUMNS}x{rows}"
+    ))
+}
+
+/// The storyboard sprite's encoding: one WebP picture.
+pub(super) const STORYBOARD_OUTPUT: [&str; 8] = [
+    "-frames:v",
+    "1",
+    "-c:v",
+    "libwebp",
+    "-quality",
+    "70",
+    "-f",
+    "image2pipe",
+];
+
 /// A poster (WebP, at most 720 lines, from 1 s in or the middle of a short
 /// clip) and the storyboard sprite with its WebVTT track.
 /// What the thumbnails read and where they go.
@@ -785,6 +872,8 @@ pub(super) struct Pictures<'a> {
     pub growing: bool,
     pub processes: &'a Processes,
     pub storage: &'a Storage,
+    /// The storyboard as the shared ladder's ffmpeg makes it, if it does.
+    pub(super) sprite: Option<super::shared::SharedStream>,
 }
 
 /// The poster, then the storyboard of `spec` (a `Thumbnails` rung);
@@ -805,7 +894,6 @@ pub(super) async fn thumbnails(
     };
     let source = args.source.to_owned();
     let poster_at = (duration_ms / 2).min(1000);
-    let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let input_options: Vec<String> = if args.growing {
         strings(&GROWING_INPUT)
     } else {
@@ -855,25 +943,19 @@ pub(super) async fn thumbnails(
     store_media(args.storage, args.asset, "poster.webp", poster).await?;
     poster_ready();
 
-    let tiles = duration_ms.div_ceil(interval_ms.max(1)).max(1);
-    let rows = tiles.div_ceil(STORYBOARD_COLUMNS);
-    let filter = format!(
-        "fps=fps=1000/{interval_ms},scale={tile_width}:{tile_height},tile={STORYBOARD_COLUMNS}x{rows}"
-    );
-    let mut sprite_args = strings(&["-hide_banner", "-nostdin", "-v", "error"]);
-    sprite_args.extend(input_options);
-    sprite_args.extend(strings(&["-i", &source]));
-    sprite_args.extend(strings(&[
-        "-vf",
-        &filter,
-        "-frames:v",
-        "1",
-        "-c:v",
-        "libwebp",
-    ]));
-    sprite_args.extend(strings(&["-quality", "70", "-f", "image2pipe", "pipe:1"]));
-    let name = format!("ffmpeg {} storyboard", args.asset);
-    let sprite = ffmpeg_image(args.processes, &name, &sprite_args).await?;
+    let sprite = match args.sprite {
+        Some(shared) => shared.collect().await?,
+        None => {
+            let mut sprite_args = strings(&["-hide_banner", "-nostdin", "-v", "error"]);
+            sprite_args.extend(input_options);
+            sprite_args.extend(strings(&["-i", &source, "-vf"]));
+            sprite_args.push(storyboard_filter(spec).unwrap_or_default());
+            sprite_args.extend(strings(&STORYBOARD_OUTPUT));
+            sprite_args.push("pipe:1".into());
+            let name = format!("ffmpeg {} storyboard", args.asset);
+            ffmpeg_image(args.processes, &name, &sprite_args).await?
+        }
+    };
 
     let vtt = storyboard_vtt(
         "storyboard.webp",

@@ -1,0 +1,390 @@
+//! The shared ladder: one ffmpeg that decodes the source once and encodes
+//! every rung that starts from the beginning — each video rung scaled from
+//! one `split`, the audio rung, and the storyboard — writing each rung's
+//! output into a pipe of its own (`pipe:N`). Each [`Rung`](super::rung::Rung)
+//! actor reads its stream from a channel and packages it exactly as it would
+//! its own ffmpeg's output.
+//!
+//! Policy:
+//! - A pump task per output reads the pipe into the rung's bounded channel
+//!   (ffmpeg waits while a rung is behind; no rung holds more than the
+//!   channel's few chunks of encoded bytes). When the rung is gone — it
+//!   failed and its `Job` restarts it alone, with an ffmpeg of its own from
+//!   its last stored segment — the pump goes on reading and drops the bytes,
+//!   so ffmpeg (which stops every output when one pipe breaks) and the other
+//!   rungs go on.
+//! - Each stream ends with ffmpeg's exit status: a rung finishes only if the
+//!   process that encoded it succeeded. When the shared ffmpeg fails (or is
+//!   killed), every rung it fed fails and is restarted on its own.
+//! - The [`SharedLadder`] handle owns the process: dropping it (the job
+//!   stops) aborts the task, which kills and reaps ffmpeg.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::ExitStatus;
+
+use bytes::{Bytes, BytesMut};
+use streamforge_protocols::mp4::{FragmentedReader, ReaderEvent};
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::rung::{
+    FMP4_OUTPUT, GROWING_INPUT, RungSpec, STORYBOARD_OUTPUT, encode_args, scale_filter,
+    storyboard_filter, strings,
+};
+use crate::ffmpeg::FfmpegError;
+use crate::process::{ChildProcess, Processes, inherit_fds, piped, stderr_tail};
+
+/// Bytes read from an output pipe at a time (a pipe holds 64 KiB).
+const READ_CHUNK: usize = 64 * 1024;
+/// Chunks waiting for a rung: ffmpeg blocks on that rung's pipe beyond.
+const CHANNEL_CHUNKS: usize = 4;
+/// Lines of ffmpeg's stderr kept to explain a failure.
+const STDERR_TAIL: usize = 8;
+
+/// How the shared ffmpeg ended, as every stream it fed sees it.
+#[derive(Clone, Debug)]
+enum Exit {
+    Exited { status: ExitStatus, stderr: String },
+    Lost(String),
+}
+
+enum Piece {
+    Data(Bytes),
+    End(Exit),
+}
+
+/// The running shared ffmpeg; dropping this kills it.
+pub(super) struct SharedLadder {
+    work: JoinHandle<()>,
+}
+
+impl Drop for SharedLadder {
+    fn drop(&mut self) {
+        self.work.abort();
+    }
+}
+
+/// One rung's output of the shared ffmpeg.
+pub(crate) struct SharedStream {
+    chunks: mpsc::Receiver<Piece>,
+    reader: FragmentedReader,
+    exit: Option<Exit>,
+}
+
+impl SharedStream {
+    /// The next tracks or sample of the rung's fragmented MP4; `None` at its
+    /// end (then [`finish`](Self::finish) tells how ffmpeg exited).
+    pub async fn next(&mut self) -> Result<Option<ReaderEvent>, FfmpegError> {
+        loop {
+            if let Some(event) = self.reader.poll()? {
+                return Ok(Some(event));
+            }
+            match self.chunks.recv().await {
+                Some(Piece::Data(bytes)) => self.reader.feed(&bytes),
+                Some(Piece::End(exit)) => {
+                    self.exit = Some(exit);
+                    return Ok(None);
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// How ffmpeg exited: `Ok` with the last lines of its stderr when it
+    /// succeeded.
+    pub async fn finish(mut self) -> Result<String, FfmpegError> {
+        while self.exit.is_none() {
+            match self.chunks.recv().await {
+                Some(Piece::Data(_)) => {}
+                Some(Piece::End(exit)) => self.exit = Some(exit),
+                None => break,
+            }
+        }
+        ended(self.exit)
+    }
+
+    /// The whole output (a picture), once ffmpeg succeeded.
+    pub async fn collect(mut self) -> Result<Bytes, FfmpegError> {
+        let mut all = BytesMut::new();
+        while self.exit.is_none() {
+            match self.chunks.recv().await {
+                Some(Piece::Data(bytes)) => all.extend_from_slice(&bytes),
+                Some(Piece::End(exit)) => self.exit = Some(exit),
+                None => break,
+            }
+        }
+        let stderr = ended(self.exit)?;
+        if all.is_empty() {
+            return Err(FfmpegError::Read(std::io::Error::other(format!(
+                "ffmpeg wrote no picture: {stderr}"
+            ))));
+        }
+        Ok(all.freeze())
+    }
+}
+
+fn ended(exit: Option<Exit>) -> Result<String, FfmpegError> {
+    match exit {
+        Some(Exit::Exited { status, stderr }) if status.success() => Ok(stderr),
+        Some(Exit::Exited { status, stderr }) => Err(FfmpegError::Failed { status, stderr }),
+        Some(Exit::Lost(reason)) => Err(FfmpegError::Wait(std::io::Error::other(reason))),
+        None => Err(FfmpegError::Wait(std::io::Error::other(
+            "the shared ffmpeg was stopped",
+        ))),
+    }
+}
+
+/// Starts one ffmpeg for `specs` (video rungs, the audio rung, the
+/// thumbnails rung's storyboard) on `source`; returns it and each rung's
+/// stream by rung name.
+pub(super) fn start(
+    processes: &Processes,
+    asset: &str,
+    source: &str,
+    growing: bool,
+    specs: &[RungSpec],
+) -> Result<(SharedLadder, HashMap<String, SharedStream>), FfmpegError> {
+    let mut args = strings(&["-hide_banner", "-nostdin", "-v", "error"]);
+    if growing {
+        args.extend(strings(&GROWING_INPUT));
+    }
+    args.extend(strings(&["-i", source]));
+    // Every picture output is a branch of one decode.
+    let pictures: Vec<&RungSpec> = specs
+        .iter()
+        .filter(|spec| !matches!(spec, RungSpec::Audio { .. }))
+        .collect();
+    if !pictures.is_empty() {
+        let mut graph = format!("[0:v:0]split={}", pictures.len());
+        for i in 0..pictures.len() {
+            graph.push_str(&format!("[s{i}]"));
+        }
+        for (i, spec) in pictures.iter().enumerate() {
+            let filter = match spec {
+                RungSpec::Video { height, .. } => scale_filter(*height),
+                _ => storyboard_filter(spec).unwrap_or_else(|| "null".to_owned()),
+            };
+            graph.push_str(&format!(";[s{i}]{filter}[o{i}]"));
+        }
+        args.push("-filter_complex".into());
+        args.push(graph);
+    }
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    let mut pumps = Vec::new();
+    let mut streams = HashMap::new();
+    let mut branch = 0;
+    for spec in specs {
+        let (writer, reader) = pipe::pipe().map_err(FfmpegError::Start)?;
+        let writer = writer.into_blocking_fd().map_err(FfmpegError::Start)?;
+        args.push("-map".into());
+        match spec {
+            RungSpec::Audio { .. } => args.push("0:a:0".into()),
+            _ => {
+                args.push(format!("[o{branch}]"));
+                branch += 1;
+            }
+        }
+        match spec {
+            RungSpec::Thumbnails { .. } => args.extend(strings(&STORYBOARD_OUTPUT)),
+            _ => {
+                args.extend(encode_args(spec));
+                args.extend(strings(&FMP4_OUTPUT));
+            }
+        }
+        args.push(format!("pipe:{}", writer.as_raw_fd()));
+        fds.push(writer);
+        let (sender, chunks) = mpsc::channel(CHANNEL_CHUNKS);
+        pumps.push((reader, sender));
+        streams.insert(
+            spec.name(),
+            SharedStream {
+                chunks,
+                reader: FragmentedReader::new(),
+                exit: None,
+            },
+        );
+    }
+    let mut command = piped("ffmpeg");
+    command.args(args);
+    inherit_fds(&mut command, &fds);
+    let mut child = processes
+        .spawn(&format!("ffmpeg {asset} ladder"), command)
+        .map_err(FfmpegError::Start)?;
+    // Our copies of the write ends: ffmpeg's exit is each pipe's end.
+    drop(fds);
+    drop(child.take_stdout());
+    let stderr = stderr_tail(child.take_stderr(), STDERR_TAIL);
+    let work = tokio::spawn(supervise(child, stderr, pumps));
+    Ok((SharedLadder { work }, streams))
+}
+
+/// Runs the pumps until ffmpeg exits and every pipe is read to its end.
+async fn supervise(
+    mut child: ChildProcess,
+    stderr: JoinHandle<String>,
+    outputs: Vec<(pipe::Receiver, mpsc::Sender<Piece>)>,
+) {
+    let (exit_tx, exit_rx) = watch::channel(None::<Exit>);
+    let mut pumps = JoinSet::new();
+    for (reader, sender) in outputs {
+        pumps.spawn(pump(reader, sender, exit_rx.clone()));
+    }
+    let exit = match child.wait().await {
+        Ok(status) => Exit::Exited {
+            status,
+            stderr: stderr.await.unwrap_or_default(),
+        },
+        Err(err) => Exit::Lost(format!("waiting for the shared ffmpeg: {err}")),
+    };
+    let _ = exit_tx.send(Some(exit));
+    while pumps.join_next().await.is_some() {}
+}
+
+/// Moves one output pipe into its rung's channel, then ffmpeg's exit;
+/// once the rung is gone, reads on and drops the bytes.
+async fn pump(
+    mut reader: pipe::Receiver,
+    sender: mpsc::Sender<Piece>,
+    mut exit: watch::Receiver<Option<Exit>>,
+) {
+    let mut sender = Some(sender);
+    let mut broken = None;
+    loop {
+        let mut chunk = BytesMut::with_capacity(READ_CHUNK);
+        match reader.read_buf(&mut chunk).await {
+            Ok(0) => break,
+            Ok(_) => {
+                if let Some(to) = &sender
+                    && to.send(Piece::Data(chunk.freeze())).await.is_err()
+                {
+                    sender = None;
+                }
+            }
+            Err(err) => {
+                broken = Some(Exit::Lost(format!(
+                    "reading the shared ffmpeg's output: {err}"
+                )));
+                break;
+            }
+        }
+    }
+    let exit = match broken {
+        Some(broken) => broken,
+        None => match exit.wait_for(Option::is_some).await {
+            Ok(exit) => exit.clone().unwrap_or(Exit::Lost("no exit status".into())),
+            Err(_) => Exit::Lost("the shared ffmpeg's supervisor is gone".into()),
+        },
+    };
+    if let Some(to) = sender {
+        let _ = to.send(Piece::End(exit)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 4 s 320x180 clip with audio, made by ffmpeg.
+    fn clip(dir: &std::path::Path) -> String {
+        let path = dir.join("clip.mp4");
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-v", "error"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(["-t", "4", "-c:v", "libx264", "-preset", "ultrafast"])
+            .args(["-c:a", "aac"])
+            .arg(&path)
+            .output()
+            .expect("ffmpeg is installed (scripts/setup --test)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        path.display().to_string()
+    }
+
+    fn ladder() -> Vec<RungSpec> {
+        vec![
+            RungSpec::Video {
+                height: 180,
+                kbps: 300,
+            },
+            RungSpec::Video {
+                height: 120,
+                kbps: 200,
+            },
+            RungSpec::Audio { kbps: 64 },
+            RungSpec::Thumbnails {
+                tile_width: 160,
+                tile_height: 90,
+                interval_ms: 2000,
+                duration_ms: 4000,
+            },
+        ]
+    }
+
+    /// Samples of `stream` by track kind, and how ffmpeg exited.
+    async fn drain(mut stream: SharedStream) -> (usize, Result<String, FfmpegError>) {
+        let mut samples = 0;
+        while let Some(event) = stream.next().await.expect("valid fragmented MP4") {
+            if let ReaderEvent::Sample(_) = event {
+                samples += 1;
+            }
+        }
+        (samples, stream.finish().await)
+    }
+
+    #[tokio::test]
+    async fn every_rung_of_one_decode_ends_whole_when_another_rung_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = clip(dir.path());
+        let processes = Processes::new();
+        let (ladder, mut streams) = start(&processes, "a1", &source, false, &ladder()).unwrap();
+        assert_eq!(processes.len(), 1, "one ffmpeg for the whole ladder");
+        // The 120p rung failed at once: its output is read and dropped.
+        drop(streams.remove("120p"));
+        let video = tokio::spawn(drain(streams.remove("180p").unwrap()));
+        let audio = tokio::spawn(drain(streams.remove("audio").unwrap()));
+        let sprite = streams
+            .remove("thumbnails")
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(&sprite[..4], b"RIFF");
+        assert_eq!(&sprite[8..12], b"WEBP");
+        let (frames, exit) = video.await.unwrap();
+        assert_eq!(frames, 120, "4 s at 30 fps");
+        exit.unwrap();
+        let (packets, exit) = audio.await.unwrap();
+        // 4 s of 48 kHz in 1024-sample frames, plus the encoder's priming.
+        assert!((188..=190).contains(&packets), "{packets} AAC frames");
+        exit.unwrap();
+        drop(ladder);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_shared_ffmpeg_fails_its_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = clip(dir.path());
+        let processes = Processes::new();
+        let (ladder, mut streams) = start(&processes, "a2", &source, false, &ladder()).unwrap();
+        drop(ladder);
+        let (_, exit) = drain(streams.remove("180p").unwrap()).await;
+        assert!(
+            exit.is_err(),
+            "a rung fed by a stopped ffmpeg must not finish"
+        );
+        for _ in 0..100 {
+            if processes.is_empty() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the shared ffmpeg was not reaped");
+    }
+}
