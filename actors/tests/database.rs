@@ -322,6 +322,55 @@ async fn exercise(db: &Database) {
     db.delete_chunk_tasks("c1", "360p").await.unwrap();
     assert!(db.chunk_tasks_of("c1", "360p").await.unwrap().is_empty());
 
+    // A span's chunks of the other video rungs go with the first one
+    // claimed (one decode feeds them); the thumbnails, other spans and
+    // claimed chunks stay.
+    let ladder = [
+        RungSpec::Video {
+            height: 720,
+            kbps: 2500,
+        },
+        RungSpec::Video {
+            height: 360,
+            kbps: 800,
+        },
+    ];
+    for spec in &ladder {
+        db.add_chunk_tasks("c2", spec, &cuts).await.unwrap();
+    }
+    let thumbnails = RungSpec::Thumbnails {
+        tile_width: 160,
+        tile_height: 90,
+        interval_ms: 2000,
+        duration_ms: 30_000,
+    };
+    db.add_chunk_tasks("c2", &thumbnails, &[(0, None)]).await.unwrap();
+    let first = db.claim_chunk_tasks("node-a", 1).await.unwrap();
+    assert_eq!((first[0].rung.as_str(), first[0].chunk), ("720p", 0));
+    let siblings = db.claim_chunk_siblings("node-a", &first[0]).await.unwrap();
+    assert_eq!(
+        siblings
+            .iter()
+            .map(|t| (t.rung.as_str(), t.chunk))
+            .collect::<Vec<_>>(),
+        [("360p", 0)]
+    );
+    assert!(db.claim_chunk_siblings("node-b", &first[0]).await.unwrap().is_empty());
+    let last = db.claim_chunk_tasks("node-b", 1).await.unwrap();
+    assert_eq!((last[0].rung.as_str(), last[0].chunk), ("720p", 1));
+    let siblings = db.claim_chunk_siblings("node-b", &last[0]).await.unwrap();
+    assert_eq!(siblings.len(), 1);
+    assert_eq!((siblings[0].chunk, siblings[0].end_ms), (1, Some(24_000)));
+    // The last span has no end: its siblings match on that too.
+    let tail = db.claim_chunk_tasks("node-b", 1).await.unwrap();
+    assert_eq!((tail[0].rung.as_str(), tail[0].chunk), ("720p", 2));
+    let siblings = db.claim_chunk_siblings("node-b", &tail[0]).await.unwrap();
+    assert_eq!((siblings.len(), siblings[0].end_ms), (1, None));
+    for spec in &ladder {
+        db.delete_chunk_tasks("c2", &spec.name()).await.unwrap();
+    }
+    db.delete_chunk_tasks("c2", "thumbnails").await.unwrap();
+
     // The processing queue: a pinned job goes to its node only, a claim
     // is never taken twice, an expired lease is claimed again, a released
     // job is done, and a restarting node's jobs go back to the queue.

@@ -28,7 +28,7 @@ use streamforge_protocols::package::{Checkpoint, FinishedRendition, INIT, Packag
 
 use super::Transcoder;
 use super::rung::{
-    Pictures, RungArgs, RungErrorKind, RungSpec, rung_packaging, store_media, store_outputs,
+    Encoder, Pictures, RungArgs, RungErrorKind, RungSpec, rung_packaging, store_media, store_outputs,
     thumbnails,
 };
 use crate::assets::keys;
@@ -97,6 +97,23 @@ pub struct ChunkState {
     pub init_digest: Option<String>,
     pub error: Option<String>,
     pub done_by: Option<String>,
+}
+
+/// A claimed row as a task.
+fn claimed_task((asset, rung, chunk, spec, start, end): ClaimedRow) -> Result<ChunkTask, DbError> {
+    let spec = serde_json::from_str(&spec).map_err(|e| {
+        DbError::Query(sqlx::Error::Decode(
+            format!("chunk task spec {spec:?}: {e}").into(),
+        ))
+    })?;
+    Ok(ChunkTask {
+        asset,
+        rung,
+        chunk,
+        spec,
+        start_ms: crate::db::to_u64(start),
+        end_ms: end.map(crate::db::to_u64),
+    })
 }
 
 fn lease_until() -> i64 {
@@ -196,23 +213,43 @@ impl Database {
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(self.pool())
             .await?;
-        let mut tasks = Vec::with_capacity(rows.len());
-        for (asset, rung, chunk, spec, start, end) in rows {
-            let spec = serde_json::from_str(&spec).map_err(|e| {
-                DbError::Query(sqlx::Error::Decode(
-                    format!("chunk task spec {spec:?}: {e}").into(),
-                ))
-            })?;
-            tasks.push(ChunkTask {
-                asset,
-                rung,
-                chunk,
-                spec,
-                start_ms: crate::db::to_u64(start),
-                end_ms: end.map(crate::db::to_u64),
-            });
-        }
-        Ok(tasks)
+        rows.into_iter().map(claimed_task).collect()
+    }
+
+    /// Claims for `node` the other video rungs' chunks of `first`'s span
+    /// that are free (queued, or their lease ran out): one decode of that
+    /// span then feeds them all.
+    pub async fn claim_chunk_siblings(
+        &self,
+        node: &str,
+        first: &ChunkTask,
+    ) -> Result<Vec<ChunkTask>, DbError> {
+        let lock = match self.dialect() {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE chunk_tasks SET state = 'running', owner = $1, lease_until = $2,
+                 attempts = attempts + 1, updated_at = $3
+             WHERE (asset, rung, chunk) IN (
+                 SELECT asset, rung, chunk FROM chunk_tasks
+                 WHERE asset = $4 AND rung <> $5 AND rung <> 'thumbnails' AND start_ms = $6
+                   AND COALESCE(end_ms, -1) = COALESCE(CAST($7 AS BIGINT), -1)
+                   AND attempts < {MAX_CHUNK_ATTEMPTS}
+                   AND (state = 'queued' OR (state = 'running' AND lease_until < $3)){lock})
+             RETURNING asset, rung, chunk, spec, start_ms, end_ms"
+        );
+        let rows: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(node)
+            .bind(lease_until())
+            .bind(clock::now_ms())
+            .bind(&first.asset)
+            .bind(&first.rung)
+            .bind(crate::db::to_i64(first.start_ms))
+            .bind(first.end_ms.map(crate::db::to_i64))
+            .fetch_all(self.pool())
+            .await?;
+        rows.into_iter().map(claimed_task).collect()
     }
 
     /// Renews the leases of the chunks `node` encodes (`held`).
@@ -366,10 +403,11 @@ pub(super) struct Running {
     held: Arc<std::sync::Mutex<std::collections::HashSet<TaskKey>>>,
 }
 
-/// One running chunk's place in [`Running`], given back when dropped.
+/// One running chunk's (or group of one span's chunks') place in
+/// [`Running`], given back when dropped.
 pub struct Slot {
     running: Running,
-    key: Option<TaskKey>,
+    keys: Vec<TaskKey>,
 }
 
 impl Running {
@@ -383,7 +421,7 @@ impl Running {
             .ok()
             .map(|_| Slot {
                 running: self.clone(),
-                key: None,
+                keys: Vec::new(),
             })
     }
 
@@ -401,47 +439,52 @@ impl Slot {
         if let Ok(mut held) = self.running.held.lock() {
             held.insert(key.clone());
         }
-        self.key = Some(key);
+        self.keys.push(key);
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.running.count.fetch_sub(1, Ordering::Relaxed);
-        if let (Some(key), Ok(mut held)) = (self.key.take(), self.running.held.lock()) {
-            held.remove(&key);
+        if let Ok(mut held) = self.running.held.lock() {
+            for key in self.keys.drain(..) {
+                held.remove(&key);
+            }
         }
     }
 }
 
 impl Transcoder {
     /// Claims chunks for this node's free slots and runs each in a `Chunk`
-    /// actor under the transcodes branch.
+    /// actor under the transcodes branch: with a video chunk, the other
+    /// rungs' chunks of its span, all from one decode in one slot.
     pub(super) async fn claim_chunks(&self) {
-        let mut slots: Vec<Slot> =
-            std::iter::from_fn(|| self.chunks_running.try_take(self.chunk_slots)).collect();
-        if slots.is_empty() {
-            return;
-        }
-        let claimed = match self.db.claim_chunk_tasks(&self.node, slots.len()).await {
-            Ok(claimed) => claimed,
-            Err(err) => {
-                tracing::warn!(%err, "cannot claim chunks");
-                return;
-            }
-        };
-        for task in claimed {
-            tracing::info!(asset = %task.asset, rung = %task.rung, chunk = task.chunk, "chunk claimed");
-            let Some(mut slot) = slots.pop() else {
-                break;
+        while let Some(mut slot) = self.chunks_running.try_take(self.chunk_slots) {
+            let first = match self.db.claim_chunk_tasks(&self.node, 1).await {
+                Ok(mut claimed) => claimed.pop(),
+                Err(err) => {
+                    tracing::warn!(%err, "cannot claim chunks");
+                    None
+                }
             };
-            slot.hold(&task);
+            let Some(first) = first else { return };
+            let mut tasks = vec![first];
+            if let RungSpec::Video { .. } = tasks[0].spec {
+                match self.db.claim_chunk_siblings(&self.node, &tasks[0]).await {
+                    Ok(siblings) => tasks.extend(siblings),
+                    Err(err) => tracing::warn!(%err, "cannot claim a chunk's siblings"),
+                }
+            }
+            for task in &tasks {
+                tracing::info!(asset = %task.asset, rung = %task.rung, chunk = task.chunk, "chunk claimed");
+                slot.hold(task);
+            }
             let started = match self.supervision.branch(BranchKind::Transcodes).await {
                 Ok(branch) => Actor::spawn_linked(
                     None,
                     Chunk,
                     ChunkArgs {
-                        task: task.clone(),
+                        tasks: tasks.clone(),
                         transcoder: self.clone(),
                         slot,
                     },
@@ -453,17 +496,20 @@ impl Transcoder {
                 Err(err) => Err(err.to_string()),
             };
             if let Err(err) = started {
-                let _ = self.db.fail_chunk_task(&task, &self.node, &err).await;
+                for task in &tasks {
+                    let _ = self.db.fail_chunk_task(task, &self.node, &err).await;
+                }
             }
         }
     }
 }
 
-/// Encodes one claimed chunk; records its result (or failure) in the queue.
+/// Encodes claimed chunks of one span; records each one's result (or
+/// failure) in the queue.
 pub struct Chunk;
 
 pub struct ChunkArgs {
-    task: ChunkTask,
+    tasks: Vec<ChunkTask>,
     transcoder: Transcoder,
     /// Held while the chunk runs.
     slot: Slot,
@@ -485,25 +531,28 @@ impl Actor for Chunk {
     ) -> Result<ChunkRunState, ActorProcessingErr> {
         let work = tokio::spawn(async move {
             let ChunkArgs {
-                task,
+                tasks,
                 transcoder,
                 slot: _slot,
             } = args;
             let node = transcoder.node.clone();
-            let recorded = match encode(&transcoder, &task).await {
-                Ok((result, digest)) => transcoder
-                    .db
-                    .finish_chunk_task(&task, &node, &result, &digest)
-                    .await
-                    .map(|_| ()),
-                Err(err) => {
-                    tracing::warn!(asset = %task.asset, rung = %task.rung, chunk = task.chunk, %err, "chunk failed");
-                    let reason = super::job::public_reason(&err.to_string());
-                    transcoder.db.fail_chunk_task(&task, &node, &reason).await
+            let results = encode_span(&transcoder, &tasks).await;
+            for (task, result) in tasks.iter().zip(results) {
+                let recorded = match result {
+                    Ok((result, digest)) => transcoder
+                        .db
+                        .finish_chunk_task(task, &node, &result, &digest)
+                        .await
+                        .map(|_| ()),
+                    Err(err) => {
+                        tracing::warn!(asset = %task.asset, rung = %task.rung, chunk = task.chunk, %err, "chunk failed");
+                        let reason = super::job::public_reason(&err.to_string());
+                        transcoder.db.fail_chunk_task(task, &node, &reason).await
+                    }
+                };
+                if let Err(err) = recorded {
+                    tracing::warn!(asset = %task.asset, %err, "cannot record a chunk; its lease will run out");
                 }
-            };
-            if let Err(err) = recorded {
-                tracing::warn!(asset = %task.asset, %err, "cannot record a chunk; its lease will run out");
             }
             myself.stop(Some("chunk done".into()));
         });
@@ -520,24 +569,81 @@ impl Actor for Chunk {
     }
 }
 
-/// Encodes and stores `task`'s segments; answers its checkpoint and the
-/// SHA-256 of the header it made.
-async fn encode(
-    transcoder: &Transcoder,
-    task: &ChunkTask,
-) -> Result<(String, String), RungErrorKind> {
-    let spec = task.spec.clone();
-    let key = keys::original(&task.asset).map_err(RungErrorKind::Key)?;
-    let source = match transcoder.storage.local_path(&key) {
-        Some(path) => path.display().to_string(),
+/// What a chunk's ffmpeg reads: the stored original.
+fn chunk_source(transcoder: &Transcoder, asset: &str) -> Result<String, RungErrorKind> {
+    let key = keys::original(asset).map_err(RungErrorKind::Key)?;
+    match transcoder.storage.local_path(&key) {
+        Some(path) => Ok(path.display().to_string()),
         None => transcoder
-            .original_url(&task.asset)
-            .ok_or(RungErrorKind::NoSource)?,
+            .original_url(asset)
+            .ok_or(RungErrorKind::NoSource),
+    }
+}
+
+/// A chunk's span of the source, for its ffmpeg.
+fn window(task: &ChunkTask) -> super::shared::Window {
+    let start = task.start_ms as f64 / 1000.0;
+    super::shared::Window {
+        seek: Some(start).filter(|s| *s > 0.0),
+        length: task
+            .end_ms
+            .map(|end| end.saturating_sub(task.start_ms) as f64 / 1000.0),
+    }
+}
+
+type ChunkResult = Result<(String, String), RungErrorKind>;
+
+/// Encodes and stores the segments of `tasks` (chunks of one span; more
+/// than one only for video rungs, which then share one decode); answers
+/// each one's checkpoint and the SHA-256 of the header it made.
+async fn encode_span(transcoder: &Transcoder, tasks: &[ChunkTask]) -> Vec<ChunkResult> {
+    let failed = |err: RungErrorKind| {
+        let reason = err.to_string();
+        tasks
+            .iter()
+            .map(|_| Err(RungErrorKind::Span(reason.clone())))
+            .collect()
     };
+    let [first, ..] = tasks else {
+        return Vec::new();
+    };
+    let source = match chunk_source(transcoder, &first.asset) {
+        Ok(source) => source,
+        Err(err) => return failed(err),
+    };
+    if let [task] = tasks {
+        return vec![encode(transcoder, task, &source).await];
+    }
+    let specs: Vec<RungSpec> = tasks.iter().map(|t| t.spec.clone()).collect();
+    let started = super::shared::start(
+        &transcoder.processes,
+        &format!("ffmpeg {} chunk {} of {} rungs", first.asset, first.chunk, tasks.len()),
+        &source,
+        false,
+        window(first),
+        &specs,
+    );
+    let (_ladder, mut streams) = match started {
+        Ok(started) => started,
+        Err(err) => return failed(err.into()),
+    };
+    let packaging = tasks.iter().map(|task| {
+        let stream = streams.remove(&task.rung);
+        async move {
+            let stream = stream.ok_or(RungErrorKind::NoHeader)?;
+            package(transcoder, task, Encoder::Shared(stream)).await
+        }
+    });
+    futures::future::join_all(packaging).await
+}
+
+/// Encodes one chunk with an ffmpeg of its own.
+async fn encode(transcoder: &Transcoder, task: &ChunkTask, source: &str) -> ChunkResult {
+    let spec = task.spec.clone();
     if let RungSpec::Thumbnails { .. } = spec {
         let pictures = Pictures {
             asset: &task.asset,
-            source: &source,
+            source,
             growing: false,
             processes: &transcoder.processes,
             storage: &transcoder.storage,
@@ -546,24 +652,20 @@ async fn encode(
         thumbnails(pictures, &spec, || poster_ready(transcoder, &task.asset)).await?;
         return Ok((String::new(), String::new()));
     }
-    let start = task.start_ms as f64 / 1000.0;
-    let length = task
-        .end_ms
-        .map(|end| end.saturating_sub(task.start_ms) as f64 / 1000.0);
-    let args = super::rung::ffmpeg_args(
-        &spec,
-        &source,
-        false,
-        Some(start).filter(|s| *s > 0.0),
-        length,
-    );
-    let mut ffmpeg = Fmp4Child::spawn(
+    let span = window(task);
+    let args = super::rung::ffmpeg_args(&spec, source, false, span.seek, span.length);
+    let ffmpeg = Fmp4Child::spawn(
         &transcoder.processes,
         &format!("ffmpeg {} {} chunk {}", task.asset, task.rung, task.chunk),
         args,
         false,
     )?;
-    let config = rung_packaging(&task.asset, &spec);
+    package(transcoder, task, Encoder::Own(ffmpeg)).await
+}
+
+/// Packages and stores one chunk's encode as it comes.
+async fn package(transcoder: &Transcoder, task: &ChunkTask, mut ffmpeg: Encoder) -> ChunkResult {
+    let config = rung_packaging(&task.asset, &task.spec);
     let first_segment = task.start_ms / config.segment_duration.ticks(1000) + 1;
     let mut tracks: Option<Vec<Track>> = None;
     let mut packaging: Option<(Packager, i64, String)> = None;

@@ -479,7 +479,7 @@ impl JobState {
             .filter(|d| d.is_finite() && *d > 0.0)
             .map(|d| (d * 1000.0) as u64);
         let specs = rungs_for(&probed, &self.transcoder.ladder);
-        self.share_decode(&specs).await;
+        self.plan_rungs(&specs).await;
         for spec in specs {
             let name = spec.name();
             self.rungs.insert(
@@ -522,15 +522,22 @@ impl JobState {
         Ok(())
     }
 
-    /// Starts one ffmpeg that decodes the source once for every rung that
-    /// starts from zero (not chunked, nothing stored yet), when there are
-    /// two or more; the others, and any rung restarted later, run their own.
-    async fn share_decode(&mut self, specs: &[RungSpec]) {
+    /// Queues the chunks of the rungs cut into chunks, and starts one
+    /// ffmpeg that decodes the source once for every other rung that starts
+    /// from zero (nothing stored yet), when there are two or more; the
+    /// others, and any rung restarted later, run their own.
+    async fn plan_rungs(&mut self, specs: &[RungSpec]) {
         let Some(source) = &self.source else { return };
         let mut fresh = Vec::new();
         for spec in specs {
-            if self.chunked(spec).is_none()
-                && !super::rung::has_checkpoint(&self.transcoder.storage, &self.asset, spec).await
+            if let Some((_, cuts)) = self.chunked(spec) {
+                // Every rung's chunks queued before any is claimed, so that
+                // a worker takes a span's chunks of every rung at once.
+                let queued = self.transcoder.db.add_chunk_tasks(&self.asset, spec, &cuts);
+                if let Err(err) = queued.await {
+                    tracing::warn!(asset = %self.asset, %err, "cannot queue chunks yet");
+                }
+            } else if !super::rung::has_checkpoint(&self.transcoder.storage, &self.asset, spec).await
             {
                 fresh.push(spec.clone());
             }
@@ -540,9 +547,10 @@ impl JobState {
         }
         let started = super::shared::start(
             &self.transcoder.processes,
-            &self.asset,
+            &format!("ffmpeg {} ladder", self.asset),
             source,
             self.growing,
+            super::shared::Window::default(),
             &fresh,
         );
         match started {

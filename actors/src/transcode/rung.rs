@@ -74,6 +74,9 @@ pub enum RungErrorKind {
     NoHeader,
     #[error("chunk {chunk} failed: {error}")]
     Chunk { chunk: i64, error: String },
+    /// What failed every chunk of a span at once (its source, its ffmpeg).
+    #[error("{0}")]
+    Span(String),
     #[error("the chunks made different headers; encoding them again")]
     ChunksDiffer,
     #[error("a chunk's checkpoint: {0}")]
@@ -352,21 +355,21 @@ pub(super) const FMP4_OUTPUT: [&str; 6] = [
 ];
 
 /// Where a rung's fragmented MP4 comes from: an ffmpeg of its own, or its
-/// output of the job's shared ffmpeg.
-enum Encoder {
+/// output of a shared ffmpeg.
+pub(super) enum Encoder {
     Own(Fmp4Child),
     Shared(super::shared::SharedStream),
 }
 
 impl Encoder {
-    async fn next(&mut self) -> Result<Option<ReaderEvent>, crate::ffmpeg::FfmpegError> {
+    pub(super) async fn next(&mut self) -> Result<Option<ReaderEvent>, crate::ffmpeg::FfmpegError> {
         match self {
             Encoder::Own(child) => child.next().await,
             Encoder::Shared(stream) => stream.next().await,
         }
     }
 
-    async fn finish(self) -> Result<String, crate::ffmpeg::FfmpegError> {
+    pub(super) async fn finish(self) -> Result<String, crate::ffmpeg::FfmpegError> {
         match self {
             Encoder::Own(child) => child.finish().await,
             Encoder::Shared(stream) => stream.finish().await,

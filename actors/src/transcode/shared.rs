@@ -137,19 +137,33 @@ fn ended(exit: Option<Exit>) -> Result<String, FfmpegError> {
     }
 }
 
+/// The part of the source a shared ffmpeg encodes: from `seek` seconds
+/// (a keyframe of every rung), for `length` seconds or to the end.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Window {
+    pub seek: Option<f64>,
+    pub length: Option<f64>,
+}
+
 /// Starts one ffmpeg for `specs` (video rungs, the audio rung, the
 /// thumbnails rung's storyboard) on `source`; returns it and each rung's
 /// stream by rung name.
 pub(super) fn start(
     processes: &Processes,
-    asset: &str,
+    label: &str,
     source: &str,
     growing: bool,
+    window: Window,
     specs: &[RungSpec],
 ) -> Result<(SharedLadder, HashMap<String, SharedStream>), FfmpegError> {
     let mut args = strings(&["-hide_banner", "-nostdin", "-v", "error"]);
     if growing {
         args.extend(strings(&GROWING_INPUT));
+    }
+    if let Some(seconds) = window.seek {
+        // As a rung's own ffmpeg seeks (see `rung::ffmpeg_args`).
+        args.push("-ss".into());
+        args.push(format!("{seconds:.6}"));
     }
     args.extend(strings(&["-i", source]));
     // Every picture output is a branch of one decode.
@@ -179,6 +193,10 @@ pub(super) fn start(
     for spec in specs {
         let (writer, reader) = pipe::pipe().map_err(FfmpegError::Start)?;
         let writer = writer.into_blocking_fd().map_err(FfmpegError::Start)?;
+        if let Some(seconds) = window.length {
+            args.push("-t".into());
+            args.push(format!("{seconds:.6}"));
+        }
         args.push("-map".into());
         match spec {
             RungSpec::Audio { .. } => args.push("0:a:0".into()),
@@ -211,7 +229,7 @@ pub(super) fn start(
     command.args(args);
     inherit_fds(&mut command, &fds);
     let mut child = processes
-        .spawn(&format!("ffmpeg {asset} ladder"), command)
+        .spawn(label, command)
         .map_err(FfmpegError::Start)?;
     // Our copies of the write ends: ffmpeg's exit is each pipe's end.
     drop(fds);
@@ -343,7 +361,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let source = clip(dir.path());
         let processes = Processes::new();
-        let (ladder, mut streams) = start(&processes, "a1", &source, false, &ladder()).unwrap();
+        let (ladder, mut streams) = start(&processes, "a1", &source, false, Window::default(), &ladder()).unwrap();
         assert_eq!(processes.len(), 1, "one ffmpeg for the whole ladder");
         // The 120p rung failed at once: its output is read and dropped.
         drop(streams.remove("120p"));
@@ -372,7 +390,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let source = clip(dir.path());
         let processes = Processes::new();
-        let (ladder, mut streams) = start(&processes, "a2", &source, false, &ladder()).unwrap();
+        let (ladder, mut streams) = start(&processes, "a2", &source, false, Window::default(), &ladder()).unwrap();
         drop(ladder);
         let (_, exit) = drain(streams.remove("180p").unwrap()).await;
         assert!(
