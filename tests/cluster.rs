@@ -655,10 +655,11 @@ async fn a_rolling_restart_loses_no_upload_byte_and_no_segment() {
     b.stop().await;
 }
 
-/// Segment-parallel encoding: the 360p rung of a 36 s upload is cut into
-/// three chunks of 12 s that two workers encode (one chunk at a time
-/// each); the rung plays as one: one header, every frame once, timestamps
-/// evenly spaced across the seams. The thumbnails are a task of their own.
+/// Segment-parallel encoding: the 360p and 240p rungs of a 36 s upload are
+/// cut into three chunks of 12 s that two workers encode (one span at a
+/// time each, both rungs' chunks of it from one decode); each rung plays
+/// as one: one header, every frame once, timestamps evenly spaced across
+/// the seams. The thumbnails are a task of their own.
 #[tokio::test]
 async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
     let shared = Shared::start();
@@ -668,6 +669,15 @@ async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
             node(c);
             c.transcode.chunk_seconds = 12;
             c.transcode.chunk_slots = 1;
+            c.transcode.ladder = [(240, 300), (360, 800)]
+                .map(
+                    |(height, video_kbps)| streamforge_actors::transcode::LadderRung {
+                        height,
+                        video_kbps,
+                        audio_kbps: 64,
+                    },
+                )
+                .to_vec();
         }
     };
     let api = TestServer::start_with(chunked("api", &[Role::Api])).await;
@@ -696,6 +706,12 @@ async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
     let workers: std::collections::BTreeSet<_> =
         done.iter().filter_map(|c| c.done_by.as_deref()).collect();
     assert_eq!(workers.len(), 2, "both workers encoded chunks: {done:?}");
+    // Each span's 240p chunk was encoded with its 360p chunk.
+    let smaller = db.chunk_tasks_of(&asset, "240p").await.unwrap();
+    let by = |c: &[streamforge_actors::transcode::chunks::ChunkState]| {
+        c.iter().map(|c| c.done_by.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(by(&smaller), by(&done), "{smaller:?}");
     // The thumbnails were a task too; its worker recorded the poster.
     let thumbnails = db.chunk_tasks_of(&asset, "thumbnails").await.unwrap();
     assert_eq!(thumbnails.len(), 1, "{thumbnails:?}");
@@ -720,6 +736,19 @@ async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
     assert_eq!(pts.len(), 1080, "36 s at 30 fps, no frame twice or missing");
     let steps: std::collections::BTreeSet<i64> = pts.windows(2).map(|w| w[1] - w[0]).collect();
     assert_eq!(steps.len(), 1, "timestamps jump at a seam: steps {steps:?}");
+    let smaller_url = api.url(&format!("/vod/{asset}/240p-v1/media.m3u8"));
+    let smaller = reqwest::get(&smaller_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(smaller.matches(".m4s").count(), 9, "{smaller}");
+    assert_eq!(
+        decoded_frames(&smaller_url).await,
+        pts,
+        "the rungs' frames line up"
+    );
     common::vod_players(&api.url(""), &asset, 1).await;
     second.stop().await;
     first.stop().await;

@@ -344,7 +344,9 @@ async fn exercise(db: &Database) {
         interval_ms: 2000,
         duration_ms: 30_000,
     };
-    db.add_chunk_tasks("c2", &thumbnails, &[(0, None)]).await.unwrap();
+    db.add_chunk_tasks("c2", &thumbnails, &[(0, None)])
+        .await
+        .unwrap();
     let first = db.claim_chunk_tasks("node-a", 1).await.unwrap();
     assert_eq!((first[0].rung.as_str(), first[0].chunk), ("720p", 0));
     let siblings = db.claim_chunk_siblings("node-a", &first[0]).await.unwrap();
@@ -355,7 +357,12 @@ async fn exercise(db: &Database) {
             .collect::<Vec<_>>(),
         [("360p", 0)]
     );
-    assert!(db.claim_chunk_siblings("node-b", &first[0]).await.unwrap().is_empty());
+    assert!(
+        db.claim_chunk_siblings("node-b", &first[0])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let last = db.claim_chunk_tasks("node-b", 1).await.unwrap();
     assert_eq!((last[0].rung.as_str(), last[0].chunk), ("720p", 1));
     let siblings = db.claim_chunk_siblings("node-b", &last[0]).await.unwrap();

@@ -28,8 +28,8 @@ use streamforge_protocols::package::{Checkpoint, FinishedRendition, INIT, Packag
 
 use super::Transcoder;
 use super::rung::{
-    Encoder, Pictures, RungArgs, RungErrorKind, RungSpec, rung_packaging, store_media, store_outputs,
-    thumbnails,
+    Encoder, Pictures, RungArgs, RungErrorKind, RungSpec, rung_packaging, store_media,
+    store_outputs, thumbnails,
 };
 use crate::assets::keys;
 use crate::clock;
@@ -617,7 +617,12 @@ async fn encode_span(transcoder: &Transcoder, tasks: &[ChunkTask]) -> Vec<ChunkR
     let specs: Vec<RungSpec> = tasks.iter().map(|t| t.spec.clone()).collect();
     let started = super::shared::start(
         &transcoder.processes,
-        &format!("ffmpeg {} chunk {} of {} rungs", first.asset, first.chunk, tasks.len()),
+        &format!(
+            "ffmpeg {} chunk {} of {} rungs",
+            first.asset,
+            first.chunk,
+            tasks.len()
+        ),
         &source,
         false,
         window(first),

@@ -537,7 +537,8 @@ impl JobState {
                 if let Err(err) = queued.await {
                     tracing::warn!(asset = %self.asset, %err, "cannot queue chunks yet");
                 }
-            } else if !super::rung::has_checkpoint(&self.transcoder.storage, &self.asset, spec).await
+            } else if !super::rung::has_checkpoint(&self.transcoder.storage, &self.asset, spec)
+                .await
             {
                 fresh.push(spec.clone());
             }

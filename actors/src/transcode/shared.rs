@@ -361,7 +361,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let source = clip(dir.path());
         let processes = Processes::new();
-        let (ladder, mut streams) = start(&processes, "a1", &source, false, Window::default(), &ladder()).unwrap();
+        let (ladder, mut streams) = start(
+            &processes,
+            "a1",
+            &source,
+            false,
+            Window::default(),
+            &ladder(),
+        )
+        .unwrap();
         assert_eq!(processes.len(), 1, "one ffmpeg for the whole ladder");
         // The 120p rung failed at once: its output is read and dropped.
         drop(streams.remove("120p"));
@@ -390,7 +398,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let source = clip(dir.path());
         let processes = Processes::new();
-        let (ladder, mut streams) = start(&processes, "a2", &source, false, Window::default(), &ladder()).unwrap();
+        let (ladder, mut streams) = start(
+            &processes,
+            "a2",
+            &source,
+            false,
+            Window::default(),
+            &ladder(),
+        )
+        .unwrap();
         drop(ladder);
         let (_, exit) = drain(streams.remove("180p").unwrap()).await;
         assert!(
