@@ -468,6 +468,14 @@ impl JobState {
             }
         };
         db.set_asset_probe(&self.asset, &probed).await?;
+        // An upload that completed while it was probed is read from where
+        // it is stored, not through the source server.
+        let (source, growing) = match growing {
+            true => source_input(&self.transcoder, &self.asset, self.upload.as_deref())
+                .await
+                .unwrap_or((source, growing)),
+            false => (source, growing),
+        };
         self.stage(Stage::Transcoding, None).await;
         if probed["kind"] == "image" {
             return self.image(myself, &source, &probed).await;
