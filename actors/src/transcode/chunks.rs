@@ -665,7 +665,7 @@ async fn encode(transcoder: &Transcoder, task: &ChunkTask, source: &str) -> Chun
         args,
         false,
     )?;
-    package(transcoder, task, Encoder::Own(ffmpeg)).await
+    package(transcoder, task, Encoder::Own(Box::new(ffmpeg))).await
 }
 
 /// Packages and stores one chunk's encode as it comes.

@@ -357,7 +357,7 @@ pub(super) const FMP4_OUTPUT: [&str; 6] = [
 /// Where a rung's fragmented MP4 comes from: an ffmpeg of its own, or its
 /// output of a shared ffmpeg.
 pub(super) enum Encoder {
-    Own(Fmp4Child),
+    Own(Box<Fmp4Child>),
     Shared(super::shared::SharedStream),
 }
 
@@ -413,12 +413,12 @@ async fn run(
     let seek = resume.map(|r| r.seek);
     let mut ffmpeg = match shared {
         Some(stream) => Encoder::Shared(stream),
-        None => Encoder::Own(Fmp4Child::spawn(
+        None => Encoder::Own(Box::new(Fmp4Child::spawn(
             &args.processes,
             &format!("ffmpeg {} {}", args.asset, args.spec.name()),
             ffmpeg_args(&args.spec, &args.source, args.growing, seek, None),
             false,
-        )?),
+        )?)),
     };
     let mut tracks: Option<Vec<Track>> = None;
     let mut packager: Option<Packager> = None;
