@@ -43,10 +43,12 @@ now() { date +%s.%N; }
 
 port=$((20000 + RANDOM % 20000))
 "$target_dir/release/streamforge" serve --data-dir "$work/data" --listen "127.0.0.1:$port" \
-  --rtmp-listen 127.0.0.1:0 --log-filter warn >"$work/server.log" 2>&1 &
+  --rtmp-listen 127.0.0.1:0 --rtsp-listen 127.0.0.1:0 --rtsp-udp-ports off --tls off \
+  --log-filter warn >"$work/server.log" 2>&1 &
 server=$!
 base="http://127.0.0.1:$port"
 for _ in $(seq 50); do curl -fs "$base/healthz" >/dev/null && break; sleep 0.1; done
+curl -fs "$base/healthz" >/dev/null || { echo "bench: the server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
 wait_ready() { # ASSET → prints the time it became ready (curl and grep only:
   # a Python per poll would take a core's worth of CPU from the encoders)
   while :; do

@@ -63,6 +63,15 @@ impl Dialect {
             None
         }
     }
+
+    /// The locking clause of a claim's inner `SELECT`: PostgreSQL skips
+    /// rows another claim holds; SQLite has one writer at a time anyway.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Self::Postgres => " FOR UPDATE SKIP LOCKED",
+            Self::Sqlite => "",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

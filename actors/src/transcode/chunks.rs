@@ -33,7 +33,7 @@ use super::rung::{
 };
 use crate::assets::keys;
 use crate::clock;
-use crate::db::{Database, DbError, Dialect};
+use crate::db::{Database, DbError};
 use crate::events::Event;
 use crate::ffmpeg::Fmp4Child;
 use crate::supervision::BranchKind;
@@ -183,10 +183,7 @@ impl Database {
         node: &str,
         limit: usize,
     ) -> Result<Vec<ChunkTask>, DbError> {
-        let lock = match self.dialect() {
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-            Dialect::Sqlite => "",
-        };
+        let lock = self.dialect().skip_locked();
         // A chunk whose workers keep going silent (killed by it, say)
         // fails, and its rung with it, rather than being claimed forever.
         sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -224,10 +221,7 @@ impl Database {
         node: &str,
         first: &ChunkTask,
     ) -> Result<Vec<ChunkTask>, DbError> {
-        let lock = match self.dialect() {
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-            Dialect::Sqlite => "",
-        };
+        let lock = self.dialect().skip_locked();
         let sql = format!(
             "UPDATE chunk_tasks SET state = 'running', owner = $1, lease_until = $2,
                  attempts = attempts + 1, updated_at = $3

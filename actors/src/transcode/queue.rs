@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::clock;
-use crate::db::{Database, DbError, Dialect};
+use crate::db::{Database, DbError};
 
 /// How long a claim holds without renewal: a node that misses this many
 /// milliseconds of renewals is taken for dead and its jobs are claimed
@@ -52,10 +52,7 @@ impl Database {
     /// most `limit`. Returns their assets.
     pub async fn claim_jobs(&self, node: &str, limit: u32) -> Result<Vec<String>, DbError> {
         let now = clock::now_ms();
-        let lock = match self.dialect() {
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-            Dialect::Sqlite => "",
-        };
+        let lock = self.dialect().skip_locked();
         let sql = format!(
             "UPDATE jobs SET state = 'running', owner = $1, lease_until = $2,
                  attempts = attempts + 1, updated_at = $3
