@@ -298,10 +298,11 @@ pub struct TranscodeConfig {
     /// The ladder (`[[transcode.ladder]]` tables, by increasing height); each
     /// upload gets the rungs no taller than its source.
     pub ladder: Vec<LadderRung>,
-    /// Segment-parallel encoding: each video rung of a complete source at
-    /// least twice this long is cut into chunks of this many seconds, which
-    /// any worker encodes (each at most one per core at a time). A multiple
-    /// of the segment duration (4 s); 0 turns it off.
+    /// Segment-parallel encoding: while other workers are up, each video
+    /// rung of a complete source at least twice this long is cut into
+    /// chunks of this many seconds, which any worker encodes (each at most
+    /// one per core at a time). A multiple of the segment duration (4 s);
+    /// 0 turns it off.
     pub chunk_seconds: u64,
     /// Chunks a worker encodes at once; 0: one per core it may use.
     pub chunk_slots: usize,

@@ -108,6 +108,9 @@ pub struct JobState {
     /// zero, and the outputs of it that no rung has taken yet.
     shared: Option<super::shared::SharedLadder>,
     shared_streams: HashMap<String, super::shared::SharedStream>,
+    /// Other workers are up: a long source's rungs are cut into chunks for
+    /// them. Alone, one decode for the whole ladder costs less.
+    spread: bool,
 }
 
 pub enum JobMsg {
@@ -487,6 +490,7 @@ impl JobState {
             .filter(|d| d.is_finite() && *d > 0.0)
             .map(|d| (d * 1000.0) as u64);
         let specs = rungs_for(&probed, &self.transcoder.ladder);
+        self.spread = self.other_workers().await;
         self.plan_rungs(&specs).await;
         for spec in specs {
             let name = spec.name();
@@ -574,9 +578,29 @@ impl JobState {
         }
     }
 
+    /// Whether a worker other than this node is up.
+    async fn other_workers(&self) -> bool {
+        use crate::cluster::{NodeState, Role};
+        match self.transcoder.db.nodes().await {
+            Ok(nodes) => nodes.iter().any(|node| {
+                node.id != self.transcoder.node()
+                    && node.state == NodeState::Up
+                    && node.roles.contains(&Role::Worker)
+            }),
+            Err(err) => {
+                tracing::warn!(asset = %self.asset, %err, "cannot list the nodes; not cutting the ladder");
+                false
+            }
+        }
+    }
+
     /// How rung `spec` is cut into chunks for any worker: the video rungs
-    /// of a long, complete source, and its thumbnails as one task.
+    /// of a long, complete source while other workers are up, and its
+    /// thumbnails as one task.
     fn chunked(&self, spec: &RungSpec) -> Option<(Transcoder, Vec<super::chunks::Cut>)> {
+        if !self.spread {
+            return None;
+        }
         match (spec, self.growing, self.duration_ms) {
             (RungSpec::Audio { .. }, _, _) | (_, true, _) | (_, _, None) => None,
             (spec, false, Some(duration_ms)) => {
@@ -726,6 +750,7 @@ impl Actor for Job {
             finished: false,
             shared: None,
             shared_streams: HashMap::new(),
+            spread: false,
         })
     }
 
