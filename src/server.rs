@@ -719,28 +719,42 @@ async fn bind_secure(config: &Config) -> Result<Option<Secure>, StartError> {
     };
     tls::install_crypto_provider();
     let listen = config.tls.listen;
-    let tcp = TcpListener::bind(listen)
-        .await
-        .map_err(|source| StartError::Listen {
+    // HTTP/3 on the same port number, over UDP. With port 0 the port the
+    // system gives TCP may be taken on UDP: then another one is tried.
+    let attempts = if listen.port() == 0 { 16 } else { 1 };
+    let mut attempt = 0;
+    let (tcp, addr, quic) = loop {
+        attempt += 1;
+        let tcp = TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                what: "HTTPS and HTTP/3, --tls-listen",
+                addr: listen,
+                source,
+            })?;
+        let addr = tcp.local_addr().map_err(|source| StartError::Listen {
             what: "HTTPS and HTTP/3, --tls-listen",
             addr: listen,
             source,
         })?;
-    let addr = tcp.local_addr().map_err(|source| StartError::Listen {
-        what: "HTTPS and HTTP/3, --tls-listen",
-        addr: listen,
-        source,
-    })?;
-    // HTTP/3 on the same port number, over UDP.
-    let quic_config =
-        http::h3::endpoint_config(&identity, &config.http).map_err(|e| StartError::Http3 {
-            addr,
-            reason: e.to_string(),
-        })?;
-    let quic = http::h3::bind(addr, quic_config).map_err(|e| StartError::Http3 {
-        addr,
-        reason: e.to_string(),
-    })?;
+        let quic_config =
+            http::h3::endpoint_config(&identity, &config.http).map_err(|e| StartError::Http3 {
+                addr,
+                reason: e.to_string(),
+            })?;
+        match http::h3::bind(addr, quic_config) {
+            Ok(quic) => break (tcp, addr, quic),
+            Err(err) if err.kind() == std::io::ErrorKind::AddrInUse && attempt < attempts => {
+                tracing::debug!(%addr, "UDP port taken; trying another port");
+            }
+            Err(err) => {
+                return Err(StartError::Http3 {
+                    addr,
+                    reason: err.to_string(),
+                });
+            }
+        }
+    };
     let acceptor =
         tokio_rustls::TlsAcceptor::from(tls::server_config(&identity, &[b"h2", b"http/1.1"])?);
     let alt_svc = http_types::HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", addr.port()))
