@@ -527,7 +527,7 @@ impl Actor for Chunk {
             let ChunkArgs {
                 tasks,
                 transcoder,
-                slot: _slot,
+                slot,
             } = args;
             let node = transcoder.node.clone();
             let results = encode_span(&transcoder, &tasks).await;
@@ -547,6 +547,11 @@ impl Actor for Chunk {
                 if let Err(err) = recorded {
                     tracing::warn!(asset = %task.asset, %err, "cannot record a chunk; its lease will run out");
                 }
+            }
+            // The slot is free: the next chunk now, not at the next tick.
+            drop(slot);
+            if transcoder.worker {
+                tokio::spawn(async move { transcoder.claim_chunks().await });
             }
             myself.stop(Some("chunk done".into()));
         });
