@@ -634,7 +634,9 @@ async fn encode_span(transcoder: &Transcoder, tasks: &[ChunkTask]) -> Vec<ChunkR
     let packaging = tasks.iter().map(|task| {
         let stream = streams.remove(&task.rung);
         async move {
-            let stream = stream.ok_or(RungErrorKind::NoHeader)?;
+            let stream = stream.ok_or_else(|| {
+                RungErrorKind::Span(format!("the shared ffmpeg has no output for {}", task.rung))
+            })?;
             package(transcoder, task, Encoder::Shared(stream)).await
         }
     });

@@ -263,7 +263,7 @@ pub(super) fn ffmpeg_args(
 ) -> Vec<String> {
     let mut out = strings(&["-hide_banner", "-nostdin", "-v", "error"]);
     if growing {
-        out.extend(GROWING_INPUT.map(String::from));
+        out.extend(strings(&GROWING_INPUT));
     }
     if let Some(seconds) = seek {
         // Accurate input seeking: decoding starts at the source's keyframe
@@ -866,8 +866,6 @@ pub(super) const STORYBOARD_OUTPUT: [&str; 8] = [
     "image2pipe",
 ];
 
-/// A poster (WebP, at most 720 lines, from 1 s in or the middle of a short
-/// clip) and the storyboard sprite with its WebVTT track.
 /// What the thumbnails read and where they go.
 pub(super) struct Pictures<'a> {
     pub asset: &'a str,
@@ -879,8 +877,9 @@ pub(super) struct Pictures<'a> {
     pub(super) sprite: Option<super::shared::SharedStream>,
 }
 
-/// The poster, then the storyboard of `spec` (a `Thumbnails` rung);
-/// `poster_ready` runs once the poster is stored.
+/// The poster (WebP, at most 720 lines, from 1 s in or the middle of a
+/// short clip), then the storyboard sprite of `spec` (a `Thumbnails` rung)
+/// with its WebVTT track; `poster_ready` runs once the poster is stored.
 pub(super) async fn thumbnails(
     args: Pictures<'_>,
     spec: &RungSpec,
