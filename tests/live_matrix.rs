@@ -111,10 +111,10 @@ fn gstreamer(case: &Case, sink: &str) -> Child {
     };
     let sink = if mux.is_empty() { sink.to_owned() } else { mux };
     let pipeline = format!(
-        "videotestsrc is-live=true num-buffers={frames} \
-         ! video/x-raw,width=160,height=120,framerate={num}/{den} ! videoconvert \
+        "videotestsrc num-buffers={frames} \
+         ! video/x-raw,width=160,height=120,framerate={num}/{den} ! identity sync=true ! videoconvert \
          ! x264enc {x264} key-int-max={gop} ! h264parse ! queue ! {video_pad} \
-         audiotestsrc is-live=true num-buffers={audio} ! audio/x-raw,rate=48000,channels=1 \
+         audiotestsrc num-buffers={audio} ! audio/x-raw,rate=48000,channels=1 ! identity sync=true \
          ! audioconvert ! voaacenc ! aacparse ! queue ! {audio_pad} {sink}",
         frames = case.frames(),
         gop = case.gop(),
