@@ -901,9 +901,9 @@ async fn gstreamer_and_ffmpeg_push_rtsp_with_opus_latm_aac_and_hevc() {
     .await;
     let gst = |stream: &str, audio: &str, transport: &str| {
         let pipeline = format!(
-            "videotestsrc num-buffers=125 is-live=true ! video/x-raw,width=320,height=240,framerate=25/1 \
-             ! videoconvert ! openh264enc gop-size=50 ! h264parse ! queue ! s.sink_0 \
-             audiotestsrc num-buffers=235 is-live=true ! audio/x-raw,rate=48000 ! audioconvert \
+            "videotestsrc num-buffers=125 ! video/x-raw,width=320,height=240,framerate=25/1 \
+             ! identity sync=true ! videoconvert ! openh264enc gop-size=50 ! h264parse ! queue ! s.sink_0 \
+             audiotestsrc num-buffers=235 ! audio/x-raw,rate=48000 ! identity sync=true ! audioconvert \
              ! {audio} ! queue ! s.sink_1 \
              rtspclientsink name=s protocols={transport} location={}/live/{stream}",
             server.rtsp_url()
