@@ -674,6 +674,8 @@ fn live_options(config: &Config) -> LiveOptions {
             window_segments: (!live.dvr).then_some(live.window_segments),
             retained_segments: live.window_segments,
             presentation_id: "live".to_owned(),
+            // Each presentation picks its own (`LiveStream`).
+            first_msn: 1,
             time_url: "/time".to_owned(),
         },
         open_publish: live.open_publish,

@@ -318,8 +318,26 @@ async fn graceful_shutdown_under_load_leaves_nothing_half_done() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // A viewer waiting for a part two segments on.
+    let playlist = http
+        .get(server.url("/live/busy/v1/media.m3u8"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let hinted: u64 = playlist
+        .split("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|msn| msn.parse().ok())
+        .unwrap_or_else(|| panic!("no preload hint: {playlist}"));
     let blocked = tokio::spawn({
-        let url = server.url("/live/busy/v1/media.m3u8?_HLS_msn=3&_HLS_part=5");
+        let url = server.url(&format!(
+            "/live/busy/v1/media.m3u8?_HLS_msn={}&_HLS_part=5",
+            hinted + 1
+        ));
         async move { reqwest::get(url).await.map(|r| r.status().as_u16()) }
     });
     while rung_children().is_empty() {

@@ -236,7 +236,7 @@ async fn rtmp_push_plays_as_ll_hls_and_dash_live_and_after_the_end() {
     );
     // Far ahead of the live edge: 400 (RFC 8216bis §6.2.5.2).
     let far = client
-        .get(server.url("/live/cam/v1/media.m3u8?_HLS_msn=900"))
+        .get(server.url(&format!("/live/cam/v1/media.m3u8?_HLS_msn={}", next + 100)))
         .send()
         .await
         .unwrap();
@@ -621,7 +621,12 @@ async fn a_publisher_that_reconnects_continues_the_stream() {
     .await;
     let playlist = text(&server, "/live/flaky/v1/media.m3u8").await;
     assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
-    assert!(playlist.contains("URI=\"init-1.mp4\""), "{playlist}");
+    assert!(
+        playlist
+            .lines()
+            .any(|l| l.starts_with("#EXT-X-MAP:URI=\"init-") && l.ends_with("-1.mp4\"")),
+        "the second epoch's init section: {playlist}"
+    );
     let numbers: Vec<u64> = playlist
         .lines()
         .filter_map(|l| l.strip_suffix(".m4s")?.parse().ok())
@@ -1280,7 +1285,11 @@ async fn a_live_ladder_adds_keyframe_aligned_rungs() {
 
     let source = text(&server, "/live/tiers/v1/media.m3u8").await;
     let rung = text(&server, "/live/tiers/v2/media.m3u8").await;
-    assert!(rung.contains("URI=\"init-1.mp4\""), "{rung}");
+    assert!(
+        rung.lines()
+            .any(|l| l.starts_with("#EXT-X-MAP:URI=\"init-") && l.ends_with("-1.mp4\"")),
+        "{rung}"
+    );
     let (source_segments, rung_segments) = (extinfs(&source), extinfs(&rung));
     // Segment for segment the same cut: numbers and durations.
     let common: Vec<&(u64, String)> = rung_segments
@@ -1401,16 +1410,53 @@ async fn viewer_sessions_track_players_and_bound_held_requests() {
 
     // A player's session (its cookie) asking for the media two segments
     // ahead, ten times at once: MAX_HELD (8) wait, the rest are refused.
+    // The session starts at the multivariant playlist, the one response
+    // that sets its cookie and that no shared cache may keep.
     let client = reqwest::Client::new();
-    let first = client
-        .get(server.url("/live/watched/v1/media.m3u8"))
+    let master = client
+        .get(server.url("/live/watched/master.m3u8"))
         .send()
         .await
         .unwrap();
-    let cookie = first.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert_eq!(master.headers()["cache-control"], "private, no-cache");
+    let cookie = master.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.contains("Path=/live/watched/"), "{cookie}");
     let cookie = cookie.split(';').next().unwrap().to_owned();
+    let first = client
+        .get(server.url("/live/watched/v1/media.m3u8"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(first.headers().get("set-cookie").is_none());
+    assert_eq!(
+        first.headers()["cache-control"],
+        "public, max-age=0, s-maxage=1"
+    );
     let playlist = first.text().await.unwrap();
+    // Media is the same for everyone and kept by caches: no cookie, even
+    // for a client that has none.
+    let init = playlist
+        .split("#EXT-X-MAP:URI=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let segment = format!("{}.m4s", extinfs(&playlist)[0].0);
+    for file in [init, segment] {
+        let media = client
+            .get(server.url(&format!("/live/watched/v1/{file}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(media.status(), 200, "{file}");
+        assert!(media.headers().get("set-cookie").is_none(), "{file}");
+        assert_eq!(
+            media.headers()["cache-control"],
+            "public, max-age=31536000, immutable",
+            "{file}"
+        );
+    }
     let next = extinfs(&playlist).last().map_or(1, |s| s.0 + 2);
     let url = server.url(&format!(
         "/live/watched/v1/media.m3u8?_HLS_msn={next}&_HLS_part=0"
@@ -1420,13 +1466,27 @@ async fn viewer_sessions_track_players_and_bound_held_requests() {
         async move {
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
-            (status, response.text().await.unwrap())
+            let caching = response.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (status, caching, response.text().await.unwrap())
         }
     });
     let answers = futures::future::join_all(requests).await;
-    let refused: Vec<&(u16, String)> = answers.iter().filter(|a| a.0 == 429).collect();
+    let refused: Vec<&(u16, String, String)> = answers.iter().filter(|a| a.0 == 429).collect();
     assert_eq!(refused.len(), 2, "{answers:?}");
-    assert!(refused[0].1.contains("too_many_held"), "{}", refused[0].1);
+    assert!(refused[0].2.contains("too_many_held"), "{}", refused[0].2);
+    // One viewer's refusal is never kept for the others; the blocking
+    // answers are, keyed on their query.
+    assert_eq!(refused[0].1, "no-store");
+    assert!(
+        answers
+            .iter()
+            .filter(|a| a.0 == 200)
+            .all(|a| a.1 == "public, max-age=6"),
+        "{answers:?}"
+    );
     assert_eq!(
         answers.iter().filter(|a| a.0 == 200).count(),
         8,

@@ -9,8 +9,14 @@
 //!
 //! `LIVE_PLAYERS=hlsjs` (a comma-separated subset of [`PLAYERS`]) runs
 //! fewer players at once, to measure one on a machine it has to itself.
+//!
+//! Behind a cache: nginx's `proxy_cache`, set up as docs/SCALING.md says,
+//! in front of the server; [`CACHED_VIEWERS`] simulated LL-HLS viewers and
+//! hls.js play through it while another hls.js plays from the server.
 
 mod common;
+#[path = "support/nginx.rs"]
+mod nginx;
 
 use std::path::Path;
 use std::process::Stdio;
@@ -52,6 +58,10 @@ const RECOVER: Duration = Duration::from_secs(8);
 /// Playback each player must show without a stall, from its start.
 const STEADY: f64 = 20.0;
 
+/// One test at a time plays in Chromium: two browsers, their players and
+/// a publisher at once would starve each other on two cores.
+static CHROMIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -92,6 +102,33 @@ fn publish(url: &str, seconds: u32, start: i64) -> Child {
         .expect("ffmpeg is installed (scripts/setup)")
 }
 
+/// Publishes `seconds` of the clock to `stream` and waits until it plays;
+/// returns ffmpeg and how early its burned-in times are (ms): ffmpeg's
+/// clock starts when it has connected and starts publishing, not when it
+/// was spawned.
+async fn publish_clock(server: &TestServer, stream: &str, seconds: u32) -> (Child, i64) {
+    let url = format!("{}/live/{stream}", server.rtmp_url());
+    let spawned = wall_ms();
+    let ffmpeg = publish(&url, seconds, spawned);
+    let master = server.url(&format!("/live/{stream}/master.m3u8"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while reqwest::get(&master).await.unwrap().status() != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream never started"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status: Value = reqwest::get(server.url(&format!("/api/live/{stream}")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let startup = status["started_at_ms"].as_i64().expect("started_at_ms") - spawned;
+    (ffmpeg, startup)
+}
+
 /// One sample of a player: wall clock (ms), currentTime (s), the player's
 /// latency (s) and the glass-to-glass latency (ms) of the frame shown.
 #[derive(Clone, Copy)]
@@ -129,6 +166,69 @@ fn longest_stall(samples: &[Sample]) -> f64 {
     longest as f64 / 1000.0
 }
 
+/// `tests/peers/live_players.mjs` playing in Chromium.
+struct Players {
+    child: Child,
+    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    seconds: u32,
+}
+
+impl Players {
+    /// Starts `players` (see the script) on `stream` for `seconds` once
+    /// all of them play; returns when they do.
+    async fn start(base: &str, stream: &str, seconds: u32, players: &str) -> Players {
+        let mut child = Command::new("node")
+            .arg("tests/peers/live_players.mjs")
+            .args([base, stream, &seconds.to_string(), players])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node is installed (scripts/setup --test)");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(60), stdout.next_line())
+            .await
+            .expect("the players start within a minute")
+            .unwrap()
+            .unwrap_or_default();
+        if !ready.contains("ready") {
+            let out = child.wait_with_output().await.unwrap();
+            panic!(
+                "the players did not start: {ready}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Players {
+            child,
+            stdout,
+            seconds,
+        }
+    }
+
+    /// What each player did (see the script), also written to `record`
+    /// in the test's temporary directory for a look at a failure.
+    async fn findings(mut self, record: &str) -> Value {
+        // Read while waiting: the findings are larger than a pipe holds.
+        let wait = Duration::from_secs(u64::from(self.seconds) + 60);
+        let (rest, output) = tokio::time::timeout(wait, async {
+            tokio::join!(self.stdout.next_line(), self.child.wait_with_output())
+        })
+        .await
+        .expect("the players finish");
+        let (rest, output) = (rest.unwrap().unwrap_or_default(), output.unwrap());
+        assert!(
+            output.status.success(),
+            "{rest}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let record = Path::new(env!("CARGO_TARGET_TMPDIR")).join(record);
+        std::fs::write(&record, &rest).unwrap();
+        eprintln!("samples in {}", record.display());
+        serde_json::from_str(&rest).expect("one JSON line")
+    }
+}
+
 fn median(mut values: Vec<f64>) -> Option<f64> {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied()
@@ -140,95 +240,33 @@ async fn dash_js_shaka_and_hls_js_play_live_at_low_latency_through_a_publisher_r
         Path::new("/usr/bin/chromium").is_file() || std::env::var_os("CHROMIUM").is_some(),
         "chromium is missing: run scripts/setup --test"
     );
+    let _chromium = CHROMIUM.lock().await;
     let server = TestServer::start_with(|c| {
         c.live.open_publish = true;
         c.live.reconnect_grace = Duration::from_secs(10);
     })
     .await;
     let url = format!("{}/live/clock", server.rtmp_url());
-    let spawned = wall_ms();
-    let mut first = publish(&url, FIRST_SECONDS, spawned);
-    let master = server.url("/live/clock/master.m3u8");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while reqwest::get(&master).await.unwrap().status() != 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the stream never started"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // ffmpeg's clock starts when it has connected and starts publishing,
-    // not when it was spawned: the burned-in times are early by as much.
-    let status: Value = reqwest::get(server.url("/api/live/clock"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let startup = status["started_at_ms"].as_i64().expect("started_at_ms") - spawned;
-    let players = Command::new("node")
-        .arg("tests/peers/live_players.mjs")
-        .args([
-            server.url(""),
-            "clock".to_owned(),
-            WATCH_SECONDS.to_string(),
-        ])
-        .arg(chosen_players().join(","))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node is installed (scripts/setup --test)");
-    let mut players = players;
+    let (mut first, startup) = publish_clock(&server, "clock", FIRST_SECONDS).await;
+    let players = Players::start(
+        &server.url(""),
+        "clock",
+        WATCH_SECONDS,
+        &chosen_players().join(","),
+    )
+    .await;
     // Once every player plays: STEADY seconds of it, then the publisher
     // drops (killed, as a crashed encoder or a lost uplink) and comes
     // back AWAY later.
-    let mut stdout = BufReader::new(players.stdout.take().expect("stdout")).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(60), stdout.next_line())
-        .await
-        .expect("the players start within a minute")
-        .unwrap()
-        .unwrap_or_default();
-    if !ready.contains("ready") {
-        let out = players.wait_with_output().await.unwrap();
-        panic!(
-            "the players did not start: {ready}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
     tokio::time::sleep(Duration::from_secs_f64(STEADY + 2.0)).await;
     first.kill().await.unwrap();
     let gone = wall_ms();
     tokio::time::sleep(AWAY).await;
     let back = wall_ms();
     let second = publish(&url, SECOND_SECONDS, wall_ms());
-    // Read while waiting: the findings are larger than a pipe holds.
-    let (rest, output) =
-        tokio::time::timeout(Duration::from_secs(u64::from(WATCH_SECONDS) + 60), async {
-            tokio::join!(stdout.next_line(), players.wait_with_output())
-        })
-        .await
-        .expect("the players finish");
-    let (rest, output) = (rest.unwrap().unwrap_or_default(), output.unwrap());
-    assert!(
-        output.status.success(),
-        "{rest}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let output = std::process::Output {
-        stdout: rest.into_bytes(),
-        ..output
-    };
-    let findings: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    let findings = players.findings("live-players.json").await;
     drop(second);
-    // Every sample, for a look at what a failure looked like.
-    let record = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-players.json");
-    std::fs::write(&record, &output.stdout).unwrap();
-    eprintln!(
-        "samples in {}; the publisher left at {gone} and came back at {back}",
-        record.display()
-    );
+    eprintln!("the publisher left at {gone} and came back at {back}");
 
     for player in chosen_players() {
         let all = samples(&findings[player]);
@@ -294,5 +332,241 @@ async fn dash_js_shaka_and_hls_js_play_live_at_low_latency_through_a_publisher_r
              longest stall {stall:.2} s; errors: {errors}"
         );
     }
+    server.stop().await;
+}
+
+/// Simulated LL-HLS viewers behind the cache.
+const CACHED_VIEWERS: usize = 300;
+/// How long they and the players watch.
+const CACHED_SECONDS: u32 = 20;
+
+/// What one simulated viewer saw.
+#[derive(Debug, Default)]
+struct Viewed {
+    parts: u64,
+    /// Parts that came after a gap: (msn, part) not the successor of the
+    /// part before.
+    skipped: u64,
+    errors: Vec<String>,
+}
+
+/// The parts a media playlist lists, in order: (msn, part).
+fn listed_parts(playlist: &str) -> Vec<(u64, u32)> {
+    playlist
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
+        .filter_map(|l| {
+            let uri = l.split("URI=\"").nth(1)?.split('"').next()?;
+            let (msn, part) = uri.strip_suffix(".m4s")?.split_once('.')?;
+            Some((msn.parse().ok()?, part.parse().ok()?))
+        })
+        .collect()
+}
+
+/// An LL-HLS viewer as players behave at the live edge: one blocking
+/// playlist reload for the part after the last one it has, then every new
+/// part in order, for `seconds`.
+async fn ll_hls_viewer(client: reqwest::Client, base: String, seconds: u32) -> Viewed {
+    let mut viewed = Viewed::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(seconds));
+    let playlist = format!("{base}/live/cached/v1/media.m3u8");
+    let mut last: Option<(u64, u32)> = None;
+    // The last part's segment is complete: the next part is the first of
+    // the next segment (a reload for another part of this one would be
+    // answered at once, with nothing new).
+    let mut segment_done = false;
+    while tokio::time::Instant::now() < deadline {
+        let url = match last {
+            None => playlist.clone(),
+            Some((msn, _)) if segment_done => {
+                format!("{playlist}?_HLS_msn={}&_HLS_part=0", msn + 1)
+            }
+            Some((msn, part)) => format!("{playlist}?_HLS_msn={msn}&_HLS_part={}", part + 1),
+        };
+        let text = match client.get(&url).send().await {
+            Ok(r) if r.status() == 200 => r.text().await.unwrap_or_default(),
+            Ok(r) => {
+                viewed.errors.push(format!("{url}: {}", r.status()));
+                continue;
+            }
+            Err(e) => {
+                viewed.errors.push(format!("{url}: {e}"));
+                continue;
+            }
+        };
+        let parts = listed_parts(&text);
+        let new: Vec<(u64, u32)> = match last {
+            // Starting: the newest part, as a player starts at the edge.
+            None => parts.last().copied().into_iter().collect(),
+            Some(last) => parts.into_iter().filter(|p| *p > last).collect(),
+        };
+        for (msn, part) in new {
+            if let Some((m, p)) = last
+                && (msn, part) != (m, p + 1)
+                && (msn, part) != (m + 1, 0)
+            {
+                viewed.skipped += 1;
+            }
+            let url = format!("{base}/live/cached/v1/{msn}.{part}.m4s");
+            match client.get(&url).send().await {
+                Ok(r) if r.status() == 200 => match r.bytes().await {
+                    Ok(body) if !body.is_empty() => viewed.parts += 1,
+                    Ok(_) => viewed.errors.push(format!("{url}: empty")),
+                    Err(e) => viewed.errors.push(format!("{url}: {e}")),
+                },
+                Ok(r) => viewed.errors.push(format!("{url}: {}", r.status())),
+                Err(e) => viewed.errors.push(format!("{url}: {e}")),
+            }
+            last = Some((msn, part));
+        }
+        segment_done = last.is_some_and(|(msn, _)| {
+            let uri = format!("{msn}.m4s");
+            text.lines().any(|l| l == uri)
+        });
+    }
+    viewed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ll_hls_through_an_nginx_cache() {
+    assert!(
+        Path::new("/usr/bin/chromium").is_file() || std::env::var_os("CHROMIUM").is_some(),
+        "chromium is missing: run scripts/setup --test"
+    );
+    let _chromium = CHROMIUM.lock().await;
+    let server = TestServer::start_with(|c| c.live.open_publish = true).await;
+    let cache = nginx::NginxCache::start(&server.url(""));
+    let (publisher, startup) = publish_clock(&server, "cached", CACHED_SECONDS + 60).await;
+    // The newest playlist: kept by the cache (s-maxage), not by players.
+    let latest = cache.url("/live/cached/v1/media.m3u8");
+    let statuses = futures::future::join_all((0..2).map(|i| {
+        let latest = latest.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(100 * i)).await;
+            let response = reqwest::get(&latest).await.unwrap();
+            let cached = response.headers()["x-cache-status"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (
+                response.headers()["cache-control"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+                cached,
+            )
+        }
+    }))
+    .await;
+    assert_eq!(statuses[0].0, "public, max-age=0, s-maxage=1");
+    assert_eq!(statuses[1].1, "HIT", "{statuses:?}");
+    // hls.js from the server and hls.js through the cache, side by side.
+    let direct = "hlsjs".to_owned();
+    let cached = format!("hlsjs@{}", cache.url(""));
+    let players = Players::start(
+        &server.url(""),
+        "cached",
+        CACHED_SECONDS,
+        &format!("{direct},{cached}"),
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CACHED_VIEWERS)
+        .build()
+        .unwrap();
+    let viewers: Vec<_> = (0..CACHED_VIEWERS)
+        .map(|_| tokio::spawn(ll_hls_viewer(client.clone(), cache.url(""), CACHED_SECONDS)))
+        .collect();
+    let mut viewed = Vec::new();
+    for viewer in viewers {
+        viewed.push(viewer.await.unwrap());
+    }
+    let findings = players.findings("live-players-cached.json").await;
+    drop(publisher);
+
+    // The viewers: every part in order, none skipped.
+    let parts: u64 = viewed.iter().map(|v| v.parts).sum();
+    let skipped: u64 = viewed.iter().map(|v| v.skipped).sum();
+    let errors: Vec<&String> = viewed.iter().flat_map(|v| &v.errors).collect();
+    let fewest = viewed.iter().map(|v| v.parts).min().unwrap_or(0);
+    eprintln!(
+        "{CACHED_VIEWERS} viewers through nginx: {parts} parts, fewest {fewest} for one viewer, {skipped} skipped, {} errors",
+        errors.len()
+    );
+    assert_eq!(skipped, 0, "parts skipped");
+    assert!(errors.is_empty(), "{:?}", &errors[..errors.len().min(10)]);
+    // 20 s at three parts a second, less the start.
+    assert!(
+        fewest >= u64::from(CACHED_SECONDS) * 2,
+        "a viewer fell behind: {fewest} parts"
+    );
+
+    // The origin answered each part, segment and playlist version about
+    // once: the cache served the rest.
+    let log: Vec<nginx::Logged> = cache
+        .log()
+        .into_iter()
+        .filter(|l| l.uri.starts_with("/live/cached/"))
+        .collect();
+    let hits = log.iter().filter(|l| l.cache == "HIT").count();
+    let ratio = hits as f64 / log.len().max(1) as f64;
+    let mut origin_answers: std::collections::HashMap<&str, usize> = Default::default();
+    for l in log.iter().filter(|l| l.cache != "HIT") {
+        *origin_answers.entry(&l.uri).or_default() += 1;
+    }
+    let part_answers: Vec<usize> = origin_answers
+        .iter()
+        .filter(|(uri, _)| uri.ends_with(".m4s"))
+        .map(|(_, n)| *n)
+        .collect();
+    let most = part_answers.iter().max().copied().unwrap_or(0);
+    let statuses: std::collections::BTreeMap<&str, usize> =
+        log.iter().fold(Default::default(), |mut m, l| {
+            *m.entry(l.cache.as_str()).or_default() += 1;
+            m
+        });
+    eprintln!(
+        "nginx: {} requests, hit ratio {:.1} % ({statuses:?}); the origin answered {} media URLs, each at most {most} times",
+        log.len(),
+        ratio * 100.0,
+        part_answers.len(),
+    );
+    let failed: Vec<&nginx::Logged> = log.iter().filter(|l| l.status >= 500).collect();
+    assert!(failed.is_empty(), "{:?}", &failed[..failed.len().min(10)]);
+    assert!(ratio >= 0.95, "hit ratio {ratio:.3}: {statuses:?}");
+    assert!(most <= 2, "a part reached the origin {most} times");
+
+    // hls.js through the cache: no stall, latency within 0.5 s of hls.js
+    // from the server.
+    let mut glass = Vec::new();
+    for player in [&direct, &cached] {
+        let all = samples(&findings[player.as_str()]);
+        let errors = &findings[player.as_str()]["errors"];
+        let started = all
+            .iter()
+            .position(|s| s.time > 0.0)
+            .unwrap_or_else(|| panic!("{player} never played: {errors}"));
+        let stall = longest_stall(&all[started..]);
+        let g = median(
+            all[started..]
+                .iter()
+                .filter_map(|s| s.glass)
+                .map(|g| g - startup as f64)
+                .collect(),
+        )
+        .unwrap_or_else(|| panic!("{player} showed no readable frame"));
+        eprintln!("{player}: longest stall {stall:.2} s, median glass-to-glass {g:.0} ms");
+        assert!(
+            stall <= 1.0,
+            "{player} stalled {stall:.2} s; errors: {errors}"
+        );
+        glass.push(g);
+    }
+    assert!(
+        glass[1] <= glass[0] + 500.0,
+        "through the cache {:.0} ms behind the server's {:.0} ms",
+        glass[1],
+        glass[0]
+    );
     server.stop().await;
 }

@@ -89,7 +89,14 @@ impl IntoResponse for ApiError {
                 message: &self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        // An error is never kept by a cache: a part not produced yet or a
+        // session over its limit is answered differently a moment later.
+        (
+            self.status,
+            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+            Json(body),
+        )
+            .into_response()
     }
 }
 

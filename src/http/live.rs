@@ -115,21 +115,68 @@ async fn viewer(
         .await
 }
 
-/// Reports the request to its session and sets the session cookie.
-fn tracked(
-    viewer: Option<&ViewerSession>,
-    request: ViewerRequest,
-    mut response: Response,
-) -> Response {
+/// Reports the request to its session.
+fn tracked(viewer: Option<&ViewerSession>, request: ViewerRequest, response: Response) -> Response {
     if let Some(viewer) = viewer {
         viewer.saw(request);
-        if let Some(cookie) = &viewer.set_cookie
-            && let Ok(value) = HeaderValue::from_str(cookie)
-        {
-            response.headers_mut().insert(header::SET_COOKIE, value);
-        }
     }
     response
+}
+
+/// A viewer's first request (the multivariant playlist or the MPD, without
+/// the session cookie) starts its session: the cookie is set, and that one
+/// response is private. No cacheable response ever sets a cookie, so a
+/// shared cache neither refuses the media nor hands one viewer's session
+/// to another (docs/SCALING.md).
+fn starts_session(viewer: Option<&ViewerSession>, mut response: Response) -> Response {
+    if let Some(cookie) = viewer.and_then(|v| v.set_cookie.as_deref())
+        && let Ok(value) = HeaderValue::from_str(cookie)
+    {
+        let headers = response.headers_mut();
+        headers.insert(header::SET_COOKIE, value);
+        headers.insert(header::CACHE_CONTROL, Caching::Private.header());
+    }
+    response
+}
+
+/// How long a shared cache (a CDN, nginx `proxy_cache`) and a player may
+/// keep a live response; errors are never kept (`no-store`, from
+/// [`ApiError`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Caching {
+    /// Parts, segments and init sections: a name is never reused, in this
+    /// presentation or a later one (numbers start at the wall clock).
+    Immutable,
+    /// The newest playlist or MPD, asked for without delivery directives:
+    /// it changes with every part. A shared cache keeps it for a second
+    /// (the least `s-maxage` says; RFC 8216bis Appendix C lets a player
+    /// make up for the `Age` of a cached copy), so its viewers' reloads
+    /// reach the origin about once a second; the player's own cache keeps
+    /// none (an LL-DASH player reloads the MPD three times a segment and
+    /// would otherwise see the same one, a second behind).
+    Latest,
+    /// A blocking playlist reload: any answer to `_HLS_msn`/`_HLS_part`
+    /// has what the query asks for, so it stays good for as long as the
+    /// media it lists is served (three target durations; caches key on the
+    /// whole query, `_HLS_skip` included).
+    Blocking { target: Duration },
+    /// A response that starts a viewer session (sets its cookie).
+    Private,
+}
+
+impl Caching {
+    fn header(self) -> HeaderValue {
+        match self {
+            Caching::Immutable => HeaderValue::from_static("public, max-age=31536000, immutable"),
+            Caching::Latest => HeaderValue::from_static("public, max-age=0, s-maxage=1"),
+            Caching::Blocking { target } => {
+                let secs = (target.as_secs_f64() * 3.0).ceil().max(1.0) as u64;
+                HeaderValue::from_str(&format!("public, max-age={secs}"))
+                    .unwrap_or_else(|_| HeaderValue::from_static("public, max-age=1"))
+            }
+            Caching::Private => HeaderValue::from_static("private, no-cache"),
+        }
+    }
 }
 
 fn request(rendition: Option<&str>, file: &str, bytes: u64) -> ViewerRequest {
@@ -157,29 +204,25 @@ fn into_result<T>(reply: Reply<T>, what: &str) -> Result<T, ApiError> {
     }
 }
 
-fn text(body: String, content_type: &'static str) -> Response {
+fn text(body: String, content_type: &'static str, caching: Caching) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (header::CACHE_CONTROL, caching.header()),
         ],
         body,
     )
         .into_response()
 }
 
-fn media(bytes: Bytes, immutable: bool) -> Response {
-    let cache = if immutable {
-        "public, max-age=3600, immutable"
-    } else {
-        "no-cache"
-    };
+/// Media (init sections, parts, segments): immutable, see [`Caching`].
+fn media(body: impl Into<Body>) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(SEGMENT)),
-            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+            (header::CACHE_CONTROL, Caching::Immutable.header()),
         ],
-        bytes,
+        body.into(),
     )
         .into_response()
 }
@@ -204,7 +247,8 @@ pub async fn top(
                 }
             })
             .await?;
-            text(into_result(reply, "the stream's first segment")?, PLAYLIST)
+            let body = into_result(reply, "the stream's first segment")?;
+            starts_session(session, text(body, PLAYLIST, Caching::Latest))
         }
         "manifest.mpd" => {
             let reply = answer(&stream, HOLD, session, |p| {
@@ -217,7 +261,8 @@ pub async fn top(
                 }
             })
             .await?;
-            text(into_result(reply, "the stream's first segment")?, MPD)
+            let body = into_result(reply, "the stream's first segment")?;
+            starts_session(session, text(body, MPD, Caching::Latest))
         }
         _ => {
             return Err(ApiError::not_found(format!(
@@ -249,10 +294,14 @@ pub async fn rendition_file(
         .await?;
         let mut seen = request(Some(&rendition), &file, 0);
         (seen.msn, seen.part) = (query.msn, query.part);
-        let response = text(
-            into_result(reply, "the requested media sequence")?,
-            PLAYLIST,
-        );
+        let caching = match query.msn {
+            Some(_) => Caching::Blocking {
+                target: stream.segment_target(),
+            },
+            None => Caching::Latest,
+        };
+        let body = into_result(reply, "the requested media sequence")?;
+        let response = text(body, PLAYLIST, caching);
         return Ok(tracked(viewer, seen, response));
     }
     if file.starts_with("init") && file.ends_with(".mp4") {
@@ -263,7 +312,7 @@ pub async fn rendition_file(
         .await?;
         let init = into_result(reply, "the init segment")?;
         let seen = request(Some(&rendition), &file, init.len() as u64);
-        return Ok(tracked(viewer, seen, media(init, false)));
+        return Ok(tracked(viewer, seen, media(init)));
     }
     let Some((msn, part)) = parse_media_name(&file) else {
         return Err(ApiError::not_found(format!(
@@ -274,7 +323,7 @@ pub async fn rendition_file(
         let reply = answer(&stream, HOLD, viewer, |p| p.part(&rendition, msn, part)).await?;
         let part = into_result(reply, "the part")?;
         let seen = request(Some(&rendition), &file, part.len() as u64);
-        return Ok(tracked(viewer, seen, media(part, true)));
+        return Ok(tracked(viewer, seen, media(part)));
     }
     let (first, complete) = into_result(
         answer(&stream, HOLD, viewer, |p| {
@@ -287,8 +336,7 @@ pub async fn rendition_file(
     let seen = request(Some(&rendition), &file, len as u64);
     if complete {
         let body = Body::from_stream(stream::iter(first.into_iter().map(Ok::<_, std::io::Error>)));
-        let mut response = media(Bytes::new(), true);
-        *response.body_mut() = body;
+        let mut response = media(body);
         response
             .headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
@@ -307,8 +355,10 @@ pub async fn rendition_file(
         },
         GrowingSegment::next,
     );
-    let mut response = media(Bytes::new(), false);
-    *response.body_mut() = Body::from_stream(futures::StreamExt::flatten(growing));
+    // Its bytes are final as they are sent: a cache that stores the whole
+    // response keeps the same segment everyone else gets (a transfer cut
+    // short is an error, never stored).
+    let response = media(Body::from_stream(futures::StreamExt::flatten(growing)));
     Ok(tracked(viewer, seen, response))
 }
 

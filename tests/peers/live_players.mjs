@@ -5,7 +5,8 @@
 //
 // PLAYER is `dashjs` (dash.js, manifest.mpd), `shaka-dash` (Shaka Player,
 // manifest.mpd, low-latency mode) or `hlsjs` (hls.js, master.m3u8,
-// low-latency mode). Every 100 ms each page notes the wall clock, the
+// low-latency mode), or one of them and another base URL: `hlsjs@URL`
+// plays from URL (a cache in front of the server) instead of BASE_URL. Every 100 ms each page notes the wall clock, the
 // video's currentTime, the player's own live-latency figure and the
 // glass-to-glass latency of the frame on screen: the publisher burns its
 // wall clock (milliseconds modulo 2^24) into the top of each frame as 24
@@ -18,7 +19,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
-const [base, stream, seconds, players] = process.argv.slice(2);
+const [defaultBase, stream, seconds, players] = process.argv.slice(2);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const modules = path.join(here, "node_modules");
 const LIBS = {
@@ -32,8 +33,10 @@ const browser = await chromium.launch({
   args: ["--autoplay-policy=no-user-gesture-required", "--no-sandbox", "--disable-gpu"],
 });
 
-/** Starts PLAYER in a page of its own; resolves to the page. */
-async function open(player) {
+/** Starts SPEC (PLAYER or PLAYER@URL) in a page of its own. */
+async function open(spec) {
+  const [player, from] = spec.split("@");
+  const base = from ?? defaultBase;
   const lib = LIBS[player];
   if (!lib) throw new Error(`unknown player ${player}`);
   const page = await browser.newPage({ viewport: { width: 640, height: 400 } });
@@ -115,7 +118,7 @@ async function open(player) {
     },
     [player, base, stream],
   );
-  return { player, page, errors };
+  return { player: spec, page, errors };
 }
 
 const opened = [];

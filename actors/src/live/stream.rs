@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use streamforge_protocols::cmaf::TargetDuration;
 use streamforge_protocols::codec::CodecConfig;
 use streamforge_protocols::hls::UnixMillis;
 use streamforge_protocols::live::{LiveError, LiveOutput, LivePackager, LivePackaging};
@@ -42,7 +43,42 @@ struct State {
     resuming: bool,
     /// Counts the packagers made: a ladder works for one presentation.
     presentation: u64,
+    /// Above every segment number an earlier presentation used.
+    msn_floor: u64,
 }
+
+impl State {
+    /// Drops the presentation; the next one numbers its segments above it.
+    fn forget_presentation(&mut self) {
+        if let Some(packager) = self.packager.take() {
+            self.msn_floor = self.msn_floor.max(packager.next_msn());
+        }
+    }
+
+    /// The first segment number of a new presentation: the time since
+    /// [`MSN_EPOCH_MS`] counted in the shortest a segment can last (the
+    /// segment target, at most a second), so a presentation started after a
+    /// restart of the server numbers above the one before; and above
+    /// whatever this process numbered already. Segment and init section
+    /// URLs are then never reused, and a shared cache keeps them as
+    /// immutable.
+    fn first_msn(&self, segment: TargetDuration) -> u64 {
+        first_msn(crate::clock::now().0, segment, self.msn_floor)
+    }
+}
+
+/// [`State::first_msn`] at `now_ms` after a presentation that reached
+/// `floor`.
+fn first_msn(now_ms: i64, segment: TargetDuration, floor: u64) -> u64 {
+    let segment_ms = segment.ticks(1000).clamp(1, 1000);
+    let since = u64::try_from(now_ms - MSN_EPOCH_MS).unwrap_or(0);
+    (since / segment_ms).max(floor).max(1)
+}
+
+/// 2025-01-01T00:00:00Z: presentations number their segments from the
+/// time since then (a 32-bit `startNumber` in DASH lasts past 2150 at
+/// one segment a second).
+const MSN_EPOCH_MS: i64 = 1_735_689_600_000;
 
 /// What the API shows of how a presentation goes, kept apart from the
 /// packager's lock: reading it never holds up packaging. Taken after
@@ -200,10 +236,16 @@ impl LiveStream {
                 ended_at: None,
                 resuming: false,
                 presentation: 0,
+                msn_floor: 0,
             }),
             telemetry: Mutex::default(),
             version: watch::channel(0).0,
         }
+    }
+
+    /// The segment target duration the stream is cut at.
+    pub fn segment_target(&self) -> Duration {
+        Duration::from_millis(self.settings.segment.ticks(1000))
     }
 
     pub fn name(&self) -> &str {
@@ -390,7 +432,7 @@ impl LiveStream {
         // presentation: the previous one's playlists give way.
         state.resuming = state.packager.as_ref().is_some_and(LivePackager::is_paused);
         if !state.resuming {
-            state.packager = None;
+            state.forget_presentation();
             self.telemetry().new_presentation();
         }
         state.tracks.clear();
@@ -634,7 +676,7 @@ impl Publisher {
                 // Nothing listed yet (a camera whose SDP parameter sets are
                 // not the ones it sends): start over with the new tracks.
                 tracing::debug!(stream = %self.stream.name, codecs = %what, "codec configuration replaced before the stream was playable");
-                state.packager = None;
+                state.forget_presentation();
                 self.stream.telemetry().new_presentation();
             }
         }
@@ -659,7 +701,7 @@ impl Publisher {
                     }
                     Err(err) => {
                         tracing::info!(stream = %self.stream.name, %err, "publisher back with other tracks: a new presentation");
-                        state.packager = None;
+                        state.forget_presentation();
                         self.stream.telemetry().new_presentation();
                     }
                 }
@@ -670,11 +712,11 @@ impl Publisher {
                 // Media before any sequence header cannot be described.
                 return Ok(());
             }
-            let packager = LivePackager::new(
-                self.stream.settings.clone(),
-                &state.tracks,
-                crate::clock::now(),
-            )?;
+            let settings = LivePackaging {
+                first_msn: state.first_msn(self.stream.settings.segment),
+                ..self.stream.settings.clone()
+            };
+            let packager = LivePackager::new(settings, &state.tracks, crate::clock::now())?;
             state.packager = Some(packager);
             state.presentation += 1;
             self.stream.telemetry().ladder_error = None;
@@ -759,5 +801,29 @@ impl Drop for Publisher {
         let _ = self.actor.cast(LiveStreamMsg::Unpublished {
             generation: self.generation,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presentations_never_reuse_segment_numbers() {
+        let two = TargetDuration::from_secs(2);
+        let at = MSN_EPOCH_MS + 1_000_000_000;
+        // From the wall clock, in seconds (a segment lasts at least one).
+        assert_eq!(first_msn(at, two, 0), 1_000_000);
+        // 500 ms segments count half seconds: a presentation of them
+        // cannot outrun the clock either.
+        let half = TargetDuration::from_millis(500);
+        assert_eq!(first_msn(at, half, 0), 2_000_000);
+        // Restarted within the same second: above the last one's numbers.
+        assert_eq!(first_msn(at, two, 1_000_007), 1_000_007);
+        // A clock before the epoch still numbers from 1.
+        assert_eq!(first_msn(0, two, 0), 1);
+        // A DASH startNumber is 32 bits: 1 s numbers last past 2150.
+        let year_2150 = 5_681_692_800_000;
+        assert!(first_msn(year_2150, two, 0) < u64::from(u32::MAX));
     }
 }

@@ -102,7 +102,12 @@ impl LivePackager {
         }
         track.id = r.track.id;
         if r.epoch != epoch {
-            r.start_epoch(epoch, track, from_msn)?;
+            r.start_epoch(
+                init_name(self.settings.first_msn, epoch),
+                epoch,
+                track,
+                from_msn,
+            )?;
         } else if r.track.codec != track.codec {
             return Err(LiveError::RungChanged {
                 name: name(),
@@ -127,7 +132,12 @@ impl LivePackager {
             track: track.id,
             source,
         })?;
-        let playlist = live_playlist(&self.settings, track, from_msn, init_name(epoch))?;
+        let playlist = live_playlist(
+            &self.settings,
+            track,
+            from_msn,
+            init_name(self.settings.first_msn, epoch),
+        )?;
         self.renditions.push(Rendition {
             name: name.to_owned(),
             track: track.clone(),
@@ -234,7 +244,10 @@ impl LivePackager {
                 Follow::Wait
             };
         }
-        let next = r.segments.back().map_or(FIRST_MSN, |s| s.msn + 1);
+        let next = r
+            .segments
+            .back()
+            .map_or(self.settings.first_msn, |s| s.msn + 1);
         match msn.cmp(&next) {
             std::cmp::Ordering::Equal if self.ended => Follow::Ended,
             std::cmp::Ordering::Equal if self.paused => Follow::Paused,

@@ -66,7 +66,10 @@ impl LivePackager {
         // The first part of the segment after the one being written may
         // be asked for (the preload hint of a segment's last part) before
         // it starts.
-        let next = r.segments.back().map_or(FIRST_MSN, |s| s.msn + 1);
+        let next = r
+            .segments
+            .back()
+            .map_or(self.settings.first_msn, |s| s.msn + 1);
         if !self.ended && msn == next && index <= 1 {
             return Reply::Wait;
         }
@@ -100,7 +103,7 @@ impl LivePackager {
             .iter()
             .rev()
             .find(|s| s.complete)
-            .map_or(FIRST_MSN - 1, |s| s.msn);
+            .map_or(self.settings.first_msn - 1, |s| s.msn);
         if !self.ended && msn > finished && msn <= finished + ANNOUNCED_AHEAD {
             return Reply::Wait;
         }
@@ -288,7 +291,10 @@ impl LivePackager {
             let track = r.epoch_track(epoch);
             let template = SegmentTemplate {
                 timescale,
-                initialization: format!("$RepresentationID$/{}", init_name(epoch)),
+                initialization: format!(
+                    "$RepresentationID$/{}",
+                    init_name(self.settings.first_msn, epoch)
+                ),
                 media: "$RepresentationID$/$Number$.m4s".to_owned(),
                 start_number: first.msn,
                 // Media time at the period start.

@@ -59,8 +59,6 @@ use crate::hls::{
 use crate::media::{MediaKind, Sample, Track, TrackId};
 
 /// HLS `GROUP-ID` of the audio renditions.
-/// Segment numbers start here, in HLS and DASH alike.
-const FIRST_MSN: u64 = 1;
 /// Track ids of ladder rungs start here, above any publisher's.
 const RUNG_TRACK_BASE: TrackId = 1 << 20;
 
@@ -82,6 +80,12 @@ pub struct LivePackaging {
     pub retained_segments: usize,
     /// `MPD@id`.
     pub presentation_id: String,
+    /// The first segment's number, in HLS and DASH alike. Numbers, and the
+    /// init sections named after this one, are never reused by a later
+    /// presentation of the stream: a URL a shared cache holds keeps its
+    /// bytes (the server starts each presentation at the wall clock's
+    /// seconds, above any number the previous one reached).
+    pub first_msn: u64,
     /// URL a DASH client reads the server's clock from (an `xs:dateTime`).
     pub time_url: String,
 }
@@ -94,6 +98,7 @@ impl Default for LivePackaging {
             window_segments: Some(6),
             retained_segments: 6,
             presentation_id: "live".to_owned(),
+            first_msn: 1,
             time_url: "/time".to_owned(),
         }
     }
@@ -247,15 +252,21 @@ struct Rendition {
 
 impl Rendition {
     /// Goes on in `epoch` with `track` from segment `next_msn`: a new init
-    /// section and a discontinuity in the playlist.
-    fn start_epoch(&mut self, epoch: u32, track: &Track, next_msn: u64) -> Result<(), LiveError> {
+    /// section (`init_uri`) and a discontinuity in the playlist.
+    fn start_epoch(
+        &mut self,
+        init_uri: String,
+        epoch: u32,
+        track: &Track,
+        next_msn: u64,
+    ) -> Result<(), LiveError> {
         let init = init_segment(track).map_err(|source| LiveError::Cmaf {
             track: track.id,
             source,
         })?;
         self.playlist.resume(
             Map {
-                uri: init_name(epoch),
+                uri: init_uri,
                 byte_range: None,
             },
             Some(hint(next_msn, 0)),
@@ -376,7 +387,7 @@ impl LivePackager {
         let mut fragmenter = Fragmenter::new(FragmenterConfig {
             segment_duration: settings.segment,
             part_duration: Some(settings.part),
-            first_segment_seq: FIRST_MSN,
+            first_segment_seq: settings.first_msn,
         });
         let mut renditions = Vec::with_capacity(tracks.len());
         let mut by_track = HashMap::new();
@@ -399,7 +410,8 @@ impl LivePackager {
                 MediaKind::Video => format!("v{slot}"),
                 MediaKind::Audio => format!("a{slot}"),
             };
-            let playlist = live_playlist(&settings, track, FIRST_MSN, init_name(0))?;
+            let init_uri = init_name(settings.first_msn, 0);
+            let playlist = live_playlist(&settings, track, settings.first_msn, init_uri)?;
             by_track.insert(track.id, renditions.len());
             renditions.push(Rendition {
                 name,
@@ -411,7 +423,7 @@ impl LivePackager {
                 playlist,
                 open_ticks: 0,
                 segments: VecDeque::new(),
-                window_start: FIRST_MSN,
+                window_start: settings.first_msn,
                 peak_bps: 0,
                 total_bytes: 0,
                 total_ticks: 0,
@@ -643,6 +655,16 @@ impl LivePackager {
         }
         self.paused = true;
         Ok(())
+    }
+
+    /// A number above every segment this presentation listed or opened: a
+    /// later presentation of the stream starts at or above it.
+    pub fn next_msn(&self) -> u64 {
+        self.renditions
+            .iter()
+            .map(|r| r.playlist.playlist().next_msn() + 1)
+            .max()
+            .unwrap_or(self.settings.first_msn)
     }
 
     /// Whether the stream waits for its publisher to come back.
@@ -891,13 +913,12 @@ impl LivePackager {
 
     /// A rendition's CMAF header for epoch (publisher run) `epoch`.
     pub fn init_of(&self, rendition: &str, epoch: u32) -> Option<Bytes> {
-        self.init_named(rendition, &init_name(epoch))
+        self.init_named(rendition, &init_name(self.settings.first_msn, epoch))
     }
 
-    /// A rendition's CMAF header by file name: `init.mp4`, or `init-N.mp4`
-    /// for the N-th resumption.
+    /// A rendition's CMAF header by file name (see [`init_name`]).
     pub fn init_named(&self, rendition: &str, file: &str) -> Option<Bytes> {
-        let epoch = init_epoch(file)?;
+        let epoch = init_epoch(file, self.settings.first_msn)?;
         self.rendition(rendition).and_then(|r| {
             r.inits
                 .iter()
@@ -938,7 +959,7 @@ impl LivePackager {
         let mut fragmenter = Fragmenter::new(FragmenterConfig {
             segment_duration: self.settings.segment,
             part_duration: Some(self.settings.part),
-            first_segment_seq: FIRST_MSN,
+            first_segment_seq: self.settings.first_msn,
         });
         let mut by_track = HashMap::new();
         let mut end_ms = 0i64;
@@ -960,7 +981,12 @@ impl LivePackager {
                 let end = (last.start + last.duration) * 1000 / u64::from(r.track.timescale);
                 end_ms = end_ms.max(i64::try_from(end).unwrap_or(i64::MAX));
             }
-            r.start_epoch(epoch, track, next_msn)?;
+            r.start_epoch(
+                init_name(self.settings.first_msn, epoch),
+                epoch,
+                track,
+                next_msn,
+            )?;
             r.track = track.clone();
             r.open_ticks = 0;
             r.open_frames = 0;
@@ -1063,23 +1089,24 @@ fn live_playlist(
     )?)
 }
 
-/// The init section of epoch `epoch`: `init.mp4`, then `init-1.mp4`, …
-fn init_name(epoch: u32) -> String {
-    if epoch == 0 {
-        crate::package::INIT.to_owned()
-    } else {
-        format!("init-{epoch}.mp4")
-    }
+/// The init section of epoch `epoch` of the presentation whose first
+/// segment is `first_msn`: `init-{first_msn}-{epoch}.mp4`. The name is the
+/// presentation's own, as its segment numbers are: a cache never serves one
+/// presentation's init section for another's.
+fn init_name(first_msn: u64, epoch: u32) -> String {
+    format!("init-{first_msn}-{epoch}.mp4")
 }
 
-fn init_epoch(file: &str) -> Option<u32> {
-    if file == crate::package::INIT {
-        return Some(0);
+/// The epoch of init section `file` of the presentation starting at
+/// `first_msn`; `None` for any other name.
+fn init_epoch(file: &str, first_msn: u64) -> Option<u32> {
+    let rest = file.strip_prefix("init-")?.strip_suffix(".mp4")?;
+    let (first, epoch) = rest.split_once('-')?;
+    let digits = |n: &str| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit());
+    if !digits(first) || !digits(epoch) || first.parse::<u64>().ok()? != first_msn {
+        return None;
     }
-    let n = file.strip_prefix("init-")?.strip_suffix(".mp4")?;
-    (!n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| n.parse().ok())
-        .flatten()
+    epoch.parse().ok()
 }
 
 fn segment_uri(msn: u64) -> String {

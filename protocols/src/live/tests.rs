@@ -109,7 +109,7 @@ fn parts_and_segments_come_out_in_order_with_ll_hls_playlists() {
     );
     assert!(playlist.contains("CAN-BLOCK-RELOAD=YES"), "{playlist}");
     assert!(
-        playlist.contains("#EXT-X-MAP:URI=\"init.mp4\""),
+        playlist.contains("#EXT-X-MAP:URI=\"init-1-0.mp4\""),
         "{playlist}"
     );
     assert!(playlist.contains("\n1.m4s\n"), "{playlist}");
@@ -296,6 +296,36 @@ fn leading_non_keyframes_and_reordered_samples_are_dropped() {
 }
 
 #[test]
+fn a_presentation_numbers_from_its_first_msn() {
+    let first = 1_796_000_000;
+    let settings = LivePackaging {
+        first_msn: first,
+        ..LivePackaging::default()
+    };
+    let mut p = LivePackager::new(settings, &tracks(), START).unwrap();
+    for s in samples(9, 5_000, 50) {
+        p.push(s).unwrap();
+    }
+    let playlist = ready(p.media_playlist("v1", &query(None, None)));
+    assert!(
+        playlist.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{first}\n")),
+        "{playlist}"
+    );
+    assert!(
+        playlist.contains(&format!("URI=\"init-{first}-0.mp4\"")),
+        "{playlist}"
+    );
+    assert!(playlist.contains(&format!("\n{first}.m4s\n")), "{playlist}");
+    assert!(matches!(p.part("v1", first, 0), Reply::Ready(_)));
+    assert!(matches!(p.part("v1", 1, 0), Reply::NotFound));
+    assert!(p.init_named("v1", &format!("init-{first}-0.mp4")).is_some());
+    assert_eq!(p.init_named("v1", "init-1-0.mp4"), None);
+    let mpd = ready(p.mpd(UnixMillis(START.0 + 9_000)).unwrap());
+    assert!(mpd.contains(&format!("startNumber=\"{first}\"")), "{mpd}");
+    assert!(mpd.contains(&format!("init-{first}-0.mp4")), "{mpd}");
+}
+
+#[test]
 fn media_names() {
     assert_eq!(parse_media_name("12.m4s"), Some((12, None)));
     assert_eq!(parse_media_name("12.3.m4s"), Some((12, Some(3))));
@@ -346,16 +376,20 @@ fn a_resumed_stream_continues_with_a_discontinuity_and_a_new_period() {
     assert!(!playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
     assert!(playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
     assert!(
-        playlist.contains("#EXT-X-MAP:URI=\"init-1.mp4\""),
+        playlist.contains("#EXT-X-MAP:URI=\"init-1-1.mp4\""),
         "{playlist}"
     );
     assert!(
         playlist.contains(&format!("\n{}.m4s\n", last_msn + 1)),
         "numbering goes on: {playlist}"
     );
-    assert!(p.init_named("v1", "init-1.mp4").is_some());
-    assert!(p.init_named("v1", "init.mp4").is_some());
-    assert_eq!(p.init_named("v1", "init-2.mp4"), None);
+    assert!(p.init_named("v1", "init-1-1.mp4").is_some());
+    assert!(p.init_named("v1", "init-1-0.mp4").is_some());
+    assert_eq!(p.init_named("v1", "init-1-2.mp4"), None);
+    // Another presentation's names, and the old scheme's, are not ours.
+    assert_eq!(p.init_named("v1", "init-2-0.mp4"), None);
+    assert_eq!(p.init_named("v1", "init.mp4"), None);
+    assert_eq!(p.init_named("v1", "init-1.mp4"), None);
     let mpd = ready(p.mpd(UnixMillis(START.0 + 26_000)).unwrap());
     let doc = roxmltree::Document::parse(&mpd).unwrap();
     let periods: Vec<_> = doc
@@ -364,7 +398,7 @@ fn a_resumed_stream_continues_with_a_discontinuity_and_a_new_period() {
         .collect();
     assert_eq!(periods.len(), 2, "{mpd}");
     assert_eq!(periods[1].attribute("start"), Some("PT20S"), "{mpd}");
-    assert!(mpd.contains("init-1.mp4"));
+    assert!(mpd.contains("init-1-1.mp4"));
 }
 
 #[test]
@@ -386,7 +420,7 @@ fn a_mid_stream_configuration_change_starts_an_epoch_on_the_same_clock() {
     assert_eq!(p.stats().dropped, 0);
     let playlist = ready(p.media_playlist("v1", &query(None, None)));
     assert!(
-        playlist.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-1.mp4\""),
+        playlist.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-1-1.mp4\""),
         "{playlist}"
     );
     // 5 s before the change (2 + 2 + 1), 4 after, the last 2 still open:
