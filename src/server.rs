@@ -368,7 +368,10 @@ impl Services {
         let live = Live::new(
             db.clone(),
             supervision.clone(),
-            live_options(config),
+            LiveOptions {
+                node: node.id.clone(),
+                ..live_options(config)
+            },
             Some(
                 streamforge_actors::live::record::Recording::new(
                     db.clone(),
@@ -383,6 +386,7 @@ impl Services {
         }
         let rate_limiter = http::middleware::rate_limiter(&config.limits);
         start_periodic_tasks(supervision, &uploads, rate_limiter.clone()).await?;
+        supervision.every(live.owners_task()).await?;
         let draining = Arc::new(AtomicBool::new(false));
         let state = AppState::new(http::Services {
             db: db.clone(),
@@ -408,6 +412,7 @@ impl Services {
             started: Instant::now(),
             node: node.clone(),
             forwarder: http::forward::Forwarder::new(&node.id),
+            edge: http::edge::EdgeRelay::new(&node.id),
             draining: draining.clone(),
             shutdown: shutdown.clone(),
         });
@@ -685,6 +690,8 @@ fn live_options(config: &Config) -> LiveOptions {
         streams_per_client: config.limits.streams_per_client,
         reconnect_grace: live.reconnect_grace,
         record: live.record,
+        // The resolved id (`node.id` may be empty: generated at start).
+        node: String::new(),
         ladders: live
             .streams
             .iter()

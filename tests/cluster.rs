@@ -10,6 +10,8 @@ mod garage;
 #[path = "support/postgres.rs"]
 mod postgres;
 
+use std::time::Duration;
+
 use common::{SseReader, TestServer};
 use futures::StreamExt;
 use serde_json::Value;
@@ -748,4 +750,182 @@ async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
     second.stop().await;
     first.stop().await;
     api.stop().await;
+}
+
+/// ffmpeg publishing `seconds` of a small test picture with sound to `url`.
+fn publish(url: &str, seconds: u32) -> tokio::process::Child {
+    tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=256x144:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-g", "25", "-b:v", "300k", "-c:a", "aac", "-b:a", "64k"])
+        .args(["-f", "flv", url])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg is installed (scripts/setup)")
+}
+
+/// The newest part a media playlist lists: (msn, part).
+fn newest_part(playlist: &str) -> (u64, u32) {
+    playlist
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
+        .filter_map(|l| {
+            let uri = l.split("URI=\"").nth(1)?.split('"').next()?;
+            let (msn, part) = uri.strip_suffix(".m4s")?.split_once('.')?;
+            Some((msn.parse().ok()?, part.parse().ok()?))
+        })
+        .next_back()
+        .unwrap_or_else(|| panic!("no parts listed: {playlist}"))
+}
+
+/// The requests the origin answered for the edge (its session there).
+async fn edge_requests(origin: &TestServer) -> u64 {
+    let viewers: Value = reqwest::get(origin.url("/api/live/relayed/viewers"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    viewers["viewers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| {
+            v["user_agent"]
+                .as_str()
+                .is_some_and(|ua| ua.starts_with("streamforge-edge/"))
+        })
+        .map(|v| v["requests"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_relays_the_owners_live_stream_once_for_all_its_viewers() {
+    let cluster = postgres::Postgres::start();
+    let database = cluster.database("streamforge");
+    let on = |id: &'static str| {
+        let database = database.clone();
+        move |c: &mut streamforge::config::Config| {
+            c.database = database;
+            c.node.id = id.to_owned();
+            c.live.open_publish = true;
+        }
+    };
+    let origin = TestServer::start_with(on("origin")).await;
+    let edge = TestServer::start_with(on("edge")).await;
+    let http = reqwest::Client::new();
+    let mut publisher = publish(&format!("{}/live/relayed", origin.rtmp_url()), 40);
+
+    // The edge serves the stream it does not have, from the origin.
+    common::wait_until("the edge relays the stream", async || {
+        http.get(edge.url("/live/relayed/master.m3u8"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    // Another node cannot take the stream while the origin owns it.
+    let second = publish(&format!("{}/live/relayed", edge.rtmp_url()), 5);
+    let refused = tokio::time::timeout(Duration::from_secs(20), second.wait_with_output())
+        .await
+        .expect("the second publisher is refused")
+        .unwrap();
+    assert!(!refused.status.success(), "a second owner was accepted");
+
+    // The same numbers and bytes: the next part, asked of both nodes at
+    // once with a blocking reload, then fetched from both.
+    let text = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let playlist = text(origin.url("/live/relayed/v1/media.m3u8")).await;
+    let (msn, part) = newest_part(&playlist);
+    // The preload-hinted part: not made yet, so both wait for it.
+    let (hinted_msn, hinted_part) = playlist
+        .split("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"")
+        .nth(1)
+        .and_then(|rest| rest.split(".m4s").next())
+        .and_then(|name| name.split_once('.'))
+        .map(|(m, p)| (m.parse::<u64>().unwrap(), p.parse::<u32>().unwrap()))
+        .unwrap_or_else(|| panic!("no preload hint: {playlist}"));
+    let blocking =
+        format!("/live/relayed/v1/media.m3u8?_HLS_msn={hinted_msn}&_HLS_part={hinted_part}");
+    let (at_origin, at_edge) = tokio::join!(text(origin.url(&blocking)), text(edge.url(&blocking)));
+    let sequence = |p: &str| {
+        p.lines()
+            .find(|l| l.starts_with("#EXT-X-MEDIA-SEQUENCE:"))
+            .map(str::to_owned)
+    };
+    assert_eq!(sequence(&at_origin), sequence(&at_edge), "{at_edge}");
+    let (last_msn, last_part) = newest_part(&at_edge);
+    assert!((last_msn, last_part) > (msn, part), "{at_edge}");
+    for file in [
+        format!("{last_msn}.{last_part}.m4s"),
+        format!("{msn}.m4s"),
+        at_edge
+            .split("#EXT-X-MAP:URI=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned(),
+    ] {
+        let path = format!("/live/relayed/v1/{file}");
+        let from = |base: String| {
+            let http = http.clone();
+            async move {
+                let r = http.get(base).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap()
+            }
+        };
+        assert_eq!(
+            from(origin.url(&path)).await,
+            from(edge.url(&path)).await,
+            "{file} differs at the edge"
+        );
+    }
+
+    // Fifty viewers of the edge wait for the same next part: one blocking
+    // reload and one part request reach the origin.
+    let before = edge_requests(&origin).await;
+    let next = format!(
+        "/live/relayed/v1/media.m3u8?_HLS_msn={}&_HLS_part=0",
+        last_msn + 1
+    );
+    let waits = (0..50).map(|_| text(edge.url(&next)));
+    let answers = futures::future::join_all(waits).await;
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "one answer for all"
+    );
+    let first_of_next = format!("/live/relayed/v1/{}.0.m4s", last_msn + 1);
+    let parts = futures::future::join_all((0..50).map(|_| {
+        let http = http.clone();
+        let url = edge.url(&first_of_next);
+        async move { http.get(url).send().await.unwrap().bytes().await.unwrap() }
+    }))
+    .await;
+    assert!(!parts[0].is_empty() && parts.windows(2).all(|w| w[0] == w[1]));
+    // The origin tells its sessions of a request as it answers it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let relayed = edge_requests(&origin).await - before;
+    eprintln!("100 edge requests reached the origin as {relayed}");
+    assert!(relayed <= 2, "{relayed} requests reached the origin");
+
+    publisher.kill().await.unwrap();
+    edge.stop().await;
+    origin.stop().await;
 }

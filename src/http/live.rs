@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, OriginalUri, Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bytes::Bytes;
 use futures::stream;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use serde::{Deserialize, Serialize};
 use streamforge_actors::live::viewers::{
     COOKIE, HoldGuard, MAX_HELD, ViewerRequest, ViewerSession, ViewerSummary, cookie_value,
@@ -28,6 +28,7 @@ use streamforge_protocols::live::{LivePackager, Reply, parse_media_name};
 
 use super::AppState;
 use super::error::ApiError;
+use super::forward::FORWARDED_BY;
 
 /// Longest a request for media not produced yet is held. RFC 8216bis
 /// §6.2.5.2 asks for an answer within three target durations; the default
@@ -43,6 +44,26 @@ fn find(state: &AppState, name: &str) -> Result<Arc<LiveStream>, ApiError> {
         .live
         .stream(name)
         .ok_or_else(|| ApiError::not_found(format!("no live stream {name:?}")))
+}
+
+/// This node's stream `name` (`Ok`), or, when another node owns it (it
+/// took the publish), that node's answer to `uri` relayed by this one as
+/// an edge (`Err`). A request another node relayed here is never relayed
+/// on.
+async fn local_or_relayed(
+    state: &AppState,
+    name: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Result<Arc<LiveStream>, Response>, ApiError> {
+    let local = state.live.stream(name);
+    if local.as_ref().is_some_and(|s| s.is_on_air()) || headers.contains_key(FORWARDED_BY) {
+        return find(state, name).map(Ok);
+    }
+    if let Some(owner) = state.edge.owner(&state.db, name).await? {
+        return Ok(Err(state.edge.relay(&owner, uri).await?));
+    }
+    find(state, name).map(Ok)
 }
 
 /// Answers `ask` from the packager, holding the request while the answer
@@ -231,10 +252,14 @@ fn media(body: impl Into<Body>) -> Response {
 pub async fn top(
     State(state): State<AppState>,
     Path((name, file)): Path<(String, String)>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Result<Response, ApiError> {
-    let stream = find(&state, &name)?;
+    let stream = match local_or_relayed(&state, &name, &uri, &headers).await? {
+        Ok(stream) => stream,
+        Err(relayed) => return Ok(relayed),
+    };
     let session = viewer(&state, &name, &headers, connect).await;
     let session = session.as_ref();
     let response = match file.as_str() {
@@ -279,10 +304,14 @@ pub async fn rendition_file(
     State(state): State<AppState>,
     Path((name, rendition, file)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Result<Response, ApiError> {
-    let stream = find(&state, &name)?;
+    let stream = match local_or_relayed(&state, &name, &uri, &headers).await? {
+        Ok(stream) => stream,
+        Err(relayed) => return Ok(relayed),
+    };
     let session = viewer(&state, &name, &headers, connect).await;
     let viewer = session.as_ref();
     if file == "media.m3u8" {

@@ -9,6 +9,7 @@
 mod assets;
 pub mod cache;
 pub mod delivery;
+pub mod edge;
 mod error;
 mod events;
 pub mod forward;
@@ -104,6 +105,8 @@ pub struct Services {
     pub node: streamforge_actors::cluster::NodeIdentity,
     /// Sends writes of uploads other nodes hold to them.
     pub forwarder: forward::Forwarder,
+    /// Relays live streams other nodes own.
+    pub edge: edge::EdgeRelay,
     /// Set once shutdown begins: `/readyz` turns 503 so load balancers drain us.
     pub draining: Arc<AtomicBool>,
     /// Cancelled when shutdown begins: long-lived responses (event streams) end.

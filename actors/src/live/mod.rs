@@ -21,6 +21,7 @@ mod ingest;
 mod keys;
 pub mod ladder;
 mod lifecycle;
+pub mod owners;
 pub mod record;
 pub mod rtmp;
 pub mod rtsp;
@@ -39,7 +40,7 @@ pub use keys::{MAX_STREAM_NAME, StreamKeyInfo, valid_stream_name};
 pub use stream::{LiveRenditionSummary, LiveStream, PartLatency, Publisher, StreamSummary};
 
 use crate::db::{Database, DbError};
-use crate::supervision::{BranchKind, Supervision};
+use crate::supervision::{BranchKind, PeriodicTask, Supervision};
 use lifecycle::LiveStreamMsg;
 use ractor::ActorRef;
 
@@ -69,6 +70,9 @@ pub struct LiveOptions {
     pub record: bool,
     /// Live ladders by stream name.
     pub ladders: HashMap<String, Vec<ladder::LiveLadderRung>>,
+    /// This node's id: the owner of the streams it takes publishes of
+    /// (`live_owners`).
+    pub node: String,
 }
 
 impl Default for LiveOptions {
@@ -83,6 +87,7 @@ impl Default for LiveOptions {
             reconnect_grace: Duration::from_secs(10),
             record: false,
             ladders: HashMap::new(),
+            node: "local".to_owned(),
         }
     }
 }
@@ -282,6 +287,15 @@ impl Live {
         remote: String,
     ) -> Result<Publisher, PublishError> {
         self.check_client_limit(stream, protocol, &remote)?;
+        // One node owns a stream: another one's publish of it is refused
+        // while that node's lease lasts.
+        let node = &self.inner.options.node;
+        if let Err(owner) = self.inner.db.claim_live_stream(stream, node).await? {
+            return Err(PublishError::Rejected(
+                format!("stream {stream:?} is live on node {owner:?}"),
+                PublishRejection::Denied,
+            ));
+        }
         let actor = self.stream_actor(stream).await?;
         let replace = self.inner.options.replace_publisher;
         match actor
@@ -299,6 +313,35 @@ impl Live {
             Ok(ractor::rpc::CallResult::Success(answer)) => answer,
             Ok(_) => Err(PublishError::Unavailable("no answer in time".to_owned())),
             Err(err) => Err(PublishError::Unavailable(err.to_string())),
+        }
+    }
+
+    /// The periodic task that renews this node's lease on each stream it
+    /// has on air (live, or waiting for its publisher), and gives up the
+    /// others; a stream whose publish ended stays readable here while its
+    /// lease runs out, so edges relay its end.
+    pub fn owners_task(&self) -> PeriodicTask {
+        let live = self.clone();
+        PeriodicTask {
+            name: "live-owners",
+            every: owners::RENEW_EVERY,
+            job: Arc::new(move || {
+                let live = live.clone();
+                Box::pin(async move {
+                    let on_air: Vec<String> = live
+                        .lock()
+                        .values()
+                        .filter(|e| e.stream.is_on_air())
+                        .map(|e| e.stream.name().to_owned())
+                        .collect();
+                    let node = &live.inner.options.node;
+                    for stream in on_air {
+                        if let Err(err) = live.inner.db.renew_live_stream(&stream, node).await {
+                            tracing::warn!(%stream, %err, "stream ownership not renewed");
+                        }
+                    }
+                })
+            }),
         }
     }
 

@@ -337,6 +337,12 @@ impl LiveStream {
         self.lock().publisher.is_some()
     }
 
+    /// Live, or waiting for its publisher to come back.
+    pub fn is_on_air(&self) -> bool {
+        let state = self.lock();
+        state.publisher.is_some() || state.packager.as_ref().is_some_and(LivePackager::is_paused)
+    }
+
     pub fn summary(&self) -> StreamSummary {
         let mut s = StreamSummary::idle(self.name.clone());
         {

@@ -1,0 +1,316 @@
+//! Edge relay of live streams another node owns (`live_owners`): a request
+//! for `/live/{stream}/…` that this node cannot answer itself goes to the
+//! owner, **once per edge** however many viewers ask for the same URL at
+//! the same time: the first request fetches, the others wait for its
+//! answer (a blocking playlist reload or a preload-hinted part held at the
+//! owner is held once). Answers the owner marks cacheable are kept for as
+//! long as its `Cache-Control` says (media is immutable, the newest
+//! playlist a second), weighed by their bytes, and served to every viewer
+//! as the same `Bytes`. The owner's URLs, numbers and bytes reach the
+//! viewers unchanged.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use http::{HeaderValue, StatusCode, Uri, header};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use streamforge_actors::db::Database;
+use streamforge_actors::live::owners::StreamOwner;
+
+use super::error::ApiError;
+use super::forward::FORWARDED_BY;
+
+/// Longest wait for the owner: above the 6 s it holds a request for media
+/// not made yet.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stream's owner, once looked up, is trusted.
+const OWNER_TTL: Duration = Duration::from_secs(1);
+/// Bytes of relayed answers kept (parts and segments of the live window).
+const CACHE_BYTES: u64 = 256 << 20;
+/// Largest answer relayed: a live segment is a few MB.
+const MAX_BODY: usize = 64 << 20;
+
+/// An answer from the owner, as every viewer of this edge gets it.
+#[derive(Clone, Debug)]
+pub struct Relayed {
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    cache_control: Option<HeaderValue>,
+    body: Bytes,
+    /// Kept until then (`None`: not kept).
+    fresh_until: Option<Instant>,
+}
+
+impl Relayed {
+    fn response(&self) -> Response {
+        let mut response = (self.status, Body::from(self.body.clone())).into_response();
+        let headers = response.headers_mut();
+        if let Some(v) = &self.content_type {
+            headers.insert(header::CONTENT_TYPE, v.clone());
+        }
+        if let Some(v) = &self.cache_control {
+            headers.insert(header::CACHE_CONTROL, v.clone());
+        }
+        response
+    }
+}
+
+/// Why the owner could not be relayed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("the stream's owner, node {node} at {advertise}, did not answer: {reason}")]
+    Unreachable {
+        node: String,
+        advertise: String,
+        reason: String,
+    },
+    #[error("the stream's owner, node {node}, is at {advertise}; only http:// nodes are relayed")]
+    Unsupported { node: String, advertise: String },
+}
+
+impl From<RelayError> for ApiError {
+    fn from(err: RelayError) -> Self {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "owner_unreachable",
+            err.to_string(),
+        )
+    }
+}
+
+type Fetch = Shared<BoxFuture<'static, Result<Arc<Relayed>, RelayError>>>;
+
+/// The relay of one node; cheap to clone.
+#[derive(Clone)]
+pub struct EdgeRelay {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client<HttpConnector, Body>,
+    node: String,
+    /// Requests to the owner under way, by owner and path with query.
+    fetching: Mutex<HashMap<String, Fetch>>,
+    kept: quick_cache::sync::Cache<String, Arc<Relayed>, Weight>,
+    owners: Mutex<HashMap<String, (Instant, Option<StreamOwner>)>>,
+}
+
+#[derive(Clone)]
+struct Weight;
+
+impl quick_cache::Weighter<String, Arc<Relayed>> for Weight {
+    fn weight(&self, key: &String, value: &Arc<Relayed>) -> u64 {
+        (key.len() + value.body.len() + 256) as u64
+    }
+}
+
+impl std::fmt::Debug for EdgeRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeRelay")
+            .field("node", &self.inner.node)
+            .field("kept", &self.inner.kept.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EdgeRelay {
+    pub fn new(node: &str) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.set_nodelay(true);
+        Self {
+            inner: Arc::new(Inner {
+                client: Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .build(connector),
+                node: node.to_owned(),
+                fetching: Mutex::new(HashMap::new()),
+                kept: quick_cache::sync::Cache::with_weighter(4096, CACHE_BYTES, Weight),
+                owners: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The node that owns `stream`, when it is another one (looked up at
+    /// most once a second per stream).
+    pub async fn owner(
+        &self,
+        db: &Database,
+        stream: &str,
+    ) -> Result<Option<StreamOwner>, ApiError> {
+        let now = Instant::now();
+        if let Some((at, owner)) = lock(&self.inner.owners).get(stream)
+            && now.duration_since(*at) < OWNER_TTL
+        {
+            return Ok(owner.clone());
+        }
+        let owner = db
+            .live_owner(stream)
+            .await
+            .map_err(|e| ApiError::database("live stream owner", &e))?
+            .filter(|o| o.node != self.inner.node);
+        let mut owners = lock(&self.inner.owners);
+        owners.retain(|_, (at, _)| now.duration_since(*at) < OWNER_TTL);
+        owners.insert(stream.to_owned(), (now, owner.clone()));
+        Ok(owner)
+    }
+
+    /// Answers `uri` from `owner`: from what this edge keeps, by joining a
+    /// request for it under way, or by sending one.
+    pub async fn relay(&self, owner: &StreamOwner, uri: &Uri) -> Result<Response, ApiError> {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let key = format!("{}{path}", owner.node);
+        if let Some(kept) = self.inner.kept.get(&key)
+            && kept.fresh_until.is_some_and(|t| Instant::now() < t)
+        {
+            return Ok(kept.response());
+        }
+        let fetch = {
+            let mut fetching = lock(&self.inner.fetching);
+            match fetching.get(&key) {
+                Some(fetch) => fetch.clone(),
+                None => {
+                    let fetch = self
+                        .clone()
+                        .fetch(owner.clone(), path.to_owned(), key.clone());
+                    let fetch = fetch.boxed().shared();
+                    fetching.insert(key, fetch.clone());
+                    fetch
+                }
+            }
+        };
+        Ok(fetch.await?.response())
+    }
+
+    async fn fetch(
+        self,
+        owner: StreamOwner,
+        path: String,
+        key: String,
+    ) -> Result<Arc<Relayed>, RelayError> {
+        let answer = self.request(&owner, &path).await;
+        lock(&self.inner.fetching).remove(&key);
+        let answer = Arc::new(answer?);
+        if answer.fresh_until.is_some() {
+            self.inner.kept.insert(key, answer.clone());
+        }
+        Ok(answer)
+    }
+
+    async fn request(&self, owner: &StreamOwner, path: &str) -> Result<Relayed, RelayError> {
+        let unreachable = |reason: String| RelayError::Unreachable {
+            node: owner.node.clone(),
+            advertise: owner.advertise.clone(),
+            reason,
+        };
+        let target: Uri = format!("{}{path}", owner.advertise.trim_end_matches('/'))
+            .parse()
+            .map_err(|e| unreachable(format!("{e}")))?;
+        if target.scheme_str() != Some("http") {
+            return Err(RelayError::Unsupported {
+                node: owner.node.clone(),
+                advertise: owner.advertise.clone(),
+            });
+        }
+        let request = http::Request::get(target)
+            .header(FORWARDED_BY, &self.inner.node)
+            .header(
+                header::USER_AGENT,
+                format!(
+                    "streamforge-edge/{} ({})",
+                    env!("CARGO_PKG_VERSION"),
+                    self.inner.node
+                ),
+            )
+            .body(Body::empty())
+            .map_err(|e| unreachable(e.to_string()))?;
+        let response = tokio::time::timeout(FETCH_TIMEOUT, async {
+            let response = self
+                .inner
+                .client
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (parts, body) = response.into_parts();
+            let body = http_body_util::Limited::new(body, MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok::<_, String>((parts, body))
+        })
+        .await
+        .map_err(|_| unreachable(format!("no answer within {} s", FETCH_TIMEOUT.as_secs())))?
+        .map_err(unreachable)?;
+        let (parts, body) = response;
+        let cache_control = parts.headers.get(header::CACHE_CONTROL).cloned();
+        let fresh_until = (parts.status == StatusCode::OK)
+            .then(|| cache_control.as_ref().and_then(shared_lifetime))
+            .flatten()
+            .map(|ttl| Instant::now() + ttl);
+        Ok(Relayed {
+            status: parts.status,
+            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+            cache_control,
+            body,
+            fresh_until,
+        })
+    }
+}
+
+/// How long a shared cache may keep a response with `cache_control`
+/// (`s-maxage`, else `max-age`); `None` when it may not keep it at all.
+fn shared_lifetime(cache_control: &HeaderValue) -> Option<Duration> {
+    let value = cache_control.to_str().ok()?.to_ascii_lowercase();
+    let directives: Vec<&str> = value.split(',').map(str::trim).collect();
+    if directives
+        .iter()
+        .any(|d| matches!(*d, "private" | "no-store" | "no-cache"))
+    {
+        return None;
+    }
+    let seconds = |name: &str| {
+        directives
+            .iter()
+            .find_map(|d| d.strip_prefix(name)?.strip_prefix('=')?.parse::<u64>().ok())
+    };
+    let secs = seconds("s-maxage").or_else(|| seconds("max-age"))?;
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_shared_cache_may_keep() {
+        let of = |v: &'static str| shared_lifetime(&HeaderValue::from_static(v));
+        assert_eq!(
+            of("public, max-age=31536000, immutable"),
+            Some(Duration::from_secs(31_536_000))
+        );
+        assert_eq!(
+            of("public, max-age=0, s-maxage=1"),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(of("public, max-age=6"), Some(Duration::from_secs(6)));
+        assert_eq!(of("private, no-cache"), None);
+        assert_eq!(of("no-store"), None);
+        assert_eq!(of("public"), None);
+    }
+}
