@@ -6,10 +6,12 @@
 //   node live_viewers.mjs BASE_URL STREAM VIEWERS SECONDS
 //
 // Prints one JSON line: counts and p50/p99 latencies in milliseconds.
-const [base, stream, viewersArg, secondsArg] = process.argv.slice(2);
+const [basesArg, stream, viewersArg, secondsArg] = process.argv.slice(2);
+// BASE_URL may list several bases, comma-separated: the viewers are spread
+// over them in turn (the edges of a cluster).
 const viewers = Number(viewersArg);
 const until = Date.now() + Number(secondsArg) * 1000;
-const media = `${base}/live/${stream}/v1/media.m3u8`;
+const bases = basesArg.split(",");
 const playlistTimes = [];
 const partTimes = [];
 let parts = 0;
@@ -30,14 +32,21 @@ function listedParts(text) {
 
 const after = (a, b) => a.msn > b.msn || (a.msn === b.msn && a.part > b.part);
 
-async function viewer() {
+async function viewer(index) {
+  const base = bases[index % bases.length];
+  const media = `${base}/live/${stream}/v1/media.m3u8`;
   // Start at the newest part, then play every part that follows, in
   // order, as a player does: block for the next one, fetch what is new.
   let text = await (await fetch(media)).text();
   let at = listedParts(text).at(-1);
   while (Date.now() < until && at) {
     const t0 = performance.now();
-    const res = await fetch(`${media}?_HLS_msn=${at.msn}&_HLS_part=${at.part + 1}`);
+    // The segment of our part is complete: the next part is the next
+    // segment's first (a reload for another part of this one would be
+    // answered at once with nothing new, and asked again and again).
+    const complete = text.split("\n").includes(`${at.msn}.m4s`);
+    const next = complete ? `_HLS_msn=${at.msn + 1}&_HLS_part=0` : `_HLS_msn=${at.msn}&_HLS_part=${at.part + 1}`;
+    const res = await fetch(`${media}?${next}`);
     text = await res.text();
     playlistTimes.push(performance.now() - t0);
     if (!res.ok) {
@@ -70,7 +79,7 @@ const pct = (list, p) => {
   const sorted = [...list].sort((a, b) => a - b);
   return Number(sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))].toFixed(1));
 };
-await Promise.all(Array.from({ length: viewers }, () => viewer().catch(() => errors++)));
+await Promise.all(Array.from({ length: viewers }, (_, i) => viewer(i).catch(() => errors++)));
 console.log(
   JSON.stringify({
     viewers,

@@ -863,7 +863,19 @@ async fn an_edge_relays_the_owners_live_stream_once_for_all_its_viewers() {
         .unwrap_or_else(|| panic!("no preload hint: {playlist}"));
     let blocking =
         format!("/live/relayed/v1/media.m3u8?_HLS_msn={hinted_msn}&_HLS_part={hinted_part}");
-    let (at_origin, at_edge) = tokio::join!(text(origin.url(&blocking)), text(edge.url(&blocking)));
+    // When each answer came: the relay's cost to the part's availability
+    // (printed; docs/PERFORMANCE.md).
+    let timed = |url: String| async move {
+        let body = text(url).await;
+        (body, std::time::Instant::now())
+    };
+    let ((at_origin, origin_at), (at_edge, edge_at)) =
+        tokio::join!(timed(origin.url(&blocking)), timed(edge.url(&blocking)));
+    eprintln!(
+        "the hinted part reached the edge's viewer {:.1} ms after the origin's",
+        edge_at.saturating_duration_since(origin_at).as_secs_f64() * 1000.0
+            - origin_at.saturating_duration_since(edge_at).as_secs_f64() * 1000.0
+    );
     let sequence = |p: &str| {
         p.lines()
             .find(|l| l.starts_with("#EXT-X-MEDIA-SEQUENCE:"))
