@@ -72,7 +72,7 @@ cpu0, cpu1, peaks = (list(map(float, a.split())) for a in (sys.argv[2], sys.argv
 wall = float(sys.argv[5]) - float(sys.argv[4])
 hz = float(sys.argv[6])
 print(f"{r['viewers']} LL-HLS viewers over two edges of one origin, 25 fps, {wall:.0f} s, loopback, 2 cores shared by all")
-print(f"  parts fetched {r['parts']}, skipped {r['skipped']}, errors {r['errors']}")
+print(f"  parts fetched {r['parts']}, skipped {r['skipped']}, errors {r['errors']} {r.get('why') or ''}")
 print(f"  blocking playlist reload p50 {r['playlist_ms']['p50']} ms, p99 {r['playlist_ms']['p99']} ms")
 print(f"  part fetch p50 {r['part_ms']['p50']} ms, p99 {r['part_ms']['p99']} ms")
 for name, a, b, peak in zip(["origin", "edge-1", "edge-2"], cpu0, cpu1, peaks):

@@ -17,6 +17,12 @@ const partTimes = [];
 let parts = 0;
 let skipped = 0;
 let errors = 0;
+// What the failures were: HTTP status or error message, counted.
+const why = {};
+const failed = (reason) => {
+  errors++;
+  why[reason] = (why[reason] ?? 0) + 1;
+};
 
 /// Every part listed, in order, as {msn, part, uri}.
 function listedParts(text) {
@@ -46,11 +52,19 @@ async function viewer(index) {
     // answered at once with nothing new, and asked again and again).
     const complete = text.split("\n").includes(`${at.msn}.m4s`);
     const next = complete ? `_HLS_msn=${at.msn + 1}&_HLS_part=0` : `_HLS_msn=${at.msn}&_HLS_part=${at.part + 1}`;
-    const res = await fetch(`${media}?${next}`);
-    text = await res.text();
+    // A connection the server closed as a request went out (keep-alive's
+    // race) is retried, as players do; it is counted.
+    let res;
+    try {
+      res = await fetch(`${media}?${next}`);
+      text = await res.text();
+    } catch (e) {
+      failed(String(e.cause?.code ?? e.message));
+      continue;
+    }
     playlistTimes.push(performance.now() - t0);
     if (!res.ok) {
-      errors++;
+      failed(`playlist ${res.status}`);
       continue;
     }
     const listed = listedParts(text);
@@ -64,11 +78,17 @@ async function viewer(index) {
     }
     for (const p of fresh) {
       const t1 = performance.now();
-      const part = await fetch(`${base}/live/${stream}/v1/${p.uri}`);
-      await part.arrayBuffer();
+      let part;
+      try {
+        part = await fetch(`${base}/live/${stream}/v1/${p.uri}`);
+        await part.arrayBuffer();
+      } catch (e) {
+        failed(String(e.cause?.code ?? e.message));
+        break;
+      }
       partTimes.push(performance.now() - t1);
       if (part.ok) parts++;
-      else errors++;
+      else failed(`part ${part.status}`);
       at = p;
     }
   }
@@ -79,13 +99,14 @@ const pct = (list, p) => {
   const sorted = [...list].sort((a, b) => a - b);
   return Number(sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))].toFixed(1));
 };
-await Promise.all(Array.from({ length: viewers }, (_, i) => viewer(i).catch(() => errors++)));
+await Promise.all(Array.from({ length: viewers }, (_, i) => viewer(i).catch((e) => failed(String(e.cause?.code ?? e.message)))));
 console.log(
   JSON.stringify({
     viewers,
     parts,
     skipped,
     errors,
+    why,
     playlist_ms: { p50: pct(playlistTimes, 50), p99: pct(playlistTimes, 99) },
     part_ms: { p50: pct(partTimes, 50), p99: pct(partTimes, 99) },
   }),
