@@ -937,7 +937,29 @@ async fn an_edge_relays_the_owners_live_stream_once_for_all_its_viewers() {
     eprintln!("100 edge requests reached the origin as {relayed}");
     assert!(relayed <= 2, "{relayed} requests reached the origin");
 
+    // The owner goes away mid-stream: the edge's viewers get the end of
+    // what it relayed, not an error, whether they reload or block.
+    origin.stop().await;
+    for path in [
+        "/live/relayed/v1/media.m3u8".to_owned(),
+        format!(
+            "/live/relayed/v1/media.m3u8?_HLS_msn={}&_HLS_part=0",
+            last_msn + 3
+        ),
+    ] {
+        let response = http.get(edge.url(&path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let ended = response.text().await.unwrap();
+        assert!(ended.ends_with("#EXT-X-ENDLIST\n"), "{path}: {ended}");
+        assert!(!ended.contains("#EXT-X-PRELOAD-HINT"), "{ended}");
+        assert!(ended.contains(&format!("\n{msn}.m4s\n")), "{ended}");
+    }
+    let master = http
+        .get(edge.url("/live/relayed/master.m3u8"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(master.status(), 200);
     publisher.kill().await.unwrap();
     edge.stop().await;
-    origin.stop().await;
 }

@@ -7,7 +7,8 @@
 //! long as its `Cache-Control` says (media is immutable, the newest
 //! playlist a second), weighed by their bytes, and served to every viewer
 //! as the same `Bytes`. The owner's URLs, numbers and bytes reach the
-//! viewers unchanged.
+//! viewers unchanged. When the owner is gone, the edge's HLS viewers get
+//! the last playlists it relayed, ended.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use streamforge_actors::db::Database;
 use streamforge_actors::live::owners::StreamOwner;
+use streamforge_protocols::hls::ended_playlist;
 
 use super::error::ApiError;
 use super::forward::FORWARDED_BY;
@@ -34,10 +36,14 @@ use super::forward::FORWARDED_BY;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stream's owner, once looked up, is trusted.
 const OWNER_TTL: Duration = Duration::from_secs(1);
+const PLAYLIST: &str = "application/vnd.apple.mpegurl";
 /// Bytes of relayed answers kept (parts and segments of the live window).
 const CACHE_BYTES: u64 = 256 << 20;
 /// Largest answer relayed: a live segment is a few MB.
 const MAX_BODY: usize = 64 << 20;
+/// How long after its owner is gone a stream's last playlists are served
+/// ended to the edge's viewers.
+const ENDED_FOR: Duration = Duration::from_secs(60);
 
 /// An answer from the owner, as every viewer of this edge gets it.
 #[derive(Clone, Debug)]
@@ -102,6 +108,9 @@ struct Inner {
     fetching: Mutex<HashMap<String, Fetch>>,
     kept: quick_cache::sync::Cache<String, Arc<Relayed>, Weight>,
     owners: Mutex<HashMap<String, (Instant, Option<StreamOwner>)>>,
+    /// The last full playlist relayed at each playlist path (no query):
+    /// what the edge's viewers get, ended, when the owner is gone.
+    playlists: Mutex<HashMap<String, (Instant, Bytes)>>,
 }
 
 #[derive(Clone)]
@@ -136,6 +145,7 @@ impl EdgeRelay {
                 fetching: Mutex::new(HashMap::new()),
                 kept: quick_cache::sync::Cache::with_weighter(4096, CACHE_BYTES, Weight),
                 owners: Mutex::new(HashMap::new()),
+                playlists: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -188,7 +198,51 @@ impl EdgeRelay {
                 }
             }
         };
-        Ok(fetch.await?.response())
+        match fetch.await {
+            Ok(answer) => Ok(answer.response()),
+            // The owner is gone: its viewers here get the end of what it
+            // served rather than an error.
+            Err(err) => self.ended(uri).ok_or_else(|| err.into()),
+        }
+    }
+
+    /// The stream's end as this edge last saw it, for a playlist of a
+    /// stream whose owner is gone (died, or stopped): the last media
+    /// playlist relayed with its complete segments and `EXT-X-ENDLIST`
+    /// (see [`ended_playlist`]), or the last multivariant playlist. `None`
+    /// for anything else, or when nothing was relayed in [`ENDED_FOR`].
+    pub fn ended(&self, uri: &Uri) -> Option<Response> {
+        let (at, body) = lock(&self.inner.playlists).get(uri.path()).cloned()?;
+        if at.elapsed() > ENDED_FOR {
+            return None;
+        }
+        let text = std::str::from_utf8(&body).ok()?;
+        let ended = if uri.path().ends_with("/media.m3u8") {
+            ended_playlist(text)?
+        } else {
+            text.to_owned()
+        };
+        let headers = [
+            (header::CONTENT_TYPE, HeaderValue::from_static(PLAYLIST)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ];
+        Some((headers, ended).into_response())
+    }
+
+    /// Notes a full playlist relayed at `path` (with its query) for
+    /// [`Self::ended`].
+    fn remember_playlist(&self, path: &str, answer: &Relayed) {
+        let path = path.split('?').next().unwrap_or(path);
+        let full = answer.status == StatusCode::OK
+            && path.ends_with(".m3u8")
+            && !answer.body.windows(11).any(|w| w == b"#EXT-X-SKIP");
+        if !full {
+            return;
+        }
+        let now = Instant::now();
+        let mut playlists = lock(&self.inner.playlists);
+        playlists.retain(|_, (at, _)| now.duration_since(*at) < ENDED_FOR);
+        playlists.insert(path.to_owned(), (now, answer.body.clone()));
     }
 
     async fn fetch(
@@ -200,6 +254,7 @@ impl EdgeRelay {
         let answer = self.request(&owner, &path).await;
         lock(&self.inner.fetching).remove(&key);
         let answer = Arc::new(answer?);
+        self.remember_playlist(&path, &answer);
         if answer.fresh_until.is_some() {
             self.inner.kept.insert(key, answer.clone());
         }

@@ -63,6 +63,11 @@ async fn local_or_relayed(
     if let Some(owner) = state.edge.owner(&state.db, name).await? {
         return Ok(Err(state.edge.relay(&owner, uri).await?));
     }
+    if local.is_none()
+        && let Some(ended) = state.edge.ended(uri)
+    {
+        return Ok(Err(ended));
+    }
     find(state, name).map(Ok)
 }
 

@@ -706,9 +706,73 @@ impl LivePlaylist {
     }
 }
 
+/// A relayed live media playlist as it ends when its origin is gone: the
+/// complete segments it lists, then `EXT-X-ENDLIST`. Parts, the preload
+/// hint, rendition reports and the blocking-reload server control go (they
+/// promise media that will not come), and so do tags left after the last
+/// segment. A playlist that had ended already is returned unchanged; a
+/// delta update (`EXT-X-SKIP`) cannot be ended this way and gives `None`.
+pub fn ended_playlist(playlist: &str) -> Option<String> {
+    if playlist.lines().any(|l| l.starts_with("#EXT-X-SKIP")) {
+        return None;
+    }
+    if playlist.lines().any(|l| l == "#EXT-X-ENDLIST") {
+        return Some(playlist.to_owned());
+    }
+    const DROPPED: [&str; 5] = [
+        "#EXT-X-PART:",
+        "#EXT-X-PRELOAD-HINT:",
+        "#EXT-X-RENDITION-REPORT:",
+        "#EXT-X-PART-INF:",
+        "#EXT-X-SERVER-CONTROL:",
+    ];
+    let kept: Vec<&str> = playlist
+        .lines()
+        .filter(|l| !DROPPED.iter().any(|d| l.starts_with(d)))
+        .collect();
+    let last_uri = kept
+        .iter()
+        .rposition(|l| !l.is_empty() && !l.starts_with('#'));
+    let header_end = kept
+        .iter()
+        .position(|l| l.starts_with("#EXTINF") || l.starts_with("#EXT-X-PROGRAM-DATE-TIME"))
+        .unwrap_or(kept.len());
+    let end = last_uri.map_or(header_end, |i| i + 1);
+    let mut out = String::with_capacity(playlist.len());
+    for line in &kept[..end] {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("#EXT-X-ENDLIST\n");
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relayed_playlist_ends_with_its_complete_segments() {
+        let live = "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n\
+#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.999\n#EXT-X-PART-INF:PART-TARGET=0.333\n\
+#EXT-X-MAP:URI=\"init-7-0.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:2026-12-03T19:57:17.719Z\n\
+#EXT-X-PART:DURATION=0.320,URI=\"7.0.m4s\",INDEPENDENT=YES\n#EXTINF:2.000,\n7.m4s\n\
+#EXT-X-PROGRAM-DATE-TIME:2026-12-03T19:57:19.719Z\n#EXT-X-PART:DURATION=0.320,URI=\"8.0.m4s\"\n\
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"8.1.m4s\"\n#EXT-X-RENDITION-REPORT:URI=\"../a1/media.m3u8\",LAST-MSN=8,LAST-PART=0\n";
+        let ended = ended_playlist(live).unwrap();
+        assert_eq!(
+            ended,
+            "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n\
+#EXT-X-MAP:URI=\"init-7-0.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:2026-12-03T19:57:17.719Z\n\
+#EXTINF:2.000,\n7.m4s\n#EXT-X-ENDLIST\n"
+        );
+        // Ended already: unchanged; a delta update cannot be ended.
+        assert_eq!(ended_playlist(&ended).as_deref(), Some(ended.as_str()));
+        assert_eq!(
+            ended_playlist("#EXTM3U\n#EXT-X-SKIP:SKIPPED-SEGMENTS=3\n"),
+            None
+        );
+    }
     use crate::hls::model::ByteRange;
 
     const TS: u32 = 90_000;

@@ -31,7 +31,7 @@ pub use error::HlsError;
 pub use iframe::{Keyframe, i_frame_playlist};
 pub use live::{
     Availability, LivePlaylist, LivePlaylistConfig, NewPart, NewSegment, Position, SegmentClosed,
-    Window,
+    Window, ended_playlist,
 };
 pub use model::{
     ByteRange, LowLatency, Map, MediaPlaylist, OpenSegment, Part, PlaylistType, PreloadHint,
