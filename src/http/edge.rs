@@ -294,18 +294,17 @@ impl EdgeRelay {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| unreachable(e.to_string()))?;
             let (parts, body) = response.into_parts();
             let body = http_body_util::Limited::new(body, MAX_BODY)
                 .collect()
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| unreachable(e.to_string()))?
                 .to_bytes();
-            Ok::<_, String>((parts, body))
+            Ok::<_, RelayError>((parts, body))
         })
         .await
-        .map_err(|_| unreachable(format!("no answer within {} s", FETCH_TIMEOUT.as_secs())))?
-        .map_err(unreachable)?;
+        .map_err(|_| unreachable(format!("no answer within {} s", FETCH_TIMEOUT.as_secs())))??;
         let (parts, body) = response;
         let cache_control = parts.headers.get(header::CACHE_CONTROL).cloned();
         let fresh_until = (parts.status == StatusCode::OK)
