@@ -752,31 +752,6 @@ async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
     api.stop().await;
 }
 
-/// ffmpeg publishing `seconds` of a small test picture with sound to `url`.
-fn publish(url: &str, seconds: u32) -> tokio::process::Child {
-    tokio::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=256x144:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "25", "-b:v", "300k", "-c:a", "aac", "-b:a", "64k"])
-        .args(["-f", "flv", url])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg is installed (scripts/setup)")
-}
-
 /// The newest part a media playlist lists: (msn, part).
 fn newest_part(playlist: &str) -> (u64, u32) {
     playlist
@@ -827,7 +802,7 @@ async fn an_edge_relays_the_owners_live_stream_once_for_all_its_viewers() {
     let origin = TestServer::start_with(on("origin")).await;
     let edge = TestServer::start_with(on("edge")).await;
     let http = reqwest::Client::new();
-    let mut publisher = publish(&format!("{}/live/relayed", origin.rtmp_url()), 40);
+    let mut publisher = common::push(&format!("{}/live/relayed", origin.rtmp_url()), 40);
 
     // The edge serves the stream it does not have, from the origin.
     common::wait_until("the edge relays the stream", async || {
@@ -838,7 +813,7 @@ async fn an_edge_relays_the_owners_live_stream_once_for_all_its_viewers() {
     })
     .await;
     // Another node cannot take the stream while the origin owns it.
-    let second = publish(&format!("{}/live/relayed", edge.rtmp_url()), 5);
+    let second = common::push(&format!("{}/live/relayed", edge.rtmp_url()), 5);
     let refused = tokio::time::timeout(Duration::from_secs(20), second.wait_with_output())
         .await
         .expect("the second publisher is refused")

@@ -8,42 +8,10 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, wait_until};
+use common::{TestServer, encode, encode_video, push, wait_until};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
-
-/// Starts ffmpeg pushing `seconds` of 320x240 25 fps H.264 (a keyframe
-/// every 2 s, no B-frames) and a 48 kHz sine in AAC, in real time, with
-/// the output options `output` (format and URL).
-fn encode(seconds: u32, output: &[&str]) -> Child {
-    encode_video(seconds, &["-tune", "zerolatency"], output)
-}
-
-/// [`encode`] with more libx264 options (`-tune zerolatency` is off).
-fn encode_video(seconds: u32, x264: &[&str], output: &[&str]) -> Child {
-    Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "veryfast"])
-        .args(x264)
-        .args(["-g", "50", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-b:a", "64k"])
-        .args(output)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg is installed (scripts/setup)")
-}
-
-/// ffmpeg pushing RTMP to `url`.
-fn push(url: &str, seconds: u32) -> Child {
-    encode(seconds, &["-f", "flv", url])
-}
 
 /// ffmpeg pushing RTSP (ANNOUNCE/RECORD) to `url` over `transport`, `tcp`
 /// or `udp`.

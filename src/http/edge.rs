@@ -30,13 +30,13 @@ use streamforge_protocols::hls::ended_playlist;
 
 use super::error::ApiError;
 use super::forward::FORWARDED_BY;
+use super::live::PLAYLIST;
 
 /// Longest wait for the owner: above the 6 s it holds a request for media
 /// not made yet.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stream's owner, once looked up, is trusted.
 const OWNER_TTL: Duration = Duration::from_secs(1);
-const PLAYLIST: &str = "application/vnd.apple.mpegurl";
 /// Bytes of relayed answers kept (parts and segments of the live window).
 const CACHE_BYTES: u64 = 256 << 20;
 /// Largest answer relayed: a live segment is a few MB.

@@ -35,7 +35,7 @@ use super::forward::FORWARDED_BY;
 /// segment is 2 s.
 const HOLD: Duration = Duration::from_secs(6);
 
-const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+pub(super) const PLAYLIST: &str = "application/vnd.apple.mpegurl";
 const MPD: &str = "application/dash+xml";
 const SEGMENT: &str = "video/mp4";
 
@@ -57,18 +57,20 @@ async fn local_or_relayed(
     headers: &HeaderMap,
 ) -> Result<Result<Arc<LiveStream>, Response>, ApiError> {
     let local = state.live.stream(name);
-    if local.as_ref().is_some_and(|s| s.is_on_air()) || headers.contains_key(FORWARDED_BY) {
-        return find(state, name).map(Ok);
+    let here = local.as_ref().is_some_and(|s| s.is_on_air());
+    if !here && !headers.contains_key(FORWARDED_BY) {
+        if let Some(owner) = state.edge.owner(&state.db, name).await? {
+            return Ok(Err(state.edge.relay(&owner, uri).await?));
+        }
+        if local.is_none()
+            && let Some(ended) = state.edge.ended(uri)
+        {
+            return Ok(Err(ended));
+        }
     }
-    if let Some(owner) = state.edge.owner(&state.db, name).await? {
-        return Ok(Err(state.edge.relay(&owner, uri).await?));
-    }
-    if local.is_none()
-        && let Some(ended) = state.edge.ended(uri)
-    {
-        return Ok(Err(ended));
-    }
-    find(state, name).map(Ok)
+    local
+        .map(Ok)
+        .ok_or_else(|| ApiError::not_found(format!("no live stream {name:?}")))
 }
 
 /// Answers `ask` from the packager, holding the request while the answer

@@ -540,3 +540,35 @@ pub fn trickle(bytes: &[u8], chunk: usize, every: Duration) -> reqwest::Body {
     });
     reqwest::Body::wrap_stream(stream)
 }
+
+/// Starts ffmpeg pushing `seconds` of 320x240 25 fps H.264 (a keyframe
+/// every 2 s, no B-frames) and a 48 kHz sine in AAC, in real time, with
+/// the output options `output` (format and URL).
+pub fn encode(seconds: u32, output: &[&str]) -> tokio::process::Child {
+    encode_video(seconds, &["-tune", "zerolatency"], output)
+}
+
+/// [`encode`] with more libx264 options (`-tune zerolatency` is off).
+pub fn encode_video(seconds: u32, x264: &[&str], output: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "veryfast"])
+        .args(x264)
+        .args(["-g", "50", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "64k"])
+        .args(output)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg is installed (scripts/setup)")
+}
+
+/// ffmpeg pushing RTMP to `url`.
+pub fn push(url: &str, seconds: u32) -> tokio::process::Child {
+    encode(seconds, &["-f", "flv", url])
+}

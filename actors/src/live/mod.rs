@@ -290,7 +290,7 @@ impl Live {
         // One node owns a stream: another one's publish of it is refused
         // while that node's lease lasts.
         let node = &self.inner.options.node;
-        if let Err(owner) = self.inner.db.claim_live_stream(stream, node).await? {
+        if let Some(owner) = self.inner.db.claim_live_stream(stream, node).await? {
             return Err(PublishError::Rejected(
                 format!("stream {stream:?} is live on node {owner:?}"),
                 PublishRejection::Denied,

@@ -29,13 +29,13 @@ pub struct StreamOwner {
 }
 
 impl Database {
-    /// Takes `stream` for `node` unless another node holds a lease on it;
-    /// `Err(owner)` names that node.
+    /// Takes `stream` for `node` unless another node holds a lease on it:
+    /// `None` when `node` owns it now, else the node that does.
     pub async fn claim_live_stream(
         &self,
         stream: &str,
         node: &str,
-    ) -> Result<Result<(), String>, DbError> {
+    ) -> Result<Option<String>, DbError> {
         sqlx::query(
             "INSERT INTO live_owners (stream, node, lease_until) VALUES ($1, $2, $3)
              ON CONFLICT (stream) DO UPDATE SET node = excluded.node,
@@ -52,7 +52,7 @@ impl Database {
             .bind(stream)
             .fetch_one(self.pool())
             .await?;
-        Ok(if owner == node { Ok(()) } else { Err(owner) })
+        Ok((owner != node).then_some(owner))
     }
 
     /// Extends `node`'s lease on `stream`.
