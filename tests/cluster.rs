@@ -754,15 +754,8 @@ async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
 
 /// The newest part a media playlist lists: (msn, part).
 fn newest_part(playlist: &str) -> (u64, u32) {
-    playlist
-        .lines()
-        .filter(|l| l.starts_with("#EXT-X-PART:"))
-        .filter_map(|l| {
-            let uri = l.split("URI=\"").nth(1)?.split('"').next()?;
-            let (msn, part) = uri.strip_suffix(".m4s")?.split_once('.')?;
-            Some((msn.parse().ok()?, part.parse().ok()?))
-        })
-        .next_back()
+    common::listed_parts(playlist)
+        .pop()
         .unwrap_or_else(|| panic!("no parts listed: {playlist}"))
 }
 

@@ -350,19 +350,6 @@ struct Viewed {
     errors: Vec<String>,
 }
 
-/// The parts a media playlist lists, in order: (msn, part).
-fn listed_parts(playlist: &str) -> Vec<(u64, u32)> {
-    playlist
-        .lines()
-        .filter(|l| l.starts_with("#EXT-X-PART:"))
-        .filter_map(|l| {
-            let uri = l.split("URI=\"").nth(1)?.split('"').next()?;
-            let (msn, part) = uri.strip_suffix(".m4s")?.split_once('.')?;
-            Some((msn.parse().ok()?, part.parse().ok()?))
-        })
-        .collect()
-}
-
 /// An LL-HLS viewer as players behave at the live edge: one blocking
 /// playlist reload for the part after the last one it has, then every new
 /// part in order, for `seconds`.
@@ -394,7 +381,7 @@ async fn ll_hls_viewer(client: reqwest::Client, base: String, seconds: u32) -> V
                 continue;
             }
         };
-        let parts = listed_parts(&text);
+        let parts = common::listed_parts(&text);
         let new: Vec<(u64, u32)> = match last {
             // Starting: the newest part, as a player starts at the edge.
             None => parts.last().copied().into_iter().collect(),

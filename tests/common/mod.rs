@@ -572,3 +572,16 @@ pub fn encode_video(seconds: u32, x264: &[&str], output: &[&str]) -> tokio::proc
 pub fn push(url: &str, seconds: u32) -> tokio::process::Child {
     encode(seconds, &["-f", "flv", url])
 }
+
+/// The parts a media playlist lists, in order: (msn, part).
+pub fn listed_parts(playlist: &str) -> Vec<(u64, u32)> {
+    playlist
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
+        .filter_map(|l| {
+            let uri = l.split("URI=\"").nth(1)?.split('"').next()?;
+            let (msn, part) = uri.strip_suffix(".m4s")?.split_once('.')?;
+            Some((msn.parse().ok()?, part.parse().ok()?))
+        })
+        .collect()
+}
