@@ -610,6 +610,19 @@ impl LivePlaylist {
         Ok(())
     }
 
+    /// The discontinuity sequence number of the newest segment listed or
+    /// in progress (counting one announced for the next segment): a
+    /// continuation of the stream elsewhere starts above it.
+    pub fn last_discontinuity_sequence(&self) -> u64 {
+        let p = &self.playlist;
+        let listed = p.segments.iter().filter(|s| s.discontinuity).count() as u64;
+        let open = p
+            .low_latency
+            .as_ref()
+            .is_some_and(|ll| !ll.open.parts.is_empty() && ll.open.discontinuity);
+        p.discontinuity_sequence + listed + u64::from(open || self.pending_discontinuity)
+    }
+
     /// The newest segment or part listed, as `EXT-X-RENDITION-REPORT`
     /// defines LAST-MSN and LAST-PART (§4.4.5.4). `None` before anything is
     /// listed.

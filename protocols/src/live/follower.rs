@@ -135,7 +135,7 @@ impl LivePackager {
         let playlist = live_playlist(
             &self.settings,
             track,
-            from_msn,
+            (from_msn, self.first_discontinuity),
             init_name(self.settings.first_msn, epoch),
         )?;
         self.renditions.push(Rendition {

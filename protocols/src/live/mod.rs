@@ -345,6 +345,27 @@ fn floor_ms(ticks: i64, timescale: i64) -> i64 {
     (i128::from(ticks) * 1000).div_euclid(i128::from(timescale.max(1))) as i64
 }
 
+/// Where a presentation goes on when another node takes its stream over
+/// (the publisher reconnected there): the new owner's packager continues
+/// the same presentation after a discontinuity, on the same timeline
+/// (DASH `availabilityStartTime`), in a new epoch (a new DASH period and
+/// init sections), numbering its segments from `next_msn` and its
+/// discontinuities from `discontinuity_sequence`. Viewers relayed from one
+/// owner, then the other, see one stream; a shared cache never sees one
+/// URL with two contents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handover {
+    /// Media time zero on the wall clock.
+    pub start: UnixMillis,
+    /// Above every segment the presentation listed or opened.
+    pub next_msn: u64,
+    /// The first epoch of the continuation.
+    pub epoch: u32,
+    /// The discontinuity sequence number of the continuation's first
+    /// segment.
+    pub discontinuity_sequence: u64,
+}
+
 /// The live packager of one stream; see the module documentation.
 pub struct LivePackager {
     settings: LivePackaging,
@@ -371,6 +392,9 @@ pub struct LivePackager {
     ended: bool,
     /// The publisher left; the stream may resume.
     paused: bool,
+    /// The discontinuity sequence number playlists start at (above 0 in a
+    /// presentation continued from another node).
+    first_discontinuity: u64,
 }
 
 impl LivePackager {
@@ -381,6 +405,34 @@ impl LivePackager {
         tracks: &[Track],
         start: UnixMillis,
     ) -> Result<Self, LiveError> {
+        Self::start(settings, tracks, start, None)
+    }
+
+    /// Continues the presentation another node packaged until `handover`,
+    /// with this publisher's tracks from `now` on. The first segment is
+    /// numbered at least `handover.next_msn`.
+    pub fn continuing(
+        mut settings: LivePackaging,
+        tracks: &[Track],
+        now: UnixMillis,
+        handover: Handover,
+    ) -> Result<Self, LiveError> {
+        settings.first_msn = settings.first_msn.max(handover.next_msn);
+        Self::start(settings, tracks, now, Some(handover))
+    }
+
+    fn start(
+        settings: LivePackaging,
+        tracks: &[Track],
+        now: UnixMillis,
+        handover: Option<Handover>,
+    ) -> Result<Self, LiveError> {
+        let epoch = handover.map_or(0, |h| h.epoch);
+        let first_discontinuity = handover.map_or(0, |h| h.discontinuity_sequence);
+        let start = handover.map_or(now, |h| h.start);
+        // Where this publisher's media starts on the presentation's
+        // timeline: at once in a new one, now in a continued one.
+        let offset_ms = (now.0 - start.0).max(0);
         if tracks.is_empty() {
             return Err(LiveError::NoTracks);
         }
@@ -410,15 +462,20 @@ impl LivePackager {
                 MediaKind::Video => format!("v{slot}"),
                 MediaKind::Audio => format!("a{slot}"),
             };
-            let init_uri = init_name(settings.first_msn, 0);
-            let playlist = live_playlist(&settings, track, settings.first_msn, init_uri)?;
+            let init_uri = init_name(settings.first_msn, epoch);
+            let playlist = live_playlist(
+                &settings,
+                track,
+                (settings.first_msn, first_discontinuity),
+                init_uri,
+            )?;
             by_track.insert(track.id, renditions.len());
             renditions.push(Rendition {
                 name,
                 track: track.clone(),
-                inits: vec![(0, init)],
-                epoch_tracks: vec![(0, track.clone())],
-                epoch: 0,
+                inits: vec![(epoch, init)],
+                epoch_tracks: vec![(epoch, track.clone())],
+                epoch,
                 follows: None,
                 playlist,
                 open_ticks: 0,
@@ -438,14 +495,15 @@ impl LivePackager {
             by_track,
             start,
             base_ms: None,
-            offset_ms: 0,
+            offset_ms,
             early: Vec::new(),
-            epoch: 0,
-            epoch_starts: vec![(0, 0)],
+            epoch,
+            epoch_starts: vec![(epoch, u64::try_from(offset_ms).unwrap_or(0))],
             outputs: VecDeque::new(),
             stats: LiveStats::default(),
             ended: false,
             paused: false,
+            first_discontinuity,
         })
     }
 
@@ -665,6 +723,31 @@ impl LivePackager {
             .map(|r| r.playlist.playlist().next_msn() + 1)
             .max()
             .unwrap_or(self.settings.first_msn)
+    }
+
+    /// Where another node continues this presentation (its publisher
+    /// moved there): the next segment number, epoch and discontinuity
+    /// sequence number, on the same timeline.
+    pub fn handover(&self) -> Handover {
+        let next_msn = self
+            .renditions
+            .iter()
+            .map(|r| r.playlist.playlist().next_msn() + u64::from(r.open_ticks > 0))
+            .max()
+            .unwrap_or(self.settings.first_msn);
+        let discontinuity_sequence = self
+            .renditions
+            .iter()
+            .map(|r| r.playlist.last_discontinuity_sequence())
+            .max()
+            .unwrap_or(self.first_discontinuity)
+            + 1;
+        Handover {
+            start: self.start,
+            next_msn,
+            epoch: self.epoch + 1,
+            discontinuity_sequence,
+        }
     }
 
     /// Whether the stream waits for its publisher to come back.
@@ -1061,11 +1144,12 @@ impl LivePackager {
     }
 }
 
-/// A rendition's live playlist, its first segment `first_msn`.
+/// A rendition's live playlist, its first segment `first_msn`, with
+/// discontinuity sequence number `discontinuity`.
 fn live_playlist(
     settings: &LivePackaging,
     track: &Track,
-    first_msn: u64,
+    (first_msn, discontinuity): (u64, u64),
     init: String,
 ) -> Result<LivePlaylist, LiveError> {
     let target_secs = u32::try_from(settings.segment.num.div_ceil(settings.segment.den.max(1)))
@@ -1079,6 +1163,7 @@ fn live_playlist(
         .with_parts(settings.part.ticks(track.timescale))
         .with_delta_updates();
     config.first_media_sequence = first_msn;
+    config.first_discontinuity_sequence = discontinuity;
     Ok(LivePlaylist::new(
         config,
         Some(Map {

@@ -402,6 +402,85 @@ fn a_resumed_stream_continues_with_a_discontinuity_and_a_new_period() {
 }
 
 #[test]
+fn another_node_continues_a_handed_over_presentation_after_a_discontinuity() {
+    // The publisher leaves node A after a resumption (one discontinuity
+    // listed) and publishes to node B 20 s after A's start.
+    let (mut a, _) = run(9, 50);
+    a.pause().unwrap();
+    a.resume(&tracks(), UnixMillis(START.0 + 10_000)).unwrap();
+    for s in samples(5, 0, 50) {
+        a.push(s).unwrap();
+    }
+    a.pause().unwrap();
+    let on_a = ready(a.media_playlist("v1", &query(None, None)));
+    let last_msn = on_a
+        .lines()
+        .filter_map(|l| l.strip_suffix(".m4s")?.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    let handover = a.handover();
+    assert_eq!(handover.start, START);
+    assert_eq!(handover.next_msn, last_msn + 1, "{on_a}");
+    assert_eq!(handover.epoch, 2);
+    assert_eq!(handover.discontinuity_sequence, 2, "{on_a}");
+
+    let now = UnixMillis(START.0 + 20_000);
+    let mut b =
+        LivePackager::continuing(LivePackaging::default(), &tracks(), now, handover).unwrap();
+    // B's encoder connection starts its clock over.
+    for s in samples(5, 0, 50) {
+        b.push(s).unwrap();
+    }
+    assert_eq!(b.stats().dropped, 0);
+    let on_b = ready(b.media_playlist("v1", &query(None, None)));
+    let sequence = |tag: &str| {
+        on_b.lines()
+            .find_map(|l| l.strip_prefix(tag)?.parse::<u64>().ok())
+            .unwrap()
+    };
+    assert_eq!(sequence("#EXT-X-MEDIA-SEQUENCE:"), last_msn + 1, "{on_b}");
+    assert_eq!(sequence("#EXT-X-DISCONTINUITY-SEQUENCE:"), 2, "{on_b}");
+    assert!(!on_b.contains("#EXT-X-DISCONTINUITY\n"), "{on_b}");
+    let init = format!("init-{}-2.mp4", last_msn + 1);
+    assert!(on_b.contains(&format!("URI=\"{init}\"")), "{on_b}");
+    assert!(b.init_named("v1", &init).is_some());
+    // One timeline: the same availabilityStartTime, a new period where B's
+    // media starts, and media times that go on from A's.
+    let mpd = ready(b.mpd(UnixMillis(START.0 + 26_000)).unwrap());
+    let doc = roxmltree::Document::parse(&mpd).unwrap();
+    let root = doc.root_element();
+    let on_a_mpd = ready(a.mpd(UnixMillis(START.0 + 19_000)).unwrap());
+    let doc_a = roxmltree::Document::parse(&on_a_mpd).unwrap();
+    assert_eq!(
+        root.attribute("availabilityStartTime"),
+        doc_a.root_element().attribute("availabilityStartTime")
+    );
+    let periods: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("Period"))
+        .collect();
+    assert_eq!(periods.len(), 1, "{mpd}");
+    assert_eq!(periods[0].attribute("id"), Some("2"), "{mpd}");
+    assert_eq!(periods[0].attribute("start"), Some("PT20S"), "{mpd}");
+    let template = doc
+        .descendants()
+        .find(|n| n.has_tag_name("SegmentTemplate"))
+        .unwrap();
+    assert_eq!(
+        template.attribute("startNumber"),
+        Some((last_msn + 1).to_string().as_str())
+    );
+    let first_t: u64 = doc
+        .descendants()
+        .find(|n| n.has_tag_name("S"))
+        .and_then(|n| n.attribute("t"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(first_t, 20_000, "{mpd}");
+}
+
+#[test]
 fn a_mid_stream_configuration_change_starts_an_epoch_on_the_same_clock() {
     let mut p = LivePackager::new(LivePackaging::default(), &tracks(), START).unwrap();
     for s in samples(5, 5_000, 50) {
