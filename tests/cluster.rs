@@ -32,6 +32,15 @@ async fn nodes_of(server: &TestServer) -> Value {
 /// ffmpeg decodes `url` to the end without a word on standard error;
 /// the presentation time of every frame, in order.
 async fn decoded_frames(url: &str) -> Vec<i64> {
+    decoded_streams(url)
+        .await
+        .into_iter()
+        .map(|(_, pts)| pts)
+        .collect()
+}
+
+/// [`decoded_frames`] with each frame's output stream.
+async fn decoded_streams(url: &str) -> Vec<(u32, i64)> {
     let decoded = tokio::process::Command::new("ffmpeg")
         .args(["-v", "error", "-i", url, "-f", "framemd5", "-"])
         .output()
@@ -45,7 +54,12 @@ async fn decoded_frames(url: &str) -> Vec<i64> {
     String::from_utf8_lossy(&decoded.stdout)
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .map(|l| l.split(',').nth(1).unwrap().trim().parse().unwrap())
+        .map(|l| {
+            let mut fields = l.split(',').map(str::trim);
+            let stream = fields.next().unwrap().parse().unwrap();
+            let _dts = fields.next();
+            (stream, fields.next().unwrap().parse().unwrap())
+        })
         .collect()
 }
 
@@ -930,4 +944,149 @@ async fn an_edge_relays_the_owners_live_stream_once_for_all_its_viewers() {
     assert_eq!(master.status(), 200);
     publisher.kill().await.unwrap();
     edge.stop().await;
+}
+
+/// The value of `tag` (`#EXT-X-…:`) in a media playlist; 0 when absent
+/// (its default).
+fn playlist_number(playlist: &str, tag: &str) -> u64 {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix(tag)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The segment numbers a media playlist lists.
+fn listed_segments(playlist: &str) -> Vec<u64> {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_suffix(".m4s")?.parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_that_moves_to_another_node_takes_its_stream_along() {
+    let cluster = postgres::Postgres::start();
+    let database = cluster.database("streamforge");
+    let on = |id: &'static str| {
+        let database = database.clone();
+        move |c: &mut streamforge::config::Config| {
+            c.database = database;
+            c.node.id = id.to_owned();
+            c.live.open_publish = true;
+            c.live.reconnect_grace = Duration::from_secs(5);
+        }
+    };
+    let a = TestServer::start_with(on("a")).await;
+    let b = TestServer::start_with(on("b")).await;
+    let http = reqwest::Client::new();
+    let text = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+
+    let mut first = common::push(&format!("{}/live/moved", a.rtmp_url()), 6);
+    common::wait_until("node a plays the stream", async || {
+        http.get(a.url("/live/moved/master.m3u8"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    // A player of node a's URL throughout, to the stream's end.
+    let viewer = tokio::spawn({
+        let url = a.url("/live/moved/master.m3u8");
+        async move { decoded_streams(&url).await }
+    });
+    assert!(first.wait().await.unwrap().success());
+    // The encoder is gone from a, which waits for it; it comes back at b.
+    let on_a = text(a.url("/live/moved/v1/media.m3u8")).await;
+    assert!(!on_a.contains("#EXT-X-ENDLIST"), "{on_a}");
+    // The newest segment of any rendition (audio may have one more).
+    let audio_on_a = text(a.url("/live/moved/a1/media.m3u8")).await;
+    let last_on_a = listed_segments(&on_a)
+        .into_iter()
+        .chain(listed_segments(&audio_on_a))
+        .max()
+        .unwrap();
+    let mut second = common::push(&format!("{}/live/moved", b.rtmp_url()), 6);
+    let mut on_b = String::new();
+    // Until then, b relays a.
+    common::wait_until("node b continues the stream", async || {
+        on_b = text(b.url("/live/moved/v1/media.m3u8")).await;
+        listed_segments(&on_b).last() > Some(&last_on_a)
+    })
+    .await;
+    // The same presentation after a discontinuity: a's segments stay
+    // listed ahead of b's (RFC 8216bis §6.2.2), numbers go on.
+    let listed_on_b = listed_segments(&on_b);
+    let own = listed_segments(&on_a).last().map(|last| last + 1).unwrap();
+    assert_eq!(
+        listed_on_b[..listed_segments(&on_a).len()],
+        listed_segments(&on_a)[..],
+        "a: {on_a}\nb: {on_b}"
+    );
+    assert!(listed_on_b.contains(&own), "a: {on_a}\nb: {on_b}");
+    assert_eq!(
+        playlist_number(&on_b, "#EXT-X-DISCONTINUITY-SEQUENCE:"),
+        playlist_number(&on_a, "#EXT-X-DISCONTINUITY-SEQUENCE:"),
+        "a: {on_a}\nb: {on_b}"
+    );
+    assert!(
+        on_b.contains(&format!(
+            "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-{}-",
+            last_on_a + 1
+        )),
+        "a: {on_a}\nb: {on_b}"
+    );
+    // Node a relays its new owner's playlists, and serves the media it
+    // made itself; b relays that media from a.
+    let relayed = text(a.url("/live/moved/v1/media.m3u8")).await;
+    assert!(listed_segments(&relayed).contains(&own), "{relayed}");
+    let first_on_a = format!("/live/moved/v1/{}.m4s", listed_segments(&on_a)[0]);
+    let from = |url: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{}", r.url());
+            r.bytes().await.unwrap()
+        }
+    };
+    assert_eq!(
+        from(a.url(&first_on_a)).await,
+        from(b.url(&first_on_a)).await
+    );
+    // The encoder cannot go back to a while b owns the stream.
+    let back = common::push(&format!("{}/live/moved", a.rtmp_url()), 3);
+    let refused = tokio::time::timeout(Duration::from_secs(20), back.wait_with_output())
+        .await
+        .expect("the publish at a is refused")
+        .unwrap();
+    assert!(!refused.status.success(), "a took the stream back");
+    assert!(second.wait().await.unwrap().success());
+
+    // The player went through the move and to the end (after b's grace):
+    // its frames go on in order, more than one publish's worth.
+    let frames = tokio::time::timeout(Duration::from_secs(60), viewer)
+        .await
+        .expect("the player reaches the end")
+        .unwrap();
+    for stream in [0, 1] {
+        let pts: Vec<i64> = frames
+            .iter()
+            .filter(|(s, _)| *s == stream)
+            .map(|(_, pts)| *pts)
+            .collect();
+        assert!(pts.windows(2).all(|w| w[0] < w[1]), "{pts:?}");
+        // Across the move no more is missing than the encoder's absence
+        // (video at 25 fps, audio at 48 kHz).
+        let per_second = if stream == 0 { 25.0 } else { 48_000.0 };
+        let widest = pts.windows(2).map(|w| w[1] - w[0]).max().unwrap() as f64 / per_second;
+        eprintln!(
+            "the player of node a decoded {} frames of stream {stream}, widest gap {widest:.3} s",
+            pts.len()
+        );
+        assert!(widest < 1.0, "stream {stream}: a gap of {widest:.3} s");
+    }
+    a.stop().await;
+    b.stop().await;
 }

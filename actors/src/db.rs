@@ -34,6 +34,9 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database query failed: {0}")]
     Query(#[from] sqlx::Error),
+    /// Rows other nodes kept changing under an optimistic update.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// A run of the server that ended without a clean shutdown.

@@ -174,6 +174,31 @@ impl EdgeRelay {
         Ok(owner)
     }
 
+    /// Answers `uri` from node `node` (not the owner: a node that made
+    /// the media asked for before the stream moved on).
+    pub async fn relay_to_node(
+        &self,
+        db: &Database,
+        node: &str,
+        uri: &Uri,
+    ) -> Result<Response, ApiError> {
+        let advertise = db
+            .node_advertise(node)
+            .await
+            .map_err(|e| ApiError::database("node lookup", &e))?
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "{} was made by node {node:?}, which is gone",
+                    uri.path()
+                ))
+            })?;
+        let node = StreamOwner {
+            node: node.to_owned(),
+            advertise,
+        };
+        self.relay(&node, uri).await
+    }
+
     /// Answers `uri` from `owner`: from what this edge keeps, by joining a
     /// request for it under way, or by sending one.
     pub async fn relay(&self, owner: &StreamOwner, uri: &Uri) -> Result<Response, ApiError> {

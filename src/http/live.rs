@@ -47,17 +47,32 @@ fn find(state: &AppState, name: &str) -> Result<Arc<LiveStream>, ApiError> {
 }
 
 /// This node's stream `name` (`Ok`), or, when another node owns it (it
-/// took the publish), that node's answer to `uri` relayed by this one as
-/// an edge (`Err`). A request another node relayed here is never relayed
-/// on.
+/// took the publish, or took the stream over while it waited here for its
+/// publisher), that node's answer to `uri` relayed by this one as an edge
+/// (`Err`). A request another node relayed here is never relayed on to
+/// the owner.
+///
+/// Media (`media`: the rendition and file of an init section, part or
+/// segment) never changes: this node serves what it made, whoever owns
+/// the stream now, and relays what the node it took the stream over from
+/// made to that node (which serves it itself: the relay ends there).
 async fn local_or_relayed(
     state: &AppState,
     name: &str,
     uri: &Uri,
     headers: &HeaderMap,
+    media: Option<(&str, &str)>,
 ) -> Result<Result<Arc<LiveStream>, Response>, ApiError> {
     let local = state.live.stream(name);
-    let here = local.as_ref().is_some_and(|s| s.is_on_air());
+    if let (Some(stream), Some((rendition, file))) = (&local, media) {
+        if stream.made(rendition, file) {
+            return Ok(Ok(stream.clone()));
+        }
+        if let Some(node) = stream.earlier_owner(rendition, file) {
+            return Ok(Err(state.edge.relay_to_node(&state.db, &node, uri).await?));
+        }
+    }
+    let here = local.as_ref().is_some_and(|s| s.is_live());
     if !here && !headers.contains_key(FORWARDED_BY) {
         if let Some(owner) = state.edge.owner(&state.db, name).await? {
             return Ok(Err(state.edge.relay(&owner, uri).await?));
@@ -263,7 +278,7 @@ pub async fn top(
     headers: HeaderMap,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Result<Response, ApiError> {
-    let stream = match local_or_relayed(&state, &name, &uri, &headers).await? {
+    let stream = match local_or_relayed(&state, &name, &uri, &headers, None).await? {
         Ok(stream) => stream,
         Err(relayed) => return Ok(relayed),
     };
@@ -315,7 +330,8 @@ pub async fn rendition_file(
     headers: HeaderMap,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Result<Response, ApiError> {
-    let stream = match local_or_relayed(&state, &name, &uri, &headers).await? {
+    let media_file = (file != "media.m3u8").then_some((rendition.as_str(), file.as_str()));
+    let stream = match local_or_relayed(&state, &name, &uri, &headers, media_file).await? {
         Ok(stream) => stream,
         Err(relayed) => return Ok(relayed),
     };

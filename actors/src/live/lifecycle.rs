@@ -6,8 +6,10 @@
 //! ```text
 //! ingest ──Publish──▶ LiveStreamActor ──▶ LiveStream { Mutex<State> }  ◀── viewers read
 //!   │                    │  Publish     → a Recorder (linked child) when recording
-//!   │                    │  Unpublished → end its recording; pause, GraceOver after
-//!   │ samples            │                live.reconnect_grace
+//!   │                    │  Unpublished → end its recording; pause (recorded in
+//!   │                    │                live_owners: another node may take the
+//!   │ samples            │                stream over), GraceOver after
+//!   │                    │                live.reconnect_grace
 //!   ├────────────────────┼─▶ Publisher::push (packager, under the lock)
 //!   └─▶ RecorderFeed ────┼─▶ Recorder (bounded by the feed: drops and counts)
 //!                        │  GraceOver   → end (unless published again)
@@ -26,9 +28,11 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
+use super::owners::Takeover;
 use super::record::{RecorderMsg, Recording};
 use super::stream::{LiveStream, Publisher};
 use super::{IngestProtocol, PublishError};
+use crate::db::Database;
 
 /// What a stream's actor is told.
 pub enum LiveStreamMsg {
@@ -38,6 +42,9 @@ pub enum LiveStreamMsg {
         remote: String,
         /// Replace a live publisher instead of refusing.
         replace: bool,
+        /// The presentation this publish continues, taken over from
+        /// another node.
+        takeover: Option<Takeover>,
         reply: RpcReplyPort<Result<Publisher, PublishError>>,
     },
     /// Publisher `generation` left (it finished, or was dropped).
@@ -56,6 +63,9 @@ pub struct LiveStreamArgs {
     pub stream: Arc<LiveStream>,
     pub recording: Option<Recording>,
     pub reconnect_grace: Duration,
+    /// Where this node records the streams it owns (`live_owners`).
+    pub db: Database,
+    pub node: String,
 }
 
 pub struct LiveStreamState {
@@ -92,9 +102,10 @@ impl Actor for LiveStreamActor {
                 protocol,
                 remote,
                 replace,
+                takeover,
                 reply,
             } => {
-                let begun = stream.begin(&myself, protocol, remote, replace);
+                let begun = stream.begin(&myself, protocol, remote, replace, takeover);
                 let answer = match (begun, &state.args.recording) {
                     (Ok(mut publisher), Some(recording)) => {
                         let started = recording.start(stream.name(), myself.get_cell()).await;
@@ -116,6 +127,22 @@ impl Actor for LiveStreamActor {
                     let _ = recorder.cast(RecorderMsg::End);
                 }
                 if stream.unpublish(generation) {
+                    // Another node may take the stream over from now on,
+                    // should the publisher reconnect there.
+                    let (db, node) = (&state.args.db, &state.args.node);
+                    let name = stream.name();
+                    match db
+                        .renew_live_stream(name, node, stream.owner_record())
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::info!(stream = %name, "another node owns the stream now")
+                        }
+                        Err(err) => {
+                            tracing::warn!(stream = %name, %err, "stream ownership not recorded")
+                        }
+                    }
                     myself.send_after(state.args.reconnect_grace, move || {
                         LiveStreamMsg::GraceOver { generation }
                     });

@@ -290,11 +290,18 @@ impl Live {
         // One node owns a stream: another one's publish of it is refused
         // while that node's lease lasts.
         let node = &self.inner.options.node;
-        if let Some(owner) = self.inner.db.claim_live_stream(stream, node).await? {
-            return Err(PublishError::Rejected(
-                format!("stream {stream:?} is live on node {owner:?}"),
-                PublishRejection::Denied,
-            ));
+        let grace = self.inner.options.reconnect_grace;
+        let takeover = match self.inner.db.claim_live_stream(stream, node, grace).await? {
+            owners::Claim::Owned(takeover) => takeover,
+            owners::Claim::Refused(owner) => {
+                return Err(PublishError::Rejected(
+                    format!("stream {stream:?} is live on node {owner:?}"),
+                    PublishRejection::Denied,
+                ));
+            }
+        };
+        if let Some(takeover) = &takeover {
+            tracing::info!(%stream, from = %takeover.from, next_msn = takeover.handover.next_msn, exact = takeover.exact, "publisher moved here: the stream's presentation continues on this node");
         }
         let actor = self.stream_actor(stream).await?;
         let replace = self.inner.options.replace_publisher;
@@ -304,6 +311,7 @@ impl Live {
                     protocol,
                     remote,
                     replace,
+                    takeover,
                     reply,
                 },
                 Some(PUBLISH_TIMEOUT),
@@ -328,16 +336,23 @@ impl Live {
             job: Arc::new(move || {
                 let live = live.clone();
                 Box::pin(async move {
-                    let on_air: Vec<String> = live
+                    let on_air: Vec<Arc<LiveStream>> = live
                         .lock()
                         .values()
                         .filter(|e| e.stream.is_on_air())
-                        .map(|e| e.stream.name().to_owned())
+                        .map(|e| e.stream.clone())
                         .collect();
                     let node = &live.inner.options.node;
                     for stream in on_air {
-                        if let Err(err) = live.inner.db.renew_live_stream(&stream, node).await {
-                            tracing::warn!(%stream, %err, "stream ownership not renewed");
+                        let name = stream.name();
+                        let record = stream.owner_record();
+                        match live.inner.db.renew_live_stream(name, node, record).await {
+                            Ok(true) => {}
+                            // Its publisher moved to the node that took it.
+                            Ok(false) => tracing::debug!(stream = %name, "owned by another node"),
+                            Err(err) => {
+                                tracing::warn!(stream = %name, %err, "stream ownership not renewed");
+                            }
                         }
                     }
                 })
@@ -436,6 +451,8 @@ impl Live {
                 stream,
                 recording: self.inner.recording.clone(),
                 reconnect_grace: self.inner.options.reconnect_grace,
+                db: self.inner.db.clone(),
+                node: self.inner.options.node.clone(),
             },
             branch.get_cell(),
         )

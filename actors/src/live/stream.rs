@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 use streamforge_protocols::cmaf::TargetDuration;
 use streamforge_protocols::codec::CodecConfig;
 use streamforge_protocols::hls::UnixMillis;
-use streamforge_protocols::live::{LiveError, LiveOutput, LivePackager, LivePackaging};
+use streamforge_protocols::live::{Handover, LiveError, LiveOutput, LivePackager, LivePackaging};
 use streamforge_protocols::media::{Sample, Track};
 use streamforge_protocols::rtmp::PublishRejection;
 use tokio::sync::watch;
 
 use super::ladder::{Ladder, LadderArgs, LiveLadderRung, rung_names};
 use super::lifecycle::LiveStreamMsg;
+use super::owners::{OwnerRecord, Takeover};
 use super::{IngestProtocol, PublishError};
 use crate::supervision::Supervision;
 use ractor::ActorRef;
@@ -45,6 +46,12 @@ struct State {
     presentation: u64,
     /// Above every segment number an earlier presentation used.
     msn_floor: u64,
+    /// The presentation the next packager continues, taken over from
+    /// another node.
+    takeover: Option<Takeover>,
+    /// The node the current presentation was taken over from, which has
+    /// its media until then.
+    earlier_owner: Option<(String, Handover)>,
 }
 
 impl State {
@@ -53,6 +60,7 @@ impl State {
         if let Some(packager) = self.packager.take() {
             self.msn_floor = self.msn_floor.max(packager.next_msn());
         }
+        self.earlier_owner = None;
     }
 
     /// The first segment number of a new presentation: the time since
@@ -64,6 +72,53 @@ impl State {
     /// immutable.
     fn first_msn(&self, segment: TargetDuration) -> u64 {
         first_msn(crate::clock::now().0, segment, self.msn_floor)
+    }
+}
+
+impl State {
+    /// The packager of a new presentation, or of the one taken over. A
+    /// presentation its old owner recorded when its publisher left goes on
+    /// at the next segment number; one whose owner died may have gone on a
+    /// little after its last record: it goes on at the wall clock's number
+    /// (see [`first_msn`]), which is above.
+    fn new_packager(&mut self, settings: &LivePackaging) -> Result<LivePackager, LiveError> {
+        let now = crate::clock::now();
+        let Some(takeover) = self.takeover.take() else {
+            let first_msn = self.first_msn(settings.segment);
+            return LivePackager::new(
+                LivePackaging {
+                    first_msn,
+                    ..settings.clone()
+                },
+                &self.tracks,
+                now,
+            );
+        };
+        let Takeover {
+            from,
+            mut handover,
+            exact,
+        } = takeover;
+        let first_msn = if exact {
+            self.msn_floor
+        } else {
+            // Segments it made after its last record are gone with it,
+            // and those before could be listed above numbers it went on
+            // to use: none is listed again.
+            handover.renditions.clear();
+            self.first_msn(settings.segment)
+        };
+        let packager = LivePackager::continuing(
+            LivePackaging {
+                first_msn,
+                ..settings.clone()
+            },
+            &self.tracks,
+            now,
+            handover.clone(),
+        )?;
+        self.earlier_owner = Some((from, handover));
+        Ok(packager)
     }
 }
 
@@ -237,6 +292,8 @@ impl LiveStream {
                 resuming: false,
                 presentation: 0,
                 msn_floor: 0,
+                takeover: None,
+                earlier_owner: None,
             }),
             telemetry: Mutex::default(),
             version: watch::channel(0).0,
@@ -337,6 +394,39 @@ impl LiveStream {
         self.lock().publisher.is_some()
     }
 
+    /// What the owner records of the stream (`live_owners`): where
+    /// another node would continue its presentation, and whether it waits
+    /// for its publisher.
+    pub fn owner_record(&self) -> OwnerRecord {
+        let state = self.lock();
+        let packager = state.packager.as_ref();
+        OwnerRecord {
+            handover: packager
+                .filter(|p| !p.is_ended())
+                .map(LivePackager::handover),
+            awaiting: state.publisher.is_none() && packager.is_some_and(LivePackager::is_paused),
+        }
+    }
+
+    /// Whether media file `file` is of this node's presentation (see
+    /// [`LivePackager::made`]): served here whoever owns the stream now.
+    pub fn made(&self, rendition: &str, file: &str) -> bool {
+        let state = self.lock();
+        state
+            .packager
+            .as_ref()
+            .is_some_and(|p| p.made(rendition, file))
+    }
+
+    /// The node that has media file `file` of `rendition`, when this
+    /// node's presentation was taken over from it and `file` is of its
+    /// part.
+    pub fn earlier_owner(&self, rendition: &str, file: &str) -> Option<String> {
+        let state = self.lock();
+        let (node, handover) = state.earlier_owner.as_ref()?;
+        handover.made(rendition, file).then(|| node.clone())
+    }
+
     /// Live, or waiting for its publisher to come back.
     pub fn is_on_air(&self) -> bool {
         let state = self.lock();
@@ -407,6 +497,7 @@ impl LiveStream {
         protocol: IngestProtocol,
         remote: String,
         replace: bool,
+        takeover: Option<Takeover>,
     ) -> Result<Publisher, PublishError> {
         let mut state = self.lock();
         if let Some(current) = &state.publisher {
@@ -435,10 +526,13 @@ impl LiveStream {
         state.last_error = None;
         // Back within the grace period: the presentation goes on (a
         // discontinuity) once the new tracks are known. Otherwise a new
-        // presentation: the previous one's playlists give way.
-        state.resuming = state.packager.as_ref().is_some_and(LivePackager::is_paused);
+        // presentation, or the one another node handed over: this node's
+        // earlier one gives way.
+        state.resuming =
+            takeover.is_none() && state.packager.as_ref().is_some_and(LivePackager::is_paused);
         if !state.resuming {
             state.forget_presentation();
+            state.takeover = takeover;
             self.telemetry().new_presentation();
         }
         state.tracks.clear();
@@ -718,11 +812,7 @@ impl Publisher {
                 // Media before any sequence header cannot be described.
                 return Ok(());
             }
-            let settings = LivePackaging {
-                first_msn: state.first_msn(self.stream.settings.segment),
-                ..self.stream.settings.clone()
-            };
-            let packager = LivePackager::new(settings, &state.tracks, crate::clock::now())?;
+            let packager = state.new_packager(&self.stream.settings)?;
             state.packager = Some(packager);
             state.presentation += 1;
             self.stream.telemetry().ladder_error = None;

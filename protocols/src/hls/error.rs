@@ -10,6 +10,8 @@ pub enum HlsError {
     InvalidUri { what: &'static str, uri: String },
     #[error("EXT-X-TARGETDURATION must be at least 1 s")]
     ZeroTargetDuration,
+    #[error("segments are inherited only by a playlist that lists nothing yet")]
+    NotNew,
     #[error("a sliding window needs at least one segment")]
     ZeroWindow,
     #[error("{what} has zero duration")]

@@ -136,6 +136,16 @@ pub struct NewSegment {
     pub program_date_time: Option<UnixMillis>,
 }
 
+/// A segment another node listed, listed again whole by the node that
+/// continues its stream (see [`LivePlaylist::inherit`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InheritedSegment {
+    pub segment: NewSegment,
+    /// `EXT-X-DISCONTINUITY` precedes it.
+    pub discontinuity: bool,
+    pub map: Map,
+}
+
 /// A part as the packager hands it over when its last sample is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewPart {
@@ -326,6 +336,59 @@ impl LivePlaylist {
 
     fn duration(&self, ticks: u64) -> Result<MediaDuration, HlsError> {
         MediaDuration::new(ticks, self.timescale).ok_or(HlsError::ZeroTimescale)
+    }
+
+    /// Lists, ahead of this playlist's own segments, the last segments
+    /// another node listed before the stream moved here (RFC 8216bis
+    /// §6.2.2: they leave the playlist as the window slides, not at once).
+    /// The playlist must be new: its media sequence number must be the
+    /// first inherited segment's, and its discontinuity sequence number
+    /// that segment's. Its own first segment starts a discontinuity; `next`
+    /// is the part that will be written first.
+    pub fn inherit(
+        &mut self,
+        segments: Vec<InheritedSegment>,
+        next: PreloadHint,
+    ) -> Result<(), HlsError> {
+        let open = self
+            .playlist
+            .low_latency
+            .as_ref()
+            .is_some_and(|ll| !ll.open.parts.is_empty());
+        if self.playlist.ended || open || !self.playlist.segments.is_empty() {
+            return Err(HlsError::NotNew);
+        }
+        for inherited in segments {
+            let NewSegment {
+                uri,
+                duration: ticks,
+                byte_range,
+                program_date_time,
+            } = inherited.segment;
+            validate_uri("segment", &uri)?;
+            let duration = self.duration(ticks)?;
+            let msn = self.playlist.next_msn();
+            if validate_segment_duration(msn, duration, self.playlist.target_duration).is_err() {
+                let secs = ticks.div_ceil(u64::from(self.timescale));
+                self.raise_target_duration(u32::try_from(secs).unwrap_or(u32::MAX));
+            }
+            validate_segment_duration(msn, duration, self.playlist.target_duration)?;
+            self.playlist.segments.push_back(Segment {
+                uri,
+                duration,
+                byte_range,
+                discontinuity: inherited.discontinuity,
+                program_date_time,
+                map: Some(Arc::new(inherited.map)),
+                parts: Vec::new(),
+            });
+            self.window_ticks = self.window_ticks.saturating_add(ticks);
+        }
+        self.pending_discontinuity = !self.playlist.segments.is_empty();
+        if let Some(ll) = self.playlist.low_latency.as_mut() {
+            ll.preload_hint = Some(next);
+        }
+        Ok(())
     }
 
     /// Lists a completed part of the segment in progress and sets the

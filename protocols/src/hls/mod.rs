@@ -30,8 +30,8 @@ pub mod uri_query;
 pub use error::HlsError;
 pub use iframe::{Keyframe, i_frame_playlist};
 pub use live::{
-    Availability, LivePlaylist, LivePlaylistConfig, NewPart, NewSegment, Position, SegmentClosed,
-    Window, ended_playlist,
+    Availability, InheritedSegment, LivePlaylist, LivePlaylistConfig, NewPart, NewSegment,
+    Position, SegmentClosed, Window, ended_playlist,
 };
 pub use model::{
     ByteRange, LowLatency, Map, MediaPlaylist, OpenSegment, Part, PlaylistType, PreloadHint,

@@ -114,7 +114,7 @@ impl fmt::Display for DecimalSecs {
 
 /// Milliseconds since the Unix epoch (UTC, leap seconds not counted): the
 /// wall-clock type of `EXT-X-PROGRAM-DATE-TIME` and the MPD's `xs:dateTime`s.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UnixMillis(pub i64);
 
 impl UnixMillis {

@@ -145,6 +145,7 @@ impl LivePackager {
             epoch_tracks: vec![(epoch, track.clone())],
             epoch,
             follows: Some(source_index),
+            first_own_msn: from_msn,
             playlist,
             open_ticks: 0,
             segments: VecDeque::new(),

@@ -291,10 +291,7 @@ impl LivePackager {
             let track = r.epoch_track(epoch);
             let template = SegmentTemplate {
                 timescale,
-                initialization: format!(
-                    "$RepresentationID$/{}",
-                    init_name(self.settings.first_msn, epoch)
-                ),
+                initialization: format!("$RepresentationID$/{}", self.init_file(epoch)),
                 media: "$RepresentationID$/$Number$.m4s".to_owned(),
                 start_number: first.msn,
                 // Media time at the period start.

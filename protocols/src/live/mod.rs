@@ -52,9 +52,9 @@ use crate::dash::{
     render_mpd,
 };
 use crate::hls::{
-    Availability, HlsError, Listed, LivePlaylist, LivePlaylistConfig, Map, MediaDuration, NewPart,
-    NewSegment, PlaylistQuery, PreloadHint, RenderOptions, RenditionReport, UnixMillis, Window,
-    ladder_playlist, render_multivariant,
+    Availability, HlsError, InheritedSegment, Listed, LivePlaylist, LivePlaylistConfig, Map,
+    MediaDuration, NewPart, NewSegment, PlaylistQuery, PreloadHint, RenderOptions, RenditionReport,
+    UnixMillis, Window, ladder_playlist, render_multivariant,
 };
 use crate::media::{MediaKind, Sample, Track, TrackId};
 
@@ -236,6 +236,9 @@ struct Rendition {
     /// A ladder rung: the index of the rendition it is made from, whose
     /// segment boundaries it follows.
     follows: Option<usize>,
+    /// Its first segment made here (those before were listed by the node
+    /// the stream was taken over from).
+    first_own_msn: u64,
     playlist: LivePlaylist,
     /// Ticks of the parts listed for the open segment.
     open_ticks: u64,
@@ -277,6 +280,48 @@ impl Rendition {
         Ok(())
     }
 
+    /// Lists the segments another node listed before it handed the
+    /// stream over, ahead of this node's own (see [`Handover`]); their
+    /// bytes stay there.
+    fn inherit(
+        &mut self,
+        earlier: &EarlierRendition,
+        handover: &Handover,
+    ) -> Result<(), LiveError> {
+        let segments = earlier
+            .segments
+            .iter()
+            .map(|s| InheritedSegment {
+                segment: NewSegment {
+                    uri: format!("{}.m4s", s.msn),
+                    duration: s.duration,
+                    byte_range: None,
+                    program_date_time: s.program_date_time,
+                },
+                discontinuity: s.discontinuity,
+                map: Map {
+                    uri: handover.init_name(s.epoch),
+                    byte_range: None,
+                },
+            })
+            .collect();
+        self.playlist
+            .inherit(segments, hint(self.first_own_msn, 0))?;
+        self.segments = earlier
+            .segments
+            .iter()
+            .map(|s| StoredSegment {
+                msn: s.msn,
+                epoch: s.epoch,
+                parts: Vec::new(),
+                complete: true,
+                start: s.start,
+                duration: s.duration,
+            })
+            .collect();
+        Ok(())
+    }
+
     fn stored(&self, msn: u64) -> Option<&StoredSegment> {
         let first = self.segments.front()?.msn;
         let seg = self
@@ -300,6 +345,11 @@ impl Rendition {
 
     fn is_rung(&self) -> bool {
         self.follows.is_some()
+    }
+
+    /// The first segment number it has not listed or opened.
+    fn unused_msn(&self) -> u64 {
+        self.playlist.playlist().next_msn() + u64::from(self.open_ticks > 0)
     }
 
     fn is_listed(&self) -> bool {
@@ -345,27 +395,6 @@ fn floor_ms(ticks: i64, timescale: i64) -> i64 {
     (i128::from(ticks) * 1000).div_euclid(i128::from(timescale.max(1))) as i64
 }
 
-/// Where a presentation goes on when another node takes its stream over
-/// (the publisher reconnected there): the new owner's packager continues
-/// the same presentation after a discontinuity, on the same timeline
-/// (DASH `availabilityStartTime`), in a new epoch (a new DASH period and
-/// init sections), numbering its segments from `next_msn` and its
-/// discontinuities from `discontinuity_sequence`. Viewers relayed from one
-/// owner, then the other, see one stream; a shared cache never sees one
-/// URL with two contents.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Handover {
-    /// Media time zero on the wall clock.
-    pub start: UnixMillis,
-    /// Above every segment the presentation listed or opened.
-    pub next_msn: u64,
-    /// The first epoch of the continuation.
-    pub epoch: u32,
-    /// The discontinuity sequence number of the continuation's first
-    /// segment.
-    pub discontinuity_sequence: u64,
-}
-
 /// The live packager of one stream; see the module documentation.
 pub struct LivePackager {
     settings: LivePackaging,
@@ -395,6 +424,9 @@ pub struct LivePackager {
     /// The discontinuity sequence number playlists start at (above 0 in a
     /// presentation continued from another node).
     first_discontinuity: u64,
+    /// Continued from another node: the first number of its media (its
+    /// init sections are named after it) and this node's first epoch.
+    earlier: Option<(u64, u32)>,
 }
 
 impl LivePackager {
@@ -427,9 +459,9 @@ impl LivePackager {
         now: UnixMillis,
         handover: Option<Handover>,
     ) -> Result<Self, LiveError> {
-        let epoch = handover.map_or(0, |h| h.epoch);
-        let first_discontinuity = handover.map_or(0, |h| h.discontinuity_sequence);
-        let start = handover.map_or(now, |h| h.start);
+        let epoch = handover.as_ref().map_or(0, |h| h.epoch);
+        let first_discontinuity = handover.as_ref().map_or(0, |h| h.discontinuity_sequence);
+        let start = handover.as_ref().map_or(now, |h| h.start);
         // Where this publisher's media starts on the presentation's
         // timeline: at once in a new one, now in a continued one.
         let offset_ms = (now.0 - start.0).max(0);
@@ -445,12 +477,6 @@ impl LivePackager {
         let mut by_track = HashMap::new();
         let mut counts = [0usize; 2];
         for track in tracks {
-            fragmenter
-                .add_track(track)
-                .map_err(|source| LiveError::Cmaf {
-                    track: track.id,
-                    source,
-                })?;
             let init = init_segment(track).map_err(|source| LiveError::Cmaf {
                 track: track.id,
                 source,
@@ -462,32 +488,63 @@ impl LivePackager {
                 MediaKind::Video => format!("v{slot}"),
                 MediaKind::Audio => format!("a{slot}"),
             };
+            // The segments the node handing over listed for this
+            // rendition, on the same clock: listed again here first.
+            let earlier = handover.as_ref().and_then(|h| {
+                h.renditions.iter().find(|r| {
+                    r.name == name && r.timescale == track.timescale && !r.segments.is_empty()
+                })
+            });
+            let first_own_msn = earlier
+                .and_then(EarlierRendition::next_msn)
+                .unwrap_or(settings.first_msn);
+            let (first_msn, discontinuity) = earlier
+                .map_or((first_own_msn, first_discontinuity), |r| {
+                    (r.segments[0].msn, r.discontinuity_sequence)
+                });
+            fragmenter
+                .add_track_from(track, first_own_msn)
+                .map_err(|source| LiveError::Cmaf {
+                    track: track.id,
+                    source,
+                })?;
             let init_uri = init_name(settings.first_msn, epoch);
-            let playlist = live_playlist(
-                &settings,
-                track,
-                (settings.first_msn, first_discontinuity),
-                init_uri,
-            )?;
+            let playlist = live_playlist(&settings, track, (first_msn, discontinuity), init_uri)?;
             by_track.insert(track.id, renditions.len());
-            renditions.push(Rendition {
+            let mut r = Rendition {
                 name,
                 track: track.clone(),
                 inits: vec![(epoch, init)],
                 epoch_tracks: vec![(epoch, track.clone())],
                 epoch,
                 follows: None,
+                first_own_msn,
                 playlist,
                 open_ticks: 0,
                 segments: VecDeque::new(),
-                window_start: settings.first_msn,
+                window_start: first_msn,
                 peak_bps: 0,
                 total_bytes: 0,
                 total_ticks: 0,
                 frames: 0,
                 open_frames: 0,
-            });
+            };
+            if let (Some(earlier), Some(h)) = (earlier, &handover) {
+                r.inherit(earlier, h)?;
+            }
+            renditions.push(r);
         }
+        let mut epoch_starts: Vec<(u32, u64)> = handover
+            .as_ref()
+            .map(|h| {
+                h.epoch_starts
+                    .iter()
+                    .filter(|(e, _)| *e < epoch)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        epoch_starts.push((epoch, u64::try_from(offset_ms).unwrap_or(0)));
         Ok(Self {
             settings,
             fragmenter,
@@ -498,13 +555,23 @@ impl LivePackager {
             offset_ms,
             early: Vec::new(),
             epoch,
-            epoch_starts: vec![(epoch, u64::try_from(offset_ms).unwrap_or(0))],
+            epoch_starts,
             outputs: VecDeque::new(),
             stats: LiveStats::default(),
             ended: false,
             paused: false,
             first_discontinuity,
+            earlier: handover.map(|h| (h.first_msn, epoch)),
         })
+    }
+
+    /// The init section of epoch `epoch`: another node's for the epochs
+    /// before it handed the presentation over.
+    fn init_file(&self, epoch: u32) -> String {
+        match self.earlier {
+            Some((first_msn, own_epoch)) if epoch < own_epoch => init_name(first_msn, epoch),
+            _ => init_name(self.settings.first_msn, epoch),
+        }
     }
 
     /// Adds the next sample of a track. Samples no CMAF fragment can hold
@@ -726,15 +793,11 @@ impl LivePackager {
     }
 
     /// Where another node continues this presentation (its publisher
-    /// moved there): the next segment number, epoch and discontinuity
-    /// sequence number, on the same timeline.
+    /// moved there): the next segment numbers, epoch and discontinuity
+    /// sequence number, on the same timeline, with the segments each
+    /// rendition made and lists now (those it inherited stay with the node
+    /// it inherited them from and are not handed on).
     pub fn handover(&self) -> Handover {
-        let next_msn = self
-            .renditions
-            .iter()
-            .map(|r| r.playlist.playlist().next_msn() + u64::from(r.open_ticks > 0))
-            .max()
-            .unwrap_or(self.settings.first_msn);
         let discontinuity_sequence = self
             .renditions
             .iter()
@@ -742,11 +805,74 @@ impl LivePackager {
             .max()
             .unwrap_or(self.first_discontinuity)
             + 1;
+        let renditions = self
+            .renditions
+            .iter()
+            .map(|r| {
+                let playlist = r.playlist.playlist();
+                let listed = playlist.segments.iter().zip(playlist.media_sequence..);
+                // Each segment's discontinuity sequence number (§4.4.3.3).
+                let mut cc = playlist.discontinuity_sequence;
+                let mut first_cc = 0;
+                let mut segments = Vec::new();
+                for (segment, msn) in listed {
+                    cc += u64::from(segment.discontinuity);
+                    let Some(stored) = r.stored(msn).filter(|_| msn >= r.first_own_msn) else {
+                        continue;
+                    };
+                    if segments.is_empty() {
+                        // The first one handed on starts the sequence.
+                        first_cc = cc;
+                    }
+                    segments.push(EarlierSegment {
+                        msn,
+                        epoch: stored.epoch,
+                        start: stored.start,
+                        duration: stored.duration,
+                        discontinuity: segment.discontinuity && !segments.is_empty(),
+                        program_date_time: segment.program_date_time,
+                    });
+                }
+                EarlierRendition {
+                    name: r.name.clone(),
+                    timescale: r.track.timescale,
+                    discontinuity_sequence: first_cc,
+                    segments,
+                }
+            })
+            .collect();
         Handover {
             start: self.start,
-            next_msn,
+            first_msn: self.settings.first_msn,
+            next_msn: self.unused_msn(),
             epoch: self.epoch + 1,
             discontinuity_sequence,
+            epoch_starts: self.epoch_starts.clone(),
+            renditions,
+        }
+    }
+
+    /// The first segment number no rendition listed or opened.
+    fn unused_msn(&self) -> u64 {
+        self.renditions
+            .iter()
+            .map(Rendition::unused_msn)
+            .max()
+            .unwrap_or(self.settings.first_msn)
+    }
+
+    /// Whether media file `file` of `rendition` (an init section, segment
+    /// or part name) is this presentation's, made here: named after its
+    /// first segment, or numbered from the rendition's first segment made
+    /// here below its first unused number. Its bytes never change, so this
+    /// node serves it whoever owns the stream now.
+    pub fn made(&self, rendition: &str, file: &str) -> bool {
+        let Some(r) = self.renditions.iter().find(|r| r.name == rendition) else {
+            return false;
+        };
+        match parse_media_name(file) {
+            Some((msn, _)) => (r.first_own_msn..r.unused_msn()).contains(&msn),
+            None => init_epoch(file, self.settings.first_msn).is_some(),
         }
     }
 
@@ -1223,6 +1349,9 @@ pub fn parse_media_name(name: &str) -> Option<(u64, Option<u32>)> {
 }
 
 mod follower;
+mod handover;
 mod manifests;
+
+pub use handover::{EarlierRendition, EarlierSegment, Handover, HandoverError};
 #[cfg(test)]
 mod tests;

@@ -401,6 +401,13 @@ fn a_resumed_stream_continues_with_a_discontinuity_and_a_new_period() {
     assert!(mpd.contains("init-1-1.mp4"));
 }
 
+fn segments_of(playlist: &str) -> Vec<u64> {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_suffix(".m4s")?.parse::<u64>().ok())
+        .collect()
+}
+
 #[test]
 fn another_node_continues_a_handed_over_presentation_after_a_discontinuity() {
     // The publisher leaves node A after a resumption (one discontinuity
@@ -413,16 +420,29 @@ fn another_node_continues_a_handed_over_presentation_after_a_discontinuity() {
     }
     a.pause().unwrap();
     let on_a = ready(a.media_playlist("v1", &query(None, None)));
-    let last_msn = on_a
-        .lines()
-        .filter_map(|l| l.strip_suffix(".m4s")?.parse::<u64>().ok())
-        .max()
-        .unwrap();
+    let listed_on_a = segments_of(&on_a);
+    let last_msn = *listed_on_a.last().unwrap();
     let handover = a.handover();
     assert_eq!(handover.start, START);
-    assert_eq!(handover.next_msn, last_msn + 1, "{on_a}");
+    assert_eq!(handover.first_msn, 1);
     assert_eq!(handover.epoch, 2);
     assert_eq!(handover.discontinuity_sequence, 2, "{on_a}");
+    let v1 = &handover.renditions[0];
+    assert_eq!(v1.name, "v1");
+    assert_eq!(
+        v1.segments.iter().map(|s| s.msn).collect::<Vec<_>>(),
+        listed_on_a
+    );
+    // A's own media, served by A whoever owns the stream.
+    assert!(a.made("v1", "1.m4s") && a.made("v1", &format!("{last_msn}.2.m4s")));
+    assert!(a.made("v1", "init-1-0.mp4") && a.made("a1", "init-1-1.mp4"));
+    assert!(!a.made("v1", &format!("{}.m4s", last_msn + 1)) && !a.made("v1", "0.m4s"));
+    assert!(!a.made("v1", "init-7-0.mp4") && !a.made("v9", "1.m4s"));
+    assert!(handover.made("v1", &format!("{last_msn}.m4s")) && handover.made("v1", "init-1-0.mp4"));
+    assert!(!handover.made("v1", &format!("{}.0.m4s", last_msn + 1)));
+    // The record crosses the database intact.
+    let handover = Handover::parse(&handover.to_text()).unwrap();
+    assert_eq!(handover, a.handover());
 
     let now = UnixMillis(START.0 + 20_000);
     let mut b =
@@ -433,44 +453,59 @@ fn another_node_continues_a_handed_over_presentation_after_a_discontinuity() {
     }
     assert_eq!(b.stats().dropped, 0);
     let on_b = ready(b.media_playlist("v1", &query(None, None)));
-    let sequence = |tag: &str| {
-        on_b.lines()
+    // A's segments stay listed ahead of B's (§6.2.2), then a
+    // discontinuity, and numbers go on.
+    let listed_on_b = segments_of(&on_b);
+    // (The window of six slid by two with B's segments.)
+    assert_eq!(listed_on_b[..4], listed_on_a[2..], "{on_b}");
+    assert_eq!(listed_on_b[4], last_msn + 1, "{on_b}");
+    let sequence = |p: &str, tag: &str| {
+        p.lines()
             .find_map(|l| l.strip_prefix(tag)?.parse::<u64>().ok())
-            .unwrap()
+            .unwrap_or(0)
     };
-    assert_eq!(sequence("#EXT-X-MEDIA-SEQUENCE:"), last_msn + 1, "{on_b}");
-    assert_eq!(sequence("#EXT-X-DISCONTINUITY-SEQUENCE:"), 2, "{on_b}");
-    assert!(!on_b.contains("#EXT-X-DISCONTINUITY\n"), "{on_b}");
-    let init = format!("init-{}-2.mp4", last_msn + 1);
-    assert!(on_b.contains(&format!("URI=\"{init}\"")), "{on_b}");
-    assert!(b.init_named("v1", &init).is_some());
-    // One timeline: the same availabilityStartTime, a new period where B's
-    // media starts, and media times that go on from A's.
+    assert_eq!(
+        sequence(&on_b, "#EXT-X-DISCONTINUITY-SEQUENCE:"),
+        sequence(&on_a, "#EXT-X-DISCONTINUITY-SEQUENCE:")
+    );
+    let own = format!(
+        "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-{}-2.mp4\"",
+        last_msn + 1
+    );
+    assert!(on_b.contains(&own), "{on_b}");
+    assert!(on_b.contains("#EXT-X-MAP:URI=\"init-1-1.mp4\""), "{on_b}");
+    assert!(b.made("v1", &format!("init-{}-2.mp4", last_msn + 1)));
+    assert!(b.made("v1", &format!("{}.m4s", last_msn + 1)));
+    assert!(!b.made("v1", &format!("{last_msn}.m4s")));
+    // One timeline: the same availabilityStartTime, A's periods still
+    // listed with A's init sections, and B's where its media starts.
     let mpd = ready(b.mpd(UnixMillis(START.0 + 26_000)).unwrap());
     let doc = roxmltree::Document::parse(&mpd).unwrap();
-    let root = doc.root_element();
     let on_a_mpd = ready(a.mpd(UnixMillis(START.0 + 19_000)).unwrap());
     let doc_a = roxmltree::Document::parse(&on_a_mpd).unwrap();
     assert_eq!(
-        root.attribute("availabilityStartTime"),
+        doc.root_element().attribute("availabilityStartTime"),
         doc_a.root_element().attribute("availabilityStartTime")
     );
-    let periods: Vec<_> = doc
+    let periods = |doc: &roxmltree::Document| -> Vec<(String, String)> {
+        doc.descendants()
+            .filter(|n| n.has_tag_name("Period"))
+            .map(|n| {
+                let p = (n.attribute("id").unwrap(), n.attribute("start").unwrap());
+                (p.0.to_owned(), p.1.to_owned())
+            })
+            .collect()
+    };
+    let mut expected = periods(&doc_a);
+    expected.push(("2".to_owned(), "PT20S".to_owned()));
+    assert_eq!(periods(&doc), expected, "{mpd}");
+    assert!(mpd.contains("init-1-1.mp4") && mpd.contains(&format!("init-{}-2.mp4", last_msn + 1)));
+    let last_period = doc
         .descendants()
         .filter(|n| n.has_tag_name("Period"))
-        .collect();
-    assert_eq!(periods.len(), 1, "{mpd}");
-    assert_eq!(periods[0].attribute("id"), Some("2"), "{mpd}");
-    assert_eq!(periods[0].attribute("start"), Some("PT20S"), "{mpd}");
-    let template = doc
-        .descendants()
-        .find(|n| n.has_tag_name("SegmentTemplate"))
+        .last()
         .unwrap();
-    assert_eq!(
-        template.attribute("startNumber"),
-        Some((last_msn + 1).to_string().as_str())
-    );
-    let first_t: u64 = doc
+    let first_t: u64 = last_period
         .descendants()
         .find(|n| n.has_tag_name("S"))
         .and_then(|n| n.attribute("t"))
