@@ -919,6 +919,15 @@ async fn an_edge_relays_the_owners_live_stream_once_for_all_its_viewers() {
     eprintln!("100 edge requests reached the origin as {relayed}");
     assert!(relayed <= 2, "{relayed} requests reached the origin");
 
+    // A DASH viewer of the edge.
+    let mpd = http
+        .get(edge.url("/live/relayed/manifest.mpd"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mpd.status(), 200);
+    assert!(mpd.text().await.unwrap().contains("type=\"dynamic\""));
+
     // The owner goes away mid-stream: the edge's viewers get the end of
     // what it relayed, not an error, whether they reload or block.
     origin.stop().await;
@@ -942,6 +951,31 @@ async fn an_edge_relays_the_owners_live_stream_once_for_all_its_viewers() {
         .await
         .unwrap();
     assert_eq!(master.status(), 200);
+    // DASH viewers get a static MPD of the complete segments.
+    let ended = http
+        .get(edge.url("/live/relayed/manifest.mpd"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 200);
+    assert_eq!(
+        ended.headers()[reqwest::header::CONTENT_TYPE],
+        "application/dash+xml"
+    );
+    let ended = ended.text().await.unwrap();
+    let doc = roxmltree::Document::parse(&ended).unwrap();
+    assert_eq!(
+        doc.root_element().attribute("type"),
+        Some("static"),
+        "{ended}"
+    );
+    assert!(
+        doc.root_element()
+            .attribute("mediaPresentationDuration")
+            .is_some(),
+        "{ended}"
+    );
+    assert!(!ended.contains("minimumUpdatePeriod"), "{ended}");
     publisher.kill().await.unwrap();
     edge.stop().await;
 }

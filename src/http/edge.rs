@@ -7,8 +7,8 @@
 //! long as its `Cache-Control` says (media is immutable, the newest
 //! playlist a second), weighed by their bytes, and served to every viewer
 //! as the same `Bytes`. The owner's URLs, numbers and bytes reach the
-//! viewers unchanged. When the owner is gone, the edge's HLS viewers get
-//! the last playlists it relayed, ended.
+//! viewers unchanged. When the owner is gone, the edge's viewers get the
+//! last playlists it relayed, ended, and the last MPD, static.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,11 +26,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use streamforge_actors::db::Database;
 use streamforge_actors::live::owners::StreamOwner;
+use streamforge_protocols::dash::ended_mpd;
 use streamforge_protocols::hls::ended_playlist;
 
 use super::error::ApiError;
 use super::forward::FORWARDED_BY;
-use super::live::PLAYLIST;
+use super::live::{MPD, PLAYLIST};
 
 /// Longest wait for the owner: above the 6 s it holds a request for media
 /// not made yet.
@@ -108,7 +109,7 @@ struct Inner {
     fetching: Mutex<HashMap<String, Fetch>>,
     kept: quick_cache::sync::Cache<String, Arc<Relayed>, Weight>,
     owners: Mutex<HashMap<String, (Instant, Option<StreamOwner>)>>,
-    /// The last full playlist relayed at each playlist path (no query):
+    /// The last full playlist or MPD relayed at each path (no query):
     /// what the edge's viewers get, ended, when the owner is gone.
     playlists: Mutex<HashMap<String, (Instant, Bytes)>>,
 }
@@ -231,24 +232,28 @@ impl EdgeRelay {
         }
     }
 
-    /// The stream's end as this edge last saw it, for a playlist of a
-    /// stream whose owner is gone (died, or stopped): the last media
+    /// The stream's end as this edge last saw it, for a playlist or MPD of
+    /// a stream whose owner is gone (died, or stopped): the last media
     /// playlist relayed with its complete segments and `EXT-X-ENDLIST`
-    /// (see [`ended_playlist`]), or the last multivariant playlist. `None`
-    /// for anything else, or when nothing was relayed in [`ENDED_FOR`].
+    /// (see [`ended_playlist`]), the last multivariant playlist, or the
+    /// last MPD made static (see [`ended_mpd`]). `None` for anything else,
+    /// or when nothing was relayed in [`ENDED_FOR`].
     pub fn ended(&self, uri: &Uri) -> Option<Response> {
         let (at, body) = lock(&self.inner.playlists).get(uri.path()).cloned()?;
         if at.elapsed() > ENDED_FOR {
             return None;
         }
         let text = std::str::from_utf8(&body).ok()?;
-        let ended = if uri.path().ends_with("/media.m3u8") {
-            ended_playlist(text)?
+        let path = uri.path();
+        let (ended, content_type) = if path.ends_with("/media.m3u8") {
+            (ended_playlist(text)?, PLAYLIST)
+        } else if path.ends_with(".mpd") {
+            (ended_mpd(text).ok()?, MPD)
         } else {
-            text.to_owned()
+            (text.to_owned(), PLAYLIST)
         };
         let headers = [
-            (header::CONTENT_TYPE, HeaderValue::from_static(PLAYLIST)),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ];
         Some((headers, ended).into_response())
@@ -259,8 +264,9 @@ impl EdgeRelay {
     fn remember_playlist(&self, path: &str, answer: &Relayed) {
         let path = path.split('?').next().unwrap_or(path);
         let full = answer.status == StatusCode::OK
-            && path.ends_with(".m3u8")
-            && !answer.body.windows(11).any(|w| w == b"#EXT-X-SKIP");
+            && (path.ends_with(".mpd")
+                || path.ends_with(".m3u8")
+                    && !answer.body.windows(11).any(|w| w == b"#EXT-X-SKIP"));
         if !full {
             return;
         }

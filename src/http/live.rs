@@ -36,7 +36,7 @@ use super::forward::FORWARDED_BY;
 const HOLD: Duration = Duration::from_secs(6);
 
 pub(super) const PLAYLIST: &str = "application/vnd.apple.mpegurl";
-const MPD: &str = "application/dash+xml";
+pub(super) const MPD: &str = "application/dash+xml";
 const SEGMENT: &str = "video/mp4";
 
 fn find(state: &AppState, name: &str) -> Result<Arc<LiveStream>, ApiError> {

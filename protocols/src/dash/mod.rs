@@ -10,11 +10,13 @@
 //! whose chunked transfer is already open (SRS issue #1864). Times and
 //! durations are formatted by integer arithmetic ([`xs`]).
 
+pub mod ended;
 pub mod model;
 pub mod render;
 pub mod sets;
 pub mod xs;
 
+pub use ended::{EndedMpdError, ended_mpd};
 pub use model::{
     AdaptationSet, Addressing, Dynamic, Mpd, Period, Presentation, Representation, SegmentTemplate,
     ServiceDescription, TimelineSegment, UtcScheme, UtcTiming,

@@ -776,3 +776,58 @@ fn video_decoding_ahead_of_the_first_audio_frame_is_kept() {
     assert_eq!(audio_first.start, 0, "audio starts at 0");
     assert_eq!(p.renditions[1].track.presentation_offset, 0);
 }
+
+#[test]
+fn a_relayed_dynamic_mpd_ends_with_its_complete_segments() {
+    // Mid-segment: the MPD lists the segment in progress last.
+    let (p, _) = run(9, 50);
+    let dynamic = ready(p.mpd(UnixMillis(START.0 + 9_000)).unwrap());
+    assert!(dynamic.contains("availabilityTimeComplete=\"false\""));
+    let ended = crate::dash::ended_mpd(&dynamic).unwrap();
+    let doc = roxmltree::Document::parse(&ended).unwrap();
+    let root = doc.root_element();
+    assert_eq!(root.attribute("type"), Some("static"), "{ended}");
+    for gone in [
+        "minimumUpdatePeriod",
+        "timeShiftBufferDepth",
+        "availabilityTimeOffset",
+        "availabilityTimeComplete",
+        "ServiceDescription",
+        "low-latency",
+    ] {
+        assert!(!ended.contains(gone), "{gone}: {ended}");
+    }
+    // Each timeline lists the complete segments the playlists list.
+    for (rendition, template) in ["v1", "a1"].iter().zip(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("SegmentTemplate")),
+    ) {
+        let listed = segments_of(&ready(p.media_playlist(rendition, &query(None, None)))).len();
+        let segments: u64 = template
+            .descendants()
+            .filter(|n| n.has_tag_name("S"))
+            .map(|s| {
+                s.attribute("r")
+                    .map_or(1, |r| r.parse::<u64>().unwrap() + 1)
+            })
+            .sum();
+        assert_eq!(segments, listed as u64, "{rendition}: {ended}");
+    }
+    // To the end of the longest rendition's complete segments: audio's
+    // (video's end at 8 s, a keyframe every 2 s).
+    assert_eq!(
+        root.attribute("mediaPresentationDuration"),
+        Some("PT8.021S"),
+        "{ended}"
+    );
+    // What it does not change stays as written.
+    assert_eq!(
+        root.attribute("availabilityStartTime"),
+        roxmltree::Document::parse(&dynamic)
+            .unwrap()
+            .root_element()
+            .attribute("availabilityStartTime")
+    );
+    assert_eq!(crate::dash::ended_mpd(&ended).unwrap(), ended);
+    assert!(crate::dash::ended_mpd("<html/>").is_err());
+}
