@@ -919,6 +919,41 @@ async fn an_edge_relays_the_owners_live_stream_once_for_all_its_viewers() {
     eprintln!("100 edge requests reached the origin as {relayed}");
     assert!(relayed <= 2, "{relayed} requests reached the origin");
 
+    // The segment in progress reaches the edge's low-latency DASH viewers
+    // as it grows, from one request to the owner, and whole.
+    let growing = format!("/live/relayed/v1/{}.m4s", last_msn + 1);
+    let before = edge_requests(&origin).await;
+    let read = |url: String| {
+        let http = http.clone();
+        async move {
+            let mut response = http.get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let (mut body, mut first, start) = (Vec::new(), None, std::time::Instant::now());
+            while let Some(chunk) = response.chunk().await.unwrap() {
+                first.get_or_insert_with(|| start.elapsed());
+                body.extend_from_slice(&chunk);
+            }
+            (body, first.unwrap(), start.elapsed())
+        }
+    };
+    let viewers = futures::future::join_all((0..10).map(|_| read(edge.url(&growing)))).await;
+    let (whole, _, _) = read(origin.url(&growing)).await;
+    for (body, first, last) in &viewers {
+        assert_eq!(body, &whole, "the edge's segment differs");
+        eprintln!(
+            "growing segment at the edge: first bytes after {:.0} ms, last after {:.0} ms",
+            first.as_secs_f64() * 1000.0,
+            last.as_secs_f64() * 1000.0
+        );
+        assert!(
+            *last > *first + Duration::from_millis(300),
+            "{first:?} {last:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let relayed = edge_requests(&origin).await - before;
+    assert!(relayed <= 1, "{relayed} requests reached the origin");
+
     // A DASH viewer of the edge.
     let mpd = http
         .get(edge.url("/live/relayed/manifest.mpd"))

@@ -21,6 +21,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use http::{HeaderValue, StatusCode, Uri, header};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -29,12 +30,15 @@ use streamforge_actors::live::owners::StreamOwner;
 use streamforge_protocols::dash::ended_mpd;
 use streamforge_protocols::hls::ended_playlist;
 
+use self::growing::Growing;
 use super::error::ApiError;
 use super::forward::FORWARDED_BY;
 use super::live::{MPD, PLAYLIST};
 
+mod growing;
+
 /// Longest wait for the owner: above the 6 s it holds a request for media
-/// not made yet.
+/// not made yet (and longest silence of a segment relayed as it grows).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stream's owner, once looked up, is trusted.
 const OWNER_TTL: Duration = Duration::from_secs(1);
@@ -47,19 +51,38 @@ const MAX_BODY: usize = 64 << 20;
 const ENDED_FOR: Duration = Duration::from_secs(60);
 
 /// An answer from the owner, as every viewer of this edge gets it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Relayed {
     status: StatusCode,
     content_type: Option<HeaderValue>,
     cache_control: Option<HeaderValue>,
-    body: Bytes,
+    body: RelayedBody,
     /// Kept until then (`None`: not kept).
     fresh_until: Option<Instant>,
 }
 
+/// The owner's bytes: whole, or a segment still being written.
+#[derive(Clone)]
+enum RelayedBody {
+    Whole(Bytes),
+    Growing(Arc<Growing>),
+}
+
 impl Relayed {
+    /// The whole body (empty for a segment still growing).
+    fn whole(&self) -> &[u8] {
+        match &self.body {
+            RelayedBody::Whole(bytes) => bytes,
+            RelayedBody::Growing(_) => &[],
+        }
+    }
+
     fn response(&self) -> Response {
-        let mut response = (self.status, Body::from(self.body.clone())).into_response();
+        let body = match &self.body {
+            RelayedBody::Whole(bytes) => Body::from(bytes.clone()),
+            RelayedBody::Growing(growing) => growing.body(),
+        };
+        let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         if let Some(v) = &self.content_type {
             headers.insert(header::CONTENT_TYPE, v.clone());
@@ -119,7 +142,7 @@ struct Weight;
 
 impl quick_cache::Weighter<String, Arc<Relayed>> for Weight {
     fn weight(&self, key: &String, value: &Arc<Relayed>) -> u64 {
-        (key.len() + value.body.len() + 256) as u64
+        (key.len() + value.whole().len() + 256) as u64
     }
 }
 
@@ -263,17 +286,19 @@ impl EdgeRelay {
     /// [`Self::ended`].
     fn remember_playlist(&self, path: &str, answer: &Relayed) {
         let path = path.split('?').next().unwrap_or(path);
+        let RelayedBody::Whole(body) = &answer.body else {
+            return;
+        };
         let full = answer.status == StatusCode::OK
             && (path.ends_with(".mpd")
-                || path.ends_with(".m3u8")
-                    && !answer.body.windows(11).any(|w| w == b"#EXT-X-SKIP"));
+                || path.ends_with(".m3u8") && !body.windows(11).any(|w| w == b"#EXT-X-SKIP"));
         if !full {
             return;
         }
         let now = Instant::now();
         let mut playlists = lock(&self.inner.playlists);
         playlists.retain(|_, (at, _)| now.duration_since(*at) < ENDED_FOR);
-        playlists.insert(path.to_owned(), (now, answer.body.clone()));
+        playlists.insert(path.to_owned(), (now, body.clone()));
     }
 
     async fn fetch(
@@ -282,17 +307,56 @@ impl EdgeRelay {
         path: String,
         key: String,
     ) -> Result<Arc<Relayed>, RelayError> {
-        let answer = self.request(&owner, &path).await;
-        lock(&self.inner.fetching).remove(&key);
-        let answer = Arc::new(answer?);
-        self.remember_playlist(&path, &answer);
-        if answer.fresh_until.is_some() {
-            self.inner.kept.insert(key, answer.clone());
+        let answer = match self.request(&owner, &path, &key).await {
+            Ok(answer) => answer,
+            Err(err) => {
+                lock(&self.inner.fetching).remove(&key);
+                return Err(err);
+            }
+        };
+        let answer = Arc::new(answer);
+        match answer.body {
+            // Viewers keep joining it through `fetching` while it grows.
+            RelayedBody::Growing(_) => {}
+            RelayedBody::Whole(_) => {
+                lock(&self.inner.fetching).remove(&key);
+                self.remember_playlist(&path, &answer);
+                if answer.fresh_until.is_some() {
+                    self.inner.kept.insert(key, answer.clone());
+                }
+            }
         }
         Ok(answer)
     }
 
-    async fn request(&self, owner: &StreamOwner, path: &str) -> Result<Relayed, RelayError> {
+    /// Reads a segment the owner is still writing for every viewer that
+    /// joins it, then keeps it whole (as the owner's `Cache-Control`
+    /// allows).
+    fn follow(&self, key: String, body: Incoming, growing: Arc<Growing>, answer: Relayed) {
+        let relay = self.clone();
+        tokio::spawn(async move {
+            let read = growing.read(body, FETCH_TIMEOUT, MAX_BODY).await;
+            match read {
+                Ok(whole) if answer.fresh_until.is_some() => {
+                    let whole = Relayed {
+                        body: RelayedBody::Whole(whole),
+                        ..answer
+                    };
+                    relay.inner.kept.insert(key.clone(), Arc::new(whole));
+                }
+                Ok(_) => {}
+                Err(reason) => tracing::info!(%key, %reason, "relayed segment broke off"),
+            }
+            lock(&relay.inner.fetching).remove(&key);
+        });
+    }
+
+    async fn request(
+        &self,
+        owner: &StreamOwner,
+        path: &str,
+        key: &str,
+    ) -> Result<Relayed, RelayError> {
         let unreachable = |reason: String| RelayError::Unreachable {
             node: owner.node.clone(),
             advertise: owner.advertise.clone(),
@@ -319,36 +383,45 @@ impl EdgeRelay {
             )
             .body(Body::empty())
             .map_err(|e| unreachable(e.to_string()))?;
-        let response = tokio::time::timeout(FETCH_TIMEOUT, async {
-            let response = self
-                .inner
-                .client
-                .request(request)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            let (parts, body) = response.into_parts();
-            let body = http_body_util::Limited::new(body, MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| unreachable(e.to_string()))?
-                .to_bytes();
-            Ok::<_, RelayError>((parts, body))
-        })
-        .await
-        .map_err(|_| unreachable(format!("no answer within {} s", FETCH_TIMEOUT.as_secs())))??;
-        let (parts, body) = response;
+        let timed_out = || unreachable(format!("no answer within {} s", FETCH_TIMEOUT.as_secs()));
+        let response = tokio::time::timeout(FETCH_TIMEOUT, self.inner.client.request(request))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (parts, body) = response.into_parts();
         let cache_control = parts.headers.get(header::CACHE_CONTROL).cloned();
         let fresh_until = (parts.status == StatusCode::OK)
             .then(|| cache_control.as_ref().and_then(shared_lifetime))
             .flatten()
             .map(|ttl| Instant::now() + ttl);
-        Ok(Relayed {
+        let mut answer = Relayed {
             status: parts.status,
             content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
             cache_control,
-            body,
+            body: RelayedBody::Whole(Bytes::new()),
             fresh_until,
-        })
+        };
+        // A segment sent as it is written (no length yet): relayed as it
+        // grows. Anything else is relayed whole.
+        let growing = parts.status == StatusCode::OK
+            && !parts.headers.contains_key(header::CONTENT_LENGTH)
+            && path.split('?').next().is_some_and(|p| p.ends_with(".m4s"));
+        if growing {
+            let growing = Growing::new();
+            self.follow(key.to_owned(), body, growing.clone(), answer.clone());
+            answer.body = RelayedBody::Growing(growing);
+            return Ok(answer);
+        }
+        let body = tokio::time::timeout(
+            FETCH_TIMEOUT,
+            http_body_util::Limited::new(body, MAX_BODY).collect(),
+        )
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|e| unreachable(e.to_string()))?
+        .to_bytes();
+        answer.body = RelayedBody::Whole(body);
+        Ok(answer)
     }
 }
 
