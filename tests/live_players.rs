@@ -13,10 +13,16 @@
 //! Behind a cache: nginx's `proxy_cache`, set up as docs/SCALING.md says,
 //! in front of the server; [`CACHED_VIEWERS`] simulated LL-HLS viewers and
 //! hls.js play through it while another hls.js plays from the server.
+//!
+//! Through an edge: two nodes on one PostgreSQL; dash.js and hls.js play
+//! from the node that takes the publish and from the other one, which
+//! relays it.
 
 mod common;
 #[path = "support/nginx.rs"]
 mod nginx;
+#[path = "support/postgres.rs"]
+mod postgres;
 
 use std::path::Path;
 use std::process::Stdio;
@@ -227,6 +233,32 @@ impl Players {
         eprintln!("samples in {}", record.display());
         serde_json::from_str(&rest).expect("one JSON line")
     }
+}
+
+/// `player` played (in `findings`) with no stall over a second; its median
+/// glass-to-glass latency (ms, less the publisher's `startup`).
+fn played(findings: &Value, player: &str, startup: i64) -> f64 {
+    let all = samples(&findings[player]);
+    let errors = &findings[player]["errors"];
+    let started = all
+        .iter()
+        .position(|s| s.time > 0.0)
+        .unwrap_or_else(|| panic!("{player} never played: {errors}"));
+    let stall = longest_stall(&all[started..]);
+    let glass = median(
+        all[started..]
+            .iter()
+            .filter_map(|s| s.glass)
+            .map(|g| g - startup as f64)
+            .collect(),
+    )
+    .unwrap_or_else(|| panic!("{player} showed no readable frame"));
+    eprintln!("{player}: longest stall {stall:.2} s, median glass-to-glass {glass:.0} ms");
+    assert!(
+        stall <= 1.0,
+        "{player} stalled {stall:.2} s; errors: {errors}"
+    );
+    glass
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -525,35 +557,63 @@ async fn ll_hls_through_an_nginx_cache() {
 
     // hls.js through the cache: no stall, latency within 0.5 s of hls.js
     // from the server.
-    let mut glass = Vec::new();
-    for player in [&direct, &cached] {
-        let all = samples(&findings[player.as_str()]);
-        let errors = &findings[player.as_str()]["errors"];
-        let started = all
-            .iter()
-            .position(|s| s.time > 0.0)
-            .unwrap_or_else(|| panic!("{player} never played: {errors}"));
-        let stall = longest_stall(&all[started..]);
-        let g = median(
-            all[started..]
-                .iter()
-                .filter_map(|s| s.glass)
-                .map(|g| g - startup as f64)
-                .collect(),
-        )
-        .unwrap_or_else(|| panic!("{player} showed no readable frame"));
-        eprintln!("{player}: longest stall {stall:.2} s, median glass-to-glass {g:.0} ms");
-        assert!(
-            stall <= 1.0,
-            "{player} stalled {stall:.2} s; errors: {errors}"
-        );
-        glass.push(g);
-    }
+    let direct_glass = played(&findings, &direct, startup);
+    let cached_glass = played(&findings, &cached, startup);
     assert!(
-        glass[1] <= glass[0] + 500.0,
-        "through the cache {:.0} ms behind the server's {:.0} ms",
-        glass[1],
-        glass[0]
+        cached_glass <= direct_glass + 500.0,
+        "through the cache {cached_glass:.0} ms behind the server's {direct_glass:.0} ms"
     );
     server.stop().await;
+}
+
+/// Seconds the players watch through the edge.
+const EDGE_SECONDS: u32 = 15;
+
+/// dash.js (LL-DASH: segments fetched as they grow) and hls.js (LL-HLS:
+/// blocking reloads and preload-hinted parts) from the node that took the
+/// publish and from another node relaying it: through the edge, no stall
+/// and a latency within 0.5 s of the owner's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_js_and_hls_js_through_an_edge_play_as_close_to_live_as_from_the_owner() {
+    assert!(
+        Path::new("/usr/bin/chromium").is_file() || std::env::var_os("CHROMIUM").is_some(),
+        "chromium is missing: run scripts/setup --test"
+    );
+    let _chromium = CHROMIUM.lock().await;
+    let cluster = postgres::Postgres::start();
+    let database = cluster.database("streamforge");
+    let on = |id: &'static str| {
+        let database = database.clone();
+        move |c: &mut streamforge::config::Config| {
+            c.database = database;
+            c.node.id = id.to_owned();
+            c.live.open_publish = true;
+        }
+    };
+    let owner = TestServer::start_with(on("owner")).await;
+    let edge = TestServer::start_with(on("edge")).await;
+    let (publisher, startup) = publish_clock(&owner, "relayed", EDGE_SECONDS + 60).await;
+    let at_edge = |player: &str| format!("{player}@{}", edge.url(""));
+    let players = [
+        "dashjs".to_owned(),
+        at_edge("dashjs"),
+        "hlsjs".to_owned(),
+        at_edge("hlsjs"),
+    ];
+    let findings = Players::start(&owner.url(""), "relayed", EDGE_SECONDS, &players.join(","))
+        .await
+        .findings("live-players-edge.json")
+        .await;
+    drop(publisher);
+    for pair in players.chunks(2) {
+        let direct = played(&findings, &pair[0], startup);
+        let relayed = played(&findings, &pair[1], startup);
+        assert!(
+            relayed <= direct + 500.0,
+            "{}: through the edge {relayed:.0} ms, from the owner {direct:.0} ms",
+            pair[0]
+        );
+    }
+    edge.stop().await;
+    owner.stop().await;
 }

@@ -502,8 +502,7 @@ fn another_node_continues_a_handed_over_presentation_after_a_discontinuity() {
     assert!(mpd.contains("init-1-1.mp4") && mpd.contains(&format!("init-{}-2.mp4", last_msn + 1)));
     let last_period = doc
         .descendants()
-        .filter(|n| n.has_tag_name("Period"))
-        .last()
+        .rfind(|n| n.has_tag_name("Period"))
         .unwrap();
     let first_t: u64 = last_period
         .descendants()
