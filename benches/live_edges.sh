@@ -6,12 +6,17 @@
 # availability as a viewer sees it) and part fetch, and CPU and peak
 # memory of each node.
 #
+# The viewers come from GENERATORS Node processes (2 by default: one
+# process alone cannot keep 1,500 viewers' requests going on one core).
+#
 #   benches/live_edges.sh                  1500 viewers, 30 s, 640x360 25 fps
 #   VIEWERS=300 SECONDS_OF_LOAD=20 benches/live_edges.sh
+#   GENERATORS=1 benches/live_edges.sh     one load generator process
 set -euo pipefail
 cd "$(dirname "$0")/.."
 viewers=${VIEWERS:-1500}
 seconds=${SECONDS_OF_LOAD:-30}
+generators=${GENERATORS:-2}
 target_dir=${CARGO_TARGET_DIR:-target}
 for tool in ffmpeg node curl python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is required (scripts/setup --test)" >&2; exit 1; }
@@ -58,8 +63,34 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 cpu0=""; for pid in "${pids[@]}"; do cpu0+="$(ticks "$pid") "; done
 t0=$(date +%s.%N)
-result=$(node benches/live_viewers.mjs "$edges" load "$viewers" "$seconds")
+gen_pids=()
+for g in $(seq "$generators"); do
+  share=$(( viewers / generators + (g <= viewers % generators ? 1 : 0) ))
+  RAW_TIMES=1 node benches/live_viewers.mjs "$edges" load "$share" "$seconds" >"$work/generator-$g.json" &
+  gen_pids+=($!)
+done
+wait "${gen_pids[@]}"
 t1=$(date +%s.%N)
+result=$(python3 - "$work"/generator-*.json <<'PY'
+import json, sys
+runs = [json.load(open(path)) for path in sys.argv[1:]]
+def pct(values, p):
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, len(values) * p // 100)], 1)
+merged = {k: sum(r[k] for r in runs) for k in ("viewers", "parts", "skipped", "errors")}
+why = {}
+for r in runs:
+    for reason, n in r["why"].items():
+        why[reason] = why.get(reason, 0) + n
+merged["why"] = why
+for key, times in (("playlist_ms", "playlist_times"), ("part_ms", "part_times")):
+    values = [t for r in runs for t in r[times]]
+    merged[key] = {"p50": pct(values, 50), "p99": pct(values, 99)}
+print(json.dumps(merged))
+PY
+)
 cpu1=""; peaks=""
 for pid in "${pids[@]}"; do
   cpu1+="$(ticks "$pid") "

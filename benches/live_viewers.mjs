@@ -5,7 +5,8 @@
 //
 //   node live_viewers.mjs BASE_URL STREAM VIEWERS SECONDS
 //
-// Prints one JSON line: counts and p50/p99 latencies in milliseconds.
+// Prints one JSON line: counts and p50/p99 latencies in milliseconds (with
+// RAW_TIMES set, every latency too).
 const [basesArg, stream, viewersArg, secondsArg] = process.argv.slice(2);
 // BASE_URL may list several bases, comma-separated: the viewers are spread
 // over them in turn (the edges of a cluster).
@@ -109,5 +110,7 @@ console.log(
     why,
     playlist_ms: { p50: pct(playlistTimes, 50), p99: pct(playlistTimes, 99) },
     part_ms: { p50: pct(partTimes, 50), p99: pct(partTimes, 99) },
+    // Every time, for a caller that merges several generators' runs.
+    ...(process.env.RAW_TIMES ? { playlist_times: playlistTimes, part_times: partTimes } : {}),
   }),
 );
