@@ -33,12 +33,27 @@ pub enum Command {
     Serve(Overrides),
     /// Print the effective configuration as TOML (defaults, environment, file
     /// and flags merged) and exit; fails with the reason if it is invalid.
-    Config(Overrides),
+    Config(ConfigArgs),
     /// Create, list or revoke API tokens (for auth.mode = "token").
     Token(TokenCommand),
     /// Package an MP4/MOV file as HLS and DASH in a directory (CMAF segments
     /// shared by both manifests, I-frame playlists) and exit; no server needed.
     Package(PackageArgs),
+}
+
+/// `streamforge config`: the effective configuration, or what it can be.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Print every key with its default value, each explained in a comment:
+    /// a configuration file to start from.
+    #[arg(long, conflicts_with = "reference")]
+    pub default: bool,
+    /// Print the configuration reference (docs/CONFIG.md): every key with
+    /// its type, default, environment variable, flag and meaning.
+    #[arg(long)]
+    pub reference: bool,
+    #[command(flatten)]
+    pub overrides: Overrides,
 }
 
 #[derive(Debug, Args)]

@@ -33,7 +33,23 @@ const SECTIONS: &[&str] = &[
 ];
 const ENV_PREFIX: &str = "STREAMFORGE_";
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub mod reference;
+
+/// How a duration is written in the configuration (`10s`, `500ms`, `6h`):
+/// its JSON Schema, for the reference.
+struct HumanDuration;
+
+impl schemars::JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "duration" })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Directory for local state: the database, and stored media unless
@@ -59,7 +75,7 @@ pub struct Config {
 
 /// The `[node]` section: who this server is to the other nodes sharing
 /// its database.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// This node's name among the nodes of one database: empty for an id
@@ -84,7 +100,9 @@ impl Default for NodeConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The HTTP listener (HTTP/1.1 and HTTP/2) and what it serves from
+/// memory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Address for HTTP/1.1 and HTTP/2 (h2c with prior knowledge).
@@ -97,12 +115,15 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// A connection with no bytes moving either way for this long is closed.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
     pub idle_timeout: Duration,
     /// Time a client has to send a complete request head.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
     pub header_timeout: Duration,
     /// How long in-flight requests may run on after a shutdown signal.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
     pub shutdown_grace: Duration,
     /// Memory for hot segments and init segments, in bytes; 0 turns the cache off.
     pub cache_bytes: u64,
@@ -113,13 +134,14 @@ pub struct HttpConfig {
 }
 
 /// Resumable uploads.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct UploadsConfig {
     /// Largest upload accepted, in bytes (tus `Tus-Max-Size`).
     pub max_size: u64,
     /// An unfinished upload is deleted this long after it was created.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
     pub expire_after: Duration,
     /// Start processing (probe, poster, preview, ladder) with an upload's
     /// first bytes, reading it as it arrives, instead of after the last.
@@ -127,7 +149,9 @@ pub struct UploadsConfig {
 }
 
 /// Who may use the API and upload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// Anyone who can reach the port (the default listens on localhost only).
@@ -137,7 +161,8 @@ pub enum AuthMode {
     Token,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Who may use the API, upload and play.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub mode: AuthMode,
@@ -149,11 +174,12 @@ pub struct AuthConfig {
     pub playback_secret: String,
     /// How long the playback URLs the API hands out stay valid.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
     pub playback_ttl: Duration,
 }
 
 /// Who may play media.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PlaybackMode {
     Public,
@@ -173,7 +199,7 @@ impl Default for AuthConfig {
 
 /// Per-client-address request rates on the API and upload creation
 /// (uploading bytes and playback are not limited here).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Sustained requests per second per IP address; 0 turns the limit off.
@@ -198,7 +224,7 @@ impl Default for LimitsConfig {
 }
 
 /// Live ingest and its LL-HLS / DASH output.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LiveConfig {
     /// Accept RTMP pushes.
@@ -217,9 +243,11 @@ pub struct LiveConfig {
     /// Segments are cut at the first keyframe at least this long after the
     /// segment start.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
     pub segment_duration: Duration,
     /// LL-HLS part (CMAF chunk) target.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
     pub part_duration: Duration,
     /// Segments listed in the live window.
     pub window_segments: usize,
@@ -234,6 +262,7 @@ pub struct LiveConfig {
     pub replace_publisher: bool,
     /// An ingest connection with no bytes for this long is closed.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
     pub idle_timeout: Duration,
     /// Most concurrent ingest connections.
     pub max_connections: usize,
@@ -241,6 +270,7 @@ pub struct LiveConfig {
     /// (viewers keep their playlists; the stream continues after a
     /// discontinuity) before its playlists end.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
     pub reconnect_grace: Duration,
     /// Record each publish as a VOD asset (`/vod/{asset}/…`, listed in
     /// `/api/assets`), ready when the publish ends.
@@ -257,9 +287,10 @@ pub struct LiveConfig {
 }
 
 /// `[[live.streams]]`: one named stream's settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LiveStreamConfig {
+    /// The stream these settings apply to.
     pub name: String,
     /// The live ladder; rungs not below the published video are skipped.
     #[serde(default)]
@@ -292,7 +323,7 @@ impl Default for LiveConfig {
 }
 
 /// Processing of uploaded media.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TranscodeConfig {
     /// The ladder (`[[transcode.ladder]]` tables, by increasing height); each
@@ -329,7 +360,9 @@ impl Default for UploadsConfig {
 }
 
 /// Where the TLS listener's certificate comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum TlsMode {
     /// No TLS listener, no HTTP/3.
@@ -343,10 +376,11 @@ pub enum TlsMode {
 
 /// HTTPS (HTTP/1.1 and HTTP/2 by ALPN) on TCP and HTTP/3 on UDP, both on
 /// `listen`'s port. HTTP/3 runs whenever TLS does.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     pub mode: TlsMode,
+    /// Address for HTTPS on TCP and HTTP/3 on UDP.
     pub listen: SocketAddr,
     /// PEM certificate chain, leaf first (mode `files`).
     pub cert: Option<PathBuf>,
@@ -365,7 +399,9 @@ impl Default for TlsConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -374,12 +410,14 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// What the server logs, and how.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A `tracing` filter such as `info` or `streamforge=debug,tower_http=info`.
     /// `RUST_LOG`, when set, takes precedence.
     pub filter: String,
+    /// Log lines as text for people, or as JSON objects for a collector.
     pub format: LogFormat,
 }
 

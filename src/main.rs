@@ -10,7 +10,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let (overrides, serve) = match &cli.command {
         Command::Serve(overrides) => (overrides, true),
-        Command::Config(overrides) => (overrides, false),
+        Command::Config(args) if args.default => {
+            print!("{}", streamforge::config::reference::default_toml());
+            return ExitCode::SUCCESS;
+        }
+        Command::Config(args) if args.reference => {
+            print!("{}", streamforge::config::reference::markdown());
+            return ExitCode::SUCCESS;
+        }
+        Command::Config(args) => (&args.overrides, false),
         Command::Token(command) => return token_command(cli.config.as_deref(), command),
         Command::Package(args) => return package_command(args),
     };

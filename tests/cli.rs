@@ -107,6 +107,47 @@ fn config_error(command: &mut Command) -> String {
     String::from_utf8(output.stderr).unwrap()
 }
 
+/// The file `config --default` prints is a configuration the server loads
+/// as its defaults, and edits to it take effect.
+#[test]
+fn the_default_file_is_a_starting_point() {
+    let output = streamforge()
+        .args(["config", "--default"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("\n# A stream whose publisher left waits this long"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("streamforge.toml");
+    std::fs::write(&file, &text).unwrap();
+    let defaults = effective_config(streamforge().arg("config"));
+    let from_file = effective_config(streamforge().arg("--config").arg(&file).arg("config"));
+    assert_eq!(from_file, defaults);
+    std::fs::write(
+        &file,
+        text.replace("reconnect_grace = \"10s\"", "reconnect_grace = \"3s\""),
+    )
+    .unwrap();
+    let edited = effective_config(streamforge().arg("--config").arg(&file).arg("config"));
+    assert_eq!(edited["live"]["reconnect_grace"].as_str(), Some("3s"));
+    // The reference documents the same keys.
+    let reference = streamforge()
+        .args(["config", "--reference"])
+        .output()
+        .unwrap();
+    let reference = String::from_utf8(reference.stdout).unwrap();
+    assert!(
+        reference.contains(
+            "| `reconnect_grace` | duration | `\"10s\"` | `STREAMFORGE_LIVE_RECONNECT_GRACE` |"
+        ),
+        "{reference}"
+    );
+}
+
 #[test]
 fn invalid_values_name_the_key_and_the_problem() {
     let message = config_error(

@@ -20,7 +20,17 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 pub const LOST_AFTER: Duration = Duration::from_secs(15);
 
 /// What a node does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Answers the API, tus uploads, `/vod/` and `/live/` requests.

@@ -60,12 +60,13 @@ const RECHECK: Duration = Duration::from_secs(1);
 
 /// One rung of a live ladder: `[[live.streams]] ladder = [{ height = 360,
 /// video_kbps = 800 }]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LiveLadderRung {
     /// Output height in pixels (even); rungs not below the source's height
     /// are skipped.
     pub height: u32,
+    /// Video bit rate, kbit/s.
     pub video_kbps: u32,
 }
 

@@ -38,15 +38,19 @@ use crate::supervision::BranchKind;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// An RTSP source to pull, from the configuration (`[[live.pull]]`).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct PullSource {
     /// The live stream it appears as: `/live/{name}/…`.
     pub name: String,
     /// `rtsp://host[:port]/path`.
     pub url: String,
+    /// User name for the camera's RTSP authentication, if it asks.
     #[serde(default)]
     pub username: Option<String>,
+    /// Password for the camera's RTSP authentication.
     #[serde(default)]
     pub password: Option<String>,
     /// `tcp` (interleaved, the default) or `udp`.
@@ -55,7 +59,17 @@ pub struct PullSource {
 }
 
 /// How a pulled source's RTP travels.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PullTransport {
     /// Interleaved in the RTSP connection.

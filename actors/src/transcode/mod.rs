@@ -69,10 +69,14 @@ pub struct GrowingSource {
 }
 
 /// One rung of the ladder: a video height and its bit rates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct LadderRung {
+    /// Output height in pixels; the width follows the source's aspect.
     pub height: u32,
+    /// Video bit rate, kbit/s.
     pub video_kbps: u32,
     /// Audio bit rate when this is the tallest rung made.
     pub audio_kbps: u32,
