@@ -1159,3 +1159,106 @@ async fn a_publisher_that_moves_to_another_node_takes_its_stream_along() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The owner of a live stream is killed (`kill -9`) while its encoder
+/// pushes: the encoder, reconnecting to another node, is refused until the
+/// dead owner's lease runs out, then takes the stream there within
+/// `live.reconnect_grace`; the presentation goes on after a discontinuity,
+/// numbered above anything the dead owner can have made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_owners_stream_goes_on_where_its_encoder_reconnects() {
+    let cluster = postgres::Postgres::start();
+    let database = cluster.database("streamforge");
+    let data = tempfile::tempdir().unwrap();
+    let (mut a, listening) = common::spawn_node(
+        data.path(),
+        &[
+            ("STREAMFORGE_DATABASE", database.as_str()),
+            ("STREAMFORGE_NODE_ID", "a"),
+            ("STREAMFORGE_LIVE_OPEN_PUBLISH", "true"),
+        ],
+    )
+    .await;
+    let a_http = format!("http://{}", listening["http"].as_str().unwrap());
+    let a_rtmp = format!(
+        "rtmp://{}/live/survivor",
+        listening["rtmp"].as_str().unwrap()
+    );
+    let b = TestServer::start_with({
+        let database = database.clone();
+        move |c: &mut streamforge::config::Config| {
+            c.database = database;
+            c.node.id = "b".to_owned();
+            c.live.open_publish = true;
+        }
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let text = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let _first = common::push(&a_rtmp, 60);
+    let mut on_a = String::new();
+    common::wait_until("node a lists two segments", async || {
+        on_a = text(format!("{a_http}/live/survivor/v1/media.m3u8")).await;
+        listed_segments(&on_a).len() >= 2
+    })
+    .await;
+    let mpd_a = text(format!("{a_http}/live/survivor/manifest.mpd")).await;
+    // A renewal recorded them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    a.kill().await.unwrap();
+    let killed = std::time::Instant::now();
+
+    // The encoder tries node b until it is let in.
+    let url = format!("{}/live/survivor", b.rtmp_url());
+    let mut tries = 0;
+    let _second = loop {
+        tries += 1;
+        let mut second = common::push(&url, 8);
+        match tokio::time::timeout(Duration::from_secs(2), second.wait()).await {
+            Ok(_) => {
+                assert!(killed.elapsed() < Duration::from_secs(15), "never let in");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(_) => break second,
+        }
+    };
+    let took_over = killed.elapsed();
+    eprintln!("the encoder was let in at b {took_over:?} after the kill, at try {tries}");
+    assert!(
+        took_over < Duration::from_secs(10),
+        "{took_over:?}: past the reconnect grace"
+    );
+
+    let mut on_b = String::new();
+    common::wait_until("node b lists its first segment", async || {
+        on_b = text(b.url("/live/survivor/v1/media.m3u8")).await;
+        !listed_segments(&on_b).is_empty()
+    })
+    .await;
+    // The dead owner's segments are not listed again (they went with it);
+    // numbers go on above anything it can have made after its record, and
+    // the discontinuity sequence goes up.
+    let last_seen_on_a = *listed_segments(&on_a).last().unwrap();
+    let first_on_b = listed_segments(&on_b)[0];
+    assert!(first_on_b > last_seen_on_a + 2, "a: {on_a}\nb: {on_b}");
+    assert_eq!(
+        playlist_number(&on_b, "#EXT-X-DISCONTINUITY-SEQUENCE:"),
+        playlist_number(&on_a, "#EXT-X-DISCONTINUITY-SEQUENCE:") + 1,
+        "a: {on_a}\nb: {on_b}"
+    );
+    // One timeline: b's MPD starts where a's did.
+    let mpd_b = text(b.url("/live/survivor/manifest.mpd")).await;
+    let ast = |mpd: &str| {
+        roxmltree::Document::parse(mpd)
+            .unwrap()
+            .root_element()
+            .attribute("availabilityStartTime")
+            .map(str::to_owned)
+    };
+    assert!(ast(&mpd_b).is_some(), "{mpd_b}");
+    assert_eq!(ast(&mpd_b), ast(&mpd_a), "a: {mpd_a}\nb: {mpd_b}");
+    b.stop().await;
+}

@@ -441,6 +441,17 @@ pub async fn spawn_server(
     data: &std::path::Path,
     env: &[(&str, &str)],
 ) -> (tokio::process::Child, String) {
+    let (child, listening) = spawn_node(data, env).await;
+    let http = listening["http"].as_str().unwrap_or_default();
+    (child, format!("http://{http}"))
+}
+
+/// [`spawn_server`], answering its `streamforge listening` log event (its
+/// `http`, `rtmp`, `rtsp` addresses).
+pub async fn spawn_node(
+    data: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, serde_json::Value) {
     use tokio::io::AsyncBufReadExt;
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_streamforge"));
     for (name, _) in std::env::vars() {
@@ -470,7 +481,7 @@ pub async fn spawn_server(
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
+    let listening = loop {
         let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
             .await
             .expect("the server starts")
@@ -480,12 +491,12 @@ pub async fn spawn_server(
             continue;
         };
         if event["message"] == "streamforge listening" {
-            break event["http"].as_str().unwrap().to_owned();
+            break event;
         }
     };
     // Keep draining the log so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, format!("http://{addr}"))
+    (child, listening)
 }
 
 /// The players `tests/peers/vod_players.mjs` drives.

@@ -16,10 +16,13 @@ use crate::clock;
 use crate::db::{Database, DbError};
 
 /// How long an ownership lasts without renewal: a node that dies leaves
-/// its streams to others this long after its last renewal.
-pub const OWNER_LEASE: Duration = Duration::from_secs(15);
-/// How often a node renews the streams it owns.
-pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// its streams to others this long after its last renewal, well within
+/// the default `live.reconnect_grace` (10 s) of an encoder that reconnects
+/// elsewhere.
+pub const OWNER_LEASE: Duration = Duration::from_secs(6);
+/// How often a node renews the streams it owns (three times a lease: two
+/// renewals may fail before the stream is lost).
+pub const RENEW_EVERY: Duration = Duration::from_secs(2);
 
 fn lease_until() -> i64 {
     clock::now_ms() + i64::try_from(OWNER_LEASE.as_millis()).unwrap_or(i64::MAX)
