@@ -798,16 +798,8 @@ async fn edge_requests(origin: &TestServer) -> u64 {
 async fn an_edge_relays_the_owners_live_stream_once_for_all_its_viewers() {
     let cluster = postgres::Postgres::start();
     let database = cluster.database("streamforge");
-    let on = |id: &'static str| {
-        let database = database.clone();
-        move |c: &mut streamforge::config::Config| {
-            c.database = database;
-            c.node.id = id.to_owned();
-            c.live.open_publish = true;
-        }
-    };
-    let origin = TestServer::start_with(on("origin")).await;
-    let edge = TestServer::start_with(on("edge")).await;
+    let origin = TestServer::start_with(common::live_node(&database, "origin")).await;
+    let edge = TestServer::start_with(common::live_node(&database, "edge")).await;
     let http = reqwest::Client::new();
     let mut publisher = common::push(&format!("{}/live/relayed", origin.rtmp_url()), 40);
 
@@ -1037,11 +1029,9 @@ async fn a_publisher_that_moves_to_another_node_takes_its_stream_along() {
     let cluster = postgres::Postgres::start();
     let database = cluster.database("streamforge");
     let on = |id: &'static str| {
-        let database = database.clone();
+        let node = common::live_node(&database, id);
         move |c: &mut streamforge::config::Config| {
-            c.database = database;
-            c.node.id = id.to_owned();
-            c.live.open_publish = true;
+            node(c);
             c.live.reconnect_grace = Duration::from_secs(5);
         }
     };
@@ -1184,15 +1174,7 @@ async fn a_killed_owners_stream_goes_on_where_its_encoder_reconnects() {
         "rtmp://{}/live/survivor",
         listening["rtmp"].as_str().unwrap()
     );
-    let b = TestServer::start_with({
-        let database = database.clone();
-        move |c: &mut streamforge::config::Config| {
-            c.database = database;
-            c.node.id = "b".to_owned();
-            c.live.open_publish = true;
-        }
-    })
-    .await;
+    let b = TestServer::start_with(common::live_node(&database, "b")).await;
     let http = reqwest::Client::new();
     let text = |url: String| {
         let http = http.clone();

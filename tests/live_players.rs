@@ -68,6 +68,15 @@ const STEADY: f64 = 20.0;
 /// a publisher at once would starve each other on two cores.
 static CHROMIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Chromium, to this test alone while the guard lives.
+async fn chromium() -> tokio::sync::MutexGuard<'static, ()> {
+    assert!(
+        Path::new("/usr/bin/chromium").is_file() || std::env::var_os("CHROMIUM").is_some(),
+        "chromium is missing: run scripts/setup --test"
+    );
+    CHROMIUM.lock().await
+}
+
 fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -268,11 +277,7 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dash_js_shaka_and_hls_js_play_live_at_low_latency_through_a_publisher_restart() {
-    assert!(
-        Path::new("/usr/bin/chromium").is_file() || std::env::var_os("CHROMIUM").is_some(),
-        "chromium is missing: run scripts/setup --test"
-    );
-    let _chromium = CHROMIUM.lock().await;
+    let _chromium = chromium().await;
     let server = TestServer::start_with(|c| {
         c.live.open_publish = true;
         c.live.reconnect_grace = Duration::from_secs(10);
@@ -448,11 +453,7 @@ async fn ll_hls_viewer(client: reqwest::Client, base: String, seconds: u32) -> V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ll_hls_through_an_nginx_cache() {
-    assert!(
-        Path::new("/usr/bin/chromium").is_file() || std::env::var_os("CHROMIUM").is_some(),
-        "chromium is missing: run scripts/setup --test"
-    );
-    let _chromium = CHROMIUM.lock().await;
+    let _chromium = chromium().await;
     let server = TestServer::start_with(|c| c.live.open_publish = true).await;
     let cache = nginx::NginxCache::start(&server.url(""));
     let (publisher, startup) = publish_clock(&server, "cached", CACHED_SECONDS + 60).await;
@@ -575,23 +576,11 @@ const EDGE_SECONDS: u32 = 15;
 /// and a latency within 0.5 s of the owner's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dash_js_and_hls_js_through_an_edge_play_as_close_to_live_as_from_the_owner() {
-    assert!(
-        Path::new("/usr/bin/chromium").is_file() || std::env::var_os("CHROMIUM").is_some(),
-        "chromium is missing: run scripts/setup --test"
-    );
-    let _chromium = CHROMIUM.lock().await;
+    let _chromium = chromium().await;
     let cluster = postgres::Postgres::start();
     let database = cluster.database("streamforge");
-    let on = |id: &'static str| {
-        let database = database.clone();
-        move |c: &mut streamforge::config::Config| {
-            c.database = database;
-            c.node.id = id.to_owned();
-            c.live.open_publish = true;
-        }
-    };
-    let owner = TestServer::start_with(on("owner")).await;
-    let edge = TestServer::start_with(on("edge")).await;
+    let owner = TestServer::start_with(common::live_node(&database, "owner")).await;
+    let edge = TestServer::start_with(common::live_node(&database, "edge")).await;
     let (publisher, startup) = publish_clock(&owner, "relayed", EDGE_SECONDS + 60).await;
     let at_edge = |player: &str| format!("{player}@{}", edge.url(""));
     let players = [

@@ -579,6 +579,20 @@ pub fn encode_video(seconds: u32, x264: &[&str], output: &[&str]) -> tokio::proc
         .expect("ffmpeg is installed (scripts/setup)")
 }
 
+/// The settings of live node `id` on the shared `database`, open to any
+/// publisher (for [`TestServer::start_with`]).
+pub fn live_node(
+    database: &str,
+    id: &'static str,
+) -> impl FnOnce(&mut streamforge::config::Config) + Send + 'static {
+    let database = database.to_owned();
+    move |c: &mut streamforge::config::Config| {
+        c.database = database;
+        c.node.id = id.to_owned();
+        c.live.open_publish = true;
+    }
+}
+
 /// ffmpeg pushing RTMP to `url`.
 pub fn push(url: &str, seconds: u32) -> tokio::process::Child {
     encode(seconds, &["-f", "flv", url])
