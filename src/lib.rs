@@ -7,4 +7,5 @@ pub mod http;
 pub mod metrics;
 pub mod package;
 pub mod server;
+pub mod systemd;
 pub mod telemetry;

@@ -4,7 +4,7 @@ use clap::Parser;
 use streamforge::cli::{Cli, Command, TokenAction, TokenCommand};
 use streamforge::config::Config;
 use streamforge::package::PackageArgs;
-use streamforge::{package, server, telemetry};
+use streamforge::{package, server, systemd, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -57,12 +57,18 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        systemd::ready(&running);
+        let watchdog = systemd::watchdog();
         let token = running.shutdown_token();
         tokio::select! {
             () = signal.recv() => token.cancel(),
             () = token.cancelled() => {}
         }
+        systemd::stopping();
         running.wait().await;
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
         ExitCode::SUCCESS
     })
 }
