@@ -22,6 +22,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -143,9 +144,9 @@ pub fn run(args: &PackageArgs) -> Result<Report, PackageCommandError> {
             reason: "the file is empty".to_owned(),
         });
     }
-    let input = map(&file).map_err(open_error)?;
+    let (input, mapping) = map(&file).map_err(open_error)?;
     let layout = scan(&input, &path)?;
-    let mut sink = Sink::new(&args.out);
+    let mut sink = Sink::new(&args.out, Prefetch::new(mapping));
     let summary = if layout.fragmented {
         package_fragmented(&input, &path, config, &mut sink)?
     } else {
@@ -167,14 +168,81 @@ pub fn run(args: &PackageArgs) -> Result<Report, PackageCommandError> {
 /// is expected to stay as it is while it is packaged: as with any program
 /// that maps its input, truncating it meanwhile ends the process with
 /// SIGBUS rather than with an error.
-fn map(file: &File) -> io::Result<Bytes> {
+fn map(file: &File) -> io::Result<(Bytes, Arc<Mmap>)> {
     // SAFETY: the mapping is read-only and private to this process; the
     // only hazard is another process shrinking the file, documented above.
-    let mmap = unsafe { Mmap::map(file)? };
+    let mmap = Arc::new(unsafe { Mmap::map(file)? });
     // Samples are read front to back: let the kernel read ahead and drop
     // pages behind. Advice is a hint; a kernel that refuses it changes nothing.
     let _ = mmap.advise(Advice::Sequential);
-    Ok(Bytes::from_owner(mmap))
+    Ok((Bytes::from_owner(Mapped(mmap.clone())), mmap))
+}
+
+/// The mapping, as the owner of the input's [`Bytes`].
+struct Mapped(Arc<Mmap>);
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// How far ahead of the outputs being written the input's page table
+/// entries are made ([`Prefetch`]).
+const PREFETCH_WINDOW: usize = 64 << 20;
+
+/// Maps the input's pages into the process ahead of the writes that read
+/// them (`MADV_POPULATE_READ`, a window at a time). Samples are written to
+/// the outputs straight from the mapping, and the kernel copies them with
+/// page faults disabled: a page not yet mapped makes the copy stop short,
+/// zero the rest of the output page, fault the page in and retry. That
+/// zeroing was a third of the time on a 1.2 GB input. A window at a time,
+/// not the whole file at once: an input larger than memory is not read
+/// in full before the first write.
+struct Prefetch {
+    mmap: Arc<Mmap>,
+    /// Entries are made up to here.
+    done: usize,
+    /// The kernel takes the advice (Linux 5.14 and later).
+    works: bool,
+}
+
+impl Prefetch {
+    fn new(mmap: Arc<Mmap>) -> Self {
+        Self {
+            mmap,
+            done: 0,
+            works: true,
+        }
+    }
+
+    /// Makes the entries of the input up to `end`, and a window beyond.
+    fn reach(&mut self, end: usize) {
+        while self.works && self.done < end.saturating_add(PREFETCH_WINDOW) {
+            let len = PREFETCH_WINDOW.min(self.mmap.len() - self.done);
+            if len == 0 {
+                return;
+            }
+            self.works = self
+                .mmap
+                .advise_range(Advice::PopulateRead, self.done, len)
+                .is_ok();
+            self.done += len;
+        }
+    }
+
+    /// The end of the input's bytes among `pieces`, if any is.
+    fn end_of(&self, pieces: &[Bytes]) -> Option<usize> {
+        let base = self.mmap.as_ptr() as usize;
+        pieces
+            .iter()
+            .filter_map(|p| {
+                let start = (p.as_ptr() as usize).checked_sub(base)?;
+                let end = start + p.len();
+                (end <= self.mmap.len()).then_some(end)
+            })
+            .max()
+    }
 }
 
 fn packager_config(args: &PackageArgs) -> Result<PackagerConfig, PackageCommandError> {
@@ -404,13 +472,15 @@ struct Sink<'a> {
     dir: &'a Path,
     /// Directories already created.
     made: HashSet<PathBuf>,
+    prefetch: Prefetch,
 }
 
 impl<'a> Sink<'a> {
-    fn new(dir: &'a Path) -> Self {
+    fn new(dir: &'a Path, prefetch: Prefetch) -> Self {
         Self {
             dir,
             made: HashSet::new(),
+            prefetch,
         }
     }
 
@@ -435,8 +505,12 @@ impl<'a> Sink<'a> {
             std::fs::create_dir_all(parent).map_err(write_error)?;
             self.made.insert(parent.to_owned());
         }
+        let pieces = output.data.pieces();
+        if let Some(end) = self.prefetch.end_of(pieces) {
+            self.prefetch.reach(end);
+        }
         let mut file = File::create(&path).map_err(write_error)?;
-        write_all_vectored(&mut file, output.data.pieces()).map_err(write_error)
+        write_all_vectored(&mut file, pieces).map_err(write_error)
     }
 }
 
@@ -499,5 +573,28 @@ mod tests {
             write_all_vectored(&mut w, &pieces).unwrap();
             assert_eq!(w.out, b"moofmdatsample-ones2", "max {max}");
         }
+    }
+}
+
+#[cfg(test)]
+mod prefetch_tests {
+    use super::*;
+
+    #[test]
+    fn the_prefetch_finds_the_inputs_bytes_and_stays_a_window_ahead() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&vec![7u8; 3 << 20]).unwrap();
+        let (input, mapping) = map(&file).unwrap();
+        let mut prefetch = Prefetch::new(mapping);
+        let made_here = Bytes::from_static(b"moof");
+        assert_eq!(prefetch.end_of(std::slice::from_ref(&made_here)), None);
+        let pieces = [made_here, input.slice(100..200), input.slice(1000..5000)];
+        assert_eq!(prefetch.end_of(&pieces), Some(5000));
+        prefetch.reach(5000);
+        // The whole file is within the first window.
+        assert_eq!(prefetch.done, 3 << 20);
+        prefetch.reach(3 << 20);
+        assert_eq!(prefetch.done, 3 << 20);
+        assert_eq!(&input[..4], &[7, 7, 7, 7]);
     }
 }
