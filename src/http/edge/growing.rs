@@ -15,6 +15,17 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::watch;
 
+/// Why a segment's transfer from its owner broke off.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BrokenOff {
+    #[error("no bytes for {} s", .0.as_secs())]
+    Silent(Duration),
+    #[error("longer than {0} bytes")]
+    TooLong(usize),
+    #[error("{0}")]
+    Body(#[from] hyper::Error),
+}
+
 /// How a growing segment's transfer stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Progress {
@@ -45,13 +56,13 @@ impl Growing {
         mut body: Incoming,
         idle: Duration,
         max: usize,
-    ) -> Result<Bytes, String> {
+    ) -> Result<Bytes, BrokenOff> {
         let mut received = 0usize;
         let outcome = loop {
             let frame = match tokio::time::timeout(idle, body.frame()).await {
-                Err(_) => break Err(format!("no bytes for {} s", idle.as_secs())),
+                Err(_) => break Err(BrokenOff::Silent(idle)),
                 Ok(None) => break Ok(()),
-                Ok(Some(Err(err))) => break Err(err.to_string()),
+                Ok(Some(Err(err))) => break Err(BrokenOff::Body(err)),
                 Ok(Some(Ok(frame))) => frame,
             };
             let Ok(data) = frame.into_data() else {
@@ -59,7 +70,7 @@ impl Growing {
             };
             received += data.len();
             if received > max {
-                break Err(format!("longer than {max} bytes"));
+                break Err(BrokenOff::TooLong(max));
             }
             lock(&self.chunks).push(data);
             self.progress.send_modify(|_| {});
@@ -74,9 +85,9 @@ impl Growing {
                 }
                 Ok(whole.freeze())
             }
-            Err(reason) => {
+            Err(broken) => {
                 self.progress.send_replace(Progress::Failed);
-                Err(reason)
+                Err(broken)
             }
         }
     }
