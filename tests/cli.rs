@@ -16,6 +16,26 @@ fn streamforge() -> Command {
     command
 }
 
+/// `streamforge serve` on loopback port 0 for every listener, with its
+/// data in `data`.
+fn serve(data: &std::path::Path) -> Command {
+    let mut command = streamforge();
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rtmp-listen",
+            "127.0.0.1:0",
+            "--rtsp-listen",
+            "127.0.0.1:0",
+        ])
+        .env("STREAMFORGE_LIVE_RTSP_UDP_PORTS", "[0, 0]")
+        .arg("--data-dir")
+        .arg(data);
+    command
+}
+
 fn effective_config(command: &mut Command) -> toml::Table {
     let output = command.output().unwrap();
     assert!(
@@ -230,21 +250,8 @@ fn invalid_values_name_the_key_and_the_problem() {
 #[test]
 fn sigterm_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = streamforge()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rtmp-listen",
-            "127.0.0.1:0",
-            "--rtsp-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .env("STREAMFORGE_LIVE_RTSP_UDP_PORTS", "[0, 0]")
-        .arg("--data-dir")
-        .arg(dir.path())
+    let mut child = serve(dir.path())
+        .args(["--log-format", "json"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -364,21 +371,9 @@ fn systemd_hears_ready_watchdog_pings_and_stopping() {
     socket
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let mut child = streamforge()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rtmp-listen",
-            "127.0.0.1:0",
-            "--rtsp-listen",
-            "127.0.0.1:0",
-        ])
-        .env("STREAMFORGE_LIVE_RTSP_UDP_PORTS", "[0, 0]")
+    let mut child = serve(&dir.path().join("data"))
         .env("NOTIFY_SOCKET", &socket_path)
         .env("WATCHDOG_USEC", "200000")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

@@ -131,7 +131,10 @@ struct Inner {
     /// Requests to the owner under way, by owner and path with query.
     fetching: Mutex<HashMap<String, Fetch>>,
     kept: quick_cache::sync::Cache<String, Arc<Relayed>, Weight>,
-    owners: Mutex<HashMap<String, (Instant, Option<StreamOwner>)>>,
+    owners: Lookups<StreamOwner>,
+    /// Nodes' `advertise` URLs, by node id, for media relayed from the
+    /// node that made it (same lifetime as the owners).
+    addresses: Lookups<String>,
     /// The last full playlist or MPD relayed at each path (no query):
     /// what the edge's viewers get, ended, when the owner is gone.
     playlists: Mutex<HashMap<String, (Instant, Bytes)>>,
@@ -169,6 +172,7 @@ impl EdgeRelay {
                 fetching: Mutex::new(HashMap::new()),
                 kept: quick_cache::sync::Cache::with_weighter(4096, CACHE_BYTES, Weight),
                 owners: Mutex::new(HashMap::new()),
+                addresses: Mutex::new(HashMap::new()),
                 playlists: Mutex::new(HashMap::new()),
             }),
         }
@@ -181,20 +185,15 @@ impl EdgeRelay {
         db: &Database,
         stream: &str,
     ) -> Result<Option<StreamOwner>, ApiError> {
-        let now = Instant::now();
-        if let Some((at, owner)) = lock(&self.inner.owners).get(stream)
-            && now.duration_since(*at) < OWNER_TTL
-        {
-            return Ok(owner.clone());
+        if let Some(owner) = recalled(&self.inner.owners, stream) {
+            return Ok(owner);
         }
         let owner = db
             .live_owner(stream)
             .await
             .map_err(|e| ApiError::database("live stream owner", &e))?
             .filter(|o| o.node != self.inner.node);
-        let mut owners = lock(&self.inner.owners);
-        owners.retain(|_, (at, _)| now.duration_since(*at) < OWNER_TTL);
-        owners.insert(stream.to_owned(), (now, owner.clone()));
+        remember(&self.inner.owners, stream, owner.clone());
         Ok(owner)
     }
 
@@ -206,16 +205,23 @@ impl EdgeRelay {
         node: &str,
         uri: &Uri,
     ) -> Result<Response, ApiError> {
-        let advertise = db
-            .node_advertise(node)
-            .await
-            .map_err(|e| ApiError::database("node lookup", &e))?
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "{} was made by node {node:?}, which is gone",
-                    uri.path()
-                ))
-            })?;
+        let advertise = match recalled(&self.inner.addresses, node) {
+            Some(advertise) => advertise,
+            None => {
+                let advertise = db
+                    .node_advertise(node)
+                    .await
+                    .map_err(|e| ApiError::database("node lookup", &e))?;
+                remember(&self.inner.addresses, node, advertise.clone());
+                advertise
+            }
+        };
+        let advertise = advertise.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "{} was made by node {node:?}, which is gone",
+                uri.path()
+            ))
+        })?;
         let node = StreamOwner {
             node: node.to_owned(),
             advertise,
@@ -443,6 +449,25 @@ fn shared_lifetime(cache_control: &HeaderValue) -> Option<Duration> {
     };
     let secs = seconds("s-maxage").or_else(|| seconds("max-age"))?;
     (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+/// Database answers by key, trusted for [`OWNER_TTL`] (`None`: none).
+type Lookups<T> = Mutex<HashMap<String, (Instant, Option<T>)>>;
+
+/// What `lookups` holds for `key` while it is fresh.
+fn recalled<T: Clone>(lookups: &Lookups<T>, key: &str) -> Option<Option<T>> {
+    lock(lookups)
+        .get(key)
+        .filter(|(at, _)| at.elapsed() < OWNER_TTL)
+        .map(|(_, value)| value.clone())
+}
+
+/// Notes `value` for `key`, dropping what went stale.
+fn remember<T>(lookups: &Lookups<T>, key: &str, value: Option<T>) {
+    let now = Instant::now();
+    let mut held = lock(lookups);
+    held.retain(|_, (at, _)| now.duration_since(*at) < OWNER_TTL);
+    held.insert(key.to_owned(), (now, value));
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
