@@ -30,6 +30,7 @@ const SECTIONS: &[&str] = &[
     "live",
     "log",
     "node",
+    "webhook_delivery",
 ];
 const ENV_PREFIX: &str = "STREAMFORGE_";
 
@@ -71,6 +72,60 @@ pub struct Config {
     pub live: LiveConfig,
     pub log: LogConfig,
     pub node: NodeConfig,
+    /// Webhook endpoints (Standard Webhooks): `[[webhooks]] url =
+    /// "https://…", events = ["asset.ready", "live.started"], secret =
+    /// "whsec_…"`. More can be added through `POST /api/webhooks`.
+    pub webhooks: Vec<streamforge_actors::webhooks::EndpointSpec>,
+    pub webhook_delivery: WebhookDeliveryConfig,
+}
+
+/// How webhooks are delivered and retried.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookDeliveryConfig {
+    /// How long a receiver has to answer a delivery.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
+    pub timeout: Duration,
+    /// The wait before a failed delivery is sent again; each further wait
+    /// is five times the one before (±20 % jitter), up to
+    /// `max_retry_interval`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
+    pub first_retry: Duration,
+    /// The longest wait between two attempts at a delivery.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
+    pub max_retry_interval: Duration,
+    /// A delivery still failing this long after its first failure is given
+    /// up and its endpoint disabled (a `webhook.disabled` event); enabling
+    /// it again (`POST /api/webhooks/{id}/enable`) sends what waits.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
+    pub give_up_after: Duration,
+}
+
+impl Default for WebhookDeliveryConfig {
+    fn default() -> Self {
+        let settings = streamforge_actors::webhooks::DeliverySettings::default();
+        WebhookDeliveryConfig {
+            timeout: settings.timeout,
+            first_retry: settings.first_retry,
+            max_retry_interval: settings.max_retry_interval,
+            give_up_after: settings.give_up_after,
+        }
+    }
+}
+
+impl WebhookDeliveryConfig {
+    pub fn settings(&self) -> streamforge_actors::webhooks::DeliverySettings {
+        streamforge_actors::webhooks::DeliverySettings {
+            timeout: self.timeout,
+            first_retry: self.first_retry,
+            max_retry_interval: self.max_retry_interval,
+            give_up_after: self.give_up_after,
+        }
+    }
 }
 
 /// The `[node]` section: who this server is to the other nodes sharing
@@ -436,6 +491,8 @@ impl Default for Config {
             live: LiveConfig::default(),
             log: LogConfig::default(),
             node: NodeConfig::default(),
+            webhooks: Vec::new(),
+            webhook_delivery: WebhookDeliveryConfig::default(),
         }
     }
 }
@@ -575,6 +632,7 @@ impl Config {
         }
         self.validate_live()?;
         self.validate_node()?;
+        self.validate_webhooks()?;
         self.validate_http()?;
         self.validate_tls()?;
         if self.uploads.max_size == 0 {
@@ -603,6 +661,45 @@ impl Config {
             return invalid(
                 "log.filter",
                 "not a tracing filter (examples: `info`, `streamforge=debug,info`)",
+            );
+        }
+        Ok(())
+    }
+
+    /// `[[webhooks]]` and `[webhook_delivery]`.
+    fn validate_webhooks(&self) -> Result<(), ConfigError> {
+        let mut urls = std::collections::HashSet::new();
+        for spec in &self.webhooks {
+            spec.check().map_err(|problem| ConfigError::Invalid {
+                key: "webhooks",
+                problem,
+            })?;
+            if !urls.insert(spec.url.as_str()) {
+                return invalid(
+                    "webhooks",
+                    &format!(
+                        "{} is listed twice; one endpoint takes a list of events",
+                        spec.url
+                    ),
+                );
+            }
+        }
+        let delivery = &self.webhook_delivery;
+        if delivery.timeout < Duration::from_secs(1) {
+            return invalid("webhook_delivery.timeout", "must be at least 1s");
+        }
+        if delivery.first_retry < Duration::from_millis(100)
+            || delivery.first_retry > delivery.max_retry_interval
+        {
+            return invalid(
+                "webhook_delivery.first_retry",
+                "must be at least 100ms and at most webhook_delivery.max_retry_interval",
+            );
+        }
+        if delivery.give_up_after < delivery.first_retry {
+            return invalid(
+                "webhook_delivery.give_up_after",
+                "must be at least webhook_delivery.first_retry",
             );
         }
         Ok(())

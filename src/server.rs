@@ -62,6 +62,10 @@ pub enum StartError {
     Uploads(#[from] UploadError),
     #[error(transparent)]
     Tls(#[from] http::tls::TlsError),
+    #[error("webhooks: {0}")]
+    Webhooks(#[from] streamforge_actors::webhooks::EndpointError),
+    #[error(transparent)]
+    WebhookClient(#[from] streamforge_actors::webhooks::sender::ClientError),
     #[error("cannot start HTTP/3 on {addr}: {reason}")]
     Http3 { addr: SocketAddr, reason: String },
     #[error("cannot listen on {addr} ({what}): {source}")]
@@ -387,6 +391,7 @@ impl Services {
         let rate_limiter = http::middleware::rate_limiter(&config.limits);
         start_periodic_tasks(supervision, &uploads, rate_limiter.clone()).await?;
         supervision.every(live.owners_task()).await?;
+        start_webhooks(config, core, node).await?;
         let draining = Arc::new(AtomicBool::new(false));
         let state = AppState::new(http::Services {
             db: db.clone(),
@@ -474,6 +479,24 @@ async fn join_cluster(
     }
     tracing::info!(node = %node.id, advertise = %node.advertise, "joined the node registry");
     Ok(node)
+}
+
+/// Webhooks: the configured endpoints recorded (the database's follow the
+/// file), and this node's sender of deliveries.
+async fn start_webhooks(
+    config: &Config,
+    core: &Core,
+    node: &NodeIdentity,
+) -> Result<(), StartError> {
+    core.db.sync_config_endpoints(&config.webhooks).await?;
+    let sender = streamforge_actors::webhooks::Sender::new(
+        core.db.clone(),
+        &node.id,
+        core.events.clone(),
+        config.webhook_delivery.settings(),
+    )?;
+    core.supervision.every(sender.task()).await?;
+    Ok(())
 }
 
 /// The server's housekeeping, as periodic tasks of the actor tree:

@@ -225,6 +225,26 @@ fn invalid_values_name_the_key_and_the_problem() {
         Some(240)
     );
 
+    std::fs::write(
+        &file,
+        "[[webhooks]]\nurl = \"https://hooks.example.com/in\"\nevents = [\"asset.ready\"]\n\
+         secret = \"whsec_c2hvcnQ=\"\n",
+    )
+    .unwrap();
+    let message = config_error(streamforge().args(["config", "--config"]).arg(&file));
+    assert!(
+        message.contains("`webhooks`") && message.contains("24 to 64 bytes"),
+        "{message}"
+    );
+    std::fs::write(
+        &file,
+        "[[webhooks]]\nurl = \"https://hooks.example.com/in\"\nevents = [\"asset.done\"]\n\
+         secret = \"whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n",
+    )
+    .unwrap();
+    let message = config_error(streamforge().args(["config", "--config"]).arg(&file));
+    assert!(message.contains("asset.done"), "{message}");
+
     std::fs::write(&file, "storage = \"ftp://example.com/x\"\n").unwrap();
     let message = config_error(streamforge().args(["config", "--config"]).arg(&file));
     assert!(

@@ -45,6 +45,9 @@ pub enum Event {
         upload_id: Option<String>,
         poster_url: String,
     },
+    /// A webhook endpoint was disabled: it failed for too long, or its
+    /// receiver answered 410 Gone.
+    WebhookDisabled { endpoint: String, reason: String },
 }
 
 impl Event {
@@ -63,6 +66,7 @@ impl Event {
                 upload_id,
                 ..
             } => asset_id == id || upload_id.as_deref() == Some(id),
+            Event::WebhookDisabled { endpoint, .. } => endpoint == id,
         }
     }
 }

@@ -17,3 +17,4 @@ pub mod supervision;
 pub mod tokens;
 pub mod transcode;
 pub mod uploads;
+pub mod webhooks;

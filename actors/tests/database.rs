@@ -444,6 +444,94 @@ async fn exercise(db: &Database) {
     assert_eq!(db.stream_keys().await.unwrap().len(), 1);
     assert!(db.revoke_stream_key("cam1").await.unwrap());
     assert!(!db.stream_has_key("cam1").await.unwrap());
+
+    exercise_webhooks(db).await;
+}
+
+/// Webhook endpoints and the outbox: events are written with the change
+/// they report, for the endpoints subscribed to them.
+async fn exercise_webhooks(db: &Database) {
+    use streamforge_actors::webhooks::{DeliveryState, EndpointSpec, NewEndpoint};
+    let spec = EndpointSpec {
+        url: "https://hooks.example.com/in".into(),
+        events: vec!["asset.ready".into(), "asset.deleted".into()],
+        secret: "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
+        description: None,
+    };
+    db.sync_config_endpoints(std::slice::from_ref(&spec))
+        .await
+        .unwrap();
+    db.sync_config_endpoints(std::slice::from_ref(&spec))
+        .await
+        .unwrap();
+    let (every, secret) = db
+        .create_webhook_endpoint(NewEndpoint {
+            url: "http://127.0.0.1:9/all".into(),
+            events: vec!["*".into()],
+            ..NewEndpoint::default()
+        })
+        .await
+        .unwrap();
+    assert!(secret.starts_with("whsec_"));
+    let endpoints = db.webhook_endpoints().await.unwrap();
+    assert_eq!(endpoints.len(), 2);
+    let configured = endpoints.iter().find(|e| e.from_config).unwrap();
+    assert_eq!(configured.events, ["asset.ready", "asset.deleted"]);
+
+    db.insert_asset(&asset("w1", "hooked.mp4", 1, AssetStatus::Processing))
+        .await
+        .unwrap();
+    db.set_asset_status("w1", AssetStatus::Ready, None)
+        .await
+        .unwrap();
+    // The same status again reports nothing.
+    db.set_asset_status("w1", AssetStatus::Ready, None)
+        .await
+        .unwrap();
+    db.delete_asset("w1").await.unwrap();
+    let kinds = |deliveries: Vec<streamforge_actors::webhooks::Delivery>| -> Vec<String> {
+        deliveries.into_iter().map(|d| d.kind).collect()
+    };
+    assert_eq!(
+        kinds(
+            db.webhook_deliveries(&configured.id, None, 10)
+                .await
+                .unwrap()
+        ),
+        ["asset.deleted", "asset.ready"]
+    );
+    let all = db.webhook_deliveries(&every.id, None, 10).await.unwrap();
+    assert_eq!(kinds(all.clone()), ["asset.deleted", "asset.ready"]);
+    assert_eq!(all[0].payload["data"]["asset_id"], "w1");
+    assert_eq!(
+        all[0].id,
+        db.webhook_deliveries(&configured.id, None, 10)
+            .await
+            .unwrap()[0]
+            .id
+    );
+    assert!(
+        db.webhook_deliveries(&every.id, Some(DeliveryState::Delivered), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        db.webhook_endpoint(&every.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .pending,
+        2
+    );
+    db.enable_webhook_endpoint(&every.id).await.unwrap();
+    db.delete_webhook_endpoint(&every.id).await.unwrap();
+    assert!(db.webhook_endpoint(&every.id).await.unwrap().is_none());
+    assert!(db.delete_webhook_endpoint(&configured.id).await.is_err());
+    // Gone from the file, gone from the database, with its deliveries.
+    db.sync_config_endpoints(&[]).await.unwrap();
+    assert!(db.webhook_endpoints().await.unwrap().is_empty());
+    assert_eq!(db.prune_webhook_deliveries(i64::MAX).await.unwrap(), 0);
 }
 
 #[tokio::test]

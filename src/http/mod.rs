@@ -23,6 +23,7 @@ pub mod source;
 pub mod tls;
 mod uploads;
 mod web;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use streamforge_actors::supervision::BranchKind;
 
 use super::AppState;
 use super::error::ApiError;
-use super::{assets, delivery, events, live, uploads};
+use super::{assets, delivery, events, live, uploads, webhooks};
 
 /// How long a readiness dependency may take before it counts as down.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -61,6 +61,13 @@ pub fn routes() -> Router<AppState> {
             get(live::rendition_file),
         )
         .route("/time", get(live::time))
+        .route("/api/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/api/webhooks/{id}",
+            get(webhooks::get).delete(webhooks::delete),
+        )
+        .route("/api/webhooks/{id}/enable", post(webhooks::enable))
+        .route("/api/webhooks/{id}/deliveries", get(webhooks::deliveries))
 }
 
 /// A file of an asset's packaged output: playlists, manifests, init and

@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use crate::clock;
 use crate::db::{Database, DbError, Dialect, to_i64, to_u64};
+use crate::webhooks::{self, EventType, WebhookEvent};
 
 /// Where an asset is in its life; stored and answered as the lower-case name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -259,6 +260,8 @@ impl Database {
     }
 
     /// Moves an asset to `status`, with the failure reason when it failed.
+    /// Becoming ready or failed is reported to webhooks (`asset.ready`,
+    /// `recording.ready`, `asset.failed`) in the same transaction.
     pub async fn set_asset_status(
         &self,
         id: &str,
@@ -272,16 +275,55 @@ impl Database {
             AssetStatus::Failed => Some(Stage::Failed),
             _ => None,
         };
-        sqlx::query(
-            "UPDATE assets SET status = $1, error = $2, stage = COALESCE($3, stage), updated_at = $4 WHERE id = $5",
+        let mut tx = self.pool().begin().await?;
+        let before: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT status, upload_id FROM assets WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        // Only the write that changes the status reports it (the row is
+        // locked by the update; a concurrent one finds it changed).
+        let changed = sqlx::query(
+            "UPDATE assets SET status = $1, error = $2, stage = COALESCE($3, stage), updated_at = $4
+             WHERE id = $5 AND status <> $1",
         )
         .bind(status.as_str())
         .bind(error)
         .bind(stage.map(Stage::as_str))
         .bind(clock::now_ms())
         .bind(id)
-        .execute(self.pool())
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !changed {
+            sqlx::query("UPDATE assets SET error = $1, updated_at = $2 WHERE id = $3")
+                .bind(error)
+                .bind(clock::now_ms())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let (true, Some((was, upload))) = (changed, before) {
+            let kind = match status {
+                AssetStatus::Ready if was == AssetStatus::Recording.as_str() => {
+                    Some(EventType::RecordingReady)
+                }
+                AssetStatus::Ready => Some(EventType::AssetReady),
+                AssetStatus::Failed => Some(EventType::AssetFailed),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                let data = serde_json::json!({
+                    "asset_id": id,
+                    "upload_id": upload,
+                    "status": status.as_str(),
+                    "error": error,
+                });
+                webhooks::enqueue(&mut tx, &WebhookEvent::new(kind, data)).await?;
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -299,13 +341,30 @@ impl Database {
         Ok(())
     }
 
-    /// Marks that the asset's preview is playable.
+    /// Marks that the asset's preview is playable (reported to webhooks
+    /// as `asset.preview_ready` the first time).
     pub async fn set_asset_preview(&self, id: &str) -> Result<(), DbError> {
-        sqlx::query("UPDATE assets SET preview = 1, updated_at = $1 WHERE id = $2")
-            .bind(clock::now_ms())
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        let mut tx = self.pool().begin().await?;
+        let first = sqlx::query(
+            "UPDATE assets SET preview = 1, updated_at = $1 WHERE id = $2 AND preview = 0",
+        )
+        .bind(clock::now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if first {
+            let upload: Option<String> =
+                sqlx::query_scalar("SELECT upload_id FROM assets WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let data = serde_json::json!({ "asset_id": id, "upload_id": upload });
+            let event = WebhookEvent::new(EventType::AssetPreviewReady, data);
+            webhooks::enqueue(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -363,15 +422,22 @@ impl Database {
     /// ends where the server stopped and no manifest was written; they are
     /// failed. Other nodes' recordings go on.
     pub async fn fail_stale_recordings(&self, node: &str) -> Result<u64, DbError> {
-        let done = sqlx::query(
-            "UPDATE assets SET status = 'failed', error = 'the server stopped during the recording', updated_at = $1
-             WHERE status = 'recording' AND (node IS NULL OR node = $2)",
+        let stale: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM assets WHERE status = 'recording' AND (node IS NULL OR node = $1)",
         )
-        .bind(clock::now_ms())
         .bind(node)
-        .execute(self.pool())
+        .fetch_all(self.pool())
         .await?;
-        Ok(done.rows_affected())
+        // One at a time, so that each failure is reported to webhooks.
+        for id in &stale {
+            self.set_asset_status(
+                id,
+                AssetStatus::Failed,
+                Some("the server stopped during the recording"),
+            )
+            .await?;
+        }
+        Ok(stale.len() as u64)
     }
 
     /// Assets whose processing did not finish (the server stopped during it).
@@ -383,16 +449,26 @@ impl Database {
         .await?)
     }
 
+    /// Deletes an asset's record (reported to webhooks as
+    /// `asset.deleted`).
     pub async fn delete_asset(&self, id: &str) -> Result<bool, DbError> {
+        let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM chunk_tasks WHERE asset = $1")
             .bind(id)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
-        let done = sqlx::query("DELETE FROM assets WHERE id = $1")
+        let deleted = sqlx::query("DELETE FROM assets WHERE id = $1")
             .bind(id)
-            .execute(self.pool())
-            .await?;
-        Ok(done.rows_affected() > 0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if deleted {
+            let data = serde_json::json!({ "asset_id": id });
+            webhooks::enqueue(&mut tx, &WebhookEvent::new(EventType::AssetDeleted, data)).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 }
 

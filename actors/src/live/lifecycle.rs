@@ -33,6 +33,7 @@ use super::record::{RecorderMsg, Recording};
 use super::stream::{LiveStream, Publisher};
 use super::{IngestProtocol, PublishError};
 use crate::db::Database;
+use crate::webhooks::{EventType, WebhookEvent};
 
 /// What a stream's actor is told.
 pub enum LiveStreamMsg {
@@ -74,6 +75,39 @@ pub struct LiveStreamState {
     recorders: HashMap<u64, ActorRef<RecorderMsg>>,
 }
 
+impl LiveStreamState {
+    /// Reports a publish that starts the stream (`live.started`), after
+    /// the end of the one it replaced, to webhooks.
+    async fn report_begin(&self, publisher: &Publisher, protocol: IngestProtocol) {
+        let (replaced, starts) = publisher.began();
+        if replaced {
+            self.report_end("replaced").await;
+        }
+        if !starts {
+            return;
+        }
+        let (db, node) = (&self.args.db, &self.args.node);
+        let stream = self.args.stream.name();
+        let event = WebhookEvent::new(
+            EventType::LiveStarted,
+            serde_json::json!({ "stream": stream, "node": node, "protocol": protocol }),
+        );
+        if let Err(err) = db.report(&event).await {
+            tracing::warn!(%stream, %err, "live.started not reported to webhooks");
+        }
+    }
+
+    /// Reports the end of the stream (`live.ended`) to webhooks, unless
+    /// another node owns it now.
+    async fn report_end(&self, reason: &str) {
+        let (db, node) = (&self.args.db, &self.args.node);
+        let stream = self.args.stream.name();
+        if let Err(err) = db.report_live_ended(stream, node, reason).await {
+            tracing::warn!(%stream, %err, "live.ended not reported to webhooks");
+        }
+    }
+}
+
 impl Actor for LiveStreamActor {
     type Msg = LiveStreamMsg;
     type State = LiveStreamState;
@@ -106,6 +140,9 @@ impl Actor for LiveStreamActor {
                 reply,
             } => {
                 let begun = stream.begin(&myself, protocol, remote, replace, takeover);
+                if let Ok(publisher) = &begun {
+                    state.report_begin(publisher, protocol).await;
+                }
                 let answer = match (begun, &state.args.recording) {
                     (Ok(mut publisher), Some(recording)) => {
                         let started = recording.start(stream.name(), myself.get_cell()).await;
@@ -148,8 +185,16 @@ impl Actor for LiveStreamActor {
                     });
                 }
             }
-            LiveStreamMsg::GraceOver { generation } => stream.end_unless_republished(generation),
-            LiveStreamMsg::Kick => stream.kick(),
+            LiveStreamMsg::GraceOver { generation } => {
+                if stream.end_unless_republished(generation) {
+                    state.report_end("publisher_left").await;
+                }
+            }
+            LiveStreamMsg::Kick => {
+                if stream.kick() {
+                    state.report_end("key_revoked").await;
+                }
+            }
             LiveStreamMsg::StartLadder { presentation } => {
                 stream.start_ladder(presentation).await;
             }

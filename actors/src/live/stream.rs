@@ -513,6 +513,7 @@ impl LiveStream {
             tracing::info!(stream = %self.name, old = %current.remote, new = %remote, "publisher replaced");
             end_packager(&mut state, &self.name);
         }
+        let replaced = state.publisher.is_some();
         state.generation += 1;
         let generation = state.generation;
         state.publisher = Some(PublisherSlot {
@@ -530,6 +531,7 @@ impl LiveStream {
         // earlier one gives way.
         state.resuming =
             takeover.is_none() && state.packager.as_ref().is_some_and(LivePackager::is_paused);
+        let starts = !state.resuming && takeover.is_none();
         if !state.resuming {
             state.forget_presentation();
             state.takeover = takeover;
@@ -545,6 +547,8 @@ impl LiveStream {
             actor: actor.clone(),
             generation,
             recorder: None,
+            replaced,
+            starts,
         })
     }
 
@@ -580,27 +584,31 @@ impl LiveStream {
     }
 
     /// Ends the playlists of a stream nobody published again since
-    /// `generation` left.
-    pub(super) fn end_unless_republished(&self, generation: u64) {
+    /// `generation` left; `true` when it ended it.
+    pub(super) fn end_unless_republished(&self, generation: u64) -> bool {
         let mut state = self.lock();
-        if state.generation == generation && state.publisher.is_none() {
+        let ends = state.generation == generation && state.publisher.is_none();
+        if ends {
             end_packager(&mut state, &self.name);
             tracing::info!(stream = %self.name, "publish ended");
         }
         drop(state);
         self.bump();
+        ends
     }
 
-    /// Ends the current publish (a revoked key).
-    pub(super) fn kick(&self) {
+    /// Ends the current publish (a revoked key); `true` when there was one.
+    pub(super) fn kick(&self) -> bool {
         let mut state = self.lock();
-        if state.publisher.take().is_some() {
+        let kicked = state.publisher.take().is_some();
+        if kicked {
             state.generation += 1;
             state.last_error = Some("the stream key was revoked".to_owned());
             end_packager(&mut state, &self.name);
         }
         drop(state);
         self.bump();
+        kicked
     }
 }
 
@@ -680,12 +688,23 @@ pub struct Publisher {
     generation: u64,
     /// The recording of this publish, when recording is on.
     recorder: Option<super::record::RecorderFeed>,
+    /// It replaced a publisher that was live: that publish ended.
+    replaced: bool,
+    /// It starts the stream (not a publisher back within the grace, nor
+    /// one that moved here from another node).
+    starts: bool,
 }
 
 impl Publisher {
     pub(super) fn set_recorder(&mut self, recorder: super::record::RecorderFeed) {
         self.stream.telemetry().recording_lost = Some(recorder.lost());
         self.recorder = Some(recorder);
+    }
+
+    /// Whether this publish replaced a live one, and whether it starts the
+    /// stream (see [`Publisher`]'s fields).
+    pub(super) fn began(&self) -> (bool, bool) {
+        (self.replaced, self.starts)
     }
 
     pub(super) fn generation(&self) -> u64 {

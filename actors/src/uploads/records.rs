@@ -5,6 +5,7 @@ use sqlx::Row;
 use super::pieces::Pieces;
 use crate::clock;
 use crate::db::{Database, DbError, to_i64, to_u64};
+use crate::webhooks::{self, EventType, WebhookEvent};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UploadRecord {
@@ -89,7 +90,9 @@ fn upload_from_row(row: &sqlx::any::AnyRow) -> Result<UploadRecord, sqlx::Error>
 }
 
 impl Database {
+    /// Records a new upload (reported to webhooks as `upload.created`).
     pub async fn insert_upload(&self, upload: &UploadRecord) -> Result<(), DbError> {
+        let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO uploads (id, length, upload_offset, metadata, filename, filetype, concat, parts, created_at, expires_at, node, pieces)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -106,8 +109,17 @@ impl Database {
         .bind(upload.expires_at_ms)
         .bind(upload.node.as_deref())
         .bind(upload.pieces.as_ref().map(Pieces::to_string))
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        let data = serde_json::json!({
+            "upload_id": upload.id,
+            "length": upload.length,
+            "filename": upload.filename,
+            "filetype": upload.filetype,
+            "concat": upload.concat.map(ConcatKind::as_str),
+        });
+        webhooks::enqueue(&mut tx, &WebhookEvent::new(EventType::UploadCreated, data)).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -188,13 +200,38 @@ impl Database {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Marks an upload complete (reported to webhooks as
+    /// `upload.completed`, once).
     pub async fn complete_upload(&self, id: &str, asset_id: Option<&str>) -> Result<(), DbError> {
-        sqlx::query("UPDATE uploads SET completed_at = $1, asset_id = $2 WHERE id = $3")
-            .bind(clock::now_ms())
-            .bind(asset_id)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        let mut tx = self.pool().begin().await?;
+        let first = sqlx::query(
+            "UPDATE uploads SET completed_at = $1, asset_id = $2 WHERE id = $3 AND completed_at IS NULL",
+        )
+        .bind(clock::now_ms())
+        .bind(asset_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if first {
+            let length: Option<i64> =
+                sqlx::query_scalar("SELECT length FROM uploads WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let data =
+                serde_json::json!({ "upload_id": id, "asset_id": asset_id, "length": length });
+            let event = WebhookEvent::new(EventType::UploadCompleted, data);
+            webhooks::enqueue(&mut tx, &event).await?;
+        } else {
+            sqlx::query("UPDATE uploads SET asset_id = COALESCE($1, asset_id) WHERE id = $2")
+                .bind(asset_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
