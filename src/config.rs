@@ -31,6 +31,7 @@ const SECTIONS: &[&str] = &[
     "log",
     "node",
     "webhook_delivery",
+    "imports",
 ];
 const ENV_PREFIX: &str = "STREAMFORGE_";
 
@@ -77,6 +78,22 @@ pub struct Config {
     /// "whsec_…"`. More can be added through `POST /api/webhooks`.
     pub webhooks: Vec<streamforge_actors::webhooks::EndpointSpec>,
     pub webhook_delivery: WebhookDeliveryConfig,
+    pub imports: ImportsConfig,
+}
+
+/// Imports from a URL (`POST /api/imports`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportsConfig {
+    /// Allow sources on loopback, private, link-local and other
+    /// non-public addresses (refused by default: an import must not reach
+    /// into the server's own network).
+    pub allow_private: bool,
+    /// Hosts (names or addresses, as URLs spell them) imported from
+    /// whatever their address, e.g. an internal object store.
+    pub trusted_hosts: Vec<String>,
+    /// Largest source imported, in bytes; 0 for `uploads.max_size`.
+    pub max_size: u64,
 }
 
 /// How webhooks are delivered and retried.
@@ -493,6 +510,7 @@ impl Default for Config {
             node: NodeConfig::default(),
             webhooks: Vec::new(),
             webhook_delivery: WebhookDeliveryConfig::default(),
+            imports: ImportsConfig::default(),
         }
     }
 }

@@ -62,6 +62,8 @@ pub enum StartError {
     Uploads(#[from] UploadError),
     #[error(transparent)]
     Tls(#[from] http::tls::TlsError),
+    #[error("imports: {0}")]
+    Imports(#[from] streamforge_actors::imports::ImportError),
     #[error("webhooks: {0}")]
     Webhooks(#[from] streamforge_actors::webhooks::EndpointError),
     #[error(transparent)]
@@ -388,6 +390,21 @@ impl Services {
         if node.has(Role::Ingest) {
             streamforge_actors::live::rtsp_pull::start_pulls(&live, &config.live.pull).await;
         }
+        let imports = streamforge_actors::imports::Imports::new(
+            db.clone(),
+            uploads.clone(),
+            supervision.clone(),
+            streamforge_actors::imports::guard::Guard {
+                allow_private: config.imports.allow_private,
+                trusted_hosts: config.imports.trusted_hosts.clone(),
+            },
+            match config.imports.max_size {
+                0 => config.uploads.max_size,
+                max => max,
+            },
+            &node.id,
+        )?;
+        imports.resume_unfinished().await;
         let rate_limiter = http::middleware::rate_limiter(&config.limits);
         start_periodic_tasks(supervision, &uploads, rate_limiter.clone()).await?;
         supervision.every(live.owners_task()).await?;
@@ -403,6 +420,7 @@ impl Services {
                 config.http.cache_max_object_bytes,
             ),
             uploads: uploads.clone(),
+            imports,
             live: live.clone(),
             rtmp_port: listeners.rtmp_addr().map(|a| a.port()),
             rtsp_port: listeners.rtsp_addr().map(|a| a.port()),

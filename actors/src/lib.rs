@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod db;
 pub mod events;
 pub mod ffmpeg;
+pub mod imports;
 pub mod live;
 pub mod process;
 pub mod storage;

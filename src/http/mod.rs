@@ -15,6 +15,7 @@ mod events;
 pub mod forward;
 pub mod h3;
 mod idle;
+mod imports;
 mod live;
 pub mod middleware;
 pub mod playback;
@@ -86,6 +87,8 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     pub cache: cache::ObjectCache,
     pub uploads: streamforge_actors::uploads::Uploads,
+    /// Downloads from URLs into uploads (`/api/imports`).
+    pub imports: streamforge_actors::imports::Imports,
     pub live: streamforge_actors::live::Live,
     /// The RTMP port, for publish URLs handed out by the API.
     pub rtmp_port: Option<u16>,

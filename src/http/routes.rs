@@ -15,7 +15,7 @@ use streamforge_actors::supervision::BranchKind;
 
 use super::AppState;
 use super::error::ApiError;
-use super::{assets, delivery, events, live, uploads, webhooks};
+use super::{assets, delivery, events, imports, live, uploads, webhooks};
 
 /// How long a readiness dependency may take before it counts as down.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -61,6 +61,11 @@ pub fn routes() -> Router<AppState> {
             get(live::rendition_file),
         )
         .route("/time", get(live::time))
+        .route("/api/imports", post(imports::create))
+        .route(
+            "/api/imports/{id}",
+            get(imports::get).delete(imports::cancel),
+        )
         .route("/api/webhooks", get(webhooks::list).post(webhooks::create))
         .route(
             "/api/webhooks/{id}",
