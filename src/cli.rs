@@ -39,6 +39,9 @@ pub enum Command {
     /// Package an MP4/MOV file as HLS and DASH in a directory (CMAF segments
     /// shared by both manifests, I-frame playlists) and exit; no server needed.
     Package(PackageArgs),
+    /// Print the HTTP API's OpenAPI 3.1 description (what /api/openapi.json
+    /// serves) and exit: for client generators, without a server.
+    Openapi,
 }
 
 /// `streamforge config`: the effective configuration, or what it can be.

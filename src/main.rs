@@ -21,6 +21,10 @@ fn main() -> ExitCode {
         Command::Config(args) => (&args.overrides, false),
         Command::Token(command) => return token_command(cli.config.as_deref(), command),
         Command::Package(args) => return package_command(args),
+        Command::Openapi => {
+            println!("{}", streamforge::http::openapi_json());
+            return ExitCode::SUCCESS;
+        }
     };
     let config = match Config::load(cli.config.as_deref(), overrides.to_table()) {
         Ok(config) => config,

@@ -422,3 +422,19 @@ fn systemd_hears_ready_watchdog_pings_and_stopping() {
     assert!(stopping.starts_with("STOPPING=1\n"), "{stopping}");
     assert!(child.wait().unwrap().success());
 }
+
+/// `streamforge openapi` prints the description the server serves, for
+/// client generators, without a server.
+#[test]
+fn the_openapi_description_prints_without_a_server() {
+    let output = streamforge().arg("openapi").output().unwrap();
+    assert!(output.status.success());
+    let spec: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    assert!(spec["paths"]["/api/webhooks"]["post"]["responses"]["201"].is_object());
+    assert_eq!(
+        spec["paths"]["/api/imports"]["post"]["responses"]["400"]["content"]["application/json"]["schema"]
+            ["$ref"],
+        "#/components/schemas/ErrorEnvelope"
+    );
+}

@@ -181,3 +181,27 @@ async fn live_stream_plays_with_low_latency_in_chromium() {
     let _ = encoder.kill().await;
     server.stop().await;
 }
+
+/// The API reference page renders the server's own OpenAPI description
+/// with Swagger UI, and "Try it out" reaches the server.
+#[tokio::test]
+async fn the_api_reference_renders_the_description_in_chromium() {
+    require_ui();
+    let server = TestServer::start_with(|c| c.http.web_dir = "web/dist".into()).await;
+    let findings = drive("api", &server.url(""), "/api/webhooks/{id}/deliveries").await;
+    assert!(
+        findings["title"]
+            .as_str()
+            .unwrap_or("")
+            .contains("StreamForge"),
+        "{findings}"
+    );
+    assert_eq!(findings["has_subject"], true, "{findings}");
+    assert!(
+        findings["operations"].as_array().unwrap().len() >= 35,
+        "{findings}"
+    );
+    assert_eq!(findings["try_status"], "200", "{findings}");
+    assert!(real_errors(&findings).is_empty(), "{findings}");
+    server.stop().await;
+}

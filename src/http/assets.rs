@@ -10,17 +10,22 @@ use streamforge_actors::assets::{AssetRecord, AssetStatus};
 use streamforge_actors::transcode::image::widths_for;
 
 use super::AppState;
+use super::api_doc::ErrorEnvelope;
 use super::delivery::{self, Kind};
 use super::error::ApiError;
 
 const MAX_PAGE: u32 = 200;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Case-insensitive part of the file name.
     q: Option<String>,
+    /// Only assets in this status (uploaded, processing, recording, ready, failed).
     status: Option<String>,
+    /// Assets per page, 1 to 200.
     #[serde(default = "default_limit")]
+    #[param(default = 50, minimum = 1, maximum = 200)]
     limit: u32,
     #[serde(default)]
     offset: u32,
@@ -30,7 +35,7 @@ fn default_limit() -> u32 {
     50
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AssetView {
     #[serde(flatten)]
     record: AssetRecord,
@@ -54,7 +59,7 @@ pub struct AssetView {
     images: Option<Vec<ImageRendition>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ImageRendition {
     width: u32,
     webp_url: String,
@@ -130,7 +135,7 @@ impl From<AssetRecord> for AssetView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Page {
     assets: Vec<AssetView>,
     total: u64,
@@ -147,6 +152,14 @@ fn db_error(err: streamforge_actors::db::DbError) -> ApiError {
 }
 
 /// `GET /api/assets?q=&status=&limit=&offset=`: newest first.
+#[utoipa::path(get, path = "/api/assets", tag = "assets",
+    params(ListQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of assets, newest first", body = Page),
+        (status = 400, description = "bad_request: a limit out of range or an unknown status", body = ErrorEnvelope),
+        (status = 503, description = "database_unavailable", body = ErrorEnvelope),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
@@ -195,6 +208,14 @@ async fn find(state: &AppState, id: &str) -> Result<AssetRecord, ApiError> {
 }
 
 /// `GET /api/assets/{id}`.
+#[utoipa::path(get, path = "/api/assets/{id}", tag = "assets",
+    params(("id" = String, Path, description = "The asset's id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The asset: status, stage, probe, playback URLs", body = AssetView),
+        (status = 404, description = "not_found", body = ErrorEnvelope),
+        (status = 503, description = "database_unavailable", body = ErrorEnvelope),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -205,6 +226,15 @@ pub async fn get(
 }
 
 /// `DELETE /api/assets/{id}`: the original, every rendition, and the record.
+#[utoipa::path(delete, path = "/api/assets/{id}", tag = "assets",
+    params(("id" = String, Path, description = "The asset's id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted: original, renditions and record"),
+        (status = 404, description = "not_found", body = ErrorEnvelope),
+        (status = 409, description = "The asset is being recorded", body = ErrorEnvelope),
+        (status = 503, description = "database_unavailable, storage_unavailable", body = ErrorEnvelope),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -225,6 +255,16 @@ pub async fn delete(
 
 /// `GET /api/assets/{id}/original`: the uploaded file byte for byte, as a
 /// download, with ranges and validators.
+#[utoipa::path(get, path = "/api/assets/{id}/original", tag = "assets",
+    params(("id" = String, Path, description = "The asset's id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The original file, with the content type it was uploaded with", content_type = "*/*", body = Vec<u8>),
+        (status = 206, description = "A byte range of it"),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "not_found", body = ErrorEnvelope),
+        (status = 416, description = "range_not_satisfiable", body = ErrorEnvelope),
+    ))]
 pub async fn original(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -15,6 +15,7 @@ use streamforge_actors::events::Event;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
+use super::api_doc::ErrorEnvelope;
 use super::error::ApiError;
 
 /// An SSE event from a bus event.
@@ -27,6 +28,13 @@ fn sse(event: &Event) -> SseEvent {
 
 /// `GET /api/assets/{id}/events` (`id` an asset or an upload): first the
 /// current state as a `snapshot` event, then every event that concerns it.
+#[utoipa::path(get, path = "/api/assets/{id}/events", tag = "events",
+    params(("id" = String, Path, description = "An asset's or an upload's id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "An event stream: a `snapshot` event, then `status` events (JSON, with a `type`)", content_type = "text/event-stream", body = String),
+        (status = 404, description = "not_found", body = ErrorEnvelope),
+    ))]
 pub async fn asset_events(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -81,6 +89,13 @@ pub async fn asset_events(
 }
 
 /// `GET /api/events` (WebSocket): every event as a JSON text message.
+#[utoipa::path(get, path = "/api/events", tag = "events",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 101, description = "A WebSocket: one JSON text message per event, with a `type`"),
+        (status = 400, description = "Not a WebSocket upgrade", body = ErrorEnvelope),
+        (status = 426, description = "Upgrade required", body = ErrorEnvelope),
+    ))]
 pub async fn all_events(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
     upgrade
         .max_message_size(64 * 1024)

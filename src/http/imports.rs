@@ -10,6 +10,7 @@ use streamforge_actors::imports::guard::Refusal;
 use streamforge_actors::imports::{ImportError, ImportView};
 
 use super::AppState;
+use super::api_doc::ErrorEnvelope;
 use super::error::ApiError;
 
 fn import_error(err: ImportError) -> ApiError {
@@ -40,7 +41,7 @@ fn import_error(err: ImportError) -> ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewImport {
     /// The http(s) URL of the file.
@@ -54,6 +55,16 @@ pub struct NewImport {
 /// with the import (its id is also its upload's: follow it at
 /// `/api/assets/{id}/events`). A refused address, a failing source or a
 /// file too large answers here.
+#[utoipa::path(post, path = "/api/imports", tag = "imports",
+    request_body = NewImport,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 202, description = "Downloading; Location is the import", body = ImportView),
+        (status = 400, description = "bad_request (an invalid URL), address_not_allowed (a loopback, private or link-local address, directly, after DNS or after a redirect), scheme_not_allowed", body = ErrorEnvelope),
+        (status = 413, description = "too_large: over imports.max_size", body = ErrorEnvelope),
+        (status = 502, description = "source_failed (a non-2xx answer), source_unreachable", body = ErrorEnvelope),
+        (status = 503, description = "upload_failed, database_unavailable", body = ErrorEnvelope),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Json(new): Json<NewImport>,
@@ -74,6 +85,13 @@ pub async fn create(
 }
 
 /// `GET /api/imports/{id}`: its state, bytes so far, and its asset.
+#[utoipa::path(get, path = "/api/imports/{id}", tag = "imports",
+    params(("id" = String, Path, description = "The import's id (also its upload's)")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The import", body = ImportView),
+        (status = 404, description = "not_found", body = ErrorEnvelope),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -88,6 +106,14 @@ pub async fn get(
 
 /// `DELETE /api/imports/{id}`: stops a download in progress and removes
 /// what it brought (204); 400 when it is not downloading.
+#[utoipa::path(delete, path = "/api/imports/{id}", tag = "imports",
+    params(("id" = String, Path, description = "The import's id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Cancelled"),
+        (status = 400, description = "bad_request: it is not downloading", body = ErrorEnvelope),
+        (status = 404, description = "not_found", body = ErrorEnvelope),
+    ))]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -27,6 +27,7 @@ use streamforge_protocols::hls::PlaylistQuery;
 use streamforge_protocols::live::{LivePackager, Reply, parse_media_name};
 
 use super::AppState;
+use super::api_doc::ErrorEnvelope;
 use super::error::ApiError;
 use super::forward::FORWARDED_BY;
 
@@ -271,6 +272,20 @@ fn media(body: impl Into<Body>) -> Response {
 }
 
 /// `GET /live/{stream}/master.m3u8` and `/live/{stream}/manifest.mpd`.
+#[utoipa::path(get, path = "/live/{stream}/{file}", tag = "playback",
+    params(
+        ("stream" = String, Path, description = "The stream's name"),
+        ("file" = String, Path, description = "master.m3u8 or manifest.mpd"),
+    ),
+    security((), ("signed" = [])),
+    responses(
+        (status = 200, description = "The multivariant playlist or the MPD", content(("application/vnd.apple.mpegurl"), ("application/dash+xml"))),
+        (status = 403, description = "forbidden: a missing or expired signature", body = ErrorEnvelope),
+        (status = 404, description = "not_found: no such stream or file", body = ErrorEnvelope),
+        (status = 429, description = "too_many_viewers", body = ErrorEnvelope),
+        (status = 502, description = "The node that owns the stream did not answer", body = ErrorEnvelope),
+        (status = 503, description = "Not playable yet", body = ErrorEnvelope),
+    ))]
 pub async fn top(
     State(state): State<AppState>,
     Path((name, file)): Path<(String, String)>,
@@ -322,6 +337,25 @@ pub async fn top(
 
 /// `GET /live/{stream}/{rendition}/{file}`: media playlists (with
 /// `_HLS_msn`, `_HLS_part`, `_HLS_skip`), the init segment, segments and parts.
+#[utoipa::path(get, path = "/live/{stream}/{rendition}/{file}", tag = "playback",
+    params(
+        ("stream" = String, Path, description = "The stream's name"),
+        ("rendition" = String, Path, description = "A rendition (video, audio, a ladder rung)"),
+        ("file" = String, Path, description = "media.m3u8, init.mp4, a segment or a part"),
+        ("_HLS_msn" = Option<u64>, Query, description = "Blocking playlist reload: the media sequence number awaited"),
+        ("_HLS_part" = Option<u32>, Query, description = "With _HLS_msn: the part awaited"),
+        ("_HLS_skip" = Option<String>, Query, description = "YES or v2: a delta playlist"),
+    ),
+    security((), ("signed" = [])),
+    responses(
+        (status = 200, description = "A media playlist, init section, segment or part", content(("application/vnd.apple.mpegurl"), ("video/mp4"))),
+        (status = 400, description = "bad_request: malformed blocking-reload parameters", body = ErrorEnvelope),
+        (status = 403, description = "forbidden: a missing or expired signature", body = ErrorEnvelope),
+        (status = 404, description = "not_found", body = ErrorEnvelope),
+        (status = 429, description = "too_many_viewers", body = ErrorEnvelope),
+        (status = 502, description = "The node that owns the stream did not answer", body = ErrorEnvelope),
+        (status = 503, description = "The part or segment did not come in time", body = ErrorEnvelope),
+    ))]
 pub async fn rendition_file(
     State(state): State<AppState>,
     Path((name, rendition, file)): Path<(String, String, String)>,
@@ -477,6 +511,9 @@ impl GrowingSegment {
 
 /// `GET /time`: the server's clock as an `xs:dateTime`, the DASH
 /// `UTCTiming` source (`urn:mpeg:dash:utc:http-xsdate:2014`).
+#[utoipa::path(get, path = "/time", tag = "playback", responses(
+    (status = 200, description = "Now, as an xs:dateTime", content_type = "text/plain", body = String),
+))]
 pub async fn time() -> Response {
     (
         [
@@ -488,12 +525,16 @@ pub async fn time() -> Response {
         .into_response()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct StreamList {
     streams: Vec<StreamSummary>,
 }
 
 /// `GET /api/live`: every stream with a key or published since start-up.
+#[utoipa::path(get, path = "/api/live", tag = "live", security((), ("bearer" = [])), responses(
+    (status = 200, description = "The streams", body = StreamList),
+    (status = 503, description = "database_unavailable", body = ErrorEnvelope),
+))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<StreamList>, ApiError> {
     let streams = state
         .live
@@ -508,6 +549,14 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<StreamList>, Api
 }
 
 /// `GET /api/live/{stream}`.
+#[utoipa::path(get, path = "/api/live/{stream}", tag = "live",
+    params(("stream" = String, Path, description = "The stream's name")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The stream: codecs, bit rate, viewers, latency", body = StreamSummary),
+        (status = 404, description = "not_found", body = ErrorEnvelope),
+        (status = 503, description = "database_unavailable", body = ErrorEnvelope),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -521,12 +570,19 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found(format!("no live stream {name:?}")))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ViewerList {
     viewers: Vec<ViewerSummary>,
 }
 
 /// `GET /api/live/{stream}/viewers`: the stream's playback sessions.
+#[utoipa::path(get, path = "/api/live/{stream}/viewers", tag = "live",
+    params(("stream" = String, Path, description = "The stream's name")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Its playback sessions", body = ViewerList),
+        (status = 404, description = "not_found", body = ErrorEnvelope),
+    ))]
 pub async fn viewers(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -546,7 +602,7 @@ fn sign_summary(state: &AppState, mut summary: StreamSummary) -> StreamSummary {
     summary
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignRequest {
     asset: Option<String>,
@@ -555,7 +611,7 @@ pub struct SignRequest {
     ttl_secs: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SignedUrls {
     hls: String,
     dash: String,
@@ -565,6 +621,14 @@ pub struct SignedUrls {
 
 /// `POST /api/playback/sign` `{"asset": id}` or `{"stream": name}`: playback
 /// URLs signed for `ttl_secs` (404 when playback is public: nothing to sign).
+#[utoipa::path(post, path = "/api/playback/sign", tag = "live",
+    request_body = SignRequest,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Signed URLs", body = SignedUrls),
+        (status = 400, description = "bad_request: neither or both of asset and stream", body = ErrorEnvelope),
+        (status = 404, description = "not_found: playback is public, or no such asset", body = ErrorEnvelope),
+    ))]
 pub async fn sign(
     State(state): State<AppState>,
     Json(body): Json<SignRequest>,
@@ -600,13 +664,13 @@ pub async fn sign(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     stream: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedKey {
     stream: String,
     /// Shown once; only its digest is stored.
@@ -623,6 +687,14 @@ pub struct CreatedKey {
 
 /// `POST /api/live/keys` `{"stream": "name"}`: creates (or rotates) the
 /// stream's publish key.
+#[utoipa::path(post, path = "/api/live/keys", tag = "live",
+    request_body = NewKey,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 201, description = "The key, shown once, with the URLs to publish to", body = CreatedKey),
+        (status = 400, description = "bad_request: an invalid stream name", body = ErrorEnvelope),
+        (status = 503, description = "database_unavailable", body = ErrorEnvelope),
+    ))]
 pub async fn create_key(
     State(state): State<AppState>,
     headers: http::HeaderMap,
@@ -665,6 +737,10 @@ pub async fn create_key(
 }
 
 /// `GET /api/live/keys`: the streams that have a key (never the keys).
+#[utoipa::path(get, path = "/api/live/keys", tag = "live", security((), ("bearer" = [])), responses(
+    (status = 200, description = "The streams with a key", body = Vec<streamforge_actors::live::StreamKeyInfo>),
+    (status = 503, description = "database_unavailable", body = ErrorEnvelope),
+))]
 pub async fn keys(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<streamforge_actors::live::StreamKeyInfo>>, ApiError> {
@@ -679,6 +755,14 @@ pub async fn keys(
 
 /// `DELETE /api/live/keys/{stream}`: revokes the key and ends a publish
 /// that used it.
+#[utoipa::path(delete, path = "/api/live/keys/{stream}", tag = "live",
+    params(("stream" = String, Path, description = "The stream's name")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "not_found: the stream has no key", body = ErrorEnvelope),
+        (status = 503, description = "database_unavailable", body = ErrorEnvelope),
+    ))]
 pub async fn revoke_key(
     State(state): State<AppState>,
     Path(stream): Path<String>,

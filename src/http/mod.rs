@@ -6,6 +6,7 @@
 //! so an error stays with its request or connection. On shutdown the listener
 //! closes first, then open connections get `shutdown_grace` to finish.
 
+pub mod api_doc;
 mod assets;
 pub mod cache;
 pub mod delivery;
@@ -20,6 +21,7 @@ mod live;
 pub mod middleware;
 pub mod playback;
 mod routes;
+pub use routes::openapi_json;
 pub mod source;
 pub mod tls;
 mod uploads;

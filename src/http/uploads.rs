@@ -24,6 +24,7 @@ use streamforge_protocols::tus::{
 };
 
 use super::AppState;
+use super::api_doc::ErrorEnvelope;
 use super::error::ApiError;
 
 const TUS_RESUMABLE: HeaderName = HeaderName::from_static("tus-resumable");
@@ -143,7 +144,20 @@ fn max_size(state: &AppState) -> u64 {
     state.upload_max_size
 }
 
-/// `OPTIONS /files/`: what this server supports.
+/// `OPTIONS /files/`: what this server supports (tus discovery).
+#[utoipa::path(options, path = "/files/", tag = "uploads", responses(
+    (status = 204, description = "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm headers"),
+))]
+pub async fn options_root(state: State<AppState>) -> Response {
+    options(state).await
+}
+
+/// `OPTIONS /files/{id}`: as `OPTIONS /files/`.
+#[utoipa::path(options, path = "/files/{id}", tag = "uploads",
+    params(("id" = String, Path, description = "The upload's id")),
+    responses(
+        (status = 204, description = "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm headers"),
+    ))]
 pub async fn options(State(state): State<AppState>) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(TUS_RESUMABLE, HeaderValue::from_static(tus::TUS_VERSION));
@@ -179,6 +193,24 @@ fn progress_headers(state: &AppState, status: &UploadStatus, created_at_ms: i64)
 }
 
 /// `POST /files/`: creation, creation-with-upload, deferred length, concatenation.
+#[utoipa::path(post, path = "/files/", tag = "uploads",
+    params(
+        ("Tus-Resumable" = String, Header, description = "1.0.0"),
+        ("Upload-Length" = Option<u64>, Header, description = "The upload's size, unless Upload-Defer-Length: 1"),
+        ("Upload-Defer-Length" = Option<String>, Header, description = "1: the length comes with a later PATCH"),
+        ("Upload-Metadata" = Option<String>, Header, description = "filename and filetype, base64 (tus)"),
+        ("Upload-Concat" = Option<String>, Header, description = "partial, or final;/files/a /files/b"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream",
+        description = "Optional: the first bytes (creation-with-upload)"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 201, description = "Created: Location of the upload, Upload-Offset"),
+        (status = 400, description = "A missing or malformed tus header", body = ErrorEnvelope),
+        (status = 412, description = "Tus-Resumable is not 1.0.0", body = ErrorEnvelope),
+        (status = 413, description = "Larger than Tus-Max-Size", body = ErrorEnvelope),
+        (status = 429, description = "Too many uploads or requests from this address", body = ErrorEnvelope),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -278,6 +310,15 @@ fn header_value(value: &str) -> HeaderValue {
 }
 
 /// `HEAD /files/{id}`: the durable offset, so the client resumes from there.
+#[utoipa::path(head, path = "/files/{id}", tag = "uploads",
+    params(("id" = String, Path, description = "The upload's id"), ("Tus-Resumable" = String, Header, description = "1.0.0")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Upload-Offset, Upload-Length (or Upload-Defer-Length), Upload-Metadata, Upload-Concat; X-Asset-Id once complete"),
+        (status = 404, description = "No such upload (HEAD answers carry no body)"),
+        (status = 410, description = "The upload expired"),
+        (status = 412, description = "Tus-Resumable is not 1.0.0"),
+    ))]
 pub async fn head(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -317,6 +358,27 @@ pub async fn head(
 }
 
 /// `PATCH /files/{id}`: appends the body at `Upload-Offset`.
+#[utoipa::path(patch, path = "/files/{id}", tag = "uploads",
+    params(
+        ("id" = String, Path, description = "The upload's id"),
+        ("Tus-Resumable" = String, Header, description = "1.0.0"),
+        ("Upload-Offset" = u64, Header, description = "Where the body goes: the upload's offset now"),
+        ("Upload-Checksum" = Option<String>, Header, description = "sha1|sha256|md5 and the body's digest in base64"),
+        ("Upload-Length" = Option<u64>, Header, description = "The length, for a deferred-length upload"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Upload-Offset: the new durable offset; X-Asset-Id once complete"),
+        (status = 400, description = "A missing or malformed tus header", body = ErrorEnvelope),
+        (status = 404, description = "not_found", body = ErrorEnvelope),
+        (status = 409, description = "Upload-Offset is not the upload's offset, or another PATCH is open", body = ErrorEnvelope),
+        (status = 410, description = "The upload expired", body = ErrorEnvelope),
+        (status = 412, description = "Tus-Resumable is not 1.0.0", body = ErrorEnvelope),
+        (status = 413, description = "Past the upload's length or the size limit", body = ErrorEnvelope),
+        (status = 415, description = "Content-Type is not application/offset+octet-stream", body = ErrorEnvelope),
+        (status = 460, description = "Checksum mismatch: nothing of the body was kept", body = ErrorEnvelope),
+    ))]
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -380,6 +442,15 @@ async fn held_here(
 }
 
 /// `DELETE /files/{id}`: tus termination.
+#[utoipa::path(delete, path = "/files/{id}", tag = "uploads",
+    params(("id" = String, Path, description = "The upload's id"), ("Tus-Resumable" = String, Header, description = "1.0.0")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Terminated: its bytes are removed"),
+        (status = 404, description = "not_found", body = ErrorEnvelope),
+        (status = 410, description = "The upload expired", body = ErrorEnvelope),
+        (status = 412, description = "Tus-Resumable is not 1.0.0", body = ErrorEnvelope),
+    ))]
 pub async fn terminate(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -408,12 +479,14 @@ pub async fn terminate(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OneShotQuery {
+    /// The asset's file name.
     filename: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct OneShotAnswer {
     upload_id: String,
     asset_id: Option<String>,
@@ -424,6 +497,17 @@ struct OneShotAnswer {
 /// (`curl --data-binary @FILE URL`), or as the file field of a multipart
 /// form (`curl -F file=@FILE URL`), for curl and scripts. Streamed like a
 /// tus PATCH, never held whole.
+#[utoipa::path(post, path = "/api/uploads", tag = "uploads",
+    params(OneShotQuery),
+    request_body(content = Vec<u8>, description = "The file (any content type), or a multipart/form-data form with a file field"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 201, description = "Stored; its asset is processing", body = OneShotAnswer),
+        (status = 400, description = "bad_request: a body shorter than Content-Length, a form without a file, a bad filename", body = ErrorEnvelope),
+        (status = 413, description = "too_large: over uploads.max_size", body = ErrorEnvelope),
+        (status = 429, description = "too_many_requests", body = ErrorEnvelope),
+        (status = 503, description = "The upload could not be stored now", body = ErrorEnvelope),
+    ))]
 pub async fn one_shot(
     State(state): State<AppState>,
     Query(query): Query<OneShotQuery>,
@@ -475,6 +559,11 @@ async fn store_one_shot<E: std::fmt::Display>(
     body: impl futures::Stream<Item = Result<Bytes, E>>,
 ) -> Result<Response, ApiError> {
     let max = max_size(state);
+    if length == Some(0) {
+        return Err(ApiError::bad_request(
+            "the body is empty: there is no file to store",
+        ));
+    }
     if length.is_some_and(|l| l > max) {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

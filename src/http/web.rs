@@ -1,5 +1,6 @@
 //! The browser UI: `web/dist` (built from `web/` by `scripts/setup`) served
-//! at `/`, its hashed bundles under `/static/` cached for good.
+//! at `/`, the API reference at `/api-reference`, their hashed bundles
+//! under `/static/` cached for good.
 
 use std::path::Path;
 
@@ -20,12 +21,14 @@ pub fn routes(dir: &Path) -> Router<AppState> {
             "the web UI is not built (run scripts/setup, or set http.web_dir); / will answer 404"
         );
     }
-    let page = tower::ServiceBuilder::new()
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-cache"),
-        ))
-        .service(ServeFile::new(index));
+    let page = |file: std::path::PathBuf| {
+        tower::ServiceBuilder::new()
+            .layer(SetResponseHeaderLayer::overriding(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            ))
+            .service(ServeFile::new(file))
+    };
     let bundles = tower::ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
@@ -33,6 +36,8 @@ pub fn routes(dir: &Path) -> Router<AppState> {
         ))
         .service(ServeDir::new(dir.join("static")));
     Router::new()
-        .route_service("/", page)
+        .route_service("/", page(index))
+        // The API reference: Swagger UI over /api/openapi.json.
+        .route_service("/api-reference", page(dir.join("api.html")))
         .nest_service("/static", bundles)
 }

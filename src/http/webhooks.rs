@@ -10,6 +10,7 @@ use streamforge_actors::webhooks::endpoints::MAX_DELIVERIES_LISTED;
 use streamforge_actors::webhooks::{DeliveryState, Endpoint, EndpointError, NewEndpoint};
 
 use super::AppState;
+use super::api_doc::ErrorEnvelope;
 use super::error::ApiError;
 
 fn endpoint_error(err: EndpointError) -> ApiError {
@@ -25,7 +26,7 @@ fn endpoint_error(err: EndpointError) -> ApiError {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Created {
     #[serde(flatten)]
     endpoint: Endpoint,
@@ -35,6 +36,14 @@ pub struct Created {
 
 /// `POST /api/webhooks {"url", "events", "secret"?, "description"?}`:
 /// 201 with the endpoint and its secret.
+#[utoipa::path(post, path = "/api/webhooks", tag = "webhooks",
+    request_body = NewEndpoint,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; its secret is shown this once", body = Created),
+        (status = 400, description = "invalid_webhook: the URL, an event type or the secret", body = ErrorEnvelope),
+        (status = 503, description = "database_unavailable", body = ErrorEnvelope),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Json(new): Json<NewEndpoint>,
@@ -54,13 +63,19 @@ pub async fn create(
         .into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct List {
     webhooks: Vec<Endpoint>,
 }
 
 /// `GET /api/webhooks`: every endpoint, configured or made through the
 /// API, oldest first.
+#[utoipa::path(get, path = "/api/webhooks", tag = "webhooks",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The endpoints", body = List),
+        (status = 503, description = "database_unavailable", body = ErrorEnvelope),
+    ))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<List>, ApiError> {
     let webhooks = state
         .db
@@ -71,6 +86,13 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<List>, ApiError>
 }
 
 /// `GET /api/webhooks/{id}`.
+#[utoipa::path(get, path = "/api/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint's id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The endpoint", body = Endpoint),
+        (status = 404, description = "not_found", body = ErrorEnvelope),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -86,6 +108,14 @@ pub async fn get(
 
 /// `DELETE /api/webhooks/{id}`: 204; its pending deliveries are dropped.
 /// A configured endpoint is removed from the file instead (409).
+#[utoipa::path(delete, path = "/api/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint's id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "not_found", body = ErrorEnvelope),
+        (status = 409, description = "defined_in_config", body = ErrorEnvelope),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -100,6 +130,13 @@ pub async fn delete(
 
 /// `POST /api/webhooks/{id}/enable`: a disabled endpoint receives events
 /// again, starting with the deliveries that waited.
+#[utoipa::path(post, path = "/api/webhooks/{id}/enable", tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint's id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Enabled", body = Endpoint),
+        (status = 404, description = "not_found", body = ErrorEnvelope),
+    ))]
 pub async fn enable(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -112,15 +149,18 @@ pub async fn enable(
         .map_err(endpoint_error)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
     /// `pending`, `delivered` or `failed`.
     state: Option<String>,
+    /// 1 to 100; 50 by default.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Deliveries {
     deliveries: Vec<streamforge_actors::webhooks::Delivery>,
 }
@@ -128,6 +168,14 @@ pub struct Deliveries {
 /// `GET /api/webhooks/{id}/deliveries?state=&limit=`: the newest
 /// deliveries first, each with every attempt (time, node, status, error,
 /// the start of the answer).
+#[utoipa::path(get, path = "/api/webhooks/{id}/deliveries", tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint's id"), DeliveriesQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Deliveries, newest first", body = Deliveries),
+        (status = 400, description = "bad_request: an unknown state or a limit out of range", body = ErrorEnvelope),
+        (status = 404, description = "not_found", body = ErrorEnvelope),
+    ))]
 pub async fn deliveries(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -2,11 +2,14 @@
 //
 //   node web_e2e.mjs vod  BASE_URL CLIP ARTIFACT_DIR
 //   node web_e2e.mjs live BASE_URL STREAM ARTIFACT_DIR
+//   node web_e2e.mjs api  BASE_URL OPERATION ARTIFACT_DIR
 //
 // vod: uploads CLIP through the page, follows its card to a playable asset,
 // plays it, switches quality, hovers the storyboard, uses the keyboard,
 // deletes it. live: opens the live list, plays STREAM with the low-latency
-// player and reads the latency it shows. Saves a screenshot of each page in
+// player and reads the latency it shows. api: opens the API reference from
+// the page's navigation, finds OPERATION (a path) among the operations
+// Swagger UI rendered, and runs "Try it out" on GET /healthz. Saves a screenshot of each page in
 // ARTIFACT_DIR; prints one JSON line of findings; exits non-zero on failure.
 import fs from "node:fs";
 import path from "node:path";
@@ -209,6 +212,20 @@ try {
     findings.latency = Number(await page.locator("#latency").getAttribute("data-seconds"));
     findings.played = true;
     await shot(page, "live-player");
+  } else if (mode === "api") {
+    await page.goto(`${base}/`);
+    await page.getByRole("link", { name: "API", exact: true }).click();
+    await page.waitForSelector(".opblock", { timeout: 30_000 });
+    findings.title = await page.locator(".info .title").first().textContent();
+    findings.operations = await page.locator(".opblock-summary-path").allTextContents();
+    findings.has_subject = findings.operations.some((p) => p.replace(/\u200b/g, "") === subject);
+    const health = page.locator(".opblock-get").filter({ hasText: "/healthz" }).first();
+    await health.locator(".opblock-summary").click();
+    await health.getByRole("button", { name: "Try it out" }).click();
+    await health.getByRole("button", { name: "Execute" }).click();
+    await health.locator(".live-responses-table tbody .response-col_status").first().waitFor({ timeout: 15_000 });
+    findings.try_status = (await health.locator(".live-responses-table tbody .response-col_status").first().textContent()).trim();
+    await shot(page, "api-reference");
   } else {
     throw new Error(`unknown mode ${mode}`);
   }

@@ -11,7 +11,9 @@ use crate::db::{Database, DbError, Dialect, to_i64, to_u64};
 use crate::webhooks::{self, EventType, WebhookEvent};
 
 /// Where an asset is in its life; stored and answered as the lower-case name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AssetStatus {
     /// The original is stored; processing has not started.
@@ -57,7 +59,9 @@ impl std::fmt::Display for AssetStatus {
 
 /// Where an asset's processing stands: the `stage` column, the API's
 /// `stage` field and the `stage` event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// Processing started while the upload still arrives.
@@ -132,7 +136,7 @@ impl RungState {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct AssetRecord {
     pub id: String,
     pub upload_id: Option<String>,
@@ -275,12 +279,10 @@ impl Database {
             AssetStatus::Failed => Some(Stage::Failed),
             _ => None,
         };
+        // The write comes first: an SQLite transaction that reads before
+        // it writes fails at once (SQLITE_BUSY_SNAPSHOT) when another
+        // connection wrote in between, where a first write waits its turn.
         let mut tx = self.pool().begin().await?;
-        let before: Option<(String, Option<String>)> =
-            sqlx::query_as("SELECT status, upload_id FROM assets WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
         // Only the write that changes the status reports it (the row is
         // locked by the update; a concurrent one finds it changed).
         let changed = sqlx::query(
@@ -304,24 +306,29 @@ impl Database {
                 .execute(&mut *tx)
                 .await?;
         }
-        if let (true, Some((was, upload))) = (changed, before) {
-            let kind = match status {
-                AssetStatus::Ready if was == AssetStatus::Recording.as_str() => {
-                    Some(EventType::RecordingReady)
-                }
-                AssetStatus::Ready => Some(EventType::AssetReady),
-                AssetStatus::Failed => Some(EventType::AssetFailed),
-                _ => None,
+        let kind = match status {
+            AssetStatus::Ready => Some(EventType::AssetReady),
+            AssetStatus::Failed => Some(EventType::AssetFailed),
+            _ => None,
+        };
+        if let (true, Some(kind)) = (changed, kind) {
+            let upload: Option<String> =
+                sqlx::query_scalar("SELECT upload_id FROM assets WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            // A live recording is the one asset without an upload.
+            let kind = match (kind, &upload) {
+                (EventType::AssetReady, None) => EventType::RecordingReady,
+                (kind, _) => kind,
             };
-            if let Some(kind) = kind {
-                let data = serde_json::json!({
-                    "asset_id": id,
-                    "upload_id": upload,
-                    "status": status.as_str(),
-                    "error": error,
-                });
-                webhooks::enqueue(&mut tx, &WebhookEvent::new(kind, data)).await?;
-            }
+            let data = serde_json::json!({
+                "asset_id": id,
+                "upload_id": upload,
+                "status": status.as_str(),
+                "error": error,
+            });
+            webhooks::enqueue(&mut tx, &WebhookEvent::new(kind, data)).await?;
         }
         tx.commit().await?;
         Ok(())

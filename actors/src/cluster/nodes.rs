@@ -30,6 +30,7 @@ pub const LOST_AFTER: Duration = Duration::from_secs(15);
     serde::Serialize,
     serde::Deserialize,
     schemars::JsonSchema,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -74,7 +75,7 @@ impl NodeIdentity {
 }
 
 /// Where a node stands, from its row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeState {
     /// Its heartbeat is recent.
@@ -86,7 +87,7 @@ pub enum NodeState {
 }
 
 /// A node as `GET /api/nodes` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NodeRecord {
     pub id: String,
     pub advertise: String,

@@ -50,7 +50,7 @@ const MAX_RESUME_WAIT: Duration = Duration::from_secs(10);
 const MAX_URL_BYTES: usize = 4096;
 
 /// Where an import stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ImportState {
     Downloading,
@@ -82,7 +82,7 @@ impl ImportState {
 }
 
 /// An import as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ImportView {
     /// Also the id of its upload (`/api/assets/{id}/events` follows it).
     pub id: String,

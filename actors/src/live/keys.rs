@@ -11,7 +11,7 @@ use crate::clock;
 use crate::db::{Database, DbError};
 
 /// A stream that has a key (never the key itself).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct StreamKeyInfo {
     pub stream: String,
     pub created_at_ms: i64,

@@ -105,7 +105,7 @@ pub enum PublishError {
 }
 
 /// The ingest protocols a stream can arrive by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IngestProtocol {
     Rtmp,

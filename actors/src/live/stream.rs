@@ -158,7 +158,7 @@ impl Telemetry {
 }
 
 /// How long after its last sample arrived each part became fetchable.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct PartLatency {
     pub parts: u64,
     pub avg_ms: f64,
@@ -189,7 +189,7 @@ pub struct LiveStream {
 }
 
 /// What `GET /api/live` shows of a stream.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct StreamSummary {
     pub name: String,
     pub live: bool,
@@ -255,7 +255,7 @@ impl StreamSummary {
 }
 
 /// One rendition of a live stream.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct LiveRenditionSummary {
     pub name: String,
     /// The rendition a ladder rung is made from.

@@ -49,7 +49,7 @@ pub struct ViewerRequest {
 }
 
 /// A session as `GET /api/live/{stream}/viewers` shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ViewerSummary {
     pub id: String,
     pub remote: String,

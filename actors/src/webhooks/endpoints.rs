@@ -40,7 +40,7 @@ pub struct EndpointSpec {
 }
 
 /// An endpoint to create through the API.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEndpoint {
     pub url: String,
@@ -53,7 +53,7 @@ pub struct NewEndpoint {
 }
 
 /// An endpoint as the API shows it (without its secret).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Endpoint {
     pub id: String,
     pub url: String,
@@ -89,7 +89,7 @@ impl From<sqlx::Error> for EndpointError {
 }
 
 /// Where a delivery stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryState {
     /// Not sent yet, or to be sent again.
@@ -116,7 +116,7 @@ impl DeliveryState {
 }
 
 /// One event's delivery to one endpoint, with its attempts.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     /// The event's id: the `webhook-id` header of every attempt.
     pub id: String,
@@ -134,7 +134,7 @@ pub struct Delivery {
 }
 
 /// One attempt at a delivery.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub at_ms: i64,
     pub node: String,
@@ -261,6 +261,10 @@ impl Database {
     /// them (a disabled one stays disabled), removes those no longer
     /// there.
     pub async fn sync_config_endpoints(&self, specs: &[EndpointSpec]) -> Result<(), EndpointError> {
+        let configured: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM webhook_endpoints WHERE from_config = 1")
+                .fetch_all(self.pool())
+                .await?;
         let mut tx = self.pool().begin().await?;
         let mut ids = Vec::new();
         for spec in specs {
@@ -282,10 +286,6 @@ impl Database {
             .await?;
             ids.push(id);
         }
-        let configured: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM webhook_endpoints WHERE from_config = 1")
-                .fetch_all(&mut *tx)
-                .await?;
         for gone in configured.iter().filter(|id| !ids.contains(id)) {
             sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
                 .bind(gone)

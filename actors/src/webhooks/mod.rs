@@ -198,8 +198,9 @@ pub(crate) async fn enqueue(
 impl Database {
     /// Reports an event no other write goes with (a live stream began).
     pub async fn report(&self, event: &WebhookEvent) -> Result<(), DbError> {
-        let mut conn = self.pool().acquire().await?;
-        enqueue(&mut conn, event).await?;
+        let mut tx = self.pool().begin().await?;
+        enqueue(&mut tx, event).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -211,13 +212,15 @@ impl Database {
         node: &str,
         reason: &str,
     ) -> Result<bool, DbError> {
-        let mut conn = self.pool().acquire().await?;
+        let mut tx = self.pool().begin().await?;
         let event = WebhookEvent::new(
             EventType::LiveEnded,
             serde_json::json!({ "stream": stream, "node": node, "reason": reason }),
         );
         let owned = "EXISTS (SELECT 1 FROM live_owners WHERE stream = $6 AND node = $7)";
-        Ok(enqueue_if(&mut conn, &event, Some((owned, stream, node))).await?)
+        let written = enqueue_if(&mut tx, &event, Some((owned, stream, node))).await?;
+        tx.commit().await?;
+        Ok(written)
     }
 }
 
