@@ -690,7 +690,7 @@ impl Config {
         for spec in &self.webhooks {
             spec.check().map_err(|problem| ConfigError::Invalid {
                 key: "webhooks",
-                problem,
+                problem: problem.to_string(),
             })?;
             if !urls.insert(spec.url.as_str()) {
                 return invalid(

@@ -15,9 +15,11 @@ use super::error::ApiError;
 
 fn endpoint_error(err: EndpointError) -> ApiError {
     match err {
-        EndpointError::Invalid(message) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_webhook", message)
-        }
+        EndpointError::Invalid(invalid) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_webhook",
+            invalid.to_string(),
+        ),
         EndpointError::NotFound(_) => ApiError::not_found(err.to_string()),
         EndpointError::FromConfig(_) => {
             ApiError::new(StatusCode::CONFLICT, "defined_in_config", err.to_string())

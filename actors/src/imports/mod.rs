@@ -127,6 +127,56 @@ impl From<reqwest::Error> for ImportError {
     }
 }
 
+/// Why a download that had started failed (its import's `error`).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportFailure {
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
+    #[error("the source sent nothing new in {attempts} attempts to resume at byte {offset}")]
+    Stalled { attempts: u32, offset: u64 },
+    #[error("cannot run the download: {0}")]
+    Actor(String),
+    #[error("its upload is gone: {0}")]
+    UploadGone(UploadError),
+    #[error("its URL no longer parses: {0}")]
+    Url(#[from] url::ParseError),
+}
+
+/// Why asking the source for the rest failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("no answer in time")]
+    Timeout,
+    #[error("{0}")]
+    Transport(String),
+    #[error("the source answered {0} to a range request")]
+    Status(u16),
+    #[error("asked for bytes from {asked}, the source sent {got:?}")]
+    WrongRange { asked: u64, got: String },
+    #[error("the source changed: it has {now:?} bytes now, {before:?} before")]
+    Changed {
+        now: Option<u64>,
+        before: Option<u64>,
+    },
+}
+
+impl ResumeError {
+    /// Whether trying again may help.
+    fn transient(&self) -> bool {
+        match self {
+            ResumeError::Timeout | ResumeError::Transport(_) => true,
+            ResumeError::Status(status) => matches!(status, 408 | 429 | 500..=599),
+            _ => false,
+        }
+    }
+}
+
 /// A transport error with its causes.
 fn describe(err: &reqwest::Error) -> String {
     let mut text = if err.is_timeout() {
@@ -273,7 +323,8 @@ impl Imports {
         let branch = match self.inner.supervision.branch(BranchKind::Uploads).await {
             Ok(branch) => branch,
             Err(err) => {
-                self.finish(&id, Err(err.to_string())).await;
+                self.finish(&id, Err(ImportFailure::Actor(err.to_string())))
+                    .await;
                 return;
             }
         };
@@ -285,7 +336,10 @@ impl Imports {
             Ok((actor, _)) => {
                 lock(&self.inner.running).insert(id, actor);
             }
-            Err(err) => self.finish(&id, Err(err.to_string())).await,
+            Err(err) => {
+                self.finish(&id, Err(ImportFailure::Actor(err.to_string())))
+                    .await
+            }
         }
     }
 
@@ -302,16 +356,17 @@ impl Imports {
             let record = match self.inner.uploads.record(&id).await {
                 Ok(record) => record,
                 Err(err) => {
-                    self.finish(&id, Err(format!("its upload is gone: {err}")))
-                        .await;
+                    self.finish(&id, Err(ImportFailure::UploadGone(err))).await;
                     continue;
                 }
             };
             tracing::info!(import = %id, offset = record.offset, "resuming an import");
-            let Ok(parsed) = url::Url::parse(&url) else {
-                self.finish(&id, Err("its URL no longer parses".to_owned()))
-                    .await;
-                continue;
+            let parsed = match url::Url::parse(&url) {
+                Ok(parsed) => parsed,
+                Err(err) => {
+                    self.finish(&id, Err(err.into())).await;
+                    continue;
+                }
             };
             self.spawn(Job {
                 id,
@@ -369,13 +424,18 @@ impl Imports {
     }
 
     /// Records how an import ended; a failed import's upload is removed.
-    async fn finish(&self, id: &str, outcome: Result<(), String>) {
+    async fn finish(&self, id: &str, outcome: Result<(), ImportFailure>) {
         lock(&self.inner.running).remove(id);
         let (state, error) = match &outcome {
             Ok(()) => (ImportState::Completed, None),
-            Err(reason) => (ImportState::Failed, Some(reason.as_str())),
+            Err(reason) => (ImportState::Failed, Some(reason.to_string())),
         };
-        if let Err(err) = self.inner.db.finish_import(id, state, error).await {
+        if let Err(err) = self
+            .inner
+            .db
+            .finish_import(id, state, error.as_deref())
+            .await
+        {
             tracing::error!(import = %id, %err, "cannot record how an import ended");
         }
         match &outcome {
@@ -526,12 +586,12 @@ impl Actor for Importer {
 
 /// The download loop: each pass streams one answer's body into the
 /// upload from its durable offset; the next asks for the rest.
-async fn download(imports: &Imports, mut job: Job) -> Result<(), String> {
+async fn download(imports: &Imports, mut job: Job) -> Result<(), ImportFailure> {
     let uploads = &imports.inner.uploads;
     let mut fruitless = 0;
     let mut wait = FIRST_RESUME_WAIT;
     loop {
-        let before = uploads.status(&job.id).await.map_err(|e| e.to_string())?;
+        let before = uploads.status(&job.id).await?;
         // An asset may exist long before the end (processing starts
         // with the first bytes): only the offset says the file is here.
         if job.length.is_some_and(|l| before.offset >= l) {
@@ -557,30 +617,30 @@ async fn download(imports: &Imports, mut job: Job) -> Result<(), String> {
                 };
                 uploads.write(&job.id, write, body).await
             }
-            Err(ResumeError::Fatal(reason)) => return Err(reason),
-            Err(ResumeError::Transient(reason)) => {
-                tracing::info!(import = %job.id, %reason, "cannot resume the import yet");
+            Err(err) if err.transient() => {
+                tracing::info!(import = %job.id, %err, "cannot resume the import yet");
                 Err(WriteError::Incomplete)
             }
+            Err(err) => return Err(err.into()),
         };
         match written {
             Ok(status) if job.length.is_none_or(|l| status.offset >= l) => return Ok(()),
             Ok(_) | Err(WriteError::Incomplete) => {}
-            Err(WriteError::Tus(err)) => return Err(err.to_string()),
-            Err(err) if job.length.is_none() => return Err(err.to_string()),
+            Err(err @ WriteError::Tus(_)) => return Err(err.into()),
+            Err(err) if job.length.is_none() => return Err(err.into()),
             Err(err) => tracing::info!(import = %job.id, %err, "the import's write stopped"),
         }
-        let after = uploads.status(&job.id).await.map_err(|e| e.to_string())?;
+        let after = uploads.status(&job.id).await?;
         if after.offset > before.offset {
             fruitless = 0;
             wait = FIRST_RESUME_WAIT;
         } else {
             fruitless += 1;
             if fruitless > MAX_FRUITLESS_RESUMES {
-                return Err(format!(
-                    "the source sent nothing new in {MAX_FRUITLESS_RESUMES} attempts to resume at byte {}",
-                    after.offset
-                ));
+                return Err(ImportFailure::Stalled {
+                    attempts: MAX_FRUITLESS_RESUMES,
+                    offset: after.offset,
+                });
             }
         }
         if job.length.is_some_and(|l| after.offset < l) {
@@ -589,13 +649,6 @@ async fn download(imports: &Imports, mut job: Job) -> Result<(), String> {
             wait = (wait * 2).min(MAX_RESUME_WAIT);
         }
     }
-}
-
-enum ResumeError {
-    /// Trying again may help.
-    Transient(String),
-    /// The source changed or refuses ranges in a way no retry mends.
-    Fatal(String),
 }
 
 /// Asks the source for the bytes from `offset` on: a 206 from exactly
@@ -618,10 +671,10 @@ async fn resume(
     };
     let response = tokio::time::timeout(ANSWER_TIMEOUT, request.send())
         .await
-        .map_err(|_| ResumeError::Transient("no answer in time".to_owned()))?
+        .map_err(|_| ResumeError::Timeout)?
         .map_err(|e| match refusal_of(&e) {
-            Some(refusal) => ResumeError::Fatal(refusal.to_string()),
-            None => ResumeError::Transient(describe(&e)),
+            Some(refusal) => ResumeError::Refused(refusal),
+            None => ResumeError::Transport(describe(&e)),
         })?;
     match response.status().as_u16() {
         206 => {
@@ -631,28 +684,23 @@ async fn resume(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             if !range.starts_with(&format!("bytes {offset}-")) {
-                return Err(ResumeError::Fatal(format!(
-                    "asked for bytes from {offset}, the source sent {range:?}"
-                )));
+                return Err(ResumeError::WrongRange {
+                    asked: offset,
+                    got: range.to_owned(),
+                });
             }
             Ok((response, 0))
         }
         200 => {
             if response.content_length() != job.length {
-                return Err(ResumeError::Fatal(format!(
-                    "the source changed: it has {:?} bytes now, {:?} before",
-                    response.content_length(),
-                    job.length
-                )));
+                return Err(ResumeError::Changed {
+                    now: response.content_length(),
+                    before: job.length,
+                });
             }
             Ok((response, offset))
         }
-        status @ (408 | 429 | 500..=599) => Err(ResumeError::Transient(format!(
-            "the source answered {status}"
-        ))),
-        status => Err(ResumeError::Fatal(format!(
-            "the source answered {status} to a range request"
-        ))),
+        status => Err(ResumeError::Status(status)),
     }
 }
 

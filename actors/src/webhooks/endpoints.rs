@@ -70,10 +70,31 @@ pub struct Endpoint {
     pub pending: u64,
 }
 
+/// Why an endpoint's URL, event types or secret are refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidEndpoint {
+    #[error("a webhook secret starts with {SECRET_PREFIX}")]
+    SecretPrefix,
+    #[error("a webhook secret is {SECRET_PREFIX} and base64: {0}")]
+    SecretEncoding(String),
+    #[error("a webhook secret holds {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes, not {0}")]
+    SecretLength(usize),
+    #[error("a webhook URL is at most {MAX_URL_BYTES} bytes")]
+    UrlTooLong,
+    #[error("invalid webhook URL {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("a webhook URL is http:// or https:// with a host, not {0:?}")]
+    UrlScheme(String),
+    #[error("an endpoint lists the event types it wants, or [\"*\"]")]
+    NoEvents,
+    #[error("unknown event type {unknown}; the types are {known}")]
+    UnknownEvents { unknown: String, known: String },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] InvalidEndpoint),
     #[error("no webhook endpoint {0}")]
     NotFound(String),
     #[error("webhook endpoint {0} is defined in the configuration file; remove it there")]
@@ -159,41 +180,39 @@ pub fn new_secret() -> String {
 }
 
 /// Checks a signing secret's form.
-pub fn check_secret(secret: &str) -> Result<(), String> {
+pub fn check_secret(secret: &str) -> Result<(), InvalidEndpoint> {
     let encoded = secret
         .strip_prefix(SECRET_PREFIX)
-        .ok_or_else(|| format!("a webhook secret starts with {SECRET_PREFIX}"))?;
+        .ok_or(InvalidEndpoint::SecretPrefix)?;
     let key = base64::engine::general_purpose::STANDARD
         .decode(encoded)
-        .map_err(|e| format!("a webhook secret is {SECRET_PREFIX} and base64: {e}"))?;
+        .map_err(|e| InvalidEndpoint::SecretEncoding(e.to_string()))?;
     if !(MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&key.len()) {
-        return Err(format!(
-            "a webhook secret holds {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes, not {}",
-            key.len()
-        ));
+        return Err(InvalidEndpoint::SecretLength(key.len()));
     }
     Ok(())
 }
 
 /// Checks an endpoint URL: absolute `http` or `https` with a host.
-pub fn check_url(url: &str) -> Result<(), String> {
+pub fn check_url(url: &str) -> Result<(), InvalidEndpoint> {
     if url.len() > MAX_URL_BYTES {
-        return Err(format!("a webhook URL is at most {MAX_URL_BYTES} bytes"));
+        return Err(InvalidEndpoint::UrlTooLong);
     }
-    let parsed = url::Url::parse(url).map_err(|e| format!("invalid webhook URL {url:?}: {e}"))?;
+    let parsed = url::Url::parse(url).map_err(|e| InvalidEndpoint::Url {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-        return Err(format!(
-            "a webhook URL is http:// or https:// with a host, not {url:?}"
-        ));
+        return Err(InvalidEndpoint::UrlScheme(url.to_owned()));
     }
     Ok(())
 }
 
 /// The `events` column for a list of types: `*`, or each type between
 /// commas.
-fn events_column(events: &[String]) -> Result<String, String> {
+fn events_column(events: &[String]) -> Result<String, InvalidEndpoint> {
     if events.is_empty() {
-        return Err("an endpoint lists the event types it wants, or [\"*\"]".to_owned());
+        return Err(InvalidEndpoint::NoEvents);
     }
     if events.iter().any(|e| e == "*") {
         return Ok("*".to_owned());
@@ -205,11 +224,10 @@ fn events_column(events: &[String]) -> Result<String, String> {
         .collect();
     if !unknown.is_empty() {
         let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-        return Err(format!(
-            "unknown event type {}; the types are {}",
-            unknown.join(", "),
-            known.join(", ")
-        ));
+        return Err(InvalidEndpoint::UnknownEvents {
+            unknown: unknown.join(", "),
+            known: known.join(", "),
+        });
     }
     Ok(format!(",{},", events.join(",")))
 }
@@ -224,7 +242,7 @@ fn events_list(column: &str) -> Vec<String> {
 
 impl EndpointSpec {
     /// Checks what the types alone cannot.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), InvalidEndpoint> {
         check_url(&self.url)?;
         events_column(&self.events)?;
         check_secret(&self.secret)
@@ -268,7 +286,7 @@ impl Database {
         let mut tx = self.pool().begin().await?;
         let mut ids = Vec::new();
         for spec in specs {
-            spec.check().map_err(EndpointError::Invalid)?;
+            spec.check()?;
             let id = spec.id();
             sqlx::query(
                 "INSERT INTO webhook_endpoints (id, url, events, secret, description, from_config, created_at)
@@ -278,7 +296,7 @@ impl Database {
             )
             .bind(&id)
             .bind(&spec.url)
-            .bind(events_column(&spec.events).map_err(EndpointError::Invalid)?)
+            .bind(events_column(&spec.events)?)
             .bind(&spec.secret)
             .bind(&spec.description)
             .bind(clock::now_ms())
@@ -301,11 +319,11 @@ impl Database {
         &self,
         new: NewEndpoint,
     ) -> Result<(Endpoint, String), EndpointError> {
-        check_url(&new.url).map_err(EndpointError::Invalid)?;
-        let events = events_column(&new.events).map_err(EndpointError::Invalid)?;
+        check_url(&new.url)?;
+        let events = events_column(&new.events)?;
         let secret = match new.secret {
             Some(secret) => {
-                check_secret(&secret).map_err(EndpointError::Invalid)?;
+                check_secret(&secret)?;
                 secret
             }
             None => new_secret(),
@@ -507,7 +525,7 @@ mod tests {
             "whsec_{}",
             base64::engine::general_purpose::STANDARD.encode([7u8; 16])
         );
-        assert!(check_secret(&short).unwrap_err().contains("not 16"));
+        assert_eq!(check_secret(&short), Err(InvalidEndpoint::SecretLength(16)));
         assert!(check_secret("whsec_!!!").is_err());
     }
 
@@ -523,7 +541,9 @@ mod tests {
         );
         assert_eq!(events_column(&["*".into()]).unwrap(), "*");
         assert_eq!(events_list("*"), ["*"]);
-        let err = events_column(&["asset.done".into()]).unwrap_err();
+        let err = events_column(&["asset.done".into()])
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("asset.done") && err.contains("asset.ready"),
             "{err}"

@@ -23,7 +23,8 @@ pub mod endpoints;
 pub mod sender;
 
 pub use endpoints::{
-    Attempt, Delivery, DeliveryState, Endpoint, EndpointError, EndpointSpec, NewEndpoint,
+    Attempt, Delivery, DeliveryState, Endpoint, EndpointError, EndpointSpec, InvalidEndpoint,
+    NewEndpoint,
 };
 pub use sender::{DeliverySettings, Sender};
 
