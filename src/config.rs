@@ -82,7 +82,7 @@ pub struct Config {
 }
 
 /// Imports from a URL (`POST /api/imports`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImportsConfig {
     /// Allow sources on loopback, private, link-local and other
@@ -94,6 +94,22 @@ pub struct ImportsConfig {
     pub trusted_hosts: Vec<String>,
     /// Largest source imported, in bytes; 0 for `uploads.max_size`.
     pub max_size: u64,
+    /// A URL that answers with an HTML page is handed to `yt-dlp`, when
+    /// one is on the PATH, to find the media on it (which is then fetched
+    /// directly). yt-dlp's own requests for the page are not held to
+    /// `allow_private`: only pages whose address passed it are given to it.
+    pub yt_dlp: bool,
+}
+
+impl Default for ImportsConfig {
+    fn default() -> Self {
+        ImportsConfig {
+            allow_private: false,
+            trusted_hosts: Vec::new(),
+            max_size: 0,
+            yt_dlp: true,
+        }
+    }
 }
 
 /// How webhooks are delivered and retried.

@@ -403,6 +403,7 @@ impl Services {
                 max => max,
             },
             &node.id,
+            config.imports.yt_dlp,
         )?;
         imports.resume_unfinished().await;
         let rate_limiter = http::middleware::rate_limiter(&config.limits);

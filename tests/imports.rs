@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{TestServer, client, error_of, wait_until};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The Python source serving one file, stopped when dropped.
 struct Source {
@@ -24,23 +22,8 @@ impl Source {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("clip.mp4");
         std::fs::write(&path, file).unwrap();
-        let mut process = tokio::process::Command::new("python3")
-            .arg("tests/peers/import_source.py")
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 runs (scripts/setup --test)");
-        let mut line = String::new();
-        BufReader::new(process.stdout.take().unwrap())
-            .read_line(&mut line)
-            .await
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("port ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the source did not start: {line:?}"));
+        let (process, port) =
+            common::python_peer(&["tests/peers/import_source.py".as_ref(), path.as_os_str()]).await;
         Source {
             _process: process,
             _dir: dir,
@@ -309,4 +292,66 @@ async fn an_import_goes_on_after_a_restart() {
         .count();
     assert_eq!(resumed, 1, "one range request after the restart");
     server.stop().await;
+}
+
+/// A page rather than a file: yt-dlp (from PyPI, the real one) finds the
+/// video on it and the import fetches that video itself; a page without
+/// one, or any page when yt-dlp is off, is refused with the reason.
+#[tokio::test]
+async fn a_page_is_read_with_yt_dlp_and_its_video_imported() {
+    let clip = common::clip(
+        "-f lavfi -i testsrc2=size=160x120:rate=25 -t 2 -c:v libx264 -preset ultrafast -pix_fmt yuv420p -movflags +faststart",
+    )
+    .await;
+    let source = Source::start(&clip).await;
+    let trust = |c: &mut streamforge::config::Config| {
+        c.imports.trusted_hosts = vec!["127.0.0.1".into()];
+    };
+    let server = TestServer::start_with(trust).await;
+    let page = source.url("/page.html?src=/clip.mp4");
+    let response = import(&server, &page).await;
+    assert_eq!(response.status(), 202, "{:?}", response.text().await);
+    let started: Value = response.json().await.unwrap();
+    assert_eq!(started["url"], page.as_str());
+    assert_eq!(started["length"], clip.len() as u64);
+    let id = started["id"].as_str().unwrap().to_owned();
+    let mut done = Value::Null;
+    wait_until("the page's video to be imported", async || {
+        done = view(&server, &id).await;
+        done["state"] != "downloading"
+    })
+    .await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let asset = done["asset_id"].as_str().unwrap();
+    assert!(common::original_of(&server, asset).await == clip);
+    let record: Value = client()
+        .get(server.url(&format!("/api/assets/{asset}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let name = record["filename"].as_str().unwrap();
+    assert!(
+        name.starts_with("A talk") && name.ends_with(".mp4"),
+        "{name}"
+    );
+
+    let empty = import(&server, &source.url("/page.html")).await;
+    assert_eq!(empty.status(), 422);
+    let (code, message) = error_of(empty).await;
+    assert_eq!(code, "not_media");
+    assert!(message.contains("yt-dlp"), "{message}");
+    server.stop().await;
+
+    let without = TestServer::start_with(|c| {
+        trust(c);
+        c.imports.yt_dlp = false;
+    })
+    .await;
+    let refused = import(&without, &page).await;
+    assert_eq!(refused.status(), 422);
+    assert!(error_of(refused).await.1.contains("HTML page"));
+    without.stop().await;
 }

@@ -7,13 +7,11 @@ mod common;
 #[path = "support/postgres.rs"]
 mod postgres;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{TestServer, client, error_of, wait_until};
 use serde_json::{Value, json};
 use streamforge_actors::webhooks::EndpointSpec;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// A signing secret: `whsec_` and 32 bytes (0, 1, …, 31) in base64.
 const SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -26,23 +24,8 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Receiver {
-        let mut process = tokio::process::Command::new("python3")
-            .arg("tests/peers/webhook_receiver.py")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 runs (scripts/setup --test)");
-        let stdout = process.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .await
-            .expect("the receiver says its port");
-        let port = line
-            .trim()
-            .strip_prefix("port ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the receiver did not start: {line:?}"));
+        let (process, port) =
+            common::python_peer(&["tests/peers/webhook_receiver.py".as_ref()]).await;
         Receiver {
             _process: process,
             port,

@@ -478,9 +478,14 @@ async fn exercise_webhooks(db: &Database) {
     let configured = endpoints.iter().find(|e| e.from_config).unwrap();
     assert_eq!(configured.events, ["asset.ready", "asset.deleted"]);
 
-    db.insert_asset(&asset("w1", "hooked.mp4", 1, AssetStatus::Processing))
-        .await
-        .unwrap();
+    // An upload's asset (a recording, with no upload, reports
+    // recording.ready instead).
+    db.insert_asset(&AssetRecord {
+        upload_id: Some("u-w1".into()),
+        ..asset("w1", "hooked.mp4", 1, AssetStatus::Processing)
+    })
+    .await
+    .unwrap();
     db.set_asset_status("w1", AssetStatus::Ready, None)
         .await
         .unwrap();

@@ -33,6 +33,9 @@ fn import_error(err: ImportError) -> ApiError {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
         }
         ImportError::NotFound(_) => ApiError::not_found(message),
+        ImportError::NotMedia | ImportError::Page(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_media", message)
+        }
         ImportError::Upload(err) => {
             tracing::error!(%err, "import: the upload failed");
             ApiError::unavailable("upload_failed", message)
@@ -62,6 +65,7 @@ pub struct NewImport {
         (status = 202, description = "Downloading; Location is the import", body = ImportView),
         (status = 400, description = "bad_request (an invalid URL), address_not_allowed (a loopback, private or link-local address, directly, after DNS or after a redirect), scheme_not_allowed", body = ErrorEnvelope),
         (status = 413, description = "too_large: over imports.max_size", body = ErrorEnvelope),
+        (status = 422, description = "not_media: an HTML page without yt-dlp, or one yt-dlp finds no single-file media on", body = ErrorEnvelope),
         (status = 502, description = "source_failed (a non-2xx answer), source_unreachable", body = ErrorEnvelope),
         (status = 503, description = "upload_failed, database_unavailable", body = ErrorEnvelope),
     ))]

@@ -610,3 +610,26 @@ pub fn listed_parts(playlist: &str) -> Vec<(u64, u32)> {
         })
         .collect()
 }
+
+/// A Python test peer (`python3 ARGS…`) that prints `port N` once it
+/// listens on 127.0.0.1; killed when the child is dropped.
+pub async fn python_peer(args: &[&std::ffi::OsStr]) -> (tokio::process::Child, u16) {
+    use tokio::io::AsyncBufReadExt;
+    let mut process = tokio::process::Command::new("python3")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs (scripts/setup --test)");
+    let mut line = String::new();
+    tokio::io::BufReader::new(process.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .await
+        .expect("the peer says its port");
+    let port = line
+        .trim()
+        .strip_prefix("port ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the peer {args:?} did not start: {line:?}"));
+    (process, port)
+}

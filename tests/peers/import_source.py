@@ -11,6 +11,8 @@ GET /clip.mp4?rate=B&drop_at=N   the file at B bytes/s (default: no limit);
                                  match the strong ETag, else 200 and the
                                  whole file).
 GET /redirect?to=URL             302 to URL
+GET /page.html?src=URL           an HTML page titled "A talk" with <video src=URL>
+                                 (no video without src)
 GET /requests                    every request so far (path, Range), as JSON
 anything else                    404
 """
@@ -54,6 +56,10 @@ class Handler(BaseHTTPRequestHandler):
             requests.append({"path": self.path, "range": self.headers.get("range")})
         if url.path == "/redirect":
             return self.send_plain(302, headers=[("location", query["to"])])
+        if url.path == "/page.html":
+            video = f'<video src="{query["src"]}" controls></video>' if "src" in query else "<p>Nothing to see.</p>"
+            body = f"<!doctype html><html><head><title>A talk</title></head><body>{video}</body></html>"
+            return self.send_plain(200, body.encode(), [("content-type", "text/html; charset=utf-8")])
         if url.path != "/clip.mp4":
             return self.send_plain(404, b"no such file")
         rate = int(query.get("rate", "0"))

@@ -3,6 +3,10 @@
 CREATE TABLE imports (
     id           TEXT    PRIMARY KEY,
     url          TEXT    NOT NULL,
+    -- When url is a page: the media file yt-dlp found on it, and the
+    -- headers (JSON object) the site wants on requests for it.
+    media_url    TEXT,
+    media_headers TEXT,
     state        TEXT    NOT NULL,  -- downloading | completed | failed | cancelled
     error        TEXT,
     node         TEXT,

@@ -18,6 +18,7 @@
 //! by a stopped server is resumed when its node starts again.
 
 pub mod guard;
+pub mod pages;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -112,6 +113,12 @@ pub enum ImportError {
     TooLarge { length: u64, max: u64 },
     #[error("no import {0}")]
     NotFound(String),
+    #[error(
+        "the URL answers with an HTML page, not a media file (pages are read with yt-dlp when it is on the server's PATH and imports.yt_dlp is on)"
+    )]
+    NotMedia,
+    #[error(transparent)]
+    Page(#[from] pages::PageError),
     #[error(transparent)]
     Upload(#[from] UploadError),
     #[error(transparent)]
@@ -214,6 +221,8 @@ struct Inner {
     guard: Arc<Guard>,
     max_size: u64,
     node: String,
+    /// yt-dlp, to find the media of pages, when it is on the PATH.
+    yt_dlp: Option<std::path::PathBuf>,
     running: Mutex<HashMap<String, ActorRef<ImporterMsg>>>,
 }
 
@@ -234,8 +243,13 @@ impl Imports {
         guard: Guard,
         max_size: u64,
         node: &str,
+        use_yt_dlp: bool,
     ) -> Result<Self, ImportError> {
         let guard = Arc::new(guard);
+        let yt_dlp = use_yt_dlp.then(pages::find_yt_dlp).flatten();
+        if let Some(path) = &yt_dlp {
+            tracing::info!(yt_dlp = %path.display(), "imports read pages with yt-dlp");
+        }
         let client = reqwest::Client::builder()
             .user_agent(concat!("StreamForge/", env!("CARGO_PKG_VERSION")))
             // A proxy from the environment would connect to addresses the
@@ -256,6 +270,7 @@ impl Imports {
                 guard,
                 max_size,
                 node: node.to_owned(),
+                yt_dlp,
                 running: Mutex::default(),
             }),
         })
@@ -277,13 +292,19 @@ impl Imports {
         let parsed =
             url::Url::parse(url).map_err(|e| ImportError::Invalid(format!("invalid URL: {e}")))?;
         self.inner.guard.check_url(&parsed)?;
-        let response = tokio::time::timeout(ANSWER_TIMEOUT, self.inner.client.get(parsed).send())
-            .await
-            .map_err(|_| ImportError::Unreachable("no answer in time".to_owned()))??;
-        if !response.status().is_success() {
-            return Err(ImportError::Source {
-                status: response.status().as_u16(),
-            });
+        let mut response = self.first_answer(parsed, &[]).await?;
+        let mut media = None;
+        if is_page(&response) {
+            let yt_dlp = self.inner.yt_dlp.as_deref().ok_or(ImportError::NotMedia)?;
+            let processes = self.inner.supervision.processes();
+            let found = pages::resolve(yt_dlp, processes, response.url()).await?;
+            self.inner.guard.check_url(&found.url)?;
+            tracing::info!(page = %response.url(), media = %found.url, "yt-dlp found the page's media");
+            response = self.first_answer(found.url.clone(), &found.headers).await?;
+            if is_page(&response) {
+                return Err(ImportError::NotMedia);
+            }
+            media = Some(found);
         }
         let length = response.content_length();
         if let Some(length) = length.filter(|l| *l > self.inner.max_size) {
@@ -292,7 +313,12 @@ impl Imports {
                 max: self.inner.max_size,
             });
         }
-        let source = Source::of(&response, filename);
+        let headers = media
+            .as_ref()
+            .map(|m| m.headers.clone())
+            .unwrap_or_default();
+        let filename = filename.or_else(|| media.as_ref().map(|m| plain_name(&m.filename)));
+        let source = Source::of(&response, filename, headers);
         let record = self
             .inner
             .uploads
@@ -305,7 +331,7 @@ impl Imports {
             .await?;
         self.inner
             .db
-            .insert_import(&record.id, url, &self.inner.node)
+            .insert_import(&record.id, url, media.as_ref(), &self.inner.node)
             .await?;
         tracing::info!(import = %record.id, %url, ?length, "importing");
         self.spawn(Job {
@@ -316,6 +342,28 @@ impl Imports {
         })
         .await;
         self.view(&record.id).await
+    }
+
+    /// The first answer for `url` (with a site's `headers`): 2xx, or the
+    /// error the caller gets.
+    async fn first_answer(
+        &self,
+        url: url::Url,
+        headers: &[(String, String)],
+    ) -> Result<reqwest::Response, ImportError> {
+        let mut request = self.inner.client.get(url);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = tokio::time::timeout(ANSWER_TIMEOUT, request.send())
+            .await
+            .map_err(|_| ImportError::Unreachable("no answer in time".to_owned()))??;
+        if !response.status().is_success() {
+            return Err(ImportError::Source {
+                status: response.status().as_u16(),
+            });
+        }
+        Ok(response)
     }
 
     async fn spawn(&self, job: Job) {
@@ -352,7 +400,7 @@ impl Imports {
                 return;
             }
         };
-        for (id, url) in ids {
+        for (id, url, headers) in ids {
             let record = match self.inner.uploads.record(&id).await {
                 Ok(record) => record,
                 Err(err) => {
@@ -375,6 +423,7 @@ impl Imports {
                     validator: None,
                     filename: record.filename,
                     filetype: record.filetype,
+                    headers,
                 },
                 length: record.length,
                 first: None,
@@ -464,10 +513,32 @@ struct Source {
     validator: Option<Validator>,
     filename: String,
     filetype: String,
+    /// Headers a site wants on every request (from yt-dlp).
+    headers: Vec<(String, String)>,
+}
+
+/// Whether an answer is an HTML page rather than a file.
+fn is_page(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|t| t == "text/html" || t == "application/xhtml+xml")
 }
 
 impl Source {
-    fn of(response: &reqwest::Response, filename: Option<String>) -> Source {
+    fn of(
+        response: &reqwest::Response,
+        filename: Option<String>,
+        headers: Vec<(String, String)>,
+    ) -> Source {
         let header = |name| {
             response
                 .headers()
@@ -499,6 +570,7 @@ impl Source {
             validator,
             filename,
             filetype,
+            headers,
         }
     }
 }
@@ -664,6 +736,9 @@ async fn resume(
         .client
         .get(job.source.url.clone())
         .header(RANGE, format!("bytes={offset}-"));
+    for (name, value) in &job.source.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
     request = match &job.source.validator {
         Some(Validator::ETag(tag)) => request.header(IF_RANGE, tag),
         Some(Validator::LastModified(date)) => request.header(IF_RANGE, date),
@@ -723,12 +798,29 @@ fn skip_bytes<E>(
 }
 
 impl Database {
-    async fn insert_import(&self, id: &str, url: &str, node: &str) -> Result<(), DbError> {
+    async fn insert_import(
+        &self,
+        id: &str,
+        url: &str,
+        media: Option<&pages::PageMedia>,
+        node: &str,
+    ) -> Result<(), DbError> {
+        let headers = media.map(|m| {
+            let object: serde_json::Map<String, serde_json::Value> = m
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                .collect();
+            serde_json::Value::Object(object).to_string()
+        });
         sqlx::query(
-            "INSERT INTO imports (id, url, state, node, created_at) VALUES ($1, $2, 'downloading', $3, $4)",
+            "INSERT INTO imports (id, url, media_url, media_headers, state, node, created_at)
+             VALUES ($1, $2, $3, $4, 'downloading', $5, $6)",
         )
         .bind(id)
         .bind(url)
+        .bind(media.map(|m| m.url.as_str()))
+        .bind(headers)
         .bind(node)
         .bind(clock::now_ms())
         .execute(self.pool())
@@ -777,14 +869,29 @@ impl Database {
         }))
     }
 
-    /// Imports of `node` still downloading: (id, URL).
-    async fn unfinished_imports(&self, node: &str) -> Result<Vec<(String, String)>, DbError> {
-        Ok(sqlx::query_as(
-            "SELECT id, url FROM imports WHERE state = 'downloading' AND node = $1 ORDER BY created_at",
+    /// Imports of `node` still downloading: id, the file's URL (the
+    /// media's, for a page) and the headers it is fetched with.
+    async fn unfinished_imports(
+        &self,
+        node: &str,
+    ) -> Result<Vec<(String, String, Vec<(String, String)>)>, DbError> {
+        let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT id, url, media_url, media_headers FROM imports
+             WHERE state = 'downloading' AND node = $1 ORDER BY created_at",
         )
         .bind(node)
         .fetch_all(self.pool())
-        .await?)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, url, media_url, headers)| {
+                let headers = headers
+                    .and_then(|h| serde_json::from_str::<HashMap<String, String>>(&h).ok())
+                    .map(|h| h.into_iter().collect())
+                    .unwrap_or_default();
+                (id, media_url.unwrap_or(url), headers)
+            })
+            .collect())
     }
 }
 
