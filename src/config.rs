@@ -82,7 +82,7 @@ pub struct Config {
 }
 
 /// Imports from a URL (`POST /api/imports`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImportsConfig {
     /// Allow sources on loopback, private, link-local and other
@@ -94,22 +94,13 @@ pub struct ImportsConfig {
     pub trusted_hosts: Vec<String>,
     /// Largest source imported, in bytes; 0 for `uploads.max_size`.
     pub max_size: u64,
-    /// A URL that answers with an HTML page is handed to `yt-dlp`, when
-    /// one is on the PATH, to find the media on it (which is then fetched
-    /// directly). yt-dlp's own requests for the page are not held to
-    /// `allow_private`: only pages whose address passed it are given to it.
+    /// Hand a URL that answers with an HTML page to `yt-dlp` (when one is
+    /// on the PATH) to find the media on it, which is then fetched like
+    /// any import. Off by default: yt-dlp's own requests (the page again,
+    /// redirects, what its extractors fetch) are not held to the address
+    /// guard, so turn it on where the server's network has nothing a page
+    /// could reach that it should not.
     pub yt_dlp: bool,
-}
-
-impl Default for ImportsConfig {
-    fn default() -> Self {
-        ImportsConfig {
-            allow_private: false,
-            trusted_hosts: Vec::new(),
-            max_size: 0,
-            yt_dlp: true,
-        }
-    }
 }
 
 /// How webhooks are delivered and retried.
@@ -136,6 +127,12 @@ pub struct WebhookDeliveryConfig {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "HumanDuration")]
     pub give_up_after: Duration,
+    /// Let endpoints made through the API be on loopback, private or
+    /// link-local addresses (refused by default, as for imports; endpoints
+    /// of this file are trusted with any address).
+    pub allow_private: bool,
+    /// Hosts API-made endpoints may be on whatever their address.
+    pub trusted_hosts: Vec<String>,
 }
 
 impl Default for WebhookDeliveryConfig {
@@ -146,11 +143,21 @@ impl Default for WebhookDeliveryConfig {
             first_retry: settings.first_retry,
             max_retry_interval: settings.max_retry_interval,
             give_up_after: settings.give_up_after,
+            allow_private: false,
+            trusted_hosts: Vec::new(),
         }
     }
 }
 
 impl WebhookDeliveryConfig {
+    /// The address guard for endpoints made through the API.
+    pub fn guard(&self) -> streamforge_actors::imports::guard::Guard {
+        streamforge_actors::imports::guard::Guard {
+            allow_private: self.allow_private,
+            trusted_hosts: self.trusted_hosts.clone(),
+        }
+    }
+
     pub fn settings(&self) -> streamforge_actors::webhooks::DeliverySettings {
         streamforge_actors::webhooks::DeliverySettings {
             timeout: self.timeout,
@@ -719,8 +726,9 @@ impl Config {
             }
         }
         let delivery = &self.webhook_delivery;
-        if delivery.timeout < Duration::from_secs(1) {
-            return invalid("webhook_delivery.timeout", "must be at least 1s");
+        // A node's claim on an endpoint (90 s) must outlast any attempt.
+        if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&delivery.timeout) {
+            return invalid("webhook_delivery.timeout", "must be between 1s and 60s");
         }
         if delivery.first_retry < Duration::from_millis(100)
             || delivery.first_retry > delivery.max_retry_interval

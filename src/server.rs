@@ -422,6 +422,7 @@ impl Services {
             ),
             uploads: uploads.clone(),
             imports,
+            webhook_guard: Arc::new(config.webhook_delivery.guard()),
             live: live.clone(),
             rtmp_port: listeners.rtmp_addr().map(|a| a.port()),
             rtsp_port: listeners.rtsp_addr().map(|a| a.port()),
@@ -513,6 +514,7 @@ async fn start_webhooks(
         &node.id,
         core.events.clone(),
         config.webhook_delivery.settings(),
+        config.webhook_delivery.guard(),
     )?;
     core.supervision.every(sender.task()).await?;
     Ok(())

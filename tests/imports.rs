@@ -307,7 +307,11 @@ async fn a_page_is_read_with_yt_dlp_and_its_video_imported() {
     let trust = |c: &mut streamforge::config::Config| {
         c.imports.trusted_hosts = vec!["127.0.0.1".into()];
     };
-    let server = TestServer::start_with(trust).await;
+    let server = TestServer::start_with(|c| {
+        trust(c);
+        c.imports.yt_dlp = true;
+    })
+    .await;
     let page = source.url("/page.html?src=/clip.mp4");
     let response = import(&server, &page).await;
     assert_eq!(response.status(), 202, "{:?}", response.text().await);
@@ -345,11 +349,7 @@ async fn a_page_is_read_with_yt_dlp_and_its_video_imported() {
     assert!(message.contains("yt-dlp"), "{message}");
     server.stop().await;
 
-    let without = TestServer::start_with(|c| {
-        trust(c);
-        c.imports.yt_dlp = false;
-    })
-    .await;
+    let without = TestServer::start_with(trust).await;
     let refused = import(&without, &page).await;
     assert_eq!(refused.status(), 422);
     assert!(error_of(refused).await.1.contains("HTML page"));

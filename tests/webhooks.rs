@@ -180,6 +180,16 @@ async fn deliveries_are_signed_in_order_retried_and_kept_across_a_restart() {
         .unwrap();
     assert_eq!(refused.status(), 409);
     assert_eq!(error_of(refused).await.0, "defined_in_config");
+    // Through the API, an endpoint on a private address is refused (the
+    // file's endpoints are trusted).
+    let private = client()
+        .post(server.url("/api/webhooks"))
+        .json(&json!({ "url": receiver.url("other"), "events": ["*"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(private.status(), 400);
+    assert_eq!(error_of(private).await.0, "address_not_allowed");
 
     // The receiver goes down; an event waits through a restart of the
     // server and goes out, under the same id, once both are back.
@@ -214,6 +224,8 @@ async fn failing_endpoints_are_disabled_with_an_event_and_enabled_again() {
     let server = TestServer::start_with(|c| {
         c.webhook_delivery.first_retry = Duration::from_millis(200);
         c.webhook_delivery.give_up_after = Duration::from_secs(1);
+        // The receiver is on loopback.
+        c.webhook_delivery.allow_private = true;
     })
     .await;
     let http = client();

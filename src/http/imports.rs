@@ -33,6 +33,7 @@ fn import_error(err: ImportError) -> ApiError {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
         }
         ImportError::NotFound(_) => ApiError::not_found(message),
+        ImportError::Busy => ApiError::unavailable("busy", message),
         ImportError::NotMedia | ImportError::Page(_) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_media", message)
         }

@@ -91,6 +91,8 @@ pub struct Services {
     pub uploads: streamforge_actors::uploads::Uploads,
     /// Downloads from URLs into uploads (`/api/imports`).
     pub imports: streamforge_actors::imports::Imports,
+    /// Where endpoints made through `/api/webhooks` may point.
+    pub webhook_guard: Arc<streamforge_actors::imports::guard::Guard>,
     pub live: streamforge_actors::live::Live,
     /// The RTMP port, for publish URLs handed out by the API.
     pub rtmp_port: Option<u16>,

@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
+use streamforge_actors::imports::guard::Refusal;
 use streamforge_actors::webhooks::endpoints::MAX_DELIVERIES_LISTED;
 use streamforge_actors::webhooks::{DeliveryState, Endpoint, EndpointError, NewEndpoint};
 
@@ -43,13 +44,24 @@ pub struct Created {
     security((), ("bearer" = [])),
     responses(
         (status = 201, description = "Created; its secret is shown this once", body = Created),
-        (status = 400, description = "invalid_webhook: the URL, an event type or the secret", body = ErrorEnvelope),
+        (status = 400, description = "invalid_webhook: the URL, an event type or the secret; address_not_allowed: a loopback, private or link-local address (webhook_delivery.allow_private)", body = ErrorEnvelope),
         (status = 503, description = "database_unavailable", body = ErrorEnvelope),
     ))]
 pub async fn create(
     State(state): State<AppState>,
     Json(new): Json<NewEndpoint>,
 ) -> Result<Response, ApiError> {
+    // An address in the URL is checked here; a name, at each delivery.
+    // (A scheme other than http(s) is the endpoint check's to refuse.)
+    if let Err(refusal) = state.webhook_guard.check_text(&new.url)
+        && !matches!(refusal, Refusal::Scheme(_))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "address_not_allowed",
+            refusal.to_string(),
+        ));
+    }
     let (endpoint, secret) = state
         .db
         .create_webhook_endpoint(new)

@@ -7,6 +7,9 @@ CREATE TABLE imports (
     -- headers (JSON object) the site wants on requests for it.
     media_url    TEXT,
     media_headers TEXT,
+    -- The file's validator at the first answer (etag:… or date:…): a
+    -- resume, even after a restart, must find the same file.
+    validator    TEXT,
     state        TEXT    NOT NULL,  -- downloading | completed | failed | cancelled
     error        TEXT,
     node         TEXT,

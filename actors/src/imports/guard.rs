@@ -50,14 +50,34 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let segments = ip.segments();
+    let first = segments[0];
+    // Addresses that carry an IPv4 address reach it: NAT64 (64:ff9b::/96,
+    // RFC 6052), SIIT (::ffff:0:0/96, RFC 7915), 6to4 (2002::/16).
+    let embedded = |high: u16, low: u16| {
+        let [a, b] = high.to_be_bytes();
+        let [c, d] = low.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return is_public_v4(embedded(segments[6], segments[7]));
+    }
+    if segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return is_public_v4(embedded(segments[6], segments[7]));
+    }
+    if first == 0x2002 {
+        return is_public_v4(embedded(segments[1], segments[2]));
+    }
     !(ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
         // Unique local, fc00::/7.
         || (first & 0xfe00) == 0xfc00
-        // Link-local, fe80::/10.
+        // Link-local, fe80::/10, and the old site-local, fec0::/10.
         || (first & 0xffc0) == 0xfe80
+        || (first & 0xffc0) == 0xfec0
+        // Local-use NAT64, 64:ff9b:1::/48 (RFC 8215).
+        || (first == 0x64 && segments[1] == 0xff9b && segments[2] == 1)
         // Documentation, 2001:db8::/32.
         || (first == 0x2001 && ip.segments()[1] == 0x0db8)
         // IPv4-compatible and other addresses in ::/96.
@@ -93,11 +113,12 @@ pub struct Guard {
 
 impl Guard {
     fn trusts(&self, host: &str) -> bool {
+        let bare = |h: &str| h.trim_start_matches('[').trim_end_matches(']').to_owned();
         self.allow_private
             || self
                 .trusted_hosts
                 .iter()
-                .any(|t| t.eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']')))
+                .any(|t| bare(t).eq_ignore_ascii_case(&bare(host)))
     }
 
     /// Checks a URL's scheme, and its host when it is an address.
@@ -117,6 +138,15 @@ impl Guard {
             Ok(())
         } else {
             Err(Refusal::Private { host, address })
+        }
+    }
+
+    /// [`Guard::check_url`] on a URL as text; one that does not parse is
+    /// left to whoever validates URLs.
+    pub fn check_text(&self, url: &str) -> Result<(), Refusal> {
+        match url::Url::parse(url) {
+            Ok(url) => self.check_url(&url),
+            Err(_) => Ok(()),
         }
     }
 
@@ -225,6 +255,13 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "::127.0.0.1",
+            "64:ff9b::a00:5",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "::ffff:0:a00:1",
+            "2002:a00:1::1",
+            "2002:7f00:1::1",
+            "fec0::1",
         ] {
             assert!(!is_public(ip(private)), "{private}");
         }
@@ -235,6 +272,8 @@ mod tests {
             "100.128.0.1",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
         ] {
             assert!(is_public(ip(public)), "{public}");
         }
@@ -265,8 +304,11 @@ mod tests {
     fn trusted_hosts_and_allow_private_let_private_addresses_through() {
         let trusted = Guard {
             allow_private: false,
-            trusted_hosts: vec!["127.0.0.1".into(), "minio.internal".into()],
+            trusted_hosts: vec!["127.0.0.1".into(), "minio.internal".into(), "[::1]".into()],
         };
+        trusted
+            .check_url(&url::Url::parse("http://[::1]:9000/a").unwrap())
+            .unwrap();
         trusted
             .check_url(&url::Url::parse("http://127.0.0.1:9000/a").unwrap())
             .unwrap();

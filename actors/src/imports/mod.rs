@@ -49,6 +49,8 @@ const FIRST_RESUME_WAIT: Duration = Duration::from_millis(500);
 const MAX_RESUME_WAIT: Duration = Duration::from_secs(10);
 /// Longest URL accepted.
 const MAX_URL_BYTES: usize = 4096;
+/// Pages read with yt-dlp at once.
+const MAX_PAGE_READS: usize = 2;
 
 /// Where an import stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -119,6 +121,8 @@ pub enum ImportError {
     NotMedia,
     #[error(transparent)]
     Page(#[from] pages::PageError),
+    #[error("the server is reading as many pages as it reads at once; retry shortly")]
+    Busy,
     #[error(transparent)]
     Upload(#[from] UploadError),
     #[error(transparent)]
@@ -184,13 +188,19 @@ impl ResumeError {
     }
 }
 
-/// A transport error with its causes.
+/// A transport error with its causes, without the URL (it may carry a
+/// signed query or credentials).
 fn describe(err: &reqwest::Error) -> String {
     let mut text = if err.is_timeout() {
-        "no answer in time".to_owned()
+        "no answer in time"
+    } else if err.is_connect() {
+        "cannot connect"
+    } else if err.is_redirect() {
+        "a redirect was refused"
     } else {
-        err.to_string()
-    };
+        "the request failed"
+    }
+    .to_owned();
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         text.push_str(": ");
@@ -201,10 +211,44 @@ fn describe(err: &reqwest::Error) -> String {
 }
 
 /// What a range request checks the source is still the same file against.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Validator {
     ETag(String),
     LastModified(String),
+}
+
+impl Validator {
+    /// A response's validator: its strong ETag, else its Last-Modified (a
+    /// weak ETag cannot validate a byte range, RFC 9110 §13.1.5).
+    fn of(response: &reqwest::Response) -> Option<Validator> {
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        header(ETAG)
+            .filter(|tag| !tag.starts_with("W/"))
+            .map(Validator::ETag)
+            .or_else(|| header(LAST_MODIFIED).map(Validator::LastModified))
+    }
+
+    /// As the `imports.validator` column keeps it.
+    fn to_text(&self) -> String {
+        match self {
+            Validator::ETag(tag) => format!("etag:{tag}"),
+            Validator::LastModified(date) => format!("date:{date}"),
+        }
+    }
+
+    fn parse(text: &str) -> Option<Validator> {
+        if let Some(tag) = text.strip_prefix("etag:") {
+            return Some(Validator::ETag(tag.to_owned()));
+        }
+        text.strip_prefix("date:")
+            .map(|date| Validator::LastModified(date.to_owned()))
+    }
 }
 
 /// The imports of this node.
@@ -223,6 +267,8 @@ struct Inner {
     node: String,
     /// yt-dlp, to find the media of pages, when it is on the PATH.
     yt_dlp: Option<std::path::PathBuf>,
+    /// yt-dlp runs at once (each a Python process of its own).
+    page_slots: tokio::sync::Semaphore,
     running: Mutex<HashMap<String, ActorRef<ImporterMsg>>>,
 }
 
@@ -271,6 +317,7 @@ impl Imports {
                 max_size,
                 node: node.to_owned(),
                 yt_dlp,
+                page_slots: tokio::sync::Semaphore::new(MAX_PAGE_READS),
                 running: Mutex::default(),
             }),
         })
@@ -296,10 +343,19 @@ impl Imports {
         let mut media = None;
         if is_page(&response) {
             let yt_dlp = self.inner.yt_dlp.as_deref().ok_or(ImportError::NotMedia)?;
+            let _slot = self
+                .inner
+                .page_slots
+                .try_acquire()
+                .map_err(|_| ImportError::Busy)?;
             let processes = self.inner.supervision.processes();
             let found = pages::resolve(yt_dlp, processes, response.url()).await?;
             self.inner.guard.check_url(&found.url)?;
-            tracing::info!(page = %response.url(), media = %found.url, "yt-dlp found the page's media");
+            tracing::info!(
+                page = response.url().host_str().unwrap_or(""),
+                media = found.url.host_str().unwrap_or(""),
+                "yt-dlp found the page's media"
+            );
             response = self.first_answer(found.url.clone(), &found.headers).await?;
             if is_page(&response) {
                 return Err(ImportError::NotMedia);
@@ -331,9 +387,20 @@ impl Imports {
             .await?;
         self.inner
             .db
-            .insert_import(&record.id, url, media.as_ref(), &self.inner.node)
+            .insert_import(
+                &record.id,
+                url,
+                media.as_ref(),
+                source.validator.as_ref(),
+                &self.inner.node,
+            )
             .await?;
-        tracing::info!(import = %record.id, %url, ?length, "importing");
+        tracing::info!(
+            import = %record.id,
+            host = source.url.host_str().unwrap_or(""),
+            ?length,
+            "importing"
+        );
         self.spawn(Job {
             id: record.id.clone(),
             source,
@@ -400,7 +467,13 @@ impl Imports {
                 return;
             }
         };
-        for (id, url, headers) in ids {
+        for Unfinished {
+            id,
+            url,
+            headers,
+            validator,
+        } in ids
+        {
             let record = match self.inner.uploads.record(&id).await {
                 Ok(record) => record,
                 Err(err) => {
@@ -420,7 +493,7 @@ impl Imports {
                 id,
                 source: Source {
                     url: parsed,
-                    validator: None,
+                    validator,
                     filename: record.filename,
                     filetype: record.filetype,
                     headers,
@@ -462,10 +535,16 @@ impl Imports {
         if let Some(actor) = lock(&self.inner.running).remove(id) {
             actor.kill();
         }
-        self.inner
+        let cancelled = self
+            .inner
             .db
             .finish_import(id, ImportState::Cancelled, None)
             .await?;
+        if !cancelled {
+            return Err(ImportError::Invalid(format!(
+                "import {id} ended before it could be cancelled"
+            )));
+        }
         match self.inner.uploads.terminate(id).await {
             Ok(()) | Err(UploadError::NotFound(_)) => Ok(()),
             Err(err) => Err(err.into()),
@@ -546,11 +625,7 @@ impl Source {
                 .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
                 .map(str::to_owned)
         };
-        // A weak ETag cannot validate a byte range (RFC 9110 §13.1.5).
-        let validator = header(ETAG)
-            .filter(|tag| !tag.starts_with("W/"))
-            .map(Validator::ETag)
-            .or_else(|| header(LAST_MODIFIED).map(Validator::LastModified));
+        let validator = Validator::of(response);
         let url = response.url().clone();
         let filename = filename
             .or_else(|| {
@@ -697,9 +772,10 @@ async fn download(imports: &Imports, mut job: Job) -> Result<(), ImportFailure> 
         };
         match written {
             Ok(status) if job.length.is_none_or(|l| status.offset >= l) => return Ok(()),
+            // Without a length nothing says where a resumed body belongs.
+            Err(err) if job.length.is_none() => return Err(err.into()),
             Ok(_) | Err(WriteError::Incomplete) => {}
             Err(err @ WriteError::Tus(_)) => return Err(err.into()),
-            Err(err) if job.length.is_none() => return Err(err.into()),
             Err(err) => tracing::info!(import = %job.id, %err, "the import's write stopped"),
         }
         let after = uploads.status(&job.id).await?;
@@ -708,7 +784,7 @@ async fn download(imports: &Imports, mut job: Job) -> Result<(), ImportFailure> 
             wait = FIRST_RESUME_WAIT;
         } else {
             fruitless += 1;
-            if fruitless > MAX_FRUITLESS_RESUMES {
+            if fruitless >= MAX_FRUITLESS_RESUMES {
                 return Err(ImportFailure::Stalled {
                     attempts: MAX_FRUITLESS_RESUMES,
                     offset: after.offset,
@@ -724,8 +800,10 @@ async fn download(imports: &Imports, mut job: Job) -> Result<(), ImportFailure> 
 }
 
 /// Asks the source for the bytes from `offset` on: a 206 from exactly
-/// there, or (a source without ranges) the whole file again with
-/// `offset` bytes to skip.
+/// there, of the same total length; or, from a source without ranges
+/// whose validator shows the same file, the whole file again with
+/// `offset` bytes to skip. A changed file is never spliced onto the
+/// bytes already kept.
 async fn resume(
     imports: &Imports,
     job: &Job,
@@ -758,16 +836,29 @@ async fn resume(
                 .get(CONTENT_RANGE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
+            let total = range
+                .rsplit_once('/')
+                .and_then(|(_, total)| total.parse::<u64>().ok());
             if !range.starts_with(&format!("bytes {offset}-")) {
                 return Err(ResumeError::WrongRange {
                     asked: offset,
                     got: range.to_owned(),
                 });
             }
+            if total.is_some() && total != job.length {
+                return Err(ResumeError::Changed {
+                    now: total,
+                    before: job.length,
+                });
+            }
             Ok((response, 0))
         }
         200 => {
-            if response.content_length() != job.length {
+            // The whole file: If-Range did not match (it changed), or
+            // the source ignores ranges (then its validator must match).
+            let same =
+                job.source.validator.is_some() && Validator::of(&response) == job.source.validator;
+            if !same || response.content_length() != job.length {
                 return Err(ResumeError::Changed {
                     now: response.content_length(),
                     before: job.length,
@@ -803,6 +894,7 @@ impl Database {
         id: &str,
         url: &str,
         media: Option<&pages::PageMedia>,
+        validator: Option<&Validator>,
         node: &str,
     ) -> Result<(), DbError> {
         let headers = media.map(|m| {
@@ -814,13 +906,14 @@ impl Database {
             serde_json::Value::Object(object).to_string()
         });
         sqlx::query(
-            "INSERT INTO imports (id, url, media_url, media_headers, state, node, created_at)
-             VALUES ($1, $2, $3, $4, 'downloading', $5, $6)",
+            "INSERT INTO imports (id, url, media_url, media_headers, validator, state, node, created_at)
+             VALUES ($1, $2, $3, $4, $5, 'downloading', $6, $7)",
         )
         .bind(id)
         .bind(url)
         .bind(media.map(|m| m.url.as_str()))
         .bind(headers)
+        .bind(validator.map(Validator::to_text))
         .bind(node)
         .bind(clock::now_ms())
         .execute(self.pool())
@@ -833,8 +926,8 @@ impl Database {
         id: &str,
         state: ImportState,
         error: Option<&str>,
-    ) -> Result<(), DbError> {
-        sqlx::query(
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
             "UPDATE imports SET state = $1, error = $2, finished_at = $3
              WHERE id = $4 AND state = 'downloading'",
         )
@@ -844,7 +937,9 @@ impl Database {
         .bind(id)
         .execute(self.pool())
         .await?;
-        Ok(())
+        // `false`: it had ended already (a download that finished as it
+        // was cancelled).
+        Ok(done.rows_affected() == 1)
     }
 
     async fn import(&self, id: &str) -> Result<Option<ImportView>, DbError> {
@@ -869,14 +964,17 @@ impl Database {
         }))
     }
 
-    /// Imports of `node` still downloading: id, the file's URL (the
-    /// media's, for a page) and the headers it is fetched with.
-    async fn unfinished_imports(
-        &self,
-        node: &str,
-    ) -> Result<Vec<(String, String, Vec<(String, String)>)>, DbError> {
-        let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT id, url, media_url, media_headers FROM imports
+    /// Imports of `node` still downloading.
+    async fn unfinished_imports(&self, node: &str) -> Result<Vec<Unfinished>, DbError> {
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, url, media_url, media_headers, validator FROM imports
              WHERE state = 'downloading' AND node = $1 ORDER BY created_at",
         )
         .bind(node)
@@ -884,15 +982,27 @@ impl Database {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, url, media_url, headers)| {
-                let headers = headers
+            .map(|(id, url, media_url, headers, validator)| Unfinished {
+                id,
+                url: media_url.unwrap_or(url),
+                headers: headers
                     .and_then(|h| serde_json::from_str::<HashMap<String, String>>(&h).ok())
                     .map(|h| h.into_iter().collect())
-                    .unwrap_or_default();
-                (id, media_url.unwrap_or(url), headers)
+                    .unwrap_or_default(),
+                validator: validator.as_deref().and_then(Validator::parse),
             })
             .collect())
     }
+}
+
+/// An import a stopped run left downloading.
+struct Unfinished {
+    id: String,
+    /// The file's URL (the media's, for a page).
+    url: String,
+    /// The headers it is fetched with.
+    headers: Vec<(String, String)>,
+    validator: Option<Validator>,
 }
 
 #[cfg(test)]

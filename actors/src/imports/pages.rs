@@ -5,9 +5,9 @@
 //!
 //! yt-dlp is run only to resolve (`-J`: metadata, no download), with a
 //! time limit, without user configuration, as a tracked child process
-//! (killed and reaped whatever happens). Its own requests (the page, what
-//! its extractors fetch) do not go through the guard: only pages whose
-//! address passed it are handed to it.
+//! (killed and reaped whatever happens), two at a time at most. Its own
+//! requests (the page again, what its extractors fetch) do not go through
+//! the address guard, which is why `imports.yt_dlp` is off by default.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,8 +43,10 @@ pub enum PageError {
     Spawn(std::io::Error),
     #[error("yt-dlp took longer than {}s to read the page", RESOLVE_TIMEOUT.as_secs())]
     Timeout,
-    #[error("yt-dlp found no media it can fetch as one file on the page: {0}")]
-    NoMedia(String),
+    /// (What yt-dlp said is logged, not answered: its messages about the
+    /// requests it made would tell a caller about networks it reached.)
+    #[error("yt-dlp found no media on the page that can be fetched as one file")]
+    NoMedia,
     #[error("yt-dlp answered what is not its metadata: {0}")]
     Metadata(String),
 }
@@ -104,7 +106,8 @@ pub async fn resolve(
             .rev()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("no reason given");
-        return Err(PageError::NoMedia(last.trim().to_owned()));
+        tracing::info!(reason = last.trim(), "yt-dlp found no media on a page");
+        return Err(PageError::NoMedia);
     }
     if output.stdout.len() > MAX_METADATA_BYTES {
         return Err(PageError::Metadata("more than 16 MiB".to_owned()));
@@ -115,9 +118,7 @@ pub async fn resolve(
 }
 
 fn media_of(metadata: Metadata) -> Result<PageMedia, PageError> {
-    let url = metadata
-        .url
-        .ok_or_else(|| PageError::NoMedia("no single-file format".to_owned()))?;
+    let url = metadata.url.ok_or(PageError::NoMedia)?;
     let url = url::Url::parse(&url).map_err(|e| PageError::Metadata(e.to_string()))?;
     let title = metadata.title.unwrap_or_else(|| "media".to_owned());
     let filename = match metadata.ext {
@@ -153,9 +154,6 @@ mod tests {
         );
         let streaming_only: Metadata =
             serde_json::from_str(r#"{"title": "Live", "ext": "mp4"}"#).unwrap();
-        assert!(matches!(
-            media_of(streaming_only),
-            Err(PageError::NoMedia(_))
-        ));
+        assert!(matches!(media_of(streaming_only), Err(PageError::NoMedia)));
     }
 }

@@ -392,16 +392,23 @@ impl Database {
     pub async fn enable_webhook_endpoint(&self, id: &str) -> Result<Endpoint, EndpointError> {
         let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
-            "UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = NULL WHERE id = $1",
+            "UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = NULL
+             WHERE id = $1 AND disabled_at IS NOT NULL",
         )
         .bind(id)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(EndpointError::NotFound(id.to_owned()));
+            // Enabled already (nothing changes), or none such.
+            tx.rollback().await?;
+            return self
+                .webhook_endpoint(id)
+                .await?
+                .ok_or_else(|| EndpointError::NotFound(id.to_owned()));
         }
+        // Its deliveries start over: due now, a fresh retry schedule.
         sqlx::query(
-            "UPDATE webhook_deliveries SET next_attempt_at = $1, first_failure_at = NULL
+            "UPDATE webhook_deliveries SET next_attempt_at = $1, first_failure_at = NULL, attempts = 0
              WHERE endpoint_id = $2 AND state = 'pending'",
         )
         .bind(clock::now_ms())

@@ -8,7 +8,7 @@
 //! delivery again.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -19,6 +19,7 @@ use super::{EventType, WebhookEvent, enqueue};
 use crate::clock;
 use crate::db::{Database, DbError, to_i64};
 use crate::events::{Event, EventBus};
+use crate::imports::guard::{Guard, GuardedResolver};
 use crate::supervision::PeriodicTask;
 
 /// How often a node looks for due deliveries.
@@ -107,6 +108,8 @@ struct Head {
     first_failure_at: Option<i64>,
     url: String,
     secret: String,
+    /// Defined in the configuration file: trusted with any address.
+    from_config: bool,
 }
 
 /// Sends webhooks from this node.
@@ -119,7 +122,11 @@ struct Inner {
     db: Database,
     node: String,
     events: EventBus,
+    /// For endpoints of the configuration file.
     client: reqwest::Client,
+    /// For endpoints made through the API: held to the address guard.
+    guarded: reqwest::Client,
+    guard: Arc<Guard>,
     settings: DeliverySettings,
     /// Endpoints this node is draining now.
     draining: Mutex<HashSet<String>>,
@@ -147,15 +154,23 @@ impl Sender {
         node: &str,
         events: EventBus,
         settings: DeliverySettings,
+        guard: Guard,
     ) -> Result<Self, ClientError> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("StreamForge-Webhooks/", env!("CARGO_PKG_VERSION")))
-            // The specification: a redirect is a failure; the endpoint's
-            // URL is to be updated instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .timeout(settings.timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("StreamForge-Webhooks/", env!("CARGO_PKG_VERSION")))
+                // The specification: a redirect is a failure; the
+                // endpoint's URL is to be updated instead.
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+                .timeout(settings.timeout)
+                .pool_idle_timeout(Duration::from_secs(30))
+        };
+        let guard = Arc::new(guard);
+        let client = builder().build()?;
+        let guarded = builder()
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
             .build()?;
         Ok(Sender {
             inner: Arc::new(Inner {
@@ -163,6 +178,8 @@ impl Sender {
                 node: node.to_owned(),
                 events,
                 client,
+                guarded,
+                guard,
                 settings,
                 draining: Mutex::default(),
                 tasks: Mutex::new(JoinSet::new()),
@@ -207,11 +224,7 @@ impl Sender {
                 continue;
             }
             drop(draining);
-            let sender = self.clone();
-            lock(&self.inner.tasks).spawn(async move {
-                sender.drain(&endpoint).await;
-                lock(&sender.inner.draining).remove(&endpoint);
-            });
+            lock(&self.inner.tasks).spawn(drain(Arc::downgrade(&self.inner), endpoint));
         }
     }
 
@@ -242,40 +255,33 @@ impl Sender {
         }
     }
 
-    /// Sends an endpoint's due deliveries in order while this node holds
-    /// its claim.
-    async fn drain(&self, endpoint: &str) {
+    /// Sends an endpoint's next due delivery if this node holds (or takes)
+    /// its claim; `false` when there is nothing more to do now.
+    async fn step(&self, endpoint: &str) -> bool {
         let db = &self.inner.db;
-        let node = &self.inner.node;
-        loop {
-            match db.claim_webhook_endpoint(endpoint, node).await {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(err) => {
-                    tracing::warn!(%endpoint, %err, "webhooks: cannot claim the endpoint");
-                    return;
-                }
-            }
-            let head = match db.webhook_head(endpoint).await {
-                Ok(Some(head)) if head.next_attempt_at <= clock::now_ms() => head,
-                Ok(_) => break,
-                Err(err) => {
-                    tracing::warn!(%endpoint, %err, "webhooks: cannot read the next delivery");
-                    break;
-                }
-            };
-            let outcome = self.send(&head).await;
-            match self.record(endpoint, &head, &outcome).await {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(err) => {
-                    tracing::warn!(%endpoint, %err, "webhooks: cannot record an attempt");
-                    break;
-                }
+        match db.claim_webhook_endpoint(endpoint, &self.inner.node).await {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(err) => {
+                tracing::warn!(%endpoint, %err, "webhooks: cannot claim the endpoint");
+                return false;
             }
         }
-        if let Err(err) = db.release_webhook_endpoint(endpoint, node).await {
-            tracing::debug!(%endpoint, %err, "webhooks: claim not released; it runs out");
+        let head = match db.webhook_head(endpoint).await {
+            Ok(Some(head)) if head.next_attempt_at <= clock::now_ms() => head,
+            Ok(_) => return false,
+            Err(err) => {
+                tracing::warn!(%endpoint, %err, "webhooks: cannot read the next delivery");
+                return false;
+            }
+        };
+        let outcome = self.send(&head).await;
+        match self.record(endpoint, &head, &outcome).await {
+            Ok(more) => more,
+            Err(err) => {
+                tracing::warn!(%endpoint, %err, "webhooks: cannot record an attempt");
+                false
+            }
         }
     }
 
@@ -297,9 +303,24 @@ impl Sender {
                 };
             }
         };
-        let request = self
-            .inner
-            .client
+        let client = if head.from_config {
+            &self.inner.client
+        } else {
+            if let Some(refusal) = url::Url::parse(&head.url)
+                .ok()
+                .and_then(|url| self.inner.guard.check_url(&url).err())
+            {
+                return Outcome {
+                    status: None,
+                    error: Some(refusal.to_string()),
+                    response: None,
+                    duration: started.elapsed(),
+                    retry_after: None,
+                };
+            }
+            &self.inner.guarded
+        };
+        let request = client
             .post(&head.url)
             .header(CONTENT_TYPE, "application/json")
             .header(standardwebhooks::HEADER_WEBHOOK_ID, &head.event_id)
@@ -381,11 +402,15 @@ impl Sender {
                 Verdict::Retry(now + to_i64(wait.as_millis() as u64))
             }
         };
-        let disabled = self
+        let Some(disabled) = self
             .inner
             .db
             .record_webhook_attempt(&self.inner.node, endpoint, head, outcome, &verdict)
-            .await?;
+            .await?
+        else {
+            tracing::info!(%endpoint, event = %head.event_id, "webhooks: another node holds the endpoint now");
+            return Ok(false);
+        };
         match verdict {
             Verdict::Delivered => {
                 tracing::debug!(%endpoint, event = %head.event_id, "webhook delivered");
@@ -405,6 +430,27 @@ impl Sender {
                 }
                 Ok(false)
             }
+        }
+    }
+}
+
+/// Drains an endpoint's due deliveries, in order, while this node holds
+/// its claim and the sender exists: the sender is held only during a
+/// step, so that it (and the `JoinSet` that aborts this task) goes when
+/// the server stops.
+async fn drain(inner: Weak<Inner>, endpoint: String) {
+    loop {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let sender = Sender { inner };
+        if !sender.step(&endpoint).await {
+            let (db, node) = (&sender.inner.db, &sender.inner.node);
+            if let Err(err) = db.release_webhook_endpoint(&endpoint, node).await {
+                tracing::debug!(%endpoint, %err, "webhooks: claim not released; it runs out");
+            }
+            lock(&sender.inner.draining).remove(&endpoint);
+            return;
         }
     }
 }
@@ -525,7 +571,7 @@ impl Database {
     async fn webhook_head(&self, endpoint: &str) -> Result<Option<Head>, DbError> {
         let row = sqlx::query(
             "SELECT d.seq, d.event_id, d.next_attempt_at, d.first_failure_at, ev.payload,
-                    e.url, e.secret
+                    e.url, e.secret, e.from_config
              FROM webhook_deliveries d
              JOIN webhook_events ev ON ev.id = d.event_id
              JOIN webhook_endpoints e ON e.id = d.endpoint_id
@@ -544,6 +590,7 @@ impl Database {
             first_failure_at: row.try_get("first_failure_at")?,
             url: row.try_get("url")?,
             secret: row.try_get("secret")?,
+            from_config: row.try_get::<i64, _>("from_config")? != 0,
         }))
     }
 
@@ -557,9 +604,12 @@ impl Database {
         Ok(u32::try_from(attempts).unwrap_or(u32::MAX))
     }
 
-    /// Logs an attempt and applies its verdict, in one transaction;
-    /// `true` when it disabled the endpoint (this call, not an earlier
-    /// one).
+    /// Logs an attempt and applies its verdict, in one transaction:
+    /// `Some(true)` when it disabled the endpoint (this call, not an
+    /// earlier one); `None` when the delivery is not this node's to move
+    /// on any more (another node took the endpoint after this node's
+    /// claim ran out, and may have delivered it): only the attempt is
+    /// logged.
     async fn record_webhook_attempt(
         &self,
         node: &str,
@@ -567,7 +617,7 @@ impl Database {
         head: &Head,
         outcome: &Outcome,
         verdict: &Verdict,
-    ) -> Result<bool, DbError> {
+    ) -> Result<Option<bool>, DbError> {
         let now = clock::now_ms();
         let mut tx = self.pool().begin().await?;
         sqlx::query(
@@ -590,11 +640,13 @@ impl Database {
             Verdict::GiveUp(_) => ("failed", head.next_attempt_at, Some(now)),
         };
         let failed = !matches!(verdict, Verdict::Delivered);
-        sqlx::query(
+        let moved = sqlx::query(
             "UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1,
                  next_attempt_at = $2, finished_at = $3,
                  first_failure_at = CASE WHEN $4 = 1 THEN COALESCE(first_failure_at, $5) ELSE first_failure_at END
-             WHERE seq = $6",
+             WHERE seq = $6 AND state = 'pending'
+               AND EXISTS (SELECT 1 FROM webhook_endpoints e
+                           WHERE e.id = webhook_deliveries.endpoint_id AND e.claimed_by = $7)",
         )
         .bind(state)
         .bind(next)
@@ -602,8 +654,13 @@ impl Database {
         .bind(i64::from(failed))
         .bind(now)
         .bind(head.seq)
+        .bind(node)
         .execute(&mut *tx)
         .await?;
+        if moved.rows_affected() == 0 {
+            tx.commit().await?;
+            return Ok(None);
+        }
         let mut disabled = false;
         if let Verdict::Disable(reason) | Verdict::GiveUp(reason) = verdict {
             let done = sqlx::query(
@@ -618,20 +675,17 @@ impl Database {
             .await?;
             disabled = done.rows_affected() == 1;
             if disabled {
-                let url: String = sqlx::query("SELECT url FROM webhook_endpoints WHERE id = $1")
-                    .bind(endpoint)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get("url")?;
+                // Not its URL: hook URLs often carry their secret (Slack,
+                // Discord), and this goes to the other endpoints.
                 let event = WebhookEvent::new(
                     EventType::WebhookDisabled,
-                    serde_json::json!({ "endpoint_id": endpoint, "url": url, "reason": reason }),
+                    serde_json::json!({ "endpoint_id": endpoint, "reason": reason }),
                 );
                 enqueue(&mut tx, &event).await?;
             }
         }
         tx.commit().await?;
-        Ok(disabled)
+        Ok(Some(disabled))
     }
 }
 
