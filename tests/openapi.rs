@@ -113,7 +113,11 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_descriptio
     // The rate limit would answer most generated requests with 429 (a
     // described answer, but one that tests nothing behind it).
     let server = TestServer::start_with(|c| c.limits.api_per_second = 0).await;
+    // schemathesis keeps a cache in its working directory: not the repository.
+    let scratch = tempfile::tempdir().unwrap();
+    let peers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
     let output = tokio::process::Command::new("st")
+        .current_dir(scratch.path())
         .args(["run", &server.url("/api/openapi.json")])
         .args([
             "--checks",
@@ -140,7 +144,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_descriptio
             "^/api/(assets/\\{id\\}/)?events$|^/live/|^/api/imports$",
         ])
         // tus bodies (application/offset+octet-stream) as raw bytes.
-        .env("PYTHONPATH", "tests/peers")
+        .env("PYTHONPATH", &peers)
         .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
         .output()
         .await
