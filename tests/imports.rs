@@ -56,6 +56,18 @@ async fn import(server: &TestServer, url: &str) -> reqwest::Response {
         .unwrap()
 }
 
+/// The import `id` once it stopped downloading; it must have completed.
+async fn completed(server: &TestServer, id: &str) -> Value {
+    let mut done = Value::Null;
+    wait_until("the import to complete", async || {
+        done = view(server, id).await;
+        done["state"] != "downloading"
+    })
+    .await;
+    assert_eq!(done["state"], "completed", "{done}");
+    done
+}
+
 async fn view(server: &TestServer, id: &str) -> Value {
     client()
         .get(server.url(&format!("/api/imports/{id}")))
@@ -114,13 +126,7 @@ async fn an_import_resumes_after_a_dropped_connection_and_plays_before_it_ends()
     assert_eq!(state, "downloading");
     assert!(offset < clip.len() as u64, "{offset}");
 
-    let mut done = Value::Null;
-    wait_until("the import to complete", async || {
-        done = view(&server, &id).await;
-        done["state"] != "downloading"
-    })
-    .await;
-    assert_eq!(done["state"], "completed", "{done}");
+    let done = completed(&server, &id).await;
     let asset = done["asset_id"].as_str().unwrap().to_owned();
     let ready = common::wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(ready["status"], "ready", "{ready}");
@@ -275,13 +281,7 @@ async fn an_import_goes_on_after_a_restart() {
     .await;
     let data = server.stop_keeping_data().await;
     let server = TestServer::start_in(data, trust).await;
-    let mut done = Value::Null;
-    wait_until("the import to complete", async || {
-        done = view(&server, &id).await;
-        done["state"] != "downloading"
-    })
-    .await;
-    assert_eq!(done["state"], "completed", "{done}");
+    let done = completed(&server, &id).await;
     let asset = done["asset_id"].as_str().unwrap();
     assert!(common::original_of(&server, asset).await == file);
     let resumed = source
@@ -319,13 +319,7 @@ async fn a_page_is_read_with_yt_dlp_and_its_video_imported() {
     assert_eq!(started["url"], page.as_str());
     assert_eq!(started["length"], clip.len() as u64);
     let id = started["id"].as_str().unwrap().to_owned();
-    let mut done = Value::Null;
-    wait_until("the page's video to be imported", async || {
-        done = view(&server, &id).await;
-        done["state"] != "downloading"
-    })
-    .await;
-    assert_eq!(done["state"], "completed", "{done}");
+    let done = completed(&server, &id).await;
     let asset = done["asset_id"].as_str().unwrap();
     assert!(common::original_of(&server, asset).await == clip);
     let record: Value = client()
