@@ -386,35 +386,63 @@ async fn nodes_on_one_database_send_each_event_once_in_order() {
         move |c: &mut streamforge::config::Config| {
             c.database = database;
             c.node.id = id.to_owned();
-            c.webhooks = vec![configured(url)];
+            c.webhooks = vec![EndpointSpec {
+                events: vec!["upload.created".into(), "webhook.disabled".into()],
+                ..configured(url)
+            }];
+            c.webhook_delivery.allow_private = true;
         }
     };
     let a = TestServer::start_with(on("node-a")).await;
     let b = TestServer::start_with(on("node-b")).await;
+    // A second endpoint that answers 410 Gone: disabled on PostgreSQL too,
+    // with its event to the first.
+    let gone = client()
+        .post(a.url("/api/webhooks"))
+        .json(&json!({ "url": receiver.url("gone"), "events": ["upload.created"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 201);
+    let gone: Value = gone.json().await.unwrap();
+    receiver
+        .plan("gone", gone["secret"].as_str().unwrap(), &[], Some(410))
+        .await;
     let mut created = Vec::new();
     for round in 0..6 {
         let node = if round % 2 == 0 { &a } else { &b };
         let location = common::tus_create(node, 1000 + round).await;
         created.push(location.rsplit('/').next().unwrap().to_owned());
     }
-    let mut seen = Vec::new();
-    wait_until("six upload.created deliveries", async || {
-        seen = receiver.received().await;
-        seen.len() >= created.len()
-    })
+    let shared = async || -> Vec<Value> {
+        receiver
+            .received()
+            .await
+            .into_iter()
+            .filter(|r| r["endpoint"] == "shared")
+            .collect()
+    };
+    wait_until(
+        "six upload.created deliveries and a webhook.disabled",
+        async || shared().await.len() > created.len(),
+    )
     .await;
     // Nothing more comes (no second node sending the same events).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let seen = receiver.received().await;
+    let seen = shared().await;
+    assert!(seen.iter().all(|r| r["verified"] == true), "{seen:?}");
     let uploads: Vec<&str> = seen
         .iter()
-        .map(|r| {
-            assert_eq!(r["verified"], true, "{r}");
-            assert_eq!(r["type"], "upload.created", "{r}");
-            r["payload"]["data"]["upload_id"].as_str().unwrap()
-        })
+        .filter(|r| r["type"] == "upload.created")
+        .map(|r| r["payload"]["data"]["upload_id"].as_str().unwrap())
         .collect();
     assert_eq!(uploads, created);
+    let disabled: Vec<&Value> = seen
+        .iter()
+        .filter(|r| r["type"] == "webhook.disabled")
+        .collect();
+    assert_eq!(disabled.len(), 1, "{seen:?}");
+    assert_eq!(disabled[0]["payload"]["data"]["endpoint_id"], gone["id"]);
     b.stop().await;
     a.stop().await;
 }

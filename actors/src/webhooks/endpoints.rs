@@ -285,6 +285,9 @@ impl Database {
                 .await?;
         let mut tx = self.pool().begin().await?;
         let mut ids = Vec::new();
+        // In id order, as every transaction that locks several endpoints.
+        let mut specs: Vec<&EndpointSpec> = specs.iter().collect();
+        specs.sort_by_key(|spec| spec.id());
         for spec in specs {
             spec.check()?;
             let id = spec.id();

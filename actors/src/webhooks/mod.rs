@@ -174,6 +174,19 @@ pub(crate) async fn enqueue_if(
     if inserted.rows_affected() == 0 {
         return Ok(false);
     }
+    // On PostgreSQL, concurrent transactions take delivery numbers (seq)
+    // before they commit: holding the subscribed endpoints' rows until
+    // this one commits makes seq order the commit order, which is the
+    // order the sender goes by. (SQLite has one writer at a time.)
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM webhook_endpoints WHERE {} ORDER BY id FOR UPDATE",
+            subscribed(1)
+        )))
+        .bind(subscribed_pattern(event.kind))
+        .fetch_all(&mut *conn)
+        .await?;
+    }
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO webhook_deliveries (endpoint_id, event_id, state, attempts, next_attempt_at)
          SELECT id, CAST($1 AS TEXT), 'pending', 0, CAST($2 AS BIGINT)

@@ -663,6 +663,20 @@ impl Database {
         }
         let mut disabled = false;
         if let Verdict::Disable(reason) | Verdict::GiveUp(reason) = verdict {
+            // The rows `enqueue` will lock, and this endpoint's, locked
+            // together in id order first: taking this one alone before
+            // them could deadlock with another transaction's enqueue.
+            if self.dialect() == crate::db::Dialect::Postgres {
+                sqlx::query(
+                    "SELECT id FROM webhook_endpoints
+                     WHERE id = $1 OR (disabled_at IS NULL AND (events = '*' OR events LIKE $2))
+                     ORDER BY id FOR UPDATE",
+                )
+                .bind(endpoint)
+                .bind(format!("%,{},%", EventType::WebhookDisabled))
+                .fetch_all(&mut *tx)
+                .await?;
+            }
             let done = sqlx::query(
                 "UPDATE webhook_endpoints SET disabled_at = $1, disabled_reason = $2,
                      claimed_by = NULL, claimed_until = 0
