@@ -710,7 +710,16 @@ impl Config {
     /// `[[webhooks]]` and `[webhook_delivery]`.
     fn validate_webhooks(&self) -> Result<(), ConfigError> {
         let mut urls = std::collections::HashSet::new();
+        let mut names = std::collections::HashSet::new();
         for spec in &self.webhooks {
+            if let Some(name) = &spec.name
+                && (name.trim().is_empty() || !names.insert(name.as_str()))
+            {
+                return invalid(
+                    "webhooks",
+                    &format!("the name {name:?} is empty or given to two endpoints"),
+                );
+            }
             spec.check().map_err(|problem| ConfigError::Invalid {
                 key: "webhooks",
                 problem: problem.to_string(),

@@ -88,6 +88,7 @@ fn configured(url: String) -> EndpointSpec {
         events: vec!["*".into()],
         secret: SECRET.into(),
         description: Some("the test's receiver".into()),
+        name: None,
     }
 }
 

@@ -457,6 +457,7 @@ async fn exercise_webhooks(db: &Database) {
         events: vec!["asset.ready".into(), "asset.deleted".into()],
         secret: "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
         description: None,
+        name: Some("billing".into()),
     };
     db.sync_config_endpoints(std::slice::from_ref(&spec))
         .await
@@ -533,6 +534,18 @@ async fn exercise_webhooks(db: &Database) {
     db.delete_webhook_endpoint(&every.id).await.unwrap();
     assert!(db.webhook_endpoint(&every.id).await.unwrap().is_none());
     assert!(db.delete_webhook_endpoint(&configured.id).await.is_err());
+    // A named endpoint keeps its id and its waiting deliveries when its
+    // URL changes.
+    let moved = EndpointSpec {
+        url: "https://hooks.example.com/v2/in".into(),
+        ..spec.clone()
+    };
+    db.sync_config_endpoints(std::slice::from_ref(&moved))
+        .await
+        .unwrap();
+    let after = db.webhook_endpoint(&configured.id).await.unwrap().unwrap();
+    assert_eq!(after.url, moved.url);
+    assert_eq!(after.pending, 2);
     // Gone from the file, gone from the database, with its deliveries.
     db.sync_config_endpoints(&[]).await.unwrap();
     assert!(db.webhook_endpoints().await.unwrap().is_empty());

@@ -37,6 +37,11 @@ pub struct EndpointSpec {
     /// What the endpoint is for.
     #[serde(default)]
     pub description: Option<String>,
+    /// A name that keeps the endpoint (its id, its deliveries waiting, its
+    /// disabled state) when its URL changes; without one, an endpoint is
+    /// known by its URL, and a new URL is a new endpoint.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// An endpoint to create through the API.
@@ -248,9 +253,13 @@ impl EndpointSpec {
         check_secret(&self.secret)
     }
 
-    /// The stable id of a configured endpoint: from its URL.
+    /// The stable id of a configured endpoint: from its name, else its URL.
     fn id(&self) -> String {
-        let digest = sha2::Sha256::digest(self.url.as_bytes());
+        let key = match &self.name {
+            Some(name) => format!("name:{name}"),
+            None => self.url.clone(),
+        };
+        let digest = sha2::Sha256::digest(key.as_bytes());
         let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         format!("cfg_{hex}")
     }
