@@ -390,22 +390,7 @@ impl Services {
         if node.has(Role::Ingest) {
             streamforge_actors::live::rtsp_pull::start_pulls(&live, &config.live.pull).await;
         }
-        let imports = streamforge_actors::imports::Imports::new(
-            db.clone(),
-            uploads.clone(),
-            supervision.clone(),
-            streamforge_actors::imports::guard::Guard {
-                allow_private: config.imports.allow_private,
-                trusted_hosts: config.imports.trusted_hosts.clone(),
-            },
-            match config.imports.max_size {
-                0 => config.uploads.max_size,
-                max => max,
-            },
-            &node.id,
-            config.imports.yt_dlp,
-        )?;
-        imports.resume_unfinished().await;
+        let imports = start_imports(config, core, node, &uploads).await?;
         let rate_limiter = http::middleware::rate_limiter(&config.limits);
         start_periodic_tasks(supervision, &uploads, rate_limiter.clone()).await?;
         supervision.every(live.owners_task()).await?;
@@ -499,6 +484,32 @@ async fn join_cluster(
     }
     tracing::info!(node = %node.id, advertise = %node.advertise, "joined the node registry");
     Ok(node)
+}
+
+/// Imports from URLs, with those a stopped run left downloading resumed.
+async fn start_imports(
+    config: &Config,
+    core: &Core,
+    node: &NodeIdentity,
+    uploads: &Uploads,
+) -> Result<streamforge_actors::imports::Imports, StartError> {
+    let imports = streamforge_actors::imports::Imports::new(
+        core.db.clone(),
+        uploads.clone(),
+        core.supervision.clone(),
+        streamforge_actors::imports::guard::Guard {
+            allow_private: config.imports.allow_private,
+            trusted_hosts: config.imports.trusted_hosts.clone(),
+        },
+        match config.imports.max_size {
+            0 => config.uploads.max_size,
+            max => max,
+        },
+        &node.id,
+        config.imports.yt_dlp,
+    )?;
+    imports.resume_unfinished().await;
+    Ok(imports)
 }
 
 /// Webhooks: the configured endpoints recorded (the database's follow the

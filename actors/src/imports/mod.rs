@@ -190,7 +190,7 @@ impl ResumeError {
 
 /// A transport error with its causes, without the URL (it may carry a
 /// signed query or credentials).
-fn describe(err: &reqwest::Error) -> String {
+pub(crate) fn describe(err: &reqwest::Error) -> String {
     let mut text = if err.is_timeout() {
         "no answer in time"
     } else if err.is_connect() {
@@ -578,7 +578,8 @@ impl Imports {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// A mutex's guard, even if a holder panicked (the data stays usable).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

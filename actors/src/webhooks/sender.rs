@@ -20,6 +20,7 @@ use crate::clock;
 use crate::db::{Database, DbError, to_i64};
 use crate::events::{Event, EventBus};
 use crate::imports::guard::{Guard, GuardedResolver};
+use crate::imports::{describe, lock};
 use crate::supervision::PeriodicTask;
 
 /// How often a node looks for due deliveries.
@@ -466,12 +467,6 @@ enum Verdict {
     GiveUp(String),
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// `Retry-After` in seconds (the HTTP-date form is not taken).
 fn retry_after_seconds(value: &HeaderValue) -> Option<Duration> {
     value
@@ -481,25 +476,6 @@ fn retry_after_seconds(value: &HeaderValue) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
-}
-
-/// A transport error with its causes, for the attempt log.
-fn describe(err: &reqwest::Error) -> String {
-    let what = if err.is_timeout() {
-        "no answer in time"
-    } else if err.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let mut text = what.to_owned();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn humanize(duration: Duration) -> String {
