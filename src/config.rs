@@ -220,7 +220,9 @@ pub struct HttpConfig {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "HumanDuration")]
     pub shutdown_grace: Duration,
-    /// Memory for hot segments and init segments, in bytes; 0 turns the cache off.
+    /// Memory for hot segments and init segments from a remote store (S3)
+    /// and for playlists, in bytes; 0 turns the cache off. Segments on local
+    /// storage are served from mappings of their files (the page cache).
     pub cache_bytes: u64,
     /// Objects larger than this stream from storage instead of being cached.
     pub cache_max_object_bytes: u64,

@@ -45,7 +45,9 @@ pub struct Metrics {
     actors: Family<BranchLabels, Gauge>,
     child_processes: Gauge,
     recording_lost: Counter,
-    /// One render at a time brings `recording_lost` up to the live count.
+    truncated_pages: Counter,
+    /// One render at a time brings `recording_lost` and `truncated_pages`
+    /// up to their sources' counts.
     render_lock: std::sync::Mutex<()>,
 }
 
@@ -74,6 +76,7 @@ impl Metrics {
         let actors = Family::<BranchLabels, Gauge>::default();
         let child_processes = Gauge::default();
         let recording_lost = Counter::default();
+        let truncated_pages = Counter::default();
         registry.register(
             "http_requests",
             "HTTP requests answered, by method, route and status",
@@ -109,6 +112,11 @@ impl Metrics {
             "Live samples left out of their recording because the store fell behind (the live stream kept them)",
             recording_lost.clone(),
         );
+        registry.register(
+            "storage_truncated_pages",
+            "Pages of mapped segment files read after their file was cut short underneath the server (sent as zeros)",
+            truncated_pages.clone(),
+        );
         Arc::new(Metrics {
             registry,
             requests,
@@ -118,6 +126,7 @@ impl Metrics {
             actors,
             child_processes,
             recording_lost,
+            truncated_pages,
             render_lock: std::sync::Mutex::new(()),
         })
     }
@@ -159,6 +168,9 @@ impl Metrics {
         let lost = live.recording_samples_lost();
         self.recording_lost
             .inc_by(lost.saturating_sub(self.recording_lost.get()));
+        let truncated = streamforge_actors::storage::truncated_page_faults();
+        self.truncated_pages
+            .inc_by(truncated.saturating_sub(self.truncated_pages.get()));
         let mut out = String::new();
         if let Err(err) = encode(&mut out, &self.registry) {
             tracing::error!(%err, "cannot encode metrics");

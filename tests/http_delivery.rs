@@ -118,7 +118,9 @@ async fn get_range(http: &reqwest::Client, url: &str, range: &str) -> reqwest::R
 
 #[tokio::test]
 async fn ranges_from_memory_and_from_storage() {
-    // The 3 MB file is over the cache limit and streams from storage.
+    // On local storage both segments are served from mappings of their
+    // files (the 3 MB one is over the memory cache's limit, which only
+    // remote stores use for segments).
     let (server, _, seg) = server_with_asset(1 << 20).await;
     let big = segment(3_000_000);
     for (name, http) in clients() {
@@ -358,5 +360,46 @@ async fn a_rewritten_playlist_is_served_within_its_max_age() {
         grown.len().to_string()
     );
     assert_eq!(response.bytes().await.unwrap(), grown.as_bytes());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_segment_cut_short_underneath_fails_its_own_response_only() {
+    let (server, _, seg) = server_with_asset(1 << 20).await;
+    let url = server.url("/vod/a1/v1/seg-00001.m4s");
+    let other = server.url("/vod/a1/v1/big.m4s");
+    for (_, http) in clients() {
+        let response = http.get(&url).send().await.unwrap();
+        assert_eq!(response.bytes().await.unwrap(), seg);
+    }
+    // Another program rewrites the file in place while the server holds
+    // its mapping (checked moments ago).
+    let path = server
+        .data
+        .path()
+        .join("media/assets/a1/media/v1/seg-00001.m4s");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1000)
+        .unwrap();
+    let (_, h1) = &clients()[0];
+    let response = h1.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 503, "the version described is gone");
+    assert_eq!(error_of(response).await.0, "storage_unavailable");
+    // The server and its other files are untouched; the file is mapped
+    // again as it is now.
+    for (name, http) in clients() {
+        let response = http.get(&other).send().await.unwrap();
+        assert_eq!(
+            response.bytes().await.unwrap(),
+            segment(3_000_000),
+            "{name}"
+        );
+        let response = http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{name}");
+        assert_eq!(response.bytes().await.unwrap(), &seg[..1000], "{name}");
+    }
     server.stop().await;
 }

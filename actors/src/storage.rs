@@ -26,6 +26,11 @@ use object_store::{
 };
 use streamforge_protocols::rope::Rope;
 
+mod mapped;
+
+/// Pages of mapped files found cut short underneath a read (served as zeros).
+pub use mapped::guard::faults as truncated_page_faults;
+
 /// Longest key accepted, in bytes.
 const MAX_KEY_LEN: usize = 512;
 /// Most path segments in a key.
@@ -183,6 +188,9 @@ pub struct ObjectRead {
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     backend: Backend,
+    /// Read-only mappings of local files ([`Storage::open_mapped`]); `None`
+    /// for remote (and throttled) stores.
+    mapped: Option<Arc<mapped::MappedFiles>>,
 }
 
 impl fmt::Debug for Storage {
@@ -213,6 +221,7 @@ impl Storage {
         Ok(Storage {
             store: Arc::new(store),
             backend: Backend::Local { root },
+            mapped: Some(Arc::new(mapped::MappedFiles::new())),
         })
     }
 
@@ -237,6 +246,8 @@ impl Storage {
                 config,
             )),
             backend: self.backend.clone(),
+            // Mapped files would bypass the throttle.
+            mapped: None,
         }
     }
 
@@ -267,6 +278,7 @@ impl Storage {
             .await
             .map_err(|e| StorageError::from_store(key, e))?;
         Ok(ObjectWriter {
+            mapped: self.mapped.clone(),
             key: key.clone(),
             inner: WriteMultipart::new_with_chunk_size(upload, WRITE_PART_SIZE),
             written: 0,
@@ -301,10 +313,11 @@ impl Storage {
     }
 
     async fn put_payload(&self, key: &ObjectKey, payload: PutPayload) -> Result<(), StorageError> {
-        self.store
-            .put(&key.store_path(), payload)
-            .await
-            .map(|_| ())
+        let put = self.store.put(&key.store_path(), payload).await;
+        // After the new version is in place: a read in between would map
+        // the old one again.
+        self.forget_mapping(key);
+        put.map(|_| ())
             .map_err(|e| StorageError::from_store(key, e))
     }
 
@@ -366,6 +379,49 @@ impl Storage {
         }
     }
 
+    /// [`Storage::open`] for a file served again and again (a segment): on
+    /// local storage the file is mapped, and reads of it hand out the
+    /// mapping's pages (see [`mapped`]), which the kernel copies into the
+    /// socket; a mapping checked within the last seconds is served without
+    /// touching the filesystem. Elsewhere, and for files that are not
+    /// mapped (empty, large), the same as [`Storage::open`].
+    pub async fn open_mapped(&self, key: &ObjectKey) -> Result<Option<OpenObject>, StorageError> {
+        let Some(mapped) = &self.mapped else {
+            return self.open(key).await;
+        };
+        if let Some(file) = mapped.fresh(key) {
+            return Ok(Some(self.mapped_object(key, file)));
+        }
+        let Some(object) = self.open(key).await? else {
+            mapped.remove(key);
+            return Ok(None);
+        };
+        match &object.source {
+            Source::File(file) => match mapped.map(key, file, &object.info) {
+                Some(file) => Ok(Some(self.mapped_object(key, file))),
+                None => Ok(Some(object)),
+            },
+            Source::Store(_) | Source::Mapped { .. } => Ok(Some(object)),
+        }
+    }
+
+    fn mapped_object(&self, key: &ObjectKey, file: mapped::MappedFile) -> OpenObject {
+        OpenObject {
+            key: key.clone(),
+            info: file.info.clone(),
+            source: Source::Mapped {
+                file,
+                storage: self.clone(),
+            },
+        }
+    }
+
+    fn forget_mapping(&self, key: &ObjectKey) {
+        if let Some(mapped) = &self.mapped {
+            mapped.remove(key);
+        }
+    }
+
     async fn get_range(
         &self,
         key: &ObjectKey,
@@ -411,7 +467,10 @@ impl Storage {
 
     /// Deletes `key`; deleting a missing object is not an error.
     pub async fn delete(&self, key: &ObjectKey) -> Result<(), StorageError> {
-        match self.store.delete(&key.store_path()).await {
+        let deleted = self.store.delete(&key.store_path()).await;
+        // After the file is gone: a read in between would map it again.
+        self.forget_mapping(key);
+        match deleted {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(StorageError::backend(key, e)),
         }
@@ -427,6 +486,9 @@ impl Storage {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
                 Err(e) => return Err(StorageError::backend(&meta.location, e)),
             }
+        }
+        if let Some(mapped) = &self.mapped {
+            mapped.remove_prefix(&format!("{}/", prefix.as_str()));
         }
         Ok(deleted)
     }
@@ -509,6 +571,7 @@ fn parse_url(url: &str) -> Result<Target, StorageError> {
             Ok(Target::Remote(Storage {
                 store,
                 backend: Backend::S3 { bucket, prefix },
+                mapped: None,
             }))
         }
         other => Err(invalid(format!(
@@ -527,6 +590,12 @@ pub struct OpenObject {
 enum Source {
     /// The local file, open since [`Storage::open`].
     File(Arc<std::fs::File>),
+    /// The local file's mapping ([`Storage::open_mapped`]); `storage`
+    /// reads it again should its pages not be readable.
+    Mapped {
+        file: mapped::MappedFile,
+        storage: Storage,
+    },
     /// Fetched when read.
     Store(Storage),
 }
@@ -558,7 +627,65 @@ impl OpenObject {
                     range,
                 })
             }
+            Source::Mapped { file, storage } => {
+                let range = range.unwrap_or(0..size);
+                let body = read_mapped(&self.key, file, storage, range.clone()).await?;
+                Ok(ObjectRead {
+                    body,
+                    info: self.info,
+                    range,
+                })
+            }
             Source::Store(storage) => storage.get_range(&self.key, range).await,
+        }
+    }
+}
+
+/// `range` of a mapped file as one chunk over the mapping: at once when its
+/// pages are in the page cache, else after the blocking pool has read them
+/// in (so the socket copy that follows does not wait for the disk on a
+/// runtime thread). Pages that cannot be read in (the file was cut short
+/// underneath) send the read to the file itself, if it is still the version
+/// described, and make it an error if not.
+async fn read_mapped(
+    key: &ObjectKey,
+    file: mapped::MappedFile,
+    storage: Storage,
+    range: Range<u64>,
+) -> Result<BoxStream<'static, Result<Bytes, StorageError>>, StorageError> {
+    // Within the file's size, which is at most MAX_MAPPED_BYTES.
+    let span = range.start as usize..range.end as usize;
+    let chunk = match file.resident(&span) {
+        Some(bytes) => Some(bytes),
+        None => {
+            let populating = file.clone();
+            let span = span.clone();
+            tokio::task::spawn_blocking(move || populating.populate(&span))
+                .await
+                .ok()
+                .and_then(|populated| {
+                    populated
+                        .map_err(|err| tracing::debug!(%key, %err, "cannot read the mapping in"))
+                        .ok()
+                })
+        }
+    };
+    match chunk {
+        Some(bytes) => Ok(futures::stream::once(async move { Ok(bytes) }).boxed()),
+        None => {
+            storage.forget_mapping(key);
+            // The file as it is now, if it is still the version described.
+            match storage.open(key).await? {
+                Some(OpenObject {
+                    info,
+                    source: Source::File(open),
+                    ..
+                }) if info == file.info => Ok(local_file_stream(key, open, range)),
+                _ => Err(local_io_error(
+                    key,
+                    std::io::Error::other("the file changed while it was being read"),
+                )),
+            }
         }
     }
 }
@@ -638,6 +765,8 @@ fn info_of(meta: &object_store::ObjectMeta) -> ObjectInfo {
 /// [`ObjectWriter::write`] waits while earlier parts are still uploading.
 pub struct ObjectWriter {
     key: ObjectKey,
+    /// Mappings to forget the key in once the new version is in place.
+    mapped: Option<Arc<mapped::MappedFiles>>,
     inner: WriteMultipart,
     written: u64,
 }
@@ -661,10 +790,13 @@ impl ObjectWriter {
     /// Completes the object; it is visible, whole, once this returns.
     pub async fn finish(self) -> Result<u64, StorageError> {
         let key = self.key;
-        self.inner
-            .finish()
-            .await
-            .map_err(|e| StorageError::backend(&key, e))?;
+        let finished = self.inner.finish().await;
+        // After the new version is in place: a read in between would map
+        // the old one again.
+        if let Some(mapped) = &self.mapped {
+            mapped.remove(&key);
+        }
+        finished.map_err(|e| StorageError::backend(&key, e))?;
         Ok(self.written)
     }
 

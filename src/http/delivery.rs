@@ -3,11 +3,14 @@
 //! `Last-Modified` + `If-Modified-Since`, `If-Range`, `Cache-Control` by kind
 //! of file, and the right `Content-Type`.
 //!
-//! Segments and init segments never change once written, so small ones are
-//! kept in the [`ObjectCache`] (shared `Bytes`, one copy for every viewer);
-//! playlists and manifests are cached for half a second (they may still
-//! grow); everything else, and anything too large for the cache, streams
-//! from storage in bounded chunks without being read whole.
+//! Segments and init segments never change once written. On local storage
+//! they are served from read-only mappings of their files
+//! (`Storage::open_mapped`): every viewer shares the page cache's pages and
+//! the kernel copies them into the socket, once. From a remote store, small
+//! ones are kept in the [`ObjectCache`] (shared `Bytes`, one copy for every
+//! viewer). Playlists and manifests are cached for half a second (they may
+//! still grow); everything else, and anything too large for the cache,
+//! streams from storage in bounded chunks without being read whole.
 
 use std::ops::Range;
 use std::time::SystemTime;
@@ -125,6 +128,9 @@ pub async fn serve_as(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let max_age = match kind {
+        // A local segment is served from its file's mapping: the page cache
+        // is its memory cache, with no copy of its own.
+        Kind::Immutable if storage.is_local() => None,
         Kind::Immutable => Some(None),
         Kind::Manifest => Some(Some(MANIFEST_MAX_AGE)),
         Kind::Asset => None,
@@ -143,7 +149,12 @@ pub async fn serve_as(
             headers,
         ));
     }
-    let Some(object) = storage.open(key).await.map_err(storage_error)? else {
+    let opened = if kind == Kind::Immutable {
+        storage.open_mapped(key).await
+    } else {
+        storage.open(key).await
+    };
+    let Some(object) = opened.map_err(storage_error)? else {
         return Err(ApiError::not_found("no such file"));
     };
     let rep = Representation::of(&object.info);
