@@ -6,6 +6,11 @@ use streamforge::config::Config;
 use streamforge::package::PackageArgs;
 use streamforge::{package, server, systemd, telemetry};
 
+/// mimalloc instead of glibc's malloc: requests allocate and free many
+/// small objects across the runtime's threads (docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (overrides, serve) = match &cli.command {

@@ -137,21 +137,8 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::require_token,
+            middleware::admit,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::concurrent_uploads,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::rate_limit,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::api_role,
-        ))
-        .layer(axum::middleware::from_fn(middleware::reject_unsafe_paths))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe,
