@@ -1,8 +1,17 @@
 //! HTTP/3 throughput against our own HTTP/1.1 and HTTP/2 (both over TLS):
-//! same server, same cached 512 KiB segment, same number of requests in
-//! flight. Prints requests/s and MB/s per protocol and the ratios.
+//! one server process (`streamforge serve --tls self-signed`, started here
+//! from the release build: the load client shares no process, runtime or
+//! cores' scheduling decisions with it beyond the machine's), the same
+//! cached 512 KiB segment, the same number of requests in flight. The
+//! client is reqwest for HTTP/1.1 and HTTP/2 and quinn + h3 for HTTP/3.
+//! Prints requests/s, MB/s and the server's peak RSS per protocol, and the
+//! ratios.
 //!
+//!   cargo build --release --bin streamforge
 //!   cargo bench --bench protocol_throughput [-- SECONDS IN_FLIGHT]
+//!
+//! `STREAMFORGE_BIN` names another server binary; `SF_SERVER_ENV`
+//! (`NAME=VALUE,…`) is passed to the server's environment.
 //!
 //! HTTP/1.1 uses one connection per request in flight; HTTP/2 and HTTP/3
 //! multiplex every request over one connection, as browsers do.
@@ -14,10 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::{H3Client, TestServer, h3_request};
-use streamforge::config::TlsMode;
-use streamforge_actors::storage::{ObjectKey, Storage};
+use common::{H3Client, h3_request};
 
 const SEGMENT_BYTES: usize = 512 * 1024;
 const PATH: &str = "/vod/bench/v1/seg-00001.m4s";
@@ -34,11 +40,13 @@ impl Tally {
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    fn print(&self, name: &str, elapsed: Duration) -> f64 {
+    fn print(&self, name: &str, elapsed: Duration, peak_rss_mib: u64) -> f64 {
         let seconds = elapsed.as_secs_f64();
         let rps = self.requests.load(Ordering::Relaxed) as f64 / seconds;
         let mbs = self.bytes.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0) / seconds;
-        println!("{name:<8} {rps:>10.0} req/s {mbs:>10.1} MB/s");
+        println!(
+            "{name:<8} {rps:>10.0} req/s {mbs:>10.1} MB/s  server peak RSS {peak_rss_mib} MiB"
+        );
         rps
     }
 }
@@ -58,24 +66,9 @@ fn main() {
 }
 
 async fn run(duration: Duration, in_flight: usize) {
-    let server = TestServer::start_with(|c| {
-        c.tls.mode = TlsMode::SelfSigned;
-        c.tls.listen = "127.0.0.1:0".parse().unwrap();
-        c.log.filter = "warn".into();
-    })
-    .await;
-    let storage = Storage::local(&server.data.path().join("media")).unwrap();
-    let segment: Vec<u8> = (0..SEGMENT_BYTES).map(|i| (i % 251) as u8).collect();
-    storage
-        .put(
-            &ObjectKey::new("assets/bench/media/v1/seg-00001.m4s").unwrap(),
-            Bytes::from(segment),
-        )
-        .await
-        .unwrap();
-    let running = server.running.as_ref().unwrap();
-    let https = running.https_addr().unwrap();
-    let certificate = running.certificate().unwrap().to_owned();
+    let server = ServerProcess::start();
+    let https = server.https;
+    let certificate = server.certificate.clone();
     let pem = std::fs::read(&certificate).unwrap();
     let client = |http1: bool| {
         let builder = reqwest::Client::builder()
@@ -97,6 +90,7 @@ async fn run(duration: Duration, in_flight: usize) {
 
     let mut results = Vec::new();
     for (name, http1) in [("h1/tls", true), ("h2/tls", false)] {
+        server.reset_peak();
         let client = client(http1);
         let tally = Arc::new(Tally::default());
         let started = Instant::now();
@@ -120,9 +114,10 @@ async fn run(duration: Duration, in_flight: usize) {
         for worker in workers {
             worker.await.unwrap();
         }
-        results.push(tally.print(name, started.elapsed()));
+        results.push(tally.print(name, started.elapsed(), server.peak_rss_mib()));
     }
 
+    server.reset_peak();
     let h3 = H3Client::connect(https, &certificate).await;
     let tally = Arc::new(Tally::default());
     let started = Instant::now();
@@ -142,12 +137,104 @@ async fn run(duration: Duration, in_flight: usize) {
     for worker in workers {
         worker.await.unwrap();
     }
-    let h3_rps = tally.print("h3", started.elapsed());
+    let h3_rps = tally.print("h3", started.elapsed(), server.peak_rss_mib());
     h3.close().await;
     println!(
         "h3/h1 {:.2}  h3/h2 {:.2}",
         h3_rps / results[0],
         h3_rps / results[1]
     );
-    server.stop().await;
+    drop(server);
+}
+
+/// The server under test, in a process of its own; killed on drop.
+struct ServerProcess {
+    child: std::process::Child,
+    https: std::net::SocketAddr,
+    certificate: std::path::PathBuf,
+    peak: Arc<AtomicU64>,
+    _data: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    fn start() -> ServerProcess {
+        let data = tempfile::tempdir().expect("temporary directory");
+        let media = data.path().join("media/assets/bench/media/v1");
+        std::fs::create_dir_all(&media).expect("media directory");
+        let segment: Vec<u8> = (0..SEGMENT_BYTES).map(|i| (i % 251) as u8).collect();
+        std::fs::write(media.join("seg-00001.m4s"), segment).expect("segment written");
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        };
+        let (http_port, tls_port) = (free_port(), free_port());
+        let binary = std::env::var("STREAMFORGE_BIN").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/streamforge").into()
+        });
+        let mut command = std::process::Command::new(&binary);
+        command
+            .args(["serve", "--tls", "self-signed", "--log-filter", "warn"])
+            .args(["--listen", &format!("127.0.0.1:{http_port}")])
+            .args(["--tls-listen", &format!("127.0.0.1:{tls_port}")])
+            .args(["--rtmp-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data.path());
+        for pair in std::env::var("SF_SERVER_ENV")
+            .unwrap_or_default()
+            .split(',')
+        {
+            if let Some((name, value)) = pair.split_once('=') {
+                command.env(name, value);
+            }
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("{binary}: {e} (cargo build --release --bin streamforge)"));
+        let https: std::net::SocketAddr = format!("127.0.0.1:{tls_port}").parse().expect("address");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(https).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let peak = Arc::new(AtomicU64::new(0));
+        let (pid, sampled) = (child.id(), peak.clone());
+        std::thread::spawn(move || {
+            while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                let kib = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                sampled.fetch_max(kib, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        ServerProcess {
+            child,
+            https,
+            certificate: data.path().join("tls/self-signed-cert.pem"),
+            peak,
+            _data: data,
+        }
+    }
+
+    fn reset_peak(&self) {
+        self.peak.store(0, Ordering::Relaxed);
+    }
+
+    fn peak_rss_mib(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed) / 1024
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -302,6 +302,60 @@ async fn aioquic_reads_the_same_bytes_over_http3() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn aioquic_gets_the_same_bytes_on_200_concurrent_streams_of_one_connection() {
+    use sha2_free::sha256_hex;
+    let server = tls_server().await;
+    let storage = Storage::local(&server.data.path().join("media")).unwrap();
+    // Ten different segments, so that a body sent on the wrong stream or
+    // interleaved with another shows in its digest.
+    let mut digests = Vec::new();
+    for n in 0..10u32 {
+        let segment: Vec<u8> = (0..131_072u32).map(|i| (i * (n + 3) % 253) as u8).collect();
+        digests.push(sha256_hex(&segment));
+        storage
+            .put(
+                &ObjectKey::new(format!("assets/load/media/v1/seg-{n}.m4s")).unwrap(),
+                Bytes::from(segment),
+            )
+            .await
+            .unwrap();
+    }
+    let paths: Vec<String> = (0..200)
+        .map(|i| format!("/vod/load/v1/seg-{}.m4s", i % 10))
+        .collect();
+    let running = server.running.as_ref().unwrap();
+    let port = running.https_addr().unwrap().port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/h3_get.py");
+    let output = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg("--cafile")
+        .arg(running.certificate().unwrap())
+        .arg("--concurrent")
+        .args(["localhost", &port.to_string()])
+        .args(&paths)
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "aioquic client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 200);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["status"], 200, "{line}");
+        assert_eq!(line["body_len"], 131_072, "{line}");
+        assert_eq!(line["body_sha256"], digests[i % 10].as_str(), "{line}");
+    }
+    server.stop().await;
+}
+
 /// SHA-256 through the system's `sha256sum`, to compare with the peer's digest
 /// without another dependency.
 mod sha2_free {

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Fetch URLs over HTTP/3 with aioquic (an implementation independent of ours).
 
-Usage: h3_get.py --cafile CERT HOST PORT PATH [PATH ...] [--header NAME:VALUE ...]
+Usage: h3_get.py --cafile CERT [--concurrent] HOST PORT PATH [PATH ...] [--header NAME:VALUE ...]
 Prints one JSON object per request: {"path", "status", "headers", "body_sha256", "body_len"}.
+With --concurrent every request is sent at once, each on its own stream of
+the one connection; the lines come in request order.
 """
 import argparse
 import asyncio
@@ -35,7 +37,7 @@ class Client(QuicConnectionProtocol):
         done = asyncio.get_running_loop().create_future()
         self.pending[stream_id] = {"headers": [], "body": bytearray(), "done": done}
         self.transmit()
-        return await asyncio.wait_for(done, 10)
+        return await asyncio.wait_for(done, 60)
 
     def quic_event_received(self, event):
         for h3_event in self.http.handle_event(event):
@@ -54,6 +56,7 @@ async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--cafile", required=True)
     parser.add_argument("--header", action="append", default=[])
+    parser.add_argument("--concurrent", action="store_true")
     parser.add_argument("host")
     parser.add_argument("port", type=int)
     parser.add_argument("paths", nargs="+")
@@ -65,8 +68,13 @@ async def main():
     configuration.load_verify_locations(args.cafile)
     async with connect(args.host, args.port, configuration=configuration,
                        create_protocol=Client) as client:
-        for path in args.paths:
-            state = await client.get(f"{args.host}:{args.port}", path, headers)
+        authority = f"{args.host}:{args.port}"
+        if args.concurrent:
+            states = await asyncio.gather(
+                *(client.get(authority, path, headers) for path in args.paths))
+        else:
+            states = [await client.get(authority, path, headers) for path in args.paths]
+        for path, state in zip(args.paths, states):
             response_headers = {k.decode(): v.decode() for k, v in state["headers"]}
             print(json.dumps({
                 "path": path,
@@ -75,7 +83,6 @@ async def main():
                 "body_len": len(state["body"]),
                 "body_sha256": hashlib.sha256(state["body"]).hexdigest(),
             }), flush=True)
-
 
 if __name__ == "__main__":
     asyncio.run(main())
