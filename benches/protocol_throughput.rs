@@ -18,15 +18,18 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/server_process.rs"]
+mod server_process;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{H3Client, h3_request};
+use server_process::ServerProcess;
 
 const SEGMENT_BYTES: usize = 512 * 1024;
-const PATH: &str = "/vod/bench/v1/seg-00001.m4s";
+use server_process::SEGMENT_PATH as PATH;
 
 #[derive(Default)]
 struct Tally {
@@ -66,7 +69,8 @@ fn main() {
 }
 
 async fn run(duration: Duration, in_flight: usize) {
-    let server = ServerProcess::start();
+    let segment: Vec<u8> = (0..SEGMENT_BYTES).map(|i| (i % 251) as u8).collect();
+    let server = ServerProcess::start(&["--tls", "self-signed"], &segment);
     let https = server.https;
     let certificate = server.certificate.clone();
     let pem = std::fs::read(&certificate).unwrap();
@@ -145,96 +149,4 @@ async fn run(duration: Duration, in_flight: usize) {
         h3_rps / results[1]
     );
     drop(server);
-}
-
-/// The server under test, in a process of its own; killed on drop.
-struct ServerProcess {
-    child: std::process::Child,
-    https: std::net::SocketAddr,
-    certificate: std::path::PathBuf,
-    peak: Arc<AtomicU64>,
-    _data: tempfile::TempDir,
-}
-
-impl ServerProcess {
-    fn start() -> ServerProcess {
-        let data = tempfile::tempdir().expect("temporary directory");
-        let media = data.path().join("media/assets/bench/media/v1");
-        std::fs::create_dir_all(&media).expect("media directory");
-        let segment: Vec<u8> = (0..SEGMENT_BYTES).map(|i| (i % 251) as u8).collect();
-        std::fs::write(media.join("seg-00001.m4s"), segment).expect("segment written");
-        let free_port = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port()
-        };
-        let (http_port, tls_port) = (free_port(), free_port());
-        let binary = std::env::var("STREAMFORGE_BIN").unwrap_or_else(|_| {
-            concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/streamforge").into()
-        });
-        let mut command = std::process::Command::new(&binary);
-        command
-            .args(["serve", "--tls", "self-signed", "--log-filter", "warn"])
-            .args(["--listen", &format!("127.0.0.1:{http_port}")])
-            .args(["--tls-listen", &format!("127.0.0.1:{tls_port}")])
-            .args(["--rtmp-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data.path());
-        for pair in std::env::var("SF_SERVER_ENV")
-            .unwrap_or_default()
-            .split(',')
-        {
-            if let Some((name, value)) = pair.split_once('=') {
-                command.env(name, value);
-            }
-        }
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("{binary}: {e} (cargo build --release --bin streamforge)"));
-        let https: std::net::SocketAddr = format!("127.0.0.1:{tls_port}").parse().expect("address");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(https).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "the server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let peak = Arc::new(AtomicU64::new(0));
-        let (pid, sampled) = (child.id(), peak.clone());
-        std::thread::spawn(move || {
-            while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                let kib = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                    .unwrap_or(0);
-                sampled.fetch_max(kib, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        ServerProcess {
-            child,
-            https,
-            certificate: data.path().join("tls/self-signed-cert.pem"),
-            peak,
-            _data: data,
-        }
-    }
-
-    fn reset_peak(&self) {
-        self.peak.store(0, Ordering::Relaxed);
-    }
-
-    fn peak_rss_mib(&self) -> u64 {
-        self.peak.load(Ordering::Relaxed) / 1024
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
