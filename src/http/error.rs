@@ -2,7 +2,7 @@
 //!
 //! Handlers return [`ApiError`]. Responses the framework makes on its own
 //! (405 from the router, 413 from a body limit, 400 from an extractor) pass
-//! through [`json_errors`], which gives them the same shape.
+//! through [`json_errors_of_signed`], which gives them the same shape.
 
 use axum::Json;
 use axum::body::Body;
@@ -136,11 +136,22 @@ fn is_json(response: &Response) -> bool {
         .is_some_and(|v| v.starts_with("application/json"))
 }
 
-/// Gives error responses that are not JSON yet the standard shape, keeping
-/// their status, their headers (`Allow` on a 405, say) and any short
-/// plain-text message they carried.
-pub async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// The innermost middleware: gives error responses that are not JSON yet
+/// the standard shape ([`as_json`]), around the playback signature check
+/// (`playback::require_signature`). One `from_fn` layer for both: each
+/// layer costs a boxed service clone and a boxed future per request.
+pub async fn json_errors_of_signed(
+    state: axum::extract::State<super::AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    as_json(super::playback::require_signature(state, request, next).await).await
+}
+
+/// `response` with the standard JSON error body if it is an error without
+/// one, keeping its status, its headers (`Allow` on a 405, say) and any
+/// short plain-text message it carried.
+async fn as_json(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
         return response;

@@ -24,7 +24,7 @@ use crate::metrics::RequestLabels;
 /// One middleware for all of them: each `from_fn` layer costs a clone of
 /// the boxed service below it and a boxed future on every request, which
 /// was a measurable share of a cached playlist's time.
-pub async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(refusal) = unsafe_path_refusal(&request)
         .or_else(|| api_role_refusal(&state, &request))
         .or_else(|| rate_limit_refusal(&state, &request))
@@ -196,51 +196,80 @@ fn rate_limit_refusal(state: &AppState, request: &Request) -> Option<Response> {
     Some(response)
 }
 
-/// Logs each request and records its count and latency by route and status.
-pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    // What only the access log needs is copied only when it is written.
-    let logged =
-        tracing::enabled!(target: "streamforge::access", tracing::Level::INFO).then(|| {
-            let path: String = request.uri().path().chars().take(200).collect();
-            let request_id = request
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
-            (path, request.version(), request_id)
-        });
-    let response = next.run(request).await;
-    let elapsed = started.elapsed();
-    let status = response.status();
-    if let Some((path, version, request_id)) = logged {
-        tracing::info!(
-            target: "streamforge::access",
-            %method,
-            path,
+/// The outer middleware of every request: the [`Observation`] of the
+/// request around [`admit`] and everything after it. One `from_fn` layer
+/// for both (see [`admit`] for why that matters).
+pub async fn observe_and_admit(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let observation = Observation::of(&request);
+    let response = admit(State(state.clone()), request, next).await;
+    observation.record(&state, &response);
+    response
+}
+
+/// What is logged and counted of a request: by route and status, its
+/// count and latency; in the access log (when on), path, version and id.
+struct Observation {
+    started: Instant,
+    method: Method,
+    route: String,
+    /// Path, version and request id, copied only when the access log is on.
+    logged: Option<(String, Version, String)>,
+}
+
+impl Observation {
+    fn of(request: &Request) -> Self {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        let logged =
+            tracing::enabled!(target: "streamforge::access", tracing::Level::INFO).then(|| {
+                let path: String = request.uri().path().chars().take(200).collect();
+                let request_id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                (path, request.version(), request_id)
+            });
+        Observation {
+            started: Instant::now(),
+            method: request.method().clone(),
             route,
-            ?version,
-            status = status.as_u16(),
-            micros = elapsed.as_micros() as u64,
-            request_id,
-            "request"
+            logged,
+        }
+    }
+
+    fn record(self, state: &AppState, response: &Response) {
+        let elapsed = self.started.elapsed();
+        let status = response.status();
+        if let Some((path, version, request_id)) = self.logged {
+            tracing::info!(
+                target: "streamforge::access",
+                method = %self.method,
+                path,
+                route = self.route,
+                ?version,
+                status = status.as_u16(),
+                micros = elapsed.as_micros() as u64,
+                request_id,
+                "request"
+            );
+        }
+        state.metrics.observe_request(
+            RequestLabels {
+                method: self.method.as_str().to_owned(),
+                route: self.route,
+                status: status.as_u16(),
+            },
+            elapsed,
         );
     }
-    state.metrics.observe_request(
-        RequestLabels {
-            method: method.as_str().to_owned(),
-            route,
-            status: status.as_u16(),
-        },
-        elapsed,
-    );
-    response
 }
 
 /// CORS for browsers on other origins, applied only to requests that carry

@@ -129,19 +129,14 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            playback::require_signature,
+            error::json_errors_of_signed,
         ))
-        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(CompressionLayer::new().compress_when(middleware::compressible))
         .layer(middleware::browser_cors())
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::admit,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::observe,
+            middleware::observe_and_admit,
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
