@@ -264,32 +264,16 @@ async fn garbage_on_the_quic_port_leaves_http3_working() {
 async fn aioquic_reads_the_same_bytes_over_http3() {
     use sha2_free::sha256_hex;
     let server = tls_server().await;
-    let running = server.running.as_ref().unwrap();
-    let port = running.https_addr().unwrap().port();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/h3_get.py");
-    let output = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg("--cafile")
-        .arg(running.certificate().unwrap())
-        .args(["localhost", &port.to_string()])
-        .args([
+    let lines = aioquic_get(
+        &server,
+        &[],
+        &[
             "/healthz",
             "/vod/a1/v1/seg-00001.m4s",
             "/vod/a1/missing.m4s",
-        ])
-        .output()
-        .await
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "aioquic client failed (scripts/setup --test installs aioquic): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+        ],
+    )
+    .await;
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["status"], 200);
     let segment: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
@@ -324,29 +308,8 @@ async fn aioquic_gets_the_same_bytes_on_200_concurrent_streams_of_one_connection
     let paths: Vec<String> = (0..200)
         .map(|i| format!("/vod/load/v1/seg-{}.m4s", i % 10))
         .collect();
-    let running = server.running.as_ref().unwrap();
-    let port = running.https_addr().unwrap().port();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/h3_get.py");
-    let output = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg("--cafile")
-        .arg(running.certificate().unwrap())
-        .arg("--concurrent")
-        .args(["localhost", &port.to_string()])
-        .args(&paths)
-        .output()
-        .await
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "aioquic client failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let lines = aioquic_get(&server, &["--concurrent"], &paths).await;
     assert_eq!(lines.len(), 200);
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["status"], 200, "{line}");
@@ -354,6 +317,38 @@ async fn aioquic_gets_the_same_bytes_on_200_concurrent_streams_of_one_connection
         assert_eq!(line["body_sha256"], digests[i % 10].as_str(), "{line}");
     }
     server.stop().await;
+}
+
+/// GETs `paths` over HTTP/3 with aioquic (`tests/peers/h3_get.py`, with
+/// `options`): one JSON line per request, in request order.
+async fn aioquic_get(
+    server: &TestServer,
+    options: &[&str],
+    paths: &[&str],
+) -> Vec<serde_json::Value> {
+    let running = server.running.as_ref().unwrap();
+    let port = running.https_addr().unwrap().port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/h3_get.py");
+    let output = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg("--cafile")
+        .arg(running.certificate().unwrap())
+        .args(options)
+        .args(["localhost", &port.to_string()])
+        .args(paths)
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "aioquic client failed (scripts/setup --test installs aioquic): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// SHA-256 through the system's `sha256sum`, to compare with the peer's digest

@@ -15,7 +15,10 @@ async fn read_range(
     key: &ObjectKey,
     range: Option<std::ops::Range<u64>>,
 ) -> Vec<u8> {
-    let read = storage.read(key, range).await.unwrap();
+    body_of(storage.read(key, range).await.unwrap()).await
+}
+
+async fn body_of(read: streamforge_actors::storage::ObjectRead) -> Vec<u8> {
     let chunks: Vec<Bytes> = read.body.try_collect().await.unwrap();
     chunks.concat()
 }
@@ -107,9 +110,7 @@ async fn read_mapped(
     range: Option<std::ops::Range<u64>>,
 ) -> Vec<u8> {
     let object = storage.open_mapped(key).await.unwrap().unwrap();
-    let read = object.read(range).await.unwrap();
-    let chunks: Vec<Bytes> = read.body.try_collect().await.unwrap();
-    chunks.concat()
+    body_of(object.read(range).await.unwrap()).await
 }
 
 #[tokio::test]
