@@ -9,13 +9,18 @@
 # Cases:
 #   hot   one 512 KiB segment requested again and again.
 #   cold  the same segment with StreamForge's memory cache turned off
-#         (`--cache-bytes 0`: every request goes to storage).
+#         (`--cache-bytes 0`). Since segments on local storage are served
+#         from mappings of their files, not from the memory cache, hot and
+#         cold take the same path in StreamForge; cold is kept to show it.
 #   rr    round robin over every segment of several assets (8 x 100 x 512 KiB,
-#         400 MiB: more than the 256 MiB memory cache holds), what a VOD
-#         origin sees; both servers read from the page cache.
-#   m3u8  a small playlist (gzip off for both, to compare like with like).
-#   big   2.5 MB segments, cache off, 64 connections x 10 streams on h2c
-#         (and 64 connections on HTTP/1.1): the memory bound under load.
+#         400 MiB), what a VOD origin sees: every request a different file
+#         of a working set larger than the memory cache (256 MiB), served by
+#         both servers from the page cache.
+#   m3u8  a small playlist (gzip off for both, to compare like with like);
+#         StreamForge serves it from its 0.5 s playlist cache.
+#   big   2.5 MB segments, 64 connections x 10 streams on h2c (and 64
+#         connections on HTTP/1.1): the memory bound under load, with 640
+#         responses in flight at once.
 # Next to every StreamForge figure: its peak resident memory during the run
 # (VmRSS, and the anonymous part of it: mapped file pages are page cache).
 # Needs: nginx, wrk, h2load (apt-get install nginx-light wrk nghttp2-client).
@@ -124,7 +129,8 @@ with_rss() {
       read -r r a < <(awk '/^VmRSS/ {r=$2} /^RssAnon/ {a=$2} END {print r, a}' "/proc/$sf_pid/status")
       [ "${r:-0}" -gt "$max" ] && max=$r
       [ "${a:-0}" -gt "$anon" ] && anon=$a
-      echo "$((max / 1024)) $((anon / 1024))" > "$peak"
+      # Whole lines only: the sampler may be stopped at any moment.
+      echo "$((max / 1024)) $((anon / 1024))" > "$peak.new" && mv "$peak.new" "$peak"
       sleep 0.1
     done ) &
   local sampler=$!

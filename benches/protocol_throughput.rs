@@ -70,32 +70,27 @@ fn main() {
 
 async fn run(duration: Duration, in_flight: usize) {
     let segment: Vec<u8> = (0..SEGMENT_BYTES).map(|i| (i % 251) as u8).collect();
-    let server = ServerProcess::start(&["--tls", "self-signed"], &segment);
-    let https = server.https;
-    let certificate = server.certificate.clone();
-    let pem = std::fs::read(&certificate).unwrap();
-    let client = |http1: bool| {
+    println!(
+        "{} s per protocol, {in_flight} requests in flight, {SEGMENT_BYTES} byte segment",
+        duration.as_secs()
+    );
+    // A fresh server per protocol, so that each peak RSS is its own.
+    let start = || ServerProcess::start(&["--tls", "self-signed"], &segment);
+    let mut results = Vec::new();
+    for (name, http1) in [("h1/tls", true), ("h2/tls", false)] {
+        let server = start();
+        let pem = std::fs::read(&server.certificate).unwrap();
         let builder = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-            .resolve("localhost", https);
-        if http1 {
+            .resolve("localhost", server.https);
+        let client = if http1 {
             builder.http1_only()
         } else {
             builder.http2_prior_knowledge()
         }
         .build()
-        .unwrap()
-    };
-    let url = format!("https://localhost:{}{PATH}", https.port());
-    println!(
-        "{} s per protocol, {in_flight} requests in flight, {SEGMENT_BYTES} byte segment",
-        duration.as_secs()
-    );
-
-    let mut results = Vec::new();
-    for (name, http1) in [("h1/tls", true), ("h2/tls", false)] {
-        server.reset_peak();
-        let client = client(http1);
+        .unwrap();
+        let url = format!("https://localhost:{}{PATH}", server.https.port());
         let tally = Arc::new(Tally::default());
         let started = Instant::now();
         let mut workers = Vec::new();
@@ -121,8 +116,8 @@ async fn run(duration: Duration, in_flight: usize) {
         results.push(tally.print(name, started.elapsed(), server.peak_rss_mib()));
     }
 
-    server.reset_peak();
-    let h3 = H3Client::connect(https, &certificate).await;
+    let server = start();
+    let h3 = H3Client::connect(server.https, &server.certificate).await;
     let tally = Arc::new(Tally::default());
     let started = Instant::now();
     let mut workers = Vec::new();

@@ -392,12 +392,13 @@ impl Storage {
         if let Some(file) = mapped.fresh(key) {
             return Ok(Some(self.mapped_object(key, file)));
         }
+        let generation = mapped.generation();
         let Some(object) = self.open(key).await? else {
             mapped.remove(key);
             return Ok(None);
         };
         match &object.source {
-            Source::File(file) => match mapped.map(key, file, &object.info) {
+            Source::File(file) => match mapped.map(key, file, &object.info, generation) {
                 Some(file) => Ok(Some(self.mapped_object(key, file))),
                 None => Ok(Some(object)),
             },
@@ -413,6 +414,12 @@ impl Storage {
                 file,
                 storage: self.clone(),
             },
+        }
+    }
+
+    fn forget_mappings_under(&self, prefix: &ObjectKey) {
+        if let Some(mapped) = &self.mapped {
+            mapped.remove_prefix(&format!("{}/", prefix.as_str()));
         }
     }
 
@@ -482,14 +489,18 @@ impl Storage {
         let mut deleted = 0;
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(|e| StorageError::backend(prefix, e))?;
-            match self.store.delete(&meta.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                Err(e) => return Err(StorageError::backend(&meta.location, e)),
+            let result = match self.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(StorageError::backend(&meta.location, e)),
+            };
+            if let Err(err) = result {
+                // What was deleted before the failure is not served either.
+                self.forget_mappings_under(prefix);
+                return Err(err);
             }
+            deleted += 1;
         }
-        if let Some(mapped) = &self.mapped {
-            mapped.remove_prefix(&format!("{}/", prefix.as_str()));
-        }
+        self.forget_mappings_under(prefix);
         Ok(deleted)
     }
 
@@ -656,24 +667,24 @@ async fn read_mapped(
     // Within the file's size, which is at most MAX_MAPPED_BYTES.
     let span = range.start as usize..range.end as usize;
     let chunk = match file.resident(&span) {
-        Some(bytes) => Some(bytes),
+        Some(bytes) => Ok(bytes),
         None => {
             let populating = file.clone();
             let span = span.clone();
             tokio::task::spawn_blocking(move || populating.populate(&span))
                 .await
-                .ok()
-                .and_then(|populated| {
-                    populated
-                        .map_err(|err| tracing::debug!(%key, %err, "cannot read the mapping in"))
-                        .ok()
-                })
+                .unwrap_or_else(|join| Err(std::io::Error::other(join)))
         }
     };
     match chunk {
-        Some(bytes) => Ok(futures::stream::once(async move { Ok(bytes) }).boxed()),
-        None => {
-            storage.forget_mapping(key);
+        Ok(bytes) => Ok(futures::stream::once(async move { Ok(bytes) }).boxed()),
+        Err(err) => {
+            // An old kernel's missing MADV_POPULATE_READ says nothing about
+            // the mapping; anything else (the file cut short) retires it.
+            if err.kind() != std::io::ErrorKind::Unsupported {
+                tracing::debug!(%key, %err, "cannot read the mapping in");
+                storage.forget_mapping(key);
+            }
             // The file as it is now, if it is still the version described.
             match storage.open(key).await? {
                 Some(OpenObject {

@@ -65,10 +65,12 @@ impl ServerProcess {
             .unwrap_or_else(|e| panic!("{binary}: {e} (cargo build --release --bin streamforge)"));
         let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("address");
         let https: SocketAddr = format!("127.0.0.1:{tls_port}").parse().expect("address");
+        // Ready when /healthz answers (every listener is bound by then,
+        // and a self-signed certificate written).
         let started = Instant::now();
-        while std::net::TcpStream::connect(http).is_err() {
+        while !healthy(http) {
             assert!(
-                started.elapsed() < Duration::from_secs(20),
+                started.elapsed() < Duration::from_secs(30),
                 "the server did not start"
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -96,10 +98,6 @@ impl ServerProcess {
         }
     }
 
-    pub fn reset_peak(&self) {
-        self.peak.store(0, Ordering::Relaxed);
-    }
-
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -114,4 +112,18 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether `GET /healthz` on `addr` answers 200.
+fn healthy(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut answer = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 200")
 }

@@ -19,6 +19,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -40,6 +41,10 @@ pub(super) const MAX_MAPPED_BYTES: u64 = 64 * 1024 * 1024;
 /// memory pressure whatever we hold.
 const MAX_MAPPINGS: usize = 8192;
 
+/// Set when `MADV_POPULATE_READ` turns out to be unknown to the kernel:
+/// non-resident ranges are then read from the file instead.
+static POPULATE_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
 /// A mapped file, whole.
 #[derive(Clone)]
 pub(super) struct MappedFile {
@@ -54,6 +59,9 @@ impl MappedFile {
     /// Bytes `range` of the file, when every page of it is in the page
     /// cache (so sending them never waits for the disk); `None` otherwise.
     pub fn resident(&self, range: &Range<usize>) -> Option<Bytes> {
+        if self.map.poisoned() {
+            return None;
+        }
         let bytes = self.bytes.slice(range.clone());
         guard::resident(&bytes).then_some(bytes)
     }
@@ -61,11 +69,26 @@ impl MappedFile {
     /// Reads `range` into the page cache and maps it (`MADV_POPULATE_READ`,
     /// which fails instead of faulting on pages past the file's end). For
     /// the blocking pool: it waits for the disk.
+    /// `Unsupported` on kernels without it (before 5.14), once found out.
     pub fn populate(&self, range: &Range<usize>) -> std::io::Result<Bytes> {
+        if POPULATE_UNSUPPORTED.load(Ordering::Relaxed) {
+            return Err(std::io::ErrorKind::Unsupported.into());
+        }
         if !range.is_empty() {
-            self.map
-                .mmap()
-                .advise_range(Advice::PopulateRead, range.start, range.len())?;
+            let populated =
+                self.map
+                    .mmap()
+                    .advise_range(Advice::PopulateRead, range.start, range.len());
+            if let Err(err) = populated {
+                if err.raw_os_error() == Some(libc::EINVAL) {
+                    POPULATE_UNSUPPORTED.store(true, Ordering::Relaxed);
+                    return Err(std::io::ErrorKind::Unsupported.into());
+                }
+                return Err(err);
+            }
+        }
+        if self.map.poisoned() {
+            return Err(std::io::Error::other("the file was cut short underneath"));
         }
         Ok(self.bytes.slice(range.clone()))
     }
@@ -74,37 +97,51 @@ impl MappedFile {
 /// The mappings of one local store, by key.
 pub(super) struct MappedFiles {
     cache: Cache<ObjectKey, MappedFile>,
+    /// Bumped by every [`MappedFiles::remove`]: a file opened before a
+    /// write or delete finished is not mapped into the cache after it.
+    generation: AtomicU64,
 }
 
 impl MappedFiles {
     pub fn new() -> Self {
         MappedFiles {
             cache: Cache::new(MAX_MAPPINGS),
+            generation: AtomicU64::new(0),
         }
     }
 
-    /// The mapping of `key`, if it was checked recently enough to serve.
+    /// Read before opening a file that [`MappedFiles::map`] may then map.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The mapping of `key`, if it was checked recently enough to serve and
+    /// none of its pages was found cut short.
     pub fn fresh(&self, key: &ObjectKey) -> Option<MappedFile> {
         self.cache
             .get(key)
-            .filter(|mapped| mapped.checked.elapsed() < REVALIDATE_AFTER)
+            .filter(|mapped| mapped.checked.elapsed() < REVALIDATE_AFTER && !mapped.map.poisoned())
     }
 
-    /// Maps `file`, just opened and described by `info`, for `key`: the
-    /// mapping already held when it is of the same file version, else a new
-    /// one. `None` when the file is empty, too large, or cannot be mapped
-    /// (the caller reads it instead).
+    /// Maps `file`, opened after [`MappedFiles::generation`] returned
+    /// `generation` and described by `info`, for `key`: the mapping already
+    /// held when it is of the same file version, else a new one. `None`
+    /// when the file is empty, too large, shorter than described, cannot be
+    /// mapped, or was written or deleted through the server since it was
+    /// opened (the caller reads it instead).
     pub fn map(
         &self,
         key: &ObjectKey,
         file: &std::fs::File,
         info: &ObjectInfo,
+        generation: u64,
     ) -> Option<MappedFile> {
-        if info.size == 0 || info.size > MAX_MAPPED_BYTES {
+        if info.size == 0 || info.size > MAX_MAPPED_BYTES || self.generation() != generation {
             return None;
         }
         if let Some(held) = self.cache.get(key)
             && held.info == *info
+            && !held.map.poisoned()
         {
             let renewed = MappedFile {
                 checked: Instant::now(),
@@ -120,25 +157,34 @@ impl MappedFiles {
                 return None;
             }
         };
-        // The file may have grown since it was described: serve what was.
-        let len = usize::try_from(info.size).ok()?.min(map.mmap().len());
+        // Shrunk since it was described: the described bytes are not there.
+        // (Grown: serve what was described.)
+        let len = usize::try_from(info.size).ok()?;
+        if map.mmap().len() < len {
+            return None;
+        }
         let mapped = MappedFile {
             bytes: Bytes::from_owner(guard::Owner(map.clone())).slice(..len),
             map,
             info: info.clone(),
             checked: Instant::now(),
         };
+        if self.generation() != generation {
+            return None;
+        }
         self.cache.insert(key.clone(), mapped.clone());
         Some(mapped)
     }
 
     /// Forgets `key`'s mapping (the server wrote or deleted it).
     pub fn remove(&self, key: &ObjectKey) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache.remove(key);
     }
 
     /// Forgets the mappings of every key under `prefix`.
     pub fn remove_prefix(&self, prefix: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache
             .retain(|key, _| !key.as_str().starts_with(prefix));
     }
@@ -150,7 +196,7 @@ pub mod guard {
     use std::ffi::c_void;
     use std::sync::Once;
     use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
     use memmap2::Mmap;
 
@@ -162,12 +208,15 @@ pub mod guard {
     struct Slot {
         start: AtomicUsize,
         end: AtomicUsize,
+        /// A page of this mapping was found past its file's end.
+        poisoned: AtomicBool,
     }
 
     #[allow(clippy::declare_interior_mutable_const)]
     const FREE: Slot = Slot {
         start: AtomicUsize::new(0),
         end: AtomicUsize::new(0),
+        poisoned: AtomicBool::new(false),
     };
     static REGISTERED: [Slot; SLOTS] = [FREE; SLOTS];
     /// Where the search for a free slot starts (the last one taken).
@@ -208,6 +257,12 @@ pub mod guard {
         pub fn mmap(&self) -> &Mmap {
             &self.mmap
         }
+
+        /// Whether a read found a page of it past its file's end (and got
+        /// zeros): it is not to be served again.
+        pub fn poisoned(&self) -> bool {
+            REGISTERED[self.slot].poisoned.load(Ordering::Acquire)
+        }
     }
 
     impl Drop for GuardedMap {
@@ -239,6 +294,7 @@ pub mod guard {
                 .compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
+                slot.poisoned.store(false, Ordering::Release);
                 slot.end.store(end, Ordering::Release);
                 HINT.store(index + 1, Ordering::Relaxed);
                 return Some(index);
@@ -247,10 +303,10 @@ pub mod guard {
         None
     }
 
-    /// Whether `address` lies in a registered mapping. Signal-safe: atomic
-    /// loads only.
-    fn registered(address: usize) -> bool {
-        REGISTERED.iter().any(|slot| {
+    /// The registered mapping `address` lies in. Signal-safe: atomic loads
+    /// only.
+    fn registered(address: usize) -> Option<&'static Slot> {
+        REGISTERED.iter().find(|slot| {
             let start = slot.start.load(Ordering::Acquire);
             start != 0 && address >= start && address < slot.end.load(Ordering::Acquire)
         })
@@ -303,8 +359,15 @@ pub mod guard {
 
     extern "C" fn on_sigbus(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
         // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO.
-        let address = unsafe { (*info).si_addr() } as usize;
-        if registered(address) {
+        let (code, address) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+        // Only an access past the end of a mapped file (BUS_ADRERR); not a
+        // disk or memory error, nor a SIGBUS sent by another process.
+        let ours = if code == libc::BUS_ADRERR {
+            registered(address)
+        } else {
+            None
+        };
+        if let Some(slot) = ours {
             let page = PAGE_SIZE.load(Ordering::Relaxed);
             // SAFETY: replaces one page of a mapping of ours, past the end
             // of its file, with zeros; nothing else lives at that address.
@@ -319,6 +382,7 @@ pub mod guard {
                 )
             };
             if zeros != libc::MAP_FAILED {
+                slot.poisoned.store(true, Ordering::Release);
                 FAULTS.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -369,14 +433,16 @@ pub mod guard {
                 .max(4096);
             file.write_all(&vec![7u8; page * 4]).unwrap();
             let map = Arc::new(GuardedMap::new(&file).unwrap());
-            let bytes = Bytes::from_owner(Owner(map));
+            let bytes = Bytes::from_owner(Owner(map.clone()));
             assert!(super::resident(&bytes));
+            assert!(!map.poisoned());
             file.set_len(page as u64).unwrap();
             let before = faults();
             // Reads in user space, past the new end: the handler maps zeros.
             let sum: u64 = bytes.iter().map(|&b| u64::from(b)).sum();
             assert_eq!(sum, 7 * page as u64, "the first page, then zeros");
             assert!(faults() >= before + 3, "three pages were past the end");
+            assert!(map.poisoned(), "the mapping is not served again");
         }
     }
 }
