@@ -46,6 +46,25 @@ async fn tokens_from_the_cli_guard_the_api_and_uploads() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
+    // A browser app on another origin can read the refusal (CORS headers
+    // on the 401, not a CORS failure), and its preflight is answered.
+    let from_browser = http
+        .get(server.url("/api/assets"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_browser.status(), 401);
+    assert_eq!(from_browser.headers()["access-control-allow-origin"], "*");
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, server.url("/api/assets"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
     let allowed = http
         .get(server.url("/api/assets"))
         .bearer_auth(&token)

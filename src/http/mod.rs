@@ -132,12 +132,15 @@ pub fn router(state: AppState, http: &HttpConfig) -> Router {
             error::json_errors_of_signed,
         ))
         .layer(CompressionLayer::new().compress_when(middleware::compressible))
-        .layer(middleware::browser_cors())
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe_and_admit,
         ))
+        // Outside the admission checks, so that a browser app on another
+        // origin can read their refusals (401, 429, 503) instead of seeing a
+        // CORS failure; preflights are answered here, before them.
+        .layer(middleware::browser_cors())
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
