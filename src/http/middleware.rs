@@ -24,19 +24,19 @@ use crate::metrics::RequestLabels;
 /// One middleware for all of them: each `from_fn` layer costs a clone of
 /// the boxed service below it and a boxed future on every request, which
 /// was a measurable share of a cached playlist's time.
-async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn admit(state: &AppState, request: Request, next: Next) -> Response {
     if let Some(refusal) = unsafe_path_refusal(&request)
-        .or_else(|| api_role_refusal(&state, &request))
-        .or_else(|| rate_limit_refusal(&state, &request))
+        .or_else(|| api_role_refusal(state, &request))
+        .or_else(|| rate_limit_refusal(state, &request))
     {
         return refusal;
     }
-    let _slot = match upload_slot(&state, &request) {
+    let _slot = match upload_slot(state, &request) {
         Ok(slot) => slot,
         Err(refusal) => return refusal.into_response(),
     };
     if let Some(refusal) =
-        token_refusal(&state, request.method(), request.uri(), request.headers()).await
+        token_refusal(state, request.method(), request.uri(), request.headers()).await
     {
         return refusal;
     }
@@ -205,7 +205,7 @@ pub async fn observe_and_admit(
     next: Next,
 ) -> Response {
     let observation = Observation::of(&request);
-    let response = admit(State(state.clone()), request, next).await;
+    let response = admit(&state, request, next).await;
     observation.record(&state, &response);
     response
 }
