@@ -16,4 +16,5 @@ pub mod rope;
 pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;
+pub mod ts;
 pub mod tus;

@@ -26,6 +26,7 @@ pub mod record;
 pub mod rtmp;
 pub mod rtsp;
 pub mod rtsp_pull;
+pub mod srt;
 mod stream;
 pub mod viewers;
 
@@ -115,6 +116,8 @@ pub enum IngestProtocol {
     /// Pulled from an RTSP server (a camera) configured in `[[live.pull]]`.
     #[serde(rename = "rtsp-pull")]
     RtspPull,
+    /// MPEG-TS pushed over SRT.
+    Srt,
 }
 
 /// Handle to every live stream; cheap to clone.
