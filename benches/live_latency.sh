@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Live latency, measured: ffmpeg pushes RTMP, or RTSP with INGEST=rtsp
+# Live latency, measured: ffmpeg pushes RTMP, RTSP with INGEST=rtsp or
+# SRT (MPEG-TS) with INGEST=srt
 # (testsrc2 + sine, real time, a keyframe every 2 s) to a release build;
 # the script reports
 #
@@ -12,6 +13,7 @@
 #   benches/live_latency.sh                 720p25, 20 s
 #   SIZE=1920x1080 RATE=30 SECONDS_OF_MEDIA=60 benches/live_latency.sh
 #   INGEST=rtsp benches/live_latency.sh     RTSP push over TCP
+#   INGEST=srt benches/live_latency.sh      SRT push (120 ms SRT latency)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,10 +31,11 @@ log="$data/server.log"
 port_http=$((20000 + RANDOM % 20000))
 port_rtmp=$((port_http + 1))
 port_rtsp=$((port_http + 2))
+port_srt=$((port_http + 3))
 STREAMFORGE_LIVE_OPEN_PUBLISH=true STREAMFORGE_LIVE_RTSP_UDP_PORTS="[0, 0]" \
   "$target_dir/release/streamforge" serve \
   --data-dir "$data" --listen "127.0.0.1:$port_http" --rtmp-listen "127.0.0.1:$port_rtmp" \
-  --rtsp-listen "127.0.0.1:$port_rtsp" \
+  --rtsp-listen "127.0.0.1:$port_rtsp" --srt-listen "127.0.0.1:$port_srt" \
   --log-filter warn >"$log" 2>&1 &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; kill "${encoder:-0}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"; }
@@ -46,6 +49,8 @@ ffmpeg -hide_banner -loglevel error -re \
   -c:a aac -b:a 128k \
   $(if [ "$ingest" = rtsp ]; then
       echo -f rtsp -rtsp_transport tcp "rtsp://127.0.0.1:$port_rtsp/live/bench"
+    elif [ "$ingest" = srt ]; then
+      echo -f mpegts "srt://127.0.0.1:$port_srt?streamid=publish:live/bench&latency=120000"
     else
       echo -f flv "rtmp://127.0.0.1:$port_rtmp/live/bench"
     fi) &

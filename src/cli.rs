@@ -143,6 +143,10 @@ pub struct Overrides {
     #[arg(long, value_name = "ADDR")]
     pub rtsp_listen: Option<SocketAddr>,
 
+    /// UDP address encoders push SRT to [key: live.srt_listen; default: 127.0.0.1:8890].
+    #[arg(long, value_name = "ADDR")]
+    pub srt_listen: Option<SocketAddr>,
+
     /// UDP ports for RTSP over UDP, server RTP and RTCP, as RTP,RTCP (0,0: any
     /// free ports), or off for TCP-interleaved RTSP only [keys: live.rtsp_udp_ports,
     /// live.rtsp_udp; default: 8000,8001].
@@ -257,6 +261,7 @@ impl Overrides {
             "live.rtsp_listen",
             self.rtsp_listen.as_ref().map(|v| text(v)),
         );
+        t.set("live.srt_listen", self.srt_listen.as_ref().map(|v| text(v)));
         match &self.rtsp_udp_ports {
             Some(UdpPorts::Off) => t.set("live.rtsp_udp", Some(Value::Boolean(false))),
             Some(UdpPorts::Ports(rtp, rtcp)) => {

@@ -337,6 +337,20 @@ pub struct LiveConfig {
     /// The server's RTP and RTCP ports for UDP transport, on the
     /// `rtsp_listen` address (0: any free port).
     pub rtsp_udp_ports: [u16; 2],
+    /// Accept SRT publishers (MPEG-TS in caller mode).
+    pub srt: bool,
+    /// UDP address encoders push SRT to
+    /// (`srt://host:8890?streamid=publish:live/{stream}`).
+    pub srt_listen: SocketAddr,
+    /// SRT receiver latency: the time SRT has to recover a lost packet
+    /// (a caller asking for more gets more). Three to four round trips on
+    /// a lossy link.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
+    pub srt_latency: Duration,
+    /// SRT callers must encrypt (AES) with this passphrase, 10 to 79
+    /// characters; unset: callers must not encrypt.
+    pub srt_passphrase: Option<String>,
     /// Segments are cut at the first keyframe at least this long after the
     /// segment start.
     #[serde(with = "humantime_serde")]
@@ -403,6 +417,10 @@ impl Default for LiveConfig {
             rtsp_listen: SocketAddr::from(([127, 0, 0, 1], 8554)),
             rtsp_udp: true,
             rtsp_udp_ports: [8000, 8001],
+            srt: true,
+            srt_listen: SocketAddr::from(([127, 0, 0, 1], 8890)),
+            srt_latency: Duration::from_millis(120),
+            srt_passphrase: None,
             segment_duration: Duration::from_secs(2),
             part_duration: Duration::from_millis(333),
             window_segments: 6,
@@ -778,6 +796,17 @@ impl Config {
         }
         if live.idle_timeout < Duration::from_secs(1) {
             return invalid("live.idle_timeout", "must be at least 1s");
+        }
+        if live.srt_latency > Duration::from_secs(10) {
+            return invalid("live.srt_latency", "must be at most 10s");
+        }
+        if let Some(p) = &live.srt_passphrase
+            && !(10..=79).contains(&p.len())
+        {
+            return invalid(
+                "live.srt_passphrase",
+                "must be 10 to 79 characters (SRT's limits)",
+            );
         }
         if live.rtsp_udp
             && live.rtsp_udp_ports[0] == live.rtsp_udp_ports[1]

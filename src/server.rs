@@ -86,6 +86,7 @@ pub struct Running {
     https_addr: Option<SocketAddr>,
     rtmp_addr: Option<SocketAddr>,
     rtsp_addr: Option<SocketAddr>,
+    srt_addr: Option<SocketAddr>,
     certificate: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
@@ -110,6 +111,11 @@ impl Running {
     /// The address RTSP pushes are accepted on, when on.
     pub fn rtsp_addr(&self) -> Option<SocketAddr> {
         self.rtsp_addr
+    }
+
+    /// The UDP address SRT callers are accepted on, when on.
+    pub fn srt_addr(&self) -> Option<SocketAddr> {
+        self.srt_addr
     }
 
     /// The self-signed certificate clients can trust, in `--tls self-signed` mode.
@@ -161,6 +167,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         https = listeners.secure.as_ref().map_or_else(String::new, |s| s.addr.to_string()),
         rtmp = listeners.rtmp_addr().map_or_else(String::new, |a| a.to_string()),
         rtsp = listeners.rtsp_addr().map_or_else(String::new, |a| a.to_string()),
+        srt = listeners.srt_addr().map_or_else(String::new, |a| a.to_string()),
         data_dir = %config.data_dir.display(),
         storage = %core.storage.backend(),
         run = core.run_id,
@@ -171,6 +178,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         https_addr: listeners.secure.as_ref().map(|s| s.addr),
         rtmp_addr: listeners.rtmp_addr(),
         rtsp_addr: listeners.rtsp_addr(),
+        srt_addr: listeners.srt_addr(),
         certificate: listeners
             .secure
             .as_ref()
@@ -238,6 +246,7 @@ struct Listeners {
         SocketAddr,
         Option<streamforge_actors::live::rtsp::UdpPorts>,
     )>,
+    srt: Option<streamforge_actors::live::srt::Bound>,
     /// Where ffmpeg reads uploads still arriving and originals in a bucket
     /// (loopback, ephemeral).
     growing: Option<(TcpListener, GrowingSource)>,
@@ -274,6 +283,18 @@ impl Listeners {
             }
             false => None,
         };
+        let srt = match config.live.srt && ingest {
+            true => Some(
+                streamforge_actors::live::srt::bind(config.live.srt_listen, &srt_options(config))
+                    .await
+                    .map_err(|source| StartError::Listen {
+                        what: "SRT (UDP), --srt-listen",
+                        addr: config.live.srt_listen,
+                        source,
+                    })?,
+            ),
+            false => None,
+        };
         let secure = bind_secure(config).await?;
         // Always: it also serves stored originals from a bucket to ffmpeg.
         let growing = Some(
@@ -291,6 +312,7 @@ impl Listeners {
             secure,
             rtmp,
             rtsp,
+            srt,
             growing,
         })
     }
@@ -301,6 +323,19 @@ impl Listeners {
 
     fn rtsp_addr(&self) -> Option<SocketAddr> {
         self.rtsp.as_ref().map(|(_, addr, _)| *addr)
+    }
+
+    fn srt_addr(&self) -> Option<SocketAddr> {
+        self.srt
+            .as_ref()
+            .map(streamforge_actors::live::srt::Bound::local_addr)
+    }
+}
+
+fn srt_options(config: &Config) -> streamforge_actors::live::srt::SrtOptions {
+    streamforge_actors::live::srt::SrtOptions {
+        latency: config.live.srt_latency,
+        passphrase: config.live.srt_passphrase.clone(),
     }
 }
 
@@ -661,6 +696,11 @@ async fn run(
             streamforge_actors::live::rtsp::serve(listener, udp, live.clone(), token.clone()).await;
         }
     };
+    let srt = async {
+        if let Some(bound) = listeners.srt {
+            streamforge_actors::live::srt::serve(bound, live.clone(), token.clone()).await;
+        }
+    };
     tokio::join!(
         tree_stopped,
         draining_on_cancel,
@@ -668,6 +708,7 @@ async fn run(
         secure,
         rtmp,
         rtsp,
+        srt,
         growing
     );
     supervision.shutdown(ACTOR_STOP_TIMEOUT).await;

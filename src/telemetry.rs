@@ -28,6 +28,14 @@ pub fn init(log: &LogConfig) -> Result<(), LogError> {
         Ok(directives) if !directives.is_empty() => ("RUST_LOG", directives),
         _ => ("log.filter", log.filter.clone()),
     };
+    // srt-tokio's protocol crate logs a warning per malformed datagram (a
+    // flood on a port anyone can reach) and chatter per connection; the
+    // server's own `srt:` lines say what matters. Unless asked for by name:
+    let directives = match directives.trim() {
+        d if d.contains("srt_protocol") => directives,
+        "" => "srt_protocol=error".to_owned(),
+        d => format!("{d},srt_protocol=error"),
+    };
     let filter = EnvFilter::try_new(&directives).map_err(|source| LogError::Filter {
         origin,
         directives,

@@ -50,6 +50,7 @@ impl ServerProcess {
             .args(["--listen", &format!("127.0.0.1:{http_port}")])
             .args(["--tls-listen", &format!("127.0.0.1:{tls_port}")])
             .args(["--rtmp-listen", "127.0.0.1:0"])
+            .args(["--srt-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data.path());
         for pair in std::env::var("SF_SERVER_ENV")

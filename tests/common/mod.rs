@@ -34,6 +34,7 @@ impl TestServer {
         config.live.rtmp_listen = "127.0.0.1:0".parse().unwrap();
         config.live.rtsp_listen = "127.0.0.1:0".parse().unwrap();
         config.live.rtsp_udp_ports = [0, 0];
+        config.live.srt_listen = "127.0.0.1:0".parse().unwrap();
         config.http.shutdown_grace = Duration::from_secs(2);
         adjust(&mut config);
         // `RUST_LOG=…` shows the server's log in a test's output.
@@ -468,6 +469,8 @@ pub async fn spawn_node(
             "--rtmp-listen",
             "127.0.0.1:0",
             "--rtsp-listen",
+            "127.0.0.1:0",
+            "--srt-listen",
             "127.0.0.1:0",
         ])
         .env("STREAMFORGE_LIVE_RTSP_UDP_PORTS", "[0, 0]")
