@@ -30,6 +30,12 @@ enum Publisher {
     GstreamerRtsp,
     /// `rtspclientsink` with the key as the URL's password.
     GstreamerRtspCredentials,
+    /// MPEG-TS over SRT, the key in an Access Control stream id.
+    FfmpegSrt,
+    /// The same in H.265 (x265).
+    FfmpegSrtHevc,
+    /// `mpegtsmux ! srtsink`, a bare key in a `publish:` stream id.
+    GstreamerSrt,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -65,6 +71,11 @@ impl Case {
 /// ffmpeg encodes the case and sends it to `url` as `format`, writing the
 /// same packets to `copy` (MPEG-TS keeps every timestamp as encoded).
 fn ffmpeg(case: &Case, format: &str, url: &str, copy: &Path) -> Child {
+    let video = if case.publisher == Publisher::FfmpegSrtHevc {
+        ["-c:v", "libx265", "-x265-params", "log-level=none"]
+    } else {
+        ["-c:v", "libx264", "-preset", "veryfast"]
+    };
     let (num, den) = case.rate;
     let mut output = format!("[f={format}");
     if format == "rtsp" {
@@ -77,9 +88,8 @@ fn ffmpeg(case: &Case, format: &str, url: &str, copy: &Path) -> Child {
         .arg(format!("testsrc2=size=160x120:rate={num}/{den}"))
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &SECONDS.to_string(), "-map", "0:v", "-map", "1:a"])
-        .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-        ])
+        .args(video)
+        .args(["-pix_fmt", "yuv420p"])
         .args(["-bf", &case.b_frames.to_string()])
         .args(["-g", &case.gop().to_string(), "-keyint_min"])
         .arg(case.gop().to_string())
@@ -102,6 +112,13 @@ fn gstreamer(case: &Case, sink: &str) -> Child {
     };
     let (mux, video_pad, audio_pad) = if sink.starts_with("rtspclientsink") {
         (String::new(), "s.sink_0", "s.sink_1")
+    } else if sink.starts_with("srtsink") {
+        // Seven TS packets per SRT message, as encoders send them.
+        (
+            "mpegtsmux name=m alignment=7 ! ".to_owned() + sink,
+            "m.",
+            "m.",
+        )
     } else {
         (
             "flvmux name=m streamable=true ! ".to_owned() + sink,
@@ -113,7 +130,8 @@ fn gstreamer(case: &Case, sink: &str) -> Child {
     let pipeline = format!(
         "videotestsrc num-buffers={frames} \
          ! video/x-raw,width=160,height=120,framerate={num}/{den} ! identity sync=true ! videoconvert \
-         ! x264enc {x264} key-int-max={gop} ! h264parse ! queue ! {video_pad} \
+         ! video/x-raw,format=I420 ! x264enc {x264} key-int-max={gop} ! h264parse config-interval=-1 \
+         ! queue ! {video_pad} \
          audiotestsrc num-buffers={audio} ! audio/x-raw,rate=48000,channels=1 ! identity sync=true \
          ! audioconvert ! voaacenc ! aacparse ! queue ! {audio_pad} {sink}",
         frames = case.frames(),
@@ -166,6 +184,26 @@ fn publish(
                 case,
                 &format!(
                     "rtspclientsink name=s protocols=tcp location={rtsp}/live/{name}?key={key}"
+                ),
+            ),
+            None,
+        ),
+        Publisher::FfmpegSrt | Publisher::FfmpegSrtHevc => {
+            // `#!::r=live/{name}?key={key},m=publish`, percent-encoded in
+            // ffmpeg's URL. libsrt's live mode discards what is still unsent
+            // when the socket closes (seen: the last frame, one run in
+            // four); `linger` makes ffmpeg wait for it, as a publisher that
+            // wants its last frame must.
+            let id = format!("%23%21%3A%3Ar%3Dlive%2F{name}%3Fkey%3D{key}%2Cm%3Dpublish");
+            let url = format!("{}?streamid={id}&latency=200000&linger=2", server.srt_url());
+            (ffmpeg(case, "mpegts", &url, &copy), Some(copy))
+        }
+        Publisher::GstreamerSrt => (
+            gstreamer(
+                case,
+                &format!(
+                    "srtsink uri={} latency=200 streamid=publish:live/{key}",
+                    server.srt_url()
                 ),
             ),
             None,
@@ -295,7 +333,10 @@ async fn run_case_once_more(server: &TestServer, dir: &Path, index: usize, case:
     use futures::FutureExt;
     if matches!(
         case.publisher,
-        Publisher::FfmpegRtmp | Publisher::FfmpegRtsp
+        Publisher::FfmpegRtmp
+            | Publisher::FfmpegRtsp
+            | Publisher::FfmpegSrt
+            | Publisher::FfmpegSrtHevc
     ) {
         return run_case(server, dir, index, case).await;
     }
@@ -372,7 +413,10 @@ async fn run_case(server: &TestServer, dir: &Path, index: usize, case: Case) {
     // audio frames before the first keyframe reaches us (three seen on a
     // loaded machine).
     let dropped = status["dropped_samples"].as_u64().unwrap_or(u64::MAX);
-    let allowed_drops = if case.publisher == Publisher::FfmpegRtmp {
+    let allowed_drops = if matches!(
+        case.publisher,
+        Publisher::FfmpegRtmp | Publisher::FfmpegSrt | Publisher::FfmpegSrtHevc
+    ) {
         0
     } else {
         4
@@ -517,6 +561,25 @@ async fn gstreamer_and_ffmpeg_over_rtmp_and_rtsp_with_their_stream_keys() {
         case(Publisher::FfmpegRtsp, (60, 1), 3),
         case(Publisher::GstreamerRtsp, (30, 1), 0),
         case(Publisher::GstreamerRtspCredentials, (25, 1), 0),
+    ];
+    run_matrix(&cases).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_and_gstreamer_over_srt_in_h264_and_h265() {
+    let case = |publisher, rate, b_frames| Case {
+        publisher,
+        rate,
+        b_frames,
+    };
+    let cases = [
+        case(Publisher::FfmpegSrt, (30, 1), 0),
+        case(Publisher::FfmpegSrt, (30_000, 1001), 2),
+        case(Publisher::FfmpegSrt, (25, 1), 3),
+        case(Publisher::FfmpegSrtHevc, (25, 1), 0),
+        case(Publisher::FfmpegSrtHevc, (30, 1), 2),
+        case(Publisher::GstreamerSrt, (25, 1), 0),
+        case(Publisher::GstreamerSrt, (30, 1), 2),
     ];
     run_matrix(&cases).await;
 }

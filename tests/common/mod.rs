@@ -63,6 +63,15 @@ impl TestServer {
     }
 
     /// `rtsp://127.0.0.1:PORT`, the server's RTSP address.
+    pub fn srt_url(&self) -> String {
+        let addr = self
+            .running
+            .as_ref()
+            .and_then(Running::srt_addr)
+            .expect("SRT is on");
+        format!("srt://{addr}")
+    }
+
     pub fn rtsp_url(&self) -> String {
         let addr = self
             .running

@@ -160,8 +160,12 @@ pub(crate) enum Request {
 }
 
 /// Reads a stream id: the Access Control form (`#!::r=…,m=…`) or the short
-/// `publish:{resource}` form; why not when it names no resource.
+/// `publish:{resource}` form, percent-encoded or not (FFmpeg 5.1 passes its
+/// URL's `streamid=` through undecoded, so users encode `#`, `,` and `?`
+/// there); why not when it names no resource.
 pub(crate) fn parse_stream_id(id: &str) -> Result<Request, String> {
+    let decoded = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+    let id: &str = &decoded;
     let (resource, mode) = if id.starts_with("#!::") {
         let list: AccessControlList = id
             .parse()
