@@ -225,28 +225,26 @@ async fn caller(request: ConnectionRequest, options: &SrtOptions, live: Live) {
             return reject(request, ServerRejectReason::BadRequest).await;
         }
     };
-    // srt-tokio panics on a passphrase one side has and the other lacks,
-    // and on a key length other than the listener's: decided here first.
+    // srt-tokio panics when it accepts a caller that encrypts without key
+    // settings, or with another key length than the caller's. A libsrt
+    // caller states its key length only when set (`pbkeylen`); without
+    // it, the field says nothing (16 bytes are meant) and whether it
+    // encrypts cannot be seen from here.
     let key_settings = match (&options.passphrase, request.key_size()) {
-        (None, KeySize::Unspecified) => None,
-        (Some(passphrase), key_size) if key_size != KeySize::Unspecified => {
-            match Passphrase::try_from(passphrase.clone()) {
-                Ok(passphrase) => Some(srt_protocol::settings::KeySettings {
-                    key_size,
-                    passphrase,
-                }),
-                Err(err) => {
-                    tracing::error!(%err, "srt: the configured passphrase is unusable");
-                    return reject(request, ServerRejectReason::InternalServerError).await;
-                }
+        // A caller that does not encrypt is refused by srt-tokio itself.
+        (Some(passphrase), key_size) => match Passphrase::try_from(passphrase.clone()) {
+            Ok(passphrase) => Some(srt_protocol::settings::KeySettings {
+                key_size,
+                passphrase,
+            }),
+            Err(err) => {
+                tracing::error!(%err, "srt: the configured passphrase is unusable");
+                return reject(request, ServerRejectReason::InternalServerError).await;
             }
-        }
+        },
+        (None, KeySize::Unspecified) => None,
         (None, _) => {
             tracing::info!(%remote, "srt: refused: the caller encrypts, the server has no passphrase");
-            return reject(request, ServerRejectReason::Unauthorized).await;
-        }
-        (Some(_), _) => {
-            tracing::info!(%remote, "srt: refused: the caller does not encrypt (a passphrase is required)");
             return reject(request, ServerRejectReason::Unauthorized).await;
         }
     };

@@ -229,12 +229,36 @@ impl Demuxer {
         self.drain_pending()
     }
 
-    /// The input ended: the last PES of each stream is complete.
-    pub fn finish(&mut self) {
+    /// The input ended: the last PES of each stream is complete. Why the
+    /// input was no transport stream, or had no program, when it was not
+    /// or had none.
+    pub fn finish(&mut self) -> Result<(), TsError> {
         let mut pids: Vec<u16> = self.pids.keys().copied().collect();
         pids.sort_unstable();
         for pid in pids {
             self.flush_pes(pid);
+        }
+        if self.packets == 0 && self.unsynced + self.pending.len() > 0 {
+            return Err(TsError::NotTransportStream(
+                self.unsynced + self.pending.len(),
+            ));
+        }
+        if self.program.is_none() && self.packets > 0 {
+            return Err(self.no_program());
+        }
+        Ok(())
+    }
+
+    fn no_program(&self) -> TsError {
+        TsError::NoProgram {
+            packets: self.packets,
+            reason: self.last_psi_error.clone().unwrap_or_else(|| {
+                if self.pmt_pid.is_some() {
+                    "no PMT for the program".to_owned()
+                } else {
+                    "no PAT".to_owned()
+                }
+            }),
         }
     }
 
@@ -300,16 +324,8 @@ impl Demuxer {
     fn packet(&mut self, p: &[u8; PACKET_LEN]) -> Result<(), TsError> {
         self.packets += 1;
         if self.program.is_none() && self.packets > MAX_PACKETS_WITHOUT_PROGRAM {
-            return Err(TsError::NoProgram {
-                packets: self.packets - 1,
-                reason: self.last_psi_error.clone().unwrap_or_else(|| {
-                    if self.pmt_pid.is_some() {
-                        "no PMT for the program".to_owned()
-                    } else {
-                        "no PAT".to_owned()
-                    }
-                }),
-            });
+            self.packets -= 1;
+            return Err(self.no_program());
         }
         let header = match packet::parse(p) {
             Ok(h) => h,

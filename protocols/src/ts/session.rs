@@ -165,8 +165,9 @@ impl TsSession {
     /// The stream ended: the last access units are handed out, and tracks
     /// are announced if they were still waited for.
     pub fn finish(&mut self) -> Result<(), TsError> {
-        self.demux.finish();
+        let finished = self.demux.finish();
         self.drain()?;
+        finished?;
         if !self.published && !self.held.is_empty() {
             self.publish()?;
         }
