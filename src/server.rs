@@ -446,6 +446,7 @@ impl Services {
             live: live.clone(),
             rtmp_port: listeners.rtmp_addr().map(|a| a.port()),
             rtsp_port: listeners.rtsp_addr().map(|a| a.port()),
+            srt_port: listeners.srt_addr().map(|a| a.port()),
             signer,
             upload_slots: Arc::new(http::middleware::ClientSlots::new(
                 config.limits.uploads_per_client,

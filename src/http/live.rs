@@ -681,6 +681,10 @@ pub struct CreatedKey {
     /// The whole RTSP push URL (ANNOUNCE/RECORD), when RTSP is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     rtsp_url: Option<String>,
+    /// The whole SRT push URL (MPEG-TS, the key in the stream id), when
+    /// SRT is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    srt_url: Option<String>,
     hls: String,
     dash: String,
 }
@@ -728,6 +732,9 @@ pub async fn create_key(
             rtsp_url: state
                 .rtsp_port
                 .map(|p| format!("rtsp://{host}:{p}/live/{}?key={key}", body.stream)),
+            srt_url: state
+                .srt_port
+                .map(|p| format!("srt://{host}:{p}?streamid=publish:live/{key}")),
             hls: format!("/live/{}/master.m3u8", body.stream),
             dash: format!("/live/{}/manifest.mpd", body.stream),
             stream: body.stream,

@@ -97,6 +97,7 @@ pub struct Services {
     /// The RTMP port, for publish URLs handed out by the API.
     pub rtmp_port: Option<u16>,
     pub rtsp_port: Option<u16>,
+    pub srt_port: Option<u16>,
     /// Upload bodies in progress per client address.
     pub upload_slots: Arc<middleware::ClientSlots>,
     /// Signs and checks playback URLs when `auth.playback = "signed"`.

@@ -109,6 +109,7 @@ export interface CreatedKey {
   rtmp_url: string;
   rtmp_stream_name: string;
   rtsp_url?: string;
+  srt_url?: string;
   hls: string;
   dash: string;
 }

@@ -63,8 +63,18 @@ export function livePage(main: HTMLElement): () => void {
           row("Server", key.rtmp_url),
           row("Key", key.rtmp_stream_name),
           ...(key.rtsp_url ? [row("RTSP", key.rtsp_url)] : []),
+          ...(key.srt_url ? [row("SRT", key.srt_url)] : []),
         ),
         el("p", { className: "muted" }, `ffmpeg: ffmpeg -re -i input.mp4 -c copy -f flv "${key.rtmp_url}/${key.rtmp_stream_name}"`),
+        ...(key.srt_url
+          ? [
+              el(
+                "p",
+                { className: "muted" },
+                `SRT: ffmpeg -re -i input.mp4 -c copy -f mpegts "${key.srt_url}&linger=2"; in OBS, the SRT URL as the Server and an empty Stream Key.`,
+              ),
+            ]
+          : []),
       );
       void load();
     } catch (err) {

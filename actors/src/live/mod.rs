@@ -239,7 +239,7 @@ impl Live {
     pub async fn authorize(&self, app: &str, name: &str) -> Result<String, PublishError> {
         if app != "live" {
             return Err(PublishError::Rejected(
-                format!("unknown application {app:?}: publish to rtmp://host/live/{{stream}}"),
+                format!("unknown application {app:?}: publish to live/{{stream}}"),
                 PublishRejection::BadName,
             ));
         }
