@@ -83,7 +83,8 @@ fn wall_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// ffmpeg publishing 25 fps with its wall clock burned into each frame:
+/// ffmpeg publishing 25 fps (FLV to an `rtmp://` URL, MPEG-TS to an
+/// `srt://` one) with its wall clock burned into each frame:
 /// milliseconds since it started plus its start time, as 24 bars of 10 px
 /// (white = 1, least significant bit first) from x = 8 on rows 0-15.
 fn publish(url: &str, seconds: u32, start: i64) -> Child {
@@ -108,7 +109,15 @@ fn publish(url: &str, seconds: u32, start: i64) -> Child {
             "zerolatency",
         ])
         .args(["-g", "25", "-b:v", "300k", "-c:a", "aac", "-b:a", "64k"])
-        .args(["-f", "flv", url])
+        .args([
+            "-f",
+            if url.starts_with("srt://") {
+                "mpegts"
+            } else {
+                "flv"
+            },
+            url,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -123,8 +132,18 @@ fn publish(url: &str, seconds: u32, start: i64) -> Child {
 /// was spawned.
 async fn publish_clock(server: &TestServer, stream: &str, seconds: u32) -> (Child, i64) {
     let url = format!("{}/live/{stream}", server.rtmp_url());
+    publish_clock_to(server, &url, stream, seconds).await
+}
+
+/// [`publish_clock`] to `url`.
+async fn publish_clock_to(
+    server: &TestServer,
+    url: &str,
+    stream: &str,
+    seconds: u32,
+) -> (Child, i64) {
     let spawned = wall_ms();
-    let ffmpeg = publish(&url, seconds, spawned);
+    let ffmpeg = publish(url, seconds, spawned);
     let master = server.url(&format!("/live/{stream}/master.m3u8"));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while reqwest::get(&master).await.unwrap().status() != 200 {
@@ -605,4 +624,22 @@ async fn dash_js_and_hls_js_through_an_edge_play_as_close_to_live_as_from_the_ow
     }
     edge.stop().await;
     owner.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_js_plays_an_srt_publish_at_low_latency() {
+    let _chromium = chromium().await;
+    let server = TestServer::start_with(|c| c.live.open_publish = true).await;
+    // libsrt's default 120 ms latency.
+    let url = format!(
+        "{}?streamid=publish:live/srtclock&latency=120000",
+        server.srt_url()
+    );
+    let (mut publisher, startup) = publish_clock_to(&server, &url, "srtclock", 60).await;
+    let players = Players::start(&server.url(""), "srtclock", 16, "hlsjs").await;
+    let findings = players.findings("srt-players.json").await;
+    let glass = played(&findings, "hlsjs", startup);
+    eprintln!("hls.js over SRT -> LL-HLS: median glass-to-glass {glass:.0} ms");
+    let _ = publisher.kill().await;
+    server.stop().await;
 }

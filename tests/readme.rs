@@ -93,10 +93,13 @@ async fn the_readme_try_it_commands_work_as_written() {
     let http = server.url("").trim_start_matches("http://").to_owned();
     let rtmp = server.rtmp_url().trim_start_matches("rtmp://").to_owned();
     let rtsp = server.rtsp_url().trim_start_matches("rtsp://").to_owned();
+    let srt = server.srt_url().trim_start_matches("srt://").to_owned();
     let commands = try_it_commands();
     assert!(commands.len() >= 10, "{commands:#?}");
     let (mut asset, mut key) = (None::<String>, None::<String>);
     let mut publisher: Option<Child> = None;
+    // A publisher with no play command after it, and its protocol.
+    let mut unplayed: Option<&str> = None;
     let mut ran = 0;
     let started = std::time::Instant::now();
     for written in &commands {
@@ -106,7 +109,8 @@ async fn the_readme_try_it_commands_work_as_written() {
         let mut command = written
             .replace("localhost:8080", &http)
             .replace("127.0.0.1:1935", &rtmp)
-            .replace("127.0.0.1:8554", &rtsp);
+            .replace("127.0.0.1:8554", &rtsp)
+            .replace("127.0.0.1:8890", &srt);
         if let Some(id) = &asset {
             command = command.replace("ASSET_ID", id);
         }
@@ -122,13 +126,24 @@ async fn the_readme_try_it_commands_work_as_written() {
         if command.starts_with("ffmpeg -re") {
             // A live publisher runs until it is stopped: the next command
             // plays its stream.
+            if let Some(protocol) = unplayed.take() {
+                assert_publishing(&server, protocol).await;
+            }
             if let Some(mut p) = publisher.take() {
                 let _ = p.kill().await;
             }
             publisher = Some(shell(&command, dir.path()).spawn().unwrap());
+            unplayed = Some(if command.contains("srt://") {
+                "srt"
+            } else if command.contains("rtsp://") {
+                "rtsp"
+            } else {
+                "rtmp"
+            });
             continue;
         }
         if let Some(url) = command.strip_prefix("ffplay ") {
+            unplayed = None;
             let url = url.split_whitespace().next().unwrap().to_owned();
             if url.contains("/vod/") {
                 // "status: processing, then ready".
@@ -189,28 +204,34 @@ async fn the_readme_try_it_commands_work_as_written() {
             assert!(out.contains("streamforge_"), "{out}");
         }
     }
-    // The last publisher (RTSP) has no play command after it: it must be
-    // publishing, and playable, all the same.
+    // The last publishers (RTSP, SRT) have no play command after them:
+    // each must be publishing, and playable, all the same.
+    if let Some(protocol) = unplayed.take() {
+        assert_publishing(&server, protocol).await;
+    }
     if let Some(mut p) = publisher.take() {
-        let mut tries = 0;
-        loop {
-            let status: Value = reqwest::get(server.url("/api/live/cam"))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            assert!(status["last_error"].is_null(), "{status}");
-            if status["live"] == true && status["protocol"] == "rtsp" && status["playable"] == true
-            {
-                break;
-            }
-            tries += 1;
-            assert!(tries < 60, "the RTSP publish never started: {status}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
         let _ = p.kill().await;
     }
     assert_eq!(ran, commands.len() - 1, "every command but the server ran");
     server.stop().await;
+}
+
+/// Stream `cam` is live by `protocol` and playable.
+async fn assert_publishing(server: &TestServer, protocol: &str) {
+    let mut tries = 0;
+    loop {
+        let status: Value = reqwest::get(server.url("/api/live/cam"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(status["last_error"].is_null(), "{status}");
+        if status["live"] == true && status["protocol"] == protocol && status["playable"] == true {
+            return;
+        }
+        tries += 1;
+        assert!(tries < 60, "the {protocol} publish never started: {status}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

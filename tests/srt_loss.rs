@@ -1,0 +1,317 @@
+//! SRT through a lossy link: the server and ffmpeg run in a network
+//! namespace of the test's own (everything still on its 127.0.0.1) where
+//! nftables drops 5 % of the UDP datagrams in each direction at random.
+//! (The kernel here has no `tc netem`; a random drop is the same loss
+//! model.) SRT retransmits within its latency, so the stream must arrive
+//! whole: every frame the publisher sent, steady times, nothing that fails
+//! to decode, and the server's SRT statistics show the loss it repaired.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::AsyncBufReadExt;
+use tokio::process::Command;
+
+/// A network namespace, deleted on drop.
+struct Namespace(String);
+
+impl Namespace {
+    fn new() -> Namespace {
+        let name = format!("sf-srt-{}", std::process::id());
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &name])
+            .status();
+        let run = |args: &[&str]| {
+            let status = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .expect("iproute2 is installed (scripts/setup --test)");
+            assert!(status.success(), "ip {args:?} (the test needs root)");
+        };
+        run(&["netns", "add", &name]);
+        let ns = Namespace(name);
+        run(&["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `program args…` inside the namespace.
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.0, program]);
+        command
+    }
+
+    /// Drops `percent` % of UDP datagrams at random (loopback traffic
+    /// passes the input hook once per direction).
+    async fn lose_udp(&self, percent: u32) {
+        let rules = format!(
+            "table inet loss {{\n chain input {{\n  type filter hook input priority 0;\n  \
+             meta l4proto udp numgen random mod 100 < {percent} counter drop\n }}\n}}\n"
+        );
+        let mut nft = self
+            .command("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nftables is installed (scripts/setup --test)");
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = nft.stdin.take().unwrap();
+        stdin.write_all(rules.as_bytes()).await.unwrap();
+        drop(stdin);
+        assert!(nft.wait().await.unwrap().success(), "nft");
+    }
+
+    /// Datagrams the rule dropped.
+    async fn dropped(&self) -> u64 {
+        let out = self
+            .command("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split("packets ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+/// Packet times (seconds) of one stream, as ffprobe run in `ns` reads them.
+async fn times(ns: &Namespace, url: &str, stream: &str) -> Vec<f64> {
+    let out = ns
+        .command("ffprobe")
+        .args(["-v", "error", "-select_streams", stream])
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0", url])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "ffprobe {url}");
+    let mut times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+async fn server_in(
+    ns: &Namespace,
+    data: &Path,
+    log: Arc<Mutex<Vec<Value>>>,
+) -> (tokio::process::Child, Value) {
+    let mut child = ns
+        .command(env!("CARGO_BIN_EXE_streamforge"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rtmp-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--rtsp-listen", "127.0.0.1:0", "--rtsp-udp-ports", "off"])
+        .args([
+            "--srt-listen",
+            "127.0.0.1:0",
+            "--tls",
+            "off",
+            "--log-format",
+            "json",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .env("STREAMFORGE_LIVE_OPEN_PUBLISH", "true")
+        .env("STREAMFORGE_LIVE_RECONNECT_GRACE", "300ms")
+        .env("STREAMFORGE_LIVE_WINDOW_SEGMENTS", "20")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the server starts")
+            .unwrap()
+            .expect("the server logs its address");
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if event["message"] == "streamforge listening" {
+            break event;
+        }
+    };
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                log.lock().unwrap().push(event);
+            }
+        }
+    });
+    (child, listening)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srt_through_five_percent_loss_arrives_whole() {
+    let ns = Namespace::new();
+    ns.lose_udp(5).await;
+    let data = tempfile::tempdir().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (mut server, listening) = server_in(&ns, data.path(), log.clone()).await;
+    let http = format!("http://{}", listening["http"].as_str().unwrap());
+    let srt = listening["srt"].as_str().unwrap().to_owned();
+    let copy = data.path().join("sent.ts");
+
+    // 8 s of 320x240@25 with AAC; SRT latency 300 ms (dozens of round
+    // trips on loopback: time for several retransmissions).
+    let url = format!("srt://{srt}?streamid=publish:live/lossy&latency=300000&linger=3");
+    let out = ns
+        .command("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", "8", "-map", "0:v", "-map", "1:a"])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-pix_fmt", "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-f", "tee"])
+        .arg(format!("[f=mpegts]{url}|[f=mpegts]{}", copy.display()))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("ffmpeg ends")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("failed"),
+        "ffmpeg: {stderr}"
+    );
+
+    // The stream ends; then what players read is checked.
+    let status_url = format!("{http}/api/live/lossy");
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        let out = ns
+            .command("curl")
+            .args(["-fs", &status_url])
+            .output()
+            .await
+            .unwrap();
+        status = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if status["live"] == false && status["samples"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status["live"], false, "{status}");
+    // The playlists end once the reconnect grace is over (before, ffprobe
+    // would read them as live, from three segments before the end).
+    for rendition in ["v1", "a1"] {
+        let url = format!("{http}/live/lossy/{rendition}/media.m3u8");
+        let mut ended = false;
+        for _ in 0..100 {
+            let out = ns
+                .command("curl")
+                .args(["-fs", &url])
+                .output()
+                .await
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains("#EXT-X-ENDLIST") {
+                ended = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(ended, "{rendition} never ended");
+    }
+    assert_eq!(status["dropped_samples"], 0, "{status}");
+    assert_eq!(status["last_error"], Value::Null, "{status}");
+
+    let dropped = ns.dropped().await;
+    for event in log.lock().unwrap().iter() {
+        if event.to_string().contains("srt") {
+            eprintln!("server: {event}");
+        }
+    }
+    let sent_video = times(&ns, copy.to_str().unwrap(), "v:0").await;
+    let sent_audio = times(&ns, copy.to_str().unwrap(), "a:0").await;
+    let master = format!("{http}/live/lossy/master.m3u8");
+    let video = times(&ns, &master, "v:0").await;
+    let audio = times(&ns, &master, "a:0").await;
+    assert_eq!(
+        video.len(),
+        sent_video.len(),
+        "video frames ({dropped} datagrams dropped): ours {:?}..{:?}, sent {:?}..{:?}, gaps {:?}",
+        video.first(),
+        video.last(),
+        sent_video.first(),
+        sent_video.last(),
+        video
+            .windows(2)
+            .filter(|w| w[1] - w[0] > 0.05)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        audio.len() + 1 >= sent_audio.len(),
+        "audio frames: {} of {} ({dropped} datagrams dropped)",
+        audio.len(),
+        sent_audio.len()
+    );
+    for pair in video.windows(2) {
+        assert!(
+            (pair[1] - pair[0] - 0.04).abs() < 0.002,
+            "video step {pair:?}"
+        );
+    }
+    let decode = ns
+        .command("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-v",
+            "error",
+            "-i",
+            &master,
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        decode.stderr.is_empty(),
+        "decoding: {}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
+
+    // The loss happened, and SRT repaired it.
+    assert!(dropped > 20, "only {dropped} datagrams were dropped");
+    let stats = log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|e| e["message"] == "srt: connection statistics")
+        .cloned()
+        .expect("the SRT connection's statistics are logged");
+    eprintln!("nft dropped {dropped} datagrams; server statistics: {stats}");
+    assert!(stats["retransmitted"].as_u64().unwrap_or(0) > 0, "{stats}");
+    let _ = server.kill().await;
+}
