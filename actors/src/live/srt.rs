@@ -56,6 +56,14 @@ pub struct SrtOptions {
 /// the seven TS packets (1316 bytes) every encoder sends.
 const PAYLOAD_SIZE: u64 = 1456;
 
+/// How long an accepted caller's handshake may take to complete.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the stream may take to take one message: past it the session
+/// ends rather than stall srt-tokio's connection (whose listener task
+/// serves every SRT session).
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A bound SRT listener, ready for [`serve`].
 pub struct Bound {
     listener: SrtListener,
@@ -270,11 +278,21 @@ async fn caller(request: ConnectionRequest, options: &SrtOptions, live: Live) {
             return reject(request, ServerRejectReason::Down).await;
         }
     };
-    let socket = match request.accept(key_settings).await {
-        Ok(socket) => socket,
-        Err(err) => {
+    // A handshake srt-tokio cannot finish (no SRT extension in the
+    // conclusion) leaves `accept` waiting for good: bounded here, so the
+    // publish and the connection slot are given back.
+    let socket = match tokio::time::timeout(HANDSHAKE_TIMEOUT, request.accept(key_settings)).await {
+        Ok(Ok(socket)) => socket,
+        Ok(Err(err)) => {
             tracing::info!(%remote, %err, "srt: the handshake did not complete");
             publisher.finish(Some(format!("srt: the handshake did not complete: {err}")));
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%remote, "srt: the handshake did not complete in time");
+            publisher.finish(Some(
+                "srt: the handshake did not complete in time".to_owned(),
+            ));
             return;
         }
     };
@@ -415,23 +433,37 @@ impl SrtIngestState {
     }
 }
 
-/// Reads the caller's payloads for `actor`, one in flight (a slow packager
-/// slows SRT's receive buffer, then the caller), until the connection ends,
-/// idles `idle` without payloads, or the actor stops answering.
+/// Reads the caller's payloads for `actor`, one in flight, until the
+/// connection ends, idles `idle` without payloads, the actor stops
+/// answering or takes longer than [`PROCESS_TIMEOUT`] over one (while it
+/// does, srt-tokio's connection task waits too, and its listener task,
+/// shared by every SRT session, once that connection's queue is full).
 async fn read(mut socket: SrtSocket, idle: Duration, actor: ActorRef<SrtIngestMsg>) {
     let end = loop {
         match tokio::time::timeout(idle, socket.next()).await {
             Err(_) => {
                 break SessionEnd::Failed(format!("srt: no data for {} s", idle.as_secs()));
             }
-            Ok(None) => break SessionEnd::ByPeer("the caller closed the connection".to_owned()),
+            Ok(None) => {
+                break SessionEnd::ByPeer(
+                    "the SRT connection ended (closed by the caller, or it stopped answering)"
+                        .to_owned(),
+                );
+            }
             Ok(Some(Err(err))) => break SessionEnd::Failed(format!("srt: receive failed: {err}")),
             Ok(Some(Ok((_, bytes)))) => {
-                match actor
-                    .call(|reply| SrtIngestMsg::Input(bytes, reply), None)
-                    .await
-                {
+                let call = actor.call(
+                    |reply| SrtIngestMsg::Input(bytes, reply),
+                    Some(PROCESS_TIMEOUT),
+                );
+                match call.await {
                     Ok(ractor::rpc::CallResult::Success(())) => continue,
+                    Ok(ractor::rpc::CallResult::Timeout) => {
+                        break SessionEnd::Failed(format!(
+                            "srt: the stream took more than {} s to take a message",
+                            PROCESS_TIMEOUT.as_secs()
+                        ));
+                    }
                     _ => return,
                 }
             }

@@ -18,6 +18,10 @@ const MAX_UNSYNCED: usize = 64 * 1024;
 /// Packets read, at most, before the program must be known.
 pub const MAX_PACKETS_WITHOUT_PROGRAM: u64 = 4096;
 
+/// Elementary streams read, at most (each may buffer a PES of up to
+/// [`MAX_PES`] bytes); streams past it are left unread.
+pub const MAX_STREAMS: usize = 8;
+
 /// Largest PES packet collected; past it the packet is dropped.
 const MAX_PES: usize = crate::rtp::MAX_ACCESS_UNIT;
 
@@ -114,6 +118,9 @@ struct PesBuffer {
     header: Option<PesHeader>,
     lost: bool,
     discontinuity: bool,
+    /// A unit start was seen: what comes before the first one (the PMT
+    /// arrived mid-PES) is no loss.
+    started: bool,
 }
 
 #[derive(Debug)]
@@ -140,7 +147,7 @@ impl PesBuffer {
         self.active = false;
         self.data.clear();
         self.header = None;
-        self.lost = true;
+        self.lost = self.started;
     }
 }
 
@@ -159,6 +166,8 @@ pub struct Demuxer {
     packets: u64,
     pids: std::collections::HashMap<u16, Pid>,
     pmt_pid: Option<u16>,
+    /// The program the PAT lists first.
+    program_number: u16,
     pmt_version: Option<u8>,
     program: Option<Vec<ElementaryStream>>,
     last_psi_error: Option<String>,
@@ -190,6 +199,7 @@ impl Demuxer {
             packets: 0,
             pids,
             pmt_pid: None,
+            program_number: 0,
             pmt_version: None,
             program: None,
             last_psi_error: None,
@@ -402,7 +412,7 @@ impl Demuxer {
         match (pid, section.table_id) {
             (0, psi::TABLE_PAT) => {
                 let programs = psi::pat_programs(section.body);
-                let Some(&(_, pmt_pid)) = programs.first() else {
+                let Some(&(program, pmt_pid)) = programs.first() else {
                     self.last_psi_error = Some("the PAT lists no program".to_owned());
                     return;
                 };
@@ -426,8 +436,12 @@ impl Demuxer {
                     self.pmt_pid = Some(pmt_pid);
                     self.pmt_version = None;
                 }
+                self.program_number = program;
             }
-            (pid, psi::TABLE_PMT) if Some(pid) == self.pmt_pid => {
+            // Other programs' PMTs may share the PID: only ours is read.
+            (pid, psi::TABLE_PMT)
+                if Some(pid) == self.pmt_pid && section.id == self.program_number =>
+            {
                 if self.pmt_version == Some(section.version) {
                     return;
                 }
@@ -468,8 +482,10 @@ impl Demuxer {
             self.flush_pes(pid);
             self.pids.remove(&pid);
         }
+        let mut read_pids = 0;
         for s in &program {
-            let read = !matches!(s.kind, StreamKind::Unsupported(_));
+            let read = !matches!(s.kind, StreamKind::Unsupported(_)) && read_pids < MAX_STREAMS;
+            read_pids += usize::from(read);
             if read && !self.pids.contains_key(&s.pid) {
                 self.pids.insert(
                     s.pid,
@@ -500,13 +516,14 @@ impl Demuxer {
             b.discontinuity = true;
         }
         if header.unit_start {
+            b.started = true;
             b.active = true;
             b.data.clear();
             b.header = None;
             b.expected = 0;
         } else if !b.active {
             // The middle of a PES whose start we did not read.
-            b.lost = true;
+            b.lost = b.started;
             return;
         }
         if b.data.len() + payload.len() > MAX_PES {

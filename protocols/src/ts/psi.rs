@@ -92,6 +92,8 @@ impl SectionBuffer {
 #[derive(Debug)]
 pub(super) struct Section<'a> {
     pub table_id: u8,
+    /// `transport_stream_id` (PAT), `program_number` (PMT).
+    pub id: u16,
     pub version: u8,
     /// The data between the section header and the CRC.
     pub body: &'a [u8],
@@ -117,6 +119,7 @@ impl<'a> Section<'a> {
         }
         Ok(Some(Section {
             table_id: section[0],
+            id: u16::from_be_bytes([section[3], section[4]]),
             version: (section[5] >> 1) & 0x1f,
             body: &data[8..],
         }))

@@ -36,6 +36,9 @@ pub const WAIT_FOR_TRACKS: i64 = 2 * CLOCK;
 /// Access units held, at most, before the tracks must be known.
 const MAX_HELD: usize = 2_000;
 
+/// Bytes held, at most, before the tracks must be known.
+const MAX_HELD_BYTES: usize = 64 * 1024 * 1024;
+
 /// A track's times jumping further ahead than this is a discontinuity.
 pub const MAX_JUMP_FORWARD: i64 = 30 * CLOCK;
 
@@ -136,6 +139,7 @@ pub struct TsSession {
     clock: Extender,
     published: bool,
     held: VecDeque<Unit>,
+    held_bytes: usize,
     zero: i64,
     events: VecDeque<TsEvent>,
     warned: std::collections::HashSet<(u16, &'static str)>,
@@ -251,6 +255,7 @@ impl TsSession {
             })
             .collect();
         self.held.clear();
+        self.held_bytes = 0;
         if had_streams && self.published {
             // Other streams than before: announced as they are; whoever
             // takes the tracks decides whether the publish can go on.
@@ -318,6 +323,8 @@ impl TsSession {
                 time = expected;
                 warning = Some(jump);
             } else if jump <= 0 && s.is_video() {
+                // What follows may refer to it: resume at a keyframe.
+                s.wait_keyframe = true;
                 let step = jump;
                 self.warn_once(pid, "backwards", || {
                     format!(
@@ -492,6 +499,13 @@ impl TsSession {
         if s.config.as_ref() == Some(&config) {
             return;
         }
+        let rate = s.config.as_ref().and_then(CodecConfig::sample_rate);
+        if rate.is_some() && rate != config.sample_rate() {
+            // Audio in another timescale from here: its times start over
+            // in it (the tracks' new announcement starts a new epoch).
+            s.next_audio = None;
+            s.last_out = None;
+        }
         s.config = Some(config);
         // A stream left out stays out.
         if self.published && !s.excluded {
@@ -504,6 +518,7 @@ impl TsSession {
             self.emit(unit);
             return Ok(());
         }
+        self.held_bytes += unit.data.len();
         self.held.push_back(unit);
         let ready = self.streams.iter().all(|s| s.config.is_some());
         let span = {
@@ -511,7 +526,11 @@ impl TsSession {
             let last = self.held.back().map_or(0, |u| u.dts);
             last - first
         };
-        if ready || span >= WAIT_FOR_TRACKS || self.held.len() >= MAX_HELD {
+        if ready
+            || span >= WAIT_FOR_TRACKS
+            || self.held.len() >= MAX_HELD
+            || self.held_bytes >= MAX_HELD_BYTES
+        {
             self.publish()?;
         }
         Ok(())
@@ -547,6 +566,7 @@ impl TsSession {
             .min()
             .unwrap_or(0);
         self.announce();
+        self.held_bytes = 0;
         for unit in std::mem::take(&mut self.held) {
             if !self.streams[unit.stream].excluded {
                 self.emit(unit);
@@ -563,6 +583,14 @@ impl TsSession {
     fn emit(&mut self, unit: Unit) {
         let zero = self.zero;
         let s = &mut self.streams[unit.stream];
+        // Video dropped here waits for a keyframe, also among the units
+        // already taken in.
+        if unit.duration.is_none() && s.wait_keyframe {
+            if !unit.keyframe {
+                return;
+            }
+            s.wait_keyframe = false;
+        }
         let pid = s.pid;
         let rate = i64::from(s.timescale());
         let (dts, pts, duration) = match unit.duration {
@@ -593,6 +621,9 @@ impl TsSession {
             }
         };
         if dts < 0 {
+            if unit.duration.is_none() {
+                self.streams[unit.stream].wait_keyframe = true;
+            }
             self.warn_once(pid, "early", || {
                 format!("access units on PID {pid} from before the start of the publish; dropped")
             });
@@ -600,10 +631,12 @@ impl TsSession {
         }
         let s = &mut self.streams[unit.stream];
         if s.last_out.is_some_and(|last| dts <= last) {
+            s.wait_keyframe |= unit.duration.is_none();
             return;
         }
         s.last_out = Some(dts);
         let Ok(cts_offset) = i32::try_from(pts - dts) else {
+            s.wait_keyframe |= unit.duration.is_none();
             return;
         };
         self.events.push_back(TsEvent::Sample(Sample {
