@@ -14,6 +14,9 @@
 #   SIZE=1920x1080 RATE=30 SECONDS_OF_MEDIA=60 benches/live_latency.sh
 #   INGEST=rtsp benches/live_latency.sh     RTSP push over TCP
 #   INGEST=srt benches/live_latency.sh      SRT push (120 ms SRT latency)
+#   INGEST=srt PES_PAYLOAD_SIZE=0 benches/live_latency.sh
+#                                           one AAC frame per PES (ffmpeg's
+#                                           default packs ~180 ms of audio)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,7 +53,7 @@ ffmpeg -hide_banner -loglevel error -re \
   $(if [ "$ingest" = rtsp ]; then
       echo -f rtsp -rtsp_transport tcp "rtsp://127.0.0.1:$port_rtsp/live/bench"
     elif [ "$ingest" = srt ]; then
-      echo -f mpegts "srt://127.0.0.1:$port_srt?streamid=publish:live/bench&latency=120000"
+      echo ${PES_PAYLOAD_SIZE:+-pes_payload_size "$PES_PAYLOAD_SIZE"} -f mpegts "srt://127.0.0.1:$port_srt?streamid=publish:live/bench&latency=120000"
     else
       echo -f flv "rtmp://127.0.0.1:$port_rtmp/live/bench"
     fi) &
