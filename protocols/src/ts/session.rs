@@ -8,7 +8,8 @@
 //! distance, so audio and video stay in sync. A jump of a track's times
 //! (an encoder restarted inside the stream, a splice) beyond
 //! [`MAX_JUMP_FORWARD`] forward or [`MAX_JUMP_BACK`] back is taken as a
-//! discontinuity: that track continues where it was.
+//! discontinuity: the first track to jump continues where it was, and the
+//! others take its shift, keeping the new times' A/V offset.
 //!
 //! Tracks are announced when every supported stream has its configuration
 //! (parameter sets, an ADTS header), or after [`WAIT_FOR_TRACKS`] of media
@@ -44,6 +45,10 @@ pub const MAX_JUMP_FORWARD: i64 = 30 * CLOCK;
 
 /// A track's times going further back than this is a discontinuity.
 pub const MAX_JUMP_BACK: i64 = CLOCK;
+
+/// Tracks whose times jump to within this of another track's jump take
+/// that track's shift.
+const JUMP_GROUP: i64 = 10 * CLOCK;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TsEvent {
@@ -137,6 +142,8 @@ pub struct TsSession {
     demux: Demuxer,
     streams: Vec<Stream>,
     clock: Extender,
+    /// The latest jump: the extended time jumped to and the shift taken.
+    last_jump: Option<(i64, i64)>,
     published: bool,
     held: VecDeque<Unit>,
     held_bytes: usize,
@@ -318,9 +325,22 @@ impl TsSession {
         if let Some((last, step)) = s.last_in {
             let jump = time - last;
             if !(-MAX_JUMP_BACK..=MAX_JUMP_FORWARD).contains(&jump) || (marked && jump <= 0) {
-                let expected = last + step;
-                s.shift += expected - time;
-                time = expected;
+                // The first track to jump continues where it was; the
+                // others, jumping to about the same new times, take the
+                // same shift, so that the new times keep their A/V offset
+                // (unless that would take a track back).
+                let own = last + step - ext;
+                let shift = match self.last_jump {
+                    Some((at, shift)) if (ext - at).abs() <= JUMP_GROUP && ext + shift > last => {
+                        shift
+                    }
+                    _ => {
+                        self.last_jump = Some((ext, own));
+                        own
+                    }
+                };
+                s.shift = shift;
+                time = ext + shift;
                 warning = Some(jump);
             } else if jump <= 0 && s.is_video() {
                 // What follows may refer to it: resume at a keyframe.

@@ -344,13 +344,17 @@ fn a_jump_in_time_continues_the_track() {
     assert!(warnings(&events).iter().any(|w| w.contains("jumped")));
     let audio = samples(&events, 2);
     assert!(audio.windows(2).all(|w| w[1].dts > w[0].dts));
-    // Audio and video still end together (within a video frame).
-    let (v, a) = (video.last().unwrap(), audio.last().unwrap());
-    let v_end = v.dts as f64 / 90_000.0;
-    let a_end = a.dts as f64 / 48_000.0;
+    // After the jump, audio and video keep the new stream's offset (both
+    // start at the same time in it).
+    let restart = video[video.len() - 30];
+    assert!(restart.keyframe);
+    let v_start = restart.dts as f64 / 90_000.0;
+    // 23 PES of two AAC frames in each half.
+    assert_eq!(audio.len(), 92);
+    let a_start = audio[46].dts as f64 / 48_000.0;
     assert!(
-        (v_end - a_end).abs() < 0.1,
-        "video {v_end} s, audio {a_end} s"
+        (v_start - a_start).abs() < 0.001,
+        "after the jump: video at {v_start} s, audio at {a_start} s"
     );
 }
 
