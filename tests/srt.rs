@@ -169,7 +169,7 @@ enum RawPayload {
     BrokenPmt,
 }
 
-/// Sends bytes as they are over SRT (GStreamer's `filesrc ! srtsink`).
+/// Sends bytes as they are over SRT.
 async fn try_publish_raw(server: &TestServer, key: &str, payload: RawPayload) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("payload.bin");
@@ -210,20 +210,23 @@ async fn try_publish_raw(server: &TestServer, key: &str, payload: RawPayload) ->
             std::fs::write(&file, ts).unwrap();
         }
     }
-    let out = Command::new("gst-launch-1.0")
-        .arg("-q")
-        .arg("filesrc")
-        .arg(format!("location={}", file.display()))
-        .arg("blocksize=1316")
-        .args(["!", "srtsink"])
-        .arg(format!("uri={}", server.srt_url()))
-        .arg(format!("streamid=publish:live/{key}"))
+    // FFmpeg's data demuxer and muxer pass the bytes through untouched;
+    // `linger` sends them all before the socket closes (libsrt's live mode
+    // drops what is unsent at close otherwise, seen on a loaded machine).
+    let url = format!(
+        "{}?streamid=publish:live/{key}&linger=3&pkt_size=1316",
+        server.srt_url()
+    );
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-f", "data", "-i"])
+        .arg(&file)
+        .args(["-map", "0", "-c", "copy", "-f", "data", &url])
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(30), out)
         .await
-        .expect("gst-launch-1.0 ends")
+        .expect("ffmpeg ends")
         .unwrap();
     (
         out.status.success(),

@@ -167,17 +167,9 @@ async fn server_in(
     (child, listening)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn srt_through_five_percent_loss_arrives_whole() {
-    let ns = Namespace::new();
-    ns.lose_udp(5).await;
-    let data = tempfile::tempdir().unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let (mut server, listening) = server_in(&ns, data.path(), log.clone()).await;
-    let http = format!("http://{}", listening["http"].as_str().unwrap());
-    let srt = listening["srt"].as_str().unwrap().to_owned();
-    let copy = data.path().join("sent.ts");
-
+/// ffmpeg in `ns` publishes 8 s over SRT to `srt`, writing what it sent to
+/// `copy` too.
+async fn publish_lossy(ns: &Namespace, srt: &str, copy: &Path) {
     // 8 s of 320x240@25 with AAC; SRT latency 300 ms (dozens of round
     // trips on loopback: time for several retransmissions).
     let url = format!("srt://{srt}?streamid=publish:live/lossy&latency=300000&linger=3");
@@ -204,8 +196,10 @@ async fn srt_through_five_percent_loss_arrives_whole() {
         out.status.success() && !stderr.contains("failed"),
         "ffmpeg: {stderr}"
     );
+}
 
-    // The stream ends; then what players read is checked.
+/// Waits for the stream to end and its playlists with it; its status.
+async fn wait_ended(ns: &Namespace, http: &str) -> Value {
     let status_url = format!("{http}/api/live/lossy");
     let mut status = Value::Null;
     for _ in 0..100 {
@@ -242,6 +236,24 @@ async fn srt_through_five_percent_loss_arrives_whole() {
         }
         assert!(ended, "{rendition} never ended");
     }
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srt_through_five_percent_loss_arrives_whole() {
+    let ns = Namespace::new();
+    ns.lose_udp(5).await;
+    let data = tempfile::tempdir().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (mut server, listening) = server_in(&ns, data.path(), log.clone()).await;
+    let http = format!("http://{}", listening["http"].as_str().unwrap());
+    let srt = listening["srt"].as_str().unwrap().to_owned();
+    let copy = data.path().join("sent.ts");
+
+    publish_lossy(&ns, &srt, &copy).await;
+
+    // The stream ends; then what players read is checked.
+    let status = wait_ended(&ns, &http).await;
     assert_eq!(status["dropped_samples"], 0, "{status}");
     assert_eq!(status["last_error"], Value::Null, "{status}");
 
