@@ -8,7 +8,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, encode, encode_video, push, wait_until};
+use common::{TestServer, encode, encode_video, push, stream_status, wait_until};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
@@ -36,15 +36,6 @@ async fn text(server: &TestServer, path: &str) -> String {
         .await
         .unwrap()
         .text()
-        .await
-        .unwrap()
-}
-
-async fn stream_status(server: &TestServer, stream: &str) -> Value {
-    reqwest::get(server.url(&format!("/api/live/{stream}")))
-        .await
-        .unwrap()
-        .json()
         .await
         .unwrap()
 }

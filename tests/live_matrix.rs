@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::TestServer;
-use serde_json::{Value, json};
+use common::{TestServer, create_stream_key as create_key};
+use serde_json::Value;
 use tokio::process::{Child, Command};
 
 /// Seconds each case publishes: three segments of 2 s.
@@ -309,19 +309,6 @@ fn assert_steady(what: &str, times: &[f64], step: f64, slack: f64, mut skips: us
             step * 1000.0
         );
     }
-}
-
-async fn create_key(server: &TestServer, stream: &str) -> String {
-    let created: Value = reqwest::Client::new()
-        .post(server.url("/api/live/keys"))
-        .json(&json!({ "stream": stream }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    created["key"].as_str().unwrap().to_owned()
 }
 
 /// [`run_case`], and for a GStreamer publisher a second run on a fresh

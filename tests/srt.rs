@@ -8,31 +8,9 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{TestServer, encode, wait_until};
-use serde_json::{Value, json};
+use common::{TestServer, create_stream_key as create_key, encode, stream_status, wait_until};
+use serde_json::Value;
 use tokio::process::Command;
-
-async fn create_key(server: &TestServer, stream: &str) -> String {
-    let created: Value = reqwest::Client::new()
-        .post(server.url("/api/live/keys"))
-        .json(&json!({ "stream": stream }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    created["key"].as_str().unwrap().to_owned()
-}
-
-async fn stream_status(server: &TestServer, stream: &str) -> Value {
-    reqwest::get(server.url(&format!("/api/live/{stream}")))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
 
 /// ffmpeg pushing MPEG-TS over SRT for `seconds` with these URL options.
 fn push_srt(server: &TestServer, seconds: u32, options: &str) -> tokio::process::Child {

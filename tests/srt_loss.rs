@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::AsyncBufReadExt;
 use tokio::process::Command;
 
 /// A network namespace, deleted on drop.
@@ -143,27 +142,7 @@ async fn server_in(
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let listening = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the server starts")
-            .unwrap()
-            .expect("the server logs its address");
-        let Ok(event) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if event["message"] == "streamforge listening" {
-            break event;
-        }
-    };
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(event) = serde_json::from_str::<Value>(&line) {
-                log.lock().unwrap().push(event);
-            }
-        }
-    });
+    let listening = common::await_listening(&mut child, Some(log)).await;
     (child, listening)
 }
 

@@ -462,7 +462,6 @@ pub async fn spawn_node(
     data: &std::path::Path,
     env: &[(&str, &str)],
 ) -> (tokio::process::Child, serde_json::Value) {
-    use tokio::io::AsyncBufReadExt;
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_streamforge"));
     for (name, _) in std::env::vars() {
         if name.starts_with("STREAMFORGE_") || name == "RUST_LOG" {
@@ -492,6 +491,19 @@ pub async fn spawn_node(
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let listening = await_listening(&mut child, None).await;
+    (child, listening)
+}
+
+/// Reads a started server's JSON log (its piped stderr) up to its
+/// `streamforge listening` event and answers that; the rest of the log is
+/// drained (so the server never blocks on a full pipe), its events kept in
+/// `sink` when given.
+pub async fn await_listening(
+    child: &mut tokio::process::Child,
+    sink: Option<std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>>,
+) -> serde_json::Value {
+    use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let listening = loop {
         let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
@@ -506,9 +518,14 @@ pub async fn spawn_node(
             break event;
         }
     };
-    // Keep draining the log so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, listening)
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let (Some(sink), Ok(event)) = (&sink, serde_json::from_str(&line)) {
+                sink.lock().unwrap().push(event);
+            }
+        }
+    });
+    listening
 }
 
 /// The players `tests/peers/vod_players.mjs` drives.
@@ -644,4 +661,28 @@ pub async fn python_peer(args: &[&std::ffi::OsStr]) -> (tokio::process::Child, u
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("the peer {args:?} did not start: {line:?}"));
     (process, port)
+}
+
+/// Creates (or rotates) the publish key of `stream`; the key.
+pub async fn create_stream_key(server: &TestServer, stream: &str) -> String {
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(server.url("/api/live/keys"))
+        .json(&serde_json::json!({ "stream": stream }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["key"].as_str().unwrap().to_owned()
+}
+
+/// `GET /api/live/{stream}`.
+pub async fn stream_status(server: &TestServer, stream: &str) -> serde_json::Value {
+    reqwest::get(server.url(&format!("/api/live/{stream}")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }

@@ -167,17 +167,31 @@ pub(crate) enum Request {
     OtherMode(String),
 }
 
+/// Why a stream id names nothing to publish to.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum StreamIdError {
+    #[error("stream id {id:?} is not an access control list ({reason})")]
+    NotAList { id: String, reason: String },
+    #[error("stream id {0:?} has no r= resource")]
+    NoResource(String),
+    #[error("stream id {0:?}: use #!::r=live/{{stream}},m=publish or publish:live/{{stream}}")]
+    Unknown(String),
+    #[error("resource {0:?}: use live/{{stream}}")]
+    NoApplication(String),
+}
+
 /// Reads a stream id: the Access Control form (`#!::r=…,m=…`) or the short
 /// `publish:{resource}` form, percent-encoded or not (FFmpeg 5.1 passes its
 /// URL's `streamid=` through undecoded, so users encode `#`, `,` and `?`
 /// there); why not when it names no resource.
-pub(crate) fn parse_stream_id(id: &str) -> Result<Request, String> {
+pub(crate) fn parse_stream_id(id: &str) -> Result<Request, StreamIdError> {
     let decoded = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
     let id: &str = &decoded;
     let (resource, mode) = if id.starts_with("#!::") {
-        let list: AccessControlList = id
-            .parse()
-            .map_err(|err| format!("stream id {id:?} is not an access control list: {err:?}"))?;
+        let list: AccessControlList = id.parse().map_err(|err| StreamIdError::NotAList {
+            id: id.to_owned(),
+            reason: format!("{err:?}"),
+        })?;
         let mut resource = None;
         let mut mode = None;
         for entry in list.0 {
@@ -187,7 +201,7 @@ pub(crate) fn parse_stream_id(id: &str) -> Result<Request, String> {
                 _ => {}
             }
         }
-        let resource = resource.ok_or_else(|| format!("stream id {id:?} has no r= resource"))?;
+        let resource = resource.ok_or_else(|| StreamIdError::NoResource(id.to_owned()))?;
         match mode {
             None | Some(ConnectionMode::Publish) => (resource, None),
             Some(other) => (resource, Some(other.to_string())),
@@ -199,15 +213,13 @@ pub(crate) fn parse_stream_id(id: &str) -> Result<Request, String> {
     {
         (String::new(), Some(mode.to_owned()))
     } else {
-        return Err(format!(
-            "stream id {id:?}: use #!::r=live/{{stream}},m=publish or publish:live/{{stream}}"
-        ));
+        return Err(StreamIdError::Unknown(id.to_owned()));
     };
     if let Some(mode) = mode {
         return Ok(Request::OtherMode(mode));
     }
     let Some((app, name)) = resource.split_once('/') else {
-        return Err(format!("resource {resource:?}: use live/{{stream}}"));
+        return Err(StreamIdError::NoApplication(resource));
     };
     Ok(Request::Publish {
         app: app.to_owned(),
@@ -486,7 +498,7 @@ async fn read(mut socket: SrtSocket, idle: Duration, actor: ActorRef<SrtIngestMs
 mod tests {
     use super::*;
 
-    fn publish(app: &str, name: &str) -> Result<Request, String> {
+    fn publish(app: &str, name: &str) -> Result<Request, StreamIdError> {
         Ok(Request::Publish {
             app: app.to_owned(),
             name: name.to_owned(),
