@@ -18,3 +18,4 @@ pub mod rtp;
 pub mod rtsp;
 pub mod ts;
 pub mod tus;
+pub mod webrtc;
