@@ -19,7 +19,7 @@ trap cleanup EXIT
 ulimit -n $((connections + 1024))
 port=$((20000 + RANDOM % 20000))
 "$target_dir/release/streamforge" serve --data-dir "$work/data" --listen "127.0.0.1:$port" \
-  --rtmp-listen 127.0.0.1:0 --srt-listen 127.0.0.1:0 --idle-timeout 10m --log-filter warn >"$work/server.log" 2>&1 &
+  --rtmp-listen 127.0.0.1:0 --srt-listen 127.0.0.1:0 --webrtc-listen 127.0.0.1:0 --idle-timeout 10m --log-filter warn >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 rss() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }

@@ -43,7 +43,7 @@ now() { date +%s.%N; }
 
 port=$((20000 + RANDOM % 20000))
 "$target_dir/release/streamforge" serve --data-dir "$work/data" --listen "127.0.0.1:$port" \
-  --rtmp-listen 127.0.0.1:0 --srt-listen 127.0.0.1:0 --rtsp-listen 127.0.0.1:0 --rtsp-udp-ports off --tls off \
+  --rtmp-listen 127.0.0.1:0 --srt-listen 127.0.0.1:0 --webrtc-listen 127.0.0.1:0 --rtsp-listen 127.0.0.1:0 --rtsp-udp-ports off --tls off \
   --log-filter warn >"$work/server.log" 2>&1 &
 server=$!
 base="http://127.0.0.1:$port"

@@ -49,7 +49,7 @@ node() { # node ID ROLES PORT [taskset core]
   STREAMFORGE_LIMITS_API_PER_SECOND=0 STREAMFORGE_UPLOADS_PROCESS_WHILE_UPLOADING=false \
     "${run[@]}" target/release/streamforge serve --data-dir "$work/$id" \
     --database "$POSTGRES_URL" --storage "$GARAGE_STORAGE" --listen "127.0.0.1:$listen" \
-    --rtmp-listen 127.0.0.1:0 --srt-listen 127.0.0.1:0 --rtsp-listen 127.0.0.1:0 --rtsp-udp-ports off \
+    --rtmp-listen 127.0.0.1:0 --srt-listen 127.0.0.1:0 --webrtc-listen 127.0.0.1:0 --rtsp-listen 127.0.0.1:0 --rtsp-udp-ports off \
     --log-filter warn >"$work/$id.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$listen/healthz" >/dev/null && return; sleep 0.1; done

@@ -41,7 +41,7 @@ start_node() { # start_node NAME HTTP_PORT RTMP_PORT
   mkdir -p "$work/$1"
   STREAMFORGE_NODE_ID=$1 STREAMFORGE_LIVE_OPEN_PUBLISH=true STREAMFORGE_LIMITS_API_PER_SECOND=0 \
     "$target_dir/release/streamforge" serve --data-dir "$work/$1" --database "$POSTGRES_URL" \
-    --listen "127.0.0.1:$2" --rtmp-listen "127.0.0.1:$3" --srt-listen 127.0.0.1:0 --rtsp-listen 127.0.0.1:0 \
+    --listen "127.0.0.1:$2" --rtmp-listen "127.0.0.1:$3" --srt-listen 127.0.0.1:0 --webrtc-listen 127.0.0.1:0 --rtsp-listen 127.0.0.1:0 \
     --rtsp-udp-ports off --tls off --log-filter warn >"$work/$1/server.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$2/healthz" >/dev/null && return; sleep 0.1; done

@@ -38,7 +38,7 @@ port_srt=$((port_http + 3))
 STREAMFORGE_LIVE_OPEN_PUBLISH=true STREAMFORGE_LIVE_RTSP_UDP_PORTS="[0, 0]" \
   "$target_dir/release/streamforge" serve \
   --data-dir "$data" --listen "127.0.0.1:$port_http" --rtmp-listen "127.0.0.1:$port_rtmp" \
-  --rtsp-listen "127.0.0.1:$port_rtsp" --srt-listen "127.0.0.1:$port_srt" \
+  --rtsp-listen "127.0.0.1:$port_rtsp" --srt-listen "127.0.0.1:$port_srt" --webrtc-listen 127.0.0.1:0 \
   --log-filter warn >"$log" 2>&1 &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; kill "${encoder:-0}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"; }

@@ -24,7 +24,7 @@ ulimit -n 65536 2>/dev/null || true
 port=$((20000 + RANDOM % 20000))
 STREAMFORGE_LIVE_OPEN_PUBLISH=true STREAMFORGE_LIMITS_API_PER_SECOND=0 \
   "$target_dir/release/streamforge" serve --data-dir "$work/data" --listen "127.0.0.1:$port" \
-  --rtmp-listen "127.0.0.1:$((port + 1))" --srt-listen "127.0.0.1:$((port + 2))" --log-filter warn >"$work/server.log" 2>&1 &
+  --rtmp-listen "127.0.0.1:$((port + 1))" --srt-listen "127.0.0.1:$((port + 2))" --webrtc-listen "127.0.0.1:$((port + 3))" --log-filter warn >"$work/server.log" 2>&1 &
 server=$!
 base="http://127.0.0.1:$port"
 for _ in $(seq 50); do curl -fs "$base/healthz" >/dev/null && break; sleep 0.1; done

@@ -42,7 +42,7 @@ fi
 STREAMFORGE_LIMITS_API_PER_SECOND=0 STREAMFORGE_LIMITS_UPLOADS_PER_CLIENT=0 \
 STREAMFORGE_UPLOADS_PROCESS_WHILE_UPLOADING=false \
   "$target_dir/release/streamforge" serve --data-dir "$work/data" --listen "127.0.0.1:$port" \
-  --rtmp-listen 127.0.0.1:0 --srt-listen 127.0.0.1:0 --log-filter warn "${storage_args[@]}" >"$work/server.log" 2>&1 &
+  --rtmp-listen 127.0.0.1:0 --srt-listen 127.0.0.1:0 --webrtc-listen 127.0.0.1:0 --log-filter warn "${storage_args[@]}" >"$work/server.log" 2>&1 &
 server=$!
 base="http://127.0.0.1:$port"
 for _ in $(seq 50); do curl -fs "$base/healthz" >/dev/null && break; sleep 0.1; done

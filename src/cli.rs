@@ -147,6 +147,10 @@ pub struct Overrides {
     #[arg(long, value_name = "ADDR")]
     pub srt_listen: Option<SocketAddr>,
 
+    /// UDP address WHIP (WebRTC) media arrives at [key: live.webrtc_listen; default: 127.0.0.1:8189].
+    #[arg(long, value_name = "ADDR")]
+    pub webrtc_listen: Option<SocketAddr>,
+
     /// UDP ports for RTSP over UDP, server RTP and RTCP, as RTP,RTCP (0,0: any
     /// free ports), or off for TCP-interleaved RTSP only [keys: live.rtsp_udp_ports,
     /// live.rtsp_udp; default: 8000,8001].
@@ -262,6 +266,10 @@ impl Overrides {
             self.rtsp_listen.as_ref().map(|v| text(v)),
         );
         t.set("live.srt_listen", self.srt_listen.as_ref().map(|v| text(v)));
+        t.set(
+            "live.webrtc_listen",
+            self.webrtc_listen.as_ref().map(|v| text(v)),
+        );
         match &self.rtsp_udp_ports {
             Some(UdpPorts::Off) => t.set("live.rtsp_udp", Some(Value::Boolean(false))),
             Some(UdpPorts::Ports(rtp, rtcp)) => {

@@ -351,6 +351,18 @@ pub struct LiveConfig {
     /// SRT callers must encrypt (AES) with this passphrase, 10 to 79
     /// characters; unset: callers must not encrypt.
     pub srt_passphrase: Option<String>,
+    /// Accept WHIP publishers (WebRTC: browsers, OBS, GStreamer) at
+    /// `POST /whip/{stream}` on the HTTP server.
+    pub webrtc: bool,
+    /// The UDP address WebRTC media arrives at, one port for every WHIP
+    /// session.
+    pub webrtc_listen: SocketAddr,
+    /// Addresses publishers are told to send WebRTC media to (ICE host
+    /// candidates on the `webrtc_listen` port): the server's public
+    /// addresses behind NAT. Empty: the `webrtc_listen` address, or when
+    /// that is unspecified (0.0.0.0, ::), the address the publisher reached
+    /// the HTTP server at.
+    pub webrtc_candidates: Vec<std::net::IpAddr>,
     /// Segments are cut at the first keyframe at least this long after the
     /// segment start.
     #[serde(with = "humantime_serde")]
@@ -421,6 +433,9 @@ impl Default for LiveConfig {
             srt_listen: SocketAddr::from(([127, 0, 0, 1], 8890)),
             srt_latency: Duration::from_millis(120),
             srt_passphrase: None,
+            webrtc: true,
+            webrtc_listen: SocketAddr::from(([127, 0, 0, 1], 8189)),
+            webrtc_candidates: Vec::new(),
             segment_duration: Duration::from_secs(2),
             part_duration: Duration::from_millis(333),
             window_segments: 6,

@@ -87,6 +87,7 @@ pub struct Running {
     rtmp_addr: Option<SocketAddr>,
     rtsp_addr: Option<SocketAddr>,
     srt_addr: Option<SocketAddr>,
+    webrtc_addr: Option<SocketAddr>,
     certificate: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
@@ -116,6 +117,11 @@ impl Running {
     /// The UDP address SRT callers are accepted on, when on.
     pub fn srt_addr(&self) -> Option<SocketAddr> {
         self.srt_addr
+    }
+
+    /// The UDP address WHIP sessions' WebRTC media arrives at, when on.
+    pub fn webrtc_addr(&self) -> Option<SocketAddr> {
+        self.webrtc_addr
     }
 
     /// The self-signed certificate clients can trust, in `--tls self-signed` mode.
@@ -168,6 +174,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         rtmp = listeners.rtmp_addr().map_or_else(String::new, |a| a.to_string()),
         rtsp = listeners.rtsp_addr().map_or_else(String::new, |a| a.to_string()),
         srt = listeners.srt_addr().map_or_else(String::new, |a| a.to_string()),
+        webrtc = listeners.whip.as_ref().map_or_else(String::new, |w| w.local_addr().to_string()),
         data_dir = %config.data_dir.display(),
         storage = %core.storage.backend(),
         run = core.run_id,
@@ -179,6 +186,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         rtmp_addr: listeners.rtmp_addr(),
         rtsp_addr: listeners.rtsp_addr(),
         srt_addr: listeners.srt_addr(),
+        webrtc_addr: listeners
+            .whip
+            .as_ref()
+            .map(streamforge_actors::live::whip::Whip::local_addr),
         certificate: listeners
             .secure
             .as_ref()
@@ -247,6 +258,8 @@ struct Listeners {
         Option<streamforge_actors::live::rtsp::UdpPorts>,
     )>,
     srt: Option<streamforge_actors::live::srt::Bound>,
+    /// WHIP's WebRTC socket.
+    whip: Option<streamforge_actors::live::whip::Whip>,
     /// Where ffmpeg reads uploads still arriving and originals in a bucket
     /// (loopback, ephemeral).
     growing: Option<(TcpListener, GrowingSource)>,
@@ -295,6 +308,24 @@ impl Listeners {
             ),
             false => None,
         };
+        let whip = match config.live.webrtc && ingest {
+            true => Some(
+                streamforge_actors::live::whip::bind(
+                    config.live.webrtc_listen,
+                    streamforge_actors::live::whip::WhipOptions {
+                        candidates: config.live.webrtc_candidates.clone(),
+                        max_sessions: config.live.max_connections,
+                    },
+                )
+                .await
+                .map_err(|source| StartError::Listen {
+                    what: "WebRTC for WHIP (UDP), --webrtc-listen",
+                    addr: config.live.webrtc_listen,
+                    source,
+                })?,
+            ),
+            false => None,
+        };
         let secure = bind_secure(config).await?;
         // Always: it also serves stored originals from a bucket to ffmpeg.
         let growing = Some(
@@ -313,6 +344,7 @@ impl Listeners {
             rtmp,
             rtsp,
             srt,
+            whip,
             growing,
         })
     }
@@ -447,6 +479,7 @@ impl Services {
             rtmp_port: listeners.rtmp_addr().map(|a| a.port()),
             rtsp_port: listeners.rtsp_addr().map(|a| a.port()),
             srt_port: listeners.srt_addr().map(|a| a.port()),
+            whip: listeners.whip.clone(),
             signer,
             upload_slots: Arc::new(http::middleware::ClientSlots::new(
                 config.limits.uploads_per_client,
@@ -702,6 +735,11 @@ async fn run(
             streamforge_actors::live::srt::serve(bound, live.clone(), token.clone()).await;
         }
     };
+    let whip = async {
+        if let Some(whip) = listeners.whip {
+            streamforge_actors::live::whip::serve(whip, token.clone()).await;
+        }
+    };
     tokio::join!(
         tree_stopped,
         draining_on_cancel,
@@ -710,6 +748,7 @@ async fn run(
         rtmp,
         rtsp,
         srt,
+        whip,
         growing
     );
     supervision.shutdown(ACTOR_STOP_TIMEOUT).await;

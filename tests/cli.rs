@@ -31,6 +31,8 @@ fn serve(data: &std::path::Path) -> Command {
             "127.0.0.1:0",
             "--srt-listen",
             "127.0.0.1:0",
+            "--webrtc-listen",
+            "127.0.0.1:0",
         ])
         .env("STREAMFORGE_LIVE_RTSP_UDP_PORTS", "[0, 0]")
         .arg("--data-dir")

@@ -212,6 +212,7 @@ async fn nodes_on_one_database_share_their_registry_and_events() {
         config.live.rtsp_listen = "127.0.0.1:0".parse().unwrap();
         config.live.rtsp_udp_ports = [0, 0];
         config.live.srt_listen = "127.0.0.1:0".parse().unwrap();
+        config.live.webrtc_listen = "127.0.0.1:0".parse().unwrap();
         on("node-b")(&mut config);
         config
     })

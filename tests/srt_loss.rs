@@ -126,6 +126,8 @@ async fn server_in(
         .args([
             "--srt-listen",
             "127.0.0.1:0",
+            "--webrtc-listen",
+            "127.0.0.1:0",
             "--tls",
             "off",
             "--log-format",

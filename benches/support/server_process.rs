@@ -51,6 +51,7 @@ impl ServerProcess {
             .args(["--tls-listen", &format!("127.0.0.1:{tls_port}")])
             .args(["--rtmp-listen", "127.0.0.1:0"])
             .args(["--srt-listen", "127.0.0.1:0"])
+            .args(["--webrtc-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data.path());
         for pair in std::env::var("SF_SERVER_ENV")

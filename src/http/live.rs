@@ -685,6 +685,10 @@ pub struct CreatedKey {
     /// SRT is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     srt_url: Option<String>,
+    /// The WHIP endpoint (a path on this server), the key as its bearer
+    /// token, when WebRTC ingest is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    whip_url: Option<String>,
     hls: String,
     dash: String,
 }
@@ -735,6 +739,10 @@ pub async fn create_key(
             srt_url: state
                 .srt_port
                 .map(|p| format!("srt://{host}:{p}?streamid=publish:live/{key}")),
+            whip_url: state
+                .whip
+                .as_ref()
+                .map(|_| format!("/whip/{}", body.stream)),
             hls: format!("/live/{}/master.m3u8", body.stream),
             dash: format!("/live/{}/manifest.mpd", body.stream),
             stream: body.stream,

@@ -27,6 +27,7 @@ pub mod tls;
 mod uploads;
 mod web;
 mod webhooks;
+mod whip;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -98,6 +99,8 @@ pub struct Services {
     pub rtmp_port: Option<u16>,
     pub rtsp_port: Option<u16>,
     pub srt_port: Option<u16>,
+    /// WHIP sessions, when WebRTC ingest is on.
+    pub whip: Option<streamforge_actors::live::whip::Whip>,
     /// Upload bodies in progress per client address.
     pub upload_slots: Arc<middleware::ClientSlots>,
     /// Signs and checks playback URLs when `auth.playback = "signed"`.

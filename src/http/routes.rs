@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::api_doc::{self, ApiDoc, ErrorEnvelope};
 use super::error::ApiError;
-use super::{assets, delivery, events, imports, live, uploads, webhooks};
+use super::{assets, delivery, events, imports, live, uploads, webhooks, whip};
 
 /// How long a readiness dependency may take before it counts as down.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -99,6 +99,8 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(live::top))
         .routes(routes!(live::rendition_file))
         .routes(routes!(live::time))
+        .routes(routes!(whip::publish))
+        .routes(routes!(whip::patch, whip::end))
         .routes(routes!(webhooks::list, webhooks::create))
         .routes(routes!(webhooks::get, webhooks::delete))
         .routes(routes!(webhooks::enable))

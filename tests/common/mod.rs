@@ -35,6 +35,7 @@ impl TestServer {
         config.live.rtsp_listen = "127.0.0.1:0".parse().unwrap();
         config.live.rtsp_udp_ports = [0, 0];
         config.live.srt_listen = "127.0.0.1:0".parse().unwrap();
+        config.live.webrtc_listen = "127.0.0.1:0".parse().unwrap();
         config.http.shutdown_grace = Duration::from_secs(2);
         adjust(&mut config);
         // `RUST_LOG=…` shows the server's log in a test's output.
@@ -479,6 +480,8 @@ pub async fn spawn_node(
             "--rtsp-listen",
             "127.0.0.1:0",
             "--srt-listen",
+            "127.0.0.1:0",
+            "--webrtc-listen",
             "127.0.0.1:0",
         ])
         .env("STREAMFORGE_LIVE_RTSP_UDP_PORTS", "[0, 0]")

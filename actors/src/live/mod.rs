@@ -29,6 +29,7 @@ pub mod rtsp_pull;
 pub mod srt;
 mod stream;
 pub mod viewers;
+pub mod whip;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -118,6 +119,8 @@ pub enum IngestProtocol {
     RtspPull,
     /// MPEG-TS pushed over SRT.
     Srt,
+    /// WebRTC published over WHIP.
+    Whip,
 }
 
 /// Handle to every live stream; cheap to clone.
