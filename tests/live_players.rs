@@ -673,3 +673,33 @@ async fn hls_js_plays_an_srt_publish_at_low_latency() {
     let _ = publisher.kill().await;
     server.stop().await;
 }
+
+/// Chromium publishing over WHIP (tests/peers/whip_publish.mjs: its wall
+/// clock burned into a canvas, H.264 and Opus), hls.js playing it: the
+/// glass-to-glass latency of a browser studio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_js_plays_a_whip_publish_from_chromium_at_low_latency() {
+    let _chromium = chromium().await;
+    let server = TestServer::start_with(|c| c.live.open_publish = true).await;
+    let mut publisher = Command::new("node")
+        .arg("tests/peers/whip_publish.mjs")
+        .args([&server.url(""), "whipclock", "-", "60", "h264"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (scripts/setup --test)");
+    let mut lines = BufReader::new(publisher.stdout.take().expect("stdout")).lines();
+    let answer = lines.next_line().await.unwrap().expect("the WHIP answer");
+    assert!(answer.contains("\"status\":201"), "{answer}");
+    common::wait_until("the WHIP publish is playable", async || {
+        common::stream_status(&server, "whipclock").await["playable"] == true
+    })
+    .await;
+    let players = Players::start(&server.url(""), "whipclock", 16, "hlsjs").await;
+    let findings = players.findings("whip-players.json").await;
+    // The page burns its own clock in: no publisher start-up to take off.
+    let glass = played(&findings, "hlsjs", 0);
+    eprintln!("Chromium over WHIP -> LL-HLS in hls.js: median glass-to-glass {glass:.0} ms");
+    let _ = publisher.kill().await;
+    server.stop().await;
+}
