@@ -110,6 +110,8 @@ export interface CreatedKey {
   rtmp_stream_name: string;
   rtsp_url?: string;
   srt_url?: string;
+  /** The WHIP endpoint, a path on this server; the key is its bearer token. */
+  whip_url?: string;
   hls: string;
   dash: string;
 }

@@ -64,6 +64,7 @@ export function livePage(main: HTMLElement): () => void {
           row("Key", key.rtmp_stream_name),
           ...(key.rtsp_url ? [row("RTSP", key.rtsp_url)] : []),
           ...(key.srt_url ? [row("SRT", key.srt_url)] : []),
+          ...(key.whip_url ? [row("WHIP", new URL(key.whip_url, window.location.href).href)] : []),
         ),
         el("p", { className: "muted" }, `ffmpeg: ffmpeg -re -i input.mp4 -c copy -f flv "${key.rtmp_url}/${key.rtmp_stream_name}"`),
         ...(key.srt_url
@@ -72,6 +73,15 @@ export function livePage(main: HTMLElement): () => void {
                 "p",
                 { className: "muted" },
                 `SRT: ffmpeg -re -i input.mp4 -c copy -f mpegts "${key.srt_url}&linger=2"; in OBS, the SRT URL as the Server and an empty Stream Key.`,
+              ),
+            ]
+          : []),
+        ...(key.whip_url
+          ? [
+              el(
+                "p",
+                { className: "muted" },
+                "WHIP (WebRTC, H.264 and Opus): in OBS 30+, Service “WHIP”, the WHIP URL as the Server and the key as the Bearer Token.",
               ),
             ]
           : []),
