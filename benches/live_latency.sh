@@ -17,6 +17,10 @@
 #   INGEST=srt PES_PAYLOAD_SIZE=0 benches/live_latency.sh
 #                                           one AAC frame per PES (ffmpeg's
 #                                           default packs ~180 ms of audio)
+#   INGEST=whip benches/live_latency.sh     WHIP from headless Chromium
+#                                           (tests/peers/whip_publish.mjs:
+#                                           a 320x240 canvas, H.264 + Opus;
+#                                           SIZE and RATE do not apply)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +50,9 @@ trap cleanup EXIT
 base="http://127.0.0.1:$port_http"
 for _ in $(seq 50); do curl -fs "$base/healthz" >/dev/null && break; sleep 0.1; done
 
+if [ "$ingest" = whip ]; then
+  node tests/peers/whip_publish.mjs "$base" bench - "$media_secs" >/dev/null &
+else
 ffmpeg -hide_banner -loglevel error -re \
   -f lavfi -i "testsrc2=size=$size:rate=$rate" -f lavfi -i "sine=frequency=440:sample_rate=48000" \
   -t "$media_secs" -c:v libx264 -preset veryfast -tune zerolatency -g $((rate * 2)) -pix_fmt yuv420p \
@@ -57,6 +64,7 @@ ffmpeg -hide_banner -loglevel error -re \
     else
       echo -f flv "rtmp://127.0.0.1:$port_rtmp/live/bench"
     fi) &
+fi
 encoder=$!
 
 # Wait for the publish, then the first segment (the multivariant playlist is

@@ -38,6 +38,14 @@ pub const VIDEO_CLOCK: u32 = 90_000;
 /// Frames held before the video's first decodable keyframe, at most.
 const MAX_HELD: usize = 2_000;
 
+/// Bytes held before publication, at most.
+const MAX_HELD_BYTES: usize = 64 << 20;
+
+/// Frames held after which a negotiated track that has sent nothing (a
+/// browser's transceiver without a camera or microphone behind it) is left
+/// out and the others publish: a few seconds of media.
+const SILENT_AFTER: usize = 150;
+
 /// The codec of a frame (its payload type's, in the negotiated SDP).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WebrtcCodec {
@@ -85,6 +93,8 @@ pub enum WebrtcEvent {
 pub enum WebrtcError {
     #[error("track {track}: no keyframe with parameter sets after {MAX_HELD} frames")]
     NoParameterSets { track: usize },
+    #[error("track {track}: no keyframe with parameter sets in the first {} MiB", MAX_HELD_BYTES >> 20)]
+    TooMuchHeld { track: usize },
     #[error("no track: the offer has no H.264, H.265 or Opus media")]
     NoTracks,
 }
@@ -96,6 +106,8 @@ struct Lane {
     config: Option<CodecConfig>,
     /// Frames are dropped until a keyframe whose parameter sets are known.
     needs_keyframe: bool,
+    /// Left out of the publish: it sent nothing while the others did.
+    absent: bool,
     order: Option<DecodeTimes<Frame>>,
     last_dts: Option<i64>,
     warned: bool,
@@ -108,6 +120,7 @@ impl Lane {
             codec: None,
             config: None,
             needs_keyframe: true,
+            absent: false,
             order: None,
             last_dts: None,
             warned: false,
@@ -158,6 +171,7 @@ pub struct WebrtcMedia {
     lanes: Vec<Lane>,
     timeline: Timeline,
     held: VecDeque<(usize, i64, Frame)>,
+    held_bytes: usize,
     published: bool,
     events: VecDeque<WebrtcEvent>,
 }
@@ -175,6 +189,7 @@ impl WebrtcMedia {
             lanes: kinds.iter().copied().map(Lane::new).collect(),
             timeline: Timeline::new(&rates),
             held: VecDeque::new(),
+            held_bytes: 0,
             published: false,
             events: VecDeque::new(),
         })
@@ -201,6 +216,13 @@ impl WebrtcMedia {
         let Some(lane) = self.lanes.get_mut(track) else {
             return Ok(());
         };
+        if lane.absent {
+            self.warn_once(
+                track,
+                format!("track {track} came after the publish started without it; dropped"),
+            );
+            return Ok(());
+        }
         if codec.kind() != lane.kind {
             let kind = lane.kind;
             self.warn_once(
@@ -330,10 +352,26 @@ impl WebrtcMedia {
     }
 
     fn maybe_publish(&mut self) {
-        if self.published || self.lanes.iter().any(|l| l.config.is_none()) {
+        if self.published {
+            return;
+        }
+        // Tracks that sent nothing while the others filled the hold are
+        // left out, once another track can publish.
+        if self.held.len() >= SILENT_AFTER && self.lanes.iter().any(|l| l.config.is_some()) {
+            for (i, lane) in self.lanes.iter_mut().enumerate() {
+                if lane.codec.is_none() && !lane.absent {
+                    lane.absent = true;
+                    self.events.push_back(WebrtcEvent::Warning(format!(
+                        "track {i} sent nothing; the publish goes on without it"
+                    )));
+                }
+            }
+        }
+        if self.lanes.iter().any(|l| !l.absent && l.config.is_none()) {
             return;
         }
         self.published = true;
+        self.held_bytes = 0;
         self.announce_tracks();
         for (index, time, frame) in std::mem::take(&mut self.held) {
             self.emit(index, time, frame);
@@ -359,14 +397,18 @@ impl WebrtcMedia {
                 self.emit(index, time, frame);
                 continue;
             }
+            let track = self
+                .lanes
+                .iter()
+                .position(|l| !l.absent && l.config.is_none())
+                .unwrap_or(index);
             if self.held.len() >= MAX_HELD {
-                let track = self
-                    .lanes
-                    .iter()
-                    .position(|l| l.config.is_none())
-                    .unwrap_or(index);
                 return Err(WebrtcError::NoParameterSets { track });
             }
+            if self.held_bytes + frame.data.len() > MAX_HELD_BYTES {
+                return Err(WebrtcError::TooMuchHeld { track });
+            }
+            self.held_bytes += frame.data.len();
             self.held.push_back((index, time, frame));
         }
         Ok(())

@@ -75,10 +75,15 @@ fn content_type_refusal(headers: &HeaderMap, expected: &str) -> Option<Response>
     )
 }
 
-/// The address the client reached this server at, from `Host`: where it
-/// can send WebRTC media too, unless `live.webrtc_candidates` says.
-async fn reached(headers: &HeaderMap) -> Option<IpAddr> {
-    let host = headers.get(header::HOST)?.to_str().ok()?;
+/// The address the client reached this server at, from `Host` (HTTP/1.1)
+/// or the URI's authority (HTTP/2, HTTP/3): where it can send WebRTC media
+/// too, unless `live.webrtc_candidates` says. Only asked when the WebRTC
+/// port listens on an unspecified address.
+async fn reached(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<IpAddr> {
+    let host = match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) => host,
+        None => uri.authority()?.as_str(),
+    };
     let name = match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next()?,
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
@@ -86,8 +91,10 @@ async fn reached(headers: &HeaderMap) -> Option<IpAddr> {
     if let Ok(ip) = name.parse::<IpAddr>() {
         return Some(ip);
     }
-    tokio::net::lookup_host((name, 0))
+    let lookup = tokio::net::lookup_host((name, 0));
+    tokio::time::timeout(std::time::Duration::from_secs(2), lookup)
         .await
+        .ok()?
         .ok()?
         .next()
         .map(|a| a.ip())
@@ -104,7 +111,10 @@ async fn reached(headers: &HeaderMap) -> Option<IpAddr> {
     responses(
         (status = 201, description = "The SDP answer; `Location` is the session's URL",
             content_type = "application/sdp", body = String,
-            headers(("Location" = String, description = "The session: PATCH to trickle, DELETE to end"))),
+            headers(
+                ("Location" = String, description = "The session: PATCH to trickle, DELETE to end"),
+                ("ETag" = String, description = "The ICE session's entity tag"),
+            )),
         (status = 400, description = "bad_offer, unsupported_media: an offer the server cannot take", body = ErrorEnvelope),
         (status = 401, description = "unauthorized: a missing or wrong stream key", body = ErrorEnvelope),
         (status = 409, description = "stream_busy: another publisher is live", body = ErrorEnvelope),
@@ -116,6 +126,7 @@ pub async fn publish(
     State(state): State<AppState>,
     Path(stream): Path<String>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: String,
 ) -> Response {
@@ -129,11 +140,13 @@ pub async fn publish(
     if let Some(refusal) = content_type_refusal(&headers, SDP) {
         return refusal;
     }
+    // The scheme is case-insensitive (RFC 9110 §11.1).
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
         .filter(|k| !k.is_empty());
     let name = match key {
         Some(key) => format!("{stream}?key={key}"),
@@ -147,7 +160,10 @@ pub async fn publish(
         || SocketAddr::from(([0, 0, 0, 0], 0)),
         |Extension(ConnectInfo(peer))| peer,
     );
-    let reached = reached(&headers).await;
+    let reached = match whip.local_addr().ip().is_unspecified() {
+        true => reached(&headers, &uri).await,
+        false => None,
+    };
     match whip
         .offer(&state.live, &stream, &body, remote, reached)
         .await
@@ -159,6 +175,9 @@ pub async fn publish(
                 [
                     (header::CONTENT_TYPE, SDP.to_owned()),
                     (header::LOCATION, location),
+                    // The ICE session's tag (RFC 9725 §4.3.1): one per
+                    // session, as restarts are not supported.
+                    (header::ETAG, etag(&answer.id)),
                 ],
                 answer.sdp,
             )
@@ -166,6 +185,10 @@ pub async fn publish(
         }
         Err(err) => whip_error(err),
     }
+}
+
+fn etag(id: &str) -> String {
+    format!("\"{id}\"")
 }
 
 /// Trickles the publisher's ICE candidates into its session (RFC 8840
@@ -180,6 +203,7 @@ pub async fn publish(
         (status = 204, description = "The candidates were taken"),
         (status = 400, description = "bad_fragment: a candidate that cannot be read", body = ErrorEnvelope),
         (status = 404, description = "not_found: no such session", body = ErrorEnvelope),
+        (status = 412, description = "precondition_failed: If-Match names another ICE session", body = ErrorEnvelope),
         (status = 415, description = "unsupported_media_type", body = ErrorEnvelope),
         (status = 422, description = "ice_restart_unsupported", body = ErrorEnvelope),
         (status = 503, description = "whip_off", body = ErrorEnvelope),
@@ -196,6 +220,18 @@ pub async fn patch(
     };
     if let Some(refusal) = content_type_refusal(&headers, SDP_FRAGMENT) {
         return refusal;
+    }
+    // A PATCH names the ICE session it is for; another one's is stale.
+    if let Some(tag) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
+        && tag.trim() != "*"
+        && tag.trim() != etag(&session)
+    {
+        return ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            "If-Match names another ICE session",
+        )
+        .into_response();
     }
     match whip.patch(&stream, &session, &body).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),

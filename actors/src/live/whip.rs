@@ -37,7 +37,7 @@ use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 use streamforge_protocols::media::{self, SessionEnd};
 use streamforge_protocols::webrtc::{WebrtcCodec, WebrtcEvent, WebrtcMedia};
 use tokio::net::UdpSocket;
@@ -117,10 +117,43 @@ enum Control {
     End,
 }
 
+/// Addresses a session's datagrams may come from, at most.
+const ADDRS_PER_SESSION: usize = 8;
+
+struct Route {
+    to: mpsc::Sender<Datagram>,
+    /// The addresses whose STUN named this session.
+    addrs: Vec<SocketAddr>,
+}
+
 #[derive(Default)]
 struct Routes {
-    by_ufrag: HashMap<String, mpsc::Sender<Datagram>>,
-    by_addr: HashMap<SocketAddr, mpsc::Sender<Datagram>>,
+    /// By our ICE username fragment.
+    by_ufrag: HashMap<String, Route>,
+    /// Each address, to the username fragment of its session.
+    by_addr: HashMap<SocketAddr, String>,
+}
+
+/// A session slot taken by an offer being answered: given back when
+/// dropped, unless kept.
+struct Reserved<'a> {
+    whip: &'a Whip,
+    id: String,
+    kept: bool,
+}
+
+impl Reserved<'_> {
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.whip.forget(&self.id);
+        }
+    }
 }
 
 struct Handle {
@@ -227,10 +260,6 @@ impl Whip {
         remote: SocketAddr,
         reached: Option<IpAddr>,
     ) -> Result<WhipAnswer, WhipError> {
-        let max = self.inner.options.max_sessions;
-        if self.sessions().len() >= max {
-            return Err(WhipError::Full(max));
-        }
         let remote_ufrag = ice_ufrag(offer);
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|err| WhipError::BadOffer(err.to_string()))?;
@@ -256,21 +285,30 @@ impl Whip {
         }
         let kinds: Vec<media::MediaKind> = mids.iter().map(|(_, kind)| *kind).collect();
         let media = WebrtcMedia::new(&kinds).map_err(|_| WhipError::NoUsableMedia)?;
-        let publisher = live
-            .start_publish(stream, IngestProtocol::Whip, remote.to_string())
-            .await?;
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (datagrams_tx, datagrams) = mpsc::channel(QUEUE);
         let (control_tx, control) = mpsc::channel(16);
-        self.routes().by_ufrag.insert(ufrag.clone(), datagrams_tx);
-        self.sessions().insert(
-            id.clone(),
+        // The session's slot is taken (or refused) at once; until the
+        // actor runs, dropping the guard (an error, or the client gone
+        // while this waits) gives it back.
+        let reserved = self.reserve(
+            &id,
             Handle {
                 stream: stream.to_owned(),
-                ufrag,
+                ufrag: ufrag.clone(),
                 remote_ufrag,
                 control: control_tx,
+            },
+        )?;
+        let publisher = live
+            .start_publish(stream, IngestProtocol::Whip, remote.to_string())
+            .await?;
+        self.routes().by_ufrag.insert(
+            ufrag,
+            Route {
+                to: datagrams_tx,
+                addrs: Vec::new(),
             },
         );
         let mut publish = IngestPublish::new("whip", remote);
@@ -302,10 +340,10 @@ impl Whip {
             .branch(BranchKind::Live)
             .await
             .map_err(|err| WhipError::Start(err.to_string()))?;
-        if let Err(err) = Actor::spawn_linked(None, WhipSession, args, branch.get_cell()).await {
-            self.forget(&id);
-            return Err(WhipError::Start(err.to_string()));
-        }
+        Actor::spawn_linked(None, WhipSession, args, branch.get_cell())
+            .await
+            .map_err(|err| WhipError::Start(err.to_string()))?;
+        reserved.keep();
         Ok(WhipAnswer { id, sdp })
     }
 
@@ -358,29 +396,62 @@ impl Whip {
             .ok_or(WhipError::NotFound)
     }
 
+    /// Takes a session slot for `id`, unless `max_sessions` are taken.
+    fn reserve(&self, id: &str, handle: Handle) -> Result<Reserved<'_>, WhipError> {
+        let max = self.inner.options.max_sessions;
+        let mut sessions = self.sessions();
+        if sessions.len() >= max {
+            return Err(WhipError::Full(max));
+        }
+        sessions.insert(id.to_owned(), handle);
+        Ok(Reserved {
+            whip: self,
+            id: id.to_owned(),
+            kept: false,
+        })
+    }
+
     /// A session ended: its routes and handle go.
     fn forget(&self, id: &str) {
         let Some(handle) = self.sessions().remove(id) else {
             return;
         };
         let mut routes = self.routes();
-        if let Some(tx) = routes.by_ufrag.remove(&handle.ufrag) {
-            routes.by_addr.retain(|_, to| !to.same_channel(&tx));
+        if let Some(route) = routes.by_ufrag.remove(&handle.ufrag) {
+            for addr in route.addrs {
+                routes.by_addr.remove(&addr);
+            }
         }
     }
 
-    /// Where a datagram from `source` goes.
+    /// Where a datagram from `source` goes: a STUN message to the session
+    /// its username fragment names (ours first), anything else to the
+    /// session that address's STUN went to. A session learns at most
+    /// [`ADDRS_PER_SESSION`] addresses (the candidate pairs a publisher
+    /// tries); str0m checks each binding request's integrity itself.
     fn route(&self, source: SocketAddr, data: &[u8]) -> Option<mpsc::Sender<Datagram>> {
         let mut routes = self.routes();
-        if let Some(to) = routes.by_addr.get(&source) {
-            return Some(to.clone());
+        let stun = str0m::ice::StunMessage::parse(data).ok();
+        let named = stun
+            .as_ref()
+            .and_then(|m| m.split_username())
+            .map(|(ours, _)| ours);
+        let Some(ufrag) = named else {
+            let ufrag = routes.by_addr.get(&source)?;
+            return routes.by_ufrag.get(ufrag).map(|r| r.to.clone());
+        };
+        let route = routes.by_ufrag.get_mut(ufrag)?;
+        let to = route.to.clone();
+        if !route.addrs.contains(&source) && route.addrs.len() < ADDRS_PER_SESSION {
+            route.addrs.push(source);
+            let ufrag = ufrag.to_owned();
+            if let Some(previous) = routes.by_addr.insert(source, ufrag.clone())
+                && previous != ufrag
+                && let Some(other) = routes.by_ufrag.get_mut(&previous)
+            {
+                other.addrs.retain(|a| *a != source);
+            }
         }
-        // The first datagram from an address is a STUN binding request
-        // naming the session by its username fragment (ours first).
-        let message = str0m::ice::StunMessage::parse(data).ok()?;
-        let (ours, _) = message.split_username()?;
-        let to = routes.by_ufrag.get(ours)?.clone();
-        routes.by_addr.insert(source, to.clone());
         Some(to)
     }
 }
@@ -534,6 +605,11 @@ impl Session {
                         destination: self.local,
                         contents,
                     });
+                    // Not this session's (an address another one used, a
+                    // forged source): dropped before it can fail it.
+                    if !self.rtc.accepts(&input) {
+                        continue;
+                    }
                     if let Err(err) = self.rtc.handle_input(input) {
                         return SessionEnd::Failed(format!("webrtc: {err}"));
                     }
@@ -587,12 +663,11 @@ impl Session {
                     *media_by = tokio::time::Instant::now() + self.idle;
                     tracing::info!("whip: connected");
                 }
-                Output::Event(Event::IceConnectionStateChange(
-                    IceConnectionState::Disconnected,
-                )) => {
-                    return Err(SessionEnd::ByPeer(
-                        "the publisher went away (ICE disconnected)".to_owned(),
-                    ));
+                // ICE comes and goes with the network (str0m says so of
+                // Disconnected): a publisher that is really gone stops
+                // sending media and the idle timeout ends the session.
+                Output::Event(Event::IceConnectionStateChange(state)) => {
+                    tracing::info!(?state, "whip: ICE");
                 }
                 Output::Event(Event::MediaData(data)) => {
                     *media_by = tokio::time::Instant::now() + self.idle;
@@ -629,6 +704,9 @@ impl Session {
                 result.map_err(|err| SessionEnd::Failed(format!("whip: {err}")))?;
             }
         }
+        // The low 32 bits of str0m's extended RTP time are the wire's
+        // timestamp, as the sender report's are: the timeline extends them
+        // again itself.
         let result = self.media.frame(
             track,
             codec,
@@ -717,7 +795,12 @@ impl Actor for WhipSession {
             id,
         } = args;
         let task = tokio::spawn(async move {
-            let end = session.run().await;
+            // A panic in the WebRTC stack (remote input it did not expect)
+            // fails this session only, and the actor still stops.
+            let run = std::panic::AssertUnwindSafe(session.run());
+            let end = futures::FutureExt::catch_unwind(run)
+                .await
+                .unwrap_or_else(|_| SessionEnd::Failed("webrtc: the session panicked".to_owned()));
             session.media.finish();
             session.process_events();
             session.publish.closed(&end);

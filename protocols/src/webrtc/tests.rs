@@ -215,3 +215,32 @@ fn garbage_frames_are_dropped_with_one_warning() {
     assert_eq!(warnings, 2, "one per track: {all:?}");
     assert!(samples(&all).is_empty());
 }
+
+#[test]
+fn a_track_that_sends_nothing_is_left_out_after_a_few_seconds() {
+    // A browser's audio transceiver with no microphone behind it.
+    let mut m = media();
+    m.sender_report(VIDEO, 1 << 32, 0).unwrap();
+    m.frame(VIDEO, H264, 0, &keyframe(), true).unwrap();
+    for i in 1..(SILENT_AFTER as u32 + 5) {
+        m.frame(VIDEO, H264, i * 3600, &annex_b(&[NON_IDR]), true)
+            .unwrap();
+    }
+    let all = events(&mut m);
+    let tracks = all
+        .iter()
+        .find_map(|e| match e {
+            WebrtcEvent::Tracks(t) => Some(t),
+            _ => None,
+        })
+        .expect("the video publishes alone");
+    assert_eq!(tracks.len(), 1);
+    assert!(!samples(&all).is_empty());
+    // Audio that comes after that is dropped, with a warning.
+    m.frame(AUDIO, OPUS, 0, OPUS_20MS, true).unwrap();
+    assert!(
+        events(&mut m)
+            .iter()
+            .any(|e| matches!(e, WebrtcEvent::Warning(_)))
+    );
+}
