@@ -29,7 +29,7 @@ use crate::codec::{AvcConfig, CodecConfig, HevcConfig, h264, h265};
 use crate::media::{MediaKind, Sample, Track};
 use crate::rtp::Frame;
 use crate::rtp::opus::packet_samples;
-use crate::rtp::reorder::{DecodeTimes, MAX_REORDER_DEPTH};
+use crate::rtp::reorder::DecodeTimes;
 use crate::rtsp::timeline::Timeline;
 
 /// The RTP clock of WebRTC video (RFC 6184, 7798).
@@ -124,18 +124,6 @@ impl Lane {
             order: None,
             last_dts: None,
             warned: false,
-        }
-    }
-
-    fn decode_times(&self) -> DecodeTimes<Frame> {
-        match &self.config {
-            Some(CodecConfig::H264(c)) => {
-                DecodeTimes::new(c.sps.max_num_reorder_frames.unwrap_or(0), MAX_REORDER_DEPTH)
-            }
-            Some(CodecConfig::H265(c)) => {
-                DecodeTimes::new(c.sps.max_num_reorder_pics.unwrap_or(0), MAX_REORDER_DEPTH)
-            }
-            _ => DecodeTimes::new(0, 0),
         }
     }
 }
@@ -419,7 +407,7 @@ impl WebrtcMedia {
             return;
         };
         if lane.order.is_none() {
-            lane.order = Some(lane.decode_times());
+            lane.order = Some(DecodeTimes::for_codec(lane.config.as_ref()));
         }
         let Some(order) = lane.order.as_mut() else {
             return;
@@ -447,7 +435,7 @@ impl WebrtcMedia {
             && let Some(config) = self
                 .lanes
                 .get(index)
-                .and_then(|l| in_band_change(l.config.as_ref()?, &frame.data))
+                .and_then(|l| l.config.as_ref()?.changed_by(&frame.data))
         {
             self.lanes[index].config = Some(config);
             self.announce_tracks();
@@ -484,17 +472,6 @@ impl WebrtcMedia {
             self.events.push_back(WebrtcEvent::Warning(message));
         }
     }
-}
-
-/// The configuration of a keyframe's parameter sets (a length-prefixed
-/// sample), when they differ from `current`'s.
-fn in_band_change(current: &CodecConfig, sample: &[u8]) -> Option<CodecConfig> {
-    let config = match current {
-        CodecConfig::H264(_) => CodecConfig::H264(AvcConfig::from_length_prefixed(sample).ok()??),
-        CodecConfig::H265(_) => CodecConfig::H265(HevcConfig::from_length_prefixed(sample).ok()??),
-        CodecConfig::Aac(_) | CodecConfig::Opus(_) => return None,
-    };
-    (!current.same_parameter_sets(&config)).then_some(config)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use streamforge_protocols::codec::{
     AudioSpecificConfig, AvcConfig, CodecConfig, CodecError, HevcConfig,
 };
 use streamforge_protocols::media::{Sample, Track};
-use streamforge_protocols::rtp::reorder::{DecodeTimes, MAX_REORDER_DEPTH};
+use streamforge_protocols::rtp::reorder::DecodeTimes;
 
 use super::{IngestProtocol, Live, PublishError, Publisher};
 use crate::supervision::Backoff;
@@ -419,7 +419,9 @@ async fn relay(
         let Some(track) = tracks.get(&stream) else {
             continue;
         };
-        let order = orders.entry(stream).or_insert_with(|| decode_times(track));
+        let order = orders
+            .entry(stream)
+            .or_insert_with(|| DecodeTimes::for_codec(Some(&track.codec)));
         if !order.push(
             pts,
             Frame {
@@ -464,20 +466,6 @@ struct Frame {
     keyframe: bool,
     data: Vec<u8>,
     duration: Option<u32>,
-}
-
-/// Video may reorder as deep as its SPS declares (deeper is learnt, up to
-/// the codec limit); audio never does.
-fn decode_times(track: &Track) -> DecodeTimes<Frame> {
-    match &track.codec {
-        CodecConfig::H264(c) => {
-            DecodeTimes::new(c.sps.max_num_reorder_frames.unwrap_or(0), MAX_REORDER_DEPTH)
-        }
-        CodecConfig::H265(c) => {
-            DecodeTimes::new(c.sps.max_num_reorder_pics.unwrap_or(0), MAX_REORDER_DEPTH)
-        }
-        _ => DecodeTimes::new(0, 0),
-    }
 }
 
 async fn send(

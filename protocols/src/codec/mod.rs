@@ -150,6 +150,19 @@ impl CodecConfig {
         self.parameter_sets_in_band() == other.parameter_sets_in_band()
     }
 
+    /// The configuration of a keyframe's in-band parameter sets (a sample
+    /// of 4-byte length-prefixed NAL units) when they differ from these:
+    /// an encoder that changed resolution mid-stream. `None` for audio, or
+    /// when the sample carries none.
+    pub fn changed_by(&self, sample: &[u8]) -> Option<CodecConfig> {
+        let config = match self {
+            Self::H264(_) => Self::H264(AvcConfig::from_length_prefixed(sample).ok()??),
+            Self::H265(_) => Self::H265(HevcConfig::from_length_prefixed(sample).ok()??),
+            Self::Aac(_) | Self::Opus(_) => return None,
+        };
+        (!self.same_parameter_sets(&config)).then_some(config)
+    }
+
     /// The RFC 6381 `codecs` parameter, e.g. `avc1.64001f` or `mp4a.40.2`.
     pub fn codec_string(&self) -> String {
         match self {

@@ -30,6 +30,8 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use crate::codec::CodecConfig;
+
 /// Deepest reordering H.264 and H.265 allow (the largest DPB, 16 frames).
 pub const MAX_REORDER_DEPTH: u32 = 16;
 
@@ -73,6 +75,21 @@ impl<T> DecodeTimes<T> {
             step: 1,
             last_ranked: None,
             dropped: 0,
+        }
+    }
+
+    /// The window for a track of `config`: video may reorder as deep as
+    /// its SPS declares (deeper is learnt, up to [`MAX_REORDER_DEPTH`]);
+    /// audio, or a track not configured yet, never does.
+    pub fn for_codec(config: Option<&CodecConfig>) -> Self {
+        match config {
+            Some(CodecConfig::H264(c)) => {
+                Self::new(c.sps.max_num_reorder_frames.unwrap_or(0), MAX_REORDER_DEPTH)
+            }
+            Some(CodecConfig::H265(c)) => {
+                Self::new(c.sps.max_num_reorder_pics.unwrap_or(0), MAX_REORDER_DEPTH)
+            }
+            _ => Self::new(0, 0),
         }
     }
 

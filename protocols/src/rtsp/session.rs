@@ -45,7 +45,7 @@ use crate::codec::{AvcConfig, CodecConfig, HevcConfig};
 use std::time::{Duration, Instant};
 
 use crate::media::{Sample, SessionEnd, Track};
-use crate::rtp::reorder::{DecodeTimes, MAX_REORDER_DEPTH};
+use crate::rtp::reorder::DecodeTimes;
 use crate::rtp::{self, Depacketizer, Frame};
 
 /// Largest message taken: any interleaved frame (4 + 65535 bytes) and any
@@ -218,20 +218,6 @@ impl Media {
     fn track(&self, index: usize) -> Option<Track> {
         let id = u32::try_from(index + 1).ok()?;
         Some(Track::new(id, self.desc.clock_rate, self.config.clone()?))
-    }
-
-    /// Video may reorder as deep as its SPS declares (and deeper, learnt
-    /// from the stream, up to the codec limit); audio never does.
-    fn decode_times(&self) -> DecodeTimes<Frame> {
-        match &self.config {
-            Some(CodecConfig::H264(c)) => {
-                DecodeTimes::new(c.sps.max_num_reorder_frames.unwrap_or(0), MAX_REORDER_DEPTH)
-            }
-            Some(CodecConfig::H265(c)) => {
-                DecodeTimes::new(c.sps.max_num_reorder_pics.unwrap_or(0), MAX_REORDER_DEPTH)
-            }
-            _ => DecodeTimes::new(0, 0),
-        }
     }
 
     fn new_depacketizer(&self) -> Option<Depacketizer> {
@@ -1030,7 +1016,7 @@ impl ServerSession {
             return;
         };
         if m.order.is_none() {
-            m.order = Some(m.decode_times());
+            m.order = Some(DecodeTimes::for_codec(m.config.as_ref()));
         }
         let Some(order) = m.order.as_mut() else {
             return;
@@ -1059,7 +1045,7 @@ impl ServerSession {
         // the new ones in band before its next keyframe: the tracks are
         // announced again, ahead of the first sample that needs them.
         if frame.keyframe
-            && let Some(config) = in_band_change(m.config.as_ref(), &frame.data)
+            && let Some(config) = m.config.as_ref().and_then(|c| c.changed_by(&frame.data))
         {
             m.config = Some(config);
             self.announce_tracks();
@@ -1087,17 +1073,6 @@ impl ServerSession {
             data: frame.data,
         }));
     }
-}
-
-/// The configuration of a keyframe's in-band parameter sets, when they
-/// differ from `current`'s.
-fn in_band_change(current: Option<&CodecConfig>, sample: &[u8]) -> Option<CodecConfig> {
-    let config = match current? {
-        CodecConfig::H264(_) => CodecConfig::H264(AvcConfig::from_length_prefixed(sample).ok()??),
-        CodecConfig::H265(_) => CodecConfig::H265(HevcConfig::from_length_prefixed(sample).ok()??),
-        _ => return None,
-    };
-    (!current?.same_parameter_sets(&config)).then_some(config)
 }
 
 /// A configuration from parameter sets the sender sent in band.
