@@ -46,6 +46,7 @@ pub struct Metrics {
     child_processes: Gauge,
     recording_lost: Counter,
     truncated_pages: Counter,
+    webrtc_dropped: Counter,
     /// One render at a time brings `recording_lost` and `truncated_pages`
     /// up to their sources' counts.
     render_lock: std::sync::Mutex<()>,
@@ -77,6 +78,12 @@ impl Metrics {
         let child_processes = Gauge::default();
         let recording_lost = Counter::default();
         let truncated_pages = Counter::default();
+        let webrtc_dropped = Counter::default();
+        registry.register(
+            "webrtc_datagrams_dropped",
+            "WebRTC (WHIP) datagrams dropped because their session fell behind",
+            webrtc_dropped.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests answered, by method, route and status",
@@ -127,6 +134,7 @@ impl Metrics {
             child_processes,
             recording_lost,
             truncated_pages,
+            webrtc_dropped,
             render_lock: std::sync::Mutex::new(()),
         })
     }
@@ -149,9 +157,14 @@ impl Metrics {
         }
     }
 
-    /// Renders every metric, reading the actor and process counts and the
-    /// recordings' losses as of now.
-    pub fn render(&self, supervision: &Supervision, live: &Live) -> String {
+    /// Renders every metric, reading the actor and process counts, the
+    /// recordings' losses and WHIP's dropped datagrams as of now.
+    pub fn render(
+        &self,
+        supervision: &Supervision,
+        live: &Live,
+        whip: Option<&streamforge_actors::live::whip::Whip>,
+    ) -> String {
         for kind in BranchKind::ALL {
             self.actors
                 .get_or_create(&BranchLabels {
@@ -168,6 +181,11 @@ impl Metrics {
         let lost = live.recording_samples_lost();
         self.recording_lost
             .inc_by(lost.saturating_sub(self.recording_lost.get()));
+        if let Some(whip) = whip {
+            let dropped = whip.dropped();
+            self.webrtc_dropped
+                .inc_by(dropped.saturating_sub(self.webrtc_dropped.get()));
+        }
         let truncated = streamforge_actors::storage::truncated_page_faults();
         self.truncated_pages
             .inc_by(truncated.saturating_sub(self.truncated_pages.get()));

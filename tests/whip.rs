@@ -63,7 +63,18 @@ impl Publisher {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_publishes_h264_and_opus_that_ffprobe_reads_back() {
     let server = TestServer::start().await;
-    let key = create_stream_key(&server, "studio").await;
+    let created: Value = client()
+        .post(server.url("/api/live/keys"))
+        .json(&serde_json::json!({ "stream": "studio" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The key's WHIP endpoint, as the web UI shows it.
+    assert_eq!(created["whip_url"], "/whip/studio", "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
     let mut publisher = Publisher::start(&server, "studio", &key, 8, "h264");
     let answer = publisher.next().await;
     assert_eq!(answer["status"], 201, "{answer}");
@@ -107,6 +118,18 @@ async fn chromium_publishes_h264_and_opus_that_ffprobe_reads_back() {
     assert_eq!(audio["sample_rate"], "48000");
 
     trickle(&server, &location).await;
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("webrtc_datagrams_dropped_total 0"),
+        "no datagram dropped on loopback, and the counter is there"
+    );
 
     let done = publisher.next().await;
     assert_eq!(done["deleted"], 200, "{done}");

@@ -209,7 +209,9 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError>
     (status = 200, description = "The metrics", content_type = "application/openmetrics-text", body = String),
 ))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(&state.supervision, &state.live);
+    let body = state
+        .metrics
+        .render(&state.supervision, &state.live, state.whip.as_ref());
     (
         [(
             header::CONTENT_TYPE,
