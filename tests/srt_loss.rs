@@ -13,82 +13,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::netns::Namespace;
 use serde_json::Value;
-use tokio::process::Command;
-
-/// A network namespace, deleted on drop.
-struct Namespace(String);
-
-impl Namespace {
-    fn new() -> Namespace {
-        let name = format!("sf-srt-{}", std::process::id());
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &name])
-            .status();
-        let run = |args: &[&str]| {
-            let status = std::process::Command::new("ip")
-                .args(args)
-                .status()
-                .expect("iproute2 is installed (scripts/setup --test)");
-            assert!(status.success(), "ip {args:?} (the test needs root)");
-        };
-        run(&["netns", "add", &name]);
-        let ns = Namespace(name);
-        run(&["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// `program args…` inside the namespace.
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.0, program]);
-        command
-    }
-
-    /// Drops `percent` % of UDP datagrams at random (loopback traffic
-    /// passes the input hook once per direction).
-    async fn lose_udp(&self, percent: u32) {
-        let rules = format!(
-            "table inet loss {{\n chain input {{\n  type filter hook input priority 0;\n  \
-             meta l4proto udp numgen random mod 100 < {percent} counter drop\n }}\n}}\n"
-        );
-        let mut nft = self
-            .command("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("nftables is installed (scripts/setup --test)");
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = nft.stdin.take().unwrap();
-        stdin.write_all(rules.as_bytes()).await.unwrap();
-        drop(stdin);
-        assert!(nft.wait().await.unwrap().success(), "nft");
-    }
-
-    /// Datagrams the rule dropped.
-    async fn dropped(&self) -> u64 {
-        let out = self
-            .command("nft")
-            .args(["list", "ruleset"])
-            .output()
-            .await
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.split("packets ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .status();
-    }
-}
 
 /// Packet times (seconds) of one stream, as ffprobe run in `ns` reads them.
 async fn times(ns: &Namespace, url: &str, stream: &str) -> Vec<f64> {
@@ -106,46 +32,6 @@ async fn times(ns: &Namespace, url: &str, stream: &str) -> Vec<f64> {
         .collect();
     times.sort_by(f64::total_cmp);
     times
-}
-
-async fn server_in(
-    ns: &Namespace,
-    data: &Path,
-    log: Arc<Mutex<Vec<Value>>>,
-) -> (tokio::process::Child, Value) {
-    let mut child = ns
-        .command(env!("CARGO_BIN_EXE_streamforge"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rtmp-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--rtsp-listen", "127.0.0.1:0", "--rtsp-udp-ports", "off"])
-        .args([
-            "--srt-listen",
-            "127.0.0.1:0",
-            "--webrtc-listen",
-            "127.0.0.1:0",
-            "--tls",
-            "off",
-            "--log-format",
-            "json",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .env("STREAMFORGE_LIVE_OPEN_PUBLISH", "true")
-        .env("STREAMFORGE_LIVE_RECONNECT_GRACE", "300ms")
-        .env("STREAMFORGE_LIVE_WINDOW_SEGMENTS", "20")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let listening = common::await_listening(&mut child, Some(log)).await;
-    (child, listening)
 }
 
 /// ffmpeg in `ns` publishes 8 s over SRT to `srt`, writing what it sent to
@@ -179,54 +65,13 @@ async fn publish_lossy(ns: &Namespace, srt: &str, copy: &Path) {
     );
 }
 
-/// Waits for the stream to end and its playlists with it; its status.
-async fn wait_ended(ns: &Namespace, http: &str) -> Value {
-    let status_url = format!("{http}/api/live/lossy");
-    let mut status = Value::Null;
-    for _ in 0..100 {
-        let out = ns
-            .command("curl")
-            .args(["-fs", &status_url])
-            .output()
-            .await
-            .unwrap();
-        status = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if status["live"] == false && status["samples"].as_u64().unwrap_or(0) > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(status["live"], false, "{status}");
-    // The playlists end once the reconnect grace is over (before, ffprobe
-    // would read them as live, from three segments before the end).
-    for rendition in ["v1", "a1"] {
-        let url = format!("{http}/live/lossy/{rendition}/media.m3u8");
-        let mut ended = false;
-        for _ in 0..100 {
-            let out = ns
-                .command("curl")
-                .args(["-fs", &url])
-                .output()
-                .await
-                .unwrap();
-            if String::from_utf8_lossy(&out.stdout).contains("#EXT-X-ENDLIST") {
-                ended = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        assert!(ended, "{rendition} never ended");
-    }
-    status
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn srt_through_five_percent_loss_arrives_whole() {
-    let ns = Namespace::new();
+    let ns = Namespace::new("srt");
     ns.lose_udp(5).await;
     let data = tempfile::tempdir().unwrap();
     let log = Arc::new(Mutex::new(Vec::new()));
-    let (mut server, listening) = server_in(&ns, data.path(), log.clone()).await;
+    let (mut server, listening) = ns.server(data.path(), log.clone()).await;
     let http = format!("http://{}", listening["http"].as_str().unwrap());
     let srt = listening["srt"].as_str().unwrap().to_owned();
     let copy = data.path().join("sent.ts");
@@ -234,7 +79,7 @@ async fn srt_through_five_percent_loss_arrives_whole() {
     publish_lossy(&ns, &srt, &copy).await;
 
     // The stream ends; then what players read is checked.
-    let status = wait_ended(&ns, &http).await;
+    let status = ns.wait_ended(&http, "lossy").await;
     assert_eq!(status["dropped_samples"], 0, "{status}");
     assert_eq!(status["last_error"], Value::Null, "{status}");
 
