@@ -174,7 +174,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         rtmp = listeners.rtmp_addr().map_or_else(String::new, |a| a.to_string()),
         rtsp = listeners.rtsp_addr().map_or_else(String::new, |a| a.to_string()),
         srt = listeners.srt_addr().map_or_else(String::new, |a| a.to_string()),
-        webrtc = listeners.whip.as_ref().map_or_else(String::new, |w| w.local_addr().to_string()),
+        webrtc = listeners.webrtc_addr().map_or_else(String::new, |a| a.to_string()),
         data_dir = %config.data_dir.display(),
         storage = %core.storage.backend(),
         run = core.run_id,
@@ -186,10 +186,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         rtmp_addr: listeners.rtmp_addr(),
         rtsp_addr: listeners.rtsp_addr(),
         srt_addr: listeners.srt_addr(),
-        webrtc_addr: listeners
-            .whip
-            .as_ref()
-            .map(streamforge_actors::live::whip::Whip::local_addr),
+        webrtc_addr: listeners.webrtc_addr(),
         certificate: listeners
             .secure
             .as_ref()
@@ -251,15 +248,7 @@ struct Listeners {
     http: TcpListener,
     http_addr: SocketAddr,
     secure: Option<Secure>,
-    rtmp: Option<(TcpListener, SocketAddr)>,
-    rtsp: Option<(
-        TcpListener,
-        SocketAddr,
-        Option<streamforge_actors::live::rtsp::UdpPorts>,
-    )>,
-    srt: Option<streamforge_actors::live::srt::Bound>,
-    /// WHIP's WebRTC socket.
-    whip: Option<streamforge_actors::live::whip::Whip>,
+    ingest: IngestListeners,
     /// Where ffmpeg reads uploads still arriving and originals in a bucket
     /// (loopback, ephemeral).
     growing: Option<(TcpListener, GrowingSource)>,
@@ -341,26 +330,36 @@ impl Listeners {
             http,
             http_addr,
             secure,
-            rtmp,
-            rtsp,
-            srt,
-            whip,
+            ingest: IngestListeners {
+                rtmp,
+                rtsp,
+                srt,
+                whip,
+            },
             growing,
         })
     }
 
     fn rtmp_addr(&self) -> Option<SocketAddr> {
-        self.rtmp.as_ref().map(|(_, addr)| *addr)
+        self.ingest.rtmp.as_ref().map(|(_, addr)| *addr)
     }
 
     fn rtsp_addr(&self) -> Option<SocketAddr> {
-        self.rtsp.as_ref().map(|(_, addr, _)| *addr)
+        self.ingest.rtsp.as_ref().map(|(_, addr, _)| *addr)
     }
 
     fn srt_addr(&self) -> Option<SocketAddr> {
-        self.srt
+        self.ingest
+            .srt
             .as_ref()
             .map(streamforge_actors::live::srt::Bound::local_addr)
+    }
+
+    fn webrtc_addr(&self) -> Option<SocketAddr> {
+        self.ingest
+            .whip
+            .as_ref()
+            .map(streamforge_actors::live::whip::Whip::local_addr)
     }
 }
 
@@ -479,7 +478,7 @@ impl Services {
             rtmp_port: listeners.rtmp_addr().map(|a| a.port()),
             rtsp_port: listeners.rtsp_addr().map(|a| a.port()),
             srt_port: listeners.srt_addr().map(|a| a.port()),
-            whip: listeners.whip.clone(),
+            whip: listeners.ingest.whip.clone(),
             signer,
             upload_slots: Arc::new(http::middleware::ClientSlots::new(
                 config.limits.uploads_per_client,
@@ -720,35 +719,13 @@ async fn run(
             http::source::serve(listener, source, uploads, token.clone()).await;
         }
     };
-    let rtmp = async {
-        if let Some((listener, _)) = listeners.rtmp {
-            streamforge_actors::live::rtmp::serve(listener, live.clone(), token.clone()).await;
-        }
-    };
-    let rtsp = async {
-        if let Some((listener, _, udp)) = listeners.rtsp {
-            streamforge_actors::live::rtsp::serve(listener, udp, live.clone(), token.clone()).await;
-        }
-    };
-    let srt = async {
-        if let Some(bound) = listeners.srt {
-            streamforge_actors::live::srt::serve(bound, live.clone(), token.clone()).await;
-        }
-    };
-    let whip = async {
-        if let Some(whip) = listeners.whip {
-            streamforge_actors::live::whip::serve(whip, token.clone()).await;
-        }
-    };
+    let ingest = serve_ingest(listeners.ingest, &live, &token);
     tokio::join!(
         tree_stopped,
         draining_on_cancel,
         plain,
         secure,
-        rtmp,
-        rtsp,
-        srt,
-        whip,
+        ingest,
         growing
     );
     supervision.shutdown(ACTOR_STOP_TIMEOUT).await;
@@ -769,6 +746,44 @@ async fn run(
     }
     db.close().await;
     tracing::info!("streamforge stopped");
+}
+
+/// The live ingest listeners that are on (WHIP: its WebRTC socket).
+struct IngestListeners {
+    rtmp: Option<(TcpListener, SocketAddr)>,
+    rtsp: Option<(
+        TcpListener,
+        SocketAddr,
+        Option<streamforge_actors::live::rtsp::UdpPorts>,
+    )>,
+    srt: Option<streamforge_actors::live::srt::Bound>,
+    whip: Option<streamforge_actors::live::whip::Whip>,
+}
+
+/// Serves RTMP, RTSP, SRT and WHIP's WebRTC socket (those that are on)
+/// until `token` is cancelled.
+async fn serve_ingest(ingest: IngestListeners, live: &Live, token: &CancellationToken) {
+    let rtmp = async {
+        if let Some((listener, _)) = ingest.rtmp {
+            streamforge_actors::live::rtmp::serve(listener, live.clone(), token.clone()).await;
+        }
+    };
+    let rtsp = async {
+        if let Some((listener, _, udp)) = ingest.rtsp {
+            streamforge_actors::live::rtsp::serve(listener, udp, live.clone(), token.clone()).await;
+        }
+    };
+    let srt = async {
+        if let Some(bound) = ingest.srt {
+            streamforge_actors::live::srt::serve(bound, live.clone(), token.clone()).await;
+        }
+    };
+    let whip = async {
+        if let Some(whip) = ingest.whip {
+            streamforge_actors::live::whip::serve(whip, token.clone()).await;
+        }
+    };
+    tokio::join!(rtmp, rtsp, srt, whip);
 }
 
 /// The transcoder of this node: its unfinished jobs resumed and, on a

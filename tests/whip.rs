@@ -9,7 +9,10 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{TestServer, client, create_stream_key, error_of, ffprobe, stream_status, wait_until};
+use common::{
+    TestServer, client, create_stream_key, create_stream_key_answer, error_of, ffprobe,
+    stream_status, wait_until,
+};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -63,15 +66,7 @@ impl Publisher {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_publishes_h264_and_opus_that_ffprobe_reads_back() {
     let server = TestServer::start().await;
-    let created: Value = client()
-        .post(server.url("/api/live/keys"))
-        .json(&serde_json::json!({ "stream": "studio" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = create_stream_key_answer(&server, "studio").await;
     // The key's WHIP endpoint, as the web UI shows it.
     assert_eq!(created["whip_url"], "/whip/studio", "{created}");
     let key = created["key"].as_str().unwrap().to_owned();

@@ -29,7 +29,7 @@ use crate::codec::{AvcConfig, CodecConfig, HevcConfig, h264, h265};
 use crate::media::{MediaKind, Sample, Track};
 use crate::rtp::Frame;
 use crate::rtp::opus::packet_samples;
-use crate::rtp::reorder::DecodeTimes;
+use crate::rtp::reorder::TrackTimes;
 use crate::rtsp::timeline::Timeline;
 
 /// The RTP clock of WebRTC video (RFC 6184, 7798).
@@ -108,8 +108,7 @@ struct Lane {
     needs_keyframe: bool,
     /// Left out of the publish: it sent nothing while the others did.
     absent: bool,
-    order: Option<DecodeTimes<Frame>>,
-    last_dts: Option<i64>,
+    times: TrackTimes,
     warned: bool,
 }
 
@@ -121,8 +120,7 @@ impl Lane {
             config: None,
             needs_keyframe: true,
             absent: false,
-            order: None,
-            last_dts: None,
+            times: TrackTimes::default(),
             warned: false,
         }
     }
@@ -277,11 +275,7 @@ impl WebrtcMedia {
     /// given out.
     pub fn finish(&mut self) {
         for index in 0..self.lanes.len() {
-            while let Some(timed) = self.lanes[index]
-                .order
-                .as_mut()
-                .and_then(DecodeTimes::flush)
-            {
+            while let Some(timed) = self.lanes[index].times.flush() {
                 self.emit_timed(index, timed);
             }
         }
@@ -406,14 +400,7 @@ impl WebrtcMedia {
         let Some(lane) = self.lanes.get_mut(index) else {
             return;
         };
-        if lane.order.is_none() {
-            lane.order = Some(DecodeTimes::for_codec(lane.config.as_ref()));
-        }
-        let Some(order) = lane.order.as_mut() else {
-            return;
-        };
-        let depth = order.depth();
-        if !order.push(time, frame) {
+        if let Err(depth) = lane.times.push(lane.config.as_ref(), time, frame) {
             self.warn_once(
                 index,
                 format!(
@@ -423,12 +410,13 @@ impl WebrtcMedia {
             );
             return;
         }
-        while let Some(timed) = self.lanes[index].order.as_mut().and_then(DecodeTimes::pull) {
+        while let Some(timed) = self.lanes[index].times.pull() {
             self.emit_timed(index, timed);
         }
     }
 
-    fn emit_timed(&mut self, index: usize, (dts, pts, frame): (i64, i64, Frame)) {
+    fn emit_timed(&mut self, index: usize, timed: (i64, i64, Frame)) {
+        let frame = &timed.2;
         // New parameter sets on a keyframe (a browser adapting its
         // resolution): the tracks are announced again, right before it.
         if frame.keyframe
@@ -443,25 +431,12 @@ impl WebrtcMedia {
         let Some(lane) = self.lanes.get_mut(index) else {
             return;
         };
-        // The packager times a sample by the next one's start; the stated
-        // duration only matters for the last sample before an end.
-        let duration = frame.duration.unwrap_or_else(|| {
-            lane.last_dts
-                .and_then(|last| u32::try_from(dts - last).ok())
-                .unwrap_or(VIDEO_CLOCK / 30)
-        });
-        lane.last_dts = Some(dts);
-        let (Ok(id), Ok(cts_offset)) = (u32::try_from(index + 1), i32::try_from(pts - dts)) else {
+        let Ok(id) = u32::try_from(index + 1) else {
             return;
         };
-        self.events.push_back(WebrtcEvent::Sample(Sample {
-            track: id,
-            dts,
-            cts_offset,
-            duration: duration.max(1),
-            keyframe: frame.keyframe,
-            data: frame.data,
-        }));
+        if let Some(sample) = lane.times.sample(id, timed, VIDEO_CLOCK / 30) {
+            self.events.push_back(WebrtcEvent::Sample(sample));
+        }
     }
 
     fn warn_once(&mut self, track: usize, message: String) {

@@ -670,7 +670,14 @@ pub async fn python_peer(args: &[&std::ffi::OsStr]) -> (tokio::process::Child, u
 
 /// Creates (or rotates) the publish key of `stream`; the key.
 pub async fn create_stream_key(server: &TestServer, stream: &str) -> String {
-    let created: serde_json::Value = reqwest::Client::new()
+    let created = create_stream_key_answer(server, stream).await;
+    created["key"].as_str().unwrap().to_owned()
+}
+
+/// `POST /api/live/keys` for `stream`: the whole answer (the key and the
+/// publish URLs of every protocol).
+pub async fn create_stream_key_answer(server: &TestServer, stream: &str) -> serde_json::Value {
+    reqwest::Client::new()
         .post(server.url("/api/live/keys"))
         .json(&serde_json::json!({ "stream": stream }))
         .send()
@@ -678,8 +685,7 @@ pub async fn create_stream_key(server: &TestServer, stream: &str) -> String {
         .unwrap()
         .json()
         .await
-        .unwrap();
-    created["key"].as_str().unwrap().to_owned()
+        .unwrap()
 }
 
 /// `GET /api/live/{stream}`.

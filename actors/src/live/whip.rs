@@ -35,7 +35,7 @@ use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
-use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{KeyframeRequestKind, MediaData, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 use streamforge_protocols::media::{self, SessionEnd};
@@ -320,6 +320,7 @@ impl Whip {
         let session = Session {
             rtc,
             media,
+            video: kinds.iter().position(|k| *k == media::MediaKind::Video),
             mids: mids.into_iter().map(|(mid, _)| mid).collect(),
             publish,
             socket: self.inner.socket.clone(),
@@ -431,7 +432,13 @@ impl Whip {
     /// tries); str0m checks each binding request's integrity itself.
     fn route(&self, source: SocketAddr, data: &[u8]) -> Option<mpsc::Sender<Datagram>> {
         let mut routes = self.routes();
-        let stun = str0m::ice::StunMessage::parse(data).ok();
+        // RFC 7983: a first byte of 0-3 is STUN; DTLS, RTP and RTCP are
+        // routed by address without being parsed as STUN.
+        let stun = data
+            .first()
+            .is_some_and(|b| *b < 4)
+            .then(|| str0m::ice::StunMessage::parse(data).ok())
+            .flatten();
         let named = stun
             .as_ref()
             .and_then(|m| m.split_username())
@@ -561,6 +568,8 @@ struct Session {
     rtc: Rtc,
     media: WebrtcMedia,
     mids: Vec<Mid>,
+    /// The video track's index, when the offer sends video.
+    video: Option<usize>,
     publish: IngestPublish,
     socket: Arc<UdpSocket>,
     local: SocketAddr,
@@ -721,17 +730,15 @@ impl Session {
     fn process_events(&mut self) {
         let now = Instant::now();
         let mut needed = None;
-        let mut video = None;
         while let Some(event) = self.media.poll_event() {
             match event {
                 WebrtcEvent::Tracks(tracks) => {
-                    video = tracks
-                        .iter()
-                        .position(|t| t.kind() == media::MediaKind::Video);
                     self.publish.tracks(tracks);
                 }
                 WebrtcEvent::Sample(sample) => {
-                    if sample.keyframe && self.is_video(sample.track) {
+                    // Track ids are the tracks' indexes plus one.
+                    let index = sample.track.checked_sub(1).map(|i| i as usize);
+                    if sample.keyframe && index.is_some() && index == self.video {
                         self.keyframes.last_keyframe = Some(now);
                     }
                     self.publish.sample(sample);
@@ -740,28 +747,13 @@ impl Session {
                 WebrtcEvent::Warning(warning) => tracing::warn!(%warning, "whip"),
             }
         }
-        let track = needed.or(video).or_else(|| {
-            self.mids.iter().position(|m| {
-                self.rtc
-                    .media(*m)
-                    .is_some_and(|m| m.kind() == MediaKind::Video)
-            })
-        });
-        if let Some(track) = track
+        if let Some(track) = needed.or(self.video)
             && self.keyframes.due(now, needed.is_some())
             && let Some(mid) = self.mids.get(track).copied()
             && let Some(mut writer) = self.rtc.writer(mid)
         {
             let _ = writer.request_keyframe(None, KeyframeRequestKind::Pli);
         }
-    }
-
-    fn is_video(&self, track_id: u32) -> bool {
-        let index = track_id.saturating_sub(1) as usize;
-        self.mids
-            .get(index)
-            .and_then(|mid| self.rtc.media(*mid))
-            .is_some_and(|m| m.kind() == MediaKind::Video)
     }
 }
 

@@ -31,6 +31,77 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use crate::codec::CodecConfig;
+use crate::media::Sample;
+
+use super::Frame;
+
+/// One track's frames from their place on a timeline to samples: the
+/// decode window (made for the track's codec at its first frame) and the
+/// last decode time, which times a frame that states no duration.
+#[derive(Debug, Default)]
+pub struct TrackTimes {
+    order: Option<DecodeTimes<Frame>>,
+    last_dts: Option<i64>,
+}
+
+impl TrackTimes {
+    /// Adds the next frame in decode order, at presentation `time`;
+    /// `Err(depth)` when it is dropped, out of order beyond the window of
+    /// `depth` frames (which then grows).
+    pub fn push(
+        &mut self,
+        config: Option<&CodecConfig>,
+        time: i64,
+        frame: Frame,
+    ) -> Result<(), u32> {
+        let order = self
+            .order
+            .get_or_insert_with(|| DecodeTimes::for_codec(config));
+        let depth = order.depth();
+        order.push(time, frame).then_some(()).ok_or(depth)
+    }
+
+    /// The next frame as `(dts, pts, frame)`, once its decode time is known.
+    pub fn pull(&mut self) -> Option<(i64, i64, Frame)> {
+        self.order.as_mut()?.pull()
+    }
+
+    /// At the end: the frames still waiting, one per call.
+    pub fn flush(&mut self) -> Option<(i64, i64, Frame)> {
+        self.order.as_mut()?.flush()
+    }
+
+    /// Frames dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.order.as_ref().map_or(0, DecodeTimes::dropped)
+    }
+
+    /// The sample of track `id` a pulled frame makes. The packager times a
+    /// sample by the next one's start; the duration stated here (the
+    /// frame's, else the step from the previous decode time, else
+    /// `default_duration`) only matters for the last sample before an end.
+    pub fn sample(
+        &mut self,
+        id: u32,
+        (dts, pts, frame): (i64, i64, Frame),
+        default_duration: u32,
+    ) -> Option<Sample> {
+        let duration = frame.duration.unwrap_or_else(|| {
+            self.last_dts
+                .and_then(|last| u32::try_from(dts - last).ok())
+                .unwrap_or(default_duration)
+        });
+        self.last_dts = Some(dts);
+        Some(Sample {
+            track: id,
+            dts,
+            cts_offset: i32::try_from(pts - dts).ok()?,
+            duration: duration.max(1),
+            keyframe: frame.keyframe,
+            data: frame.data,
+        })
+    }
+}
 
 /// Deepest reordering H.264 and H.265 allow (the largest DPB, 16 frames).
 pub const MAX_REORDER_DEPTH: u32 = 16;

@@ -45,7 +45,7 @@ use crate::codec::{AvcConfig, CodecConfig, HevcConfig};
 use std::time::{Duration, Instant};
 
 use crate::media::{Sample, SessionEnd, Track};
-use crate::rtp::reorder::DecodeTimes;
+use crate::rtp::reorder::TrackTimes;
 use crate::rtp::{self, Depacketizer, Frame};
 
 /// Largest message taken: any interleaved frame (4 + 65535 bytes) and any
@@ -201,8 +201,7 @@ struct Media {
     depacketizer: Option<Depacketizer>,
     config: Option<CodecConfig>,
     /// Decode times, from publication on.
-    order: Option<DecodeTimes<Frame>>,
-    last_dts: Option<i64>,
+    times: TrackTimes,
     warned: bool,
 }
 
@@ -327,11 +326,7 @@ impl ServerSession {
 
     /// Frames dropped because they stepped back in time.
     pub fn reordered(&self) -> u64 {
-        self.media
-            .iter()
-            .filter_map(|m| m.order.as_ref())
-            .map(DecodeTimes::dropped)
-            .sum()
+        self.media.iter().map(|m| m.times.dropped()).sum()
     }
 
     /// The connection ended.
@@ -384,11 +379,7 @@ impl ServerSession {
             self.state = State::Closed;
             // Frames waiting for followers to fix their decode times.
             for index in 0..self.media.len() {
-                while let Some(timed) = self.media[index]
-                    .order
-                    .as_mut()
-                    .and_then(DecodeTimes::flush)
-                {
+                while let Some(timed) = self.media[index].times.flush() {
                     self.emit_timed(index, timed);
                 }
             }
@@ -648,8 +639,7 @@ impl ServerSession {
                 setup: false,
                 channels: None,
                 depacketizer: None,
-                order: None,
-                last_dts: None,
+                times: TrackTimes::default(),
                 warned: false,
             })
             .collect();
@@ -1015,14 +1005,7 @@ impl ServerSession {
         let Some(m) = self.media.get_mut(index) else {
             return;
         };
-        if m.order.is_none() {
-            m.order = Some(DecodeTimes::for_codec(m.config.as_ref()));
-        }
-        let Some(order) = m.order.as_mut() else {
-            return;
-        };
-        let depth = order.depth();
-        if !order.push(time, frame) {
+        if let Err(depth) = m.times.push(m.config.as_ref(), time, frame) {
             if self.reordered() == 1 {
                 self.events.push_back(SessionEvent::Warning(format!(
                     "track {index}: a frame out of presentation order beyond the reorder \
@@ -1031,15 +1014,16 @@ impl ServerSession {
             }
             return;
         }
-        while let Some(timed) = self.media[index].order.as_mut().and_then(DecodeTimes::pull) {
+        while let Some(timed) = self.media[index].times.pull() {
             self.emit_timed(index, timed);
         }
     }
 
-    fn emit_timed(&mut self, index: usize, (dts, pts, frame): (i64, i64, Frame)) {
+    fn emit_timed(&mut self, index: usize, timed: (i64, i64, Frame)) {
         let Some(m) = self.media.get_mut(index) else {
             return;
         };
+        let frame = &timed.2;
         // An encoder that changes its parameter sets (GStreamer's x264enc
         // after a caps renegotiation, a camera switching resolution) sends
         // the new ones in band before its next keyframe: the tracks are
@@ -1053,25 +1037,12 @@ impl ServerSession {
         let Some(m) = self.media.get_mut(index) else {
             return;
         };
-        // The packager times a sample by the next one's start; the stated
-        // duration only matters for the last sample before an end.
-        let duration = frame.duration.unwrap_or_else(|| {
-            m.last_dts
-                .and_then(|last| u32::try_from(dts - last).ok())
-                .unwrap_or(m.desc.clock_rate / 25)
-        });
-        m.last_dts = Some(dts);
-        let (Ok(id), Ok(cts_offset)) = (u32::try_from(index + 1), i32::try_from(pts - dts)) else {
+        let Ok(id) = u32::try_from(index + 1) else {
             return;
         };
-        self.events.push_back(SessionEvent::Sample(Sample {
-            track: id,
-            dts,
-            cts_offset,
-            duration: duration.max(1),
-            keyframe: frame.keyframe,
-            data: frame.data,
-        }));
+        if let Some(sample) = m.times.sample(id, timed, m.desc.clock_rate / 25) {
+            self.events.push_back(SessionEvent::Sample(sample));
+        }
     }
 }
 

@@ -30,6 +30,14 @@ fn events(m: &mut WebrtcMedia) -> Vec<WebrtcEvent> {
     std::iter::from_fn(|| m.poll_event()).collect()
 }
 
+/// The first announcement of the tracks.
+fn first_tracks(events: &[WebrtcEvent]) -> Option<&Vec<Track>> {
+    events.iter().find_map(|e| match e {
+        WebrtcEvent::Tracks(t) => Some(t),
+        _ => None,
+    })
+}
+
 fn samples(events: &[WebrtcEvent]) -> Vec<&Sample> {
     events
         .iter()
@@ -71,13 +79,7 @@ fn video_waits_for_a_keyframe_with_parameter_sets_and_asks_for_one() {
     // times until the end.
     m.finish();
     let all = events(&mut m);
-    let tracks = all
-        .iter()
-        .find_map(|e| match e {
-            WebrtcEvent::Tracks(t) => Some(t),
-            _ => None,
-        })
-        .expect("tracks");
+    let tracks = first_tracks(&all).expect("tracks");
     assert_eq!(tracks.len(), 2);
     assert_eq!(tracks[0].width(), Some(1280));
     assert_eq!(tracks[1].timescale, OPUS_SAMPLE_RATE);
@@ -227,13 +229,7 @@ fn a_track_that_sends_nothing_is_left_out_after_a_few_seconds() {
             .unwrap();
     }
     let all = events(&mut m);
-    let tracks = all
-        .iter()
-        .find_map(|e| match e {
-            WebrtcEvent::Tracks(t) => Some(t),
-            _ => None,
-        })
-        .expect("the video publishes alone");
+    let tracks = first_tracks(&all).expect("the video publishes alone");
     assert_eq!(tracks.len(), 1);
     assert!(!samples(&all).is_empty());
     // Audio that comes after that is dropped, with a warning.
