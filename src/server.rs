@@ -89,6 +89,7 @@ pub struct Running {
     srt_addr: Option<SocketAddr>,
     webrtc_addr: Option<SocketAddr>,
     certificate: Option<std::path::PathBuf>,
+    state: AppState,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -129,6 +130,12 @@ impl Running {
         self.certificate.as_deref()
     }
 
+    /// The state the HTTP routes are served with, for building the router
+    /// in-process (`http::router_with_layers`, as the middleware bench does).
+    pub fn app_state(&self) -> AppState {
+        self.state.clone()
+    }
+
     /// A token that starts shutdown when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -142,7 +149,10 @@ impl Running {
 
     /// Waits until the server has stopped (after a shutdown began).
     pub async fn wait(self) {
-        if let Err(err) = self.task.await {
+        // The services behind the state must not outlive the server's run.
+        let Running { state, task, .. } = self;
+        drop(state);
+        if let Err(err) = task.await {
             tracing::error!(%err, "server task failed");
         }
     }
@@ -191,6 +201,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .secure
             .as_ref()
             .and_then(|s| s.certificate.clone()),
+        state: services.state.clone(),
         shutdown: shutdown.clone(),
         task: tokio::spawn(run(
             config.http.clone(),
@@ -383,6 +394,8 @@ async fn bind_tcp(
 /// The work the listeners are served with.
 struct Services {
     app: axum::Router,
+    /// The state `app` is served with.
+    state: AppState,
     uploads: Uploads,
     live: Live,
     /// Set once shutdown begins: readiness answers 503.
@@ -497,7 +510,8 @@ impl Services {
         // Workers on other nodes read the uploads arriving here.
         let internal = http::source::app(uploads.clone(), db.internal_secret().await?);
         Ok(Services {
-            app: http::router(state, &config.http).nest_service("/internal", internal),
+            app: http::router(state.clone(), &config.http).nest_service("/internal", internal),
+            state,
             uploads,
             live,
             draining,
@@ -662,6 +676,7 @@ async fn run(
     } = core;
     let Services {
         app,
+        state: _,
         uploads,
         live,
         draining,

@@ -316,9 +316,76 @@ async fn cors_for_browser_players_and_compressed_playlists() {
         .await
         .unwrap();
     assert_eq!(gzipped.headers()[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(gzipped.headers()[header::VARY], "accept-encoding");
+    let gzip_etag = gzipped.headers()[header::ETAG].clone();
+    assert!(
+        gzip_etag.to_str().unwrap().starts_with("W/\""),
+        "{gzip_etag:?}"
+    );
+    let length: usize = gzipped.headers()[header::CONTENT_LENGTH]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let body = gzipped.bytes().await.unwrap();
     assert!(body.len() < playlist.len());
-    assert_eq!(&body[..2], &[0x1f, 0x8b]);
+    assert_eq!(body.len(), length);
+    assert_eq!(gunzip(&body), playlist);
+
+    // The cached compressed copy is served again, byte for byte, and its
+    // validator revalidates; a HEAD describes the same variant.
+    let again = http
+        .get(server.url("/vod/a1/master.m3u8"))
+        .header(header::ACCEPT_ENCODING, "br;q=0.5, gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.headers()[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(again.bytes().await.unwrap(), body);
+    let head = http
+        .head(server.url("/vod/a1/master.m3u8"))
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.headers()[header::CONTENT_LENGTH], length.to_string());
+    let revalidated = http
+        .get(server.url("/vod/a1/master.m3u8"))
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .header(header::IF_NONE_MATCH, gzip_etag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), 304);
+    assert_eq!(revalidated.headers()[header::ETAG], gzip_etag);
+
+    // gzip refused with q=0, and ranges, get the identity bytes; brotli
+    // alone is still made by the compression layer.
+    let refused = http
+        .get(server.url("/vod/a1/master.m3u8"))
+        .header(header::ACCEPT_ENCODING, "gzip;q=0, identity")
+        .send()
+        .await
+        .unwrap();
+    assert!(!refused.headers().contains_key(header::CONTENT_ENCODING));
+    assert_eq!(refused.bytes().await.unwrap(), playlist);
+    let ranged = http
+        .get(server.url("/vod/a1/master.m3u8"))
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .header(header::RANGE, "bytes=0-6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert!(!ranged.headers().contains_key(header::CONTENT_ENCODING));
+    assert_eq!(ranged.bytes().await.unwrap(), &playlist[..7]);
+    let brotli = http
+        .get(server.url("/vod/a1/master.m3u8"))
+        .header(header::ACCEPT_ENCODING, "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(brotli.headers()[header::CONTENT_ENCODING], "br");
 
     let media = http
         .get(server.url("/vod/a1/v1/seg-00001.m4s"))
@@ -402,4 +469,13 @@ async fn a_segment_cut_short_underneath_fails_its_own_response_only() {
         assert_eq!(response.bytes().await.unwrap(), &seg[..1000], "{name}");
     }
     server.stop().await;
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
 }

@@ -6,7 +6,8 @@
 //! for the same key wait for a single storage read instead of each reading
 //! it. Objects larger than `max_object_bytes` are never cached; they stream.
 
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,6 +21,31 @@ pub struct CachedObject {
     pub info: ObjectInfo,
     /// When it was read from storage.
     pub loaded: Instant,
+    /// The bytes gzip-compressed, made by the first request that takes
+    /// them and shared by every later one while this copy is cached (not
+    /// in its weight: only playlists and manifests are compressed, to a
+    /// fraction of their size). `None` when compression did not shrink them.
+    gzipped: Arc<OnceLock<Option<Bytes>>>,
+}
+
+impl CachedObject {
+    /// The bytes gzip-compressed (once per cached copy), unless that would
+    /// not make them smaller.
+    pub fn gzipped(&self) -> Option<&Bytes> {
+        self.gzipped
+            .get_or_init(|| {
+                let mut encoder = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(self.bytes.len() / 4 + 64),
+                    flate2::Compression::default(),
+                );
+                let compressed = encoder
+                    .write_all(&self.bytes)
+                    .and_then(|()| encoder.finish())
+                    .ok()?;
+                (compressed.len() < self.bytes.len()).then(|| Bytes::from(compressed))
+            })
+            .as_ref()
+    }
 }
 
 #[derive(Clone)]
@@ -123,6 +149,7 @@ impl ObjectCache {
             bytes,
             info,
             loaded: Instant::now(),
+            gzipped: Arc::default(),
         }))
     }
 

@@ -182,6 +182,13 @@ pub async fn serve_as(
 }
 
 /// Serves bytes already in memory (a cached segment, or a live part).
+///
+/// A playlist or manifest whose client accepts gzip gets the cached
+/// object's compressed copy, made once for every request while it is
+/// cached (compressing it per request cost ten times the rest of the
+/// request, `benches/middleware_layers.rs`), with a weak `ETag` as the
+/// gzip variant of the same content; the compression layer then leaves it
+/// alone. Ranges are served from the identity bytes.
 pub fn respond_from_memory(
     object: CachedObject,
     content_type: HeaderValue,
@@ -190,7 +197,27 @@ pub fn respond_from_memory(
     headers: &HeaderMap,
 ) -> Response {
     let rep = Representation::of(&object.info);
-    let base = base_headers(&rep, content_type, kind);
+    let mut base = base_headers(&rep, content_type, kind);
+    let gzipped = (kind == Kind::Manifest
+        && !headers.contains_key(header::RANGE)
+        && rep.size >= MIN_COMPRESSED_BYTES
+        && accepts_gzip(headers))
+    .then(|| object.gzipped())
+    .flatten();
+    if let Some(gzipped) = gzipped {
+        base.insert(header::ETAG, weak(&rep.etag));
+        base.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        base.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        base.remove(header::ACCEPT_RANGES);
+        if let Outcome::NotModified = preconditions(&rep, headers) {
+            return not_modified(base);
+        }
+        base.insert(header::CONTENT_LENGTH, HeaderValue::from(gzipped.len()));
+        if *method == Method::HEAD {
+            return (StatusCode::OK, base).into_response();
+        }
+        return (base, Body::from(gzipped.clone())).into_response();
+    }
     let range = match preconditions(&rep, headers) {
         Outcome::NotModified => return not_modified(base),
         Outcome::Unsatisfiable => return unsatisfiable(base, rep.size),
@@ -206,6 +233,39 @@ pub fn respond_from_memory(
         None => object.bytes.clone(),
     };
     with_body(base, range, rep.size, Body::from(bytes))
+}
+
+/// Playlists smaller than this are sent as they are (as the compression
+/// layer does, `middleware::compressible`).
+const MIN_COMPRESSED_BYTES: u64 = 256;
+
+/// Whether `Accept-Encoding` lists gzip (or `x-gzip`) with a non-zero
+/// quality (RFC 9110 §12.5.3).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| {
+            let mut params = item.split(';');
+            let coding = params.next().unwrap_or("").trim();
+            (coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip"))
+                && !params.any(|param| {
+                    param.trim().split_once('=').is_some_and(|(name, q)| {
+                        name.trim().eq_ignore_ascii_case("q")
+                            && q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+                    })
+                })
+        })
+}
+
+/// `W/"tag"` for a strong `"tag"`: the gzip variant's validator.
+fn weak(etag: &HeaderValue) -> HeaderValue {
+    let mut tag = Vec::with_capacity(etag.len() + 2);
+    tag.extend_from_slice(b"W/");
+    tag.extend_from_slice(etag.as_bytes());
+    HeaderValue::from_bytes(&tag).unwrap_or_else(|_| etag.clone())
 }
 
 enum Outcome {

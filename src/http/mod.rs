@@ -125,30 +125,94 @@ pub struct Services {
     pub shutdown: CancellationToken,
 }
 
-/// The application's routes and middleware.
+/// The application's routes and middleware: every [`Layer`].
 pub fn router(state: AppState, http: &HttpConfig) -> Router {
-    let request_id = http::HeaderName::from_static("x-request-id");
-    routes::routes()
+    router_with_layers(state, http, Layer::ALL.len())
+}
+
+/// A middleware layer around the routes, in [`Layer::ALL`]'s order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    /// Signed playback URLs checked; error answers given the JSON body.
+    JsonErrorsOfSigned,
+    /// gzip / brotli for text the client accepts compressed.
+    Compression,
+    /// `http.max_body_bytes` on request bodies (uploads disable it).
+    BodyLimit,
+    /// Metrics and the access log, around auth, rate limits and draining.
+    ObserveAndAdmit,
+    /// CORS for requests with `Origin` (outside admission, so that browser
+    /// apps on another origin can read its refusals: 401, 429, 503).
+    BrowserCors,
+    /// `x-request-id` copied onto the response.
+    PropagateRequestId,
+    /// `x-request-id` made for requests without one.
+    SetRequestId,
+    /// A panicking handler answers 500 and the connection goes on.
+    CatchPanic,
+}
+
+impl Layer {
+    /// Innermost first: the order [`router`] wraps the routes in.
+    pub const ALL: [Layer; 8] = [
+        Layer::JsonErrorsOfSigned,
+        Layer::Compression,
+        Layer::BodyLimit,
+        Layer::ObserveAndAdmit,
+        Layer::BrowserCors,
+        Layer::PropagateRequestId,
+        Layer::SetRequestId,
+        Layer::CatchPanic,
+    ];
+
+    /// A short name (benches list the overhead of each).
+    pub fn name(self) -> &'static str {
+        match self {
+            Layer::JsonErrorsOfSigned => "json_errors_of_signed",
+            Layer::Compression => "compression",
+            Layer::BodyLimit => "body_limit",
+            Layer::ObserveAndAdmit => "observe_and_admit",
+            Layer::BrowserCors => "browser_cors",
+            Layer::PropagateRequestId => "propagate_request_id",
+            Layer::SetRequestId => "set_request_id",
+            Layer::CatchPanic => "catch_panic",
+        }
+    }
+
+    fn wrap(self, app: Router<AppState>, state: &AppState, http: &HttpConfig) -> Router<AppState> {
+        let request_id = || http::HeaderName::from_static("x-request-id");
+        match self {
+            Layer::JsonErrorsOfSigned => app.layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                error::json_errors_of_signed,
+            )),
+            Layer::Compression => {
+                app.layer(CompressionLayer::new().compress_when(middleware::compressible))
+            }
+            Layer::BodyLimit => app.layer(DefaultBodyLimit::max(http.max_body_bytes)),
+            Layer::ObserveAndAdmit => app.layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                middleware::observe_and_admit,
+            )),
+            Layer::BrowserCors => app.layer(middleware::browser_cors()),
+            Layer::PropagateRequestId => app.layer(PropagateRequestIdLayer::new(request_id())),
+            Layer::SetRequestId => app.layer(SetRequestIdLayer::new(request_id(), MakeRequestUuid)),
+            Layer::CatchPanic => app.layer(CatchPanicLayer::custom(middleware::panic_response)),
+        }
+    }
+}
+
+/// The routes wrapped in the first `layers` of [`Layer::ALL`] (innermost
+/// first); [`router`] is all of them. `benches/middleware_layers.rs` adds
+/// them one at a time to measure what each costs a request.
+pub fn router_with_layers(state: AppState, http: &HttpConfig, layers: usize) -> Router {
+    let mut app = routes::routes()
         .merge(web::routes(&http.web_dir))
-        .fallback(error::not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            error::json_errors_of_signed,
-        ))
-        .layer(CompressionLayer::new().compress_when(middleware::compressible))
-        .layer(DefaultBodyLimit::max(http.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::observe_and_admit,
-        ))
-        // Outside the admission checks, so that a browser app on another
-        // origin can read their refusals (401, 429, 503) instead of seeing a
-        // CORS failure; preflights are answered here, before them.
-        .layer(middleware::browser_cors())
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .with_state(state)
+        .fallback(error::not_found);
+    for layer in Layer::ALL.iter().take(layers) {
+        app = layer.wrap(app, &state, http);
+    }
+    app.with_state(state)
 }
 
 /// What a TCP listener speaks.
