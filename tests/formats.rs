@@ -145,6 +145,15 @@ async fn codecs_containers_and_orientations_all_become_hls() {
             }
             None => assert!(video.is_none(), "{}: unexpected video", case.name),
         }
+        if case.size.is_some() {
+            // The poster, from the ladder's one decode of every format.
+            let poster = reqwest::get(server.url(view["poster_url"].as_str().unwrap()))
+                .await
+                .unwrap();
+            assert_eq!(poster.status(), 200, "{}: poster", case.name);
+            let poster = poster.bytes().await.unwrap();
+            assert_eq!(&poster[8..12], b"WEBP", "{}: poster", case.name);
+        }
         let audio = streams.iter().any(|s| s["codec_type"] == "audio");
         assert_eq!(audio, case.audio, "{}", case.name);
         let duration: f64 = probed["format"]["duration"]

@@ -654,6 +654,7 @@ async fn encode(transcoder: &Transcoder, task: &ChunkTask, source: &str) -> Chun
             processes: &transcoder.processes,
             storage: &transcoder.storage,
             sprite: None,
+            poster: None,
         };
         thumbnails(pictures, &spec, || poster_ready(transcoder, &task.asset)).await?;
         return Ok((String::new(), String::new()));

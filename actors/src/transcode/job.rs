@@ -624,8 +624,13 @@ impl JobState {
             Some(plan) => self.chunked(&plan.spec),
             None => return Ok(()),
         };
-        // Its share of the job's ffmpeg, on the first start only.
+        // Its share of the job's ffmpeg, on the first start only (the
+        // thumbnails rung's with the poster's).
         let shared = self.shared_streams.remove(&name);
+        let shared_poster = match self.rungs.get(&name).map(|plan| &plan.spec) {
+            Some(RungSpec::Thumbnails { .. }) => self.shared_streams.remove(super::shared::POSTER),
+            _ => None,
+        };
         let (Some(plan), Some(source)) = (self.rungs.get_mut(&name), &self.source) else {
             return Ok(());
         };
@@ -645,6 +650,7 @@ impl JobState {
                 job: myself.clone(),
                 chunked,
                 shared,
+                shared_poster,
             },
             myself.get_cell(),
         )

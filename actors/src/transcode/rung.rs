@@ -171,6 +171,8 @@ pub struct RungArgs {
     /// This rung's output of the job's shared ffmpeg (one decode for the
     /// whole ladder), on its first start; a restarted rung runs its own.
     pub(super) shared: Option<super::shared::SharedStream>,
+    /// The thumbnails rung's: the poster from that ffmpeg.
+    pub(super) shared_poster: Option<super::shared::SharedStream>,
 }
 
 pub struct RungState {
@@ -192,8 +194,9 @@ impl Actor for Rung {
         mut args: RungArgs,
     ) -> Result<RungState, ActorProcessingErr> {
         let shared = args.shared.take();
+        let shared_poster = args.shared_poster.take();
         let work = tokio::spawn(async move {
-            let result = match run(&args, shared).await {
+            let result = match run(&args, shared, shared_poster).await {
                 Ok(renditions) => args
                     .job
                     .cast(JobMsg::RungDone {
@@ -380,6 +383,7 @@ impl Encoder {
 async fn run(
     args: &RungArgs,
     shared: Option<super::shared::SharedStream>,
+    shared_poster: Option<super::shared::SharedStream>,
 ) -> Result<Vec<FinishedRendition>, RungErrorKind> {
     let config = rung_packaging(&args.asset, &args.spec);
     // The job shares its ffmpeg only with rungs that start from zero.
@@ -402,6 +406,7 @@ async fn run(
             processes: &args.processes,
             storage: &args.storage,
             sprite: shared,
+            poster: shared_poster,
         };
         thumbnails(pictures, &args.spec, || {
             let _ = args.job.cast(JobMsg::PosterReady);
@@ -866,6 +871,26 @@ pub(super) const STORYBOARD_OUTPUT: [&str; 8] = [
     "image2pipe",
 ];
 
+/// Where the poster is taken: 1 s in, or the middle of a shorter clip.
+pub(super) fn poster_at_ms(duration_ms: u64) -> u64 {
+    (duration_ms / 2).min(1000)
+}
+
+/// The poster's filter after its time: at most 720 lines.
+pub(super) const POSTER_SCALE: &str = "scale=w=-2:h='min(720,ih)'";
+
+/// The poster's encoding: one WebP picture.
+pub(super) const POSTER_OUTPUT: [&str; 8] = [
+    "-frames:v",
+    "1",
+    "-c:v",
+    "libwebp",
+    "-quality",
+    "80",
+    "-f",
+    "image2pipe",
+];
+
 /// What the thumbnails read and where they go.
 pub(super) struct Pictures<'a> {
     pub asset: &'a str,
@@ -875,6 +900,45 @@ pub(super) struct Pictures<'a> {
     pub storage: &'a Storage,
     /// The storyboard as the shared ladder's ffmpeg makes it, if it does.
     pub(super) sprite: Option<super::shared::SharedStream>,
+    /// The poster as the shared ladder's ffmpeg makes it, if it does.
+    pub(super) poster: Option<super::shared::SharedStream>,
+}
+
+/// The poster from an ffmpeg of its own: a seek to [`poster_at_ms`], or
+/// the first frame when the seek finds none.
+async fn own_poster(
+    processes: &Processes,
+    asset: &str,
+    source: &str,
+    input_options: &[String],
+    duration_ms: u64,
+) -> Result<Bytes, RungErrorKind> {
+    let poster_at = poster_at_ms(duration_ms);
+    let mut poster_args = strings(&["-hide_banner", "-nostdin", "-v", "error"]);
+    poster_args.extend(input_options.iter().cloned());
+    poster_args.push("-ss".into());
+    poster_args.push(format!("{}.{:03}", poster_at / 1000, poster_at % 1000));
+    poster_args.extend(strings(&["-i", source, "-vf", POSTER_SCALE]));
+    poster_args.extend(strings(&POSTER_OUTPUT));
+    poster_args.push("pipe:1".into());
+    let name = format!("ffmpeg {asset} poster");
+    match ffmpeg_image(processes, &name, &poster_args).await {
+        Ok(poster) => Ok(poster),
+        // A seek may land past the last keyframe a short or badly indexed
+        // file has (MPEG-TS seeks by guesswork): take the first frame then.
+        Err(reason) => {
+            tracing::debug!(%asset, %reason, "poster at 1 s failed; using the first frame");
+            let from_start: Vec<String> = poster_args
+                .iter()
+                .enumerate()
+                .filter(|(i, a)| {
+                    *a != "-ss" && (*i == 0 || poster_args.get(i - 1).is_none_or(|p| p != "-ss"))
+                })
+                .map(|(_, a)| a.clone())
+                .collect();
+            ffmpeg_image(processes, &name, &from_start).await
+        }
+    }
 }
 
 /// The poster (WebP, at most 720 lines, from 1 s in or the middle of a
@@ -895,49 +959,35 @@ pub(super) async fn thumbnails(
         return Ok(());
     };
     let source = args.source.to_owned();
-    let poster_at = (duration_ms / 2).min(1000);
     let input_options: Vec<String> = if args.growing {
         strings(&GROWING_INPUT)
     } else {
         Vec::new()
     };
-    let mut poster_args = strings(&["-hide_banner", "-nostdin", "-v", "error"]);
-    poster_args.extend(input_options.iter().cloned());
-    poster_args.push("-ss".into());
-    poster_args.push(format!("{}.{:03}", poster_at / 1000, poster_at % 1000));
-    poster_args.extend(strings(&[
-        "-i",
-        &source,
-        "-frames:v",
-        "1",
-        "-vf",
-        "scale=w=-2:h='min(720,ih)'",
-    ]));
-    poster_args.extend(strings(&[
-        "-c:v",
-        "libwebp",
-        "-quality",
-        "80",
-        "-f",
-        "image2pipe",
-        "pipe:1",
-    ]));
-    let name = format!("ffmpeg {} poster", args.asset);
-    let poster = match ffmpeg_image(args.processes, &name, &poster_args).await {
-        Ok(poster) => poster,
-        // A seek may land past the last keyframe a short or badly indexed
-        // file has (MPEG-TS seeks by guesswork): take the first frame then.
-        Err(reason) => {
-            tracing::debug!(asset = %args.asset, %reason, "poster at 1 s failed; using the first frame");
-            let from_start: Vec<String> = poster_args
-                .iter()
-                .enumerate()
-                .filter(|(i, a)| {
-                    *a != "-ss" && (*i == 0 || poster_args.get(i - 1).is_none_or(|p| p != "-ss"))
-                })
-                .map(|(_, a)| a.clone())
-                .collect();
-            ffmpeg_image(args.processes, &name, &from_start).await?
+    // From the shared decode when the ladder's ffmpeg makes it (its bytes
+    // come as soon as it is encoded, long before that ffmpeg ends); from a
+    // small ffmpeg of its own otherwise, or if the shared one made none.
+    let shared = match args.poster {
+        Some(stream) => match stream.first_picture().await {
+            Ok(poster) => Some(poster),
+            Err(err) => {
+                tracing::debug!(asset = %args.asset, %err, "no poster from the shared ffmpeg; making it apart");
+                None
+            }
+        },
+        None => None,
+    };
+    let poster = match shared {
+        Some(poster) => poster,
+        None => {
+            own_poster(
+                args.processes,
+                args.asset,
+                &source,
+                &input_options,
+                duration_ms,
+            )
+            .await?
         }
     };
     // The poster first, on its own: it is there seconds into an upload,

@@ -31,8 +31,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::rung::{
-    FMP4_OUTPUT, GROWING_INPUT, RungSpec, STORYBOARD_OUTPUT, encode_args, scale_filter,
-    storyboard_filter, strings,
+    FMP4_OUTPUT, GROWING_INPUT, POSTER_OUTPUT, POSTER_SCALE, RungSpec, STORYBOARD_OUTPUT,
+    encode_args, poster_at_ms, scale_filter, storyboard_filter, strings,
 };
 use crate::ffmpeg::FfmpegError;
 use crate::process::{ChildProcess, Processes, inherit_fds, piped, stderr_tail};
@@ -43,6 +43,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const CHANNEL_CHUNKS: usize = 4;
 /// Lines of ffmpeg's stderr kept to explain a failure.
 const STDERR_TAIL: usize = 8;
+/// The stream of the poster, beside the thumbnails rung's storyboard.
+pub(super) const POSTER: &str = "poster";
 
 /// How the shared ffmpeg ended, as every stream it fed sees it.
 #[derive(Clone, Debug)]
@@ -106,6 +108,41 @@ impl SharedStream {
         ended(self.exit)
     }
 
+    /// The first WebP picture of the output, as soon as its bytes are in
+    /// (ffmpeg writes a picture when it is encoded, and ends only with the
+    /// rest of the ladder).
+    pub async fn first_picture(mut self) -> Result<Bytes, FfmpegError> {
+        let mut all = BytesMut::new();
+        loop {
+            if all.len() >= 12 {
+                if &all[..4] != b"RIFF" || &all[8..12] != b"WEBP" {
+                    return Err(FfmpegError::Read(std::io::Error::other(
+                        "the poster output is not a WebP picture",
+                    )));
+                }
+                let size = u32::from_le_bytes([all[4], all[5], all[6], all[7]]) as usize + 8;
+                if all.len() >= size {
+                    all.truncate(size);
+                    return Ok(all.freeze());
+                }
+            }
+            match self.chunks.recv().await {
+                Some(Piece::Data(bytes)) => all.extend_from_slice(&bytes),
+                Some(Piece::End(exit)) => {
+                    let stderr = ended(Some(exit))?;
+                    return Err(FfmpegError::Read(std::io::Error::other(format!(
+                        "ffmpeg wrote no whole picture: {stderr}"
+                    ))));
+                }
+                None => {
+                    return Err(ended(None).err().unwrap_or(FfmpegError::Read(
+                        std::io::Error::other("the shared ffmpeg's output ended"),
+                    )));
+                }
+            }
+        }
+    }
+
     /// The whole output (a picture), once ffmpeg succeeded.
     pub async fn collect(mut self) -> Result<Bytes, FfmpegError> {
         let mut all = BytesMut::new();
@@ -146,8 +183,8 @@ pub(super) struct Window {
 }
 
 /// Starts one ffmpeg for `specs` (video rungs, the audio rung, the
-/// thumbnails rung's storyboard) on `source`; returns it and each rung's
-/// stream by rung name.
+/// thumbnails rung's storyboard and poster) on `source`; returns it and
+/// each rung's stream by rung name (the poster's as [`POSTER`]).
 pub(super) fn start(
     processes: &Processes,
     label: &str,
@@ -166,21 +203,15 @@ pub(super) fn start(
         args.push(format!("{seconds:.6}"));
     }
     args.extend(strings(&["-i", source]));
+    let outputs = outputs(specs);
     // Every picture output is a branch of one decode.
-    let pictures: Vec<&RungSpec> = specs
-        .iter()
-        .filter(|spec| !matches!(spec, RungSpec::Audio { .. }))
-        .collect();
+    let pictures: Vec<&str> = outputs.iter().filter_map(|o| o.filter.as_deref()).collect();
     if !pictures.is_empty() {
         let mut graph = format!("[0:v:0]split={}", pictures.len());
         for i in 0..pictures.len() {
             graph.push_str(&format!("[s{i}]"));
         }
-        for (i, spec) in pictures.iter().enumerate() {
-            let filter = match spec {
-                RungSpec::Video { height, .. } => scale_filter(*height),
-                _ => storyboard_filter(spec).unwrap_or_else(|| "null".to_owned()),
-            };
+        for (i, filter) in pictures.iter().enumerate() {
             graph.push_str(&format!(";[s{i}]{filter}[o{i}]"));
         }
         args.push("-filter_complex".into());
@@ -190,7 +221,7 @@ pub(super) fn start(
     let mut pumps = Vec::new();
     let mut streams = HashMap::new();
     let mut branch = 0;
-    for spec in specs {
+    for output in outputs {
         let (writer, reader) = pipe::pipe().map_err(FfmpegError::Start)?;
         let writer = writer.into_blocking_fd().map_err(FfmpegError::Start)?;
         if let Some(seconds) = window.length {
@@ -198,26 +229,20 @@ pub(super) fn start(
             args.push(format!("{seconds:.6}"));
         }
         args.push("-map".into());
-        match spec {
-            RungSpec::Audio { .. } => args.push("0:a:0".into()),
-            _ => {
+        match output.filter {
+            None => args.push("0:a:0".into()),
+            Some(_) => {
                 args.push(format!("[o{branch}]"));
                 branch += 1;
             }
         }
-        match spec {
-            RungSpec::Thumbnails { .. } => args.extend(strings(&STORYBOARD_OUTPUT)),
-            _ => {
-                args.extend(encode_args(spec));
-                args.extend(strings(&FMP4_OUTPUT));
-            }
-        }
+        args.extend(output.encoding);
         args.push(format!("pipe:{}", writer.as_raw_fd()));
         fds.push(writer);
         let (sender, chunks) = mpsc::channel(CHANNEL_CHUNKS);
         pumps.push((reader, sender));
         streams.insert(
-            spec.name(),
+            output.name,
             SharedStream {
                 chunks,
                 reader: FragmentedReader::new(),
@@ -237,6 +262,59 @@ pub(super) fn start(
     let stderr = stderr_tail(child.take_stderr(), STDERR_TAIL);
     let work = tokio::spawn(supervise(child, stderr, pumps));
     Ok((SharedLadder { work }, streams))
+}
+
+/// One output of the shared ffmpeg.
+struct Output {
+    /// The stream's name: the rung's, or [`POSTER`].
+    name: String,
+    /// The filter of its branch of the decoded video; `None` for audio.
+    filter: Option<String>,
+    /// Its encoding and container options.
+    encoding: Vec<String>,
+}
+
+/// The outputs for `specs`: one per rung, and the poster beside the
+/// thumbnails rung's storyboard.
+fn outputs(specs: &[RungSpec]) -> Vec<Output> {
+    let mut outputs = Vec::with_capacity(specs.len() + 1);
+    for spec in specs {
+        let fmp4 = || {
+            let mut encoding = encode_args(spec);
+            encoding.extend(strings(&FMP4_OUTPUT));
+            encoding
+        };
+        match spec {
+            RungSpec::Audio { .. } => outputs.push(Output {
+                name: spec.name(),
+                filter: None,
+                encoding: fmp4(),
+            }),
+            RungSpec::Video { height, .. } => outputs.push(Output {
+                name: spec.name(),
+                filter: Some(scale_filter(*height)),
+                encoding: fmp4(),
+            }),
+            RungSpec::Thumbnails { duration_ms, .. } => {
+                outputs.push(Output {
+                    name: spec.name(),
+                    filter: Some(storyboard_filter(spec).unwrap_or_else(|| "null".to_owned())),
+                    encoding: strings(&STORYBOARD_OUTPUT),
+                });
+                let at = poster_at_ms(*duration_ms);
+                outputs.push(Output {
+                    name: POSTER.to_owned(),
+                    filter: Some(format!(
+                        "trim=start={}.{:03},{POSTER_SCALE}",
+                        at / 1000,
+                        at % 1000
+                    )),
+                    encoding: strings(&POSTER_OUTPUT),
+                });
+            }
+        }
+    }
+    outputs
 }
 
 /// Runs the pumps until ffmpeg exits and every pipe is read to its end.
@@ -383,6 +461,18 @@ mod tests {
             .unwrap();
         assert_eq!(&sprite[..4], b"RIFF");
         assert_eq!(&sprite[8..12], b"WEBP");
+        let poster = streams
+            .remove(POSTER)
+            .unwrap()
+            .first_picture()
+            .await
+            .unwrap();
+        assert_eq!(&poster[8..12], b"WEBP");
+        assert_eq!(
+            u32::from_le_bytes(poster[4..8].try_into().unwrap()) as usize + 8,
+            poster.len(),
+            "one whole picture"
+        );
         let (frames, exit) = video.await.unwrap();
         assert_eq!(frames, 120, "4 s at 30 fps");
         exit.unwrap();
