@@ -72,18 +72,19 @@ async fn whip_through_five_percent_loss_decodes_cleanly() {
         stats["keyFramesEncoded"]
     );
     assert!(dropped > 20, "only {dropped} datagrams were dropped");
-    // What was not repaired is dropped up to the next keyframe, which the
-    // server asks for at once (and again 500 ms later if that one was hit
-    // too): the picture comes back. Measured in five runs: pauses of at
-    // most 0.84-1.03 s, 31-85 % of the frames arriving — the repair is
-    // weak and varies with where the losses fall (docs/PERFORMANCE.md);
-    // the bounds below are what the keyframe path guarantees.
+    // Chromium sends lost packets again on the RTX stream negotiated in
+    // the answer when the server's NACKs ask for them; what could still not
+    // be repaired is dropped up to the next keyframe, which the server asks
+    // for at once. Measured in four runs with RTX: every frame arrived
+    // (251-252 of 251-252, 45-152 datagrams dropped), pauses of at most
+    // 0.08 s; without RTX (the test's publisher once offered none) 31-85 %
+    // arrived with pauses up to 1.03 s.
     assert!(
-        longest_gap <= 2.5,
+        longest_gap <= 1.0,
         "the video stopped for {longest_gap:.2} s ({frames} of {encoded} frames)"
     );
     assert!(
-        frames * 5 >= encoded,
+        frames * 10 >= encoded * 9,
         "{frames} of {encoded} frames reached the players"
     );
     let _ = server.kill().await;

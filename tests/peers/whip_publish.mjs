@@ -70,8 +70,13 @@ try {
       window.pc = pc;
       const v = pc.addTransceiver(video, { direction: "sendonly" });
       const wanted = `video/${codec === "vp8" ? "VP8" : "H264"}`;
+      // The codec under test, with retransmissions (RTX) as browsers and
+      // OBS offer them: without "video/rtx" in the list, Chromium offers
+      // none and a lost packet cannot be sent again.
       v.setCodecPreferences(
-        RTCRtpSender.getCapabilities("video").codecs.filter((c) => c.mimeType === wanted),
+        RTCRtpSender.getCapabilities("video").codecs.filter(
+          (c) => c.mimeType === wanted || c.mimeType === "video/rtx",
+        ),
       );
       const params = v.sender.getParameters();
       params.degradationPreference = "maintain-resolution";
