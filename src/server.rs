@@ -484,6 +484,8 @@ impl Services {
                 config.http.cache_bytes,
                 config.http.cache_max_object_bytes,
             ),
+            // A few renditions for each of hundreds of live streams.
+            live_gzip: http::gzip::SharedGzip::new(4096),
             uploads: uploads.clone(),
             imports,
             webhook_guard: Arc::new(config.webhook_delivery.guard()),

@@ -204,6 +204,23 @@ async fn signed_playback_urls_for_assets_and_live_streams() {
         .await
         .unwrap();
     assert!(storyboard.contains("storyboard.webp?exp="), "{storyboard}");
+    // A browser's request (gzip accepted) gets the signed playlist
+    // compressed, not the cached unsigned copy's gzip.
+    let gzipped = http
+        .get(server.url(hls))
+        .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.status(), 200);
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    let mut master = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&gzipped.bytes().await.unwrap()[..]),
+        &mut master,
+    )
+    .unwrap();
+    assert!(master.contains(".m3u8?exp="), "{master}");
 
     // Unsigned, tampered, for another asset, expired: refused with a reason.
     let bare = hls.split('?').next().unwrap();

@@ -265,6 +265,49 @@ async fn rtmp_push_plays_as_ll_hls_and_dash_live_and_after_the_end() {
         .await
         .unwrap();
     assert!(mpd.contains("type=\"static\""), "{mpd}");
+    let master = text(&server, "/live/cam/master.m3u8").await;
+    let gzipped_mpd = client
+        .get(server.url("/live/cam/manifest.mpd"))
+        .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped_mpd.headers()["content-encoding"], "gzip");
+    let mut decoded_mpd = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&gzipped_mpd.bytes().await.unwrap()[..]),
+        &mut decoded_mpd,
+    )
+    .unwrap();
+    assert!(decoded_mpd.contains("type=\"static\""), "{decoded_mpd}");
+    // Browsers get the playlists gzipped: the same text, and the same
+    // compressed copy for every viewer of the same answer (the MPD is
+    // compressed per answer: its publishTime is the request's time).
+    for (path, plain) in [
+        ("/live/cam/v1/media.m3u8", &ended),
+        ("/live/cam/master.m3u8", &master),
+    ] {
+        let mut copies = Vec::new();
+        for _ in 0..2 {
+            let gzipped = client
+                .get(server.url(path))
+                .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(gzipped.headers()["content-encoding"], "gzip", "{path}");
+            assert_eq!(gzipped.headers()["vary"], "accept-encoding", "{path}");
+            copies.push(gzipped.bytes().await.unwrap());
+        }
+        assert_eq!(copies[0], copies[1], "{path}");
+        let mut decoded = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(&copies[0][..]),
+            &mut decoded,
+        )
+        .unwrap();
+        assert_eq!(&decoded, plain, "{path}");
+    }
     for url in [
         server.url("/live/cam/master.m3u8"),
         server.url("/live/cam/manifest.mpd"),

@@ -6,7 +6,6 @@
 //! for the same key wait for a single storage read instead of each reading
 //! it. Objects larger than `max_object_bytes` are never cached; they stream.
 
-use std::io::Write;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -33,17 +32,7 @@ impl CachedObject {
     /// not make them smaller.
     pub fn gzipped(&self) -> Option<&Bytes> {
         self.gzipped
-            .get_or_init(|| {
-                let mut encoder = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(self.bytes.len() / 4 + 64),
-                    flate2::Compression::default(),
-                );
-                let compressed = encoder
-                    .write_all(&self.bytes)
-                    .and_then(|()| encoder.finish())
-                    .ok()?;
-                (compressed.len() < self.bytes.len()).then(|| Bytes::from(compressed))
-            })
+            .get_or_init(|| super::gzip::compress(&self.bytes))
             .as_ref()
     }
 }

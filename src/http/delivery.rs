@@ -200,19 +200,18 @@ pub fn respond_from_memory(
     let mut base = base_headers(&rep, content_type, kind);
     let gzipped = (kind == Kind::Manifest
         && !headers.contains_key(header::RANGE)
-        && rep.size >= MIN_COMPRESSED_BYTES
-        && accepts_gzip(headers))
+        && rep.size >= super::gzip::MIN_BYTES as u64
+        && super::gzip::accepted(headers))
     .then(|| object.gzipped())
     .flatten();
     if let Some(gzipped) = gzipped {
         base.insert(header::ETAG, weak(&rep.etag));
-        base.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        base.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
         base.remove(header::ACCEPT_RANGES);
         if let Outcome::NotModified = preconditions(&rep, headers) {
+            base.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
             return not_modified(base);
         }
-        base.insert(header::CONTENT_LENGTH, HeaderValue::from(gzipped.len()));
+        super::gzip::mark(&mut base, gzipped.len());
         if *method == Method::HEAD {
             return (StatusCode::OK, base).into_response();
         }
@@ -233,31 +232,6 @@ pub fn respond_from_memory(
         None => object.bytes.clone(),
     };
     with_body(base, range, rep.size, Body::from(bytes))
-}
-
-/// Playlists smaller than this are sent as they are (as the compression
-/// layer does, `middleware::compressible`).
-const MIN_COMPRESSED_BYTES: u64 = 256;
-
-/// Whether `Accept-Encoding` lists gzip (or `x-gzip`) with a non-zero
-/// quality (RFC 9110 §12.5.3).
-fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|item| {
-            let mut params = item.split(';');
-            let coding = params.next().unwrap_or("").trim();
-            (coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip"))
-                && !params.any(|param| {
-                    param.trim().split_once('=').is_some_and(|(name, q)| {
-                        name.trim().eq_ignore_ascii_case("q")
-                            && q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
-                    })
-                })
-        })
 }
 
 /// `W/"tag"` for a strong `"tag"`: the gzip variant's validator.

@@ -259,6 +259,49 @@ fn text(body: String, content_type: &'static str, caching: Caching) -> Response 
         .into_response()
 }
 
+/// A playlist or MPD answer: gzipped for a client that accepts it, with
+/// the copy made for the previous identical answer under `key` (viewers
+/// at the live edge are answered alike) instead of compressing it again;
+/// without a key (an MPD, whose `publishTime` is the time of the request),
+/// compressed for this answer alone.
+fn playlist(
+    state: &AppState,
+    headers: &HeaderMap,
+    key: Option<&str>,
+    body: String,
+    content_type: &'static str,
+    caching: Caching,
+) -> Response {
+    if body.len() < super::gzip::MIN_BYTES || !super::gzip::accepted(headers) {
+        return text(body, content_type, caching);
+    }
+    let body = Bytes::from(body);
+    let gzipped = match key {
+        Some(key) => state.live_gzip.compress(key, &body),
+        None => super::gzip::compress(&body),
+    };
+    let Some(gzipped) = gzipped else {
+        return (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (header::CACHE_CONTROL, caching.header()),
+            ],
+            body,
+        )
+            .into_response();
+    };
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, caching.header()),
+        ],
+        gzipped.clone(),
+    )
+        .into_response();
+    super::gzip::mark(response.headers_mut(), gzipped.len());
+    response
+}
+
 /// Media (init sections, parts, segments): immutable, see [`Caching`].
 fn media(body: impl Into<Body>) -> Response {
     (
@@ -310,7 +353,16 @@ pub async fn top(
             })
             .await?;
             let body = into_result(reply, "the stream's first segment")?;
-            starts_session(session, text(body, PLAYLIST, Caching::Latest))
+            let key = format!("{name}/master.m3u8");
+            let answer = playlist(
+                &state,
+                &headers,
+                Some(&key),
+                body,
+                PLAYLIST,
+                Caching::Latest,
+            );
+            starts_session(session, answer)
         }
         "manifest.mpd" => {
             let reply = answer(&stream, HOLD, session, |p| {
@@ -324,7 +376,8 @@ pub async fn top(
             })
             .await?;
             let body = into_result(reply, "the stream's first segment")?;
-            starts_session(session, text(body, MPD, Caching::Latest))
+            let answer = playlist(&state, &headers, None, body, MPD, Caching::Latest);
+            starts_session(session, answer)
         }
         _ => {
             return Err(ApiError::not_found(format!(
@@ -387,7 +440,15 @@ pub async fn rendition_file(
             None => Caching::Latest,
         };
         let body = into_result(reply, "the requested media sequence")?;
-        let response = text(body, PLAYLIST, caching);
+        // Full and delta (`_HLS_skip`) playlists apart: both are asked
+        // for at the live edge.
+        let delta = if query.skip.is_some() {
+            "delta"
+        } else {
+            "full"
+        };
+        let key = format!("{name}/{rendition}/{delta}");
+        let response = playlist(&state, &headers, Some(&key), body, PLAYLIST, caching);
         return Ok(tracked(viewer, seen, response));
     }
     if file.starts_with("init") && file.ends_with(".mp4") {

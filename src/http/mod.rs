@@ -14,6 +14,7 @@ pub mod edge;
 mod error;
 mod events;
 pub mod forward;
+pub mod gzip;
 pub mod h3;
 mod idle;
 mod imports;
@@ -89,6 +90,8 @@ pub struct Services {
     pub supervision: Supervision,
     pub metrics: Arc<Metrics>,
     pub cache: cache::ObjectCache,
+    /// The compressed copy of each live playlist's last answer.
+    pub live_gzip: gzip::SharedGzip,
     pub uploads: streamforge_actors::uploads::Uploads,
     /// Downloads from URLs into uploads (`/api/imports`).
     pub imports: streamforge_actors::imports::Imports,

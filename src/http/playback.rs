@@ -178,6 +178,11 @@ pub async fn require_signature(
     if path.ends_with(".m3u8") || path.ends_with(".mpd") || path.ends_with(".vtt") {
         request.headers_mut().remove(header::RANGE);
         request.headers_mut().remove(header::IF_RANGE);
+        // The handler's own gzip copy (shared by every viewer) would be
+        // unreadable here: the text comes plain, and the compression
+        // layer outside (which read the header already) compresses the
+        // rewritten answer.
+        request.headers_mut().remove(header::ACCEPT_ENCODING);
     }
     let response = next.run(request).await;
     if response.status() != StatusCode::OK {
