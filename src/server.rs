@@ -484,8 +484,9 @@ impl Services {
                 config.http.cache_bytes,
                 config.http.cache_max_object_bytes,
             ),
-            // A few renditions for each of hundreds of live streams.
-            live_gzip: http::gzip::SharedGzip::new(4096),
+            // A few renditions for each of hundreds of live streams, in
+            // at most 32 MiB of playlists.
+            live_gzip: http::gzip::SharedGzip::new(4096, 32 << 20),
             uploads: uploads.clone(),
             imports,
             webhook_guard: Arc::new(config.webhook_delivery.guard()),

@@ -368,7 +368,17 @@ async fn cors_for_browser_players_and_compressed_playlists() {
         .await
         .unwrap();
     assert!(!refused.headers().contains_key(header::CONTENT_ENCODING));
+    let identity_etag = refused.headers()[header::ETAG].clone();
+    assert_eq!(refused.headers()[header::VARY], "accept-encoding");
     assert_eq!(refused.bytes().await.unwrap(), playlist);
+    let identity_304 = http
+        .get(server.url("/vod/a1/master.m3u8"))
+        .header(header::IF_NONE_MATCH, identity_etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(identity_304.status(), 304);
+    assert_eq!(identity_304.headers()[header::VARY], "accept-encoding");
     let ranged = http
         .get(server.url("/vod/a1/master.m3u8"))
         .header(header::ACCEPT_ENCODING, "gzip")

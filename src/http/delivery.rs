@@ -208,7 +208,6 @@ pub fn respond_from_memory(
         base.insert(header::ETAG, weak(&rep.etag));
         base.remove(header::ACCEPT_RANGES);
         if let Outcome::NotModified = preconditions(&rep, headers) {
-            base.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
             return not_modified(base);
         }
         super::gzip::mark(&mut base, gzipped.len());
@@ -349,6 +348,11 @@ fn base_headers(rep: &Representation, content_type: HeaderValue, kind: Kind) -> 
         headers.insert(header::LAST_MODIFIED, date);
     }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if kind == Kind::Manifest && rep.size >= super::gzip::MIN_BYTES as u64 {
+        // Served gzipped to clients that accept it (by us or the
+        // compression layer): every answer says so, 304s included.
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
     headers
 }
 

@@ -63,10 +63,20 @@ pub fn mark(headers: &mut HeaderMap, length: usize) {
 /// The compressed copy of the last answer under each key (a live stream's
 /// rendition playlist, say): viewers at the live edge are answered the same
 /// playlist, so all but the first get the copy. An answer that differs
-/// from the last is compressed and replaces it.
+/// from the last is compressed and replaces it. Bounded by the bytes it
+/// holds (plain and compressed), quick_cache's eviction choosing what goes.
 #[derive(Clone)]
 pub struct SharedGzip {
-    last: std::sync::Arc<Cache<String, (Bytes, Bytes)>>,
+    last: std::sync::Arc<Cache<String, (Bytes, Bytes), ByBytes>>,
+}
+
+#[derive(Clone)]
+struct ByBytes;
+
+impl quick_cache::Weighter<String, (Bytes, Bytes)> for ByBytes {
+    fn weight(&self, key: &String, (plain, gzipped): &(Bytes, Bytes)) -> u64 {
+        (key.len() + plain.len() + gzipped.len()) as u64
+    }
 }
 
 impl std::fmt::Debug for SharedGzip {
@@ -78,11 +88,10 @@ impl std::fmt::Debug for SharedGzip {
 }
 
 impl SharedGzip {
-    /// Remembers the last answer of at most `keys` keys (least recently
-    /// used out first).
-    pub fn new(keys: usize) -> Self {
+    /// Remembers last answers up to `bytes` in all (about `keys` of them).
+    pub fn new(keys: usize, bytes: u64) -> Self {
         SharedGzip {
-            last: std::sync::Arc::new(Cache::new(keys.max(1))),
+            last: std::sync::Arc::new(Cache::with_weighter(keys.max(1), bytes.max(1), ByBytes)),
         }
     }
 
@@ -124,7 +133,7 @@ mod tests {
 
     #[test]
     fn an_identical_answer_shares_the_compressed_copy() {
-        let shared = SharedGzip::new(4);
+        let shared = SharedGzip::new(4, 1 << 20);
         let body = Bytes::from("#EXTM3U\n".repeat(100));
         let first = shared.compress("s/v1", &body).unwrap();
         let again = shared.compress("s/v1", &body.clone()).unwrap();

@@ -172,20 +172,23 @@ pub async fn require_signature(
         }
     };
     // A manifest is rewritten whole: a range of it (ffmpeg asks for
-    // `bytes=0-`) would come back unsigned as a 206.
+    // `bytes=0-`) would come back unsigned as a 206. The path is judged
+    // decoded, as the routes see it (`master.m3u%38` is a playlist too).
     let mut request = request;
-    let path = request.uri().path();
+    let path = percent_encoding::percent_decode_str(request.uri().path()).decode_utf8_lossy();
     if path.ends_with(".m3u8") || path.ends_with(".mpd") || path.ends_with(".vtt") {
         request.headers_mut().remove(header::RANGE);
         request.headers_mut().remove(header::IF_RANGE);
-        // The handler's own gzip copy (shared by every viewer) would be
-        // unreadable here: the text comes plain, and the compression
-        // layer outside (which read the header already) compresses the
-        // rewritten answer.
-        request.headers_mut().remove(header::ACCEPT_ENCODING);
     }
+    // The text must come plain to be rewritten: a handler's own gzip copy
+    // (shared by every viewer) would be unreadable here. The compression
+    // layer outside, which read the header already, compresses the
+    // rewritten answer; media is never compressed.
+    request.headers_mut().remove(header::ACCEPT_ENCODING);
     let response = next.run(request).await;
-    if response.status() != StatusCode::OK {
+    if response.status() != StatusCode::OK
+        || response.headers().contains_key(header::CONTENT_ENCODING)
+    {
         return response;
     }
     let kind = response

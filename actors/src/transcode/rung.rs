@@ -967,39 +967,51 @@ pub(super) async fn thumbnails(
     // From the shared decode when the ladder's ffmpeg makes it (its bytes
     // come as soon as it is encoded, long before that ffmpeg ends); from a
     // small ffmpeg of its own otherwise, or if the shared one made none.
-    let shared = match args.poster {
-        Some(stream) => match stream.first_picture().await {
-            Ok(poster) => Some(poster),
-            Err(err) => {
-                tracing::debug!(asset = %args.asset, %err, "no poster from the shared ffmpeg; making it apart");
-                None
+    let poster_stage = async {
+        let shared = match args.poster {
+            Some(stream) => match stream.first_picture().await {
+                Ok(poster) => Some(poster),
+                Err(err) => {
+                    tracing::debug!(asset = %args.asset, %err, "no poster from the shared ffmpeg; making it apart");
+                    None
+                }
+            },
+            None => None,
+        };
+        let poster = match shared {
+            Some(poster) => poster,
+            None => {
+                own_poster(
+                    args.processes,
+                    args.asset,
+                    &source,
+                    &input_options,
+                    duration_ms,
+                )
+                .await?
             }
-        },
-        None => None,
+        };
+        // The poster first, on its own: it is there seconds into an
+        // upload, long before the storyboard (which needs the whole source).
+        store_media(args.storage, args.asset, "poster.webp", poster).await?;
+        poster_ready();
+        Ok::<(), RungErrorKind>(())
     };
-    let poster = match shared {
-        Some(poster) => poster,
-        None => {
-            own_poster(
-                args.processes,
-                args.asset,
-                &source,
-                &input_options,
-                duration_ms,
-            )
-            .await?
+    // The shared storyboard is read at the same time: ffmpeg writes it when
+    // the source ends, and must not wait on its pipe while the poster is
+    // still awaited (a shared poster that never comes ends with ffmpeg).
+    let shared_sprite = async {
+        match args.sprite {
+            Some(stream) => Ok::<_, RungErrorKind>(Some(stream.collect().await?)),
+            None => Ok(None),
         }
     };
-    // The poster first, on its own: it is there seconds into an upload,
-    // long before the storyboard (which needs the whole source).
-    store_media(args.storage, args.asset, "poster.webp", poster).await?;
-    poster_ready();
-
-    let sprite = match args.sprite {
-        Some(shared) => shared.collect().await?,
+    let ((), shared_sprite) = tokio::try_join!(poster_stage, shared_sprite)?;
+    let sprite = match shared_sprite {
+        Some(sprite) => sprite,
         None => {
             let mut sprite_args = strings(&["-hide_banner", "-nostdin", "-v", "error"]);
-            sprite_args.extend(input_options);
+            sprite_args.extend(input_options.iter().cloned());
             sprite_args.extend(strings(&["-i", &source, "-vf"]));
             sprite_args.push(storyboard_filter(spec).unwrap_or_default());
             sprite_args.extend(strings(&STORYBOARD_OUTPUT));

@@ -120,7 +120,14 @@ impl SharedStream {
                         "the poster output is not a WebP picture",
                     )));
                 }
-                let size = u32::from_le_bytes([all[4], all[5], all[6], all[7]]) as usize + 8;
+                // The RIFF size counts from "WEBP" on: at least its 4 bytes.
+                let riff = u32::from_le_bytes([all[4], all[5], all[6], all[7]]);
+                let size = usize::try_from(u64::from(riff) + 8).unwrap_or(usize::MAX);
+                if riff < 4 {
+                    return Err(FfmpegError::Read(std::io::Error::other(
+                        "the poster output's RIFF size is too small",
+                    )));
+                }
                 if all.len() >= size {
                     all.truncate(size);
                     return Ok(all.freeze());
