@@ -214,12 +214,7 @@ async fn signed_playback_urls_for_assets_and_live_streams() {
         .unwrap();
     assert_eq!(gzipped.status(), 200);
     assert_eq!(gzipped.headers()["content-encoding"], "gzip");
-    let mut master = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(&gzipped.bytes().await.unwrap()[..]),
-        &mut master,
-    )
-    .unwrap();
+    let master = String::from_utf8(common::gunzip(&gzipped.bytes().await.unwrap())).unwrap();
     assert!(master.contains(".m3u8?exp="), "{master}");
 
     // Unsigned, tampered, for another asset, expired: refused with a reason.

@@ -4,7 +4,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{TestServer, error_of};
+use common::{TestServer, error_of, gunzip};
 use reqwest::header;
 use streamforge_actors::storage::{ObjectKey, Storage};
 
@@ -479,13 +479,4 @@ async fn a_segment_cut_short_underneath_fails_its_own_response_only() {
         assert_eq!(response.bytes().await.unwrap(), &seg[..1000], "{name}");
     }
     server.stop().await;
-}
-
-fn gunzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
 }

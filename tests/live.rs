@@ -273,12 +273,8 @@ async fn rtmp_push_plays_as_ll_hls_and_dash_live_and_after_the_end() {
         .await
         .unwrap();
     assert_eq!(gzipped_mpd.headers()["content-encoding"], "gzip");
-    let mut decoded_mpd = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(&gzipped_mpd.bytes().await.unwrap()[..]),
-        &mut decoded_mpd,
-    )
-    .unwrap();
+    let decoded_mpd =
+        String::from_utf8(common::gunzip(&gzipped_mpd.bytes().await.unwrap())).unwrap();
     assert!(decoded_mpd.contains("type=\"static\""), "{decoded_mpd}");
     // Browsers get the playlists gzipped: the same text, and the same
     // compressed copy for every viewer of the same answer (the MPD is
@@ -300,12 +296,7 @@ async fn rtmp_push_plays_as_ll_hls_and_dash_live_and_after_the_end() {
             copies.push(gzipped.bytes().await.unwrap());
         }
         assert_eq!(copies[0], copies[1], "{path}");
-        let mut decoded = String::new();
-        std::io::Read::read_to_string(
-            &mut flate2::read::GzDecoder::new(&copies[0][..]),
-            &mut decoded,
-        )
-        .unwrap();
+        let decoded = String::from_utf8(common::gunzip(&copies[0])).unwrap();
         assert_eq!(&decoded, plain, "{path}");
     }
     for url in [

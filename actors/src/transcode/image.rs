@@ -65,28 +65,12 @@ pub async fn process(
     let mut poster: Option<Bytes> = None;
     for w in widths_for(width) {
         let scale = format!("scale={w}:-2");
-        let webp_args: Vec<String> = [
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "error",
-            "-i",
-            source,
-            "-frames:v",
-            "1",
-            "-vf",
-            &scale,
-            "-c:v",
-            "libwebp",
-            "-quality",
-            "80",
-            "-f",
-            "image2pipe",
-            "pipe:1",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut webp_args =
+            super::rung::strings(&["-hide_banner", "-nostdin", "-v", "error", "-i", source]);
+        webp_args.extend(super::rung::strings(&["-vf", &scale]));
+        // One WebP picture, encoded as the video poster is.
+        webp_args.extend(super::rung::strings(&super::rung::POSTER_OUTPUT));
+        webp_args.push("pipe:1".into());
         let webp = ffmpeg_image(
             &transcoder.processes,
             &format!("ffmpeg {asset} webp {w}"),
