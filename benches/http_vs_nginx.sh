@@ -18,6 +18,11 @@
 #         both servers from the page cache.
 #   m3u8  a small playlist (gzip off for both, to compare like with like);
 #         StreamForge serves it from its 0.5 s playlist cache.
+#   m3u8gz the same playlist asked for as browsers ask (Accept-Encoding:
+#         gzip): nginx compresses each answer (`gzip on`, its default level
+#         1); StreamForge sends the compressed copy it made once per cached
+#         copy (flate2's level 6). Both bodies are checked to decode to the
+#         same playlist.
 #   big   2.5 MB segments, 64 connections x 10 streams on h2c (and 64
 #         connections on HTTP/1.1): the memory bound under load, with 640
 #         responses in flight at once.
@@ -93,6 +98,7 @@ http {
   access_log off;
   sendfile on; tcp_nopush on; tcp_nodelay on;
   keepalive_requests 1000000;
+  gzip on; gzip_types application/vnd.apple.mpegurl; gzip_min_length 256; gzip_vary on;
   types { application/vnd.apple.mpegurl m3u8; video/iso.segment m4s; }
   # nginx 1.22: a plain listener with http2 speaks only h2c (prior knowledge).
   server { listen 127.0.0.1:$nginx_port; location /vod/ { alias $work/nginx-vod/; } }
@@ -143,6 +149,7 @@ with_rss() {
 run_wrk() {
   local script=()
   [ "$case" = rr ] && script=(-s "$work/rr.lua")
+  [ "$case" = m3u8gz ] && script=(-H "Accept-Encoding: gzip")
   RR_PATHS="$work/rr-paths" wrk -t2 -c"${2:-$connections}" -d"${duration}s" --latency "${script[@]}" "$1" | awk '
     /Requests\/sec/ {rps=$2}
     /Transfer\/sec/ {t=$2; if (t ~ /GB/) {sub("GB","",t); t*=1024} else if (t ~ /KB/) {sub("KB","",t); t/=1024} else {sub("MB","",t)}}
@@ -152,6 +159,7 @@ run_wrk() {
 # h2load URL [connections] -> "req/s MB/s p50(mean) max"; the rr case cycles through $work/rr-paths.
 run_h2load() {
   local uris=("$1")
+  [ "$case" = m3u8gz ] && uris=(-H "accept-encoding: gzip" "$1")
   if [ "$case" = rr ]; then
     sed "s|^|${1%%/vod/*}|" "$work/rr-paths" > "$work/rr-uris"
     uris=(-i "$work/rr-uris")
@@ -172,19 +180,24 @@ report() { # case proto server "rps mbs a b" [rss anon]
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b else 'n/a')" "$1" "$2"; }
 
 summary=()
-for case in ${CASES:-hot cold rr m3u8 big}; do
+for case in ${CASES:-hot cold rr m3u8 m3u8gz big}; do
   case $case in
     cold|big) start_streamforge 0 ;;
     *) start_streamforge 268435456 ;;
   esac
   path=/vod/bench/v1/seg-00001.m4s
-  [ "$case" = m3u8 ] && path=/vod/bench/v1/media.m3u8
+  [ "$case" = m3u8 ] || [ "$case" = m3u8gz ] && path=/vod/bench/v1/media.m3u8
   [ "$case" = rr ] && path=$(head -1 "$work/rr-paths")
   [ "$case" = big ] && path=/vod/bench/v1/big-00001.m4s
   expected=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$nginx_port$path")
   for server_port in "$nginx_port" "$sf_port"; do
     got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://127.0.0.1:$server_port$path")
     [ "$got" = "200 $expected" ] && [ "$expected" -gt 0 ] || { echo "port $server_port answers '$got' for $path, not '200 $expected'" >&2; exit 1; }
+    if [ "$case" = m3u8gz ]; then
+      curl -s -D "$work/gz-headers" -o "$work/gz-body" -H 'Accept-Encoding: gzip' "http://127.0.0.1:$server_port$path"
+      grep -qi '^content-encoding: gzip' "$work/gz-headers" && gzip -dc "$work/gz-body" | cmp -s - "$media/v1/media.m3u8" \
+        || { echo "port $server_port does not answer $path gzipped as the playlist" >&2; exit 1; }
+    fi
   done
   conns=$connections
   [ "$case" = big ] && conns=64
