@@ -1,6 +1,8 @@
 //! The real binary: configuration layering and errors, `--help`, and a clean
 //! stop on SIGTERM.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,19 +23,7 @@ fn streamforge() -> Command {
 fn serve(data: &std::path::Path) -> Command {
     let mut command = streamforge();
     command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rtmp-listen",
-            "127.0.0.1:0",
-            "--rtsp-listen",
-            "127.0.0.1:0",
-            "--srt-listen",
-            "127.0.0.1:0",
-            "--webrtc-listen",
-            "127.0.0.1:0",
-        ])
+        .args(common::SERVE_ON_LOOPBACK)
         .env("STREAMFORGE_LIVE_RTSP_UDP_PORTS", "[0, 0]")
         .arg("--data-dir")
         .arg(data);

@@ -8,7 +8,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, encode, encode_video, push, stream_status, wait_until};
+use common::{TestServer, encode, encode_video, get_text, push, stream_status, wait_until};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
@@ -28,16 +28,6 @@ async fn create_key(server: &TestServer, stream: &str) -> Value {
         .unwrap();
     assert_eq!(created.status(), 201);
     created.json().await.unwrap()
-}
-
-/// The body of `GET path` on `server`, as text.
-async fn text(server: &TestServer, path: &str) -> String {
-    reqwest::get(server.url(path))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 /// ffprobe's packets of one stream as (pts seconds, duration seconds).
@@ -239,7 +229,7 @@ async fn rtmp_push_plays_as_ll_hls_and_dash_live_and_after_the_end() {
     .await;
     // After the reconnection grace, the playlists end.
     wait_until("EXT-X-ENDLIST", async || {
-        text(&server, "/live/cam/v1/media.m3u8")
+        get_text(&server, "/live/cam/v1/media.m3u8")
             .await
             .contains("#EXT-X-ENDLIST")
     })
@@ -265,7 +255,7 @@ async fn rtmp_push_plays_as_ll_hls_and_dash_live_and_after_the_end() {
         .await
         .unwrap();
     assert!(mpd.contains("type=\"static\""), "{mpd}");
-    let master = text(&server, "/live/cam/master.m3u8").await;
+    let master = get_text(&server, "/live/cam/master.m3u8").await;
     let gzipped_mpd = client
         .get(server.url("/live/cam/manifest.mpd"))
         .header(reqwest::header::ACCEPT_ENCODING, "gzip")
@@ -559,7 +549,7 @@ async fn an_rtsp_camera_is_pulled_with_retina_and_reconnected() {
     .await;
     // Back within the grace period: the same stream, after a discontinuity.
     wait_until("the second run's segments", async || {
-        text(&server, "/live/door/v1/media.m3u8")
+        get_text(&server, "/live/door/v1/media.m3u8")
             .await
             .contains("#EXT-X-DISCONTINUITY")
     })
@@ -600,19 +590,19 @@ async fn a_publisher_that_reconnects_continues_the_stream() {
     // Back a moment later: the same stream goes on.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let second = push(&url, 6);
-    let during = text(&server, "/live/flaky/v1/media.m3u8").await;
+    let during = get_text(&server, "/live/flaky/v1/media.m3u8").await;
     assert!(
         !during.contains("#EXT-X-ENDLIST"),
         "open while waiting: {during}"
     );
     assert!(second.wait_with_output().await.unwrap().status.success());
     wait_until("EXT-X-ENDLIST", async || {
-        text(&server, "/live/flaky/v1/media.m3u8")
+        get_text(&server, "/live/flaky/v1/media.m3u8")
             .await
             .contains("#EXT-X-ENDLIST")
     })
     .await;
-    let playlist = text(&server, "/live/flaky/v1/media.m3u8").await;
+    let playlist = get_text(&server, "/live/flaky/v1/media.m3u8").await;
     assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
     assert!(
         playlist
@@ -628,7 +618,7 @@ async fn a_publisher_that_reconnects_continues_the_stream() {
         numbers.windows(2).all(|w| w[1] == w[0] + 1),
         "numbering goes on across the reconnection: {numbers:?}"
     );
-    let mpd = text(&server, "/live/flaky/manifest.mpd").await;
+    let mpd = get_text(&server, "/live/flaky/manifest.mpd").await;
     assert_eq!(mpd.matches("<Period").count(), 2, "{mpd}");
     // Both runs are there for ffprobe.
     let video = packets(&server.url("/live/flaky/master.m3u8"), "v:0").await;
@@ -766,7 +756,7 @@ async fn rtsp_push_over_tcp_and_udp_plays_as_hls_and_dash() {
         .await;
         // After the reconnection grace, the playlists end.
         wait_until("EXT-X-ENDLIST", async || {
-            text(&server, &format!("/live/{stream}/v1/media.m3u8"))
+            get_text(&server, &format!("/live/{stream}/v1/media.m3u8"))
                 .await
                 .contains("#EXT-X-ENDLIST")
         })
@@ -821,7 +811,7 @@ async fn rtsp_push_with_b_frames_keeps_every_frame() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_until("EXT-X-ENDLIST", async || {
-        text(&server, "/live/bframes/v1/media.m3u8")
+        get_text(&server, "/live/bframes/v1/media.m3u8")
             .await
             .contains("#EXT-X-ENDLIST")
     })
@@ -976,7 +966,7 @@ async fn gstreamer_and_ffmpeg_push_rtsp_with_opus_latm_aac_and_hevc() {
     ] {
         for rendition in ["v1", "a1"] {
             wait_until("the end of the stream", async || {
-                text(&server, &format!("/live/{stream}/{rendition}/media.m3u8"))
+                get_text(&server, &format!("/live/{stream}/{rendition}/media.m3u8"))
                     .await
                     .contains("#EXT-X-ENDLIST")
             })
@@ -1194,12 +1184,12 @@ async fn a_live_ladder_adds_keyframe_aligned_rungs() {
     let url = format!("{}/live/tiers", server.rtmp_url());
     let first = push(&url, 10);
     wait_until("the rung in the multivariant playlist", async || {
-        text(&server, "/live/tiers/master.m3u8")
+        get_text(&server, "/live/tiers/master.m3u8")
             .await
             .contains("v2/media.m3u8")
     })
     .await;
-    let master = text(&server, "/live/tiers/master.m3u8").await;
+    let master = get_text(&server, "/live/tiers/master.m3u8").await;
     assert!(master.contains("RESOLUTION=160x120"), "{master}");
     assert!(!master.contains("v3/"), "{master}");
     let status = stream_status(&server, "tiers").await;
@@ -1210,7 +1200,7 @@ async fn a_live_ladder_adds_keyframe_aligned_rungs() {
     // How far the rung trails its source: both blocking reloads for the
     // next segment's first part, answered when each exists.
     let last = async |rendition: &str| {
-        extinfs(&text(&server, &format!("/live/tiers/{rendition}/media.m3u8")).await)
+        extinfs(&get_text(&server, &format!("/live/tiers/{rendition}/media.m3u8")).await)
             .last()
             .map_or(0, |s| s.0)
     };
@@ -1277,14 +1267,14 @@ async fn a_live_ladder_adds_keyframe_aligned_rungs() {
     let second = push(&url, 4);
     assert!(second.wait_with_output().await.unwrap().status.success());
     wait_until("EXT-X-ENDLIST on the rung", async || {
-        text(&server, "/live/tiers/v2/media.m3u8")
+        get_text(&server, "/live/tiers/v2/media.m3u8")
             .await
             .contains("#EXT-X-ENDLIST")
     })
     .await;
 
-    let source = text(&server, "/live/tiers/v1/media.m3u8").await;
-    let rung = text(&server, "/live/tiers/v2/media.m3u8").await;
+    let source = get_text(&server, "/live/tiers/v1/media.m3u8").await;
+    let rung = get_text(&server, "/live/tiers/v2/media.m3u8").await;
     assert!(
         rung.lines()
             .any(|l| l.starts_with("#EXT-X-MAP:URI=\"init-") && l.ends_with("-1.mp4\"")),
@@ -1328,7 +1318,7 @@ async fn a_live_ladder_adds_keyframe_aligned_rungs() {
         gaps.len() <= 1 && gaps.iter().all(|(from, to)| to - from < 2.0),
         "the rung's first run: gaps {gaps:?}"
     );
-    let mpd = text(&server, "/live/tiers/manifest.mpd").await;
+    let mpd = get_text(&server, "/live/tiers/manifest.mpd").await;
     assert_eq!(
         mpd.matches("contentType=\"video\"").count(),
         2,
@@ -1353,7 +1343,7 @@ async fn a_live_ladder_adds_keyframe_aligned_rungs() {
     assert!(heights.lines().any(|l| l.trim() == "240"), "{heights}");
     // Every rung's ffmpeg exited with its input.
     wait_until("no ffmpeg left", async || {
-        text(&server, "/metrics")
+        get_text(&server, "/metrics")
             .await
             .lines()
             .any(|l| l.starts_with("streamforge_child_processes") && l.ends_with(" 0"))

@@ -116,14 +116,7 @@ async fn chromium_publishes_h264_and_opus_that_ffprobe_reads_back() {
     assert_eq!(audio["sample_rate"], "48000");
 
     trickle(&server, &location).await;
-    let metrics = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get_text(&server, "/metrics").await;
     assert!(
         metrics.contains("webrtc_datagrams_dropped_total 0"),
         "no datagram dropped on loopback, and the counter is there"

@@ -248,13 +248,13 @@ fn into_result<T>(reply: Reply<T>, what: &str) -> Result<T, ApiError> {
     }
 }
 
-fn text(body: String, content_type: &'static str, caching: Caching) -> Response {
+fn text(body: impl Into<Body>, content_type: &'static str, caching: Caching) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (header::CACHE_CONTROL, caching.header()),
         ],
-        body,
+        body.into(),
     )
         .into_response()
 }
@@ -281,24 +281,11 @@ fn playlist(
         None => super::gzip::compress(&body),
     };
     let Some(gzipped) = gzipped else {
-        return (
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-                (header::CACHE_CONTROL, caching.header()),
-            ],
-            body,
-        )
-            .into_response();
+        return text(body, content_type, caching);
     };
-    let mut response = (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::CACHE_CONTROL, caching.header()),
-        ],
-        gzipped.clone(),
-    )
-        .into_response();
-    super::gzip::mark(response.headers_mut(), gzipped.len());
+    let length = gzipped.len();
+    let mut response = text(gzipped, content_type, caching);
+    super::gzip::mark(response.headers_mut(), length);
     response
 }
 

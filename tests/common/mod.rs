@@ -469,6 +469,34 @@ pub async fn spawn_server(
     (child, format!("http://{http}"))
 }
 
+/// `streamforge serve` with every TCP and UDP listener on 127.0.0.1, port 0
+/// (RTSP's RTP ports apart: `--rtsp-udp-ports` or its variable).
+pub const SERVE_ON_LOOPBACK: [&str; 11] = [
+    "serve",
+    "--listen",
+    "127.0.0.1:0",
+    "--rtmp-listen",
+    "127.0.0.1:0",
+    "--rtsp-listen",
+    "127.0.0.1:0",
+    "--srt-listen",
+    "127.0.0.1:0",
+    "--webrtc-listen",
+    "127.0.0.1:0",
+];
+
+/// The body of `GET path` on `server`, as text.
+pub async fn get_text(server: &TestServer, path: &str) -> String {
+    client()
+        .get(server.url(path))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// [`spawn_server`], answering its `streamforge listening` log event (its
 /// `http`, `rtmp`, `rtsp` addresses).
 pub async fn spawn_node(
@@ -483,19 +511,7 @@ pub async fn spawn_node(
     }
     command.envs(env.iter().copied());
     let mut child = command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rtmp-listen",
-            "127.0.0.1:0",
-            "--rtsp-listen",
-            "127.0.0.1:0",
-            "--srt-listen",
-            "127.0.0.1:0",
-            "--webrtc-listen",
-            "127.0.0.1:0",
-        ])
+        .args(SERVE_ON_LOOPBACK)
         .env("STREAMFORGE_LIVE_RTSP_UDP_PORTS", "[0, 0]")
         .args(["--log-format", "json"])
         .arg("--data-dir")

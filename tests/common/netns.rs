@@ -98,19 +98,10 @@ impl Namespace {
     ) -> (tokio::process::Child, Value) {
         let mut child = self
             .command(env!("CARGO_BIN_EXE_streamforge"))
+            .args(super::SERVE_ON_LOOPBACK)
             .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--rtmp-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--rtsp-listen", "127.0.0.1:0", "--rtsp-udp-ports", "off"])
-            .args([
-                "--srt-listen",
-                "127.0.0.1:0",
-                "--webrtc-listen",
-                "127.0.0.1:0",
+                "--rtsp-udp-ports",
+                "off",
                 "--tls",
                 "off",
                 "--log-format",
