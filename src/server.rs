@@ -394,6 +394,8 @@ async fn bind_tcp(
 /// The work the listeners are served with.
 struct Services {
     app: axum::Router,
+    /// Cached playlist reloads answered before `app` (plain HTTP/1.1 and h2c, TLS).
+    fast: http::fast::FastPath,
     /// The state `app` is served with.
     state: AppState,
     uploads: Uploads,
@@ -514,6 +516,7 @@ impl Services {
         let internal = http::source::app(uploads.clone(), db.internal_secret().await?);
         Ok(Services {
             app: http::router(state.clone(), &config.http).nest_service("/internal", internal),
+            fast: http::fast::FastPath::new(&state),
             state,
             uploads,
             live,
@@ -679,6 +682,7 @@ async fn run(
     } = core;
     let Services {
         app,
+        fast,
         state: _,
         uploads,
         live,
@@ -704,6 +708,7 @@ async fn run(
         listeners.http,
         http::Transport::Plain,
         app.clone(),
+        fast.clone(),
         http_config.clone(),
         metrics.clone(),
         token.clone(),
@@ -719,6 +724,7 @@ async fn run(
                 alt_svc: Some(secure.alt_svc),
             },
             app.clone(),
+            fast.clone(),
             http_config.clone(),
             metrics.clone(),
             token.clone(),

@@ -122,6 +122,13 @@ impl ObjectCache {
         }
     }
 
+    /// The cached object, when it is in memory and no older than `max_age`;
+    /// never touches storage.
+    pub fn peek(&self, key: &ObjectKey, max_age: Duration) -> Option<CachedObject> {
+        let object = self.inner.as_ref()?.get(key)??;
+        (object.loaded.elapsed() <= max_age).then_some(object)
+    }
+
     async fn load(
         &self,
         storage: &Storage,

@@ -26,7 +26,7 @@ use super::error::ApiError;
 
 /// How long a cached playlist or manifest is served before storage is read
 /// again: within the `max-age=1` every client and CDN is already allowed.
-const MANIFEST_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(500);
+pub(crate) const MANIFEST_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How a file may be cached downstream, by what it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

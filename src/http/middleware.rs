@@ -76,7 +76,7 @@ fn unsafe_path_refusal(request: &Request) -> Option<Response> {
         .map(|reason| ApiError::new(StatusCode::BAD_REQUEST, "bad_path", reason).into_response())
 }
 
-fn unsafe_path(path: &str) -> Option<&'static str> {
+pub(crate) fn unsafe_path(path: &str) -> Option<&'static str> {
     if !path.starts_with('/') {
         return Some("path must start with '/'");
     }
@@ -212,7 +212,7 @@ pub async fn observe_and_admit(
 
 /// What is logged and counted of a request: by route and status, its
 /// count and latency; in the access log (when on), path, version and id.
-struct Observation {
+pub(crate) struct Observation {
     started: Instant,
     method: Method,
     route: String,
@@ -245,7 +245,17 @@ impl Observation {
         }
     }
 
-    fn record(self, state: &AppState, response: &Response) {
+    /// A request to `route` that began at `started`, with the access log off.
+    pub(crate) fn at(method: Method, route: &str, started: Instant) -> Self {
+        Observation {
+            started,
+            method,
+            route: route.to_owned(),
+            logged: None,
+        }
+    }
+
+    pub(crate) fn record(self, state: &AppState, response: &Response) {
         let elapsed = self.started.elapsed();
         let status = response.status();
         if let Some((path, version, request_id)) = self.logged {

@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod edge;
 mod error;
 mod events;
+pub mod fast;
 pub mod forward;
 pub mod gzip;
 pub mod h3;
@@ -38,6 +39,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use futures::FutureExt;
+use futures::future::Either;
 use http::HeaderValue;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -246,6 +248,7 @@ pub async fn serve(
     listener: TcpListener,
     transport: Transport,
     app: Router,
+    fast: fast::FastPath,
     http: HttpConfig,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -290,6 +293,7 @@ pub async fn serve(
             builder: builder.clone(),
             watcher: graceful.watcher(),
             app: app.clone(),
+            fast: fast.clone(),
             peer,
             idle_timeout: http.idle_timeout,
         };
@@ -325,6 +329,7 @@ struct Connection {
     builder: auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
     app: Router,
+    fast: fast::FastPath,
     peer: SocketAddr,
     idle_timeout: Duration,
 }
@@ -338,25 +343,32 @@ impl Connection {
             builder,
             watcher,
             app,
+            fast,
             peer,
             idle_timeout,
         } = self;
         let io = TokioIo::new(idle::IdleTimeout::new(io, idle_timeout));
+        let with_alt_svc = move |mut response: axum::response::Response| {
+            if let Some(alt_svc) = &alt_svc {
+                response
+                    .headers_mut()
+                    .insert(http::header::ALT_SVC, alt_svc.clone());
+            }
+            response
+        };
         let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+            if let Some(response) = fast.answer(&request) {
+                return Either::Left(std::future::ready(Ok(with_alt_svc(response))));
+            }
             request
                 .extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
-            let alt_svc = alt_svc.clone();
-            app.clone().oneshot(request).map(move |response| {
-                response.map(|mut response| {
-                    if let Some(alt_svc) = alt_svc {
-                        response
-                            .headers_mut()
-                            .insert(http::header::ALT_SVC, alt_svc);
-                    }
-                    response
-                })
-            })
+            let with_alt_svc = with_alt_svc.clone();
+            Either::Right(
+                app.clone()
+                    .oneshot(request)
+                    .map(move |response| response.map(with_alt_svc)),
+            )
         });
         let connection = watcher.watch(
             builder

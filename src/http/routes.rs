@@ -35,7 +35,7 @@ pub fn routes() -> Router<AppState> {
     router
         // Wildcard paths have no OpenAPI template: `/vod/{asset}/{path}`
         // describes this one (see `vod_file_doc`).
-        .route("/vod/{asset}/{*path}", get(vod_file))
+        .route(super::fast::VOD_FILE_ROUTE, get(vod_file))
         .route(
             "/api/openapi.json",
             get(move || {
