@@ -14,6 +14,8 @@ use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 use streamforge_actors::storage::{ObjectInfo, ObjectKey, Storage, StorageError};
 
+use super::delivery::Prepared;
+
 #[derive(Clone, Debug)]
 pub struct CachedObject {
     pub bytes: Bytes,
@@ -25,6 +27,9 @@ pub struct CachedObject {
     /// in its weight: only playlists and manifests are compressed, to a
     /// fraction of their size). `None` when compression did not shrink them.
     gzipped: Arc<OnceLock<Option<Bytes>>>,
+    /// Its validators and response headers, made by the first request
+    /// answered from this copy and shared by every later one.
+    prepared: Arc<OnceLock<Prepared>>,
 }
 
 impl CachedObject {
@@ -34,6 +39,12 @@ impl CachedObject {
         self.gzipped
             .get_or_init(|| super::gzip::compress(&self.bytes))
             .as_ref()
+    }
+
+    /// The headers every answer from this copy starts from, made by `make`
+    /// the first time.
+    pub(crate) fn prepared(&self, make: impl FnOnce() -> Prepared) -> &Prepared {
+        self.prepared.get_or_init(make)
     }
 }
 
@@ -146,6 +157,7 @@ impl ObjectCache {
             info,
             loaded: Instant::now(),
             gzipped: Arc::default(),
+            prepared: Arc::default(),
         }))
     }
 

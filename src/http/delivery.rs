@@ -73,6 +73,7 @@ pub fn classify(name: &str) -> (&'static str, Kind) {
 }
 
 /// What the response describes, whether its bytes come from memory or storage.
+#[derive(Debug)]
 struct Representation {
     size: u64,
     etag: HeaderValue,
@@ -98,6 +99,31 @@ impl Representation {
             size: info.size,
             etag,
             last_modified: info.last_modified,
+        }
+    }
+}
+
+/// A cached copy's validators and base headers for one content type and
+/// kind, made once per copy (`CachedObject::prepared`): a playlist reload
+/// then clones a header map instead of formatting its `ETag` and
+/// `Last-Modified` and hashing every header into a new map.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    rep: Representation,
+    content_type: HeaderValue,
+    kind: Kind,
+    base: HeaderMap,
+}
+
+impl Prepared {
+    fn new(info: &ObjectInfo, content_type: HeaderValue, kind: Kind) -> Self {
+        let rep = Representation::of(info);
+        let base = base_headers(&rep, content_type.clone(), kind);
+        Prepared {
+            rep,
+            content_type,
+            kind,
+            base,
         }
     }
 }
@@ -196,8 +222,17 @@ pub fn respond_from_memory(
     method: &Method,
     headers: &HeaderMap,
 ) -> Response {
-    let rep = Representation::of(&object.info);
-    let mut base = base_headers(&rep, content_type, kind);
+    let prepared = object.prepared(|| Prepared::new(&object.info, content_type.clone(), kind));
+    // Another type for the same bytes (not a case the routes make): no sharing.
+    let other;
+    let prepared = if prepared.kind == kind && prepared.content_type == content_type {
+        prepared
+    } else {
+        other = Prepared::new(&object.info, content_type, kind);
+        &other
+    };
+    let rep = &prepared.rep;
+    let mut base = prepared.base.clone();
     let gzipped = (kind == Kind::Manifest
         && !headers.contains_key(header::RANGE)
         && rep.size >= super::gzip::MIN_BYTES as u64
@@ -207,23 +242,23 @@ pub fn respond_from_memory(
     if let Some(gzipped) = gzipped {
         base.insert(header::ETAG, weak(&rep.etag));
         base.remove(header::ACCEPT_RANGES);
-        if let Outcome::NotModified = preconditions(&rep, headers) {
+        if let Outcome::NotModified = preconditions(rep, headers) {
             return not_modified(base);
         }
         super::gzip::mark(&mut base, gzipped.len());
         if *method == Method::HEAD {
-            return (StatusCode::OK, base).into_response();
+            return response(StatusCode::OK, base, Body::empty());
         }
-        return (base, Body::from(gzipped.clone())).into_response();
+        return response(StatusCode::OK, base, Body::from(gzipped.clone()));
     }
-    let range = match preconditions(&rep, headers) {
+    let range = match preconditions(rep, headers) {
         Outcome::NotModified => return not_modified(base),
         Outcome::Unsatisfiable => return unsatisfiable(base, rep.size),
         Outcome::Full => None,
         Outcome::Partial(range) => Some(range),
     };
     if *method == Method::HEAD {
-        return head_response(base, &rep, range);
+        return head_response(base, rep, range);
     }
     let bytes = match &range {
         // Both ends were validated against the object's size.
@@ -356,11 +391,20 @@ fn base_headers(rep: &Representation, content_type: HeaderValue, kind: Kind) -> 
     headers
 }
 
+/// A response with exactly `headers` (axum's tuple responses would hash
+/// every header into a new map again).
+fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
 fn not_modified(mut headers: HeaderMap) -> Response {
     // RFC 9110 §15.4.5: a 304 carries validators and caching headers, no content headers.
     headers.remove(header::CONTENT_TYPE);
     headers.remove(header::ACCEPT_RANGES);
-    (StatusCode::NOT_MODIFIED, headers).into_response()
+    response(StatusCode::NOT_MODIFIED, headers, Body::empty())
 }
 
 fn unsatisfiable(headers: HeaderMap, size: u64) -> Response {
@@ -398,7 +442,7 @@ fn head_response(
         None => (StatusCode::OK, rep.size),
     };
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    (status, headers).into_response()
+    response(status, headers, Body::empty())
 }
 
 fn with_body(mut headers: HeaderMap, range: Option<Range<u64>>, size: u64, body: Body) -> Response {
@@ -412,7 +456,7 @@ fn with_body(mut headers: HeaderMap, range: Option<Range<u64>>, size: u64, body:
         None => (StatusCode::OK, size),
     };
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    (status, headers, body).into_response()
+    response(status, headers, body)
 }
 
 fn storage_error(err: StorageError) -> ApiError {

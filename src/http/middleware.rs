@@ -80,11 +80,15 @@ pub(crate) fn unsafe_path(path: &str) -> Option<&'static str> {
     if !path.starts_with('/') {
         return Some("path must start with '/'");
     }
-    let lower = path.to_ascii_lowercase();
-    for encoded in ["%2e", "%2f", "%5c", "%00"] {
-        if lower.contains(encoded) {
-            return Some("percent-encoded '.', '/', '\\' or NUL in path");
-        }
+    let encoded_separator = path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                [w[1], w[2].to_ascii_lowercase()],
+                [b'2', b'e'] | [b'2', b'f'] | [b'5', b'c'] | [b'0', b'0']
+            )
+    });
+    if encoded_separator {
+        return Some("percent-encoded '.', '/', '\\' or NUL in path");
     }
     if path.contains('\\') || path.contains('\0') {
         return Some("'\\' or NUL in path");
@@ -455,6 +459,8 @@ mod tests {
             "/vod/.%2e/x",
             "/vod/a%2fb",
             "/vod/a%5cb",
+            "/vod/a%2Fb",
+            "/vod/a%5Cb",
             "/vod/a\\b",
             "/vod//x",
             "/vod/./x",
