@@ -26,6 +26,21 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// The series of one [`RequestLabels`] (shared with the families: a request
+/// observed here is one the families render).
+#[derive(Clone, Debug)]
+pub struct RequestSeries {
+    count: Counter,
+    latency: Histogram,
+}
+
+impl RequestSeries {
+    pub fn observe(&self, elapsed: Duration) {
+        self.latency.observe(elapsed.as_secs_f64());
+        self.count.inc();
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BranchLabels {
     branch: &'static str,
@@ -144,6 +159,16 @@ impl Metrics {
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
         self.requests.get_or_create(&labels).inc();
+    }
+
+    /// The counter and histogram of one set of request labels, for a caller
+    /// that observes many requests under the same labels (the fast path)
+    /// without looking them up each time.
+    pub fn request_series(&self, labels: &RequestLabels) -> RequestSeries {
+        RequestSeries {
+            count: self.requests.get_or_create(labels).clone(),
+            latency: self.latency.get_or_create(labels).clone(),
+        }
     }
 
     /// Counts a connection as open until the returned guard drops.

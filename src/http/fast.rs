@@ -16,6 +16,7 @@
 //! without the `api` role is in effect. `tests/fast_path.rs` checks the
 //! two answers are the same.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::response::Response;
@@ -28,6 +29,7 @@ use tower_http::request_id::{MakeRequestId, MakeRequestUuid};
 use super::AppState;
 use super::delivery::{self, Kind};
 use super::middleware::{Observation, unsafe_path};
+use crate::metrics::{RequestLabels, RequestSeries};
 
 /// The route whose requests the fast path answers, as its metrics label.
 pub(crate) const VOD_FILE_ROUTE: &str = "/vod/{asset}/{*path}";
@@ -37,17 +39,31 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Answers cached playlist reloads without the router; off (every request
 /// to the router) when signed playback is on.
 #[derive(Clone, Debug)]
-pub struct FastPath(Option<AppState>);
+pub struct FastPath(Option<Arc<On>>);
+
+#[derive(Debug)]
+struct On {
+    state: AppState,
+    /// The request series of `GET`/`HEAD` × 200/304, the answers given here
+    /// (ranges, which make 206 and 416, go to the router), looked up once.
+    series: [OnceLock<RequestSeries>; 4],
+}
 
 impl FastPath {
     pub fn new(state: &AppState) -> Self {
         // Signed playback checks and rewrites every manifest answer.
-        FastPath(state.signer.is_none().then(|| state.clone()))
+        if state.signer.is_some() {
+            return FastPath(None);
+        }
+        FastPath(Some(Arc::new(On {
+            state: state.clone(),
+            series: Default::default(),
+        })))
     }
 
     /// The answer to `request`, or `None` when the router must answer it.
     pub fn answer<B: Body>(&self, request: &Request<B>) -> Option<Response> {
-        let state = self.0.as_ref()?;
+        let On { state, series } = self.0.as_deref()?;
         let started = Instant::now();
         let method = request.method();
         if (method != Method::GET && method != Method::HEAD) || !request.body().is_end_stream() {
@@ -93,7 +109,22 @@ impl FastPath {
                 .into_header_value(),
         };
         response.headers_mut().insert(REQUEST_ID.clone(), id);
-        Observation::at(method.clone(), VOD_FILE_ROUTE, started).record(state, &response);
+        let status = response.status();
+        let not_modified = status == StatusCode::NOT_MODIFIED;
+        if status == StatusCode::OK || not_modified {
+            let index = 2 * usize::from(method == Method::HEAD) + usize::from(not_modified);
+            series[index]
+                .get_or_init(|| {
+                    state.metrics.request_series(&RequestLabels {
+                        method: method.as_str().to_owned(),
+                        route: VOD_FILE_ROUTE.to_owned(),
+                        status: status.as_u16(),
+                    })
+                })
+                .observe(started.elapsed());
+        } else {
+            Observation::at(method.clone(), VOD_FILE_ROUTE, started).record(state, &response);
+        }
         Some(response)
     }
 }
