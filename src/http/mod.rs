@@ -357,7 +357,11 @@ impl Connection {
             response
         };
         let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-            if let Some(response) = fast.answer(&request) {
+            // A panic in the fast path leaves the request to the router,
+            // whose panic layer answers 500 if it happens there too.
+            let answered =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fast.answer(&request)));
+            if let Ok(Some(response)) = answered {
                 return Either::Left(std::future::ready(Ok(with_alt_svc(response))));
             }
             request
