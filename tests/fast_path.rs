@@ -13,6 +13,8 @@ use streamforge::config::Config;
 use streamforge::http::fast::FastPath;
 use tower::ServiceExt;
 
+use std::sync::{Arc, Mutex};
+
 use common::TestServer;
 
 const PLAYLIST: &str = "/vod/fp/v1/media.m3u8";
@@ -50,15 +52,24 @@ fn request(method: Method, path: &str, headers: &[(&str, &str)]) -> Request<Body
     builder.body(Body::empty()).unwrap()
 }
 
-async fn parts(response: Response) -> (StatusCode, HeaderMap, Vec<u8>) {
-    let (mut parts, body) = response.into_parts();
-    if parts.status == StatusCode::NOT_MODIFIED {
-        // A layer marks the router's empty 304 `content-length: 0`; hyper
-        // sends no Content-Length with a 304 either way.
-        parts.headers.remove(header::CONTENT_LENGTH);
-    }
+/// An answer as the connection sends it (`http::outgoing`, which both
+/// paths' answers pass through), in parts.
+async fn parts(mut response: Response) -> (StatusCode, HeaderMap, Vec<u8>) {
+    streamforge::http::outgoing(&mut response);
+    let (parts, body) = response.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes().to_vec();
     (parts.status, parts.headers, bytes)
+}
+
+/// Makes sure the cached copy of `path` is fresh (younger than the 500 ms
+/// the fast path serves a copy for): the router reloads a stale one.
+async fn warm(router: &Router, path: &str) {
+    let response = router
+        .clone()
+        .oneshot(request(Method::GET, path, &[]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
 }
 
 /// The router's answer and the fast path's to the same request, with the
@@ -73,6 +84,7 @@ async fn both(
     (StatusCode, HeaderMap, Vec<u8>),
     (StatusCode, HeaderMap, Vec<u8>),
 )> {
+    warm(router, path).await;
     let fast_answer = fast.answer(&request(method.clone(), path, headers))?;
     let routed = router
         .clone()
@@ -107,14 +119,6 @@ async fn cached_playlists_are_answered_as_the_router_answers_them() {
         fast.answer(&request(Method::GET, PLAYLIST, &[])).is_none(),
         "a playlist not in the cache goes to the router"
     );
-    for path in [PLAYLIST, MANIFEST, SMALL] {
-        let response = router
-            .clone()
-            .oneshot(request(Method::GET, path, &[]))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-    }
     let ((_, first, _), _) = both(&router, &fast, Method::GET, PLAYLIST, &[])
         .await
         .expect("a cached playlist is answered");
@@ -151,6 +155,13 @@ async fn cached_playlists_are_answered_as_the_router_answers_them() {
             PLAYLIST,
             vec![("if-modified-since", &modified)],
         ),
+        (Method::HEAD, PLAYLIST, vec![("if-none-match", &etag)]),
+        // A 304 to a client that accepts only brotli: no body to compress.
+        (
+            Method::GET,
+            PLAYLIST,
+            vec![("if-none-match", &etag), ("accept-encoding", "br")],
+        ),
     ];
     for (method, path, headers) in cases {
         let (routed, fast) = both(&router, &fast, method.clone(), path, &headers)
@@ -168,12 +179,7 @@ async fn requests_the_layers_treat_differently_go_to_the_router() {
     let state = server.running.as_ref().unwrap().app_state();
     let router = streamforge::http::router(state.clone(), &Config::default().http);
     let fast = FastPath::new(&state);
-    let warm = router
-        .clone()
-        .oneshot(request(Method::GET, PLAYLIST, &[]))
-        .await
-        .unwrap();
-    assert_eq!(warm.status(), StatusCode::OK);
+    warm(&router, PLAYLIST).await;
     assert!(fast.answer(&request(Method::GET, PLAYLIST, &[])).is_some());
 
     let refused: Vec<Case> = vec![
@@ -199,6 +205,10 @@ async fn requests_the_layers_treat_differently_go_to_the_router() {
         (Method::GET, "/vod//v1/media.m3u8", vec![]),
     ];
     for (method, path, headers) in refused {
+        // The plain request is answered right before: the copy is fresh, so
+        // the refusal is the request's doing.
+        warm(&router, PLAYLIST).await;
+        assert!(fast.answer(&request(Method::GET, PLAYLIST, &[])).is_some());
         assert!(
             fast.answer(&request(method.clone(), path, &headers))
                 .is_none(),
@@ -206,8 +216,13 @@ async fn requests_the_layers_treat_differently_go_to_the_router() {
         );
     }
     // A request with a body goes to the router (its body limit).
+    warm(&router, PLAYLIST).await;
+    assert!(fast.answer(&request(Method::GET, PLAYLIST, &[])).is_some());
     let with_body = Request::get(PLAYLIST).body(Body::from("x")).unwrap();
     assert!(fast.answer(&with_body).is_none());
+    // A copy older than 500 ms is the router's to reload.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(fast.answer(&request(Method::GET, PLAYLIST, &[])).is_none());
 
     // Fast answers are counted under the route, as the router counts them.
     let count = || {
@@ -226,6 +241,9 @@ async fn requests_the_layers_treat_differently_go_to_the_router() {
         }
     };
     let before = count().await;
+    // The router's own answer counts too.
+    warm(&router, PLAYLIST).await;
+    let before = before + 1;
     for _ in 0..3 {
         assert!(fast.answer(&request(Method::GET, PLAYLIST, &[])).is_some());
     }
@@ -250,5 +268,102 @@ async fn signed_playback_turns_the_fast_path_off() {
         .unwrap();
     assert_eq!(unsigned.status(), StatusCode::FORBIDDEN);
     assert!(fast.answer(&request(Method::GET, PLAYLIST, &[])).is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_without_the_api_role_has_no_fast_path() {
+    let server = TestServer::start_with(|config| {
+        config.node.roles = vec![streamforge_actors::cluster::Role::Worker];
+    })
+    .await;
+    let state = server.running.as_ref().unwrap().app_state();
+    assert!(
+        FastPath::new(&state)
+            .answer(&request(Method::GET, PLAYLIST, &[]))
+            .is_none()
+    );
+    server.stop().await;
+}
+
+/// What the access log writes, in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+impl Captured {
+    /// The lines written since the last call, with the time each request
+    /// took (which differs between two requests) taken out.
+    fn take_lines(&self) -> Vec<String> {
+        let bytes = std::mem::take(&mut *self.0.lock().unwrap());
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                line.split(' ')
+                    .filter(|field| !field.starts_with("micros="))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn the_access_log_line_of_a_fast_answer_is_the_routers() {
+    let server = TestServer::start().await;
+    write_media(server.data.path());
+    let state = server.running.as_ref().unwrap().app_state();
+    let router = streamforge::http::router(state.clone(), &Config::default().http);
+    let fast = FastPath::new(&state);
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_env_filter("streamforge::access=info")
+        .with_ansi(false)
+        .without_time()
+        .finish();
+    let _log = tracing::subscriber::set_default(subscriber);
+
+    let asked = [("x-request-id", "from-the-client")];
+    warm(&router, PLAYLIST).await;
+    captured.take_lines();
+    let routed = router
+        .clone()
+        .oneshot(request(Method::GET, PLAYLIST, &asked))
+        .await
+        .unwrap();
+    assert_eq!(routed.status(), StatusCode::OK);
+    let routed_lines = captured.take_lines();
+    let answered = fast
+        .answer(&request(Method::GET, PLAYLIST, &asked))
+        .expect("the fast path answers with the access log on");
+    assert_eq!(answered.status(), StatusCode::OK);
+    let fast_lines = captured.take_lines();
+    assert_eq!(routed_lines.len(), 1, "{routed_lines:?}");
+    assert!(
+        routed_lines[0].contains("from-the-client")
+            && routed_lines[0].contains("route=\"/vod/{asset}/{*path}\""),
+        "{routed_lines:?}"
+    );
+    assert_eq!(fast_lines, routed_lines);
     server.stop().await;
 }

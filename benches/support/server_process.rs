@@ -44,6 +44,8 @@ impl ServerProcess {
             concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/streamforge").into()
         });
         let mut command = std::process::Command::new(&binary);
+        // The server reads `STREAMFORGE_*` as its configuration.
+        command.env_remove("STREAMFORGE_BIN");
         command
             .args(["serve", "--log-filter", "warn"])
             .args(args)

@@ -12,9 +12,9 @@
 //! differently goes to the router unchanged: anything with `Origin` (CORS),
 //! `Range`, a body, a percent-encoded or unsafe path, an `Accept-Encoding`
 //! the cached gzip copy does not answer (the compression layer's case);
-//! and every request while signed playback, the access log, or a node
-//! without the `api` role is in effect. `tests/fast_path.rs` checks the
-//! two answers are the same.
+//! and every request while signed playback is on or on a node without the
+//! `api` role. It writes the access log line the router would.
+//! `tests/fast_path.rs` checks the two answers are the same.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -28,7 +28,7 @@ use tower_http::request_id::{MakeRequestId, MakeRequestUuid};
 
 use super::AppState;
 use super::delivery::{self, Kind};
-use super::middleware::{Observation, unsafe_path};
+use super::middleware::{ACCESS_LOG, AccessLine, unsafe_path};
 use crate::metrics::{RequestLabels, RequestSeries};
 
 /// The route whose requests the fast path answers, as its metrics label.
@@ -51,8 +51,9 @@ struct On {
 
 impl FastPath {
     pub fn new(state: &AppState) -> Self {
-        // Signed playback checks and rewrites every manifest answer.
-        if state.signer.is_some() {
+        // Signed playback checks and rewrites every manifest answer; a node
+        // without the `api` role refuses playback (roles are fixed at start).
+        if state.signer.is_some() || !state.node.has(Role::Api) {
             return FastPath(None);
         }
         FastPath(Some(Arc::new(On {
@@ -64,7 +65,6 @@ impl FastPath {
     /// The answer to `request`, or `None` when the router must answer it.
     pub fn answer<B: Body>(&self, request: &Request<B>) -> Option<Response> {
         let On { state, series } = self.0.as_deref()?;
-        let started = Instant::now();
         let method = request.method();
         if (method != Method::GET && method != Method::HEAD) || !request.body().is_end_stream() {
             return None;
@@ -79,12 +79,10 @@ impl FastPath {
             return None;
         }
         let (content_type, kind) = delivery::classify(file);
-        if kind != Kind::Manifest
-            || !state.node.has(Role::Api)
-            || tracing::enabled!(target: "streamforge::access", tracing::Level::INFO)
-        {
+        if kind != Kind::Manifest {
             return None;
         }
+        let started = Instant::now();
         let key = keys::media(asset, file).ok()?;
         let object = state.cache.peek(&key, delivery::MANIFEST_MAX_AGE)?;
         let mut response = delivery::respond_from_memory(
@@ -108,23 +106,40 @@ impl FastPath {
                 .make_request_id(request)?
                 .into_header_value(),
         };
-        response.headers_mut().insert(REQUEST_ID.clone(), id);
+        response
+            .headers_mut()
+            .insert(REQUEST_ID.clone(), id.clone());
         let status = response.status();
+        let elapsed = started.elapsed();
+        if tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO) {
+            let line = AccessLine {
+                method,
+                path,
+                route: VOD_FILE_ROUTE,
+                version: request.version(),
+                request_id: id.to_str().unwrap_or(""),
+            };
+            line.write(status, elapsed);
+        }
         let not_modified = status == StatusCode::NOT_MODIFIED;
         if status == StatusCode::OK || not_modified {
             let index = 2 * usize::from(method == Method::HEAD) + usize::from(not_modified);
             series[index]
-                .get_or_init(|| {
-                    state.metrics.request_series(&RequestLabels {
-                        method: method.as_str().to_owned(),
-                        route: VOD_FILE_ROUTE.to_owned(),
-                        status: status.as_u16(),
-                    })
-                })
-                .observe(started.elapsed());
+                .get_or_init(|| state.metrics.request_series(&labels(method, status)))
+                .observe(elapsed);
         } else {
-            Observation::at(method.clone(), VOD_FILE_ROUTE, started).record(state, &response);
+            state
+                .metrics
+                .observe_request(labels(method, status), elapsed);
         }
         Some(response)
+    }
+}
+
+fn labels(method: &Method, status: StatusCode) -> RequestLabels {
+    RequestLabels {
+        method: method.as_str().to_owned(),
+        route: VOD_FILE_ROUTE.to_owned(),
+        status: status.as_u16(),
     }
 }

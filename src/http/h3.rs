@@ -182,10 +182,11 @@ where
         .extensions_mut()
         .insert(axum::extract::ConnectInfo(peer));
 
-    let response = match app.oneshot(request).await {
+    let mut response = match app.oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
+    super::outgoing(&mut response);
     let (parts, mut body) = response.into_parts();
     send.send_response(http::Response::from_parts(parts, ()))
         .await?;

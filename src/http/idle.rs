@@ -25,9 +25,9 @@ pin_project! {
 
 /// When the connection last moved a byte, and a timer that fires no earlier
 /// than the timeout after it. The timer is moved only when it fires:
-/// resetting it on every read and write took the runtime's timer lock
-/// twice per request (`tokio::time::Sleep::reset`), a visible share of a
-/// small request's cost.
+/// resetting it on every read and write (`tokio::time::Sleep::reset`, a
+/// runtime handle clone and a timer update, sometimes a re-registration)
+/// was a visible share of a small request's cost.
 struct Idle {
     deadline: Pin<Box<Sleep>>,
     last_activity: Instant,
@@ -62,7 +62,10 @@ impl Idle {
                 if self.deadline.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                let due = self.last_activity + self.timeout;
+                // A timeout too large to add is one that never comes.
+                let Some(due) = self.last_activity.checked_add(self.timeout) else {
+                    return Poll::Pending;
+                };
                 if due <= Instant::now() {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
@@ -142,5 +145,30 @@ mod tests {
         let mut byte = [0u8; 1];
         let err = server.read_exact(&mut byte).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_counts_from_the_last_byte_in_either_direction() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let server = IdleTimeout::new(server, Duration::from_secs(10));
+        let (mut reader, mut writer) = tokio::io::split(server);
+        let start = Instant::now();
+        // The server's read waits the whole time; only its writes move bytes.
+        let read = tokio::spawn(async move {
+            let mut byte = [0u8; 1];
+            let err = reader.read_exact(&mut byte).await.unwrap_err();
+            (err.kind(), start.elapsed())
+        });
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            writer.write_all(b"x").await.unwrap();
+            let mut byte = [0u8; 1];
+            client.read_exact(&mut byte).await.unwrap();
+        }
+        let (kind, after) = read.await.unwrap();
+        assert_eq!(kind, io::ErrorKind::TimedOut);
+        // The last byte went at 18 s: the timeout is 10 s after it, not
+        // 10 s after the timer was first set, nor later.
+        assert_eq!(after, Duration::from_secs(28));
     }
 }

@@ -216,7 +216,7 @@ pub async fn observe_and_admit(
 
 /// What is logged and counted of a request: by route and status, its
 /// count and latency; in the access log (when on), path, version and id.
-pub(crate) struct Observation {
+struct Observation {
     started: Instant,
     method: Method,
     route: String,
@@ -230,17 +230,16 @@ impl Observation {
             .extensions()
             .get::<MatchedPath>()
             .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-        let logged =
-            tracing::enabled!(target: "streamforge::access", tracing::Level::INFO).then(|| {
-                let path: String = request.uri().path().chars().take(200).collect();
-                let request_id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                (path, request.version(), request_id)
-            });
+        let logged = tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO).then(|| {
+            let path = clip(request.uri().path()).to_owned();
+            let request_id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            (path, request.version(), request_id)
+        });
         Observation {
             started: Instant::now(),
             method: request.method().clone(),
@@ -249,31 +248,18 @@ impl Observation {
         }
     }
 
-    /// A request to `route` that began at `started`, with the access log off.
-    pub(crate) fn at(method: Method, route: &str, started: Instant) -> Self {
-        Observation {
-            started,
-            method,
-            route: route.to_owned(),
-            logged: None,
-        }
-    }
-
-    pub(crate) fn record(self, state: &AppState, response: &Response) {
+    fn record(self, state: &AppState, response: &Response) {
         let elapsed = self.started.elapsed();
         let status = response.status();
-        if let Some((path, version, request_id)) = self.logged {
-            tracing::info!(
-                target: "streamforge::access",
-                method = %self.method,
+        if let Some((path, version, request_id)) = &self.logged {
+            let line = AccessLine {
+                method: &self.method,
                 path,
-                route = self.route,
-                ?version,
-                status = status.as_u16(),
-                micros = elapsed.as_micros() as u64,
+                route: &self.route,
+                version: *version,
                 request_id,
-                "request"
-            );
+            };
+            line.write(status, elapsed);
         }
         state.metrics.observe_request(
             RequestLabels {
@@ -282,6 +268,45 @@ impl Observation {
                 status: status.as_u16(),
             },
             elapsed,
+        );
+    }
+}
+
+/// The access log's target: on when it is enabled at `info` (the default
+/// `log.filter` is `info`).
+pub(crate) const ACCESS_LOG: &str = "streamforge::access";
+
+/// The first 200 characters of a path, as the access log writes it.
+fn clip(path: &str) -> &str {
+    match path.char_indices().nth(200) {
+        Some((end, _)) => &path[..end],
+        None => path,
+    }
+}
+
+/// One request's line in the access log.
+pub(crate) struct AccessLine<'a> {
+    pub method: &'a Method,
+    /// At most its first 200 characters are written.
+    pub path: &'a str,
+    pub route: &'a str,
+    pub version: Version,
+    pub request_id: &'a str,
+}
+
+impl AccessLine<'_> {
+    pub(crate) fn write(&self, status: StatusCode, elapsed: Duration) {
+        let path = clip(self.path);
+        tracing::info!(
+            target: ACCESS_LOG,
+            method = %self.method,
+            path,
+            route = self.route,
+            version = ?self.version,
+            status = status.as_u16(),
+            micros = elapsed.as_micros() as u64,
+            request_id = self.request_id,
+            "request"
         );
     }
 }

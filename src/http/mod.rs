@@ -324,6 +324,17 @@ pub async fn serve(
     connections.shutdown().await;
 }
 
+/// What every answer gets on its way out, whichever path made it: no
+/// `Content-Length` on a 304. axum's router marks an empty answer
+/// `content-length: 0`, which a 304 must not carry (RFC 9110 §8.6: it
+/// would be the length of the 200), and which hyper sends over HTTP/2 and
+/// for a `HEAD`.
+pub fn outgoing(response: &mut axum::response::Response) {
+    if response.status() == http::StatusCode::NOT_MODIFIED {
+        response.headers_mut().remove(http::header::CONTENT_LENGTH);
+    }
+}
+
 /// One accepted connection, before its transport is known.
 struct Connection {
     builder: auto::Builder<TokioExecutor>,
@@ -349,6 +360,7 @@ impl Connection {
         } = self;
         let io = TokioIo::new(idle::IdleTimeout::new(io, idle_timeout));
         let with_alt_svc = move |mut response: axum::response::Response| {
+            outgoing(&mut response);
             if let Some(alt_svc) = &alt_svc {
                 response
                     .headers_mut()
