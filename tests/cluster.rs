@@ -887,7 +887,8 @@ async fn an_edge_relays_the_owners_live_stream_once_for_all_its_viewers() {
     }
 
     // Fifty viewers of the edge wait for the same next part: one blocking
-    // reload and one part request reach the origin.
+    // reload and one part request reach the origin (and one more blocking
+    // reload for the gzip viewers below).
     let before = edge_requests(&origin).await;
     let next = format!(
         "/live/relayed/v1/media.m3u8?_HLS_msn={}&_HLS_part=0",
@@ -907,11 +908,38 @@ async fn an_edge_relays_the_owners_live_stream_once_for_all_its_viewers() {
     }))
     .await;
     assert!(!parts[0].is_empty() && parts.windows(2).all(|w| w[0] == w[1]));
+    // Browsers' viewers (gzip) and a player (plain) wait for the same next
+    // part: one answer, compressed once for all of them.
+    let gzip_next = format!(
+        "/live/relayed/v1/media.m3u8?_HLS_msn={}&_HLS_part=1",
+        last_msn + 1
+    );
+    let gzipped = futures::future::join_all((0..10).map(|_| {
+        let request = http
+            .get(edge.url(&gzip_next))
+            .header("accept-encoding", "gzip");
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["content-encoding"], "gzip");
+            r.bytes().await.unwrap()
+        }
+    }));
+    let (gzipped, plain) = tokio::join!(gzipped, text(edge.url(&gzip_next)));
+    assert!(
+        gzipped.windows(2).all(|w| w[0] == w[1]),
+        "one compressed copy"
+    );
+    assert_eq!(
+        String::from_utf8(common::gunzip(&gzipped[0])).unwrap(),
+        plain,
+        "the compressed answer is the plain one"
+    );
     // The origin tells its sessions of a request as it answers it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let relayed = edge_requests(&origin).await - before;
-    eprintln!("100 edge requests reached the origin as {relayed}");
-    assert!(relayed <= 2, "{relayed} requests reached the origin");
+    eprintln!("111 edge requests reached the origin as {relayed}");
+    assert!(relayed <= 3, "{relayed} requests reached the origin");
 
     // The segment in progress reaches the edge's low-latency DASH viewers
     // as it grows, from one request to the owner, and whole.

@@ -70,13 +70,18 @@ async fn local_or_relayed(
             return Ok(Ok(stream.clone()));
         }
         if let Some(node) = stream.earlier_owner(rendition, file) {
-            return Ok(Err(state.edge.relay_to_node(&state.db, &node, uri).await?));
+            let gzip = super::gzip::accepted(headers);
+            return Ok(Err(state
+                .edge
+                .relay_to_node(&state.db, &node, uri, gzip)
+                .await?));
         }
     }
     let here = local.as_ref().is_some_and(|s| s.is_live());
     if !here && !headers.contains_key(FORWARDED_BY) {
         if let Some(owner) = state.edge.owner(&state.db, name).await? {
-            return Ok(Err(state.edge.relay(&owner, uri).await?));
+            let gzip = super::gzip::accepted(headers);
+            return Ok(Err(state.edge.relay(&owner, uri, gzip).await?));
         }
         if local.is_none()
             && let Some(ended) = state.edge.ended(uri)

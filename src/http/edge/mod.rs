@@ -59,6 +59,11 @@ pub struct Relayed {
     body: RelayedBody,
     /// Kept until then (`None`: not kept).
     fresh_until: Option<Instant>,
+    /// A playlist's or MPD's bytes gzipped, made by the first viewer that
+    /// accepts gzip and shared by the others (compressing per viewer cost
+    /// ten times the rest of a playlist request); `None` inside when it
+    /// would not be smaller.
+    gzipped: std::sync::OnceLock<Option<Bytes>>,
 }
 
 /// The owner's bytes: whole, or a segment still being written.
@@ -77,12 +82,35 @@ impl Relayed {
         }
     }
 
-    fn response(&self) -> Response {
-        let body = match &self.body {
-            RelayedBody::Whole(bytes) => Body::from(bytes.clone()),
-            RelayedBody::Growing(growing) => growing.body(),
+    /// The compressed copy of a whole playlist or MPD, when it has one.
+    fn gzipped(&self) -> Option<&Bytes> {
+        let RelayedBody::Whole(bytes) = &self.body else {
+            return None;
+        };
+        let manifest = self
+            .content_type
+            .as_ref()
+            .is_some_and(|t| t.as_bytes() == PLAYLIST.as_bytes() || t.as_bytes() == MPD.as_bytes());
+        if self.status != StatusCode::OK || !manifest || bytes.len() < super::gzip::MIN_BYTES {
+            return None;
+        }
+        self.gzipped
+            .get_or_init(|| super::gzip::compress(bytes))
+            .as_ref()
+    }
+
+    /// The answer for a viewer; `gzip`: one that accepts it compressed.
+    fn response(&self, gzip: bool) -> Response {
+        let gzipped = gzip.then(|| self.gzipped()).flatten();
+        let body = match (&self.body, gzipped) {
+            (_, Some(gzipped)) => Body::from(gzipped.clone()),
+            (RelayedBody::Whole(bytes), None) => Body::from(bytes.clone()),
+            (RelayedBody::Growing(growing), None) => growing.body(),
         };
         let mut response = (self.status, body).into_response();
+        if let Some(gzipped) = gzipped {
+            super::gzip::mark(response.headers_mut(), gzipped.len());
+        }
         let headers = response.headers_mut();
         if let Some(v) = &self.content_type {
             headers.insert(header::CONTENT_TYPE, v.clone());
@@ -204,6 +232,7 @@ impl EdgeRelay {
         db: &Database,
         node: &str,
         uri: &Uri,
+        gzip: bool,
     ) -> Result<Response, ApiError> {
         let advertise = match recalled(&self.inner.addresses, node) {
             Some(advertise) => advertise,
@@ -226,18 +255,25 @@ impl EdgeRelay {
             node: node.to_owned(),
             advertise,
         };
-        self.relay(&node, uri).await
+        self.relay(&node, uri, gzip).await
     }
 
     /// Answers `uri` from `owner`: from what this edge keeps, by joining a
-    /// request for it under way, or by sending one.
-    pub async fn relay(&self, owner: &StreamOwner, uri: &Uri) -> Result<Response, ApiError> {
+    /// request for it under way, or by sending one. `gzip`: the viewer
+    /// accepts a playlist or MPD compressed (the owner is asked for it
+    /// plain; one compressed copy serves every viewer of the same answer).
+    pub async fn relay(
+        &self,
+        owner: &StreamOwner,
+        uri: &Uri,
+        gzip: bool,
+    ) -> Result<Response, ApiError> {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let key = format!("{}{path}", owner.node);
         if let Some(kept) = self.inner.kept.get(&key)
             && kept.fresh_until.is_some_and(|t| Instant::now() < t)
         {
-            return Ok(kept.response());
+            return Ok(kept.response(gzip));
         }
         let fetch = {
             let mut fetching = lock(&self.inner.fetching);
@@ -254,7 +290,7 @@ impl EdgeRelay {
             }
         };
         match fetch.await {
-            Ok(answer) => Ok(answer.response()),
+            Ok(answer) => Ok(answer.response(gzip)),
             // The owner is gone: its viewers here get the end of what it
             // served rather than an error.
             Err(err) => self.ended(uri).ok_or_else(|| err.into()),
@@ -406,6 +442,7 @@ impl EdgeRelay {
             cache_control,
             body: RelayedBody::Whole(Bytes::new()),
             fresh_until,
+            gzipped: std::sync::OnceLock::new(),
         };
         // A segment sent as it is written (no length yet): relayed as it
         // grows. Anything else is relayed whole.
