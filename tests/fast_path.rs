@@ -106,13 +106,20 @@ async fn both(
     Some((routed, fast))
 }
 
-#[tokio::test]
-async fn cached_playlists_are_answered_as_the_router_answers_them() {
+/// A server with the test's media, its router (built in-process, with every
+/// layer) and its fast path.
+async fn serving() -> (TestServer, Router, FastPath) {
     let server = TestServer::start().await;
     write_media(server.data.path());
     let state = server.running.as_ref().unwrap().app_state();
     let router = streamforge::http::router(state.clone(), &Config::default().http);
     let fast = FastPath::new(&state);
+    (server, router, fast)
+}
+
+#[tokio::test]
+async fn cached_playlists_are_answered_as_the_router_answers_them() {
+    let (server, router, fast) = serving().await;
 
     // Nothing cached yet: the router answers (and caches) it.
     assert!(
@@ -174,11 +181,7 @@ async fn cached_playlists_are_answered_as_the_router_answers_them() {
 
 #[tokio::test]
 async fn requests_the_layers_treat_differently_go_to_the_router() {
-    let server = TestServer::start().await;
-    write_media(server.data.path());
-    let state = server.running.as_ref().unwrap().app_state();
-    let router = streamforge::http::router(state.clone(), &Config::default().http);
-    let fast = FastPath::new(&state);
+    let (server, router, fast) = serving().await;
     warm(&router, PLAYLIST).await;
     assert!(fast.answer(&request(Method::GET, PLAYLIST, &[])).is_some());
 
@@ -329,11 +332,7 @@ impl Captured {
 
 #[tokio::test]
 async fn the_access_log_line_of_a_fast_answer_is_the_routers() {
-    let server = TestServer::start().await;
-    write_media(server.data.path());
-    let state = server.running.as_ref().unwrap().app_state();
-    let router = streamforge::http::router(state.clone(), &Config::default().http);
-    let fast = FastPath::new(&state);
+    let (server, router, fast) = serving().await;
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(captured.clone())
