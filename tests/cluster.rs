@@ -674,10 +674,12 @@ async fn a_rolling_restart_loses_no_upload_byte_and_no_segment() {
 }
 
 /// Segment-parallel encoding: the 360p and 240p rungs of a 36 s upload are
-/// cut into three chunks of 12 s that two workers encode (one span at a
-/// time each, both rungs' chunks of it from one decode); each rung plays
-/// as one: one header, every frame once, timestamps evenly spaced across
-/// the seams. The thumbnails are a task of their own.
+/// cut into four spans (about 12 s each, a multiple of the two workers)
+/// that two workers encode (one span at a time each, both rungs' chunks and
+/// the storyboard's tiles of it from one decode); each rung plays as one:
+/// one header, every frame once, timestamps evenly spaced across the seams;
+/// the storyboard laid out from the spans' tiles matches one made by ffmpeg
+/// from the whole clip.
 #[tokio::test]
 async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
     let shared = Shared::start();
@@ -707,14 +709,14 @@ async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
     // A ladder is cut into chunks only while more than one worker is up.
     let first = TestServer::start_with(chunked("worker-1", &[Role::Worker])).await;
     let second = TestServer::start_with(chunked("worker-2", &[Role::Worker])).await;
-    let asset = common::upload(&api, "long.mp4", clip).await;
+    let asset = common::upload(&api, "long.mp4", clip.clone()).await;
     let db = Database::open(&shared.database).await.unwrap();
     let chunks = async || db.chunk_tasks_of(&asset, "360p").await.unwrap();
     let view = common::wait_for_asset(&api.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
 
     let done = chunks().await;
-    assert_eq!(done.len(), 3, "{done:?}");
+    assert_eq!(done.len(), 4, "{done:?}");
     assert!(done.iter().all(|c| c.state == "joined"), "{done:?}");
     let workers: std::collections::BTreeSet<_> =
         done.iter().filter_map(|c| c.done_by.as_deref()).collect();
@@ -725,16 +727,32 @@ async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
         c.iter().map(|c| c.done_by.clone()).collect::<Vec<_>>()
     };
     assert_eq!(by(&smaller), by(&done), "{smaller:?}");
-    // The thumbnails were a task too; its worker recorded the poster.
+    // And the storyboard's tiles of each span (the first span's worker
+    // recorded the poster).
     let thumbnails = db.chunk_tasks_of(&asset, "thumbnails").await.unwrap();
-    assert_eq!(thumbnails.len(), 1, "{thumbnails:?}");
-    assert!(thumbnails[0].done_by.is_some(), "{thumbnails:?}");
+    assert_eq!(by(&thumbnails), by(&done), "{thumbnails:?}");
     let poster = view["poster_url"].as_str().expect("a poster");
     assert_eq!(reqwest::get(api.url(poster)).await.unwrap().status(), 200);
     let vtt = reqwest::get(api.url(&format!("/vod/{asset}/storyboard.vtt")))
         .await
         .unwrap();
     assert_eq!(vtt.status(), 200);
+    assert_eq!(vtt.text().await.unwrap().matches("#xywh=").count(), 18);
+    let sprite = reqwest::get(api.url(&format!("/vod/{asset}/storyboard.webp")))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    // 18 tiles of 160x90 (the first frame at or after each 2 s), ten to a
+    // row: against one decode of the whole clip, a tile out of place would
+    // cost far more than WebP's loss.
+    let tiles = "select='gte(t,selected_n*2)',scale=160:90,tile=10x2";
+    let psnr = common::psnr_against(&sprite, &clip, tiles).await;
+    assert!(
+        psnr > 30.0,
+        "storyboard PSNR {psnr} dB against ffmpeg's own"
+    );
 
     let playlist_url = api.url(&format!("/vod/{asset}/360p-v1/media.m3u8"));
     let playlist = reqwest::get(&playlist_url)

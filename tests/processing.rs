@@ -18,7 +18,7 @@ async fn an_upload_becomes_hls_and_dash() {
          -t 4 -c:v libx264 -preset ultrafast -bf 2 -c:a aac",
     )
     .await;
-    let asset = upload(&server, "clip.mp4", source).await;
+    let asset = upload(&server, "clip.mp4", source.clone()).await;
     let view = common::wait_for_asset(&server.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
     assert_eq!(view["stage"], "ready", "{view}");
@@ -52,6 +52,27 @@ async fn an_upload_becomes_hls_and_dash() {
             .unwrap();
         assert!((duration - 4.0).abs() < 0.15, "{url}: {duration}");
     }
+    // The storyboard: the first frame at or after 0 s and 2 s, in tiles of
+    // 160x120 on one sprite, as ffmpeg alone makes it from the clip.
+    let vtt = reqwest::get(server.url(&format!("/vod/{asset}/storyboard.vtt")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(vtt.contains("storyboard.webp#xywh=160,0,160,120"), "{vtt}");
+    let sprite = reqwest::get(server.url(&format!("/vod/{asset}/storyboard.webp")))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let tiles = "select='gte(t,selected_n*2)',scale=160:120,tile=10x1";
+    let psnr = common::psnr_against(&sprite, &source, tiles).await;
+    assert!(
+        psnr > 30.0,
+        "storyboard PSNR {psnr} dB against ffmpeg's own"
+    );
     server.stop().await;
 }
 

@@ -723,3 +723,32 @@ pub async fn stream_status(server: &TestServer, stream: &str) -> serde_json::Val
         .await
         .unwrap()
 }
+
+/// The PSNR (dB, all planes) of `picture` against the picture ffmpeg
+/// makes from `clip` with `filter`.
+pub async fn psnr_against(picture: &[u8], clip: &[u8], filter: &str) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, source) = (dir.path().join("ours.webp"), dir.path().join("clip.mp4"));
+    std::fs::write(&ours, picture).unwrap();
+    std::fs::write(&source, clip).unwrap();
+    let out = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-i"])
+        .arg(&ours)
+        .arg("-i")
+        .arg(&source)
+        .arg("-filter_complex")
+        .arg(format!(
+            "[1:v]{filter},format=yuv420p[ref];[0:v]format=yuv420p[ours];[ours][ref]psnr"
+        ))
+        .args(["-frames:v", "1", "-f", "null", "-"])
+        .output()
+        .await
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    log.split("average:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no PSNR in {log}"))
+}

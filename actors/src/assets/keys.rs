@@ -5,6 +5,8 @@
 //! assets/{asset}/media/              what processing made: manifests, posters,
 //!   master.m3u8, manifest.mpd        storyboards, and one directory per rendition
 //!   {rendition}/init.mp4, seg-…      (`360p-v1/`, `audio-a1/`, …)
+//! assets/{asset}/work/               what processing keeps between workers
+//!                                    until it is done (storyboard tiles)
 //! uploads/{upload}/{start}.{writer}  an upload arriving into a remote store:
 //!                                    its pieces, until it is stored as an original
 //! ```
@@ -34,6 +36,13 @@ pub fn media_dir(asset: &str) -> Result<ObjectKey, StorageError> {
 /// key, so a request path cannot leave the asset's media.
 pub fn media(asset: &str, path: &str) -> Result<ObjectKey, StorageError> {
     media_dir(asset)?.join(path)
+}
+
+/// What processing keeps between its steps, which may run on different
+/// workers (the storyboard tiles of each span of a cut ladder), until the
+/// step that needs them is done: never served.
+pub fn work(asset: &str, name: &str) -> Result<ObjectKey, StorageError> {
+    self::asset(asset)?.join("work")?.join(name)
 }
 
 /// Everything an upload in progress keeps in a remote store.

@@ -11,8 +11,10 @@
 //! ([`Checkpoint::concat`]) and writes the rung's playlists over all of
 //! them: players see one rung, one `init.mp4`, continuous timestamps.
 //!
-//! The thumbnails of such a source are one task too (any worker makes the
-//! poster and the storyboard, a decode of the whole source). The audio rung
+//! The thumbnails rung of such a source is cut the same way: a span's
+//! decode also makes that span's storyboard tiles (raw pictures stored
+//! apart until the rung lays them out on the sprite) and, in the span it
+//! falls in, the poster. The audio rung
 //! is never cut (cheap; an AAC encoder restarted mid-way would begin with
 //! priming samples at each seam).
 
@@ -28,9 +30,10 @@ use streamforge_protocols::package::{Checkpoint, FinishedRendition, INIT, Packag
 
 use super::Transcoder;
 use super::rung::{
-    Encoder, Pictures, RungArgs, RungErrorKind, RungSpec, rung_packaging, store_media,
-    store_outputs, thumbnails,
+    Encoder, RungArgs, RungErrorKind, RungSpec, own_poster, rung_packaging, store_media,
+    store_outputs, storyboard_from_tiles, storyboard_vtt, tile_bytes, tile_slots,
 };
+use super::shared::SharedStream;
 use crate::assets::keys;
 use crate::clock;
 use crate::db::{Database, DbError};
@@ -59,18 +62,34 @@ type StateRow = (
     Option<String>,
 );
 
-/// How a rung is cut: chunks of `chunk_ms` (whole segments), the last one
-/// to the end. `None`: the source is too short to gain from it.
-pub fn plan(duration_ms: u64, chunk_ms: u64) -> Option<Vec<Cut>> {
-    let chunks = duration_ms.checked_div(chunk_ms)?;
-    if chunks < 2 {
+/// How a rung is cut for `workers`: in spans of whole `segment_ms`
+/// segments, about `chunk_ms` long, as many as a multiple of the workers
+/// (so that none is left alone with the last span while the others wait),
+/// the longer ones first, the last to the end. `None`: the source is too
+/// short to gain from it.
+pub fn plan(duration_ms: u64, chunk_ms: u64, segment_ms: u64, workers: usize) -> Option<Vec<Cut>> {
+    let by_length = duration_ms.checked_div(chunk_ms)?;
+    let segments = duration_ms.checked_div(segment_ms)?;
+    if by_length < 2 {
         return None;
     }
+    let workers = u64::try_from(workers.max(1)).unwrap_or(u64::MAX);
+    let spans = by_length
+        .div_ceil(workers)
+        .saturating_mul(workers)
+        .min(segments);
+    if spans < 2 {
+        return None;
+    }
+    let (each, longer) = (segments / spans, segments % spans);
+    let mut start = 0;
     Some(
-        (0..chunks)
+        (0..spans)
             .map(|i| {
-                let end = (i + 1 < chunks).then_some((i + 1) * chunk_ms);
-                (i * chunk_ms, end)
+                let length = (each + u64::from(i < longer)) * segment_ms;
+                let cut = (start, (i + 1 < spans).then_some(start + length));
+                start += length;
+                cut
             })
             .collect(),
     )
@@ -121,8 +140,8 @@ fn lease_until() -> i64 {
 }
 
 impl Database {
-    /// Queues the chunks of rung `spec` (cut as `plan` says; the
-    /// thumbnails are one task); chunks queued or done before with the same
+    /// Queues the chunks of rung `spec` (cut as `plan` says); chunks
+    /// queued or done before with the same
     /// cut and rung are kept (a rung run again goes on with them); failed,
     /// joined or differently cut ones are queued again.
     pub async fn add_chunk_tasks(
@@ -134,11 +153,12 @@ impl Database {
         let now = clock::now_ms();
         let rung = spec.name();
         let encoded = serde_json::to_string(spec).unwrap_or_default();
-        // Heaviest first: the tallest video rung's chunks, then the
-        // thumbnails (a decode of the whole source), then the others.
+        // Heaviest first: the tallest video rung's chunks, the others
+        // after; the storyboard's tiles last (they come with a span's
+        // decode, claimed beside its video chunks).
         let weight = match spec {
             RungSpec::Video { height, .. } => i64::from(*height),
-            RungSpec::Thumbnails { .. } => 480,
+            RungSpec::Thumbnails { .. } => 1,
             RungSpec::Audio { .. } => 0,
         };
         // Chunks of another cut (the configuration changed) go.
@@ -148,25 +168,44 @@ impl Database {
             .bind(i64::try_from(plan.len()).unwrap_or(i64::MAX))
             .execute(self.pool())
             .await?;
+        // Two statements rather than an upsert: `ON CONFLICT DO UPDATE`
+        // locks the row even when its `WHERE` leaves it alone, and a
+        // worker claiming a span's chunks at that moment (`SKIP LOCKED`)
+        // would then leave this rung's chunk of the span to a decode of
+        // its own.
         for (chunk, (start, end)) in plan.iter().enumerate() {
+            let chunk = i64::try_from(chunk).unwrap_or(i64::MAX);
+            let (start, end) = (crate::db::to_i64(*start), end.map(crate::db::to_i64));
             sqlx::query(
-                "INSERT INTO chunk_tasks (asset, rung, chunk, spec, weight, start_ms, end_ms, state, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8)
-                 ON CONFLICT (asset, rung, chunk) DO UPDATE SET state = 'queued', attempts = 0,
-                     owner = NULL, lease_until = NULL, error = NULL, result = NULL,
-                     spec = excluded.spec, weight = excluded.weight, start_ms = excluded.start_ms,
-                     end_ms = excluded.end_ms, updated_at = excluded.updated_at
-                 WHERE chunk_tasks.state IN ('failed', 'joined')
-                    OR chunk_tasks.spec <> excluded.spec OR chunk_tasks.start_ms <> excluded.start_ms
-                    OR COALESCE(chunk_tasks.end_ms, -1) <> COALESCE(excluded.end_ms, -1)",
+                "UPDATE chunk_tasks SET state = 'queued', attempts = 0, owner = NULL,
+                     lease_until = NULL, error = NULL, result = NULL, spec = $4, weight = $5,
+                     start_ms = $6, end_ms = $7, updated_at = $8
+                 WHERE asset = $1 AND rung = $2 AND chunk = $3
+                   AND (state IN ('failed', 'joined') OR spec <> $4 OR start_ms <> $6
+                        OR COALESCE(end_ms, -1) <> COALESCE(CAST($7 AS BIGINT), -1))",
             )
             .bind(asset)
             .bind(&rung)
-            .bind(i64::try_from(chunk).unwrap_or(i64::MAX))
+            .bind(chunk)
             .bind(&encoded)
             .bind(weight)
-            .bind(crate::db::to_i64(*start))
-            .bind(end.map(crate::db::to_i64))
+            .bind(start)
+            .bind(end)
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+            sqlx::query(
+                "INSERT INTO chunk_tasks (asset, rung, chunk, spec, weight, start_ms, end_ms, state, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8)
+                 ON CONFLICT (asset, rung, chunk) DO NOTHING",
+            )
+            .bind(asset)
+            .bind(&rung)
+            .bind(chunk)
+            .bind(&encoded)
+            .bind(weight)
+            .bind(start)
+            .bind(end)
             .bind(now)
             .execute(self.pool())
             .await?;
@@ -213,9 +252,9 @@ impl Database {
         rows.into_iter().map(claimed_task).collect()
     }
 
-    /// Claims for `node` the other video rungs' chunks of `first`'s span
-    /// that are free (queued, or their lease ran out): one decode of that
-    /// span then feeds them all.
+    /// Claims for `node` the other rungs' chunks of `first`'s span that
+    /// are free (queued, or their lease ran out): one decode of that span
+    /// then feeds them all (the video rungs and the storyboard's tiles).
     pub async fn claim_chunk_siblings(
         &self,
         node: &str,
@@ -227,7 +266,7 @@ impl Database {
                  attempts = attempts + 1, updated_at = $3
              WHERE (asset, rung, chunk) IN (
                  SELECT asset, rung, chunk FROM chunk_tasks
-                 WHERE asset = $4 AND rung <> $5 AND rung <> 'thumbnails' AND start_ms = $6
+                 WHERE asset = $4 AND rung <> $5 AND start_ms = $6
                    AND COALESCE(end_ms, -1) = COALESCE(CAST($7 AS BIGINT), -1)
                    AND attempts < {MAX_CHUNK_ATTEMPTS}
                    AND (state = 'queued' OR (state = 'running' AND lease_until < $3)){lock})
@@ -450,8 +489,8 @@ impl Drop for Slot {
 
 impl Transcoder {
     /// Claims chunks for this node's free slots and runs each in a `Chunk`
-    /// actor under the transcodes branch: with a video chunk, the other
-    /// rungs' chunks of its span, all from one decode in one slot.
+    /// actor under the transcodes branch: with a chunk, the other rungs'
+    /// chunks of its span, all from one decode in one slot.
     pub(super) async fn claim_chunks(&self) {
         while let Some(mut slot) = self.chunks_running.try_take(self.chunk_slots) {
             let first = match self.db.claim_chunk_tasks(&self.node, 1).await {
@@ -463,11 +502,9 @@ impl Transcoder {
             };
             let Some(first) = first else { return };
             let mut tasks = vec![first];
-            if let RungSpec::Video { .. } = tasks[0].spec {
-                match self.db.claim_chunk_siblings(&self.node, &tasks[0]).await {
-                    Ok(siblings) => tasks.extend(siblings),
-                    Err(err) => tracing::warn!(%err, "cannot claim a chunk's siblings"),
-                }
+            match self.db.claim_chunk_siblings(&self.node, &tasks[0]).await {
+                Ok(siblings) => tasks.extend(siblings),
+                Err(err) => tracing::warn!(%err, "cannot claim a chunk's siblings"),
             }
             for task in &tasks {
                 tracing::info!(asset = %task.asset, rung = %task.rung, chunk = task.chunk, "chunk claimed");
@@ -581,13 +618,16 @@ fn chunk_source(transcoder: &Transcoder, asset: &str) -> Result<String, RungErro
 
 /// A chunk's span of the source, for its ffmpeg.
 fn window(task: &ChunkTask) -> super::shared::Window {
-    let start = task.start_ms as f64 / 1000.0;
     super::shared::Window {
-        seek: Some(start).filter(|s| *s > 0.0),
-        length: task
-            .end_ms
-            .map(|end| end.saturating_sub(task.start_ms) as f64 / 1000.0),
+        start_ms: task.start_ms,
+        end_ms: task.end_ms,
+        chunk: true,
     }
+}
+
+/// The key of the storyboard tiles chunk `chunk` made.
+fn tiles_key(asset: &str, chunk: i64) -> Result<crate::storage::ObjectKey, RungErrorKind> {
+    keys::work(asset, &format!("tiles-{chunk:05}")).map_err(RungErrorKind::Key)
 }
 
 type ChunkResult = Result<(String, String), RungErrorKind>;
@@ -610,7 +650,13 @@ async fn encode_span(transcoder: &Transcoder, tasks: &[ChunkTask]) -> Vec<ChunkR
         Ok(source) => source,
         Err(err) => return failed(err),
     };
-    if let [task] = tasks {
+    if let [
+        task @ ChunkTask {
+            spec: RungSpec::Video { .. },
+            ..
+        },
+    ] = tasks
+    {
         return vec![encode(transcoder, task, &source).await];
     }
     let specs: Vec<RungSpec> = tasks.iter().map(|t| t.spec.clone()).collect();
@@ -631,36 +677,33 @@ async fn encode_span(transcoder: &Transcoder, tasks: &[ChunkTask]) -> Vec<ChunkR
         Ok(started) => started,
         Err(err) => return failed(err.into()),
     };
-    let packaging = tasks.iter().map(|task| {
+    let source = &source;
+    let work = tasks.iter().map(|task| {
         let stream = streams.remove(&task.rung);
+        let poster = match task.spec {
+            RungSpec::Thumbnails { .. } => streams.remove(super::shared::POSTER),
+            _ => None,
+        };
         async move {
+            if let RungSpec::Thumbnails { .. } = task.spec {
+                return tiles(transcoder, task, source, stream, poster).await;
+            }
             let stream = stream.ok_or_else(|| {
                 RungErrorKind::Span(format!("the shared ffmpeg has no output for {}", task.rung))
             })?;
             package(transcoder, task, Encoder::Shared(stream)).await
         }
     });
-    futures::future::join_all(packaging).await
+    futures::future::join_all(work).await
 }
 
-/// Encodes one chunk with an ffmpeg of its own.
+/// Encodes one video chunk with an ffmpeg of its own.
 async fn encode(transcoder: &Transcoder, task: &ChunkTask, source: &str) -> ChunkResult {
-    let spec = task.spec.clone();
-    if let RungSpec::Thumbnails { .. } = spec {
-        let pictures = Pictures {
-            asset: &task.asset,
-            source,
-            growing: false,
-            processes: &transcoder.processes,
-            storage: &transcoder.storage,
-            sprite: None,
-            poster: None,
-        };
-        thumbnails(pictures, &spec, || poster_ready(transcoder, &task.asset)).await?;
-        return Ok((String::new(), String::new()));
-    }
-    let span = window(task);
-    let args = super::rung::ffmpeg_args(&spec, source, false, span.seek, span.length);
+    let seek = Some(task.start_ms as f64 / 1000.0).filter(|s| *s > 0.0);
+    let length = task
+        .end_ms
+        .map(|end| end.saturating_sub(task.start_ms) as f64 / 1000.0);
+    let args = super::rung::ffmpeg_args(&task.spec, source, false, seek, length);
     let ffmpeg = Fmp4Child::spawn(
         &transcoder.processes,
         &format!("ffmpeg {} {} chunk {}", task.asset, task.rung, task.chunk),
@@ -668,6 +711,61 @@ async fn encode(transcoder: &Transcoder, task: &ChunkTask, source: &str) -> Chun
         false,
     )?;
     package(transcoder, task, Encoder::Own(Box::new(ffmpeg))).await
+}
+
+/// Stores a thumbnails chunk's part: the raw storyboard tiles of its span
+/// (for the rung to lay out), and the poster if it falls in the span (an
+/// ffmpeg of its own makes it if the span's did not). Answers how many
+/// tiles it stored.
+async fn tiles(
+    transcoder: &Transcoder,
+    task: &ChunkTask,
+    source: &str,
+    tiles: Option<SharedStream>,
+    poster: Option<SharedStream>,
+) -> ChunkResult {
+    let poster_stage = async {
+        let Some(poster) = poster else {
+            return Ok(());
+        };
+        let picture = match poster.first_picture().await {
+            Ok(picture) => picture,
+            Err(err) => {
+                tracing::debug!(asset = %task.asset, %err, "no poster from the span's ffmpeg; making it apart");
+                let duration_ms = match task.spec {
+                    RungSpec::Thumbnails { duration_ms, .. } => duration_ms,
+                    _ => 0,
+                };
+                own_poster(&transcoder.processes, &task.asset, source, &[], duration_ms).await?
+            }
+        };
+        store_media(&transcoder.storage, &task.asset, "poster.webp", picture).await?;
+        poster_ready(transcoder, &task.asset);
+        Ok::<(), RungErrorKind>(())
+    };
+    let tiles_stage = async {
+        let Some(mut stream) = tiles else {
+            return Ok(0);
+        };
+        // At most the span's tiles (`-frames:v`): a few small pictures.
+        let (mut pieces, mut size) = (Vec::new(), 0);
+        while let Some(bytes) = stream.next_bytes().await? {
+            size += bytes.len();
+            pieces.push(bytes);
+        }
+        let key = tiles_key(&task.asset, task.chunk)?;
+        transcoder
+            .storage
+            .put_chunks(&key, pieces)
+            .await
+            .map_err(|source| RungErrorKind::Store {
+                key: key.as_str().to_owned(),
+                source,
+            })?;
+        Ok::<usize, RungErrorKind>(size / tile_bytes(&task.spec).max(1))
+    };
+    let ((), count) = tokio::try_join!(poster_stage, tiles_stage)?;
+    Ok((count.to_string(), String::new()))
 }
 
 /// Packages and stores one chunk's encode as it comes.
@@ -789,7 +887,16 @@ pub(super) async fn run_chunked(
         tokio::time::sleep(POLL).await;
     };
     if let RungSpec::Thumbnails { .. } = args.spec {
+        storyboard(args, transcoder, plan).await?;
         db.joined_chunk_tasks(&args.asset, &rung).await?;
+        // Only now: a rung run again before its chunks were joined still
+        // finds their tiles.
+        for chunk in 0..plan.len() {
+            let key = tiles_key(&args.asset, i64::try_from(chunk).unwrap_or(i64::MAX))?;
+            if let Err(err) = transcoder.storage.delete(&key).await {
+                tracing::debug!(asset = %args.asset, %err, "cannot delete storyboard tiles");
+            }
+        }
         return Ok(Vec::new());
     }
     let digests: Vec<_> = chunks.iter().map(|c| c.init_digest.as_deref()).collect();
@@ -828,6 +935,79 @@ pub(super) async fn run_chunked(
     Ok(packager.into_renditions())
 }
 
+/// Lays the storyboard out from the tiles each span stored, and stores it
+/// with its WebVTT track. A span that stored fewer tiles
+/// than its time holds (its source ended early) repeats its last one, so
+/// that every later tile stays where the track says it is.
+async fn storyboard(
+    args: &RungArgs,
+    transcoder: &Transcoder,
+    plan: &[Cut],
+) -> Result<(), RungErrorKind> {
+    let RungSpec::Thumbnails {
+        tile_width,
+        tile_height,
+        interval_ms,
+        duration_ms,
+    } = args.spec
+    else {
+        return Ok(());
+    };
+    let size = tile_bytes(&args.spec).max(1);
+    let mut tiles = Vec::new();
+    let mut last = None;
+    for (chunk, (start, end)) in plan.iter().enumerate() {
+        let wanted = tile_slots(&args.spec, *start, *end).count();
+        if wanted == 0 {
+            continue;
+        }
+        let key = tiles_key(&args.asset, i64::try_from(chunk).unwrap_or(i64::MAX))?;
+        let stored =
+            transcoder
+                .storage
+                .read_all(&key)
+                .await
+                .map_err(|source| RungErrorKind::Store {
+                    key: key.as_str().to_owned(),
+                    source,
+                })?;
+        let have = (stored.len() / size).min(wanted);
+        if have < wanted {
+            tracing::debug!(asset = %args.asset, chunk, have, wanted, "a span made fewer storyboard tiles than its time holds");
+        }
+        for i in 0..have {
+            tiles.push(stored.slice(i * size..(i + 1) * size));
+        }
+        last = tiles.last().cloned().or(last);
+        let filler = last.clone().unwrap_or_else(|| black_tile(size));
+        tiles.extend(std::iter::repeat_n(filler, wanted - have));
+    }
+    let sprite =
+        storyboard_from_tiles(&transcoder.processes, &args.asset, &args.spec, tiles).await?;
+    let vtt = storyboard_vtt(
+        "storyboard.webp",
+        tile_width,
+        tile_height,
+        interval_ms,
+        duration_ms,
+    );
+    for (name, bytes) in [
+        ("storyboard.webp", sprite),
+        ("storyboard.vtt", bytes::Bytes::from(vtt)),
+    ] {
+        store_media(&transcoder.storage, &args.asset, name, bytes).await?;
+    }
+    Ok(())
+}
+
+/// A black `yuv420p` tile of `size` bytes (two thirds luma).
+fn black_tile(size: usize) -> bytes::Bytes {
+    let luma = size / 3 * 2;
+    let mut tile = vec![16u8; luma];
+    tile.resize(size, 128);
+    bytes::Bytes::from(tile)
+}
+
 #[cfg(test)]
 mod tests {
     use super::plan;
@@ -835,14 +1015,37 @@ mod tests {
     #[test]
     fn a_rung_is_cut_in_whole_chunks_the_last_to_the_end() {
         assert_eq!(
-            plan(60_000, 20_000).unwrap(),
+            plan(60_000, 20_000, 4_000, 1).unwrap(),
             [(0, Some(20_000)), (20_000, Some(40_000)), (40_000, None)]
         );
         assert_eq!(
-            plan(45_500, 20_000).unwrap(),
-            [(0, Some(20_000)), (20_000, None)]
+            plan(45_500, 20_000, 4_000, 1).unwrap(),
+            [(0, Some(24_000)), (24_000, None)],
+            "11 whole segments: 6 and 5 (and the half one)"
         );
-        assert!(plan(39_999, 20_000).is_none(), "one chunk gains nothing");
-        assert!(plan(60_000, 0).is_none(), "off");
+        assert!(
+            plan(39_999, 20_000, 4_000, 1).is_none(),
+            "one chunk gains nothing"
+        );
+        assert!(plan(60_000, 0, 4_000, 1).is_none(), "off");
+    }
+
+    #[test]
+    fn spans_come_in_a_multiple_of_the_workers() {
+        // Three 20 s spans would leave one of two workers with two.
+        assert_eq!(
+            plan(60_000, 20_000, 4_000, 2).unwrap(),
+            [
+                (0, Some(16_000)),
+                (16_000, Some(32_000)),
+                (32_000, Some(48_000)),
+                (48_000, None)
+            ]
+        );
+        let cuts = plan(60_000, 12_000, 4_000, 2).unwrap();
+        let lengths: Vec<_> = cuts.iter().map(|(s, e)| e.unwrap_or(60_000) - s).collect();
+        assert_eq!(lengths, [12_000, 12_000, 12_000, 8_000, 8_000, 8_000]);
+        // Never shorter than a segment.
+        assert_eq!(plan(12_000, 4_000, 4_000, 8).unwrap().len(), 3);
     }
 }

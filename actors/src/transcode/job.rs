@@ -108,9 +108,10 @@ pub struct JobState {
     /// zero, and the outputs of it that no rung has taken yet.
     shared: Option<super::shared::SharedLadder>,
     shared_streams: HashMap<String, super::shared::SharedStream>,
-    /// Other workers are up: a long source's rungs are cut into chunks for
-    /// them. Alone, one decode for the whole ladder costs less.
-    spread: bool,
+    /// The workers up, this one among them, when others are: a long
+    /// source's rungs are cut into chunks for them. Alone (0), one decode
+    /// for the whole ladder costs less.
+    spread: usize,
 }
 
 pub enum JobMsg {
@@ -490,7 +491,7 @@ impl JobState {
             .filter(|d| d.is_finite() && *d > 0.0)
             .map(|d| (d * 1000.0) as u64);
         let specs = rungs_for(&probed, &self.transcoder.ladder);
-        self.spread = self.other_workers().await;
+        self.spread = self.workers_to_share().await;
         self.plan_rungs(&specs).await;
         for spec in specs {
             let name = spec.name();
@@ -578,39 +579,45 @@ impl JobState {
         }
     }
 
-    /// Whether a worker other than this node is up.
-    async fn other_workers(&self) -> bool {
+    /// How many workers up (this node among them) share a cut ladder: 0
+    /// when no worker but this node is up.
+    async fn workers_to_share(&self) -> usize {
         use crate::cluster::{NodeState, Role};
         match self.transcoder.db.nodes().await {
-            Ok(nodes) => nodes.iter().any(|node| {
-                node.id != self.transcoder.node()
-                    && node.state == NodeState::Up
-                    && node.roles.contains(&Role::Worker)
-            }),
+            Ok(nodes) => {
+                let workers = |node: &&crate::cluster::NodeRecord| {
+                    node.state == NodeState::Up && node.roles.contains(&Role::Worker)
+                };
+                let others = nodes
+                    .iter()
+                    .filter(workers)
+                    .filter(|node| node.id != self.transcoder.node())
+                    .count();
+                match others {
+                    0 => 0,
+                    n => n + usize::from(self.transcoder.worker),
+                }
+            }
             Err(err) => {
                 tracing::warn!(asset = %self.asset, %err, "cannot list the nodes; not cutting the ladder");
-                false
+                0
             }
         }
     }
 
     /// How rung `spec` is cut into chunks for any worker: the video rungs
-    /// of a long, complete source while other workers are up, and its
-    /// thumbnails as one task.
+    /// and the thumbnails of a long, complete source while other workers
+    /// are up (each span's chunks of every rung come from one decode).
     fn chunked(&self, spec: &RungSpec) -> Option<(Transcoder, Vec<super::chunks::Cut>)> {
-        if !self.spread {
+        if self.spread == 0 {
             return None;
         }
         match (spec, self.growing, self.duration_ms) {
             (RungSpec::Audio { .. }, _, _) | (_, true, _) | (_, _, None) => None,
-            (spec, false, Some(duration_ms)) => {
-                self.transcoder
-                    .chunk_plan(duration_ms)
-                    .map(|cuts| match spec {
-                        RungSpec::Thumbnails { .. } => (self.transcoder.clone(), vec![(0, None)]),
-                        _ => (self.transcoder.clone(), cuts),
-                    })
-            }
+            (_, false, Some(duration_ms)) => self
+                .transcoder
+                .chunk_plan(duration_ms, self.spread)
+                .map(|cuts| (self.transcoder.clone(), cuts)),
         }
     }
 
@@ -756,7 +763,7 @@ impl Actor for Job {
             finished: false,
             shared: None,
             shared_streams: HashMap::new(),
-            spread: false,
+            spread: 0,
         })
     }
 

@@ -241,9 +241,13 @@ impl Transcoder {
         self
     }
 
-    /// How a video rung of a complete source `duration_ms` long is cut.
-    pub(crate) fn chunk_plan(&self, duration_ms: u64) -> Option<Vec<chunks::Cut>> {
-        chunks::plan(duration_ms, self.chunk_ms)
+    /// How a rung of a complete source `duration_ms` long is cut for
+    /// `workers`.
+    pub(crate) fn chunk_plan(&self, duration_ms: u64, workers: usize) -> Option<Vec<chunks::Cut>> {
+        let segment_ms = streamforge_protocols::package::PackagerConfig::default()
+            .segment_duration
+            .ticks(1000);
+        chunks::plan(duration_ms, self.chunk_ms, segment_ms, workers)
     }
 
     /// The source server ffmpeg reads originals in a bucket from, and, when

@@ -14,6 +14,8 @@
 //! its `Job` can decide whether to restart it. Stopping the rung aborts the
 //! task, which drops the ffmpeg child: its process group is killed and reaped.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use streamforge_protocols::media::{MediaKind, Sample, Track};
@@ -790,10 +792,37 @@ pub(super) async fn ffmpeg_image(
     name: &str,
     args: &[String],
 ) -> Result<Bytes, RungErrorKind> {
+    ffmpeg_image_of(processes, name, args, Vec::new()).await
+}
+
+/// Runs ffmpeg with `args`, `input` written to its standard input, and
+/// returns its standard output (one image).
+async fn ffmpeg_image_of(
+    processes: &Processes,
+    name: &str,
+    args: &[String],
+    input: Vec<Bytes>,
+) -> Result<Bytes, RungErrorKind> {
     let mut command = piped("ffmpeg");
     command.args(args);
-    let child = processes.spawn(name, command).map_err(FfmpegError::Start)?;
-    let output = child.output().await.map_err(FfmpegError::Wait)?;
+    if !input.is_empty() {
+        command.stdin(std::process::Stdio::piped());
+    }
+    let mut child = processes.spawn(name, command).map_err(FfmpegError::Start)?;
+    let stdin = child.take_stdin();
+    let feed = async move {
+        use tokio::io::AsyncWriteExt;
+        if let Some(mut stdin) = stdin {
+            for piece in input {
+                // ffmpeg failing early closes its end: its status says why.
+                if stdin.write_all(&piece).await.is_err() {
+                    break;
+                }
+            }
+        }
+    };
+    let ((), output) = tokio::join!(feed, child.output());
+    let output = output.map_err(FfmpegError::Wait)?;
     let (status, image, errors) = (output.status, output.stdout, output.stderr);
     if !status.success() || image.is_empty() {
         return Err(RungErrorKind::NoImage {
@@ -847,16 +876,138 @@ pub(super) fn storyboard_filter(spec: &RungSpec) -> Option<String> {
         tile_width,
         tile_height,
         interval_ms,
-        duration_ms,
+        ..
     } = *spec
     else {
         return None;
     };
-    let tiles = duration_ms.div_ceil(interval_ms.max(1)).max(1);
-    let rows = tiles.div_ceil(STORYBOARD_COLUMNS);
     Some(format!(
-        "fps=fps=1000/{interval_ms},scale={tile_width}:{tile_height},tile={STORYBOARD_COLUMNS}x{rows}"
+        "{},scale={tile_width}:{tile_height},{}",
+        tile_times(0, interval_ms),
+        tile_layout(spec)
     ))
+}
+
+/// The `select` filter that keeps, for each tile from the one at
+/// `first_ms` into the decode, the first frame at or after its time (tile
+/// `k` shows the source at `k` intervals, the start of its cue). `fps`
+/// would keep the last frame before the middle of each interval instead,
+/// and give the last tile of a span only after reading half an interval
+/// past it.
+fn tile_times(first_ms: u64, interval_ms: u64) -> String {
+    let ms = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
+    format!(
+        "select='gte(t,{}+selected_n*{})'",
+        ms(first_ms),
+        ms(interval_ms)
+    )
+}
+
+/// The `tile` filter that lays every tile of `spec`'s storyboard out on
+/// its sprite, [`STORYBOARD_COLUMNS`] to a row.
+fn tile_layout(spec: &RungSpec) -> String {
+    let tiles = tile_slots(spec, 0, None).end;
+    let rows = tiles.div_ceil(STORYBOARD_COLUMNS).max(1);
+    format!("tile={STORYBOARD_COLUMNS}x{rows}")
+}
+
+/// The storyboard tiles (their numbers, from 0) whose times fall in
+/// `start_ms..end_ms` (to the end when `None`): tile `k` shows the source
+/// at `k` intervals.
+pub(super) fn tile_slots(spec: &RungSpec, start_ms: u64, end_ms: Option<u64>) -> Range<u64> {
+    let RungSpec::Thumbnails {
+        interval_ms,
+        duration_ms,
+        ..
+    } = *spec
+    else {
+        return 0..0;
+    };
+    let interval = interval_ms.max(1);
+    let total = duration_ms.div_ceil(interval).max(1);
+    let first = start_ms.div_ceil(interval).min(total);
+    let end = end_ms.map_or(total, |end| end.div_ceil(interval).min(total));
+    first..end.max(first)
+}
+
+/// The filter that makes `slots` (a span's tiles, see [`tile_slots`]) from
+/// the decode of a span that starts at `start_ms`: the tiles the whole
+/// source's decode would make there ([`tile_times`]), scaled. `None` when
+/// no tile falls in the span.
+pub(super) fn tiles_filter(spec: &RungSpec, start_ms: u64, slots: &Range<u64>) -> Option<String> {
+    let RungSpec::Thumbnails {
+        tile_width,
+        tile_height,
+        interval_ms,
+        ..
+    } = *spec
+    else {
+        return None;
+    };
+    if slots.is_empty() {
+        return None;
+    }
+    // Times in the span's decode start at 0.
+    let first = (slots.start * interval_ms).saturating_sub(start_ms);
+    Some(format!(
+        "{},scale={tile_width}:{tile_height}",
+        tile_times(first, interval_ms)
+    ))
+}
+
+/// A span's storyboard tiles: raw `yuv420p` pictures, one after another
+/// (each picture once: no frame made up to fill time between them).
+pub(super) const TILES_OUTPUT: [&str; 8] = [
+    "-fps_mode",
+    "passthrough",
+    "-c:v",
+    "rawvideo",
+    "-pix_fmt",
+    "yuv420p",
+    "-f",
+    "rawvideo",
+];
+
+/// The bytes of one raw tile of `spec` (as [`TILES_OUTPUT`] writes it).
+pub(super) fn tile_bytes(spec: &RungSpec) -> usize {
+    match *spec {
+        RungSpec::Thumbnails {
+            tile_width,
+            tile_height,
+            ..
+        } => {
+            let (w, h) = (tile_width as usize, tile_height as usize);
+            w * h + 2 * (w.div_ceil(2) * h.div_ceil(2))
+        }
+        _ => 0,
+    }
+}
+
+/// The storyboard sprite of `spec` laid out from its raw `tiles` (every
+/// tile, in order, as [`TILES_OUTPUT`] wrote them).
+pub(super) async fn storyboard_from_tiles(
+    processes: &Processes,
+    asset: &str,
+    spec: &RungSpec,
+    tiles: Vec<Bytes>,
+) -> Result<Bytes, RungErrorKind> {
+    let RungSpec::Thumbnails {
+        tile_width,
+        tile_height,
+        ..
+    } = *spec
+    else {
+        return Err(RungErrorKind::NoSource);
+    };
+    let mut args = strings(&["-hide_banner", "-nostdin", "-v", "error"]);
+    args.extend(strings(&["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s"]));
+    args.push(format!("{tile_width}x{tile_height}"));
+    args.extend(strings(&["-framerate", "1", "-i", "pipe:0", "-vf"]));
+    args.push(tile_layout(spec));
+    args.extend(strings(&STORYBOARD_OUTPUT));
+    args.push("pipe:1".into());
+    let name = format!("ffmpeg {asset} storyboard from tiles");
+    ffmpeg_image_of(processes, &name, &args, tiles).await
 }
 
 /// The storyboard sprite's encoding: one WebP picture.
@@ -906,7 +1057,7 @@ pub(super) struct Pictures<'a> {
 
 /// The poster from an ffmpeg of its own: a seek to [`poster_at_ms`], or
 /// the first frame when the seek finds none.
-async fn own_poster(
+pub(super) async fn own_poster(
     processes: &Processes,
     asset: &str,
     source: &str,

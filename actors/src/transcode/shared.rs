@@ -32,7 +32,8 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::rung::{
     FMP4_OUTPUT, GROWING_INPUT, POSTER_OUTPUT, POSTER_SCALE, RungSpec, STORYBOARD_OUTPUT,
-    encode_args, poster_at_ms, scale_filter, storyboard_filter, strings,
+    TILES_OUTPUT, encode_args, poster_at_ms, scale_filter, storyboard_filter, strings, tile_slots,
+    tiles_filter,
 };
 use crate::ffmpeg::FfmpegError;
 use crate::process::{ChildProcess, Processes, inherit_fds, piped, stderr_tail};
@@ -93,6 +94,19 @@ impl SharedStream {
                 None => return Ok(None),
             }
         }
+    }
+
+    /// The next bytes of the output as ffmpeg wrote them; `None` at its
+    /// end, once ffmpeg succeeded.
+    pub async fn next_bytes(&mut self) -> Result<Option<Bytes>, FfmpegError> {
+        if self.exit.is_none() {
+            match self.chunks.recv().await {
+                Some(Piece::Data(bytes)) => return Ok(Some(bytes)),
+                Some(Piece::End(exit)) => self.exit = Some(exit),
+                None => {}
+            }
+        }
+        ended(self.exit.clone()).map(|_| None)
     }
 
     /// How ffmpeg exited: `Ok` with the last lines of its stderr when it
@@ -181,12 +195,34 @@ fn ended(exit: Option<Exit>) -> Result<String, FfmpegError> {
     }
 }
 
-/// The part of the source a shared ffmpeg encodes: from `seek` seconds
-/// (a keyframe of every rung), for `length` seconds or to the end.
+/// The part of the source a shared ffmpeg encodes: from `start_ms` (a
+/// keyframe of every rung) to `end_ms` or the end. A `chunk` is one span of
+/// a ladder cut for several workers: its thumbnails rung makes the
+/// storyboard tiles of the span (and the poster, if it falls in the span)
+/// for the rung to lay out once every span is done, rather than a sprite.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Window {
-    pub seek: Option<f64>,
-    pub length: Option<f64>,
+    pub start_ms: u64,
+    pub end_ms: Option<u64>,
+    pub chunk: bool,
+}
+
+impl Window {
+    /// Where ffmpeg seeks to, in seconds; `None` from the start.
+    fn seek(&self) -> Option<String> {
+        (self.start_ms > 0).then(|| seconds(self.start_ms))
+    }
+
+    /// How long the span is, in seconds; `None` to the end.
+    fn length(&self) -> Option<String> {
+        self.end_ms
+            .map(|end| seconds(end.saturating_sub(self.start_ms)))
+    }
+}
+
+/// `ms` as ffmpeg's seconds, exactly.
+fn seconds(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
 /// Starts one ffmpeg for `specs` (video rungs, the audio rung, the
@@ -204,13 +240,18 @@ pub(super) fn start(
     if growing {
         args.extend(strings(&GROWING_INPUT));
     }
-    if let Some(seconds) = window.seek {
+    if let Some(seek) = window.seek() {
         // As a rung's own ffmpeg seeks (see `rung::ffmpeg_args`).
         args.push("-ss".into());
-        args.push(format!("{seconds:.6}"));
+        args.push(seek);
     }
     args.extend(strings(&["-i", source]));
-    let outputs = outputs(specs);
+    let outputs = outputs(specs, &window);
+    if outputs.is_empty() {
+        // Nothing to make (a span without a storyboard tile): no ffmpeg.
+        let work = tokio::spawn(async {});
+        return Ok((SharedLadder { work }, HashMap::new()));
+    }
     // Every picture output is a branch of one decode.
     let pictures: Vec<&str> = outputs.iter().filter_map(|o| o.filter.as_deref()).collect();
     if !pictures.is_empty() {
@@ -231,9 +272,9 @@ pub(super) fn start(
     for output in outputs {
         let (writer, reader) = pipe::pipe().map_err(FfmpegError::Start)?;
         let writer = writer.into_blocking_fd().map_err(FfmpegError::Start)?;
-        if let Some(seconds) = window.length {
+        if let Some(length) = window.length().filter(|_| output.timed) {
             args.push("-t".into());
-            args.push(format!("{seconds:.6}"));
+            args.push(length);
         }
         args.push("-map".into());
         match output.filter {
@@ -279,11 +320,16 @@ struct Output {
     filter: Option<String>,
     /// Its encoding and container options.
     encoding: Vec<String>,
+    /// Whether it ends with the window (`-t`); the storyboard's tiles end
+    /// in their filter instead, and are counted.
+    timed: bool,
 }
 
 /// The outputs for `specs`: one per rung, and the poster beside the
-/// thumbnails rung's storyboard.
-fn outputs(specs: &[RungSpec]) -> Vec<Output> {
+/// thumbnails rung's storyboard. In a `chunk`, the thumbnails rung's
+/// output is the span's storyboard tiles (none when no tile falls in the
+/// span), and the poster is made only by the span it falls in.
+fn outputs(specs: &[RungSpec], window: &Window) -> Vec<Output> {
     let mut outputs = Vec::with_capacity(specs.len() + 1);
     for spec in specs {
         let fmp4 = || {
@@ -296,37 +342,62 @@ fn outputs(specs: &[RungSpec]) -> Vec<Output> {
                 name: spec.name(),
                 filter: None,
                 encoding: fmp4(),
+                timed: true,
             }),
             RungSpec::Video { height, .. } => outputs.push(Output {
                 name: spec.name(),
                 filter: Some(scale_filter(*height)),
                 encoding: fmp4(),
+                timed: true,
             }),
             RungSpec::Thumbnails { duration_ms, .. } => {
+                let at = poster_at_ms(*duration_ms);
+                if window.chunk {
+                    let slots = tile_slots(spec, window.start_ms, window.end_ms);
+                    if let Some(filter) = tiles_filter(spec, window.start_ms, &slots) {
+                        let mut encoding = strings(&["-frames:v"]);
+                        encoding.push((slots.end - slots.start).to_string());
+                        encoding.extend(strings(&TILES_OUTPUT));
+                        outputs.push(Output {
+                            name: spec.name(),
+                            filter: Some(filter),
+                            encoding,
+                            timed: false,
+                        });
+                    }
+                    let inside = at >= window.start_ms && window.end_ms.is_none_or(|end| at < end);
+                    if inside {
+                        outputs.push(poster(at - window.start_ms));
+                    }
+                    continue;
+                }
                 outputs.push(Output {
                     name: spec.name(),
                     filter: Some(storyboard_filter(spec).unwrap_or_else(|| "null".to_owned())),
                     encoding: strings(&STORYBOARD_OUTPUT),
+                    timed: true,
                 });
-                // The first frame from the poster's time, then the end of
-                // the branch: a second `trim` ends it after that frame, so
-                // `split` stops feeding it (left open, it would scale every
-                // later frame for an output that is finished: 1.1 s of CPU
-                // per 20 s of 1080p).
-                let at = poster_at_ms(*duration_ms);
-                outputs.push(Output {
-                    name: POSTER.to_owned(),
-                    filter: Some(format!(
-                        "trim=start={}.{:03},trim=end_frame=1,{POSTER_SCALE}",
-                        at / 1000,
-                        at % 1000
-                    )),
-                    encoding: strings(&POSTER_OUTPUT),
-                });
+                outputs.push(poster(at));
             }
         }
     }
     outputs
+}
+
+/// The poster: the first frame from `at_ms` into the window, then the end
+/// of the branch: a second `trim` ends it after that frame, so `split`
+/// stops feeding it (left open, it would scale every later frame for an
+/// output that is finished: 1.1 s of CPU per 20 s of 1080p).
+fn poster(at_ms: u64) -> Output {
+    Output {
+        name: POSTER.to_owned(),
+        filter: Some(format!(
+            "trim=start={},trim=end_frame=1,{POSTER_SCALE}",
+            seconds(at_ms)
+        )),
+        encoding: strings(&POSTER_OUTPUT),
+        timed: true,
+    }
 }
 
 /// Runs the pumps until ffmpeg exits and every pipe is read to its end.
@@ -493,6 +564,88 @@ mod tests {
         assert!((188..=190).contains(&packets), "{packets} AAC frames");
         exit.unwrap();
         drop(ladder);
+    }
+
+    /// Drains a stream's raw bytes.
+    async fn bytes_of(mut stream: SharedStream) -> Vec<u8> {
+        let mut all = Vec::new();
+        while let Some(bytes) = stream.next_bytes().await.expect("ffmpeg succeeds") {
+            all.extend_from_slice(&bytes);
+        }
+        all
+    }
+
+    #[tokio::test]
+    async fn spans_make_their_own_storyboard_tiles_and_one_the_poster() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = clip(dir.path());
+        let processes = Processes::new();
+        // Tiles every 1.5 s of 4 s: at 0, 1.5 and 3 s.
+        let thumbnails = RungSpec::Thumbnails {
+            tile_width: 160,
+            tile_height: 90,
+            interval_ms: 1500,
+            duration_ms: 4000,
+        };
+        let size = super::super::rung::tile_bytes(&thumbnails);
+        assert_eq!(size, 160 * 90 * 3 / 2);
+        let span = |start_ms, end_ms| Window {
+            start_ms,
+            end_ms,
+            chunk: true,
+        };
+        // 0–2 s: the tiles at 0 and 1.5 s, and the poster (1 s).
+        let (first, mut streams) = start(
+            &processes,
+            "s1",
+            &source,
+            false,
+            span(0, Some(2000)),
+            &[ladder()[0].clone(), thumbnails.clone()],
+        )
+        .unwrap();
+        let video = tokio::spawn(drain(streams.remove("180p").unwrap()));
+        let poster = streams.remove(POSTER).expect("the poster is in this span");
+        let (tiles, poster) = tokio::join!(
+            bytes_of(streams.remove("thumbnails").unwrap()),
+            poster.first_picture()
+        );
+        assert_eq!(tiles.len(), 2 * size, "two tiles");
+        assert_eq!(&poster.unwrap()[8..12], b"WEBP");
+        assert_eq!(video.await.unwrap().0, 60, "2 s at 30 fps");
+        drop(first);
+        // 2 s to the end: the tile at 3 s alone, no poster.
+        let (second, mut streams) = start(
+            &processes,
+            "s2",
+            &source,
+            false,
+            span(2000, None),
+            std::slice::from_ref(&thumbnails),
+        )
+        .unwrap();
+        assert!(!streams.contains_key(POSTER));
+        let last = bytes_of(streams.remove("thumbnails").unwrap()).await;
+        assert_eq!(last.len(), size, "one tile");
+        drop(second);
+        // Laid out on one sprite by an ffmpeg of its own.
+        let pieces = vec![Bytes::from(tiles), Bytes::from(last)];
+        let sprite =
+            super::super::rung::storyboard_from_tiles(&processes, "s", &thumbnails, pieces)
+                .await
+                .unwrap();
+        assert_eq!(&sprite[8..12], b"WEBP");
+        // A span with no tile time and no poster starts nothing.
+        let (_none, streams) = start(
+            &processes,
+            "s3",
+            &source,
+            false,
+            span(3100, Some(4000)),
+            std::slice::from_ref(&thumbnails),
+        )
+        .unwrap();
+        assert!(streams.is_empty());
     }
 
     #[tokio::test]
