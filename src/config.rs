@@ -459,14 +459,21 @@ pub struct TranscodeConfig {
     /// The ladder (`[[transcode.ladder]]` tables, by increasing height); each
     /// upload gets the rungs no taller than its source.
     pub ladder: Vec<LadderRung>,
-    /// Segment-parallel encoding: while other workers are up, each video
-    /// rung of a complete source at least twice this long is cut into
-    /// chunks of this many seconds, which any worker encodes (each at most
-    /// one per core at a time). A multiple of the segment duration (4 s);
-    /// 0 turns it off.
+    /// Segment-parallel encoding: while other workers are up, the video
+    /// rungs and the storyboard of a complete source at least twice this
+    /// long are cut into spans of about this many seconds (whole segments,
+    /// as many as a multiple of the workers up), which any worker encodes
+    /// (each at most one per core at a time). A multiple of the segment
+    /// duration (4 s); 0 turns it off.
     pub chunk_seconds: u64,
     /// Chunks a worker encodes at once; 0: one per core it may use.
     pub chunk_slots: usize,
+    /// How often a worker renews its leases and looks for work it was not
+    /// woken for (a node that died). On PostgreSQL, workers are woken as
+    /// soon as work is queued (`LISTEN`/`NOTIFY`).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "HumanDuration")]
+    pub claim_every: Duration,
 }
 
 impl Default for TranscodeConfig {
@@ -475,6 +482,7 @@ impl Default for TranscodeConfig {
             ladder: DEFAULT_LADDER.to_vec(),
             chunk_seconds: 20,
             chunk_slots: 0,
+            claim_every: streamforge_actors::transcode::queue::CLAIM_EVERY,
         }
     }
 }
@@ -721,6 +729,14 @@ impl Config {
             key: "transcode.ladder",
             problem: problem.to_string(),
         })?;
+        if self.transcode.claim_every < Duration::from_millis(100)
+            || self.transcode.claim_every > streamforge_actors::transcode::queue::LEASE / 2
+        {
+            return invalid(
+                "transcode.claim_every",
+                "must be from 100ms to half the 15 s lease (7500ms): leases are renewed at that pace",
+            );
+        }
         if !self.transcode.chunk_seconds.is_multiple_of(4) {
             return invalid(
                 "transcode.chunk_seconds",

@@ -830,7 +830,8 @@ async fn start_transcoder(
     .with_chunks(
         config.transcode.chunk_seconds * 1000,
         config.transcode.chunk_slots,
-    );
+    )
+    .with_claims_every(config.transcode.claim_every);
     if let Some((_, source)) = &listeners.growing {
         transcoder =
             transcoder.with_growing_source(source.clone(), config.uploads.process_while_uploading);
@@ -838,6 +839,10 @@ async fn start_transcoder(
     transcoder.resume_unfinished().await;
     if node.has(Role::Worker) {
         core.supervision.every(transcoder.claims_task()).await?;
+        if core.db.dialect() == Dialect::Postgres {
+            let wake = transcoder.wake_task(&config.database_url()).await?;
+            core.supervision.every(wake).await?;
+        }
     }
     Ok(transcoder)
 }

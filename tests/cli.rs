@@ -239,6 +239,16 @@ fn invalid_values_name_the_key_and_the_problem() {
     let message = config_error(streamforge().args(["config", "--config"]).arg(&file));
     assert!(message.contains("asset.done"), "{message}");
 
+    let message = config_error(
+        streamforge()
+            .arg("config")
+            .env("STREAMFORGE_TRANSCODE_CLAIM_EVERY", "10s"),
+    );
+    assert!(
+        message.contains("`transcode.claim_every`") && message.contains("lease"),
+        "leases would run out between renewals: {message}"
+    );
+
     std::fs::write(&file, "storage = \"ftp://example.com/x\"\n").unwrap();
     let message = config_error(streamforge().args(["config", "--config"]).arg(&file));
     assert!(

@@ -679,7 +679,8 @@ async fn a_rolling_restart_loses_no_upload_byte_and_no_segment() {
 /// the storyboard's tiles of it from one decode); each rung plays as one:
 /// one header, every frame once, timestamps evenly spaced across the seams;
 /// the storyboard laid out from the spans' tiles matches one made by ffmpeg
-/// from the whole clip.
+/// from the whole clip. Both workers take their share because queued work
+/// wakes them (`NOTIFY`), long before they would look on their own.
 #[tokio::test]
 async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
     let shared = Shared::start();
@@ -689,6 +690,9 @@ async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
             node(c);
             c.transcode.chunk_seconds = 12;
             c.transcode.chunk_slots = 1;
+            // Workers look for work on their own only every 7.5 s: a
+            // worker takes a job or a span at once only when woken.
+            c.transcode.claim_every = Duration::from_millis(7500);
             c.transcode.ladder = [(240, 300), (360, 800)]
                 .map(
                     |(height, video_kbps)| streamforge_actors::transcode::LadderRung {

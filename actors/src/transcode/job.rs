@@ -542,8 +542,10 @@ impl JobState {
     async fn plan_rungs(&mut self, specs: &[RungSpec]) {
         let Some(source) = &self.source else { return };
         let mut fresh = Vec::new();
+        let mut queued = false;
         for spec in specs {
             if let Some((_, cuts)) = self.chunked(spec) {
+                queued = true;
                 // Every rung's chunks queued before any is claimed, so that
                 // a worker takes a span's chunks of every rung at once.
                 let queued = self.transcoder.db.add_chunk_tasks(&self.asset, spec, &cuts);
@@ -555,6 +557,10 @@ impl JobState {
             {
                 fresh.push(spec.clone());
             }
+        }
+        if queued {
+            // The other workers take their spans now.
+            self.transcoder.db.wake_workers().await;
         }
         if fresh.len() < 2 {
             return;

@@ -20,6 +20,7 @@ mod rung;
 mod shared;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ractor::Actor;
 
@@ -55,6 +56,8 @@ pub struct Transcoder {
     /// Chunks this node encodes at once.
     chunk_slots: usize,
     chunks_running: chunks::Running,
+    /// How often this worker renews its leases and looks for work.
+    claim_every: Duration,
 }
 
 /// Where ffmpeg reads an upload that is still arriving: an HTTP resource on
@@ -225,7 +228,15 @@ impl Transcoder {
             chunk_ms: 0,
             chunk_slots: 1,
             chunks_running: chunks::Running::default(),
+            claim_every: queue::CLAIM_EVERY,
         }
+    }
+
+    /// Renews leases and looks for work every `every` (at most half a
+    /// [`queue::LEASE`]; [`queue::CLAIM_EVERY`] unless told).
+    pub fn with_claims_every(mut self, every: Duration) -> Self {
+        self.claim_every = every.min(queue::LEASE / 2);
+        self
     }
 
     /// Encodes video rungs of complete sources in chunks of `chunk_ms`
@@ -372,13 +383,60 @@ impl Transcoder {
         }
     }
 
+    /// A worker's wake-ups on a PostgreSQL state database at `url`: it
+    /// listens on [`queue::WORK_CHANNEL`] and claims jobs and chunks as
+    /// soon as another node queues or gives back work (a second worker
+    /// takes its share of a cut ladder at once, not at its next tick of
+    /// [`claims_task`](Self::claims_task), which stays for leases that run
+    /// out). Each run waits at most [`WAKE_RUN`], so shutdown never waits
+    /// on it; a dropped connection is opened again at the next run.
+    pub async fn wake_task(
+        &self,
+        url: &str,
+    ) -> Result<crate::supervision::PeriodicTask, crate::db::DbError> {
+        let listener = Arc::new(tokio::sync::Mutex::new(Some(work_listener(url).await?)));
+        let (transcoder, url) = (self.clone(), url.to_owned());
+        Ok(crate::supervision::PeriodicTask {
+            name: "work-wake",
+            every: Duration::ZERO,
+            job: Arc::new(move || {
+                let (transcoder, listener, url) =
+                    (transcoder.clone(), listener.clone(), url.clone());
+                Box::pin(async move {
+                    let mut held = listener.lock().await;
+                    if held.is_none() {
+                        *held = work_listener(&url).await.ok();
+                    }
+                    let Some(open) = held.as_mut() else {
+                        tokio::time::sleep(WAKE_RUN).await;
+                        return;
+                    };
+                    match tokio::time::timeout(WAKE_RUN, open.try_recv()).await {
+                        Err(_) => {}
+                        Ok(Ok(Some(_))) => {
+                            transcoder.claim().await;
+                            transcoder.claim_chunks().await;
+                        }
+                        // Reconnected by itself: what was sent meanwhile
+                        // waits for the next tick.
+                        Ok(Ok(None)) => {}
+                        Ok(Err(err)) => {
+                            tracing::debug!(%err, "work wake-ups: listening again at the next run");
+                            *held = None;
+                        }
+                    }
+                })
+            }),
+        })
+    }
+
     /// The periodic task of a worker: renew the leases of its jobs, and
     /// claim queued jobs (another node's upload completed, or a node died).
     pub fn claims_task(&self) -> crate::supervision::PeriodicTask {
         let transcoder = self.clone();
         crate::supervision::PeriodicTask {
             name: "job-claims",
-            every: queue::CLAIM_EVERY,
+            every: self.claim_every,
             job: Arc::new(move || {
                 let transcoder = transcoder.clone();
                 Box::pin(async move {
@@ -399,4 +457,14 @@ impl Transcoder {
             }),
         }
     }
+}
+
+/// How long one run of [`Transcoder::wake_task`] waits for a wake-up.
+const WAKE_RUN: Duration = Duration::from_secs(1);
+
+/// A `LISTEN` on [`queue::WORK_CHANNEL`].
+async fn work_listener(url: &str) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+    listener.listen(queue::WORK_CHANNEL).await?;
+    Ok(listener)
 }

@@ -8,7 +8,10 @@
 use std::time::Duration;
 
 use crate::clock;
-use crate::db::{Database, DbError};
+use crate::db::{Database, DbError, Dialect};
+
+/// The PostgreSQL channel that tells workers work was queued.
+pub const WORK_CHANNEL: &str = "streamforge_work";
 
 /// How long a claim holds without renewal: a node that misses this many
 /// milliseconds of renewals is taken for dead and its jobs are claimed
@@ -44,7 +47,25 @@ impl Database {
         .bind(now)
         .execute(self.pool())
         .await?;
+        self.wake_workers().await;
         Ok(())
+    }
+
+    /// Tells every worker that work was queued or given back (PostgreSQL's
+    /// `NOTIFY` on [`WORK_CHANNEL`]): they claim at once rather than at
+    /// their next tick. On SQLite, one node's database, its own worker
+    /// claims when it queues.
+    pub async fn wake_workers(&self) {
+        if self.dialect() != Dialect::Postgres {
+            return;
+        }
+        let sent = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(WORK_CHANNEL)
+            .execute(self.pool())
+            .await;
+        if let Err(err) = sent {
+            tracing::debug!(%err, "cannot wake the workers; they claim at their next tick");
+        }
     }
 
     /// Claims for `node` the jobs it may run: queued ones (pinned to it or
@@ -113,7 +134,11 @@ impl Database {
         .bind(node)
         .execute(self.pool())
         .await?;
-        Ok(done.rows_affected() + chunks)
+        let released = done.rows_affected() + chunks;
+        if released > 0 {
+            self.wake_workers().await;
+        }
+        Ok(released)
     }
 
     /// At start-up: the jobs a previous run of `node` held go back to the
