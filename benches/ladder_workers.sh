@@ -5,7 +5,8 @@
 # by two worker nodes pinned to a core each (taskset). The nodes share a
 # PostgreSQL and a Garage bucket the script starts; an `api` node (not
 # pinned) takes the upload. Reports the time from the stored upload to
-# `ready` in each case and their ratio.
+# `ready` in each case and their ratio, and the CPU time each process
+# (ffmpeg counted in its worker) used meanwhile.
 #
 #   benches/ladder_workers.sh
 #   SECONDS_LONG=120 CHUNK=20 benches/ladder_workers.sh
@@ -57,6 +58,32 @@ node() { # node ID ROLES PORT [taskset core]
 }
 api="http://127.0.0.1:$port"
 node api '["api"]' "$port"
+api_pid=${pids[-1]}
+pg_pid=$(head -1 "$work/pg/data/postmaster.pid")
+tick=$(getconf CLK_TCK)
+
+# CPU seconds PID and its live children used so far (user + system, with
+# the children it reaped: a worker's ffmpeg once it exited).
+cpu() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    [ -r "/proc/$p/stat" ] || continue
+    total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13 + $14 + $15}')))
+  done
+  awk -v t="$total" -v hz="$tick" 'BEGIN { printf "%.1f", t / hz }'
+}
+# What every process used during a run, from two snapshots "name=cpu ...".
+used() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    n = split(a, x, " "); split(b, y, " ")
+    for (i = 1; i <= n; i++) { split(x[i], p, "="); split(y[i], q, "="); printf "%s%s %.1f s", (i > 1 ? ", " : ""), p[1], q[2] - p[2] }
+  }'
+}
+snapshot() { # NAME=PID ...
+  local pair out=""
+  for pair in "$@"; do out+="${pair%%=*}=$(cpu "${pair#*=}") "; done
+  echo "$out"
+}
 
 # One upload, processed by the workers up; prints seconds from stored to ready.
 process() {
@@ -77,13 +104,19 @@ process() {
 }
 
 node worker-1 '["worker"]' $((port + 10)) 0
+procs=(api="$api_pid" garage="$GARAGE_PID" postgres="$pg_pid" worker-1="${pids[-1]}")
+before=$(snapshot "${procs[@]}")
 one=$(process)
+one_cpu=$(used "$before" "$(snapshot "${procs[@]}")")
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
 node worker-1 '["worker"]' $((port + 10)) 0
 node worker-2 '["worker"]' $((port + 11)) 1
+procs=(api="$api_pid" garage="$GARAGE_PID" postgres="$pg_pid" worker-1="${pids[-2]}" worker-2="${pids[-1]}")
+before=$(snapshot "${procs[@]}")
 two=$(process)
+two_cpu=$(used "$before" "$(snapshot "${procs[@]}")")
 
 echo "${seconds} s 1080p source, default ladder, chunks of ${chunk} s, $cores cores"
-printf '  one worker  (1 core):     %6.1f s\n' "$one"
-printf '  two workers (1 core each): %6.1f s\n' "$two"
+printf '  one worker  (1 core):     %6.1f s   CPU: %s\n' "$one" "$one_cpu"
+printf '  two workers (1 core each): %6.1f s   CPU: %s\n' "$two" "$two_cpu"
 awk -v a="$one" -v b="$two" 'BEGIN { printf "  speed-up: %.2fx\n", a / b }' 

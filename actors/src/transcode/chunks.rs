@@ -747,11 +747,19 @@ async fn tiles(
         let Some(mut stream) = tiles else {
             return Ok(0);
         };
-        // At most the span's tiles (`-frames:v`): a few small pictures.
+        // The span's tiles: a few small pictures. Kept to their number
+        // (the last span's decode runs to the source's end, which may be
+        // later than its probed duration); the rest is read and dropped.
+        let tile = tile_bytes(&task.spec).max(1);
+        let wanted = tile_slots(&task.spec, task.start_ms, task.end_ms).count();
+        let limit = wanted.saturating_mul(tile);
         let (mut pieces, mut size) = (Vec::new(), 0);
-        while let Some(bytes) = stream.next_bytes().await? {
-            size += bytes.len();
-            pieces.push(bytes);
+        while let Some(mut bytes) = stream.next_bytes().await? {
+            bytes.truncate(limit.saturating_sub(size));
+            if !bytes.is_empty() {
+                size += bytes.len();
+                pieces.push(bytes);
+            }
         }
         let key = tiles_key(&task.asset, task.chunk)?;
         transcoder
@@ -762,7 +770,7 @@ async fn tiles(
                 key: key.as_str().to_owned(),
                 source,
             })?;
-        Ok::<usize, RungErrorKind>(size / tile_bytes(&task.spec).max(1))
+        Ok::<usize, RungErrorKind>(size / tile)
     };
     let ((), count) = tokio::try_join!(poster_stage, tiles_stage)?;
     Ok((count.to_string(), String::new()))
