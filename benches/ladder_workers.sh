@@ -3,17 +3,27 @@
 # (1080p, 720p, 360p, audio, thumbnails) from a 1080p source of SECONDS
 # (60 by default), processed by one worker node pinned to one core, then
 # by two worker nodes pinned to a core each (taskset). The nodes share a
-# PostgreSQL and a Garage bucket the script starts; an `api` node (not
-# pinned) takes the upload. Reports the time from the stored upload to
+# PostgreSQL and a Garage bucket the script starts; an `api` node takes
+# the upload. Reports the time from the stored upload to
 # `ready` in each case and their ratio, and the CPU time each process
 # (ffmpeg counted in its worker) used meanwhile.
 #
+# The api node, PostgreSQL and Garage run on core 0 in both runs
+# (SERVICES_CORE), so that the two runs differ by the second worker's core
+# alone.
+#
 #   benches/ladder_workers.sh
 #   SECONDS_LONG=120 CHUNK=20 benches/ladder_workers.sh
+#   SERVICES_CORE=free benches/ladder_workers.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${SECONDS_LONG:-60}
 chunk=${CHUNK:-20}
+# The core the api node, PostgreSQL and Garage run on, in both runs; "free"
+# leaves them to the scheduler (then one worker alone has them on the
+# other core, and two workers share both cores with them).
+services_core=${SERVICES_CORE:-0}
+[ "$services_core" = free ] && services_core=
 for tool in curl ffmpeg taskset; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
 done
@@ -57,9 +67,15 @@ node() { # node ID ROLES PORT [taskset core]
   echo "bench: node $id did not start" >&2; cat "$work/$id.log" >&2; exit 1
 }
 api="http://127.0.0.1:$port"
-node api '["api"]' "$port"
+node api '["api"]' "$port" "$services_core"
 api_pid=${pids[-1]}
 pg_pid=$(head -1 "$work/pg/data/postmaster.pid")
+if [ -n "$services_core" ]; then
+  # PostgreSQL's processes (and those it forks later) and Garage's threads.
+  for pid in "$pg_pid" $(pgrep -P "$pg_pid") "$GARAGE_PID"; do
+    taskset -a -cp "$services_core" "$pid" >/dev/null
+  done
+fi
 tick=$(getconf CLK_TCK)
 
 # CPU seconds PID and its live children used so far (user + system, with
@@ -116,7 +132,9 @@ before=$(snapshot "${procs[@]}")
 two=$(process)
 two_cpu=$(used "$before" "$(snapshot "${procs[@]}")")
 
-echo "${seconds} s 1080p source, default ladder, chunks of ${chunk} s, $cores cores"
+where="on core $services_core"
+[ -n "$services_core" ] || where="on any core"
+echo "${seconds} s 1080p source, default ladder, chunks of ${chunk} s, $cores cores; api node, PostgreSQL and Garage $where"
 printf '  one worker  (1 core):     %6.1f s   CPU: %s\n' "$one" "$one_cpu"
 printf '  two workers (1 core each): %6.1f s   CPU: %s\n' "$two" "$two_cpu"
 awk -v a="$one" -v b="$two" 'BEGIN { printf "  speed-up: %.2fx\n", a / b }' 
