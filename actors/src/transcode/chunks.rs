@@ -213,6 +213,29 @@ impl Database {
         Ok(())
     }
 
+    /// The cut of `asset`'s chunks that are queued, running or done (an
+    /// earlier run of its job queued them), if they make one: spans from 0,
+    /// each starting where the one before ends, the last to the end.
+    pub async fn chunk_cut(&self, asset: &str) -> Result<Option<Vec<Cut>>, DbError> {
+        let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT DISTINCT start_ms, end_ms FROM chunk_tasks
+             WHERE asset = $1 AND state IN ('queued', 'running', 'done')
+             ORDER BY start_ms",
+        )
+        .bind(asset)
+        .fetch_all(self.pool())
+        .await?;
+        let cut: Vec<Cut> = rows
+            .into_iter()
+            .map(|(start, end)| (crate::db::to_u64(start), end.map(crate::db::to_u64)))
+            .collect();
+        let whole = cut.len() >= 2
+            && cut.first().is_some_and(|(start, _)| *start == 0)
+            && cut.last().is_some_and(|(_, end)| end.is_none())
+            && cut.windows(2).all(|w| w[0].1 == Some(w[1].0));
+        Ok(whole.then_some(cut))
+    }
+
     /// Claims at most `limit` chunks for `node`: queued ones and running
     /// ones whose lease ran out, the tallest rung's first (the longest
     /// chunks first, so that no worker is left alone with a long one at
@@ -632,9 +655,10 @@ fn tiles_key(asset: &str, chunk: i64) -> Result<crate::storage::ObjectKey, RungE
 
 type ChunkResult = Result<(String, String), RungErrorKind>;
 
-/// Encodes and stores the segments of `tasks` (chunks of one span; more
-/// than one only for video rungs, which then share one decode); answers
-/// each one's checkpoint and the SHA-256 of the header it made.
+/// Encodes and stores `tasks` (chunks of one span, from one decode: video
+/// rungs' segments, the storyboard's tiles); answers each video chunk's
+/// checkpoint and the SHA-256 of the header it made (a thumbnails chunk's:
+/// how many tiles it stored).
 async fn encode_span(transcoder: &Transcoder, tasks: &[ChunkTask]) -> Vec<ChunkResult> {
     let failed = |err: RungErrorKind| {
         let reason = err.to_string();

@@ -108,10 +108,11 @@ pub struct JobState {
     /// zero, and the outputs of it that no rung has taken yet.
     shared: Option<super::shared::SharedLadder>,
     shared_streams: HashMap<String, super::shared::SharedStream>,
-    /// The workers up, this one among them, when others are: a long
-    /// source's rungs are cut into chunks for them. Alone (0), one decode
-    /// for the whole ladder costs less.
-    spread: usize,
+    /// How a long, complete source's rungs are cut into chunks for the
+    /// workers up: the cut an earlier run of the job queued, if its chunks
+    /// are still there, else one for the workers up now. `None` alone: one
+    /// decode for the whole ladder costs less.
+    cut: Option<Vec<super::chunks::Cut>>,
 }
 
 pub enum JobMsg {
@@ -491,7 +492,7 @@ impl JobState {
             .filter(|d| d.is_finite() && *d > 0.0)
             .map(|d| (d * 1000.0) as u64);
         let specs = rungs_for(&probed, &self.transcoder.ladder);
-        self.spread = self.workers_to_share().await;
+        self.cut = self.cut().await;
         self.plan_rungs(&specs).await;
         for spec in specs {
             let name = spec.name();
@@ -615,15 +616,31 @@ impl JobState {
     /// and the thumbnails of a long, complete source while other workers
     /// are up (each span's chunks of every rung come from one decode).
     fn chunked(&self, spec: &RungSpec) -> Option<(Transcoder, Vec<super::chunks::Cut>)> {
-        if self.spread == 0 {
-            return None;
+        match (spec, &self.cut) {
+            (RungSpec::Audio { .. }, _) | (_, None) => None,
+            (_, Some(cut)) => Some((self.transcoder.clone(), cut.clone())),
         }
-        match (spec, self.growing, self.duration_ms) {
-            (RungSpec::Audio { .. }, _, _) | (_, true, _) | (_, _, None) => None,
-            (_, false, Some(duration_ms)) => self
-                .transcoder
-                .chunk_plan(duration_ms, self.spread)
-                .map(|cuts| (self.transcoder.clone(), cuts)),
+    }
+
+    /// The cut of this job's source (see [`JobState::cut`]): kept from an
+    /// earlier run so that chunks already made or being made by other
+    /// workers (and their storyboard tiles, stored by chunk number) stay
+    /// valid whatever the workers up now.
+    async fn cut(&self) -> Option<Vec<super::chunks::Cut>> {
+        let (false, Some(duration_ms)) = (self.growing, self.duration_ms) else {
+            return None;
+        };
+        match self.transcoder.db.chunk_cut(&self.asset).await {
+            Ok(Some(cut)) => return Some(cut),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(asset = %self.asset, %err, "cannot read the chunks queued before; not cutting the ladder");
+                return None;
+            }
+        }
+        match self.workers_to_share().await {
+            0 => None,
+            workers => self.transcoder.chunk_plan(duration_ms, workers),
         }
     }
 
@@ -769,7 +786,7 @@ impl Actor for Job {
             finished: false,
             shared: None,
             shared_streams: HashMap::new(),
-            spread: 0,
+            cut: None,
         })
     }
 

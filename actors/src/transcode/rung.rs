@@ -882,25 +882,9 @@ pub(super) fn storyboard_filter(spec: &RungSpec) -> Option<String> {
         return None;
     };
     Some(format!(
-        "{},scale={tile_width}:{tile_height},{}",
-        tile_times(0, interval_ms),
+        "fps=fps=1000/{interval_ms}:round=up,scale={tile_width}:{tile_height},{}",
         tile_layout(spec)
     ))
-}
-
-/// The `select` filter that keeps, for each tile from the one at
-/// `first_ms` into the decode, the first frame at or after its time (tile
-/// `k` shows the source at `k` intervals, the start of its cue). `fps`
-/// would keep the last frame before the middle of each interval instead,
-/// and give the last tile of a span only after reading half an interval
-/// past it.
-fn tile_times(first_ms: u64, interval_ms: u64) -> String {
-    let ms = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
-    format!(
-        "select='gte(t,{}+selected_n*{})'",
-        ms(first_ms),
-        ms(interval_ms)
-    )
 }
 
 /// The `tile` filter that lays every tile of `spec`'s storyboard out on
@@ -931,10 +915,17 @@ pub(super) fn tile_slots(spec: &RungSpec, start_ms: u64, end_ms: Option<u64>) ->
 }
 
 /// The filter that makes `slots` (a span's tiles, see [`tile_slots`]) from
-/// the decode of a span that starts at `start_ms`: the tiles the whole
-/// source's decode would make there ([`tile_times`]), scaled. `None` when
+/// the decode of `window` (whose times start at 0), as the whole source's
+/// decode makes them ([`storyboard_filter`]: tile `k` is the picture on
+/// screen at `k` intervals, `fps` rounding up): `fps`'s clock starts at the
+/// first tile's time, and the span's end ends the branch (its last tile is
+/// the span's last picture when no later one comes before it). `None` when
 /// no tile falls in the span.
-pub(super) fn tiles_filter(spec: &RungSpec, start_ms: u64, slots: &Range<u64>) -> Option<String> {
+pub(super) fn tiles_filter(
+    spec: &RungSpec,
+    window: &super::shared::Window,
+    slots: &Range<u64>,
+) -> Option<String> {
     let RungSpec::Thumbnails {
         tile_width,
         tile_height,
@@ -947,11 +938,15 @@ pub(super) fn tiles_filter(spec: &RungSpec, start_ms: u64, slots: &Range<u64>) -
     if slots.is_empty() {
         return None;
     }
-    // Times in the span's decode start at 0.
-    let first = (slots.start * interval_ms).saturating_sub(start_ms);
+    let ms = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
+    let first = (slots.start * interval_ms).saturating_sub(window.start_ms);
+    let end = window
+        .end_ms
+        .map(|end| format!(":end={}", ms(end.saturating_sub(window.start_ms))))
+        .unwrap_or_default();
     Some(format!(
-        "{},scale={tile_width}:{tile_height}",
-        tile_times(first, interval_ms)
+        "trim=start={}{end},setpts=PTS-STARTPTS,fps=fps=1000/{interval_ms}:round=up:eof_action=pass,scale={tile_width}:{tile_height}",
+        ms(first)
     ))
 }
 

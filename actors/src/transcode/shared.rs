@@ -272,7 +272,7 @@ pub(super) fn start(
     for output in outputs {
         let (writer, reader) = pipe::pipe().map_err(FfmpegError::Start)?;
         let writer = writer.into_blocking_fd().map_err(FfmpegError::Start)?;
-        if let Some(length) = window.length() {
+        if let Some(length) = window.length().filter(|_| output.timed) {
             args.push("-t".into());
             args.push(length);
         }
@@ -320,6 +320,9 @@ struct Output {
     filter: Option<String>,
     /// Its encoding and container options.
     encoding: Vec<String>,
+    /// Whether the window's length ends it (`-t`); the storyboard's tiles
+    /// end in their filter.
+    timed: bool,
 }
 
 /// The outputs for `specs`: one per rung, and the poster beside the
@@ -339,26 +342,29 @@ fn outputs(specs: &[RungSpec], window: &Window) -> Vec<Output> {
                 name: spec.name(),
                 filter: None,
                 encoding: fmp4(),
+                timed: true,
             }),
             RungSpec::Video { height, .. } => outputs.push(Output {
                 name: spec.name(),
                 filter: Some(scale_filter(*height)),
                 encoding: fmp4(),
+                timed: true,
             }),
             RungSpec::Thumbnails { duration_ms, .. } => {
                 let at = poster_at_ms(*duration_ms);
                 if window.chunk {
                     let slots = tile_slots(spec, window.start_ms, window.end_ms);
-                    // Ended by the window like the rungs (`select` makes
-                    // exactly the span's tiles before its end). Not by
-                    // `-frames:v`: ffmpeg 5.1 then runs the rest of the
-                    // ladder 25 % slower once that output is done
-                    // (measured: a 16 s span of 1080p in 16.5 s, not 13.3).
-                    if let Some(filter) = tiles_filter(spec, window.start_ms, &slots) {
+                    // Ended in the graph at the span's end, not by `-t`
+                    // (that cuts a last tile `fps` gives at its end) nor by
+                    // `-frames:v` (ffmpeg 5.1 then runs the rest of the
+                    // ladder 25 % slower once that output is done:
+                    // measured, a 16 s span of 1080p in 16.5 s, not 13.3).
+                    if let Some(filter) = tiles_filter(spec, window, &slots) {
                         outputs.push(Output {
                             name: spec.name(),
                             filter: Some(filter),
                             encoding: strings(&TILES_OUTPUT),
+                            timed: false,
                         });
                     }
                     let inside = at >= window.start_ms && window.end_ms.is_none_or(|end| at < end);
@@ -371,7 +377,8 @@ fn outputs(specs: &[RungSpec], window: &Window) -> Vec<Output> {
                     name: spec.name(),
                     filter: Some(storyboard_filter(spec).unwrap_or_else(|| "null".to_owned())),
                     encoding: strings(&STORYBOARD_OUTPUT),
-                    });
+                    timed: true,
+                });
                 outputs.push(poster(at));
             }
         }
@@ -391,6 +398,7 @@ fn poster(at_ms: u64) -> Output {
             seconds(at_ms)
         )),
         encoding: strings(&POSTER_OUTPUT),
+        timed: true,
     }
 }
 
