@@ -31,7 +31,7 @@ use streamforge_protocols::package::{Checkpoint, FinishedRendition, INIT, Packag
 use super::Transcoder;
 use super::rung::{
     Encoder, RungArgs, RungErrorKind, RungSpec, own_poster, rung_packaging, store_media,
-    store_outputs, storyboard_from_tiles, storyboard_vtt, tile_bytes, tile_slots,
+    store_outputs, store_storyboard, storyboard_from_tiles, tile_bytes, tile_slots,
 };
 use super::shared::SharedStream;
 use crate::assets::keys;
@@ -173,42 +173,31 @@ impl Database {
         // worker claiming a span's chunks at that moment (`SKIP LOCKED`)
         // would then leave this rung's chunk of the span to a decode of
         // its own.
+        const REQUEUE: &str = "UPDATE chunk_tasks SET state = 'queued', attempts = 0, owner = NULL,
+                 lease_until = NULL, error = NULL, result = NULL, spec = $4, weight = $5,
+                 start_ms = $6, end_ms = $7, updated_at = $8
+             WHERE asset = $1 AND rung = $2 AND chunk = $3
+               AND (state IN ('failed', 'joined') OR spec <> $4 OR start_ms <> $6
+                    OR COALESCE(end_ms, -1) <> COALESCE(CAST($7 AS BIGINT), -1))";
+        const QUEUE: &str = "INSERT INTO chunk_tasks (asset, rung, chunk, spec, weight, start_ms, end_ms, state, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8)
+             ON CONFLICT (asset, rung, chunk) DO NOTHING";
         for (chunk, (start, end)) in plan.iter().enumerate() {
             let chunk = i64::try_from(chunk).unwrap_or(i64::MAX);
             let (start, end) = (crate::db::to_i64(*start), end.map(crate::db::to_i64));
-            sqlx::query(
-                "UPDATE chunk_tasks SET state = 'queued', attempts = 0, owner = NULL,
-                     lease_until = NULL, error = NULL, result = NULL, spec = $4, weight = $5,
-                     start_ms = $6, end_ms = $7, updated_at = $8
-                 WHERE asset = $1 AND rung = $2 AND chunk = $3
-                   AND (state IN ('failed', 'joined') OR spec <> $4 OR start_ms <> $6
-                        OR COALESCE(end_ms, -1) <> COALESCE(CAST($7 AS BIGINT), -1))",
-            )
-            .bind(asset)
-            .bind(&rung)
-            .bind(chunk)
-            .bind(&encoded)
-            .bind(weight)
-            .bind(start)
-            .bind(end)
-            .bind(now)
-            .execute(self.pool())
-            .await?;
-            sqlx::query(
-                "INSERT INTO chunk_tasks (asset, rung, chunk, spec, weight, start_ms, end_ms, state, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8)
-                 ON CONFLICT (asset, rung, chunk) DO NOTHING",
-            )
-            .bind(asset)
-            .bind(&rung)
-            .bind(chunk)
-            .bind(&encoded)
-            .bind(weight)
-            .bind(start)
-            .bind(end)
-            .bind(now)
-            .execute(self.pool())
-            .await?;
+            for sql in [REQUEUE, QUEUE] {
+                sqlx::query(sql)
+                    .bind(asset)
+                    .bind(&rung)
+                    .bind(chunk)
+                    .bind(&encoded)
+                    .bind(weight)
+                    .bind(start)
+                    .bind(end)
+                    .bind(now)
+                    .execute(self.pool())
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -976,13 +965,7 @@ async fn storyboard(
     transcoder: &Transcoder,
     plan: &[Cut],
 ) -> Result<(), RungErrorKind> {
-    let RungSpec::Thumbnails {
-        tile_width,
-        tile_height,
-        interval_ms,
-        duration_ms,
-    } = args.spec
-    else {
+    let RungSpec::Thumbnails { .. } = args.spec else {
         return Ok(());
     };
     let size = tile_bytes(&args.spec).max(1);
@@ -1016,20 +999,7 @@ async fn storyboard(
     }
     let sprite =
         storyboard_from_tiles(&transcoder.processes, &args.asset, &args.spec, tiles).await?;
-    let vtt = storyboard_vtt(
-        "storyboard.webp",
-        tile_width,
-        tile_height,
-        interval_ms,
-        duration_ms,
-    );
-    for (name, bytes) in [
-        ("storyboard.webp", sprite),
-        ("storyboard.vtt", bytes::Bytes::from(vtt)),
-    ] {
-        store_media(&transcoder.storage, &args.asset, name, bytes).await?;
-    }
-    Ok(())
+    store_storyboard(&transcoder.storage, &args.asset, &args.spec, sprite).await
 }
 
 /// A black `yuv420p` tile of `size` bytes (two thirds luma).

@@ -1095,13 +1095,7 @@ pub(super) async fn thumbnails(
     spec: &RungSpec,
     poster_ready: impl FnOnce(),
 ) -> Result<(), RungErrorKind> {
-    let RungSpec::Thumbnails {
-        tile_width,
-        tile_height,
-        interval_ms,
-        duration_ms,
-    } = *spec
-    else {
+    let RungSpec::Thumbnails { duration_ms, .. } = *spec else {
         return Ok(());
     };
     let source = args.source.to_owned();
@@ -1166,7 +1160,26 @@ pub(super) async fn thumbnails(
             ffmpeg_image(args.processes, &name, &sprite_args).await?
         }
     };
+    store_storyboard(args.storage, args.asset, spec, sprite).await
+}
 
+/// Stores the storyboard `sprite` of `spec` (a `Thumbnails` rung) with its
+/// WebVTT track.
+pub(super) async fn store_storyboard(
+    storage: &Storage,
+    asset: &str,
+    spec: &RungSpec,
+    sprite: Bytes,
+) -> Result<(), RungErrorKind> {
+    let RungSpec::Thumbnails {
+        tile_width,
+        tile_height,
+        interval_ms,
+        duration_ms,
+    } = *spec
+    else {
+        return Ok(());
+    };
     let vtt = storyboard_vtt(
         "storyboard.webp",
         tile_width,
@@ -1178,7 +1191,7 @@ pub(super) async fn thumbnails(
         ("storyboard.webp", sprite),
         ("storyboard.vtt", Bytes::from(vtt)),
     ] {
-        store_media(args.storage, args.asset, name, bytes).await?;
+        store_media(storage, asset, name, bytes).await?;
     }
     Ok(())
 }
