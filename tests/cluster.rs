@@ -794,6 +794,59 @@ async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
     api.stop().await;
 }
 
+/// The chunk queue on SQLite and on PostgreSQL: a span is claimed with
+/// every rung's chunk of it (the storyboard's tiles too); queuing the same
+/// chunks again leaves running ones alone; the cut of chunks still queued,
+/// running or done is what a job run again keeps, and joined chunks make
+/// none.
+#[tokio::test]
+async fn the_chunk_queue_claims_whole_spans_and_keeps_its_cut() {
+    use streamforge_actors::transcode::RungSpec;
+    let postgres = postgres::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("state.db").display());
+    for url in [sqlite, postgres.database("chunks")] {
+        let db = Database::open(&url).await.unwrap();
+        let cut = [(0, Some(16_000)), (16_000, None)];
+        let video = RungSpec::Video {
+            height: 720,
+            kbps: 2500,
+        };
+        let thumbnails = RungSpec::Thumbnails {
+            tile_width: 160,
+            tile_height: 90,
+            interval_ms: 2000,
+            duration_ms: 30_000,
+        };
+        assert_eq!(db.chunk_cut("a1").await.unwrap(), None, "{url}");
+        for spec in [&video, &thumbnails] {
+            db.add_chunk_tasks("a1", spec, &cut).await.unwrap();
+        }
+        assert_eq!(db.chunk_cut("a1").await.unwrap(), Some(cut.to_vec()));
+
+        let first = db.claim_chunk_tasks("w1", 1).await.unwrap();
+        assert_eq!(first.len(), 1, "{url}");
+        assert_eq!((first[0].rung.as_str(), first[0].chunk), ("720p", 0));
+        let siblings = db.claim_chunk_siblings("w1", &first[0]).await.unwrap();
+        let siblings: Vec<_> = siblings
+            .iter()
+            .map(|t| (t.rung.as_str(), t.chunk))
+            .collect();
+        assert_eq!(siblings, [("thumbnails", 0)], "{url}");
+
+        // A rung queuing its chunks again does not take a running one back.
+        db.add_chunk_tasks("a1", &video, &cut).await.unwrap();
+        let states = db.chunk_tasks_of("a1", "720p").await.unwrap();
+        assert_eq!(states[0].state, "running", "{url}: {states:?}");
+        assert_eq!(db.chunk_cut("a1").await.unwrap(), Some(cut.to_vec()));
+
+        for rung in ["720p", "thumbnails"] {
+            db.joined_chunk_tasks("a1", rung).await.unwrap();
+        }
+        assert_eq!(db.chunk_cut("a1").await.unwrap(), None, "{url}");
+    }
+}
+
 /// The newest part a media playlist lists: (msn, part).
 fn newest_part(playlist: &str) -> (u64, u32) {
     common::listed_parts(playlist)

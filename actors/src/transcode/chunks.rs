@@ -363,6 +363,8 @@ impl Database {
         .bind(node)
         .execute(self.pool())
         .await?;
+        // Queued again: another worker may take it now.
+        self.wake_workers().await;
         Ok(())
     }
 
@@ -890,6 +892,7 @@ pub(super) async fn run_chunked(
     let rung = args.spec.name();
     let db = &transcoder.db;
     db.add_chunk_tasks(&args.asset, &args.spec, plan).await?;
+    db.wake_workers().await;
     tracing::info!(asset = %args.asset, %rung, chunks = plan.len(), "work queued for any worker");
     if transcoder.worker {
         transcoder.claim_chunks().await;
