@@ -318,15 +318,25 @@ impl Transcoder {
     }
 
     /// Queues processing of `asset`; its status moves to `processing`,
-    /// then `ready` or `failed`. A worker claims at once; while the upload
-    /// still arrives, a worker elsewhere reads it from this node.
+    /// then `ready` or `failed`. This node, if a worker, claims it first
+    /// (the bytes are here); otherwise, or if it did not take it, the other
+    /// workers are woken: while the upload still arrives, a worker
+    /// elsewhere reads it from this node. With storage of its own (a local
+    /// directory) a worker keeps the job: no other node could read the
+    /// stored original.
     pub async fn start(&self, asset: &str) {
-        if let Err(err) = self.db.enqueue_job(asset, None).await {
+        let pinned = (self.worker && self.storage.is_local()).then_some(&*self.node);
+        if let Err(err) = self.db.enqueue_job(asset, pinned).await {
             tracing::error!(asset, %err, "cannot queue processing");
             return;
         }
         if self.worker {
             self.claim().await;
+        }
+        let taken = self.worker
+            && matches!(self.db.job_owner(asset).await, Ok(Some(owner)) if *owner == *self.node);
+        if !taken && pinned.is_none() {
+            self.db.wake_workers().await;
         }
     }
 

@@ -47,7 +47,6 @@ impl Database {
         .bind(now)
         .execute(self.pool())
         .await?;
-        self.wake_workers().await;
         Ok(())
     }
 
