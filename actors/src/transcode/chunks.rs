@@ -141,15 +141,15 @@ fn lease_until() -> i64 {
 
 impl Database {
     /// Queues the chunks of rung `spec` (cut as `plan` says); chunks
-    /// queued or done before with the same
-    /// cut and rung are kept (a rung run again goes on with them); failed,
-    /// joined or differently cut ones are queued again.
+    /// queued, running or done before with the same cut and rung are kept
+    /// (a rung run again goes on with them); failed, joined or differently
+    /// cut ones are queued again. Answers how many it queued (new or again).
     pub async fn add_chunk_tasks(
         &self,
         asset: &str,
         spec: &RungSpec,
         plan: &[Cut],
-    ) -> Result<(), DbError> {
+    ) -> Result<u64, DbError> {
         let now = clock::now_ms();
         let rung = spec.name();
         let encoded = serde_json::to_string(spec).unwrap_or_default();
@@ -182,11 +182,12 @@ impl Database {
         const QUEUE: &str = "INSERT INTO chunk_tasks (asset, rung, chunk, spec, weight, start_ms, end_ms, state, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8)
              ON CONFLICT (asset, rung, chunk) DO NOTHING";
+        let mut queued = 0;
         for (chunk, (start, end)) in plan.iter().enumerate() {
             let chunk = i64::try_from(chunk).unwrap_or(i64::MAX);
             let (start, end) = (crate::db::to_i64(*start), end.map(crate::db::to_i64));
             for sql in [REQUEUE, QUEUE] {
-                sqlx::query(sql)
+                let done = sqlx::query(sql)
                     .bind(asset)
                     .bind(&rung)
                     .bind(chunk)
@@ -197,9 +198,10 @@ impl Database {
                     .bind(now)
                     .execute(self.pool())
                     .await?;
+                queued += done.rows_affected();
             }
         }
-        Ok(())
+        Ok(queued)
     }
 
     /// The cut of `asset`'s chunks that are queued, running or done (an
@@ -891,8 +893,11 @@ pub(super) async fn run_chunked(
 ) -> Result<Vec<FinishedRendition>, RungErrorKind> {
     let rung = args.spec.name();
     let db = &transcoder.db;
-    db.add_chunk_tasks(&args.asset, &args.spec, plan).await?;
-    db.wake_workers().await;
+    // Queued by the job already, unless the rung runs again: then the
+    // workers hear of the chunks queued again.
+    if db.add_chunk_tasks(&args.asset, &args.spec, plan).await? > 0 {
+        db.wake_workers().await;
+    }
     tracing::info!(asset = %args.asset, %rung, chunks = plan.len(), "work queued for any worker");
     if transcoder.worker {
         transcoder.claim_chunks().await;

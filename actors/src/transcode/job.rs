@@ -546,11 +546,12 @@ impl JobState {
         let mut queued = false;
         for spec in specs {
             if let Some((_, cuts)) = self.chunked(spec) {
+                // Chunks left queued by an earlier run are announced too.
                 queued = true;
                 // Every rung's chunks queued before any is claimed, so that
                 // a worker takes a span's chunks of every rung at once.
-                let queued = self.transcoder.db.add_chunk_tasks(&self.asset, spec, &cuts);
-                if let Err(err) = queued.await {
+                let added = self.transcoder.db.add_chunk_tasks(&self.asset, spec, &cuts);
+                if let Err(err) = added.await {
                     tracing::warn!(asset = %self.asset, %err, "cannot queue chunks yet");
                 }
             } else if !super::rung::has_checkpoint(&self.transcoder.storage, &self.asset, spec)

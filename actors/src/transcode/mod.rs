@@ -330,29 +330,26 @@ impl Transcoder {
             tracing::error!(asset, %err, "cannot queue processing");
             return;
         }
-        if self.worker {
-            self.claim().await;
-        }
-        let taken = self.worker
-            && matches!(self.db.job_owner(asset).await, Ok(Some(owner)) if *owner == *self.node);
+        let taken = self.worker && self.claim().await.iter().any(|claimed| claimed == asset);
         if !taken && pinned.is_none() {
             self.db.wake_workers().await;
         }
     }
 
-    /// Claims the jobs this node may run and starts them.
-    pub async fn claim(&self) {
+    /// Claims the jobs this node may run and starts them; answers their assets.
+    pub async fn claim(&self) -> Vec<String> {
         let claimed = match self.db.claim_jobs(&self.node, 64).await {
             Ok(claimed) => claimed,
             Err(err) => {
                 tracing::warn!(%err, "cannot claim processing jobs");
-                return;
+                return Vec::new();
             }
         };
-        for asset in claimed {
+        for asset in &claimed {
             tracing::info!(%asset, node = %self.node, "processing claimed");
-            self.run(&asset).await;
+            self.run(asset).await;
         }
+        claimed
     }
 
     /// Runs `asset`'s claimed job in a `Job` actor.

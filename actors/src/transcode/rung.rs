@@ -938,7 +938,7 @@ pub(super) fn tiles_filter(
     if slots.is_empty() {
         return None;
     }
-    let ms = |ms: u64| format!("{}.{:03}", ms / 1000, ms % 1000);
+    let ms = super::shared::seconds;
     let first = (slots.start * interval_ms).saturating_sub(window.start_ms);
     let end = window
         .end_ms
@@ -1063,7 +1063,7 @@ pub(super) async fn own_poster(
     let mut poster_args = strings(&["-hide_banner", "-nostdin", "-v", "error"]);
     poster_args.extend(input_options.iter().cloned());
     poster_args.push("-ss".into());
-    poster_args.push(format!("{}.{:03}", poster_at / 1000, poster_at % 1000));
+    poster_args.push(super::shared::seconds(poster_at));
     poster_args.extend(strings(&["-i", source, "-vf", POSTER_SCALE]));
     poster_args.extend(strings(&POSTER_OUTPUT));
     poster_args.push("pipe:1".into());

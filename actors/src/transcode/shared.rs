@@ -221,7 +221,7 @@ impl Window {
 }
 
 /// `ms` as ffmpeg's seconds, exactly.
-fn seconds(ms: u64) -> String {
+pub(super) fn seconds(ms: u64) -> String {
     format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
