@@ -739,6 +739,21 @@ async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
     // recorded the poster).
     let thumbnails = db.chunk_tasks_of(&asset, "thumbnails").await.unwrap();
     assert_eq!(by(&thumbnails), by(&done), "{thumbnails:?}");
+    // The audio, whole, is a task of its own that a worker took once the
+    // spans were claimed; it plays the whole 36 s without a gap.
+    let audio = db.chunk_tasks_of(&asset, "audio").await.unwrap();
+    assert_eq!(audio.len(), 1, "{audio:?}");
+    assert_eq!(audio[0].state, "joined", "{audio:?}");
+    assert!(audio[0].done_by.is_some(), "{audio:?}");
+    let sound = decoded_frames(&api.url(&format!("/vod/{asset}/audio-a1/media.m3u8"))).await;
+    let steps: std::collections::BTreeSet<i64> = sound.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(steps.len(), 1, "the audio jumps: steps {steps:?}");
+    let heard = (sound.len() - 1) as i64 * steps.first().copied().unwrap_or(0);
+    assert!(
+        (35_900..=36_200).contains(&(heard * 1000 / 48_000)),
+        "{} audio frames, {heard} ticks",
+        sound.len()
+    );
     let poster = view["poster_url"].as_str().expect("a poster");
     assert_eq!(reqwest::get(api.url(poster)).await.unwrap().status(), 200);
     let vtt = reqwest::get(api.url(&format!("/vod/{asset}/storyboard.vtt")))
@@ -823,6 +838,13 @@ async fn the_chunk_queue_claims_whole_spans_and_keeps_its_cut() {
             db.add_chunk_tasks("a1", spec, &cut).await.unwrap();
         }
         assert_eq!(db.chunk_cut("a1").await.unwrap(), Some(cut.to_vec()));
+        // The audio, a task of the whole source: no span of the cut, and
+        // claimed only after every span, alone.
+        let audio = RungSpec::Audio { kbps: 128 };
+        db.add_chunk_tasks("a1", &audio, &[(0, None)])
+            .await
+            .unwrap();
+        assert_eq!(db.chunk_cut("a1").await.unwrap(), Some(cut.to_vec()));
 
         let first = db.claim_chunk_tasks("w1", 1).await.unwrap();
         assert_eq!(first.len(), 1, "{url}");
@@ -840,7 +862,27 @@ async fn the_chunk_queue_claims_whole_spans_and_keeps_its_cut() {
         assert_eq!(states[0].state, "running", "{url}: {states:?}");
         assert_eq!(db.chunk_cut("a1").await.unwrap(), Some(cut.to_vec()));
 
-        for rung in ["720p", "thumbnails"] {
+        let second = db.claim_chunk_tasks("w2", 1).await.unwrap();
+        assert_eq!((second[0].rung.as_str(), second[0].chunk), ("720p", 1));
+        assert_eq!(
+            db.claim_chunk_siblings("w2", &second[0])
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let last = db.claim_chunk_tasks("w2", 1).await.unwrap();
+        assert_eq!(last.len(), 1, "{url}");
+        assert_eq!((last[0].rung.as_str(), last[0].chunk), ("audio", 0));
+        assert_eq!((last[0].start_ms, last[0].end_ms), (0, None));
+        assert!(
+            db.claim_chunk_siblings("w2", &last[0])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        for rung in ["720p", "thumbnails", "audio"] {
             db.joined_chunk_tasks("a1", rung).await.unwrap();
         }
         assert_eq!(db.chunk_cut("a1").await.unwrap(), None, "{url}");

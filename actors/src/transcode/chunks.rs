@@ -14,9 +14,10 @@
 //! The thumbnails rung of such a source is cut the same way: a span's
 //! decode also makes that span's storyboard tiles (raw pictures stored
 //! apart until the rung lays them out on the sprite) and, in the span it
-//! falls in, the poster. The audio rung
-//! is never cut (cheap; an AAC encoder restarted mid-way would begin with
-//! priming samples at each seam).
+//! falls in, the poster. The audio rung is never cut (cheap; an AAC
+//! encoder restarted mid-way would begin with priming samples at each
+//! seam): it is one task of the whole source, claimed after every span,
+//! by the worker free first.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -154,8 +155,10 @@ impl Database {
         let rung = spec.name();
         let encoded = serde_json::to_string(spec).unwrap_or_default();
         // Heaviest first: the tallest video rung's chunks, the others
-        // after; the storyboard's tiles last (they come with a span's
-        // decode, claimed beside its video chunks).
+        // after; the storyboard's tiles (they come with a span's decode,
+        // claimed beside its video chunks), then the audio, whole: the
+        // worker free first takes it, which evens out spans of whole
+        // segments that two workers cannot split equally.
         let weight = match spec {
             RungSpec::Video { height, .. } => i64::from(*height),
             RungSpec::Thumbnails { .. } => 1,
@@ -206,11 +209,13 @@ impl Database {
 
     /// The cut of `asset`'s chunks that are queued, running or done (an
     /// earlier run of its job queued them), if they make one: spans from 0,
-    /// each starting where the one before ends, the last to the end.
+    /// each starting where the one before ends, the last to the end (a
+    /// task of the whole source, the audio's, is no span of it).
     pub async fn chunk_cut(&self, asset: &str) -> Result<Option<Vec<Cut>>, DbError> {
         let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
             "SELECT DISTINCT start_ms, end_ms FROM chunk_tasks
              WHERE asset = $1 AND state IN ('queued', 'running', 'done')
+               AND NOT (start_ms = 0 AND end_ms IS NULL)
              ORDER BY start_ms",
         )
         .bind(asset)
@@ -940,7 +945,11 @@ pub(super) async fn run_chunked(
         .map_err(RungErrorKind::Checkpoint)?;
     let joined = Checkpoint::concat(&checkpoints).map_err(RungErrorKind::Checkpoint)?;
     let config = rung_packaging(&args.asset, &args.spec);
-    let rendition = config.naming.rendition(MediaKind::Video, 1);
+    let kind = match args.spec {
+        RungSpec::Audio { .. } => MediaKind::Audio,
+        _ => MediaKind::Video,
+    };
+    let rendition = config.naming.rendition(kind, 1);
     let header = args
         .storage
         .read_all(

@@ -615,10 +615,13 @@ impl JobState {
 
     /// How rung `spec` is cut into chunks for any worker: the video rungs
     /// and the thumbnails of a long, complete source while other workers
-    /// are up (each span's chunks of every rung come from one decode).
+    /// are up (each span's chunks of every rung come from one decode). The
+    /// audio rung of such a ladder is one task of the whole source, the
+    /// last one claimed: the worker that is free first takes it.
     fn chunked(&self, spec: &RungSpec) -> Option<(Transcoder, Vec<super::chunks::Cut>)> {
         match (spec, &self.cut) {
-            (RungSpec::Audio { .. }, _) | (_, None) => None,
+            (_, None) => None,
+            (RungSpec::Audio { .. }, Some(_)) => Some((self.transcoder.clone(), vec![(0, None)])),
             (_, Some(cut)) => Some((self.transcoder.clone(), cut.clone())),
         }
     }
