@@ -49,16 +49,7 @@ server=$!
 base="http://127.0.0.1:$port"
 for _ in $(seq 50); do curl -fs "$base/healthz" >/dev/null && break; sleep 0.1; done
 curl -fs "$base/healthz" >/dev/null || { echo "bench: the server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
-wait_ready() { # ASSET → prints the time it became ready (curl and grep only:
-  # a Python per poll would take a core's worth of CPU from the encoders)
-  while :; do
-    case "$(curl -fs "$base/api/assets/$1" | grep -o '"status":"[a-z]*"')" in
-      '"status":"ready"') now; return ;;
-      '"status":"failed"') echo "bench: asset $1 failed" >&2; exit 1 ;;
-    esac
-    sleep 0.05
-  done
-}
+. benches/lib/ready.sh
 
 # $RUNS rounds (default 3; the medians are printed), each:
 # 1. one ffmpeg, the same rungs and rates as the default ladder;
@@ -85,7 +76,7 @@ for round in $(seq "${RUNS:-3}"); do
   t2=$(now)
   asset=$(curl -fs --data-binary @"$input" "$base/api/uploads?filename=bench.mp4" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["asset_id"])')
-  t3=$(wait_ready "$asset")
+  t3=$(ready_at "$base" "$asset")
   cpu1=$(python3 "$measure" cpu "$server")
   kill "$watcher"; wait "$watcher" || true
   s_peak=$(cat "$work/peak")
@@ -113,7 +104,7 @@ curl -fs -X PATCH "$base$location" -H 'Tus-Resumable: 1.0.0' -H 'Upload-Offset: 
   --data-binary @"$input" -o /dev/null
 t5=$(now)
 throttled=$(curl -fsI "$base$location" -H 'Tus-Resumable: 1.0.0' | tr -d '\r' | sed -n 's/^[Xx]-[Aa]sset-[Ii]d: //p')
-t6=$(wait_ready "$throttled")
+t6=$(ready_at "$base" "$throttled")
 
 python3 - "$runs" "$t4" "$t5" "$t6" "$size" "$media_secs" "$rate_limit" "$quality" <<'PY'
 import statistics, sys

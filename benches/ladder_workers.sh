@@ -36,6 +36,7 @@ pids=()
 GARAGE_PID=
 . scripts/lib/postgres.sh
 . scripts/lib/garage.sh
+. benches/lib/ready.sh
 cleanup() {
   for pid in "${pids[@]}" $GARAGE_PID; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -103,20 +104,13 @@ snapshot() { # NAME=PID ...
 
 # One upload, processed by the workers up; prints seconds from stored to ready.
 process() {
-  local asset t0 status
+  local asset t0 t1
   asset=$(curl -fs --data-binary @"$work/source.mp4" "$api/api/uploads?filename=source.mp4" \
     | sed -n 's/.*"asset_id":"\([^"]*\)".*/\1/p')
   [ -n "$asset" ] || { echo "bench: upload failed" >&2; exit 1; }
   t0=$(date +%s.%N)
-  while :; do
-    status=$(curl -fs "$api/api/assets/$asset" | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p')
-    case $status in
-      ready) break ;;
-      failed) echo "bench: processing failed" >&2; curl -fs "$api/api/assets/$asset" >&2; exit 1 ;;
-    esac
-    sleep 0.2
-  done
-  awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { print a - b }' 
+  t1=$(ready_at "$api" "$asset") || exit 1
+  awk -v a="$t1" -v b="$t0" 'BEGIN { print a - b }'
 }
 
 node worker-1 '["worker"]' $((port + 10)) 0
