@@ -717,11 +717,33 @@ async fn a_long_rung_is_encoded_in_chunks_by_two_workers() {
     // A ladder is cut into chunks only while more than one worker is up.
     let first = TestServer::start_with(chunked("worker-1", &[Role::Worker])).await;
     let second = TestServer::start_with(chunked("worker-2", &[Role::Worker])).await;
+    // Every chunk is announced on every node as it is done (the rungs
+    // waiting for them join at once): watched here on the api node, which
+    // made none.
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/events", api.addr))
+        .await
+        .unwrap();
     let asset = common::upload(&api, "long.mp4", clip.clone()).await;
     let db = Database::open(&shared.database).await.unwrap();
     let chunks = async || db.chunk_tasks_of(&asset, "360p").await.unwrap();
     let view = common::wait_for_asset(&api.url(""), &asset, &["ready", "failed"]).await;
     assert_eq!(view["status"], "ready", "{view}");
+    let mut announced = std::collections::BTreeSet::new();
+    while announced.len() < 13 {
+        let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(5), socket.next()).await
+        else {
+            break;
+        };
+        let event: Value = serde_json::from_str(message.unwrap().to_text().unwrap()).unwrap();
+        if event["type"] == "chunk_done" && event["asset_id"] == asset.as_str() {
+            let of = |key: &str| event[key].as_str().unwrap().to_owned();
+            announced.insert((of("rung"), event["chunk"].as_i64().unwrap(), of("node")));
+        }
+    }
+    // Four spans of 240p, 360p and the storyboard's tiles, and the audio.
+    assert_eq!(announced.len(), 13, "{announced:?}");
+    let by_nodes: std::collections::BTreeSet<_> = announced.iter().map(|a| &a.2).collect();
+    assert_eq!(by_nodes.len(), 2, "{announced:?}");
 
     let done = chunks().await;
     assert_eq!(done.len(), 4, "{done:?}");

@@ -39,6 +39,14 @@ pub enum Event {
     },
     /// One rung of an asset's ladder is packaged.
     RenditionReady { asset_id: String, rung: String },
+    /// A chunk of a rung cut for several workers (segment-parallel
+    /// encoding) is encoded and stored, by the node named.
+    ChunkDone {
+        asset_id: String,
+        rung: String,
+        chunk: i64,
+        node: String,
+    },
     /// The asset's poster exists (seconds into an upload still arriving).
     PosterReady {
         asset_id: String,
@@ -60,7 +68,9 @@ impl Event {
                 upload_id,
                 ..
             } => asset_id == id || upload_id.as_deref() == Some(id),
-            Event::RenditionReady { asset_id, .. } => asset_id == id,
+            Event::RenditionReady { asset_id, .. } | Event::ChunkDone { asset_id, .. } => {
+                asset_id == id
+            }
             Event::PosterReady {
                 asset_id,
                 upload_id,

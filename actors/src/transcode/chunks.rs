@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use streamforge_protocols::media::{MediaKind, Track};
 use streamforge_protocols::mp4::ReaderEvent;
 use streamforge_protocols::package::{Checkpoint, FinishedRendition, INIT, Packager};
+use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::Transcoder;
 use super::rung::{
@@ -44,8 +45,9 @@ use crate::supervision::BranchKind;
 
 /// Claims of one chunk before it is given up (and its rung with it).
 const MAX_CHUNK_ATTEMPTS: i64 = 3;
-/// How often a rung looks at its chunks.
-const POLL: Duration = Duration::from_millis(500);
+/// How often a rung looks at its chunks when no chunk of it was
+/// announced done (a failed chunk, an event the bus dropped).
+const POLL: Duration = Duration::from_secs(1);
 
 /// One chunk's span of the source: its start and (but for the last) end,
 /// in milliseconds.
@@ -591,11 +593,22 @@ impl Actor for Chunk {
             let results = encode_span(&transcoder, &tasks).await;
             for (task, result) in tasks.iter().zip(results) {
                 let recorded = match result {
-                    Ok((result, digest)) => transcoder
-                        .db
-                        .finish_chunk_task(task, &node, &result, &digest)
-                        .await
-                        .map(|_| ()),
+                    Ok((result, digest)) => {
+                        let finished = transcoder
+                            .db
+                            .finish_chunk_task(task, &node, &result, &digest)
+                            .await;
+                        if let Ok(true) = finished {
+                            // Its rung, on whichever node, joins at once.
+                            transcoder.events.publish(Event::ChunkDone {
+                                asset_id: task.asset.clone(),
+                                rung: task.rung.clone(),
+                                chunk: task.chunk,
+                                node: node.to_string(),
+                            });
+                        }
+                        finished.map(|_| ())
+                    }
                     Err(err) => {
                         tracing::warn!(asset = %task.asset, rung = %task.rung, chunk = task.chunk, %err, "chunk failed");
                         let reason = super::job::public_reason(&err.to_string());
@@ -904,6 +917,7 @@ pub(super) async fn run_chunked(
         db.wake_workers().await;
     }
     tracing::info!(asset = %args.asset, %rung, chunks = plan.len(), "work queued for any worker");
+    let mut news = transcoder.events.subscribe();
     if transcoder.worker {
         transcoder.claim_chunks().await;
     }
@@ -918,7 +932,7 @@ pub(super) async fn run_chunked(
         if chunks.len() == plan.len() && chunks.iter().all(|c| c.state == "done") {
             break chunks;
         }
-        tokio::time::sleep(POLL).await;
+        chunk_done(&mut news, &args.asset, &rung).await;
     };
     if let RungSpec::Thumbnails { .. } = args.spec {
         storyboard(args, transcoder, plan).await?;
@@ -971,6 +985,25 @@ pub(super) async fn run_chunked(
         chunks.iter().filter_map(|c| c.done_by.as_deref()).collect();
     tracing::info!(asset = %args.asset, %rung, chunks = chunks.len(), ?workers, "chunks joined");
     Ok(packager.into_renditions())
+}
+
+/// Waits until a chunk of `rung` of `asset` is announced done (by any
+/// node: the bus brings the others' events), or [`POLL`] at most.
+async fn chunk_done(news: &mut broadcast::Receiver<Event>, asset: &str, rung: &str) {
+    let announced = async {
+        loop {
+            match news.recv().await {
+                Ok(Event::ChunkDone {
+                    asset_id, rung: of, ..
+                }) if asset_id == asset && of == rung => return,
+                Ok(_) => {}
+                // Events were dropped: one of them may have been it.
+                Err(RecvError::Lagged(_)) => return,
+                Err(RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(POLL, announced).await;
 }
 
 /// Lays the storyboard out from the tiles each span stored, and stores it
