@@ -6,13 +6,16 @@
 # PostgreSQL and a Garage bucket the script starts; an `api` node takes
 # the upload. Reports the time from the stored upload to
 # `ready` in each case and their ratio, and the CPU time each process
-# (ffmpeg counted in its worker) used meanwhile.
+# (ffmpeg counted in its worker) used meanwhile. ROUNDS (3) rounds of both,
+# alternated, with medians: one worker's time alone varies by a few
+# percent from run to run on this kind of machine.
 #
 # The api node, PostgreSQL and Garage run on core 0 in both runs
 # (SERVICES_CORE), so that the two runs differ by the second worker's core
 # alone.
 #
 #   benches/ladder_workers.sh
+#   ROUNDS=5 benches/ladder_workers.sh
 #   SECONDS_LONG=120 CHUNK=20 benches/ladder_workers.sh
 #   SERVICES_CORE=free benches/ladder_workers.sh
 set -euo pipefail
@@ -102,33 +105,60 @@ snapshot() { # NAME=PID ...
   echo "$out"
 }
 
-# One upload, processed by the workers up; prints seconds from stored to ready.
-process() {
-  local asset t0 t1
-  asset=$(curl -fs --data-binary @"$work/source.mp4" "$api/api/uploads?filename=source.mp4" \
-    | sed -n 's/.*"asset_id":"\([^"]*\)".*/\1/p')
+# Uploads the source; prints the asset's id once it is stored (then the
+# workers up take it at once).
+upload() {
+  curl -fs --data-binary @"$work/source.mp4" "$api/api/uploads?filename=source.mp4" \
+    | sed -n 's/.*"asset_id":"\([^"]*\)".*/\1/p'
+}
+stop_workers() {
+  local pid
+  for pid in "${workers[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
+  pids=("${pids[@]:0:1}")
+  workers=()
+}
+# One round with $1 (1 or 2) worker nodes, each pinned to its core; sets
+# took (seconds from stored to ready) and cpu (what each process used
+# meanwhile).
+run() {
+  local asset t0 t1 before i
+  procs=(api="$api_pid" garage="$GARAGE_PID" postgres="$pg_pid")
+  for i in $(seq "$1"); do
+    node "worker-$i" '["worker"]' $((port + 9 + i)) $((i - 1))
+    workers+=("${pids[-1]}")
+    procs+=("worker-$i=${pids[-1]}")
+  done
+  asset=$(upload)
   [ -n "$asset" ] || { echo "bench: upload failed" >&2; exit 1; }
   t0=$(date +%s.%N)
-  t1=$(ready_at "$api" "$asset") || exit 1
-  awk -v a="$t1" -v b="$t0" 'BEGIN { print a - b }'
+  before=$(snapshot "${procs[@]}")
+  t1=$(ready_at "$api" "$asset")
+  took=$(awk -v a="$t1" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')
+  cpu=$(used "$before" "$(snapshot "${procs[@]}")")
+  stop_workers
 }
 
-node worker-1 '["worker"]' $((port + 10)) 0
-procs=(api="$api_pid" garage="$GARAGE_PID" postgres="$pg_pid" worker-1="${pids[-1]}")
-before=$(snapshot "${procs[@]}")
-one=$(process)
-one_cpu=$(used "$before" "$(snapshot "${procs[@]}")")
-kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
-node worker-1 '["worker"]' $((port + 10)) 0
-node worker-2 '["worker"]' $((port + 11)) 1
-procs=(api="$api_pid" garage="$GARAGE_PID" postgres="$pg_pid" worker-1="${pids[-2]}" worker-2="${pids[-1]}")
-before=$(snapshot "${procs[@]}")
-two=$(process)
-two_cpu=$(used "$before" "$(snapshot "${procs[@]}")")
+# $ROUNDS rounds (default 3), each one worker then two; the medians of
+# the times and of the ratios are printed with every round.
+workers=()
+rows=""
+for round in $(seq "${ROUNDS:-3}"); do
+  run 1; one=$took cpu_one=$cpu
+  run 2; two=$took cpu_two=$cpu
+  rows+="$one $two;"
+  echo "bench: round $round: one worker $one s, two workers $two s" >&2
+done
 
 where="on core $services_core"
 [ -n "$services_core" ] || where="on any core"
 echo "${seconds} s 1080p source, default ladder, chunks of ${chunk} s, $cores cores; api node, PostgreSQL and Garage $where"
-printf '  one worker  (1 core):     %6.1f s   CPU: %s\n' "$one" "$one_cpu"
-printf '  two workers (1 core each): %6.1f s   CPU: %s\n' "$two" "$two_cpu"
-awk -v a="$one" -v b="$two" 'BEGIN { printf "  speed-up: %.2fx\n", a / b }' 
+python3 - "$rows" "$cpu_one" "$cpu_two" <<'PY'
+import statistics, sys
+rounds = [list(map(float, r.split())) for r in sys.argv[1].split(";") if r.strip()]
+ones, twos = [r[0] for r in rounds], [r[1] for r in rounds]
+ratios = [a / b for a, b in rounds]
+print(f"  rounds: one worker {ones} s, two workers {twos} s, speed-ups {[round(r, 2) for r in ratios]}")
+print(f"  one worker  (1 core):      {statistics.median(ones):6.1f} s   CPU in the last round: {sys.argv[2]}")
+print(f"  two workers (1 core each): {statistics.median(twos):6.1f} s   CPU in the last round: {sys.argv[3]}")
+print(f"  speed-up: median {statistics.median(ratios):.2f}x (of the medians: {statistics.median(ones) / statistics.median(twos):.2f}x)")
+PY
