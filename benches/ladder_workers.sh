@@ -113,7 +113,7 @@ upload() {
 }
 stop_workers() {
   local pid
-  for pid in "${workers[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
+  for pid in "${workers[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   pids=("${pids[@]:0:1}")
   workers=()
 }

@@ -884,8 +884,19 @@ async fn the_chunk_queue_claims_whole_spans_and_keeps_its_cut() {
         assert_eq!(states[0].state, "running", "{url}: {states:?}");
         assert_eq!(db.chunk_cut("a1").await.unwrap(), Some(cut.to_vec()));
 
+        // Another asset queued later waits for this one's audio: the
+        // audio is last within its asset only.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let taller = RungSpec::Video {
+            height: 1080,
+            kbps: 5000,
+        };
+        db.add_chunk_tasks("b1", &taller, &cut).await.unwrap();
         let second = db.claim_chunk_tasks("w2", 1).await.unwrap();
-        assert_eq!((second[0].rung.as_str(), second[0].chunk), ("720p", 1));
+        let key = |t: &streamforge_actors::transcode::chunks::ChunkTask| {
+            (t.asset.clone(), t.rung.clone(), t.chunk)
+        };
+        assert_eq!(key(&second[0]), ("a1".into(), "720p".into(), 1), "{url}");
         assert_eq!(
             db.claim_chunk_siblings("w2", &second[0])
                 .await
@@ -895,8 +906,10 @@ async fn the_chunk_queue_claims_whole_spans_and_keeps_its_cut() {
         );
         let last = db.claim_chunk_tasks("w2", 1).await.unwrap();
         assert_eq!(last.len(), 1, "{url}");
-        assert_eq!((last[0].rung.as_str(), last[0].chunk), ("audio", 0));
+        assert_eq!(key(&last[0]), ("a1".into(), "audio".into(), 0), "{url}");
         assert_eq!((last[0].start_ms, last[0].end_ms), (0, None));
+        let next = db.claim_chunk_tasks("w1", 1).await.unwrap();
+        assert_eq!(key(&next[0]), ("b1".into(), "1080p".into(), 0), "{url}");
         assert!(
             db.claim_chunk_siblings("w2", &last[0])
                 .await

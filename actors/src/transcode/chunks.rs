@@ -235,9 +235,10 @@ impl Database {
     }
 
     /// Claims at most `limit` chunks for `node`: queued ones and running
-    /// ones whose lease ran out, the tallest rung's first (the longest
-    /// chunks first, so that no worker is left alone with a long one at
-    /// the end), then the oldest.
+    /// ones whose lease ran out; the asset waiting longest first (its
+    /// oldest such chunk decides), within it the tallest rung's first (the
+    /// longest chunks first, so that no worker is left alone with a long
+    /// one at the end) and its audio last, then the oldest.
     pub async fn claim_chunk_tasks(
         &self,
         node: &str,
@@ -254,13 +255,18 @@ impl Database {
         .bind(clock::now_ms())
         .execute(self.pool())
         .await?;
+        // Free: queued, or its worker's lease ran out.
+        let free = "(c.state = 'queued' OR (c.state = 'running' AND c.lease_until < $3))";
+        let free_o = free.replace("c.", "o.");
         let sql = format!(
             "UPDATE chunk_tasks SET state = 'running', owner = $1, lease_until = $2,
                  attempts = attempts + 1, updated_at = $3
              WHERE (asset, rung, chunk) IN (
-                 SELECT asset, rung, chunk FROM chunk_tasks
-                 WHERE (state = 'queued' OR (state = 'running' AND lease_until < $3))
-                 ORDER BY weight DESC, updated_at, chunk LIMIT $4{lock})
+                 SELECT asset, rung, chunk FROM chunk_tasks c
+                 WHERE {free}
+                 ORDER BY (SELECT MIN(o.updated_at) FROM chunk_tasks o
+                           WHERE o.asset = c.asset AND {free_o}),
+                     weight DESC, updated_at, chunk LIMIT $4{lock})
              RETURNING asset, rung, chunk, spec, start_ms, end_ms"
         );
         let rows: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))

@@ -113,6 +113,10 @@ pub struct JobState {
     /// are still there, else one for the workers up now. `None` alone: one
     /// decode for the whole ladder costs less.
     cut: Option<Vec<super::chunks::Cut>>,
+    /// Whether the audio rung is a task in the queue: in a cut ladder, or
+    /// left queued, running or done by an earlier run of the job (it goes
+    /// on there rather than being made twice).
+    queued_audio: bool,
 }
 
 pub enum JobMsg {
@@ -493,6 +497,7 @@ impl JobState {
             .map(|d| (d * 1000.0) as u64);
         let specs = rungs_for(&probed, &self.transcoder.ladder);
         self.cut = self.cut().await;
+        self.queued_audio = self.cut.is_some() || self.audio_left_queued(&specs).await;
         self.plan_rungs(&specs).await;
         for spec in specs {
             let name = spec.name();
@@ -620,9 +625,34 @@ impl JobState {
     /// last one claimed: the worker that is free first takes it.
     fn chunked(&self, spec: &RungSpec) -> Option<(Transcoder, Vec<super::chunks::Cut>)> {
         match (spec, &self.cut) {
+            (RungSpec::Audio { .. }, _) => self
+                .queued_audio
+                .then(|| (self.transcoder.clone(), vec![(0, None)])),
             (_, None) => None,
-            (RungSpec::Audio { .. }, Some(_)) => Some((self.transcoder.clone(), vec![(0, None)])),
             (_, Some(cut)) => Some((self.transcoder.clone(), cut.clone())),
+        }
+    }
+
+    /// Whether an earlier run of the job left the audio rung's task in
+    /// the queue (queued, running, or done and not yet joined): it was cut
+    /// then, so its task goes on even if this run does not cut the ladder.
+    async fn audio_left_queued(&self, specs: &[RungSpec]) -> bool {
+        let Some(audio) = specs.iter().find(|s| matches!(s, RungSpec::Audio { .. })) else {
+            return false;
+        };
+        match self
+            .transcoder
+            .db
+            .chunk_tasks_of(&self.asset, &audio.name())
+            .await
+        {
+            Ok(tasks) => tasks
+                .iter()
+                .any(|t| matches!(t.state.as_str(), "queued" | "running" | "done")),
+            Err(err) => {
+                tracing::warn!(asset = %self.asset, %err, "cannot read the chunks queued before");
+                false
+            }
         }
     }
 
@@ -791,6 +821,7 @@ impl Actor for Job {
             shared: None,
             shared_streams: HashMap::new(),
             cut: None,
+            queued_audio: false,
         })
     }
 
