@@ -138,6 +138,12 @@ fn claimed_task((asset, rung, chunk, spec, start, end): ClaimedRow) -> Result<Ch
     })
 }
 
+/// The SQL condition that a chunk of table (or alias) `of` is free to
+/// claim: queued, or its worker's lease ran out (`$3` is now).
+fn free(of: &str) -> String {
+    format!("({of}.state = 'queued' OR ({of}.state = 'running' AND {of}.lease_until < $3))")
+}
+
 fn lease_until() -> i64 {
     clock::now_ms() + i64::try_from(super::queue::LEASE.as_millis()).unwrap_or(i64::MAX)
 }
@@ -255,9 +261,7 @@ impl Database {
         .bind(clock::now_ms())
         .execute(self.pool())
         .await?;
-        // Free: queued, or its worker's lease ran out.
-        let free = "(c.state = 'queued' OR (c.state = 'running' AND c.lease_until < $3))";
-        let free_o = free.replace("c.", "o.");
+        let (free, free_o) = (free("c"), free("o"));
         let sql = format!(
             "UPDATE chunk_tasks SET state = 'running', owner = $1, lease_until = $2,
                  attempts = attempts + 1, updated_at = $3
@@ -288,6 +292,7 @@ impl Database {
         first: &ChunkTask,
     ) -> Result<Vec<ChunkTask>, DbError> {
         let lock = self.dialect().skip_locked();
+        let free = free("chunk_tasks");
         let sql = format!(
             "UPDATE chunk_tasks SET state = 'running', owner = $1, lease_until = $2,
                  attempts = attempts + 1, updated_at = $3
@@ -296,7 +301,7 @@ impl Database {
                  WHERE asset = $4 AND rung <> $5 AND start_ms = $6
                    AND COALESCE(end_ms, -1) = COALESCE(CAST($7 AS BIGINT), -1)
                    AND attempts < {MAX_CHUNK_ATTEMPTS}
-                   AND (state = 'queued' OR (state = 'running' AND lease_until < $3)){lock})
+                   AND {free}{lock})
              RETURNING asset, rung, chunk, spec, start_ms, end_ms"
         );
         let rows: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
